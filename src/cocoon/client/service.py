@@ -1,0 +1,204 @@
+"""The client: a local OpenAI-compatible endpoint that verifies the proxy and pays for answers.
+
+It keeps an RA-TLS link to each configured proxy (a :class:`~cocoon.net.Dialer` per proxy; the
+links re-dial with backoff), sends each app request to the first healthy one and fails over to the
+next when a link dies before the request was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from cocoon import net, wire
+from cocoon.client.config import ClientConfig
+from cocoon.httpserve import HttpServer, start_http_server
+from cocoon.lifecycle import ServiceState, check_can_start
+from cocoon.node import NodeTrust
+
+__all__ = ["Client"]
+
+log = logging.getLogger(__name__)
+
+
+class Client:
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.state = ServiceState.NEW
+        self.trust: NodeTrust | None = None
+        self._dialers: list[tuple[str, net.Dialer]] = []
+        self._http: HttpServer | None = None
+        self.counters = {"requests": 0, "succeeded": 0, "failed": 0, "spent_nano": 0}
+        self._spent_by_day: dict[str, int] = {}
+        self.receipts: deque[dict[str, Any]] = deque(maxlen=1000)
+
+    @property
+    def base_url(self) -> str:
+        assert self._http is not None, "client not started"
+        return f"http://{self.config.http_host}:{self._http.port}/v1"
+
+    @property
+    def http_port(self) -> int:
+        assert self._http is not None, "client not started"
+        return self._http.port
+
+    async def start(self) -> None:
+        check_can_start("client", self.state)
+        self.state = ServiceState.STARTING
+        try:
+            self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client")
+            for address in self.config.proxies:
+                host, _, port = address.rpartition(":")
+                dialer = net.Dialer(
+                    host,
+                    int(port),
+                    ssl_context=self.trust.client_context(),
+                    verifier=self.trust.verify_peer,
+                    role=wire.Role.CLIENT,
+                    info={"owner_address": self.config.owner_address},
+                    handler=_ProxyLink(self),
+                )
+                await dialer.start()
+                self._dialers.append((address, dialer))
+            from cocoon.client.api import build_app
+
+            self._http = await start_http_server(build_app(self), self.config.http_host, self.config.http_port)
+            self.state = ServiceState.RUNNING
+        except BaseException:
+            await self._release()
+            raise
+
+    async def wait_connected(self) -> None:
+        """Wait until at least one proxy link is up."""
+        waiters = [asyncio.ensure_future(d.wait_connected()) for _, d in self._dialers]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def stop(self) -> None:
+        if self.state in (ServiceState.STOPPED, ServiceState.STOPPING):
+            return
+        self.state = ServiceState.STOPPING
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await self._http.aclose()
+        for _, dialer in self._dialers:
+            with contextlib.suppress(Exception):
+                await dialer.aclose()
+        self._dialers.clear()
+        self.state = ServiceState.STOPPED
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- proxies ---------------------------------------------------------------------------------
+
+    def links(self) -> list[net.NodeConnection]:
+        """Connected proxy links, in configured order (the first is preferred)."""
+        return [d.connection for _, d in self._dialers if d.connection is not None and not d.connection.closed]
+
+    def link(self) -> net.NodeConnection:
+        links = self.links()
+        if not links:
+            raise net.ConnectError("no proxy connection is up")
+        return links[0]
+
+    async def query(self, method: str, params: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        """A control query to the first proxy that answers."""
+        last: Exception | None = None
+        for link in self.links():
+            try:
+                async with asyncio.timeout(10):
+                    return await link.query(method, dict(params or {}))
+            except (net.ConnectionLost, TimeoutError) as exc:
+                last = exc
+        raise net.ConnectError(f"no proxy answered {method!r}: {last}")
+
+    async def open_stream(
+        self, *, endpoint: str, model: str, body: bytes, max_coefficient: int, max_tokens: int, timeout: float,
+        meta: Mapping[str, Any],
+    ) -> net.OutgoingStream:
+        """Open a request stream on the first live proxy, failing over if a link is dead."""
+        request_id = secrets.token_bytes(32)
+        last: Exception | None = None
+        for link in self.links():
+            try:
+                return await link.open_stream(
+                    endpoint=endpoint,
+                    model=model,
+                    body=body,
+                    max_coefficient=max_coefficient,
+                    max_tokens=max_tokens,
+                    timeout=timeout,
+                    request_id=request_id,
+                    meta=dict(meta),
+                )
+            except net.NetError as exc:
+                last = exc
+        raise net.ConnectError(f"no proxy connection is up ({last})")
+
+    # -- money -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _today() -> str:
+        return dt.datetime.now(dt.UTC).date().isoformat()
+
+    def budget_left(self) -> int | None:
+        if not self.config.daily_budget_nano:
+            return None
+        return self.config.daily_budget_nano - self._spent_by_day.get(self._today(), 0)
+
+    def record_spend(self, cost_nano: int, receipt: Mapping[str, Any]) -> None:
+        day = self._today()
+        self._spent_by_day[day] = self._spent_by_day.get(day, 0) + cost_nano
+        self.counters["spent_nano"] += cost_nano
+        self.receipts.append({"time": time.time(), "cost_nano": cost_nano, **dict(receipt)})
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "proxies": [
+                {"address": addr, "connected": d.connection is not None and not d.connection.closed}
+                for addr, d in self._dialers
+            ],
+            **self.counters,
+            "budget_left_nano": self.budget_left(),
+        }
+
+
+class _ProxyLink:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def on_connect(self, conn: net.NodeConnection) -> None:
+        if conn.peer.role is not wire.Role.PROXY:
+            raise net.HandshakeRefused("expected a proxy")
+        log.info("connected to proxy %s", conn.peer.address)
+
+    async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
+        await stream.send_error(wire.ErrorCode.BAD_REQUEST, "clients serve no requests")
+
+    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
+
+    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        return None
+
+    async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
+        log.info("proxy link %s closed: %s", conn.peer.address, exc)

@@ -1,0 +1,68 @@
+"""Run an ASGI app with uvicorn inside the current event loop, on a port that may be 0.
+
+Services own their HTTP servers as tasks: ``start`` returns once the socket is bound (so callers
+know the real port), ``aclose`` asks uvicorn to exit and waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from typing import Any
+
+import uvicorn
+
+__all__ = ["HttpServer", "start_http_server"]
+
+
+class HttpServer:
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket) -> None:
+        self._server = server
+        self._task = task
+        self._sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.host: str = sock.getsockname()[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def aclose(self) -> None:
+        self._server.should_exit = True
+        try:
+            async with asyncio.timeout(5):
+                await self._task
+        except TimeoutError:
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        finally:
+            self._sock.close()
+
+
+async def start_http_server(
+    app: Any, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> HttpServer:
+    """Bind ``host:port`` now (port 0 = any free port) and serve ``app`` in a background task."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=3)
+    if ssl_context is not None:
+        config.load()
+        config.ssl = ssl_context
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{host}:{port}")
+    while not server.started:
+        if task.done():
+            sock.close()
+            task.result()
+            raise RuntimeError("HTTP server exited during start-up")
+        await asyncio.sleep(0.01)
+    return HttpServer(server, task, sock)

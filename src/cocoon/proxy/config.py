@@ -1,0 +1,47 @@
+"""The proxy's configuration (TOML section ``[proxy]``, env ``COCOON_PROXY__*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cocoon.node import TeeSettings
+
+__all__ = ["DEFAULT_CLIENT_PORT", "DEFAULT_STATS_PORT", "DEFAULT_WORKER_PORT", "PricingSettings", "ProxyConfig"]
+
+DEFAULT_STATS_PORT = 11000
+DEFAULT_WORKER_PORT = 11001
+DEFAULT_CLIENT_PORT = 11002
+
+
+class PricingSettings(BaseModel):
+    """Prices used until (and unless) the root contract provides them (nanoTON per adjusted token)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    price_per_token: int = Field(2000, ge=0)
+    worker_fee_per_token: int = Field(1000, ge=0)
+    prompt_mult: int = Field(10000, ge=0)
+    cached_mult: int = Field(10000, ge=0)
+    completion_mult: int = Field(10000, ge=0)
+    reasoning_mult: int = Field(10000, ge=0)
+
+
+class ProxyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Path("~/.cocoon/proxy").expanduser()
+    host: str = "127.0.0.1"
+    worker_port: int = Field(DEFAULT_WORKER_PORT, ge=0, le=65535)
+    client_port: int = Field(DEFAULT_CLIENT_PORT, ge=0, le=65535)
+    stats_host: str = "127.0.0.1"
+    stats_port: int = Field(DEFAULT_STATS_PORT, ge=0, le=65535)
+    owner_address: str = ""
+    pricing: PricingSettings = PricingSettings()
+    # Local/test networks only: credit a newly seen client with this much (nanoTON) when no chain
+    # funds it. 0 in production: no work without funds on chain.
+    test_credit_nano: int = Field(0, ge=0)
+    max_attempts: int = Field(3, ge=1, le=10)  # tries on different workers before the first byte
+    first_byte_timeout_s: float = Field(30.0, gt=0, le=3600)
+    tee: TeeSettings = TeeSettings()

@@ -1,0 +1,517 @@
+"""The proxy: admits attested workers and clients, routes each request, meters and bills it.
+
+Two RA-TLS listeners (workers dial one, clients the other) and an operator HTTP port (``/stats``,
+``/metrics``). For each client request the proxy reserves funds, picks a worker by expected latency
+and reputation, and relays the answer. A failure before the first byte is retried on another
+worker; after it, the client gets a clean error and pays only for what it received. Usage is
+checked against what was actually relayed, priced, and written to the ledger *before* the final
+message releases the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cocoon import net, wire
+from cocoon.inference import UsageMeter
+from cocoon.lifecycle import ServiceState, check_can_start
+from cocoon.node import NodeTrust
+from cocoon.proxy import errors as perr
+from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.ledger import BillingLedger
+from cocoon.proxy.metering import UsageAudit
+from cocoon.proxy.pricing import PriceParams, TokenCounts, price, reservation
+from cocoon.proxy.selection import WorkerRecord, WorkerRegistry
+
+__all__ = ["Proxy"]
+
+log = logging.getLogger(__name__)
+
+# Worker refusals that another worker may not share: try the next one.
+_RETRYABLE = frozenset({wire.ErrorCode.BUSY, wire.ErrorCode.UNAVAILABLE, wire.ErrorCode.INTERNAL, wire.ErrorCode.TIMEOUT})
+
+
+class Proxy:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.state = ServiceState.NEW
+        self.trust: NodeTrust | None = None
+        self.ledger: BillingLedger | None = None
+        self.registry = WorkerRegistry()
+        self.params = PriceParams(**config.pricing.model_dump())
+        self.allowed_model_hashes: frozenset[bytes] | None = None
+        self._worker_links: dict[str, net.NodeConnection] = {}
+        self._client_links: dict[int, net.NodeConnection] = {}
+        self._worker_owner: dict[str, str] = {}  # worker id → payee (owner address)
+        self._servers: list[Any] = []
+        self._stats_server: Any = None
+        self.counters = {"requests": 0, "succeeded": 0, "failed": 0, "retried": 0, "rejected": 0, "cancelled": 0}
+        self.worker_port = config.worker_port
+        self.client_port = config.client_port
+        self.stats_port = config.stats_port
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        check_can_start("proxy", self.state)
+        self.state = ServiceState.STARTING
+        try:
+            self.config.home.mkdir(parents=True, exist_ok=True)
+            self.ledger = BillingLedger(self.config.home / "proxy-ledger.sqlite")
+            self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy")
+            info = self.announce()
+            workers = await net.serve(
+                self.config.host,
+                self.config.worker_port,
+                ssl_context=self.trust.server_context(),
+                verifier=self.trust.verify_peer,
+                role=wire.Role.PROXY,
+                info=info,
+                handler=_WorkerSide(self),
+            )
+            self._servers.append(workers)
+            self.worker_port = workers.port
+            clients = await net.serve(
+                self.config.host,
+                self.config.client_port,
+                ssl_context=self.trust.server_context(),
+                verifier=self.trust.verify_peer,
+                role=wire.Role.PROXY,
+                info=info,
+                handler=_ClientSide(self),
+            )
+            self._servers.append(clients)
+            self.client_port = clients.port
+            from cocoon.proxy.stats_http import start_stats_server
+
+            self._stats_server = await start_stats_server(self, self.config.stats_host, self.config.stats_port)
+            self.stats_port = self._stats_server.port
+            self.state = ServiceState.RUNNING
+        except BaseException:
+            await self._release()
+            raise
+
+    async def stop(self) -> None:
+        if self.state in (ServiceState.STOPPED, ServiceState.STOPPING):
+            return
+        self.state = ServiceState.STOPPING
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._stats_server is not None:
+            with contextlib.suppress(Exception):
+                await self._stats_server.aclose()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.aclose()
+        self._servers.clear()
+        if self.ledger is not None:
+            self.ledger.close()
+        self.state = ServiceState.STOPPED
+
+    async def __aenter__(self) -> Proxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def announce(self) -> dict[str, Any]:
+        assert self.trust is not None
+        return {
+            "owner_address": self.config.owner_address,
+            "public_key": self.trust.identity.public_key.hex(),
+            "price_per_token": self.params.price_per_token,
+        }
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def admit_worker(self, conn: net.NodeConnection) -> WorkerRecord:
+        info = conn.peer.info
+        try:
+            model = str(info["model"])
+            coefficient = int(info["coefficient"])
+            max_active = int(info["max_active_requests"])
+            proxy_count = max(1, int(info.get("proxy_count", 1)))
+            model_hash = bytes.fromhex(str(info.get("model_hash", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise net.HandshakeRefused(f"bad worker announce: {exc}") from exc
+        if not model or not 0 <= coefficient < 1_000_000_000 or max_active < 1:
+            raise net.HandshakeRefused("worker announce out of range")
+        attested_model = getattr(conn.peer.attestation, "model_hash", None)
+        if attested_model is not None and attested_model != model_hash:
+            raise net.HandshakeRefused("announced model hash differs from the attested one")
+        if self.allowed_model_hashes is not None and model_hash not in self.allowed_model_hashes:
+            raise net.HandshakeRefused("model hash not allowed by the root contract")
+        worker_id = f"w{conn.id}"
+        record = WorkerRecord(
+            worker_id=worker_id,
+            model=model,
+            coefficient=coefficient,
+            # Capacity is shared between the proxies a worker serves, as in the reference.
+            max_active=-(-max_active // proxy_count),
+            gpu_class=str(info.get("gpu_class", "unknown")),
+            region=str(info.get("region", "unknown")),
+            image_hash=getattr(conn.peer.attestation, "image_hash", None) or b"",
+            model_hash=model_hash,
+            attested_at=time.time(),
+            connected_at=time.time(),
+        )
+        self.registry.add(record)
+        self._worker_links[worker_id] = conn
+        owner = str(info.get("owner_address", "")) or worker_id
+        self._worker_owner[worker_id] = owner
+        return record
+
+    def drop_worker(self, conn: net.NodeConnection) -> None:
+        worker_id = f"w{conn.id}"
+        self._worker_links.pop(worker_id, None)
+        self.registry.remove(worker_id)
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def client_id(self, conn: net.NodeConnection) -> str:
+        owner = str(conn.peer.info.get("owner_address", ""))
+        if owner:
+            return owner
+        key = getattr(conn.peer.attestation, "public_key", b"") or b""
+        return "key:" + key.hex()
+
+    def admit_client(self, conn: net.NodeConnection) -> None:
+        assert self.ledger is not None
+        client = self.client_id(conn)
+        self.ledger.ensure_client(client, credit=self.config.test_credit_nano, now=time.time())
+        self._client_links[conn.id] = conn
+
+    def models(self) -> list[dict[str, Any]]:
+        by_model: dict[str, list[WorkerRecord]] = {}
+        for record in self.registry.records():
+            by_model.setdefault(record.model, []).append(record)
+        out = []
+        for model, records in sorted(by_model.items()):
+            coefficients = sorted(r.coefficient for r in records)
+            one_m = 1_000_000
+            out.append(
+                {
+                    "id": model,
+                    "workers": len(records),
+                    "coefficients": coefficients,
+                    # nanoTON per 1M tokens at the cheapest worker, per class.
+                    "price_per_1m": {
+                        "prompt": price(TokenCounts(prompt=one_m), coefficients[0], self.params).client_cost_nano,
+                        "completion": price(
+                            TokenCounts(completion=one_m), coefficients[0], self.params
+                        ).client_cost_nano,
+                    },
+                }
+            )
+        return out
+
+    # -- one request -----------------------------------------------------------------------------
+
+    async def handle_request(self, client_conn: net.NodeConnection, stream: net.IncomingStream) -> None:
+        assert self.ledger is not None
+        request = stream.request
+        self.counters["requests"] += 1
+        client = self.client_id(client_conn)
+        request_key = request.request_id.hex()
+        now = time.time()
+        try:
+            reserve = reservation(request.max_tokens, len(request.body), request.max_coefficient, self.params)
+            self.ledger.reserve(request_key, client, reserve, now)
+        except perr.ProxyError as exc:
+            self.counters["rejected"] += 1
+            await stream.send_error(_wire_code(exc), str(exc))
+            return
+        settled = False
+        try:
+            async with asyncio.timeout(request.timeout):
+                settled = await self._route(stream, client, request_key)
+        except TimeoutError:
+            self.counters["failed"] += 1
+            with contextlib.suppress(Exception):
+                await stream.send_error(wire.ErrorCode.TIMEOUT, "request timed out in the proxy")
+        finally:
+            if not settled:
+                # Nothing (or only a partial, already metered answer) was billed: release the rest.
+                self.ledger.release(request_key)
+
+    async def _route(self, stream: net.IncomingStream, client: str, request_key: str) -> bool:
+        request = stream.request
+        meta = request.meta or {}
+        tried: set[str] = set()
+        last_error = "no workers"
+        for attempt in range(self.config.max_attempts):
+            try:
+                record = self.registry.choose(
+                    request.model,
+                    max_coefficient=request.max_coefficient,
+                    now=time.time(),
+                    region=meta.get("region"),
+                    gpu_class=meta.get("gpu_class"),
+                    exclude=frozenset(tried),
+                )
+            except perr.ProxyError as exc:
+                if attempt and isinstance(exc, perr.NoWorkers):
+                    break
+                self.counters["rejected"] += 1
+                await stream.send_error(_wire_code(exc), str(exc))
+                return False
+            tried.add(record.worker_id)
+            if attempt:
+                self.counters["retried"] += 1
+            link = self._worker_links.get(record.worker_id)
+            if link is None:
+                continue
+            outcome = await self._try_worker(stream, link, record, client, request_key)
+            if outcome is not None:
+                return outcome
+            last_error = f"worker {record.worker_id} failed before answering"
+        self.counters["failed"] += 1
+        await stream.send_error(wire.ErrorCode.UNAVAILABLE, f"no worker could serve the request ({last_error})")
+        return False
+
+    async def _try_worker(
+        self,
+        stream: net.IncomingStream,
+        link: net.NodeConnection,
+        record: WorkerRecord,
+        client: str,
+        request_key: str,
+    ) -> bool | None:
+        """Run the request on one worker. None = failed before the first byte (retry elsewhere)."""
+        assert self.ledger is not None
+        request = stream.request
+        started = time.monotonic()
+        self.registry.started(record.worker_id, time.time())
+        try:
+            out = await link.open_stream(
+                endpoint=request.endpoint,
+                model=request.model,
+                body=request.body,
+                max_coefficient=request.max_coefficient,
+                max_tokens=request.max_tokens,
+                timeout=request.timeout * 0.95,
+                request_id=secrets.token_bytes(32),
+                meta={},
+            )
+            async with asyncio.timeout(self.config.first_byte_timeout_s):
+                first = await anext(aiter(out))
+        except (net.NetError, StopAsyncIteration, TimeoutError) as exc:
+            self.registry.finished(record.worker_id, ok=False, tokens=0, duration=time.monotonic() - started, now=time.time())
+            log.info("worker %s failed before first byte: %r", record.worker_id, exc)
+            return None
+        if isinstance(first, wire.StreamError):
+            ok = first.code not in _RETRYABLE
+            self.registry.finished(record.worker_id, ok=ok, tokens=0, duration=time.monotonic() - started, now=time.time())
+            if not ok:
+                return None
+            await stream.send_error(first.code, first.message)
+            self.counters["failed"] += 1
+            return False
+        assert isinstance(first, wire.ResponseHead)
+        self.registry.first_byte(record.worker_id, time.monotonic() - started)
+        await stream.send_head(first.status, first.headers)
+        meter = UsageMeter()
+        final: wire.Message | None = None
+        try:
+            async for event in out:
+                if isinstance(event, wire.ResponseChunk):
+                    meter.feed(event.data)
+                    await stream.send_chunk(event.data)
+                else:
+                    final = event
+                    break
+        except asyncio.CancelledError:
+            # The client went away: stop the worker's engine, bill what was delivered.
+            self.counters["cancelled"] += 1
+            with contextlib.suppress(Exception):
+                await asyncio.shield(out.cancel("client cancelled"))
+            self._settle(request_key, client, record, meter, None, delivered_only=True)
+            raise
+        except net.NetError as exc:
+            final = None
+            log.info("worker %s lost mid-stream: %r", record.worker_id, exc)
+        duration = time.monotonic() - started
+        if isinstance(final, wire.ResponseEnd):
+            charge, over_reported = self._settle(request_key, client, record, meter, final.usage, delivered_only=False)
+            self.registry.finished(record.worker_id, ok=True, tokens=final.usage.completion_tokens, duration=duration, now=time.time())
+            if over_reported:
+                self.registry.usage_mismatch(record.worker_id)
+            self.counters["succeeded"] += 1
+            await stream.send_end(
+                final.usage,
+                {
+                    **dict(final.meta),
+                    "cost_nano": charge.client_cost_nano,
+                    "adjusted_tokens": charge.total_adjusted,
+                    "worker_coefficient": record.coefficient,
+                    "worker_id": record.worker_id,
+                },
+            )
+            return True
+        # Broken after the first byte: the client pays only what it received.
+        self._settle(request_key, client, record, meter, None, delivered_only=True)
+        self.registry.finished(record.worker_id, ok=False, tokens=0, duration=duration, now=time.time())
+        self.counters["failed"] += 1
+        message = final.message if isinstance(final, wire.StreamError) else "worker connection lost mid-answer"
+        with contextlib.suppress(Exception):
+            await stream.send_error(wire.ErrorCode.UNAVAILABLE, message, usage=_delivered_usage(meter))
+        return True
+
+    def _settle(
+        self,
+        request_key: str,
+        client: str,
+        record: WorkerRecord,
+        meter: UsageMeter,
+        reported: wire.Usage | None,
+        *,
+        delivered_only: bool,
+    ) -> tuple[Any, bool]:
+        assert self.ledger is not None
+        delivered = _delivered_usage(meter)
+        if delivered_only or reported is None:
+            billable, over = delivered, False
+        else:
+            audit = UsageAudit.check(
+                claimed=_counts(reported), relayed_text_chars=meter.content_chars, relayed_deltas=meter.data_events
+            )
+            billable, over = _wire_from_counts(audit.billable), audit.over_reported
+        charge = price(_counts(billable), record.coefficient, self.params)
+        owner = self._worker_owner.get(record.worker_id, record.worker_id)
+        self.ledger.settle(request_key, owner, charge, time.time())
+        return charge, over
+
+    def statistics(self) -> dict[str, Any]:
+        assert self.ledger is not None
+        return {
+            "state": self.state.value,
+            "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
+            "workers": self.registry.statistics(),
+            "clients": len(self._client_links),
+            "requests": dict(self.counters),
+            "ledger": self.ledger.statistics(),
+            "models": self.models(),
+        }
+
+
+def _counts(usage: wire.Usage) -> TokenCounts:
+    return TokenCounts(
+        prompt=usage.prompt_tokens,
+        cached=usage.cached_tokens,
+        completion=usage.completion_tokens,
+        reasoning=usage.reasoning_tokens,
+    )
+
+
+def _wire_from_counts(counts: TokenCounts) -> wire.Usage:
+    return wire.Usage(
+        prompt_tokens=counts.prompt,
+        cached_tokens=counts.cached,
+        completion_tokens=counts.completion,
+        reasoning_tokens=counts.reasoning,
+    )
+
+
+def _delivered_usage(meter: UsageMeter) -> wire.Usage:
+    """What a cut-off answer delivered: its usage if the engine sent one, else one token per delta."""
+    partial = meter.partial_usage()
+    return wire.Usage(
+        prompt_tokens=partial.prompt_tokens,
+        cached_tokens=partial.cached_tokens,
+        completion_tokens=partial.completion_tokens,
+        reasoning_tokens=partial.reasoning_tokens,
+    )
+
+
+def _wire_code(exc: perr.ProxyError) -> wire.ErrorCode:
+    status = getattr(exc, "http_status", 500)
+    try:
+        return wire.ErrorCode(status)
+    except ValueError:
+        return wire.ErrorCode.INTERNAL
+
+
+class _WorkerSide:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    async def on_connect(self, conn: net.NodeConnection) -> None:
+        if conn.peer.role is not wire.Role.WORKER:
+            raise net.HandshakeRefused("this port is for workers")
+        record = self.proxy.admit_worker(conn)
+        log.info("worker %s joined: %s ×%s", record.worker_id, record.model, record.coefficient / 1000)
+
+    async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
+        await stream.send_error(wire.ErrorCode.BAD_REQUEST, "workers do not send requests")
+
+    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
+
+    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        return None
+
+    async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
+        self.proxy.drop_worker(conn)
+
+
+class _ClientSide:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    async def on_connect(self, conn: net.NodeConnection) -> None:
+        if conn.peer.role is not wire.Role.CLIENT:
+            raise net.HandshakeRefused("this port is for clients")
+        self.proxy.admit_client(conn)
+
+    async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
+        await self.proxy.handle_request(conn, stream)
+
+    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        proxy = self.proxy
+        if method == "models":
+            return {"models": proxy.models()}
+        if method == "balance":
+            assert proxy.ledger is not None
+            return proxy.ledger.client_totals(proxy.client_id(conn))
+        if method == "attestation":
+            return {
+                "proxy": {
+                    "image_hash": (proxy.trust.image_hash or b"").hex() if proxy.trust else "",
+                    "public_key": proxy.trust.identity.public_key.hex() if proxy.trust else "",
+                },
+                "workers": [
+                    {
+                        "worker_id": r.worker_id,
+                        "model": r.model,
+                        "image_hash": r.image_hash.hex(),
+                        "model_hash": r.model_hash.hex(),
+                        "attestation": _attestation_json(proxy._worker_links.get(r.worker_id)),
+                    }
+                    for r in proxy.registry.records()
+                ],
+                "nonce": params.get("nonce"),
+                "time": int(time.time()),
+            }
+        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
+
+    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        return None
+
+    async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
+        self.proxy._client_links.pop(conn.id, None)
+
+
+def _attestation_json(conn: net.NodeConnection | None) -> dict[str, Any]:
+    if conn is None:
+        return {}
+    attestation = conn.peer.attestation
+    to_json = getattr(attestation, "to_json", None)
+    return dict(to_json()) if callable(to_json) else {}

@@ -1,0 +1,59 @@
+"""The worker's configuration (TOML section ``[worker]``, env ``COCOON_WORKER__*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cocoon.node import TeeSettings
+
+__all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig"]
+
+DEFAULT_WORKER_HEALTH_PORT = 12000
+DEFAULT_MAX_ACTIVE_REQUESTS = 8
+
+
+class EngineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["embedded", "http"] = "embedded"
+    url: str | None = None  # http: the OpenAI-compatible upstream, e.g. http://127.0.0.1:8000
+    model_path: Path | None = None  # embedded: a GGUF file; default is the bundled SmolLM2
+    model_name: str | None = None  # served name; http: discovered from /v1/models when unset
+    n_ctx: int = Field(2048, ge=256, le=131072)
+    n_threads: int | None = Field(None, ge=1, le=256)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Path("~/.cocoon/worker").expanduser()
+    proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1:11001"], min_length=1)
+    owner_address: str = ""
+    engine: EngineSettings = EngineSettings()
+    coefficient: int = Field(1000, ge=0, lt=1_000_000_000)  # price multiplier in per mille
+    max_active_requests: int = Field(DEFAULT_MAX_ACTIVE_REQUESTS, ge=1, le=10_000)
+    gpu_class: str = Field("cpu", min_length=1, max_length=64)
+    region: str = Field("local", min_length=1, max_length=32)
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(DEFAULT_WORKER_HEALTH_PORT, ge=0, le=65535)
+    drain_timeout_s: float = Field(30.0, ge=0, le=3600)
+    tee: TeeSettings = TeeSettings()
+
+    @field_validator("proxies")
+    @classmethod
+    def _host_port(cls, values: list[str]) -> list[str]:
+        for value in values:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"proxy address must be host:port, got {value!r}")
+        return values

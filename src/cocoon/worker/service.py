@@ -1,0 +1,274 @@
+"""The worker: serves one model to the proxies it dials, inside a TEE, and gets paid per token.
+
+Workers sit behind NAT, so they dial proxies (never the other way). Each proxy link is kept alive
+by a :class:`~cocoon.net.Dialer`. A request arrives as a wire stream; the worker checks capacity
+and the model, runs it on the engine and relays the engine's exact bytes back, then the usage the
+engine reported. Stopping drains: running requests finish, new ones are refused as busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from cocoon import net, wire
+from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
+from cocoon.lifecycle import ServiceState, check_can_start
+from cocoon.node import NodeTrust
+from cocoon.worker.config import WorkerConfig
+
+__all__ = ["Worker", "build_engine"]
+
+log = logging.getLogger(__name__)
+
+_ENDPOINTS = {e.value: e for e in Endpoint}
+
+
+def build_engine(config: WorkerConfig) -> Engine:
+    settings = config.engine
+    if settings.kind == "http":
+        if settings.url is None:
+            raise ValueError("engine.url is required for the http engine")
+        return HttpEngine(settings.url, model_name=settings.model_name)
+    return EmbeddedEngine(
+        model_path=settings.model_path,
+        model_name=settings.model_name,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+    )
+
+
+class Worker:
+    """One worker node. ``async with Worker(config) as w:`` or ``start()``/``stop()``."""
+
+    def __init__(self, config: WorkerConfig, *, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine if engine is not None else build_engine(config)
+        self.state = ServiceState.NEW
+        self.trust: NodeTrust | None = None
+        self.model_hash: bytes | None = None
+        self._dialers: list[net.Dialer] = []
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._started_at = 0.0
+        self.counters = {"served": 0, "failed": 0, "refused_busy": 0, "cancelled": 0, "completion_tokens": 0}
+        self._generation_s = 0.0
+        self.recent_errors: deque[str] = deque(maxlen=20)
+        self.payments: dict[str, Mapping[str, Any]] = {}  # proxy address → latest signed payment status
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        check_can_start("worker", self.state)
+        self.state = ServiceState.STARTING
+        try:
+            await self.engine.start()
+            self.model_hash = await asyncio.to_thread(self._compute_model_hash)
+            self.trust = NodeTrust(
+                self.config.tee,
+                home=self.config.home,
+                role="worker",
+                model_hash=self.model_hash,
+                extra_claims={"model": self.engine.model_name},
+            )
+            for address in self.config.proxies:
+                host, _, port = address.rpartition(":")
+                dialer = net.Dialer(
+                    host,
+                    int(port),
+                    ssl_context=self.trust.client_context(),
+                    verifier=self.trust.verify_peer,
+                    role=wire.Role.WORKER,
+                    info=self.announce(),
+                    handler=_ProxyLinkHandler(self),
+                )
+                await dialer.start()
+                self._dialers.append(dialer)
+            self._started_at = time.monotonic()
+            self.state = ServiceState.RUNNING
+        except BaseException:
+            await self._release()
+            raise
+
+    async def wait_connected(self) -> None:
+        """Wait until every proxy link is up (tests and ``cocoon up`` use this)."""
+        await asyncio.gather(*(d.wait_connected() for d in self._dialers))
+
+    async def stop(self, *, drain: bool = True) -> None:
+        if self.state in (ServiceState.STOPPED, ServiceState.STOPPING):
+            return
+        self.state = ServiceState.STOPPING
+        if drain and self._active:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.drain_timeout_s):
+                    await self._idle.wait()
+        await self._release()
+
+    async def _release(self) -> None:
+        for dialer in self._dialers:
+            with contextlib.suppress(Exception):
+                await dialer.aclose()
+        self._dialers.clear()
+        with contextlib.suppress(Exception):
+            await self.engine.aclose()
+        self.state = ServiceState.STOPPED
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- what the worker tells proxies -----------------------------------------------------------
+
+    def _compute_model_hash(self) -> bytes:
+        path = getattr(self.engine, "model_path", None)
+        if path is not None:
+            return model_hash(path)
+        # An HTTP upstream's weights are not visible from here: like the reference, identify the
+        # model by the SHA-256 of its full served name (name@commit:verity in production).
+        return hashlib.sha256(self.engine.model_name.encode()).digest()
+
+    def announce(self) -> dict[str, Any]:
+        return {
+            "model": self.engine.model_name,
+            "model_hash": (self.model_hash or b"").hex(),
+            "coefficient": self.config.coefficient,
+            "max_active_requests": self.config.max_active_requests,
+            "proxy_count": len(self.config.proxies),
+            "gpu_class": self.config.gpu_class,
+            "region": self.config.region,
+            "owner_address": self.config.owner_address,
+        }
+
+    def statistics(self) -> dict[str, Any]:
+        uptime = time.monotonic() - self._started_at if self._started_at else 0.0
+        tokens = self.counters["completion_tokens"]
+        return {
+            "state": self.state.value,
+            "uptime_s": round(uptime, 1),
+            "model": self.engine.model_name,
+            "model_hash": (self.model_hash or b"").hex(),
+            "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
+            "tee_backend": self.config.tee.backend,
+            "coefficient": self.config.coefficient,
+            "active_requests": self._active,
+            "max_active_requests": self.config.max_active_requests,
+            "proxies": [
+                {"address": addr, "connected": d.connection is not None}
+                for addr, d in zip(self.config.proxies, self._dialers, strict=False)
+            ],
+            "tokens_per_s": round(tokens / self._generation_s, 2) if self._generation_s else 0.0,
+            **self.counters,
+            "payments": dict(self.payments),
+            "recent_errors": list(self.recent_errors),
+        }
+
+    # -- serving one request ---------------------------------------------------------------------
+
+    async def serve(self, stream: net.IncomingStream) -> None:
+        request = stream.request
+        if self.state is not ServiceState.RUNNING:
+            await stream.send_error(wire.ErrorCode.BUSY, "worker is draining")
+            return
+        if self._active >= self.config.max_active_requests:
+            self.counters["refused_busy"] += 1
+            await stream.send_error(wire.ErrorCode.BUSY, "worker at max_active_requests")
+            return
+        endpoint = _ENDPOINTS.get(request.endpoint)
+        if endpoint is None:
+            await stream.send_error(wire.ErrorCode.NOT_FOUND, f"unsupported endpoint {request.endpoint}")
+            return
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict):
+                raise ValueError("body is not a JSON object")
+        except ValueError as exc:
+            await stream.send_error(wire.ErrorCode.BAD_REQUEST, f"invalid request body: {exc}")
+            return
+        if body.get("model") != self.engine.model_name:
+            await stream.send_error(wire.ErrorCode.NOT_FOUND, f"this worker serves {self.engine.model_name}")
+            return
+        self._active += 1
+        self._idle.clear()
+        started = time.monotonic()
+        try:
+            await self._run(stream, endpoint, body, started)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def _run(self, stream: net.IncomingStream, endpoint: Endpoint, body: dict[str, Any], t0: float) -> None:
+        try:
+            response = await self.engine.open(endpoint, body)
+        except EngineError as exc:
+            self.counters["failed"] += 1
+            self.recent_errors.append(f"engine: {exc}")
+            code = wire.ErrorCode.BUSY if type(exc).__name__ == "EngineBusy" else wire.ErrorCode.UNAVAILABLE
+            await stream.send_error(code, str(exc))
+            return
+        async with response:
+            await stream.send_head(response.status, response.headers)
+            async for chunk in response:
+                await stream.send_chunk(chunk)
+            usage = response.usage
+        wire_usage = _to_wire_usage(usage)
+        self.counters["served"] += 1
+        self.counters["completion_tokens"] += wire_usage.completion_tokens
+        self._generation_s += time.monotonic() - t0
+        await stream.send_end(wire_usage, {"worker_time_s": round(time.monotonic() - t0, 4)})
+
+
+def _to_wire_usage(usage: Any) -> wire.Usage:
+    if usage is None:
+        return wire.Usage(prompt_tokens=0, cached_tokens=0, completion_tokens=0, reasoning_tokens=0)
+    return wire.Usage(
+        prompt_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+        completion_tokens=usage.completion_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+class _ProxyLinkHandler:
+    """The worker's side of a proxy link."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_connect(self, conn: net.NodeConnection) -> None:
+        log.info("connected to proxy %s (image %s)", conn.peer.address, _image(conn))
+
+    async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
+        try:
+            await self.worker.serve(stream)
+        except asyncio.CancelledError:
+            self.worker.counters["cancelled"] += 1
+            raise
+
+    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        if method == "status":
+            return self.worker.statistics()
+        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
+
+    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        if method == "payment":
+            self.worker.payments[conn.peer.address] = dict(params)
+
+    async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
+        log.info("proxy link %s closed: %s", conn.peer.address, exc)
+
+
+def _image(conn: net.NodeConnection) -> str:
+    image = getattr(conn.peer.attestation, "image_hash", None)
+    return image.hex()[:16] if image else "none"
