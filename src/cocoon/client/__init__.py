@@ -1,1 +1,6 @@
-"""cocoon.client"""
+"""cocoon.client: the app developer's local OpenAI-compatible endpoint."""
+
+from cocoon.client.config import ClientConfig
+from cocoon.client.service import Client
+
+__all__ = ["Client", "ClientConfig"]

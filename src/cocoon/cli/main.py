@@ -1,0 +1,251 @@
+"""The ``cocoon`` command: run nodes, a whole local network, and talk to it.
+
+Every command runs the async API with ``asyncio.run``; long steps show Rich progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cocoon import __version__
+from cocoon.errors import CocoonError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="cocoon",
+    help="Cocoon: private AI inference on TON, with attested nodes end to end.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+DEFAULT_HOME = Path(os.environ.get("COCOON_HOME", "~/.cocoon")).expanduser()
+DEFAULT_BASE_URL = "http://127.0.0.1:10000/v1"
+
+HomeOpt = Annotated[Path, typer.Option("--home", help="State directory (keys, ledgers, chain).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the nodes do.")] = False,
+) -> None:
+    _logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _network_config(home: Path, workers: int, ephemeral: bool, model: Path | None, engine_url: str | None):  # type: ignore[no-untyped-def]
+    from cocoon.localnet import LocalNetworkConfig
+    from cocoon.worker import EngineSettings
+
+    engine = EngineSettings(kind="http", url=engine_url) if engine_url else EngineSettings(model_path=model)
+    if ephemeral:
+        return LocalNetworkConfig.ephemeral(home, workers=workers, engine=engine)
+    return LocalNetworkConfig(home=home, workers=workers, engine=engine)
+
+
+async def _start_network(config):  # type: ignore[no-untyped-def]
+    from cocoon.localnet import LocalNetwork
+
+    with console.status("starting the local network") as status:
+        network = LocalNetwork(config, on_step=lambda step: status.update(step))
+        await network.start()
+    return network
+
+
+@app.command()
+def up(
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Workers to start.")] = 1,
+    home: HomeOpt = DEFAULT_HOME / "local",
+    model: Annotated[Path | None, typer.Option(help="GGUF model for the embedded engine.")] = None,
+    engine_url: Annotated[str | None, typer.Option(help="Serve an OpenAI-compatible upstream instead.")] = None,
+) -> None:
+    """Start a whole local network (proxy, workers, client) and serve until Ctrl-C."""
+
+    async def run() -> None:
+        network = await _start_network(_network_config(home, workers, False, model, engine_url))
+        try:
+            console.print(f"[green]ready[/]: OpenAI base URL [bold]{network.base_url}[/]")
+            typer.echo(network.base_url)
+            await _wait_for_signal()
+        finally:
+            await network.stop()
+
+    _run(run())
+
+
+@app.command()
+def chat(
+    prompt: Annotated[str, typer.Argument(help="What to ask.")],
+    base_url: Annotated[str, typer.Option(help="The client's OpenAI base URL.")] = DEFAULT_BASE_URL,
+    model: Annotated[str | None, typer.Option(help="Model id (default: the first served).")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    api_key: Annotated[str, typer.Option(envvar="COCOON_API_KEY")] = "cocoon",
+) -> None:
+    """Send one chat request to a running client and stream the answer."""
+    _run(_chat(base_url, prompt, model, max_tokens, api_key))
+
+
+async def _chat(base_url: str, prompt: str, model: str | None, max_tokens: int, api_key: str) -> dict[str, object]:
+    import openai
+
+    async with openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as oai:
+        if model is None:
+            models = await oai.models.list()
+            if not models.data:
+                raise CocoonError("the network serves no model yet")
+            model = models.data[0].id
+        started = time.perf_counter()
+        first_token: float | None = None
+        usage: dict[str, object] = {}
+        stream = await oai.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            stream=True,
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                if first_token is None:
+                    first_token = time.perf_counter() - started
+                sys.stdout.write(chunk.choices[0].delta.content)
+                sys.stdout.flush()
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump()
+        sys.stdout.write("\n")
+        elapsed = time.perf_counter() - started
+        cost = usage.get("cost", 0)
+        console.print(
+            f"[dim]{model}: {usage.get('completion_tokens', '?')} tokens in {elapsed:.2f}s"
+            f" (first token {first_token or 0:.3f}s), cost {cost} nanoTON[/]"
+        )
+        return usage
+
+
+@app.command()
+def demo(
+    home: HomeOpt = DEFAULT_HOME / "demo",
+    prompt: Annotated[str, typer.Option(help="The demo question.")] = "What is the capital of France?",
+) -> None:
+    """Start a local network, answer one chat request through it, shut down cleanly."""
+
+    async def run() -> None:
+        network = await _start_network(_network_config(home, 1, True, None, None))
+        try:
+            console.print(f"[green]network up[/]: client at {network.base_url}; asking: {prompt!r}")
+            usage = await _chat(network.base_url, prompt, None, 64, "cocoon")
+            if not usage.get("completion_tokens"):
+                raise CocoonError("the demo answer carried no usage")
+        finally:
+            with console.status("shutting down"):
+                await network.stop()
+        console.print("[green]demo complete[/]: client → proxy → worker → model and back, over RA-TLS")
+
+    _run(run())
+
+
+@app.command()
+def worker(config: ConfigOpt = None) -> None:
+    """Run a worker node from a TOML config ([worker] section)."""
+    from cocoon.settings import load_config
+    from cocoon.worker import Worker, WorkerConfig
+
+    cfg = load_config(WorkerConfig, config, section="worker")
+    _run(_serve_node(Worker(cfg), "worker"))
+
+
+@app.command()
+def proxy(config: ConfigOpt = None) -> None:
+    """Run a proxy node from a TOML config ([proxy] section)."""
+    from cocoon.proxy import Proxy, ProxyConfig
+    from cocoon.settings import load_config
+
+    cfg = load_config(ProxyConfig, config, section="proxy")
+    _run(_serve_node(Proxy(cfg), "proxy"))
+
+
+@app.command()
+def client(config: ConfigOpt = None) -> None:
+    """Run a client node from a TOML config ([client] section)."""
+    from cocoon.client import Client, ClientConfig
+    from cocoon.settings import load_config
+
+    cfg = load_config(ClientConfig, config, section="client")
+    _run(_serve_node(Client(cfg), "client"))
+
+
+async def _serve_node(node, name: str) -> None:  # type: ignore[no-untyped-def]
+    with console.status(f"starting {name}"):
+        await node.start()
+    console.print(f"[green]{name} running[/] (Ctrl-C to stop)")
+    if name == "client":
+        typer.echo(node.base_url)
+    try:
+        await _wait_for_signal()
+    finally:
+        with console.status(f"stopping {name}"):
+            await node.stop()
+
+
+def _run(coro) -> None:  # type: ignore[no-untyped-def]
+    try:
+        asyncio.run(coro)
+    except CocoonError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _mount_optional() -> None:
+    """Sub-apps of the other packages (each a Typer app in ``cocoon.cli.<name>_cmd``)."""
+    import importlib
+
+    for name in ("tee", "chain", "health", "bench"):
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(f"cocoon.cli.{name}_cmd")
+            app.add_typer(module.app, name=name)
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
