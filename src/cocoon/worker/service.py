@@ -22,7 +22,10 @@ from cocoon import net, wire
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust
+from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.worker.config import WorkerConfig
+from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
+from cocoon.worker.health_http import LogRing, build_health_app
 
 __all__ = ["Worker", "build_engine"]
 
@@ -63,6 +66,9 @@ class Worker:
         self._generation_s = 0.0
         self.recent_errors: deque[str] = deque(maxlen=20)
         self.payments: dict[str, Mapping[str, Any]] = {}  # proxy address → latest signed payment status
+        self.gpu: GpuEvidence = GpuEvidence(kind="none")
+        self._health: HttpServer | None = None
+        self._logs = LogRing()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -71,13 +77,18 @@ class Worker:
         self.state = ServiceState.STARTING
         try:
             await self.engine.start()
+            logging.getLogger("cocoon").addHandler(self._logs)
             self.model_hash = await asyncio.to_thread(self._compute_model_hash)
+            self.gpu = await asyncio.to_thread(collect_gpu_evidence)
             self.trust = NodeTrust(
                 self.config.tee,
                 home=self.config.home,
                 role="worker",
                 model_hash=self.model_hash,
-                extra_claims={"model": self.engine.model_name},
+                extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
+            )
+            self._health = await start_http_server(
+                build_health_app(self, self._logs), self.config.health_host, self.config.health_port
             )
             for address in self.config.proxies:
                 host, _, port = address.rpartition(":")
@@ -112,7 +123,16 @@ class Worker:
                     await self._idle.wait()
         await self._release()
 
+    @property
+    def health_url(self) -> str:
+        assert self._health is not None, "worker not started"
+        return self._health.url
+
     async def _release(self) -> None:
+        logging.getLogger("cocoon").removeHandler(self._logs)
+        if self._health is not None:
+            with contextlib.suppress(Exception):
+                await self._health.aclose()
         for dialer in self._dialers:
             with contextlib.suppress(Exception):
                 await dialer.aclose()
@@ -160,6 +180,11 @@ class Worker:
             "model_hash": (self.model_hash or b"").hex(),
             "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
             "tee_backend": self.config.tee.backend,
+            "attestation": {
+                "backend": self.config.tee.backend,
+                "cert_not_after": self.trust.identity.not_after if self.trust else None,
+            },
+            "gpu": self.gpu.to_claims() | {"confidential": self.gpu.confidential, "error": self.gpu.error},
             "coefficient": self.config.coefficient,
             "active_requests": self._active,
             "max_active_requests": self.config.max_active_requests,

@@ -1,0 +1,58 @@
+"""``cocoon health``: what a worker is doing, for its owner."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from cocoon.health.views import VIEWS, render
+
+__all__ = ["app"]
+
+app = typer.Typer(help="A worker's health: status, system, services, logs, TEE, GPU, earnings.")
+console = Console()
+
+VIEW_NAMES = [*VIEWS, "all"]
+
+
+def fetch_health(url: str) -> dict[str, Any]:
+    base = url.rstrip("/")
+    with httpx.Client(timeout=5) as http:
+        health = dict(http.get(f"{base}/health").raise_for_status().json())
+        health["log_lines"] = http.get(f"{base}/logs", params={"lines": 50}).raise_for_status().json()["lines"]
+    return health
+
+
+@app.callback(invoke_without_command=True)
+def health(
+    view: Annotated[str, typer.Argument(help=f"One of: {', '.join(VIEW_NAMES)}")] = "status",
+    url: Annotated[str, typer.Option(help="The worker's health endpoint.")] = "http://127.0.0.1:12000",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw report.")] = False,
+    watch: Annotated[float, typer.Option(help="Refresh every N seconds (0 = once).")] = 0.0,
+) -> None:
+    if view not in VIEW_NAMES:
+        raise typer.BadParameter(f"unknown view {view!r}; choose from {', '.join(VIEW_NAMES)}")
+    try:
+        report = fetch_health(url)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the worker at {url}:[/] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    if not watch:
+        console.print(render(view, report))
+        return
+    with Live(render(view, report), console=console, refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(watch)
+                live.update(render(view, fetch_health(url)))
+        except KeyboardInterrupt:
+            return
