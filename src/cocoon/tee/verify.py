@@ -1,0 +1,92 @@
+"""One call that verifies a quote's signature chain with dcap-qvl and returns the verdict.
+
+Only the root certificate distinguishes production (Intel's, built into dcap-qvl) from the
+simulated platform; the code path is the same. The time is always an argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import dcap_qvl
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cocoon.tee.errors import QuoteInvalid
+from cocoon.tee.quote import ParsedQuote, _is_library_failure, parse_quote
+
+__all__ = ["INTEL_ROOT_KEY_ID", "TCB_STATUSES", "QuoteVerdict", "root_key_id", "verify_quote"]
+
+# SHA-384 of Intel SGX Root CA's public key (uncompressed point), as COCOON pins it.
+INTEL_ROOT_KEY_ID = bytes.fromhex(
+    "46e403bd34f05a3f2817ab9badcaacc7ffc98e0f261008cd30dae936cace18d5dcf58eef31463613de1570d516200993"
+)
+# dcap-qvl's statuses, best first.
+TCB_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+)
+
+
+def root_key_id(root_der: bytes) -> bytes:
+    """SHA-384 of the root CA's EC public key as an uncompressed point (Intel's "root key id")."""
+    try:
+        key = x509.load_der_x509_certificate(root_der).public_key()
+    except ValueError as exc:
+        raise QuoteInvalid(f"root certificate is malformed: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise QuoteInvalid("root certificate key is not EC")
+    point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return hashlib.sha384(point).digest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteVerdict:
+    quote: ParsedQuote
+    status: str
+    advisory_ids: tuple[str, ...]
+    root_key_id: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "advisory_ids": list(self.advisory_ids),
+            "root_key_id": self.root_key_id.hex(),
+            "quote": self.quote.to_json(),
+        }
+
+
+def verify_quote(
+    raw: bytes,
+    collateral: dcap_qvl.QuoteCollateralV3,
+    *,
+    now: int,
+    root_ca_der: bytes | None = None,
+) -> QuoteVerdict:
+    """Verify ``raw`` at ``now``; ``root_ca_der=None`` means Intel's production root.
+
+    Raises :class:`QuoteInvalid` for any failure: bad signature anywhere in the chain, revoked or
+    expired certificates, collateral outside its validity window, FMSPC mismatch, debug TD, etc.
+    """
+    parsed = parse_quote(raw)
+    try:
+        if root_ca_der is None:
+            report = dcap_qvl.verify(parsed.raw, collateral, now)
+        else:
+            report = dcap_qvl.verify_with_root_ca(parsed.raw, collateral, root_ca_der, now)
+    except BaseException as exc:
+        if not _is_library_failure(exc):
+            raise
+        raise QuoteInvalid(f"quote verification failed: {exc}") from exc
+    rid = INTEL_ROOT_KEY_ID if root_ca_der is None else root_key_id(root_ca_der)
+    return QuoteVerdict(
+        quote=parsed, status=str(report.status), advisory_ids=tuple(report.advisory_ids), root_key_id=rid
+    )
