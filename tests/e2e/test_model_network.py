@@ -47,6 +47,8 @@ async def test_chat_non_streaming_has_content_usage_and_cost(model_network: Loca
     assert usage is not None and usage.completion_tokens > 0 and usage.prompt_tokens > 0
     cost = (usage.model_extra or {})["cost"]
     assert cost > 0
+    # The worker signed the exact bytes we got; the proxy signed the price.
+    assert (usage.model_extra or {})["cocoon"]["receipt_verified"] is True
     assert int(answer.headers["x-cocoon-cost-nano"]) == cost
 
 
@@ -94,7 +96,9 @@ async def test_concurrent_requests_all_answered(model_network: LocalNetwork) -> 
 async def test_unknown_model_is_openai_404(model_network: LocalNetwork) -> None:
     async with _oai(model_network) as oai:
         with pytest.raises(openai.NotFoundError) as info:
-            await oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+            await oai.chat.completions.create(
+                model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+            )
     assert info.value.status_code == 404
     assert info.value.body is not None
 

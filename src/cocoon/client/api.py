@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import secrets
 import time
@@ -30,6 +31,7 @@ from cocoon.client.protocol import (
     CompletionRequest,
 )
 from cocoon.client.sse import SseHoldback, add_cost_to_body
+from cocoon.receipt import ReceiptError, verify_receipt
 
 if TYPE_CHECKING:
     from cocoon.client.service import Client
@@ -147,7 +149,9 @@ async def _complete(
 ) -> Response:
     body = await _read_json(request)
     try:
-        options = ClientOptions.model_validate({k: body.pop(k) for k in list(body) if k in CLIENT_ONLY_FIELDS})
+        options = ClientOptions.model_validate(
+            {k: body.pop(k) for k in list(body) if k in CLIENT_ONLY_FIELDS}
+        )
         parsed = model_type.model_validate(body)
     except ValidationError as exc:
         raise _validation_error(exc) from exc
@@ -248,15 +252,18 @@ async def _collect(
         client.counters["failed"] += 1
         raise from_wire_code(final.code, final.message)
     assert isinstance(final, wire.ResponseEnd)
-    cost = _cost_meta(final)
+    cost = _cost_meta(final, hashlib.sha256(body).digest())
     client.record_spend(int(cost.get("cost_nano", 0)), cost)
     client.counters["succeeded"] += 1
     headers["x-cocoon-cost-nano"] = str(cost.get("cost_nano", 0))
     headers["x-cocoon-adjusted-tokens"] = str(cost.get("adjusted_tokens", 0))
-    return Response(add_cost_to_body(body, cost), status_code=status, headers=headers, media_type="application/json")
+    return Response(
+        add_cost_to_body(body, cost), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
-def _cost_meta(final: wire.ResponseEnd) -> dict[str, Any]:
+def _cost_meta(final: wire.ResponseEnd, response_sha256: bytes) -> dict[str, Any]:
+    """The proxy's final word, with the receipt checked against the bytes we actually received."""
     meta = dict(final.meta)
     meta.setdefault("cost_nano", 0)
     meta["usage"] = {
@@ -265,6 +272,18 @@ def _cost_meta(final: wire.ResponseEnd) -> dict[str, Any]:
         "completion_tokens": final.usage.completion_tokens,
         "reasoning_tokens": final.usage.reasoning_tokens,
     }
+    receipt = meta.get("receipt")
+    meta["receipt_verified"] = False
+    if isinstance(receipt, dict):
+        try:
+            verified = verify_receipt(receipt)
+            worker_body = receipt["worker"]["body"]
+            meta["receipt_verified"] = (
+                worker_body.get("response_sha256") == response_sha256.hex()
+                and verified.cost_nano == meta["cost_nano"]
+            )
+        except ReceiptError:
+            meta["receipt_verified"] = False
     return meta
 
 
@@ -272,15 +291,17 @@ async def _relay_stream(
     client: Client, out: net.OutgoingStream, events: AsyncIterator[wire.Message]
 ) -> AsyncIterator[bytes]:
     holdback = SseHoldback()
+    digest = hashlib.sha256()
     finished = False
     try:
         async for event in events:
             if isinstance(event, wire.ResponseChunk):
+                digest.update(event.data)
                 ready = holdback.feed(event.data)
                 if ready:
                     yield ready
             elif isinstance(event, wire.ResponseEnd):
-                cost = _cost_meta(event)
+                cost = _cost_meta(event, digest.digest())
                 client.record_spend(int(cost.get("cost_nano", 0)), cost)
                 client.counters["succeeded"] += 1
                 finished = True

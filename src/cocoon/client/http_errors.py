@@ -46,7 +46,9 @@ def _sanitize(message: str) -> str:
     return _ADDRESS.sub("0x…", message)[:1000]
 
 
-def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     return {
         "error": {
             "message": _sanitize(message),
@@ -58,7 +60,9 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
 
 
 def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc.status, exc.message, param=exc.param, code=exc.code), status_code=exc.status)
+    return JSONResponse(
+        error_body(exc.status, exc.message, param=exc.param, code=exc.code), status_code=exc.status
+    )
 
 
 _WIRE_TO_HTTP: dict[int, int] = {

@@ -69,7 +69,9 @@ class Client:
                 self._dialers.append((address, dialer))
             from cocoon.client.api import build_app
 
-            self._http = await start_http_server(build_app(self), self.config.http_host, self.config.http_port)
+            self._http = await start_http_server(
+                build_app(self), self.config.http_host, self.config.http_port
+            )
             self.state = ServiceState.RUNNING
         except BaseException:
             await self._release()
@@ -111,7 +113,9 @@ class Client:
 
     def links(self) -> list[net.NodeConnection]:
         """Connected proxy links, in configured order (the first is preferred)."""
-        return [d.connection for _, d in self._dialers if d.connection is not None and not d.connection.closed]
+        return [
+            d.connection for _, d in self._dialers if d.connection is not None and not d.connection.closed
+        ]
 
     def link(self) -> net.NodeConnection:
         links = self.links()
@@ -131,7 +135,14 @@ class Client:
         raise net.ConnectError(f"no proxy answered {method!r}: {last}")
 
     async def open_stream(
-        self, *, endpoint: str, model: str, body: bytes, max_coefficient: int, max_tokens: int, timeout: float,
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        body: bytes,
+        max_coefficient: int,
+        max_tokens: int,
+        timeout: float,
         meta: Mapping[str, Any],
     ) -> net.OutgoingStream:
         """Open a request stream on the first live proxy, failing over if a link is dead."""
@@ -194,7 +205,9 @@ class _ProxyLink:
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         await stream.send_error(wire.ErrorCode.BAD_REQUEST, "clients serve no requests")
 
-    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def on_query(
+        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:

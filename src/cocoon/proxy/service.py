@@ -28,13 +28,16 @@ from cocoon.proxy.ledger import BillingLedger
 from cocoon.proxy.metering import UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price, reservation
 from cocoon.proxy.selection import WorkerRecord, WorkerRegistry
+from cocoon.receipt import sign_proxy_part
 
 __all__ = ["Proxy"]
 
 log = logging.getLogger(__name__)
 
 # Worker refusals that another worker may not share: try the next one.
-_RETRYABLE = frozenset({wire.ErrorCode.BUSY, wire.ErrorCode.UNAVAILABLE, wire.ErrorCode.INTERNAL, wire.ErrorCode.TIMEOUT})
+_RETRYABLE = frozenset(
+    {wire.ErrorCode.BUSY, wire.ErrorCode.UNAVAILABLE, wire.ErrorCode.INTERNAL, wire.ErrorCode.TIMEOUT}
+)
 
 
 class Proxy:
@@ -51,7 +54,14 @@ class Proxy:
         self._worker_owner: dict[str, str] = {}  # worker id → payee (owner address)
         self._servers: list[Any] = []
         self._stats_server: Any = None
-        self.counters = {"requests": 0, "succeeded": 0, "failed": 0, "retried": 0, "rejected": 0, "cancelled": 0}
+        self.counters = {
+            "requests": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "retried": 0,
+            "rejected": 0,
+            "cancelled": 0,
+        }
         self.worker_port = config.worker_port
         self.client_port = config.client_port
         self.stats_port = config.stats_port
@@ -90,7 +100,9 @@ class Proxy:
             self.client_port = clients.port
             from cocoon.proxy.stats_http import start_stats_server
 
-            self._stats_server = await start_stats_server(self, self.config.stats_host, self.config.stats_port)
+            self._stats_server = await start_stats_server(
+                self, self.config.stats_host, self.config.stats_port
+            )
             self.stats_port = self._stats_server.port
             self.state = ServiceState.RUNNING
         except BaseException:
@@ -204,7 +216,9 @@ class Proxy:
                     "coefficients": coefficients,
                     # nanoTON per 1M tokens at the cheapest worker, per class.
                     "price_per_1m": {
-                        "prompt": price(TokenCounts(prompt=one_m), coefficients[0], self.params).client_cost_nano,
+                        "prompt": price(
+                            TokenCounts(prompt=one_m), coefficients[0], self.params
+                        ).client_cost_nano,
                         "completion": price(
                             TokenCounts(completion=one_m), coefficients[0], self.params
                         ).client_cost_nano,
@@ -274,7 +288,9 @@ class Proxy:
                 return outcome
             last_error = f"worker {record.worker_id} failed before answering"
         self.counters["failed"] += 1
-        await stream.send_error(wire.ErrorCode.UNAVAILABLE, f"no worker could serve the request ({last_error})")
+        await stream.send_error(
+            wire.ErrorCode.UNAVAILABLE, f"no worker could serve the request ({last_error})"
+        )
         return False
 
     async def _try_worker(
@@ -304,12 +320,16 @@ class Proxy:
             async with asyncio.timeout(self.config.first_byte_timeout_s):
                 first = await anext(aiter(out))
         except (net.NetError, StopAsyncIteration, TimeoutError) as exc:
-            self.registry.finished(record.worker_id, ok=False, tokens=0, duration=time.monotonic() - started, now=time.time())
+            self.registry.finished(
+                record.worker_id, ok=False, tokens=0, duration=time.monotonic() - started, now=time.time()
+            )
             log.info("worker %s failed before first byte: %r", record.worker_id, exc)
             return None
         if isinstance(first, wire.StreamError):
             ok = first.code not in _RETRYABLE
-            self.registry.finished(record.worker_id, ok=ok, tokens=0, duration=time.monotonic() - started, now=time.time())
+            self.registry.finished(
+                record.worker_id, ok=ok, tokens=0, duration=time.monotonic() - started, now=time.time()
+            )
             if not ok:
                 return None
             await stream.send_error(first.code, first.message)
@@ -340,27 +360,47 @@ class Proxy:
             log.info("worker %s lost mid-stream: %r", record.worker_id, exc)
         duration = time.monotonic() - started
         if isinstance(final, wire.ResponseEnd):
-            charge, over_reported = self._settle(request_key, client, record, meter, final.usage, delivered_only=False)
-            self.registry.finished(record.worker_id, ok=True, tokens=final.usage.completion_tokens, duration=duration, now=time.time())
+            charge, over_reported = self._settle(
+                request_key, client, record, meter, final.usage, delivered_only=False
+            )
+            self.registry.finished(
+                record.worker_id,
+                ok=True,
+                tokens=final.usage.completion_tokens,
+                duration=duration,
+                now=time.time(),
+            )
             if over_reported:
                 self.registry.usage_mismatch(record.worker_id)
             self.counters["succeeded"] += 1
-            await stream.send_end(
-                final.usage,
-                {
-                    **dict(final.meta),
-                    "cost_nano": charge.client_cost_nano,
-                    "adjusted_tokens": charge.total_adjusted,
-                    "worker_coefficient": record.coefficient,
-                    "worker_id": record.worker_id,
-                },
-            )
+            meta: dict[str, Any] = {
+                **dict(final.meta),
+                "cost_nano": charge.client_cost_nano,
+                "adjusted_tokens": charge.total_adjusted,
+                "worker_coefficient": record.coefficient,
+                "worker_id": record.worker_id,
+            }
+            worker_receipt = meta.get("receipt")
+            if isinstance(worker_receipt, Mapping) and self.trust is not None:
+                meta["receipt"] = {
+                    "worker": worker_receipt,
+                    "proxy": sign_proxy_part(
+                        self.trust.identity.private_key,
+                        worker_part=worker_receipt,
+                        coefficient=record.coefficient,
+                        adjusted_tokens=charge.total_adjusted,
+                        cost_nano=charge.client_cost_nano,
+                    ),
+                }
+            await stream.send_end(final.usage, meta)
             return True
         # Broken after the first byte: the client pays only what it received.
         self._settle(request_key, client, record, meter, None, delivered_only=True)
         self.registry.finished(record.worker_id, ok=False, tokens=0, duration=duration, now=time.time())
         self.counters["failed"] += 1
-        message = final.message if isinstance(final, wire.StreamError) else "worker connection lost mid-answer"
+        message = (
+            final.message if isinstance(final, wire.StreamError) else "worker connection lost mid-answer"
+        )
         with contextlib.suppress(Exception):
             await stream.send_error(wire.ErrorCode.UNAVAILABLE, message, usage=_delivered_usage(meter))
         return True
@@ -381,7 +421,9 @@ class Proxy:
             billable, over = delivered, False
         else:
             audit = UsageAudit.check(
-                claimed=_counts(reported), relayed_text_chars=meter.content_chars, relayed_deltas=meter.data_events
+                claimed=_counts(reported),
+                relayed_text_chars=meter.content_chars,
+                relayed_deltas=meter.data_events,
             )
             billable, over = _wire_from_counts(audit.billable), audit.over_reported
         charge = price(_counts(billable), record.coefficient, self.params)
@@ -452,7 +494,9 @@ class _WorkerSide:
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         await stream.send_error(wire.ErrorCode.BAD_REQUEST, "workers do not send requests")
 
-    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def on_query(
+        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
@@ -474,7 +518,9 @@ class _ClientSide:
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         await self.proxy.handle_request(conn, stream)
 
-    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def on_query(
+        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
         proxy = self.proxy
         if method == "models":
             return {"models": proxy.models()}

@@ -53,7 +53,9 @@ def _run(argv: Sequence[str]) -> str:
     return done.stdout
 
 
-def collect_gpu_evidence(runner: Runner | None = None, *, which: Callable[[str], str | None] = shutil.which) -> GpuEvidence:
+def collect_gpu_evidence(
+    runner: Runner | None = None, *, which: Callable[[str], str | None] = shutil.which
+) -> GpuEvidence:
     """Query the NVIDIA driver; ``none`` when there is no driver, never an exception."""
     if runner is None:
         if which("nvidia-smi") is None:
@@ -61,7 +63,11 @@ def collect_gpu_evidence(runner: Runner | None = None, *, which: Callable[[str],
         runner = _run
     try:
         listing = runner(
-            ["nvidia-smi", "--query-gpu=name,uuid,driver_version,memory.total", "--format=csv,noheader,nounits"]
+            [
+                "nvidia-smi",
+                "--query-gpu=name,uuid,driver_version,memory.total",
+                "--format=csv,noheader,nounits",
+            ]
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return GpuEvidence(kind="none", error=f"nvidia-smi failed: {exc}")
@@ -71,7 +77,11 @@ def collect_gpu_evidence(runner: Runner | None = None, *, which: Callable[[str],
         if len(parts) != 4:
             continue
         name, uuid, driver, memory = parts
-        gpus.append(GpuInfo(name=name, uuid=uuid, driver_version=driver, memory_mib=int(memory) if memory.isdigit() else 0))
+        gpus.append(
+            GpuInfo(
+                name=name, uuid=uuid, driver_version=driver, memory_mib=int(memory) if memory.isdigit() else 0
+            )
+        )
     if not gpus:
         return GpuEvidence(kind="none", error="nvidia-smi listed no GPU")
     try:

@@ -19,10 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from cocoon import net, wire
+from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust
-from cocoon.httpserve import HttpServer, start_http_server
+from cocoon.receipt import sign_worker_part
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
 from cocoon.worker.health_http import LogRing, build_health_app
@@ -233,7 +234,9 @@ class Worker:
             if not self._active:
                 self._idle.set()
 
-    async def _run(self, stream: net.IncomingStream, endpoint: Endpoint, body: dict[str, Any], t0: float) -> None:
+    async def _run(
+        self, stream: net.IncomingStream, endpoint: Endpoint, body: dict[str, Any], t0: float
+    ) -> None:
         try:
             response = await self.engine.open(endpoint, body)
         except EngineError as exc:
@@ -242,16 +245,41 @@ class Worker:
             code = wire.ErrorCode.BUSY if type(exc).__name__ == "EngineBusy" else wire.ErrorCode.UNAVAILABLE
             await stream.send_error(code, str(exc))
             return
+        digest = hashlib.sha256()
         async with response:
             await stream.send_head(response.status, response.headers)
             async for chunk in response:
+                digest.update(chunk)
                 await stream.send_chunk(chunk)
             usage = response.usage
         wire_usage = _to_wire_usage(usage)
         self.counters["served"] += 1
         self.counters["completion_tokens"] += wire_usage.completion_tokens
         self._generation_s += time.monotonic() - t0
-        await stream.send_end(wire_usage, {"worker_time_s": round(time.monotonic() - t0, 4)})
+        await stream.send_end(
+            wire_usage,
+            {
+                "worker_time_s": round(time.monotonic() - t0, 4),
+                "receipt": self._receipt(stream.request.body, digest.digest(), wire_usage),
+            },
+        )
+
+    def _receipt(self, request_body: bytes, response_sha256: bytes, usage: wire.Usage) -> dict[str, Any]:
+        """The worker's signed statement of this answer, with the key its quote binds."""
+        assert self.trust is not None
+        return sign_worker_part(
+            self.trust.identity.private_key,
+            request_body=request_body,
+            response_sha256=response_sha256,
+            model=self.engine.model_name,
+            usage={
+                "prompt_tokens": usage.prompt_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+            },
+            issued_at=int(time.time()),
+        )
 
 
 def _to_wire_usage(usage: Any) -> wire.Usage:
@@ -281,7 +309,9 @@ class _ProxyLinkHandler:
             self.worker.counters["cancelled"] += 1
             raise
 
-    async def on_query(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def on_query(
+        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
         if method == "status":
             return self.worker.statistics()
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
