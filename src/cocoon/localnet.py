@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoon import tee
 from cocoon.client import Client, ClientConfig
 from cocoon.inference import Engine
-from cocoon.node import TeeSettings
+from cocoon.node import ROLE_MEASUREMENTS, TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.worker import EngineSettings, Worker, WorkerConfig
 
@@ -74,10 +75,24 @@ class LocalNetwork:
         assert self.client is not None
         return self.client.base_url
 
-    def _tee(self) -> TeeSettings:
+    def image_hash(self, role: str) -> bytes | None:
+        """The image hash the sim platform gives ``role`` in this network (None without TEE)."""
+        if self.config.tee_backend != "sim":
+            return None
+        return tee.sim_platform(self.config.home).backend(ROLE_MEASUREMENTS[role]).image_hash()
+
+    def _tee(self, *, accept: str | None) -> TeeSettings:
+        """Each node attests with the shared sim platform and accepts only the image it expects."""
         backend = self.config.tee_backend
-        policy = "sim" if backend == "sim" else "any"
-        return TeeSettings(backend=backend, peer_policy=policy)  # type: ignore[arg-type]
+        if backend != "sim":
+            return TeeSettings(backend=backend, peer_policy="any")  # type: ignore[arg-type]
+        expected = self.image_hash(accept) if accept else None
+        return TeeSettings(
+            backend="sim",
+            peer_policy="sim",
+            sim_home=self.config.home,
+            allowed_image_hashes=[expected.hex()] if expected else [],
+        )
 
     async def start(self) -> None:
         cfg = self.config
@@ -93,7 +108,7 @@ class LocalNetwork:
                     client_port=cfg.proxy_client_port,
                     stats_port=cfg.proxy_stats_port,
                     test_credit_nano=LOCAL_TEST_CREDIT_NANO,
-                    tee=self._tee(),
+                    tee=self._tee(accept="worker"),
                 )
             )
             await self.proxy.start()
@@ -109,7 +124,7 @@ class LocalNetwork:
                         max_active_requests=cfg.max_active_requests,
                         health_port=cfg.worker_health_port + index if cfg.worker_health_port else 0,
                         owner_address=f"local-worker-{index}",
-                        tee=self._tee(),
+                        tee=self._tee(accept="proxy"),
                     ),
                     engine=self._engine_factory(index) if self._engine_factory else None,
                 )
@@ -124,7 +139,7 @@ class LocalNetwork:
                     proxies=[f"{cfg.host}:{self.proxy.client_port}"],
                     owner_address="local-client",
                     daily_budget_nano=cfg.daily_budget_nano,
-                    tee=self._tee(),
+                    tee=self._tee(accept="proxy"),
                 )
             )
             await self.client.start()

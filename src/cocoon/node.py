@@ -9,21 +9,21 @@ role, so proxies and workers have different image hashes, exactly as different V
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cocoon import tee
+from cocoon.errors import ConfigError
 
-__all__ = ["ROLE_MEASUREMENTS", "NodeTrust", "TeeSettings"]
+__all__ = ["ROLE_MEASUREMENTS", "NodeTrust", "TeeSettings", "make_policy"]
 
-# Simulated measurements of the three images of the local network (any distinct values work; a real
-# deployment measures its VM image). Hex strings of 48 bytes, as TDX registers are.
+# The simulated images of the three roles: the sim platform derives distinct measurements (and so
+# distinct image hashes) from the image name, as different VM images would have.
 ROLE_MEASUREMENTS: dict[str, dict[str, str]] = {
-    role: {"mr_td": (bytes([index]) * 48).hex(), "rtmr0": (bytes([index + 16]) * 48).hex()}
-    for index, role in enumerate(("client", "proxy", "worker"), start=1)
+    role: {"image": f"cocoon-{role}"} for role in ("client", "proxy", "worker")
 }
 
 
@@ -39,6 +39,27 @@ class TeeSettings(BaseModel):
     allowed_image_hashes: list[str] = Field(default_factory=list)  # hex; empty = all (or root contract's)
     pccs_url: str | None = None
     cert_lifetime_s: int = Field(86400, ge=60, le=86400)
+    # Where the simulated platform (its PKI) lives; nodes that must trust each other share it.
+    # Default: the node's own home.
+    sim_home: Path | None = None
+
+
+def make_policy(
+    kind: str,
+    settings: TeeSettings,
+    *,
+    sim_home: Path,
+    home: Path,
+    allowed: frozenset[bytes] | None,
+) -> tee.AttestationPolicy:
+    if kind == "sim":
+        return tee.AttestationPolicy.sim(tee.sim_platform(sim_home), allowed_image_hashes=allowed)
+    if kind == "tdx":
+        if not settings.pccs_url:
+            raise ConfigError("tee.peer_policy = 'tdx' needs tee.pccs_url for quote collateral")
+        source = tee.PccsCollateral(settings.pccs_url, cache_dir=home / "collateral-cache")
+        return tee.AttestationPolicy.tdx(collateral_source=source, allowed_image_hashes=allowed)
+    return tee.AttestationPolicy.any(allowed_image_hashes=allowed)
 
 
 class NodeTrust:
@@ -58,7 +79,8 @@ class NodeTrust:
         self._model_hash = model_hash
         self._extra_claims = dict(extra_claims or {})
         measurements = ROLE_MEASUREMENTS.get(role)
-        self._backend = tee.make_backend(settings.backend, home=home, measurements=measurements)
+        sim_home = settings.sim_home or home
+        self._backend = tee.make_backend(settings.backend, home=sim_home, measurements=measurements)
         self.identity = tee.NodeIdentity.create(
             self._backend,
             now=int(time.time()),
@@ -67,15 +89,9 @@ class NodeTrust:
             lifetime_s=settings.cert_lifetime_s,
         )
         allowed = frozenset(bytes.fromhex(h) for h in settings.allowed_image_hashes) or None
-        if settings.peer_policy == "sim":
-            root = tee.sim_platform(home).root_ca_der
-            self.policy = tee.AttestationPolicy.sim(root, allowed_image_hashes=allowed)
-        elif settings.peer_policy == "tdx":
-            self.policy = tee.AttestationPolicy.tdx(
-                collateral_source=settings.pccs_url, allowed_image_hashes=allowed
-            )
-        else:
-            self.policy = tee.AttestationPolicy.any()
+        self.policy = make_policy(
+            settings.peer_policy, settings, sim_home=sim_home, home=home, allowed=allowed
+        )
 
     @property
     def image_hash(self) -> bytes | None:
@@ -97,6 +113,10 @@ class NodeTrust:
 
     def verify_peer(self, cert_der: bytes) -> tee.PeerAttestation:
         return self.policy.verify_certificate(cert_der, now=int(time.time()))
+
+    def verifier(self, policy: tee.AttestationPolicy) -> Callable[[bytes], tee.PeerAttestation]:
+        """A peer check under another policy (e.g. the proxy's client port accepts any TEE)."""
+        return lambda cert_der: policy.verify_certificate(cert_der, now=int(time.time()))
 
     def allow_image_hashes(self, hashes: frozenset[bytes]) -> None:
         """Narrow the accepted images to the root contract's list (refreshed at run time)."""

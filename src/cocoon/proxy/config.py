@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cocoon.node import TeeSettings
 
-__all__ = ["DEFAULT_CLIENT_PORT", "DEFAULT_STATS_PORT", "DEFAULT_WORKER_PORT", "PricingSettings", "ProxyConfig"]
+__all__ = [
+    "DEFAULT_CLIENT_PORT",
+    "DEFAULT_STATS_PORT",
+    "DEFAULT_WORKER_PORT",
+    "PricingSettings",
+    "ProxyConfig",
+]
 
 DEFAULT_STATS_PORT = 11000
 DEFAULT_WORKER_PORT = 11001
@@ -44,4 +51,7 @@ class ProxyConfig(BaseModel):
     test_credit_nano: int = Field(0, ge=0)
     max_attempts: int = Field(3, ge=1, le=10)  # tries on different workers before the first byte
     first_byte_timeout_s: float = Field(30.0, gt=0, le=3600)
-    tee: TeeSettings = TeeSettings()
+    tee: TeeSettings = TeeSettings()  # own attestation, and the policy for workers
+    # Clients may run on laptops without a TEE (the reference accepts them "@any"); their
+    # certificates are still checked for self-signature, validity and key binding.
+    client_peer_policy: Literal["sim", "tdx", "any"] = "any"

@@ -21,7 +21,7 @@ from typing import Any
 from cocoon import net, wire
 from cocoon.inference import UsageMeter
 from cocoon.lifecycle import ServiceState, check_can_start
-from cocoon.node import NodeTrust
+from cocoon.node import NodeTrust, make_policy
 from cocoon.proxy import errors as perr
 from cocoon.proxy.config import ProxyConfig
 from cocoon.proxy.ledger import BillingLedger
@@ -87,11 +87,18 @@ class Proxy:
             )
             self._servers.append(workers)
             self.worker_port = workers.port
+            client_policy = make_policy(
+                self.config.client_peer_policy,
+                self.config.tee,
+                sim_home=self.config.tee.sim_home or self.config.home,
+                home=self.config.home,
+                allowed=None,
+            )
             clients = await net.serve(
                 self.config.host,
                 self.config.client_port,
                 ssl_context=self.trust.server_context(),
-                verifier=self.trust.verify_peer,
+                verifier=self.trust.verifier(client_policy),
                 role=wire.Role.PROXY,
                 info=info,
                 handler=_ClientSide(self),
