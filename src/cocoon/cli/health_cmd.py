@@ -25,7 +25,9 @@ def fetch_health(url: str) -> dict[str, Any]:
     base = url.rstrip("/")
     with httpx.Client(timeout=5) as http:
         health = dict(http.get(f"{base}/health").raise_for_status().json())
-        health["log_lines"] = http.get(f"{base}/logs", params={"lines": 50}).raise_for_status().json()["lines"]
+        health["log_lines"] = (
+            http.get(f"{base}/logs", params={"lines": 50}).raise_for_status().json()["lines"]
+        )
     return health
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -91,7 +90,9 @@ def up(
     workers: Annotated[int, typer.Option(min=1, max=16, help="Workers to start.")] = 1,
     home: HomeOpt = DEFAULT_HOME / "local",
     model: Annotated[Path | None, typer.Option(help="GGUF model for the embedded engine.")] = None,
-    engine_url: Annotated[str | None, typer.Option(help="Serve an OpenAI-compatible upstream instead.")] = None,
+    engine_url: Annotated[
+        str | None, typer.Option(help="Serve an OpenAI-compatible upstream instead.")
+    ] = None,
 ) -> None:
     """Start a whole local network (proxy, workers, client) and serve until Ctrl-C."""
 
@@ -104,7 +105,7 @@ def up(
         finally:
             await network.stop()
 
-    _run(run())
+    run_async(run())
 
 
 @app.command()
@@ -116,10 +117,12 @@ def chat(
     api_key: Annotated[str, typer.Option(envvar="COCOON_API_KEY")] = "cocoon",
 ) -> None:
     """Send one chat request to a running client and stream the answer."""
-    _run(_chat(base_url, prompt, model, max_tokens, api_key))
+    run_async(_chat(base_url, prompt, model, max_tokens, api_key))
 
 
-async def _chat(base_url: str, prompt: str, model: str | None, max_tokens: int, api_key: str) -> dict[str, object]:
+async def _chat(
+    base_url: str, prompt: str, model: str | None, max_tokens: int, api_key: str
+) -> dict[str, object]:
     import openai
 
     async with openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as oai:
@@ -174,40 +177,10 @@ def demo(
                 await network.stop()
         console.print("[green]demo complete[/]: client → proxy → worker → model and back, over RA-TLS")
 
-    _run(run())
+    run_async(run())
 
 
-@app.command()
-def worker(config: ConfigOpt = None) -> None:
-    """Run a worker node from a TOML config ([worker] section)."""
-    from cocoon.settings import load_config
-    from cocoon.worker import Worker, WorkerConfig
-
-    cfg = load_config(WorkerConfig, config, section="worker")
-    _run(_serve_node(Worker(cfg), "worker"))
-
-
-@app.command()
-def proxy(config: ConfigOpt = None) -> None:
-    """Run a proxy node from a TOML config ([proxy] section)."""
-    from cocoon.proxy import Proxy, ProxyConfig
-    from cocoon.settings import load_config
-
-    cfg = load_config(ProxyConfig, config, section="proxy")
-    _run(_serve_node(Proxy(cfg), "proxy"))
-
-
-@app.command()
-def client(config: ConfigOpt = None) -> None:
-    """Run a client node from a TOML config ([client] section)."""
-    from cocoon.client import Client, ClientConfig
-    from cocoon.settings import load_config
-
-    cfg = load_config(ClientConfig, config, section="client")
-    _run(_serve_node(Client(cfg), "client"))
-
-
-async def _serve_node(node, name: str) -> None:  # type: ignore[no-untyped-def]
+async def serve_node(node, name: str) -> None:  # type: ignore[no-untyped-def]
     with console.status(f"starting {name}"):
         await node.start()
     console.print(f"[green]{name} running[/] (Ctrl-C to stop)")
@@ -220,7 +193,7 @@ async def _serve_node(node, name: str) -> None:  # type: ignore[no-untyped-def]
             await node.stop()
 
 
-def _run(coro) -> None:  # type: ignore[no-untyped-def]
+def run_async(coro) -> None:  # type: ignore[no-untyped-def]
     try:
         asyncio.run(coro)
     except CocoonError as exc:
@@ -234,7 +207,7 @@ def _mount_optional() -> None:
     """Sub-apps of the other packages (each a Typer app in ``cocoon.cli.<name>_cmd``)."""
     import importlib
 
-    for name in ("tee", "chain", "health", "bench"):
+    for name in ("worker", "proxy", "client", "tee", "chain", "health", "bench"):
         with contextlib.suppress(ImportError):
             module = importlib.import_module(f"cocoon.cli.{name}_cmd")
             app.add_typer(module.app, name=name)

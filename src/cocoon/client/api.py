@@ -64,7 +64,7 @@ def build_app(client: Client) -> FastAPI:
     @app.middleware("http")
     async def _auth(request: Request, call_next: Any) -> Response:
         keys = client.config.api_keys
-        if keys and request.url.path.startswith("/v1/"):
+        if keys and request.url.path.startswith(("/v1/", "/cocoon/")):
             header = request.headers.get("authorization", "")
             token = header[7:] if header.lower().startswith("bearer ") else ""
             if not any(secrets.compare_digest(token, key) for key in keys):
@@ -118,6 +118,23 @@ def build_app(client: Client) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return client.statistics()
+
+    @app.get("/cocoon/receipts")
+    async def receipts(limit: int = 20) -> dict[str, Any]:
+        limit = max(1, min(limit, 1000))
+        return {"receipts": list(client.receipts)[-limit:]}
+
+    @app.get("/cocoon/balance")
+    async def balance() -> dict[str, Any]:
+        try:
+            answer = await client.query("balance")
+        except net.NetError as exc:
+            raise ApiError(502, f"no proxy available: {exc}") from exc
+        return {
+            "proxy": dict(answer),
+            "spent_nano": client.counters["spent_nano"],
+            "budget_left_nano": client.budget_left(),
+        }
 
     return app
 

@@ -1,0 +1,278 @@
+"""``cocoon tee``: verify quotes, compute image hashes, make and inspect RA-TLS certificates."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from rich.console import Console
+from rich.table import Table
+
+from cocoon.tee import (
+    AttestationError,
+    AttestationPolicy,
+    NodeIdentity,
+    PccsCollateral,
+    StaticCollateral,
+    make_backend,
+    parse_certificate,
+    parse_quote,
+    sim_platform,
+    verify_quote,
+)
+from cocoon.tee.collateral import CollateralSource
+from cocoon.tee.verify import TCB_STATUSES
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Attestation tools: quotes, image hashes, RA-TLS certificates.", no_args_is_help=True)
+console = Console()
+
+_QUOTE_FIELDS = (
+    "version",
+    "tee_type",
+    "body",
+    "fmspc",
+    "td_attributes",
+    "xfam",
+    "mr_td",
+    "mr_config_id",
+    "mr_owner",
+    "mr_owner_config",
+    "rtmrs",
+    "report_data",
+    "mr_enclave",
+    "mr_signer",
+    "debug",
+)
+
+
+def _read_quote_or_cert(path: Path) -> tuple[bytes, bytes | None]:
+    """(quote, certificate DER or None): FILE may hold a raw quote or an RA-TLS certificate (PEM/DER)."""
+    data = path.read_bytes()
+    der: bytes | None = None
+    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
+        der = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+    elif data[:1] == b"\x30":
+        try:
+            der = x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+        except ValueError:
+            der = None
+    if der is None:
+        return data, None
+    cert = parse_certificate(der)
+    if cert.quote is None:
+        raise AttestationError("the certificate carries no quote (backend none)")
+    return cert.quote, der
+
+
+def _table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows.items():
+        if isinstance(value, list):
+            value = "\n".join(str(v) for v in value) or "-"
+        table.add_row(key, str(value))
+    return table
+
+
+def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps({"valid": False, "error": message, **(extra or {})}, indent=2))
+    else:
+        console.print(f"[red]invalid:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.command("verify-quote")
+def verify_quote_cmd(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A quote or an RA-TLS certificate.")
+    ],
+    collateral: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Collateral JSON (dcap-qvl format).")
+    ] = None,
+    now: Annotated[int | None, typer.Option(help="Verification time, unix seconds (default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    sim_home: Annotated[
+        Path | None, typer.Option(help="Verify under the simulated platform in this home (not Intel's root).")
+    ] = None,
+    pccs: Annotated[str | None, typer.Option(help="Fetch collateral from this PCCS URL.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Collateral cache for --pccs.")] = None,
+    min_tcb: Annotated[
+        str, typer.Option(help=f"Worst accepted TCB status: {', '.join(TCB_STATUSES[:-1])}.")
+    ] = ("UpToDate"),
+    allow_debug: Annotated[bool, typer.Option(help="Accept debug TDs.")] = False,
+) -> None:
+    """Verify a quote's signature chain and TCB status; exit 0 only if it is valid under the policy."""
+    at = int(time.time()) if now is None else now
+    try:
+        quote, _ = _read_quote_or_cert(file)
+        parsed = parse_quote(quote)
+    except (AttestationError, ValueError) as exc:
+        _fail(str(exc), as_json)
+        return
+    root: bytes | None = None
+    source: CollateralSource
+    if sim_home is not None:
+        platform = sim_platform(sim_home)
+        root, source = platform.root_ca_der, platform
+    if collateral is not None:
+        source = StaticCollateral.from_file(collateral)
+    elif pccs is not None:
+        source = PccsCollateral(pccs, cache_dir)
+    elif sim_home is None:
+        _fail("give --collateral FILE, --pccs URL or --sim-home DIR", as_json, {"quote": parsed.to_json()})
+        return
+    try:
+        verdict = verify_quote(quote, source.collateral(quote, now=at), now=at, root_ca_der=root)
+    except AttestationError as exc:
+        _fail(str(exc), as_json, {"quote": parsed.to_json()})
+        return
+    allowed = TCB_STATUSES[: TCB_STATUSES.index(min_tcb) + 1] if min_tcb in TCB_STATUSES else ("UpToDate",)
+    problems = []
+    if verdict.status not in allowed:
+        problems.append(f"TCB status {verdict.status} is worse than {min_tcb}")
+    if parsed.debug and not allow_debug:
+        problems.append("debug TD")
+    result = {"valid": not problems, "problems": problems, "now": at, **verdict.to_json()}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        rows = {k: v for k, v in parsed.to_json().items() if k in _QUOTE_FIELDS}
+        rows = {
+            "status": verdict.status,
+            "advisories": list(verdict.advisory_ids),
+            "root key id": verdict.root_key_id.hex(),
+            "image hash": parsed.image_hash.hex(),
+            **rows,
+        }
+        console.print(_table(str(file), rows))
+        if problems:
+            console.print(f"[red]refused:[/] {'; '.join(problems)}")
+        else:
+            console.print("[green]valid[/]")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command("image-hash")
+def image_hash_cmd(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A quote or an RA-TLS certificate.")
+    ],
+) -> None:
+    """Print COCOON's image hash of a quote: SHA-256(mr_td ‖ mr_config_id ‖ mr_owner ‖ mr_owner_config ‖ rtmr0..3 ‖ 0^64)."""
+    try:
+        quote, _ = _read_quote_or_cert(file)
+        typer.echo(parse_quote(quote).image_hash.hex())
+    except (AttestationError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("gen-cert")
+def gen_cert_cmd(
+    backend: Annotated[str, typer.Option(help="sim | tdx | none")] = "sim",
+    home: Annotated[Path, typer.Option(help="Home with the simulated platform (sim backend).")] = Path(
+        "~/.cocoon"
+    ).expanduser(),
+    image: Annotated[str | None, typer.Option(help="Simulated image name (sets its measurements).")] = None,
+    measurement: Annotated[
+        list[str] | None,
+        typer.Option(help="Simulated measurement NAME=HEX (mr_td, rtmr0..3, …); repeatable."),
+    ] = None,
+    model_hash: Annotated[str | None, typer.Option(help="Model hash (hex) to put in the claims.")] = None,
+    lifetime: Annotated[int, typer.Option(help="Validity in seconds (at most 86400).")] = 86400,
+    out: Annotated[Path, typer.Option(help="Writes OUT.cert.pem and OUT.key.pem.")] = Path("node"),
+) -> None:
+    """Create an RA-TLS certificate and key with the chosen TEE backend."""
+    measurements: dict[str, str] = {}
+    if image:
+        measurements["image"] = image
+    for item in measurement or []:
+        name, _, value = item.partition("=")
+        measurements[name.strip()] = value.strip()
+    try:
+        tee = make_backend(backend, home=home, measurements=measurements or None)
+        identity = NodeIdentity.create(
+            tee,
+            now=int(time.time()),
+            model_hash=bytes.fromhex(model_hash) if model_hash else None,
+            lifetime_s=lifetime,
+        )
+    except (AttestationError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    cert_path, key_path = Path(f"{out}.cert.pem"), Path(f"{out}.key.pem")
+    cert_path.write_bytes(identity.cert_pem)
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(identity.key_pem)
+    console.print(
+        _table(
+            "RA-TLS certificate",
+            {
+                "backend": tee.name,
+                "certificate": str(cert_path),
+                "key": str(key_path),
+                "public key": identity.public_key.hex(),
+                "image hash": identity.image_hash.hex() if identity.image_hash else "-",
+                "not after": identity.not_after,
+            },
+        )
+    )
+
+
+@app.command("inspect-cert")
+def inspect_cert_cmd(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="RA-TLS certificate (PEM or DER).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    sim_home: Annotated[
+        Path | None, typer.Option(help="Also verify the quote under the simulated platform in this home.")
+    ] = None,
+    now: Annotated[int | None, typer.Option(help="Verification time, unix seconds (default: now).")] = None,
+) -> None:
+    """Show an RA-TLS certificate's claims and quote, and check it (key binding; quote signature with --sim-home)."""
+    at = int(time.time()) if now is None else now
+    data = file.read_bytes()
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            data = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+        cert = parse_certificate(data)
+    except (AttestationError, ValueError) as exc:
+        _fail(str(exc), as_json)
+        return
+    policy = AttestationPolicy.sim(sim_platform(sim_home)) if sim_home else AttestationPolicy.any()
+    info: dict[str, Any] = {"certificate": cert.to_json()}
+    if cert.quote is not None:
+        info["quote"] = parse_quote(cert.quote).to_json()
+    try:
+        info["attestation"] = policy.verify_certificate(data, now=at).to_json()
+        info["valid"] = True
+    except AttestationError as exc:
+        info["valid"], info["error"] = False, f"{type(exc).__name__}: {exc}"
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        console.print(
+            _table(
+                "certificate", {**info["certificate"], "claims": json.dumps(info["certificate"]["claims"])}
+            )
+        )
+        if "quote" in info:
+            q = info["quote"]
+            console.print(
+                _table("quote", {k: v for k, v in q.items() if k in (*_QUOTE_FIELDS, "image_hash")})
+            )
+        verdict = "[green]valid[/]" if info["valid"] else f"[red]invalid:[/] {info['error']}"
+        console.print(f"{policy.kind} policy: {verdict}")
+    if not info["valid"]:
+        raise typer.Exit(1)
