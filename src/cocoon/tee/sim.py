@@ -454,6 +454,26 @@ class SimBackend:
             report_data, self.measurements, debug=self.debug, outdated=self.outdated
         )
 
+    def td_report(self, report_data: bytes) -> bytes:
+        """A local 1024-byte TDREPORT MAC'd by this platform (input to the seal protocol)."""
+        from cocoon.tee.seal import tdx_report
+
+        m = self.measurements
+        attributes = _TD_ATTRIBUTES_DEBUG if self.debug else _TD_ATTRIBUTES
+        tdinfo = (
+            attributes
+            + bytes.fromhex("e702060000000000")
+            + b"".join(m[name] for name in MEASUREMENT_FIELDS)
+            + bytes(48 + 64)  # servtd_hash, reserved
+        )
+        tee_tcb_info = (
+            bytes.fromhex("ff01000000000000")  # VALID bits
+            + (_TEE_TCB_SVN_OUTDATED if self.outdated else _TEE_TCB_SVN)
+            + hashlib.sha384(b"cocoon-sim-tdx-module").digest()
+            + bytes(48 + 8 + 111)
+        )
+        return tdx_report(report_data, tdinfo=tdinfo, tee_tcb_info=tee_tcb_info, mac=self.platform.report_mac)
+
     def image_hash(self) -> bytes:
         from cocoon.tee.quote import image_hash
 
