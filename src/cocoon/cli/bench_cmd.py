@@ -1,0 +1,91 @@
+"""``cocoon bench``: measured ratios, ours vs. direct, in one run (Rich table + JSON file)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Benchmarks: the network vs. the same work done directly.")
+console = Console()
+OutOpt = Annotated[Path, typer.Option(help="Where to write the JSON results.")]
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out.write_text(json.dumps(result, indent=2))
+    console.print(f"[dim]results written to {out}[/]")
+
+
+@app.command()
+def gateway(
+    requests: Annotated[int, typer.Option(min=10, max=100_000)] = 200,
+    levels: Annotated[str, typer.Option(help="Comma-separated concurrency levels.")] = "1,8,32",
+    out: OutOpt = Path("bench/results/gateway.json"),
+) -> None:
+    """Proxy-hop overhead with a fast fake upstream (50 chunks x 128 B): requests/s, TTFB, memory."""
+    from cocoon.bench.scenarios import bench_gateway
+
+    concurrency = tuple(int(x) for x in levels.split(","))
+    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
+        result = asyncio.run(
+            bench_gateway(Path(home), levels=concurrency, requests=requests, progress=status.update)
+        )
+    table = Table(title="gateway: app → client → proxy → worker → upstream vs. app → upstream")
+    for column in (
+        "concurrency",
+        "direct rps",
+        "network rps",
+        "ratio",
+        "TTFB p50 direct/network ms",
+        "TTFB p99 network ms",
+        "CPU ms/req network",
+    ):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        d, v = row["direct"], row["network"]
+        table.add_row(
+            str(row["concurrency"]),
+            str(d["rps"]),
+            str(v["rps"]),
+            str(row["rps_ratio"]),
+            f"{d['ttfb_p50_ms']} / {v['ttfb_p50_ms']}",
+            str(v["ttfb_p99_ms"]),
+            str(v["cpu_ms_per_request"]),
+        )
+    console.print(table)
+    console.print(f"memory per open attested proxy connection: {result['memory_per_connection_kib']} KiB")
+    _write(out, result)
+
+
+@app.command()
+def model(
+    runs: Annotated[int, typer.Option(min=1, max=100)] = 5,
+    max_tokens: Annotated[int, typer.Option(min=8, max=512)] = 64,
+    out: OutOpt = Path("bench/results/model.json"),
+) -> None:
+    """Embedded model through the network vs. the engine alone: time to first token and tokens/s."""
+    from cocoon.bench.scenarios import bench_model
+
+    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
+        result = asyncio.run(
+            bench_model(Path(home), runs=runs, max_tokens=max_tokens, progress=status.update)
+        )
+    table = Table(title="embedded model (SmolLM2-135M): network vs. engine alone")
+    for column in ("path", "TTFT ms", "tokens/s"):
+        table.add_column(column, justify="right")
+    for path in ("direct", "network"):
+        table.add_row(path, str(result[path]["ttft_ms"]), str(result[path]["tokens_per_s"]))
+    table.add_row("ratio", str(result["ttft_ratio"]), str(result["tokens_per_s_ratio"]))
+    console.print(table)
+    _write(out, result)
