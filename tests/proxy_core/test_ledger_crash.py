@@ -1,0 +1,139 @@
+"""Crash safety for real: a process settling paid requests is killed with SIGKILL at random points.
+
+After each kill the store is reopened: the counters must equal the sums of the request rows, every settled
+request must carry exactly its deterministic charge (nothing doubled), and the next process replays the last
+few requests (as a restarted proxy would) without charging them twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cocoon.proxy.ledger import BillingLedger, RequestState
+
+from .helpers import charge_of, funded_ledger
+
+CHILD = r"""
+import sys
+from pathlib import Path
+from cocoon.proxy.errors import RequestConflict
+from cocoon.proxy.ledger import BillingLedger
+from cocoon.proxy.pricing import PriceParams, TokenCounts, price
+
+PARAMS = PriceParams(price_per_token=2000, worker_fee_per_token=1000)
+path, start = Path(sys.argv[1]), int(sys.argv[2])
+ledger = BillingLedger(path)
+print("ready", flush=True)
+i = start
+while True:
+    rid = f"r{i:07d}"
+    charge = price(TokenCounts(prompt=i % 97, completion=i % 89 + 1), 1000 + i % 3 * 500, PARAMS)
+    client = "alice" if i % 2 else "bob"
+    worker = f"w{i % 4}"
+    try:
+        ledger.reserve(rid, client, 10**7, float(i), model="m")
+    except RequestConflict:
+        pass  # already settled or failed by the previous process: replay the ending below
+    if i % 11 == 0:
+        ledger.fail(rid, charge, worker=worker, now=float(i))
+    else:
+        ledger.settle(rid, worker, charge, float(i))
+        ledger.settle(rid, worker, charge, float(i))  # an immediate replay must be a no-op
+    if i % 25 == 0:
+        ledger.bump_seqno(float(i))
+    i += 1
+"""
+
+
+def _expected_charge(i: int):  # type: ignore[no-untyped-def]
+    from cocoon.proxy.pricing import TokenCounts, price
+
+    from .helpers import PARAMS
+
+    return price(TokenCounts(prompt=i % 97, completion=i % 89 + 1), 1000 + i % 3 * 500, PARAMS)
+
+
+def _check(ledger: BillingLedger, released: frozenset[str] = frozenset()) -> int:
+    """Counters equal the rows; each finished row carries exactly its own charge. Returns the highest index."""
+    rows = ledger._debug_rows()
+    requests = {r[0]: r for r in rows["requests"]}
+    highest = -1
+    for rid in requests:
+        rec = ledger.request(rid)
+        assert rec is not None
+        i = int(rid[1:])
+        highest = max(highest, i)
+        if rid in released:
+            assert rec.state is RequestState.FAILED and rec.charge.total_adjusted == 0
+        elif rec.state is not RequestState.RESERVED:
+            assert rec.charge == _expected_charge(i), rid
+    for client in ledger.clients():
+        mine = [ledger.request(r) for r in requests if requests[r][1] == client.client]
+        done = [r for r in mine if r is not None and r.state is not RequestState.RESERVED]
+        held = [r for r in mine if r is not None and r.state is RequestState.RESERVED]
+        assert client.tokens == sum(r.charge.total_adjusted for r in done)
+        assert client.cost_nano == sum(r.charge.client_cost_nano for r in done)
+        assert client.reserved_nano == sum(r.reserved_nano for r in held)
+        assert len(held) <= 1  # one request in flight at a time in the child
+    for worker in ledger.workers():
+        done = [
+            r
+            for r in (ledger.request(x) for x in requests if requests[x][2] == worker.worker)
+            if r is not None and r.state is not RequestState.RESERVED
+        ]
+        assert worker.tokens == sum(r.charge.total_adjusted for r in done)
+        assert worker.earnings_nano == sum(r.charge.worker_earning_nano for r in done)
+    stats = ledger.statistics()
+    assert stats.revenue_nano - stats.worker_earnings_nano == stats.proxy_fees_nano
+    return highest
+
+
+def test_sigkill_during_settlement_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "billing.db"
+    funded_ledger(path, "alice", "bob", balance=10**18, stake=10**18).close()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    rng = random.Random(1234)
+    start = 0
+    deadline = time.monotonic() + 12.0
+    settled_seen = 0
+    for _ in range(6):
+        if time.monotonic() > deadline:
+            break
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path), str(start)],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.05, 0.3))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        with BillingLedger(path) as ledger:  # the kill released the writer lock
+            highest = _check(ledger)
+            settled_seen = ledger.statistics().requests_settled
+        # Restart a little behind where the dead process was, replaying its last requests.
+        start = max(highest - 3, 0)
+    assert settled_seen > 20, "the child never got going"
+    with BillingLedger(path) as ledger:
+        released = ledger.release_stale(now=1e9, older_than=1e9)
+        assert released in ([], [f"r{highest:07d}"])
+        _check(ledger, frozenset(released))
+        assert ledger.statistics().requests_reserved == 0
+
+
+def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with funded_ledger(path, "alice") as led:
+        led.reserve("r1", "alice", 10**6, 1.0)
+        led.settle("r1", "w1", charge_of(10, 10), 2.0)
+        before = led._debug_rows()
+    with BillingLedger(path) as led:
+        assert led._debug_rows() == before
