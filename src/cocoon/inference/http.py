@@ -1,0 +1,217 @@
+"""The HTTP engine: any OpenAI-compatible upstream (vLLM, SGLang, llama.cpp server, Ollama).
+
+Bytes are relayed as the upstream sends them; a :class:`UsageMeter` reads the usage on the way
+through. Streaming requests get ``stream_options.include_usage = true`` (as COCOON rewrites them) so
+the usage chunk always arrives. A non-2xx answer comes back as a response with the upstream's status
+and JSON error body; transport failures become :class:`EngineError` subclasses, chained
+``from`` the httpx exception by :func:`map_httpx_errors`, the one place they are translated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cocoon.inference._openai import force_include_usage
+from cocoon.inference._protocol import JSON_HEADERS, Endpoint, EngineResponse
+from cocoon.inference.errors import (
+    EngineError,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineUnavailable,
+)
+
+__all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "map_httpx_errors"]
+
+MAX_ERROR_BODY = 1 << 20
+# Headers worth relaying; hop-by-hop and length headers are recomputed by whoever sends next.
+_RELAYED_HEADERS = frozenset({"content-type", "cache-control", "x-request-id"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineTimeouts:
+    """Seconds for each phase; ``read`` is the longest gap between two body chunks, so a long
+    answer is fine while a stalled one is not."""
+
+    connect: float = 5.0
+    read: float = 300.0
+    write: float = 30.0
+    pool: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "write", "pool"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"timeout {name} must be a positive number of seconds")
+
+    def to_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+DEFAULT_TIMEOUTS = EngineTimeouts()
+
+
+@contextlib.contextmanager
+def map_httpx_errors(what: str) -> Iterator[None]:
+    """Translate httpx exceptions raised inside the block into :class:`EngineError` subclasses."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise EngineTimeout(f"{what}: upstream timed out ({type(exc).__name__})") from exc
+    except (httpx.RemoteProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
+        raise EngineProtocolError(f"{what}: upstream broke the protocol: {exc}") from exc
+    except (httpx.NetworkError, httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        raise EngineUnavailable(f"{what}: upstream unreachable: {exc or type(exc).__name__}") from exc
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+        raise EngineUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class HttpEngine:
+    """An :class:`~cocoon.inference.Engine` in front of an OpenAI-compatible HTTP server.
+
+    ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/v1`` is accepted).
+    ``model_name`` is discovered from ``GET /v1/models`` at ``start()`` when not given. With
+    ``rewrite_model`` the request's ``model`` is replaced by the served name, so the network-wide
+    model id need not match the upstream's. Pass ``client`` to reuse a pool or inject a transport;
+    the engine then does not close it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model_name: str | None = None,
+        api_key: str | None = None,
+        timeouts: EngineTimeouts = DEFAULT_TIMEOUTS,
+        rewrite_model: bool = True,
+        max_connections: int = 256,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        url = base_url.rstrip("/")
+        if url.endswith("/v1"):
+            url = url[: -len("/v1")]
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = url
+        self.model_name = model_name or ""
+        self._explicit_model = model_name is not None
+        self._timeouts = timeouts
+        self._rewrite_model = rewrite_model
+        headers = {"accept-encoding": "identity"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=timeouts.to_httpx(),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+            headers=headers,
+            trust_env=False,  # no hidden proxies: the upstream is what the config names
+        )
+        self._extra_headers = headers if client is not None else {}
+        self._state = _State.NEW
+
+    async def start(self) -> None:
+        if self._state is _State.CLOSED:
+            raise EngineUnavailable("the HTTP engine is closed")
+        models = await self.list_models()
+        if self._explicit_model:
+            if models and self.model_name not in models:
+                raise EngineUnavailable(f"upstream does not serve {self.model_name!r} (it serves {models})")
+        elif not models:
+            raise EngineProtocolError("upstream lists no models in /v1/models")
+        else:
+            self.model_name = models[0]
+        self._state = _State.READY
+
+    async def list_models(self) -> list[str]:
+        """The model ids the upstream lists in ``GET /v1/models``."""
+        with map_httpx_errors("GET /v1/models"):
+            response = await self._client.get(f"{self.base_url}/v1/models", headers=self._extra_headers)
+        if response.status_code != 200:
+            raise EngineUnavailable(f"GET /v1/models answered {response.status_code}")
+        try:
+            data = response.json()["data"]
+            return [str(item["id"]) for item in data]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineProtocolError(
+                f"GET /v1/models sent an unexpected body: {response.text[:200]!r}"
+            ) from exc
+
+    async def healthy(self) -> bool:
+        if self._state is _State.CLOSED:
+            return False
+        try:
+            models = await self.list_models()
+        except EngineError:
+            return False
+        return not self.model_name or self.model_name in models
+
+    async def aclose(self) -> None:
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> HttpEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self, endpoint: Endpoint, body: dict[str, Any]) -> EngineResponse:
+        if self._state is not _State.READY:
+            raise EngineUnavailable(f"the HTTP engine is {self._state.value}, not ready")
+        payload = force_include_usage(body)
+        if self._rewrite_model and self.model_name:
+            payload["model"] = self.model_name
+        request = self._client.build_request(
+            "POST", f"{self.base_url}{endpoint.value}", json=payload, headers=self._extra_headers
+        )
+        with map_httpx_errors(f"POST {endpoint.value}"):
+            response = await self._client.send(request, stream=True)
+        headers = tuple((k, v) for k, v in response.headers.items() if k.lower() in _RELAYED_HEADERS)
+        if not response.is_success:
+            try:
+                content = await _read_capped(response, MAX_ERROR_BODY)
+            finally:
+                await response.aclose()
+            return EngineResponse.from_bytes(
+                status=response.status_code, headers=headers or JSON_HEADERS, content=content
+            )
+        return EngineResponse(
+            status=response.status_code,
+            headers=headers or JSON_HEADERS,
+            body=_relay(response, endpoint),
+            on_close=response.aclose,
+        )
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    with map_httpx_errors("reading the upstream's error body"):
+        async for part in response.aiter_bytes():
+            parts.append(part)
+            size += len(part)
+            if size >= limit:
+                break
+    return b"".join(parts)[:limit]
+
+
+async def _relay(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[bytes]:
+    with map_httpx_errors(f"reading {endpoint.value}"):
+        async for part in response.aiter_bytes():
+            yield part

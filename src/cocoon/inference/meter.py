@@ -1,0 +1,323 @@
+"""Sans-IO usage meter for OpenAI response bodies.
+
+Feed it the bytes of an answer in any split (SSE stream or JSON / NDJSON body), then call
+``finish()`` to get the :class:`Usage` the body reported. It also counts data events and content
+characters so a relay (worker or proxy) can cross-check what it passed on against the usage it was
+told. Buffers are capped: an SSE line longer than ``max_line_bytes`` or a JSON body longer than
+``max_json_bytes`` raises :class:`EngineProtocolError`, as does anything that is not OpenAI-shaped.
+After an error every further call raises the same error.
+
+Unlike COCOON's byte counter (which cannot parse SSE and bills streamed answers as 0 tokens), this
+meter reads the ``usage`` object from SSE chunks; when several chunks carry usage (vLLM's continuous
+usage stats) the field-wise maximum is kept, as the reference does for JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cocoon.inference._usage import Usage
+from cocoon.inference.errors import EngineProtocolError
+
+__all__ = ["DEFAULT_MAX_JSON_BYTES", "DEFAULT_MAX_LINE_BYTES", "BodyKind", "MeterStats", "UsageMeter"]
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+DEFAULT_MAX_JSON_BYTES = 16 << 20
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_SSE_FIELDS = frozenset({"data", "event", "id", "retry"})
+
+
+class BodyKind(enum.Enum):
+    AUTO = "auto"  # decided by the first non-blank byte: '{' or '[' means JSON, anything else SSE
+    SSE = "sse"  # text/event-stream: "data: {...}\n\n" ... "data: [DONE]\n\n"
+    JSON = "json"  # one JSON value, or newline-delimited JSON values
+
+    @classmethod
+    def from_content_type(cls, content_type: str | None) -> BodyKind:
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media == "text/event-stream":
+            return cls.SSE
+        if media in ("application/json", "application/x-ndjson", "application/jsonl"):
+            return cls.JSON
+        return cls.AUTO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterStats:
+    """What a meter has seen so far."""
+
+    kind: BodyKind
+    bytes_seen: int
+    events: int  # SSE data events (without [DONE]) or JSON values
+    content_chars: int  # characters of content / reasoning_content / text across all choices
+    content_events: int  # events that carried content
+    usage_seen: bool
+    done: bool  # SSE: "[DONE]" arrived; JSON: the body parsed
+    truncated: bool  # the body ended in the middle of an event
+    error: str | None  # message of an OpenAI error object found in the body, if any
+
+
+class UsageMeter:
+    """Incremental parser of one response body; see the module docstring."""
+
+    def __init__(
+        self,
+        kind: BodyKind = BodyKind.AUTO,
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    ) -> None:
+        if max_line_bytes < 16 or max_json_bytes < 16:
+            raise ValueError("meter buffer limits must be at least 16 bytes")
+        self._kind = kind
+        self._max_line = max_line_bytes
+        self._max_json = max_json_bytes
+        self._buf = bytearray()
+        self._scan_from = 0  # bytes of _buf already known to hold no line end
+        self._data_lines: list[str] = []
+        self._usage = Usage()
+        self._usage_seen = False
+        self._bytes = 0
+        self._events = 0
+        self._chars = 0
+        self._content_events = 0
+        self._done = False
+        self._truncated = False
+        self._body_error: str | None = None
+        self._failure: EngineProtocolError | None = None
+        self._finished = False
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def usage(self) -> Usage:
+        """Usage seen so far (zeros until a usage object arrives)."""
+        return self._usage
+
+    @property
+    def usage_seen(self) -> bool:
+        return self._usage_seen
+
+    @property
+    def data_events(self) -> int:
+        """SSE data events (without ``[DONE]``) or JSON values seen so far."""
+        return self._events
+
+    @property
+    def content_events(self) -> int:
+        """Events that carried at least one character of content."""
+        return self._content_events
+
+    @property
+    def content_chars(self) -> int:
+        """Characters of content / reasoning / text seen so far, over all choices."""
+        return self._chars
+
+    def partial_usage(self) -> Usage:
+        """Best estimate for a body cut off before its usage arrived: the reported usage when there
+        is one, else one completion token per event that carried content (a lower bound for every
+        tokenizer, since each content delta holds at least one token)."""
+        if self._usage_seen:
+            return self._usage
+        return Usage(completion_tokens=self._content_events)
+
+    def statistics(self) -> MeterStats:
+        return MeterStats(
+            kind=self._kind,
+            bytes_seen=self._bytes,
+            events=self._events,
+            content_chars=self._chars,
+            content_events=self._content_events,
+            usage_seen=self._usage_seen,
+            done=self._done,
+            truncated=self._truncated,
+            error=self._body_error,
+        )
+
+    def feed(self, data: bytes) -> None:
+        """Consume the next piece of the body (any split, including empty)."""
+        self._check_usable()
+        if self._finished:
+            raise RuntimeError("UsageMeter.feed() after finish()")
+        self._bytes += len(data)
+        try:
+            self._feed(data)
+        except EngineProtocolError as exc:
+            self._failure = exc
+            raise
+
+    def finish(self) -> Usage:
+        """The body ended: flush what is buffered and return the usage. Idempotent."""
+        self._check_usable()
+        if not self._finished:
+            self._finished = True
+            try:
+                self._finish()
+            except EngineProtocolError as exc:
+                self._failure = exc
+                raise
+        return self._usage
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise EngineProtocolError(f"meter failed earlier: {self._failure}")
+
+    def _feed(self, data: bytes) -> None:
+        self._buf += data
+        if self._kind is BodyKind.AUTO:
+            stripped = self._buf.lstrip()
+            if not stripped:
+                return
+            self._kind = BodyKind.JSON if stripped[0] in b"{[" else BodyKind.SSE
+        if self._kind is BodyKind.JSON:
+            if len(self._buf) > self._max_json:
+                raise EngineProtocolError(f"JSON body longer than {self._max_json} bytes")
+            return
+        self._consume_lines(final=False)
+
+    def _finish(self) -> None:
+        if self._kind is BodyKind.JSON:
+            self._parse_json_body(bytes(self._buf))
+            self._buf.clear()
+            return
+        if self._kind is BodyKind.AUTO:  # nothing but whitespace arrived
+            return
+        self._consume_lines(final=True)
+        if self._buf:
+            # The body stopped in the middle of a line; keep a partial data line for the lenient
+            # dispatch below and remember that the stream was cut.
+            line = self._decode(bytes(self._buf))
+            self._buf.clear()
+            self._truncated = True
+            if line.startswith("data:"):
+                self._data_lines.append(_field_value(line))
+        if self._data_lines:
+            self._dispatch(lenient=True)
+
+    def _consume_lines(self, *, final: bool) -> None:
+        buf = self._buf
+        start = 0
+        while True:
+            m = _LINE_END.search(buf, max(start, self._scan_from))
+            if m is None:
+                break
+            # A lone '\r' at the very end may be the first half of '\r\n': wait for more bytes.
+            if m.group() == b"\r" and m.end() == len(buf) and not final:
+                break
+            self._handle_line(self._decode(bytes(buf[start : m.start()])))
+            start = m.end()
+            self._scan_from = start
+        if start:
+            del buf[:start]
+        self._scan_from = len(buf) - (1 if buf.endswith(b"\r") else 0)
+        if len(buf) > self._max_line:
+            raise EngineProtocolError(f"SSE line longer than {self._max_line} bytes")
+
+    @staticmethod
+    def _decode(raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EngineProtocolError(f"SSE line is not UTF-8: {exc}") from exc
+
+    def _handle_line(self, line: str) -> None:
+        if not line:
+            if self._data_lines:
+                self._dispatch(lenient=False)
+            return
+        if line.startswith(":"):  # comment / keep-alive
+            return
+        name = line.split(":", 1)[0]
+        if name not in _SSE_FIELDS:
+            raise EngineProtocolError(f"not an SSE line: {line[:80]!r}")
+        if name == "data":
+            self._data_lines.append(_field_value(line))
+
+    def _dispatch(self, *, lenient: bool) -> None:
+        data = "\n".join(self._data_lines)
+        self._data_lines.clear()
+        if data.strip() == "[DONE]":
+            self._done = True
+            return
+        if self._done:
+            raise EngineProtocolError("SSE data after [DONE]")
+        try:
+            value = json.loads(data)
+        except ValueError as exc:
+            if lenient:
+                self._truncated = True
+                return
+            raise EngineProtocolError(f"SSE data is not JSON: {data[:80]!r}") from exc
+        self._handle_value(value)
+
+    def _parse_json_body(self, raw: bytes) -> None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EngineProtocolError(f"JSON body is not UTF-8: {exc}") from exc
+        if not text.strip():
+            return
+        try:
+            values: list[Any] = [json.loads(text)]
+        except ValueError:
+            values = []
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    values.append(json.loads(line))
+                except ValueError as exc:
+                    raise EngineProtocolError(f"body is not JSON: {text[:80]!r}") from exc
+        for value in values:
+            self._handle_value(value)
+        self._done = True
+
+    def _handle_value(self, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise EngineProtocolError(f"expected a JSON object, got {type(value).__name__}")
+        self._events += 1
+        error = value.get("error")
+        if error is not None and self._body_error is None:
+            message = error.get("message") if isinstance(error, Mapping) else error
+            self._body_error = str(message)[:500]
+        usage = value.get("usage")
+        if usage is not None:
+            try:
+                seen = Usage.from_openai(usage)
+            except ValueError as exc:
+                raise EngineProtocolError(f"invalid usage object: {exc}") from exc
+            self._usage = self._usage.merge_max(seen) if self._usage_seen else seen
+            self._usage_seen = True
+        choices = value.get("choices")
+        if isinstance(choices, list):
+            chars = sum(_choice_chars(c) for c in choices if isinstance(c, Mapping))
+            self._chars += chars
+            self._content_events += 1 if chars else 0
+
+
+def _field_value(line: str) -> str:
+    value = line.split(":", 1)[1] if ":" in line else ""
+    return value[1:] if value.startswith(" ") else value
+
+
+def _choice_chars(choice: Mapping[str, Any]) -> int:
+    total = 0
+    text = choice.get("text")
+    if isinstance(text, str):
+        total += len(text)
+    for key in ("delta", "message"):
+        part = choice.get(key)
+        if isinstance(part, Mapping):
+            for field in ("content", "reasoning_content", "reasoning"):
+                value = part.get(field)
+                if isinstance(value, str):
+                    total += len(value)
+    return total

@@ -1,0 +1,133 @@
+"""A reproducible model hash: SHA-256 Merkle trees over the weight files.
+
+Definition (version 1; every integer is unsigned 64-bit big-endian, ``H`` is SHA-256):
+
+1. The model is a file or a directory. A directory contributes every regular file below it
+   (symlinks to files are followed, symlinked directories are not entered); a single file counts as
+   a directory holding just that file. Each file is named by its path relative to the directory,
+   with ``/`` separators, UTF-8 encoded. Files are sorted by those bytes.
+2. A file's content is cut into 1 MiB (1 048 576 byte) chunks; an empty file has one empty chunk.
+   ``leaf = H(0x00 || chunk)``.
+3. The file root is the RFC 6962 tree hash over its leaves: one leaf is its own root; otherwise
+   split at the largest power of two below the count, ``node = H(0x01 || left || right)``.
+4. ``entry = H(0x02 || len(path) || path || size || file_root)``.
+5. ``model_hash = H(0x03 || "cocoon-model-hash-v1" || count || entry_1 || ... || entry_n)``.
+
+The prefixes 0x00..0x03 separate the domains so that no leaf, node, entry or root can be passed
+off as another. Chunk roots can be checked in parallel and against a partial download; the result
+does not depend on the file system, timestamps or permissions. Results are cached per file in a
+:class:`ModelHashCache` keyed by (path, size, mtime); the cache lives only in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cocoon.inference.errors import ModelError
+from cocoon.inference.models import embedded_model_path
+
+__all__ = [
+    "CHUNK_SIZE",
+    "MODEL_HASH_DOMAIN",
+    "ModelHashCache",
+    "embedded_model_hash",
+    "file_root",
+    "merkle_root",
+    "model_hash",
+]
+
+CHUNK_SIZE = 1 << 20
+MODEL_HASH_DOMAIN = b"cocoon-model-hash-v1"
+_LEAF, _NODE, _ENTRY, _ROOT = b"\x00", b"\x01", b"\x02", b"\x03"
+
+
+def _u64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962 tree hash over already-hashed leaves (at least one)."""
+    if not leaves:
+        raise ValueError("a Merkle tree needs at least one leaf")
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(_NODE + merkle_root(leaves[:split]) + merkle_root(leaves[split:])).digest()
+
+
+def file_root(path: Path) -> tuple[int, bytes]:
+    """(size, Merkle root of the 1 MiB chunk leaves) of one file."""
+    leaves: list[bytes] = []
+    size = 0
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                size += len(chunk)
+                leaves.append(hashlib.sha256(_LEAF + chunk).digest())
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc}") from exc
+    if not leaves:
+        leaves.append(hashlib.sha256(_LEAF).digest())
+    return size, merkle_root(leaves)
+
+
+@dataclass(slots=True)
+class ModelHashCache:
+    """File roots already computed in this process, keyed by (absolute path, size, mtime_ns)."""
+
+    _roots: dict[tuple[str, int, int], bytes] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def root(self, path: Path) -> tuple[int, bytes]:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        cached = self._roots.get(key)
+        if cached is not None:
+            self.hits += 1
+            return st.st_size, cached
+        self.misses += 1
+        size, root = file_root(path)
+        if size == st.st_size:  # a file that changed while we read it is not cached
+            self._roots[key] = root
+        return size, root
+
+
+def _files(path: Path) -> list[tuple[bytes, Path]]:
+    if path.is_file():
+        return [(path.name.encode("utf-8"), path)]
+    if not path.is_dir():
+        raise ModelError(f"model path is neither a file nor a directory: {path}")
+    found: list[tuple[bytes, Path]] = []
+    for root, _dirs, names in os.walk(path, followlinks=False):
+        for name in names:
+            full = Path(root) / name
+            try:
+                mode = full.stat().st_mode  # follows a symlink to its file
+            except OSError as exc:
+                raise ModelError(f"cannot stat {full}: {exc}") from exc
+            if stat.S_ISREG(mode):
+                rel = full.relative_to(path).as_posix()
+                found.append((rel.encode("utf-8", "surrogateescape"), full))
+    if not found:
+        raise ModelError(f"model directory has no files: {path}")
+    return sorted(found)
+
+
+def model_hash(path: Path | str, *, cache: ModelHashCache | None = None) -> bytes:
+    """The 32-byte model hash of a weight file or directory (see the module docstring)."""
+    files = _files(Path(path))
+    digest = hashlib.sha256(_ROOT + MODEL_HASH_DOMAIN + _u64(len(files)))
+    for rel, full in files:
+        size, root = cache.root(full) if cache is not None else file_root(full)
+        digest.update(hashlib.sha256(_ENTRY + _u64(len(rel)) + rel + _u64(size) + root).digest())
+    return digest.digest()
+
+
+def embedded_model_hash(*, cache: ModelHashCache | None = None) -> bytes:
+    """The model hash of the embedded SmolLM2-135M-Instruct GGUF."""
+    return model_hash(embedded_model_path(), cache=cache)
