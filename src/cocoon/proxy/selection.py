@@ -1,0 +1,540 @@
+"""Worker registry and selection: which worker gets the next request.
+
+Pure logic, no I/O, no clock: every call that needs the time takes ``now`` (seconds, any monotonic-ish base
+shared by the caller).
+
+Policy (one request, ``choose(model, max_coefficient=…, now=…)``):
+
+1. **Candidates**: connected workers whose model matches (the part before ``@`` is compared when the request
+   names no ``@``; otherwise the full id), that are enabled, attested no longer than
+   ``attestation_max_age_s`` ago, and match the requested ``region`` / ``gpu_class`` if any.
+   None → :class:`NoWorkers` (HTTP 404).
+2. **Price**: keep ``coefficient ≤ max_coefficient``. None left → :class:`TooExpensive` naming the lowest
+   coefficient that would be served (like the reference's "can run this query with coefficient=…").
+3. **Availability**: drop workers in ``exclude`` (already tried for this request), suspended ones
+   (``now < suspended_until``) and full ones (``running ≥ capacity``; capacity is ``max_active``, or 1 while on
+   probation). None left → :class:`AllBusy` (HTTP 429, ``retry_after`` = soonest end of a suspension).
+4. **Score** (lowest wins)::
+
+       latency    = ttft_ewma + (running / capacity) × duration_ewma × load_weight
+       price      = 1 + price_weight × coefficient / 1000
+       reputation = 1 + failure_weight × failures / (successes + failures + prior_weight)
+       score      = latency × price × reputation
+
+   EWMAs start at ``prior_ttft_s`` / ``prior_duration_s`` so a new worker is tried. Success and failure
+   counts decay exponentially with period ``decay_s`` (600 s, like the reference's stats), so old failures
+   fade. Ties break on (running, coefficient, worker_id): deterministic.
+5. **Suspension**: ``suspend_after`` consecutive failures, or one usage mismatch (a worker that over-reports
+   usage, a severe failure also counted ``mismatch_weight`` times in the failure rate), suspend a worker for
+   ``backoff_base_s × 2^level`` (capped at ``backoff_max_s``); ``level`` grows with each suspension and shrinks
+   by one with each success. When the suspension ends the worker is on **probation**: capacity 1 until a
+   request succeeds; a failure on probation suspends it again at once with the next backoff level.
+
+Reputation survives reconnects: :meth:`WorkerRegistry.remove` forgets the connection, not the statistics
+(up to ``remember`` worker ids), so a failing worker cannot clear its record by reconnecting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from cocoon.proxy.errors import AllBusy, NoWorkers, TooExpensive
+from cocoon.proxy.pricing import MAX_COEFFICIENT
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "LATENCY_BUCKETS",
+    "RegistryStatistics",
+    "SelectionPolicy",
+    "WorkerRecord",
+    "WorkerRegistry",
+    "WorkerStats",
+    "WorkerView",
+    "model_matches",
+]
+
+# Histogram bucket upper bounds (seconds) for time-to-first-token and request duration.
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionPolicy:
+    """Tunables of the selection policy (see the module docstring)."""
+
+    attestation_max_age_s: float = 7200.0  # RA-TLS certs are refreshed hourly; two missed refreshes → stale
+    ewma_alpha: float = 0.2
+    prior_ttft_s: float = 0.5
+    prior_duration_s: float = 5.0
+    load_weight: float = 1.0
+    price_weight: float = 0.25
+    failure_weight: float = 4.0
+    prior_weight: float = 2.0  # pseudo-observations so that one early failure is not a 100 % failure rate
+    decay_s: float = 600.0
+    suspend_after: int = 3
+    mismatch_weight: float = 5.0
+    backoff_base_s: float = 10.0
+    backoff_max_s: float = 600.0
+    sample_window: int = 2048  # recent latencies kept for percentiles
+    remember: int = 10_000  # disconnected workers whose reputation is kept
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ewma_alpha <= 1:
+            raise ValueError("ewma_alpha must be in (0, 1]")
+        for name in (
+            "attestation_max_age_s",
+            "prior_ttft_s",
+            "prior_duration_s",
+            "decay_s",
+            "backoff_base_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError("backoff_max_s must be ≥ backoff_base_s")
+        if self.suspend_after < 1 or self.sample_window < 1 or self.remember < 0:
+            raise ValueError("suspend_after and sample_window must be ≥ 1, remember ≥ 0")
+
+
+DEFAULT_POLICY = SelectionPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """What a worker proved and announced when it connected (hashes are hex strings)."""
+
+    worker_id: str
+    model: str
+    coefficient: int
+    max_active: int
+    gpu_class: str = ""
+    region: str = ""
+    image_hash: str = ""
+    model_hash: str = ""
+    attested_at: float = 0.0
+    connected_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.worker_id, str) or not self.worker_id:
+            raise ValueError("worker_id must be a non-empty str")
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError("model must be a non-empty str")
+        for name, upper in (("coefficient", MAX_COEFFICIENT), ("max_active", 1_000_000)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= upper:
+                raise ValueError(f"{name} must be an int in [0, {upper}]")
+        if self.max_active < 1:
+            raise ValueError("max_active must be ≥ 1")
+        for name in ("attested_at", "connected_at"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
+
+    @property
+    def base_model(self) -> str:
+        return self.model.split("@", 1)[0]
+
+
+def model_matches(requested: str, served: str) -> bool:
+    """A request for ``name`` matches a worker serving ``name@commit:verity``; a full id must match exactly."""
+    if "@" in requested:
+        return requested == served
+    return requested == served.split("@", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """Snapshot of one worker's live statistics (decayed values as of the snapshot's ``now``)."""
+
+    running: int
+    capacity: int
+    ttft_s: float | None  # EWMA; None until the first byte was seen
+    tokens_per_s: float | None
+    duration_s: float | None
+    successes: float  # decayed
+    failures: float  # decayed
+    failure_rate: float
+    consecutive_failures: int
+    suspended_until: float
+    backoff_level: int
+    probation: bool
+    total_ok: int
+    total_failed: int
+    total_tokens: int
+    usage_mismatches: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    record: WorkerRecord
+    stats: WorkerStats
+    enabled: bool
+    attested: bool  # attestation is fresh
+    suspended: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryStatistics:
+    workers: int
+    models: dict[str, int]
+    running: int
+    capacity: int
+    suspended: int
+    requests_ok: int
+    requests_failed: int
+    tokens: int
+    usage_mismatches: int
+    ttft_percentiles: dict[str, float]  # "p50"/"p90"/"p99" over the recent window; empty without data
+    duration_percentiles: dict[str, float]
+    ttft_buckets: tuple[tuple[float, int], ...]  # cumulative (le, count), +inf last
+    ttft_sum: float
+    ttft_count: int
+    duration_buckets: tuple[tuple[float, int], ...]
+    duration_sum: float
+    duration_count: int
+    per_worker: tuple[WorkerView, ...]
+
+
+@dataclass(slots=True)
+class _Live:
+    running: int = 0
+    ttft: float | None = None
+    tps: float | None = None
+    duration: float | None = None
+    ok: float = 0.0
+    bad: float = 0.0
+    decayed_at: float = 0.0
+    consecutive: int = 0
+    suspended_until: float = -math.inf
+    level: int = 0
+    probation: bool = False
+    total_ok: int = 0
+    total_failed: int = 0
+    total_tokens: int = 0
+    mismatches: int = 0
+    last_seen: float = 0.0
+
+    def decay(self, now: float, period: float) -> None:
+        if now > self.decayed_at:
+            f = math.exp(-(now - self.decayed_at) / period)
+            self.ok *= f
+            self.bad *= f
+            self.decayed_at = now
+
+
+@dataclass(slots=True)
+class _Histogram:
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, v: float) -> None:
+        i = next((k for k, b in enumerate(self.bounds) if v <= b), len(self.bounds))
+        self.counts[i] += 1
+        self.total += v
+        self.n += 1
+
+    def cumulative(self) -> tuple[tuple[float, int], ...]:
+        out, acc = [], 0
+        for b, c in zip((*self.bounds, math.inf), self.counts, strict=True):
+            acc += c
+            out.append((b, acc))
+        return tuple(out)
+
+
+def _percentiles(samples: Iterable[float]) -> dict[str, float]:
+    data = sorted(samples)
+    if not data:
+        return {}
+
+    def q(p: float) -> float:
+        # nearest-rank
+        return data[min(len(data) - 1, max(0, math.ceil(p * len(data)) - 1))]
+
+    return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99)}
+
+
+class WorkerRegistry:
+    """Connected workers, their live statistics, and the selection policy."""
+
+    def __init__(self, policy: SelectionPolicy = DEFAULT_POLICY) -> None:
+        self._policy = policy
+        self._records: dict[str, WorkerRecord] = {}
+        self._disabled: set[str] = set()
+        self._live: dict[str, _Live] = {}
+        self._ttft_samples: deque[float] = deque(maxlen=policy.sample_window)
+        self._duration_samples: deque[float] = deque(maxlen=policy.sample_window)
+        self._ttft_hist = _Histogram(LATENCY_BUCKETS)
+        self._duration_hist = _Histogram(LATENCY_BUCKETS)
+
+    @property
+    def policy(self) -> SelectionPolicy:
+        return self._policy
+
+    # ------------------------------------------------------------ membership
+
+    def add(self, record: WorkerRecord) -> None:
+        """Register (or re-register after a reconnect) a worker; its reputation is kept."""
+        if not isinstance(record, WorkerRecord):
+            raise TypeError("record must be a WorkerRecord")
+        self._records[record.worker_id] = record
+        live = self._live.setdefault(record.worker_id, _Live(decayed_at=record.connected_at))
+        live.last_seen = max(live.last_seen, record.connected_at)
+        self._disabled.discard(record.worker_id)
+
+    def remove(self, worker_id: str) -> None:
+        """Forget the connection (requests still running finish through the callbacks); keep its reputation."""
+        self._records.pop(worker_id, None)
+        self._disabled.discard(worker_id)
+        self._trim()
+
+    def forget(self, worker_id: str) -> None:
+        """Drop a worker and its statistics entirely."""
+        self.remove(worker_id)
+        self._live.pop(worker_id, None)
+
+    def _trim(self) -> None:
+        gone = [w for w in self._live if w not in self._records]
+        extra = len(gone) - self._policy.remember
+        if extra > 0:
+            gone.sort(key=lambda w: (self._live[w].last_seen, w))
+            for w in gone[:extra]:
+                del self._live[w]
+
+    def update_attestation(self, worker_id: str, attested_at: float) -> None:
+        """The worker presented fresh evidence (e.g. a rotated RA-TLS certificate)."""
+        rec = self._records.get(worker_id)
+        if rec is not None and attested_at > rec.attested_at:
+            self._records[worker_id] = replace(rec, attested_at=attested_at)
+
+    def set_enabled(self, worker_id: str, enabled: bool) -> None:
+        """A worker may disable itself (e.g. it lost its engine); a disabled worker gets no requests."""
+        if enabled:
+            self._disabled.discard(worker_id)
+        elif worker_id in self._records:
+            self._disabled.add(worker_id)
+
+    def get(self, worker_id: str) -> WorkerRecord | None:
+        return self._records.get(worker_id)
+
+    def records(self) -> list[WorkerRecord]:
+        return sorted(self._records.values(), key=lambda r: r.worker_id)
+
+    def models(self) -> list[str]:
+        """Base model names currently served (for ``GET /v1/models``)."""
+        return sorted({r.base_model for r in self._records.values()})
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # ------------------------------------------------------------ selection
+
+    def _capacity(self, rec: WorkerRecord, live: _Live) -> int:
+        return 1 if live.probation else rec.max_active
+
+    def _attested(self, rec: WorkerRecord, now: float) -> bool:
+        return now - rec.attested_at <= self._policy.attestation_max_age_s
+
+    def _score(self, rec: WorkerRecord, live: _Live) -> float:
+        p = self._policy
+        ttft = live.ttft if live.ttft is not None else p.prior_ttft_s
+        duration = live.duration if live.duration is not None else p.prior_duration_s
+        latency = ttft + (live.running / self._capacity(rec, live)) * duration * p.load_weight
+        price = 1.0 + p.price_weight * rec.coefficient / 1000.0
+        rate = live.bad / (live.ok + live.bad + p.prior_weight)
+        return latency * price * (1.0 + p.failure_weight * rate)
+
+    def choose(
+        self,
+        model: str,
+        *,
+        max_coefficient: int,
+        now: float,
+        region: str | None = None,
+        gpu_class: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> WorkerRecord:
+        """Pick the worker for a request, or raise NoWorkers / TooExpensive / AllBusy (see module docstring)."""
+        matching = [
+            r
+            for r in self._records.values()
+            if model_matches(model, r.model)
+            and r.worker_id not in self._disabled
+            and self._attested(r, now)
+            and (region is None or r.region == region)
+            and (gpu_class is None or r.gpu_class == gpu_class)
+        ]
+        if not matching:
+            detail = ", ".join(
+                f"{k}={v}" for k, v in (("region", region), ("gpu_class", gpu_class)) if v is not None
+            )
+            raise NoWorkers(model, detail)
+        affordable = [r for r in matching if r.coefficient <= max_coefficient]
+        if not affordable:
+            raise TooExpensive(
+                model, min_coefficient=min(r.coefficient for r in matching), max_coefficient=max_coefficient
+            )
+        best: tuple[float, int, int, str] | None = None
+        chosen: WorkerRecord | None = None
+        soonest = math.inf
+        for r in affordable:
+            live = self._live[r.worker_id]
+            if r.worker_id in exclude:
+                continue
+            if now < live.suspended_until:
+                soonest = min(soonest, live.suspended_until - now)
+                continue
+            if live.running >= self._capacity(r, live):
+                continue
+            live.decay(now, self._policy.decay_s)
+            key = (self._score(r, live), live.running, r.coefficient, r.worker_id)
+            if best is None or key < best:
+                best, chosen = key, r
+        if chosen is None:
+            raise AllBusy(model, retry_after=None if soonest == math.inf else soonest)
+        return chosen
+
+    # ------------------------------------------------------------ callbacks
+
+    def started(self, worker_id: str, now: float) -> None:
+        """A request was sent to the worker (call right after :meth:`choose`)."""
+        live = self._live.get(worker_id)
+        if live is not None:
+            live.running += 1
+            live.last_seen = max(live.last_seen, now)
+
+    def first_byte(self, worker_id: str, ttft: float) -> None:
+        """The worker's first answer byte arrived ``ttft`` seconds after the request was sent."""
+        live = self._live.get(worker_id)
+        if live is None or not math.isfinite(ttft) or ttft < 0:
+            return
+        live.ttft = self._ewma(live.ttft, ttft)
+        self._ttft_samples.append(ttft)
+        self._ttft_hist.observe(ttft)
+
+    def finished(self, worker_id: str, ok: bool, tokens: int, duration: float, now: float) -> None:
+        """The request ended (``ok`` = a complete answer); ``tokens`` completion tokens in ``duration`` s."""
+        live = self._live.get(worker_id)
+        if live is None:
+            return  # forgotten worker: nothing to learn
+        p = self._policy
+        live.running = max(live.running - 1, 0)
+        live.last_seen = max(live.last_seen, now)
+        live.decay(now, p.decay_s)
+        if ok:
+            live.ok += 1.0
+            live.total_ok += 1
+            live.consecutive = 0
+            live.probation = False
+            live.level = max(live.level - 1, 0)
+            live.total_tokens += max(tokens, 0)
+            if math.isfinite(duration) and duration > 0:
+                live.duration = self._ewma(live.duration, duration)
+                self._duration_samples.append(duration)
+                self._duration_hist.observe(duration)
+                if tokens > 0:
+                    live.tps = self._ewma(live.tps, tokens / duration)
+        else:
+            live.bad += 1.0
+            live.total_failed += 1
+            if now < live.suspended_until:
+                return  # a request sent before the suspension: already accounted for by it
+            live.consecutive += 1
+            if live.consecutive >= p.suspend_after or live.probation:
+                self._suspend(live, now)
+
+    def usage_mismatch(self, worker_id: str, now: float) -> None:
+        """The worker reported more usage than it delivered: a severe failure, suspended at once."""
+        live = self._live.get(worker_id)
+        if live is None:
+            return
+        live.decay(now, self._policy.decay_s)
+        live.mismatches += 1
+        live.bad += self._policy.mismatch_weight
+        self._suspend(live, now)
+
+    def _suspend(self, live: _Live, now: float) -> None:
+        p = self._policy
+        backoff = min(p.backoff_base_s * 2.0**live.level, p.backoff_max_s)
+        live.suspended_until = max(live.suspended_until, now + backoff)
+        live.level = min(live.level + 1, 30)
+        live.consecutive = 0
+        live.probation = True  # applies once the suspension is over
+
+    def _ewma(self, old: float | None, sample: float) -> float:
+        if old is None:
+            return sample
+        a = self._policy.ewma_alpha
+        return a * sample + (1 - a) * old
+
+    # ------------------------------------------------------------ views
+
+    def stats(self, worker_id: str, now: float) -> WorkerStats:
+        """Live statistics of one worker (KeyError if it was never seen or has been forgotten)."""
+        live = self._live[worker_id]
+        rec = self._records.get(worker_id)
+        live.decay(now, self._policy.decay_s)
+        total = live.ok + live.bad
+        return WorkerStats(
+            running=live.running,
+            capacity=0 if rec is None else self._capacity(rec, live),
+            ttft_s=live.ttft,
+            tokens_per_s=live.tps,
+            duration_s=live.duration,
+            successes=live.ok,
+            failures=live.bad,
+            failure_rate=live.bad / total if total > 0 else 0.0,
+            consecutive_failures=live.consecutive,
+            suspended_until=live.suspended_until if math.isfinite(live.suspended_until) else 0.0,
+            backoff_level=live.level,
+            probation=live.probation,
+            total_ok=live.total_ok,
+            total_failed=live.total_failed,
+            total_tokens=live.total_tokens,
+            usage_mismatches=live.mismatches,
+            score=math.inf if rec is None else self._score(rec, live),
+        )
+
+    def statistics(self, now: float) -> RegistryStatistics:
+        """An immutable snapshot for the operator view and metrics."""
+        views = []
+        models: dict[str, int] = {}
+        for rec in self.records():
+            st = self.stats(rec.worker_id, now)
+            views.append(
+                WorkerView(
+                    record=rec,
+                    stats=st,
+                    enabled=rec.worker_id not in self._disabled,
+                    attested=self._attested(rec, now),
+                    suspended=now < self._live[rec.worker_id].suspended_until,
+                )
+            )
+            models[rec.base_model] = models.get(rec.base_model, 0) + 1
+        lives = self._live.values()
+        return RegistryStatistics(
+            workers=len(views),
+            models=models,
+            running=sum(v.stats.running for v in views),
+            capacity=sum(v.stats.capacity for v in views),
+            suspended=sum(1 for v in views if v.suspended),
+            requests_ok=sum(x.total_ok for x in lives),
+            requests_failed=sum(x.total_failed for x in lives),
+            tokens=sum(x.total_tokens for x in lives),
+            usage_mismatches=sum(x.mismatches for x in lives),
+            ttft_percentiles=_percentiles(self._ttft_samples),
+            duration_percentiles=_percentiles(self._duration_samples),
+            ttft_buckets=self._ttft_hist.cumulative(),
+            ttft_sum=self._ttft_hist.total,
+            ttft_count=self._ttft_hist.n,
+            duration_buckets=self._duration_hist.cumulative(),
+            duration_sum=self._duration_hist.total,
+            duration_count=self._duration_hist.n,
+            per_worker=tuple(views),
+        )
