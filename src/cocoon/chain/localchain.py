@@ -1,0 +1,424 @@
+"""LocalChain: an in-process TON chain that runs real contract code on tonpy's transaction emulator.
+
+* Every message is executed as a full transaction by the C++ emulator (real TVM, real fees) under
+  the config of :mod:`cocoon.chain._tvmconfig`; internal messages a transaction emits are delivered
+  in order until the queue is empty (one "trace").
+* Time is logical: it only moves with :meth:`LocalChain.advance`. Logical time grows by 1000 a tx.
+* Accounts and transactions live in SQLite (WAL, ``synchronous=FULL``); each trace is one SQLite
+  transaction, so a crash never leaves half a trace. ``path=None`` keeps everything in memory.
+* Funds come from :meth:`LocalChain.faucet`, an internal message from a fixed faucet address; what
+  it minted is recorded, so ``sum(balances) + sum(fees) == minted`` can be checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytoniq_core import Address, Cell, begin_cell
+from pytoniq_core.tlb.account import ShardAccount
+from pytoniq_core.tlb.transaction import (
+    CurrencyCollection,
+    InternalMsgInfo,
+    MessageAny,
+    Transaction,
+)
+
+from cocoon.chain._tvmconfig import local_config
+from cocoon.chain.api import AccountState, StackValue, TxRecord
+from cocoon.chain.errors import (
+    AccountNotFound,
+    ChainError,
+    ChainStoreError,
+    GetMethodError,
+    MessageError,
+    TransactionFailed,
+)
+
+__all__ = ["FAUCET_ADDRESS", "LocalChain"]
+
+FAUCET_ADDRESS = Address("0:" + "fa" * 32)
+GENESIS_TIME = 1_760_000_000
+MAX_TRACE = 10_000
+GET_METHOD_GAS = 10_000_000
+_SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (address TEXT PRIMARY KEY, shard_account BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    address TEXT NOT NULL, lt INTEGER NOT NULL, now INTEGER NOT NULL, hash BLOB NOT NULL,
+    total_fees INTEGER NOT NULL, fwd_fee_in INTEGER NOT NULL, boc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS tx_by_address ON transactions(address, lt);
+"""
+
+
+def _raw(address: Address) -> str:
+    return address.to_str(is_user_friendly=False)
+
+
+def _to_tonpy(cell: Cell) -> Any:
+    import tonpy
+
+    return tonpy.Cell(base64.b64encode(cell.to_boc()).decode())
+
+
+def _from_tonpy(cell: Any) -> Cell:
+    import tonpy
+
+    return Cell.one_from_boc(tonpy.Cell(cell).to_boc())
+
+
+def _empty_shard_account() -> Cell:
+    return begin_cell().store_ref(begin_cell().store_uint(0, 1).end_cell()).store_bytes(bytes(32)).store_uint(0, 64).end_cell()
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    record: TxRecord
+    out: list[tuple[Address, Cell]]
+
+
+def tx_record(address: Address, tx_cell: Cell) -> TxRecord:
+    """Reduce a Transaction cell to a :class:`TxRecord`."""
+    tx = Transaction.deserialize(tx_cell.begin_parse())
+    desc = tx.description
+    compute = getattr(desc, "compute_ph", None)
+    action = getattr(desc, "action", None)
+    exit_code = 0
+    gas_used = 0
+    compute_ok = False
+    if compute is not None and getattr(compute, "type_", "") != "skipped":
+        exit_code = int(getattr(compute, "exit_code", 0))
+        gas_used = int(getattr(compute, "gas_used", 0))
+        compute_ok = bool(getattr(compute, "success", False))
+    action_ok = action is None or bool(getattr(action, "success", True))
+    if compute_ok and action is not None and not action_ok:
+        exit_code = int(getattr(action, "result_code", 0))
+    aborted = bool(getattr(desc, "aborted", False))
+    in_msg = tx.in_msg
+    in_op: int | None = None
+    value_in = 0
+    fwd_fee_in = 0
+    bounced_in = False
+    in_hash = b""
+    if in_msg is not None:
+        in_hash = in_msg.serialize().hash
+        body = in_msg.body.begin_parse()
+        if body.remaining_bits >= 32:
+            in_op = body.preload_uint(32)
+        if in_msg.is_internal:
+            value_in = in_msg.info.value.grams
+            fwd_fee_in = in_msg.info.fwd_fee
+            bounced_in = bool(in_msg.info.bounced)
+    value_out = sum(m.info.value.grams for m in tx.out_msgs if m.is_internal)
+    return TxRecord(
+        address=address,
+        lt=tx.lt,
+        now=tx.now,
+        hash=tx_cell.hash,
+        in_msg_hash=in_hash,
+        in_op=in_op,
+        success=compute_ok and action_ok and not aborted,
+        exit_code=exit_code,
+        total_fees=tx.total_fees.grams,
+        gas_used=gas_used,
+        value_in=value_in,
+        fwd_fee_in=fwd_fee_in,
+        value_out=value_out,
+        out_msgs=len(tx.out_msgs),
+        aborted=aborted,
+        bounced_in=bounced_in,
+        boc=tx_cell.to_boc(),
+    )
+
+
+class LocalChain:
+    """An embedded TON chain (see module docstring). Implements :class:`cocoon.chain.Chain`."""
+
+    def __init__(self, path: Path | str | None = None, *, genesis_time: int = GENESIS_TIME) -> None:
+        from tonpy.tvm.emulator import Emulator
+
+        self._path = str(path) if path is not None else ":memory:"
+        try:
+            self._db = sqlite3.connect(self._path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ChainStoreError(f"cannot open chain store {self._path}: {exc}") from exc
+        version = self._meta("schema")
+        if version is None:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._set_meta("schema", _SCHEMA_VERSION)
+            self._set_meta("now", str(genesis_time))
+            self._set_meta("lt", "1000000")
+            self._set_meta("minted", "0")
+            self._db.execute("COMMIT")
+        elif version != _SCHEMA_VERSION:
+            raise ChainStoreError(f"chain store schema {version!r} is not {_SCHEMA_VERSION!r}")
+        self._config = local_config()
+        self._tonpy_config = _to_tonpy(self._config)
+        self._em = Emulator(self._tonpy_config)
+        self._closed = False
+
+    # -------------------------------------------------------------- meta / clock
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def now_sync(self) -> int:
+        return int(self._meta("now") or GENESIS_TIME)
+
+    async def now(self) -> int:
+        return self.now_sync()
+
+    def advance(self, seconds: int) -> int:
+        """Move the logical clock forward; returns the new time."""
+        if seconds < 0:
+            raise ChainError("time only moves forward")
+        self._check_open()
+        new = self.now_sync() + seconds
+        self._set_meta("now", str(new))
+        return new
+
+    @property
+    def minted(self) -> int:
+        return int(self._meta("minted") or 0)
+
+    def total_fees(self) -> int:
+        """Everything validators collected: transaction fees plus forwarding fees of delivered messages."""
+        row = self._db.execute("SELECT COALESCE(SUM(total_fees + fwd_fee_in), 0) FROM transactions").fetchone()
+        return int(row[0])
+
+    def total_balances(self) -> int:
+        return sum(self._state_of(addr).balance for addr in self.addresses())
+
+    def addresses(self) -> list[Address]:
+        return [Address(r[0]) for r in self._db.execute("SELECT address FROM accounts ORDER BY address")]
+
+    # -------------------------------------------------------------- accounts
+
+    def _shard_account(self, address: Address) -> Cell:
+        row = self._db.execute("SELECT shard_account FROM accounts WHERE address = ?", (_raw(address),)).fetchone()
+        return _empty_shard_account() if row is None else Cell.one_from_boc(row[0])
+
+    def _state_of(self, address: Address) -> AccountState:
+        sa = ShardAccount.deserialize(self._shard_account(address).begin_parse())
+        acc = sa.account
+        if acc is None:
+            return AccountState(address, 0, "nonexist", None, None, 0)
+        st = acc.storage.state
+        code = data = None
+        status = {"account_uninit": "uninit", "account_active": "active", "account_frozen": "frozen"}.get(
+            st.type_, st.type_
+        )
+        if status == "active":
+            code = st.state_init.code
+            data = st.state_init.data
+        return AccountState(address, acc.storage.balance.grams, status, code, data, sa.last_trans_lt)
+
+    async def get_account(self, address: Address) -> AccountState:
+        self._check_open()
+        return self._state_of(address)
+
+    # -------------------------------------------------------------- execution
+
+    def _next_lt(self) -> int:
+        lt = int(self._meta("lt") or 0) + 1000
+        self._set_meta("lt", str(lt))
+        return lt
+
+    def _execute(self, address: Address, message: Cell) -> _Delivered | None:
+        """Run one message on its destination; None when an external message is not accepted."""
+        shard = self._shard_account(address)
+        lt = self._next_lt()
+        ok = self._em.emulate_transaction(_to_tonpy(shard), _to_tonpy(message), self.now_sync(), lt)
+        if not ok:
+            return None
+        new_shard = _from_tonpy(self._em.emulator.account_cell)
+        tx_cell = _from_tonpy(self._em.emulator.transaction_cell)
+        record = tx_record(address, tx_cell)
+        msgs = tx_cell.refs[0].begin_parse()
+        msgs.load_maybe_ref()
+        out_dict = msgs.load_dict(15, key_deserializer=lambda k: k, value_deserializer=lambda s: s.load_ref())
+        out: list[tuple[Address, Cell]] = []
+        for key in sorted(out_dict or {}, key=lambda k: int(k, 2) if isinstance(k, str) else int(k)):
+            raw = out_dict[key]
+            parsed = MessageAny.deserialize(raw.begin_parse())
+            if parsed.is_internal:
+                out.append((parsed.info.dest, raw))
+        self._db.execute(
+            "INSERT OR REPLACE INTO accounts(address, shard_account) VALUES (?, ?)", (_raw(address), new_shard.to_boc())
+        )
+        self._db.execute(
+            "INSERT INTO transactions(address, lt, now, hash, total_fees, fwd_fee_in, boc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_raw(address), record.lt, record.now, record.hash, record.total_fees, record.fwd_fee_in, record.boc),
+        )
+        return _Delivered(record, out)
+
+    def _run_trace(self, first: tuple[Address, Cell], *, external: bool, minted: int = 0) -> list[TxRecord]:
+        self._check_open()
+        trace: list[TxRecord] = []
+        queue: deque[tuple[Address, Cell]] = deque([first])
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            while queue:
+                if len(trace) >= MAX_TRACE:
+                    raise ChainError(f"trace longer than {MAX_TRACE} transactions")
+                dest, msg = queue.popleft()
+                delivered = self._execute(dest, msg)
+                if delivered is None:
+                    if external and not trace:
+                        raise TransactionFailed(f"external message to {dest.to_str()} was not accepted", exit_code=-1)
+                    raise ChainError(f"emulator refused a message to {dest.to_str()}")
+                trace.append(delivered.record)
+                queue.extend(delivered.out)
+            if minted:
+                self._set_meta("minted", str(self.minted + minted))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return trace
+
+    async def send_external(self, message: Cell) -> list[TxRecord]:
+        try:
+            parsed = MessageAny.deserialize(message.begin_parse())
+        except Exception as exc:
+            raise MessageError(f"not a message: {exc}") from exc
+        if parsed.is_internal or parsed.info.dest is None:
+            raise MessageError("send_external takes an external-in message")
+        return self._run_trace((parsed.info.dest, message), external=True)
+
+    def faucet_sync(self, address: Address, amount: int, *, body: Cell | None = None) -> list[TxRecord]:
+        """Mint ``amount`` nanoTON to ``address`` (a non-bounceable internal message)."""
+        if amount <= 0:
+            raise ChainError("faucet amount must be positive")
+        info = InternalMsgInfo(
+            ihr_disabled=True,
+            bounce=False,
+            bounced=False,
+            src=FAUCET_ADDRESS,
+            dest=address,
+            value=CurrencyCollection(amount),
+            ihr_fee=0,
+            fwd_fee=0,
+            created_lt=int(self._meta("lt") or 0),
+            created_at=self.now_sync(),
+        )
+        msg = MessageAny(info=info, init=None, body=body or Cell.empty()).serialize()
+        return self._run_trace((address, msg), external=False, minted=amount)
+
+    async def faucet(self, address: Address, amount: int) -> list[TxRecord]:
+        return self.faucet_sync(address, amount)
+
+    # -------------------------------------------------------------- get-methods
+
+    async def run_get_method(
+        self, address: Address, method: str, args: list[int | Cell] | None = None
+    ) -> list[StackValue]:
+        self._check_open()
+        return self.run_get_method_sync(address, method, args)
+
+    def run_get_method_sync(self, address: Address, method: str, args: list[int | Cell] | None = None) -> list[StackValue]:
+        from tonpy.tvm.c7 import C7
+        from tonpy.tvm.tvm import TVM, method_name_to_id
+
+        state = self._state_of(address)
+        if not state.active or state.code is None:
+            raise AccountNotFound(f"{address.to_str()} is not an active contract ({state.status})")
+        tvm = TVM(code=_to_tonpy(state.code), data=_to_tonpy(state.data or Cell.empty()))
+        tvm.set_c7(
+            C7(
+                time=self.now_sync(),
+                balance_grams=state.balance,
+                address=_TonpyAddress.of(address),
+                global_config=self._tonpy_config,
+                my_code=_to_tonpy(state.code),
+                rand_seed=0,
+            )
+        )
+        stack: list[Any] = [(_to_tonpy(a) if isinstance(a, Cell) else a) for a in (args or [])]
+        stack.append(method_name_to_id(method))
+        tvm.set_stack(stack)
+        tvm.set_gas_limit(GET_METHOD_GAS)
+        try:
+            result = tvm.run(unpack_stack=True, allow_non_success=True)
+        except Exception as exc:
+            raise GetMethodError(f"{method} on {address.to_str()} failed: {exc}") from exc
+        if tvm.exit_code not in (0, 1, -1):
+            raise GetMethodError(f"{method} on {address.to_str()} exited with {tvm.exit_code}", exit_code=tvm.exit_code)
+        return [_from_stack(v) for v in result]
+
+    # -------------------------------------------------------------- history
+
+    async def get_transactions(self, address: Address, limit: int = 20) -> list[TxRecord]:
+        self._check_open()
+        rows = self._db.execute(
+            "SELECT boc FROM transactions WHERE address = ? ORDER BY lt DESC LIMIT ?", (_raw(address), limit)
+        ).fetchall()
+        return [tx_record(address, Cell.one_from_boc(r[0])) for r in rows]
+
+    def transaction_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
+
+    # -------------------------------------------------------------- lifecycle
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ChainError("LocalChain is closed")
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+    async def __aenter__(self) -> LocalChain:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _TonpyAddress:
+    @staticmethod
+    def of(address: Address) -> Any:
+        from tonpy.types.address import Address as TAddress
+
+        return TAddress(address.to_str(is_user_friendly=False))
+
+
+def _from_stack(v: Any) -> StackValue:
+    if v is None or isinstance(v, int):
+        return v
+    if hasattr(v, "to_boc"):
+        return Cell.one_from_boc(v.to_boc())
+    if hasattr(v, "get_hash") and hasattr(v, "begin_parse"):
+        return Cell.one_from_boc(v.to_boc())
+    try:  # CellSlice: rebuild it as a cell
+        from tonpy.types.cellbuilder import begin_cell as tb
+
+        return Cell.one_from_boc(tb().store_slice(v).end_cell().to_boc())
+    except Exception:
+        return None
+
+
+_ = time

@@ -1,0 +1,648 @@
+"""Cells of the Cocoon contracts: opcodes, exit codes, parameters, contract data and message bodies.
+
+Layouts follow the reference (``cocoon-reference.md`` §4.2–4.4, §4.10). Where the reference does not
+say, we decided and the contracts (``contracts/*.tolk``) implement exactly what is written here:
+
+* every body is ``op:32 query_id:64 ...``; messages that move money carry ``excess:addr`` last, where
+  everything the contract does not keep goes back;
+* client top-up ``0xf172e6c2 qid amount:Coins excess``; increase stake ``0x6a1f6a60 qid new_stake:Coins
+  excess`` (the reference omits the amount); withdraw ``0xda068e78 qid amount:Coins excess`` (0 = all
+  above the stake); request refund ``0xfafa6cc1 qid excess``; change secret hash ``0xa9357034 qid
+  hash:256 excess``;
+* client → proxy contract payment ``0x65448ff4 qid amount:Coins owner:addr excess``;
+  worker → proxy contract payout request ``0x4d725d2c qid tokens:64 owner:addr excess`` (``tokens`` is
+  the increase, right after the query id so a bounce still carries it);
+* proxy: increase stake ``0x9713f187 qid amount:Coins excess``; owner payout ``0x7610e6eb qid excess``;
+* proxy contract data ends with a ``^(seqno:64 session_hash:256)`` commit cell;
+* root register/update proxy store ``type:1 len:7 bytes[len]`` where the bytes are the proxy's address
+  string (``host:port``); change params ``0x022fa189 qid ^params``; change owner ``0xc4a1ae54 qid addr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any
+
+from pytoniq_core import Address, Builder, Cell, HashMap, Slice, StateInit, begin_cell
+
+from cocoon.chain.errors import MessageError
+
+__all__ = [
+    "STATE_ACTIVE",
+    "STATE_CLOSED",
+    "STATE_CLOSING",
+    "ClientState",
+    "ExitCode",
+    "Op",
+    "Params",
+    "ProxyState",
+    "RootState",
+    "WorkerState",
+    "client_body",
+    "contract_address",
+    "decode_body",
+    "parse_client_state",
+    "parse_proxy_state",
+    "parse_root_state",
+    "parse_worker_state",
+    "proxy_body",
+    "root_body",
+    "state_init",
+]
+
+STATE_ACTIVE = 0
+STATE_CLOSING = 1
+STATE_CLOSED = 2
+
+MAX_COINS = (1 << 120) - 1
+MAX_PROXY_ADDRESS_BYTES = 127
+
+
+class Op(IntEnum):
+    EXCESSES = 0x2565934C
+    PAYOUT = 0xC59A7CD3
+    # root
+    ADD_PROXY_TYPE = 0x71860E80
+    DEL_PROXY_TYPE = 0x3C41D0B2
+    ADD_WORKER_TYPE = 0xE34B1C60
+    DEL_WORKER_TYPE = 0x8D94A79A
+    ADD_MODEL_TYPE = 0xC146134D
+    DEL_MODEL_TYPE = 0x92B11C18
+    REGISTER_PROXY = 0x927C7CB5
+    UNREGISTER_PROXY = 0x6D49EAF2
+    UPDATE_PROXY = 0x9C7924BA
+    CHANGE_PRICE = 0xC52ED8D4
+    CHANGE_PARAMS = 0x022FA189
+    CHANGE_OWNER = 0xC4A1AE54
+    # proxy contract
+    CLIENT_PAYMENT = 0x65448FF4
+    WORKER_PAYOUT_REQUEST = 0x4D725D2C
+    PROXY_INCREASE_STAKE = 0x9713F187
+    PROXY_PAYOUT = 0x7610E6EB
+    PROXY_SAVE_STATE = 0x53109C0F
+    PROXY_CLOSE_REQUEST_SIGNED = 0x636A4391
+    PROXY_CLOSE_COMPLETE_SIGNED = 0xE511ABC7
+    # client contract
+    CLIENT_TOP_UP = 0xF172E6C2
+    CLIENT_INCREASE_STAKE = 0x6A1F6A60
+    CLIENT_WITHDRAW = 0xDA068E78
+    CLIENT_REQUEST_REFUND = 0xFAFA6CC1
+    CLIENT_CHANGE_SECRET_HASH = 0xA9357034
+    CLIENT_CHARGE_SIGNED = 0xBB63FF93
+    CLIENT_GRANT_REFUND_SIGNED = 0xEFD711E1
+    # worker contract
+    WORKER_PAYOUT_SIGNED = 0xA040AD28
+    WORKER_LAST_PAYOUT_SIGNED = 0xF5F26A36
+
+
+class ExitCode(IntEnum):
+    """Exit codes thrown by the contracts (``contracts/common.tolk``)."""
+
+    NOT_OWNER = 401
+    BAD_SIGNATURE = 402
+    WRONG_CONTRACT = 403
+    BAD_SIGNED_OP = 404
+    NOT_INCREASING = 405
+    LOW_VALUE = 406
+    BELOW_STAKE = 407
+    BAD_STATE = 408
+    TOO_EARLY = 409
+    UNKNOWN_OP = 410
+    NOT_FOUND = 411
+    BAD_ARGUMENT = 412
+
+
+def _coins(n: int, name: str) -> int:
+    if not 0 <= n <= MAX_COINS:
+        raise MessageError(f"{name} = {n} is not a valid coin amount")
+    return n
+
+
+def _uint(n: int, bits: int, name: str) -> int:
+    if not 0 <= n < (1 << bits):
+        raise MessageError(f"{name} = {n} does not fit in {bits} bits")
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Root parameters cell (reference struct_version 3). Multipliers are per 10 000."""
+
+    price_per_token: int = 20
+    worker_fee_per_token: int = 16
+    prompt_multiplier: int = 10000
+    cached_multiplier: int = 10000
+    completion_multiplier: int = 10000
+    reasoning_multiplier: int = 10000
+    proxy_delay_before_close: int = 600
+    client_delay_before_close: int = 300
+    min_proxy_stake: int = 1_000_000_000
+    min_client_stake: int = 1_000_000_000
+    params_version: int = 1
+    unique_id: int = 13
+    is_test: bool = True
+    struct_version: int = 3
+    proxy_code: Cell | None = field(default=None, compare=False, repr=False)
+    worker_code: Cell | None = field(default=None, compare=False, repr=False)
+    client_code: Cell | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("price_per_token", "worker_fee_per_token", "min_proxy_stake", "min_client_stake"):
+            _coins(getattr(self, name), name)
+        for name in (
+            "prompt_multiplier",
+            "cached_multiplier",
+            "completion_multiplier",
+            "reasoning_multiplier",
+            "proxy_delay_before_close",
+            "client_delay_before_close",
+            "params_version",
+            "unique_id",
+        ):
+            _uint(getattr(self, name), 32, name)
+        _uint(self.struct_version, 8, "struct_version")
+        if self.worker_fee_per_token > self.price_per_token:
+            raise MessageError("worker_fee_per_token must not exceed price_per_token")
+
+    def without_code(self) -> Params:
+        return replace(self, proxy_code=None, worker_code=None, client_code=None)
+
+    def to_cell(self) -> Cell:
+        b = (
+            begin_cell()
+            .store_uint(self.struct_version, 8)
+            .store_uint(self.params_version, 32)
+            .store_uint(self.unique_id, 32)
+            .store_bit(self.is_test)
+            .store_coins(self.price_per_token)
+            .store_coins(self.worker_fee_per_token)
+            .store_uint(self.prompt_multiplier, 32)
+            .store_uint(self.cached_multiplier, 32)
+            .store_uint(self.completion_multiplier, 32)
+            .store_uint(self.reasoning_multiplier, 32)
+            .store_uint(self.proxy_delay_before_close, 32)
+            .store_uint(self.client_delay_before_close, 32)
+            .store_coins(self.min_proxy_stake)
+            .store_coins(self.min_client_stake)
+        )
+        for code in (self.proxy_code, self.worker_code, self.client_code):
+            b.store_maybe_ref(code)
+        return b.end_cell()
+
+    @classmethod
+    def from_cell(cls, cell: Cell) -> Params:
+        def read(s: Slice) -> Params:
+            struct_version = s.load_uint(8)
+            if struct_version != 3:
+                raise MessageError(f"params struct_version {struct_version} is not supported (only 3)")
+            return cls(
+                struct_version=struct_version,
+                params_version=s.load_uint(32),
+                unique_id=s.load_uint(32),
+                is_test=bool(s.load_bit()),
+                price_per_token=s.load_coins(),
+                worker_fee_per_token=s.load_coins(),
+                prompt_multiplier=s.load_uint(32),
+                cached_multiplier=s.load_uint(32),
+                completion_multiplier=s.load_uint(32),
+                reasoning_multiplier=s.load_uint(32),
+                proxy_delay_before_close=s.load_uint(32),
+                client_delay_before_close=s.load_uint(32),
+                min_proxy_stake=s.load_coins(),
+                min_client_stake=s.load_coins(),
+                proxy_code=s.load_maybe_ref(),
+                worker_code=s.load_maybe_ref(),
+                client_code=s.load_maybe_ref(),
+            )
+
+        return _parse(cell, read, "params")
+
+
+def _parse(cell: Cell, reader: Any, what: str) -> Any:
+    """Run ``reader`` on the cell and turn every library failure into a MessageError."""
+    try:
+        s = cell.begin_parse()
+        out = reader(s)
+    except MessageError:
+        raise
+    except Exception as exc:  # pytoniq-core raises many unrelated types on short or bad input
+        raise MessageError(f"malformed {what}: {exc}") from exc
+    if s.remaining_bits or s.remaining_refs:
+        raise MessageError(f"malformed {what}: trailing data")
+    return out
+
+
+def state_init(code: Cell, data: Cell) -> StateInit:
+    return StateInit(code=code, data=data)
+
+
+def contract_address(code: Cell, data: Cell, workchain: int = 0) -> Address:
+    """Address of a contract deployed with this code and initial data."""
+    return Address((workchain, state_init(code, data).serialize().hash))
+
+
+# ---------------------------------------------------------------- contract data
+
+
+def _hash_set(keys: list[int]) -> Cell | None:
+    if not keys:
+        return None
+    hm = HashMap(256, value_serializer=lambda _v, _b: None)
+    for k in keys:
+        hm.set_int_key(k, b"")
+    return hm.serialize()
+
+
+def _proxy_info(address: str) -> Cell:
+    raw = address.encode()
+    if not 0 < len(raw) <= MAX_PROXY_ADDRESS_BYTES:
+        raise MessageError(f"proxy address must be 1..{MAX_PROXY_ADDRESS_BYTES} bytes, got {len(raw)}")
+    return begin_cell().store_uint(0, 1).store_uint(len(raw), 7).store_bytes(raw).end_cell()
+
+
+@dataclass(frozen=True, slots=True)
+class RootState:
+    owner: Address
+    version: int
+    proxy_hashes: frozenset[bytes]
+    registered_proxies: tuple[tuple[int, str], ...]
+    last_proxy_seqno: int
+    worker_hashes: frozenset[bytes]
+    model_hashes: frozenset[bytes]
+    params: Params
+
+    @staticmethod
+    def init_data(
+        owner: Address,
+        params: Params,
+        *,
+        proxy_hashes: list[bytes] | None = None,
+        worker_hashes: list[bytes] | None = None,
+        model_hashes: list[bytes] | None = None,
+        proxies: list[str] | None = None,
+        version: int = 1,
+    ) -> Cell:
+        proxies = proxies or []
+        reg: Cell | None = None
+        if proxies:
+            hm = HashMap(32, value_serializer=lambda v, b: b.store_cell(v))
+            for i, p in enumerate(proxies, start=1):
+                hm.set_int_key(i, _proxy_info(p))
+            reg = hm.serialize()
+        data = (
+            begin_cell()
+            .store_maybe_ref(_hash_set([_h256(h) for h in proxy_hashes or []]))
+            .store_maybe_ref(reg)
+            .store_uint(len(proxies), 32)
+            .store_maybe_ref(_hash_set([_h256(h) for h in worker_hashes or []]))
+            .store_maybe_ref(_hash_set([_h256(h) for h in model_hashes or []]))
+            .end_cell()
+        )
+        return (
+            begin_cell()
+            .store_address(owner)
+            .store_uint(version, 32)
+            .store_ref(data)
+            .store_ref(params.to_cell())
+            .end_cell()
+        )
+
+
+def _h256(h: bytes) -> int:
+    if len(h) != 32:
+        raise MessageError(f"hash must be 32 bytes, got {len(h)}")
+    return int.from_bytes(h, "big")
+
+
+def _load_hash_set(s: Slice) -> frozenset[bytes]:
+    d = s.load_dict(256, key_deserializer=lambda k: k, value_deserializer=lambda v: v)
+    if not d:
+        return frozenset()
+    return frozenset(int(k, 2).to_bytes(32, "big") if isinstance(k, str) else int(k).to_bytes(32, "big") for k in d)
+
+
+def _load_proxies(s: Slice) -> tuple[tuple[int, str], ...]:
+    d = s.load_dict(32, key_deserializer=lambda k: k, value_deserializer=lambda v: v)
+    out: list[tuple[int, str]] = []
+    for k, v in (d or {}).items():
+        seqno = int(k, 2) if isinstance(k, str) else int(k)
+        v.load_uint(1)
+        n = v.load_uint(7)
+        out.append((seqno, v.load_bytes(n).decode(errors="replace")))
+    return tuple(sorted(out))
+
+
+def parse_root_state(data: Cell) -> RootState:
+    def read(s: Slice) -> RootState:
+        owner = s.load_address()
+        version = s.load_uint(32)
+        d = s.load_ref().begin_parse()
+        params = Params.from_cell(s.load_ref())
+        proxy_hashes = _load_hash_set(d)
+        proxies = _load_proxies(d)
+        last = d.load_uint(32)
+        worker_hashes = _load_hash_set(d)
+        model_hashes = _load_hash_set(d)
+        if owner is None:
+            raise MessageError("root owner is empty")
+        return RootState(owner, version, proxy_hashes, proxies, last, worker_hashes, model_hashes, params)
+
+    return _parse(data, read, "root data")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyState:
+    owner: Address
+    public_key: bytes
+    root: Address
+    state: int
+    balance: int
+    stake: int
+    unlock_ts: int
+    params: Params
+    commit_seqno: int
+    session_hash: bytes
+
+    @staticmethod
+    def init_data(owner: Address, public_key: bytes, root: Address, params: Params) -> Cell:
+        p = replace(params, proxy_code=None)
+        commit = begin_cell().store_uint(0, 64).store_uint(0, 256).end_cell()
+        return (
+            begin_cell()
+            .store_address(owner)
+            .store_bytes(_key(public_key))
+            .store_address(root)
+            .store_uint(STATE_ACTIVE, 2)
+            .store_coins(0)
+            .store_coins(0)
+            .store_uint(0, 32)
+            .store_ref(p.to_cell())
+            .store_ref(commit)
+            .end_cell()
+        )
+
+
+def _key(k: bytes) -> bytes:
+    if len(k) != 32:
+        raise MessageError(f"public key must be 32 bytes, got {len(k)}")
+    return k
+
+
+def parse_proxy_state(data: Cell) -> ProxyState:
+    def read(s: Slice) -> ProxyState:
+        owner = s.load_address()
+        pk = s.load_bytes(32)
+        root = s.load_address()
+        st = s.load_uint(2)
+        balance = s.load_coins()
+        stake = s.load_coins()
+        unlock = s.load_uint(32)
+        params = Params.from_cell(s.load_ref())
+        c = s.load_ref().begin_parse()
+        seqno = c.load_uint(64)
+        session = c.load_bytes(32)
+        return ProxyState(owner, pk, root, st, balance, stake, unlock, params, seqno, session)
+
+    return _parse(data, read, "proxy contract data")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientState:
+    state: int
+    balance: int
+    stake: int
+    tokens_used: int
+    unlock_ts: int
+    secret_hash: bytes
+    owner: Address
+    proxy_sc: Address
+    proxy_public_key: bytes
+    params: Params
+
+    @staticmethod
+    def init_data(owner: Address, proxy_sc: Address, proxy_public_key: bytes, params: Params) -> Cell:
+        consts = (
+            begin_cell()
+            .store_address(owner)
+            .store_address(proxy_sc)
+            .store_bytes(_key(proxy_public_key))
+            .end_cell()
+        )
+        return (
+            begin_cell()
+            .store_uint(STATE_ACTIVE, 2)
+            .store_coins(0)
+            .store_coins(params.min_client_stake)
+            .store_uint(0, 64)
+            .store_uint(0, 32)
+            .store_uint(0, 256)
+            .store_ref(consts)
+            .store_ref(params.without_code().to_cell())
+            .end_cell()
+        )
+
+
+def parse_client_state(data: Cell) -> ClientState:
+    def read(s: Slice) -> ClientState:
+        st = s.load_uint(2)
+        balance = s.load_coins()
+        stake = s.load_coins()
+        used = s.load_uint(64)
+        unlock = s.load_uint(32)
+        secret = s.load_bytes(32)
+        c = s.load_ref().begin_parse()
+        owner = c.load_address()
+        proxy_sc = c.load_address()
+        pk = c.load_bytes(32)
+        params = Params.from_cell(s.load_ref())
+        return ClientState(st, balance, stake, used, unlock, secret, owner, proxy_sc, pk, params)
+
+    return _parse(data, read, "client contract data")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    owner: Address
+    proxy_sc: Address
+    proxy_public_key: bytes
+    state: int
+    tokens: int
+    params: Params
+
+    @staticmethod
+    def init_data(owner: Address, proxy_sc: Address, proxy_public_key: bytes, params: Params) -> Cell:
+        return (
+            begin_cell()
+            .store_address(owner)
+            .store_address(proxy_sc)
+            .store_bytes(_key(proxy_public_key))
+            .store_uint(STATE_ACTIVE, 2)
+            .store_uint(0, 64)
+            .store_ref(params.without_code().to_cell())
+            .end_cell()
+        )
+
+
+def parse_worker_state(data: Cell) -> WorkerState:
+    def read(s: Slice) -> WorkerState:
+        owner = s.load_address()
+        proxy_sc = s.load_address()
+        pk = s.load_bytes(32)
+        st = s.load_uint(2)
+        tokens = s.load_uint(64)
+        params = Params.from_cell(s.load_ref())
+        return WorkerState(owner, proxy_sc, pk, st, tokens, params)
+
+    return _parse(data, read, "worker contract data")
+
+
+# ---------------------------------------------------------------- message bodies
+
+
+def _head(op: Op, query_id: int) -> Builder:
+    return begin_cell().store_uint(int(op), 32).store_uint(_uint(query_id, 64, "query_id"), 64)
+
+
+def root_body(op: Op, query_id: int = 0, **kw: Any) -> Cell:
+    """Owner message to the root contract. Keywords: ``hash`` (32 bytes), ``address`` (str),
+    ``seqno``, ``price_per_token`` + ``worker_fee_per_token``, ``params`` (Params), ``new_owner``."""
+    b = _head(op, query_id)
+    if op in (
+        Op.ADD_PROXY_TYPE,
+        Op.DEL_PROXY_TYPE,
+        Op.ADD_WORKER_TYPE,
+        Op.DEL_WORKER_TYPE,
+        Op.ADD_MODEL_TYPE,
+        Op.DEL_MODEL_TYPE,
+    ):
+        b.store_uint(_h256(kw["hash"]), 256)
+    elif op == Op.REGISTER_PROXY:
+        b.store_cell(_proxy_info(kw["address"]))
+    elif op == Op.UNREGISTER_PROXY:
+        b.store_uint(_uint(kw["seqno"], 32, "seqno"), 32)
+    elif op == Op.UPDATE_PROXY:
+        b.store_uint(_uint(kw["seqno"], 32, "seqno"), 32).store_cell(_proxy_info(kw["address"]))
+    elif op == Op.CHANGE_PRICE:
+        b.store_coins(_coins(kw["price_per_token"], "price_per_token"))
+        b.store_coins(_coins(kw["worker_fee_per_token"], "worker_fee_per_token"))
+    elif op == Op.CHANGE_PARAMS:
+        b.store_ref(kw["params"].to_cell())
+    elif op == Op.CHANGE_OWNER:
+        b.store_address(kw["new_owner"])
+    else:
+        raise MessageError(f"{op!r} is not a root message")
+    return b.end_cell()
+
+
+def client_body(
+    op: Op,
+    query_id: int = 0,
+    *,
+    excess: Address | None = None,
+    amount: int = 0,
+    secret_hash: bytes = b"",
+) -> Cell:
+    """Unsigned message to a client contract (top-up, increase stake, withdraw, refund, secret)."""
+    b = _head(op, query_id)
+    if op in (Op.CLIENT_TOP_UP, Op.CLIENT_INCREASE_STAKE, Op.CLIENT_WITHDRAW):
+        b.store_coins(_coins(amount, "amount"))
+    elif op == Op.CLIENT_CHANGE_SECRET_HASH:
+        b.store_uint(_h256(secret_hash), 256)
+    elif op != Op.CLIENT_REQUEST_REFUND:
+        raise MessageError(f"{op!r} is not an unsigned client message")
+    b.store_address(excess)
+    return b.end_cell()
+
+
+def proxy_body(op: Op, query_id: int = 0, *, excess: Address | None = None, amount: int = 0) -> Cell:
+    """Unsigned message to a proxy contract (increase stake, owner payout, fee payment)."""
+    b = _head(op, query_id)
+    if op == Op.PROXY_INCREASE_STAKE:
+        b.store_coins(_coins(amount, "amount"))
+    elif op == Op.CLIENT_PAYMENT:
+        b.store_coins(_coins(amount, "amount")).store_address(None)
+    elif op != Op.PROXY_PAYOUT:
+        raise MessageError(f"{op!r} is not an unsigned proxy message")
+    b.store_address(excess)
+    return b.end_cell()
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBody:
+    """A parsed message body: its op, query id and the remaining fields by name."""
+
+    op: Op
+    query_id: int
+    fields: dict[str, Any]
+
+
+_SIGNED_OPS = {
+    Op.PROXY_SAVE_STATE,
+    Op.PROXY_CLOSE_REQUEST_SIGNED,
+    Op.PROXY_CLOSE_COMPLETE_SIGNED,
+    Op.CLIENT_CHARGE_SIGNED,
+    Op.CLIENT_GRANT_REFUND_SIGNED,
+    Op.WORKER_PAYOUT_SIGNED,
+    Op.WORKER_LAST_PAYOUT_SIGNED,
+}
+
+
+def decode_body(cell: Cell) -> DecodedBody:
+    """Parse any Cocoon message body; raises :class:`MessageError` on anything else."""
+
+    def read(s: Slice) -> DecodedBody:
+        raw_op = s.load_uint(32)
+        try:
+            op = Op(raw_op)
+        except ValueError:
+            raise MessageError(f"unknown op 0x{raw_op:08x}") from None
+        qid = s.load_uint(64) if op not in (Op.EXCESSES, Op.PAYOUT) or s.remaining_bits >= 64 else 0
+        f: dict[str, Any] = {}
+        if op in _SIGNED_OPS:
+            f["excess"] = s.load_address()
+            f["signature"] = s.load_bytes(64)
+            f["inner"] = s.load_ref()
+        elif op in (Op.CLIENT_TOP_UP, Op.CLIENT_INCREASE_STAKE, Op.CLIENT_WITHDRAW, Op.PROXY_INCREASE_STAKE):
+            f["amount"] = s.load_coins()
+            f["excess"] = s.load_address()
+        elif op in (Op.CLIENT_REQUEST_REFUND, Op.PROXY_PAYOUT):
+            f["excess"] = s.load_address()
+        elif op == Op.CLIENT_CHANGE_SECRET_HASH:
+            f["secret_hash"] = s.load_bytes(32)
+            f["excess"] = s.load_address()
+        elif op == Op.CLIENT_PAYMENT:
+            f["amount"] = s.load_coins()
+            f["owner"] = s.load_address()
+            f["excess"] = s.load_address()
+        elif op == Op.WORKER_PAYOUT_REQUEST:
+            f["tokens"] = s.load_uint(64)
+            f["owner"] = s.load_address()
+            f["excess"] = s.load_address()
+        elif op in (
+            Op.ADD_PROXY_TYPE,
+            Op.DEL_PROXY_TYPE,
+            Op.ADD_WORKER_TYPE,
+            Op.DEL_WORKER_TYPE,
+            Op.ADD_MODEL_TYPE,
+            Op.DEL_MODEL_TYPE,
+        ):
+            f["hash"] = s.load_bytes(32)
+        elif op in (Op.REGISTER_PROXY, Op.UPDATE_PROXY):
+            if op == Op.UPDATE_PROXY:
+                f["seqno"] = s.load_uint(32)
+            s.load_uint(1)
+            n = s.load_uint(7)
+            f["address"] = s.load_bytes(n).decode()
+        elif op == Op.UNREGISTER_PROXY:
+            f["seqno"] = s.load_uint(32)
+        elif op == Op.CHANGE_PRICE:
+            f["price_per_token"] = s.load_coins()
+            f["worker_fee_per_token"] = s.load_coins()
+        elif op == Op.CHANGE_PARAMS:
+            f["params"] = Params.from_cell(s.load_ref())
+        elif op == Op.CHANGE_OWNER:
+            f["new_owner"] = s.load_address()
+        return DecodedBody(op, qid, f)
+
+    return _parse(cell, read, "message body")
