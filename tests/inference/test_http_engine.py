@@ -1,0 +1,234 @@
+"""HttpEngine against real loopback servers: the embedded engine served over HTTP, and scripted
+fake upstreams (garbage, stalls, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from openai import AsyncOpenAI
+
+from cocoon.inference import (
+    REFERENCE_USAGE,
+    EmbeddedEngine,
+    Endpoint,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineTimeouts,
+    EngineUnavailable,
+    HttpEngine,
+    Script,
+    ScriptedEngine,
+    build_engine_app,
+    running_server,
+)
+
+from .conftest import SESSION_LOOP
+
+pytestmark = SESSION_LOOP
+
+CHAT = {"model": "anything", "messages": [{"role": "user", "content": "Say hi."}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_discovers_model_and_relays_a_stream_with_usage(embedded_url: str) -> None:
+    async with HttpEngine(embedded_url + "/v1") as engine:
+        assert engine.model_name == "SmolLM2-135M-Instruct"
+        assert await engine.healthy()
+        # No stream_options in the request: the engine forces include_usage, so usage arrives.
+        response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True, "max_tokens": 5})
+        async with response:
+            assert response.status == 200
+            assert response.header(
+                "content-type",
+            ).startswith("text/event-stream")  # type: ignore[union-attr]
+            raw = b"".join([part async for part in response])
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert response.usage is not None
+        assert 1 <= response.usage.completion_tokens <= 5
+        assert response.usage.prompt_tokens > 10
+
+
+async def test_non_stream_json(embedded_url: str) -> None:
+    async with HttpEngine(embedded_url, model_name="SmolLM2-135M-Instruct") as engine:
+        response = await engine.open(Endpoint.COMPLETIONS, {"model": "x", "prompt": "Hello", "max_tokens": 3})
+        body = json.loads(await response.read())
+        assert body["model"] == "SmolLM2-135M-Instruct"
+        assert (
+            response.usage is not None
+            and response.usage.completion_tokens == body["usage"]["completion_tokens"]
+        )
+
+
+async def test_upstream_400_is_passed_through(embedded_url: str) -> None:
+    async with HttpEngine(embedded_url) as engine:
+        response = await engine.open(
+            Endpoint.COMPLETIONS, {"prompt": "x", "max_tokens": 100000, "stream": True}
+        )
+        assert response.status == 400
+        error = json.loads(await response.read())["error"]
+        assert error["param"] == "max_tokens"
+        assert response.usage is None
+
+
+async def test_upstream_404_for_a_model_it_does_not_serve(embedded_url: str) -> None:
+    async with HttpEngine(embedded_url, rewrite_model=False) as engine:
+        response = await engine.open(Endpoint.CHAT, {**CHAT, "model": "gpt-9"})
+        assert response.status == 404
+        assert "gpt-9" in json.loads(await response.read())["error"]["message"]
+
+
+async def test_explicit_model_that_upstream_lacks_is_refused(embedded_url: str) -> None:
+    engine = HttpEngine(embedded_url, model_name="llama-70b")
+    with pytest.raises(EngineUnavailable, match="does not serve"):
+        await engine.start()
+    await engine.aclose()
+
+
+async def test_upstream_down() -> None:
+    engine = HttpEngine(f"http://127.0.0.1:{free_port()}", timeouts=EngineTimeouts(connect=1))
+    with pytest.raises(EngineUnavailable) as info:
+        await engine.start()
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert not await engine.healthy()
+    with pytest.raises(EngineUnavailable):  # never started
+        await engine.open(Endpoint.CHAT, CHAT)
+    await engine.aclose()
+    await engine.aclose()  # idempotent
+
+
+async def test_closing_the_relay_cancels_generation_upstream(
+    embedded: EmbeddedEngine, embedded_url: str
+) -> None:
+    await embedded.wait_idle()
+    before = embedded.statistics().cancelled
+    async with HttpEngine(embedded_url) as engine:
+        response = await engine.open(
+            Endpoint.COMPLETIONS, {"prompt": "Story:", "max_tokens": 900, "stream": True, "ignore_eos": True}
+        )
+        chunks = 0
+        async for _ in response:
+            chunks += 1
+            if chunks == 3:
+                break
+        await response.aclose()
+    await asyncio.wait_for(embedded.wait_idle(), timeout=3)
+    assert embedded.statistics().cancelled == before + 1
+
+
+async def test_openai_client_against_the_served_engine(embedded_url: str) -> None:
+    client = AsyncOpenAI(base_url=embedded_url + "/v1", api_key="unused", max_retries=0)
+    async with client:
+        completion = await client.chat.completions.create(
+            model="SmolLM2-135M-Instruct", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        assert completion.usage is not None and completion.usage.completion_tokens <= 4
+        stream = await client.completions.create(
+            model="SmolLM2-135M-Instruct",
+            prompt="A",
+            max_tokens=3,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [c async for c in stream]
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 3
+
+
+# -- scripted upstreams ---------------------------------------------------------------------------
+
+
+async def test_reference_benchmark_stream_through_http() -> None:
+    fake = ScriptedEngine(Script(chunks=50, chunk_bytes=128))
+    async with running_server(build_engine_app(fake)) as url, HttpEngine(url) as engine:
+        assert engine.model_name == "scripted-model"
+        response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
+        await response.read()
+        assert response.usage == REFERENCE_USAGE
+        stats = response.meter.statistics()
+        assert stats.content_chars == 50 * 128
+        # The upstream saw the forced include_usage and the served model name.
+        assert fake.calls[-1].body["stream_options"] == {"include_usage": True}
+        assert fake.calls[-1].body["model"] == "scripted-model"
+
+
+def garbage_upstream(parts: list[bytes], media_type: str) -> FastAPI:
+    """An upstream that lists a model and answers every request with exactly ``parts``."""
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, object]:
+        return {"object": "list", "data": [{"id": "garbage", "object": "model"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for part in parts:
+                yield part
+
+        return StreamingResponse(body(), media_type=media_type)
+
+    return app
+
+
+async def test_garbage_from_upstream_is_a_protocol_error() -> None:
+    upstream = garbage_upstream([b"data: {}\n\n", b"this is not sse\n\n"], "text/event-stream")
+    async with running_server(upstream) as url, HttpEngine(url) as engine:
+        response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
+        with pytest.raises(EngineProtocolError, match="not an SSE line"):
+            await response.read()
+        assert response.closed
+
+
+async def test_lying_content_type_is_still_checked() -> None:
+    upstream = garbage_upstream(
+        [b'{"usage": {"prompt_tokens": 1, "completion_tokens": "many"}}'], "application/json"
+    )
+    async with running_server(upstream) as url, HttpEngine(url) as engine:
+        response = await engine.open(Endpoint.CHAT, CHAT)
+        with pytest.raises(EngineProtocolError, match="invalid usage"):
+            await response.read()
+
+
+async def test_stalled_upstream_times_out() -> None:
+    fake = ScriptedEngine(Script(chunks=3, delay=1.0))
+    timeouts = EngineTimeouts(connect=2, read=0.2)
+    async with running_server(build_engine_app(fake)) as url, HttpEngine(url, timeouts=timeouts) as engine:
+        response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
+        with pytest.raises(EngineTimeout) as info:
+            await response.read()
+        assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+
+
+async def test_upstream_dying_mid_stream_is_an_engine_error() -> None:
+    fake = ScriptedEngine(Script(chunks=10, fail_after=4))
+    async with running_server(build_engine_app(fake)) as url, HttpEngine(url) as engine:
+        response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
+        raw = await response.read()
+        # The server reported the failure in-band (status 200 was already sent) and ended the stream.
+        assert response.meter.statistics().error is not None
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert response.usage is None
+
+
+async def test_client_leaving_a_non_streamed_request_cancels_generation(
+    embedded: EmbeddedEngine, embedded_url: str
+) -> None:
+    await embedded.wait_idle()
+    before = embedded.statistics().cancelled
+    body = {"prompt": "Story:", "max_tokens": 900, "ignore_eos": True}
+    async with httpx.AsyncClient(base_url=embedded_url) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post("/v1/completions", json=body, timeout=httpx.Timeout(5, read=0.3))
+    await asyncio.wait_for(embedded.wait_idle(), timeout=3)
+    assert embedded.statistics().cancelled == before + 1
