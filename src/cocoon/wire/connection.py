@@ -157,6 +157,10 @@ class Connection:
     def can_open_stream(self) -> bool:
         return self._open_count[self.our_side] < self.max_streams
 
+    def can_send_query(self) -> bool:
+        """False once ``max_queries`` of our queries await answers (sending another would fail)."""
+        return len(self._queries[self.our_side]) < self.max_queries
+
     def stream_state(self, stream_id: int) -> StreamState:
         state = self._streams.get(stream_id)
         if state is not None:

@@ -1,0 +1,604 @@
+"""One live node-to-node link: a sans-IO ``wire.Connection`` driven over a transport.
+
+Lifecycle: :func:`establish` runs the verifier and the Hello exchange (and, on the acceptor,
+``on_connect``) under the handshake timeout; then :meth:`NodeConnection._run` drives the link in a
+TaskGroup owned by the connection: the reader, the keep-alive, the notify queue and one task per
+incoming stream or query. When any of them fails, or the peer says Goodbye, or :meth:`aclose` is
+called, the group ends: every handler task is cancelled, every outgoing stream and pending query
+fails with :class:`ConnectionLost`, the transport is aborted, then ``on_disconnect`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cocoon import wire
+from cocoon.net.config import NetConfig
+from cocoon.net.errors import (
+    ConnectionLost,
+    HandshakeRefused,
+    LinkClosed,
+    NetError,
+    QueryFailed,
+    TooBusy,
+    map_exceptions,
+)
+from cocoon.net.handler import Handler, PeerInfo
+from cocoon.net.streams import IncomingStream, OutgoingStream
+from cocoon.net.transport import Transport
+from cocoon.wire.messages import MAX_TEXT
+
+__all__ = ["NodeConnection", "Verifier", "establish"]
+
+log = logging.getLogger("cocoon.net")
+
+Verifier = Callable[[bytes], object]
+_ids = itertools.count(1)  # process-unique connection ids, like object ids (not application state)
+_NOTIFY_QUEUE = 256
+_ACTIVE = (wire.StreamState.OPEN, wire.StreamState.STREAMING)
+
+
+class _LinkDone(Exception):
+    """Internal: ends the connection's task group (the reason is in ``_error``)."""
+
+
+class NodeConnection:
+    """A connected, verified peer. Create with :func:`dial`, :func:`serve` or :func:`memory_pair`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        dialer: bool,
+        role: wire.Role,
+        info: Mapping[str, Any],
+        handler: Handler,
+        config: NetConfig,
+        attestation: object,
+    ) -> None:
+        self.id = next(_ids)
+        self.config = config
+        self.local_role = role
+        self.local_info: Mapping[str, Any] = dict(info)
+        self.dialer = dialer
+        self._transport = transport
+        self._handler = handler
+        self._attestation = attestation
+        self._wire = wire.Connection(
+            our_role=role, dialer=dialer, max_frame_size=config.max_frame_size, max_streams=config.max_streams
+        )
+        self._peer: PeerInfo | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_received = self._loop.time()
+        self._ping: tuple[int, float] | None = None  # (nonce, sent at)
+        self._nonces = itertools.count(1)
+        self._rtt: float | None = None
+        self._outgoing: dict[int, OutgoingStream] = {}
+        self._incoming: dict[int, tuple[IncomingStream, asyncio.Task[None]]] = {}
+        self._queries: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
+        self._notifies: asyncio.Queue[wire.Notify] = asyncio.Queue(_NOTIFY_QUEUE)
+        self._slot_free = asyncio.Event()
+        self._ready = asyncio.Event()  # on_connect done: handler callbacks may run
+        self._done = asyncio.Event()  # fully closed and released
+        self._tg: asyncio.TaskGroup | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+        self._error: NetError | None = None
+        self._goodbye_reason: str | None = None
+        self._streams_opened = 0
+        self._streams_served = 0
+
+    # --- public ----------------------------------------------------------------------------------
+
+    @property
+    def peer(self) -> PeerInfo:
+        if self._peer is None:
+            raise LinkClosed("the handshake has not completed")
+        return self._peer
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self._done.is_set()
+
+    @property
+    def error(self) -> NetError | None:
+        """Why the link broke (None while it is up, or after a graceful close)."""
+        return self._error
+
+    async def open_stream(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        body: bytes,
+        max_coefficient: int,
+        max_tokens: int,
+        timeout: float,
+        request_id: bytes,
+        meta: Mapping[str, Any] | None = None,
+    ) -> OutgoingStream:
+        """Send a Request on a new stream. Waits for a free slot if ``max_streams`` are open."""
+        self._check_usable()
+        while not self._wire.can_open_stream():
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            self._check_usable()
+        request = wire.Request(
+            stream_id=self._wire.next_stream_id(),
+            endpoint=endpoint,
+            model=model,
+            body=body,
+            max_coefficient=max_coefficient,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            request_id=request_id,
+            meta=meta or {},
+        )
+        if len(wire.encode_payload(request)) > self.config.max_frame_size:
+            # The caller's mistake, not the link's: refuse it before the wire state changes.
+            raise wire.LocalProtocolError(
+                f"request of {len(body)} body bytes does not fit one frame", wire.ErrorCode.BAD_REQUEST
+            )
+        stream = OutgoingStream(self, request)
+        self._write(request)
+        self._outgoing[request.stream_id] = stream
+        self._streams_opened += 1
+        try:
+            await self._drain()
+        except BaseException:
+            # Nobody will read this stream: tell the peer (synchronously, it cannot be cancelled).
+            self._abandon(stream)
+            raise
+        return stream
+
+    async def query(self, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Ask the peer and wait for its answer. Set deadlines with ``asyncio.timeout``."""
+        self._check_usable()
+        if not self._wire.can_send_query():
+            raise TooBusy(f"{self._wire.max_queries} queries already await answers")
+        msg = wire.Query(query_id=self._wire.next_query_id(), method=method, params=params)
+        future: asyncio.Future[Mapping[str, Any]] = self._loop.create_future()
+        self._queries[msg.query_id] = future
+        try:
+            await self._send(msg)
+            return await future
+        finally:
+            self._queries.pop(msg.query_id, None)
+
+    async def notify(self, method: str, params: Mapping[str, Any]) -> None:
+        self._check_usable()
+        await self._send(wire.Notify(method=method, params=params))
+
+    async def aclose(self, reason: str = "") -> None:
+        """Say Goodbye (best effort, bounded by ``close_timeout``) and release everything. Idempotent."""
+        if not self._closing:
+            self._closing = True
+            try:
+                if self._error is None and self._wire.our_state in (
+                    wire.SideState.IDLE,
+                    wire.SideState.HELLO_SENT,
+                    wire.SideState.OPEN,
+                ):
+                    with contextlib.suppress(NetError, TimeoutError):
+                        async with asyncio.timeout(self.config.close_timeout):
+                            await self._send(wire.Goodbye(reason=reason[:MAX_TEXT]), closing=True)
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.config.close_timeout):
+                        await self._transport.aclose()
+            finally:
+                self._transport.abort()
+                if self._runner is None and self._tg is None:
+                    self._done.set()  # never ran: nothing else will release it
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.local_role.value,
+            "peer_role": self._peer.role.value if self._peer else None,
+            "address": self._transport.address,
+            "state": self._wire.state.value,
+            "version": self._wire.negotiated_version,
+            "streams_open": self._wire.open_streams,
+            "streams_opened": self._streams_opened,
+            "streams_served": self._streams_served,
+            "queries_pending": len(self._queries),
+            "bytes_in": self._wire.bytes_received,
+            "bytes_out": self._wire.bytes_sent,
+            "rtt": self._rtt,
+            "closed": self.closed,
+        }
+
+    def __repr__(self) -> str:
+        peer = self._peer.role.value if self._peer else "?"
+        return f"<NodeConnection #{self.id} {self.local_role.value}->{peer} {self._transport.address}>"
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise ConnectionLost(f"link broken: {self._error}") from self._error
+        if self.closed:
+            raise LinkClosed("the connection is closed")
+
+    def _write(self, msg: wire.Message) -> None:
+        """Frame and buffer one message (atomic: no await between the state change and the write)."""
+        try:
+            with map_exceptions():
+                self._transport.write(self._wire.send(msg))
+        except NetError as exc:
+            self._break(exc)
+            raise
+
+    async def _drain(self) -> None:
+        try:
+            with map_exceptions():
+                await self._transport.drain()
+        except NetError as exc:
+            self._break(exc)
+            raise
+
+    async def _send(self, msg: wire.Message, *, closing: bool = False) -> None:
+        if not closing:
+            self._check_usable()
+        elif self._error is not None:
+            raise ConnectionLost(str(self._error))
+        self._write(msg)
+        await self._drain()
+
+    def _break(self, exc: NetError) -> None:
+        """Record why the link broke and abort the transport (the reader then ends the group)."""
+        if self._error is None and not self._done.is_set():
+            self._error = exc
+        self._transport.abort()
+
+    def _abandon(self, stream: OutgoingStream) -> None:
+        if self._outgoing.pop(stream.stream_id, None) is not None:
+            self._slot_free.set()
+        if self._error is None and self._wire.stream_state(stream.stream_id) in _ACTIVE:
+            with contextlib.suppress(NetError):
+                self._write(wire.Cancel(stream_id=stream.stream_id, reason="abandoned"))
+
+    async def _cancel_outgoing(self, stream: OutgoingStream, reason: str) -> None:
+        if self._outgoing.pop(stream.stream_id, None) is not None:
+            self._slot_free.set()
+        if self._error is None and self._wire.stream_state(stream.stream_id) in _ACTIVE:
+            with contextlib.suppress(NetError):
+                await self._send(
+                    wire.Cancel(stream_id=stream.stream_id, reason=reason[:MAX_TEXT]), closing=True
+                )
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    async def _next_event(self) -> wire.Message | wire.ConnectionClosed:
+        """The next message, reading from the transport as needed."""
+        while True:
+            with map_exceptions():
+                event = self._wire.next_event()
+            if event is not wire.NEED_DATA:
+                assert not isinstance(event, type)
+                return event
+            with map_exceptions():
+                data = await self._transport.receive()
+            self._last_received = self._loop.time()
+            self._wire.receive_data(data)
+
+    async def _read_loop(self) -> None:
+        while True:
+            event = await self._next_event()
+            if isinstance(event, wire.ConnectionClosed):
+                if event.clean or self._closing:
+                    return
+                raise ConnectionLost("the peer closed the connection without Goodbye")
+            if isinstance(event, wire.Goodbye):
+                self._goodbye_reason = event.reason
+                log.debug("%r: peer said goodbye: %s", self, event.reason)
+                return
+            await self._dispatch(event)
+
+    async def _dispatch(self, event: wire.Message) -> None:
+        assert self._tg is not None
+        if isinstance(event, wire.ResponseHead | wire.ResponseChunk | wire.ResponseEnd | wire.StreamError):
+            stream = self._outgoing.get(event.stream_id)
+            if stream is not None:
+                await stream._deliver(event)
+                if isinstance(event, wire.ResponseEnd | wire.StreamError):
+                    self._outgoing.pop(event.stream_id, None)
+                    self._slot_free.set()
+        elif isinstance(event, wire.Request):
+            incoming = IncomingStream(self, event)
+            task = self._tg.create_task(
+                self._serve_stream(incoming), name=f"{self!r} stream {event.stream_id}"
+            )
+            self._incoming[event.stream_id] = (incoming, task)
+            self._streams_served += 1
+        elif isinstance(event, wire.Cancel):
+            self._on_cancel(event)
+        elif isinstance(event, wire.Ping):
+            await self._send(wire.Pong(nonce=event.nonce))
+        elif isinstance(event, wire.Pong):
+            if self._ping is not None and self._ping[0] == event.nonce:
+                self._rtt = self._loop.time() - self._ping[1]
+                self._ping = None
+        elif isinstance(event, wire.Query):
+            self._tg.create_task(self._answer(event), name=f"{self!r} query {event.method}")
+        elif isinstance(event, wire.QueryResult | wire.QueryError):
+            future = self._queries.get(event.query_id)
+            if future is not None and not future.done():
+                if isinstance(event, wire.QueryResult):
+                    future.set_result(event.result)
+                else:
+                    future.set_exception(QueryFailed(event.code, event.message))
+        elif isinstance(event, wire.Notify):
+            await self._notifies.put(event)
+        else:  # Hello/HelloAck after the handshake are refused by the wire state machine
+            raise ConnectionLost(f"unexpected {type(event).__name__}")
+
+    def _on_cancel(self, event: wire.Cancel) -> None:
+        entry = self._incoming.pop(event.stream_id, None)
+        if entry is not None:
+            incoming, task = entry
+            incoming.cancel_reason = event.reason or "cancelled by peer"
+            incoming.cancelled.set()
+            task.cancel()
+            return
+        stream = self._outgoing.pop(event.stream_id, None)
+        if stream is not None:
+            self._slot_free.set()
+            reason = f"cancelled by peer: {event.reason}" if event.reason else "cancelled by peer"
+            # Terminal messages never wait for room, so this completes at once.
+            error = wire.StreamError(stream_id=event.stream_id, code=wire.ErrorCode.CANCELLED, message=reason)
+            stream._items.append(error)
+            stream._changed.set()
+
+    # --- handler tasks ---------------------------------------------------------------------------
+
+    async def _serve_stream(self, stream: IncomingStream) -> None:
+        try:
+            await self._ready.wait()
+            await self._handler.on_stream(self, stream)
+        except NetError as exc:
+            if not stream.cancelled.is_set():
+                log.info("%r stream %d: %s", self, stream.stream_id, exc)
+                await self._fail_stream(stream, f"stream failed: {exc}")
+        except Exception:
+            log.exception("%r: on_stream failed", self)
+            await self._fail_stream(stream, "internal error in the handler")
+        else:
+            await self._fail_stream(stream, "the handler returned without ending the stream")
+        finally:
+            self._incoming.pop(stream.stream_id, None)
+
+    async def _fail_stream(self, stream: IncomingStream, message: str) -> None:
+        if not stream.finished and not stream.cancelled.is_set():
+            with contextlib.suppress(NetError, wire.WireError):
+                await stream.send_error(wire.ErrorCode.INTERNAL, message)
+
+    async def _answer(self, query: wire.Query) -> None:
+        answer: wire.Message
+        try:
+            await self._ready.wait()
+            result = await self._handler.on_query(self, query.method, query.params)
+            answer = wire.QueryResult(query_id=query.query_id, result=result)
+        except QueryFailed as exc:
+            answer = wire.QueryError(query_id=query.query_id, code=exc.code, message=exc.message[:MAX_TEXT])
+        except Exception:
+            log.exception("%r: on_query(%s) failed", self, query.method)
+            answer = wire.QueryError(
+                query_id=query.query_id, code=wire.ErrorCode.INTERNAL, message="internal error"
+            )
+        with contextlib.suppress(NetError):
+            await self._send(answer)
+
+    async def _notify_loop(self) -> None:
+        await self._ready.wait()
+        while True:
+            msg = await self._notifies.get()
+            try:
+                await self._handler.on_notify(self, msg.method, msg.params)
+            except Exception:
+                log.exception("%r: on_notify(%s) failed", self, msg.method)
+
+    async def _keepalive_loop(self) -> None:
+        """Ping after ``ping_interval`` of silence; the link is dead after ``idle_timeout`` of it."""
+        cfg = self.config
+        while True:
+            now = self._loop.time()
+            idle = now - self._last_received
+            if idle >= cfg.idle_timeout:
+                raise ConnectionLost(f"nothing received for {idle:.1f}s (idle timeout {cfg.idle_timeout}s)")
+            if idle >= cfg.ping_interval and self._ping is None:
+                nonce = next(self._nonces)
+                self._ping = (nonce, now)
+                await self._send(wire.Ping(nonce=nonce))
+            wake = self._last_received + cfg.idle_timeout
+            if self._ping is None:
+                wake = min(wake, self._last_received + cfg.ping_interval)
+            await asyncio.sleep(max(wake - self._loop.time(), 0.005))
+
+    # --- running ---------------------------------------------------------------------------------
+
+    async def _guard(self, coro: Any) -> None:
+        """Run one of the link's loops; whatever ends it ends the link."""
+        try:
+            await coro
+        except NetError as exc:
+            if not self._closing:
+                self._break(exc)
+        except wire.WireError as exc:
+            self._break(ConnectionLost(f"protocol error: {exc}"))
+        except Exception as exc:
+            log.exception("%r: internal error", self)
+            self._break(ConnectionLost(f"internal error: {exc!r}"))
+        raise _LinkDone
+
+    async def _run(self) -> None:
+        """Drive the link until it ends; then release everything and call on_disconnect."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._guard(self._read_loop()), name=f"{self!r} reader")
+                tg.create_task(self._guard(self._keepalive_loop()), name=f"{self!r} keep-alive")
+                tg.create_task(self._guard(self._notify_loop()), name=f"{self!r} notifies")
+        except* _LinkDone:
+            pass
+        finally:
+            self._closing = True
+            self._transport.abort()
+            self._release()
+            self._done.set()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.config.close_timeout):
+                    await self._handler.on_disconnect(self, self._error)
+
+    def _release(self) -> None:
+        reason = str(self._error) if self._error else (self._goodbye_reason or "connection closed")
+        for stream in list(self._outgoing.values()):
+            stream._fail(ConnectionLost(f"link lost mid-stream: {reason}"))
+        self._outgoing.clear()
+        for future in self._queries.values():
+            if not future.done():
+                future.set_exception(ConnectionLost(f"link lost before the answer: {reason}"))
+        for incoming, _ in self._incoming.values():
+            incoming.cancel_reason = incoming.cancel_reason or f"link lost: {reason}"
+            incoming.cancelled.set()
+        self._incoming.clear()
+        self._slot_free.set()
+
+    def _start(self) -> None:
+        """Run the link in its own task (dialled connections; the server runs it in its group)."""
+        self._runner = asyncio.create_task(self._run(), name=f"{self!r} runner")
+
+
+async def establish(
+    transport: Transport,
+    *,
+    dialer: bool,
+    role: wire.Role,
+    info: Mapping[str, Any],
+    handler: Handler,
+    verifier: Verifier | None,
+    config: NetConfig,
+) -> NodeConnection:
+    """Verify the peer certificate and exchange Hellos; the link is returned ready but not running.
+
+    Raises HandshakeRefused (verifier, versions, on_connect, peer's Goodbye), NetTimeout or
+    ConnectError; the transport is aborted on any failure.
+    """
+    conn: NodeConnection | None = None
+    try:
+        with map_exceptions(connecting=True):
+            async with asyncio.timeout(config.handshake_timeout):
+                attestation = _verify(transport, verifier)
+                conn = NodeConnection(
+                    transport,
+                    dialer=dialer,
+                    role=role,
+                    info=info,
+                    handler=handler,
+                    config=config,
+                    attestation=attestation,
+                )
+                try:
+                    if dialer:
+                        await _dialer_hello(conn)
+                    else:
+                        await _acceptor_hello(conn)
+                except ConnectionLost as exc:
+                    # A reset in the middle of the handshake is how TLS 1.3 peers refuse a certificate.
+                    raise HandshakeRefused(f"the link broke during the handshake: {exc}") from exc
+        return conn
+    except BaseException:
+        transport.abort()
+        if conn is not None:
+            conn._closing = True
+            conn._done.set()
+        raise
+
+
+def _verify(transport: Transport, verifier: Verifier | None) -> object:
+    if verifier is None:
+        return None
+    der = transport.peer_certificate()
+    if der is None:
+        raise HandshakeRefused("the peer presented no certificate")
+    try:
+        return verifier(der)
+    except Exception as exc:
+        raise HandshakeRefused(f"peer certificate refused: {exc}") from exc
+
+
+def _our_hello(conn: NodeConnection) -> wire.Hello:
+    cfg = conn.config
+    return wire.Hello(
+        role=conn.local_role, min_version=cfg.min_version, max_version=cfg.max_version, info=conn.local_info
+    )
+
+
+async def _handshake_event(conn: NodeConnection) -> wire.Message:
+    event = await conn._next_event()
+    if isinstance(event, wire.ConnectionClosed):
+        raise HandshakeRefused("the peer closed the connection during the handshake")
+    if isinstance(event, wire.Goodbye):
+        raise HandshakeRefused(f"refused by the peer: {event.reason}")
+    return event
+
+
+async def _dialer_hello(conn: NodeConnection) -> None:
+    await conn._send(_our_hello(conn))
+    peer_hello = await _handshake_event(conn)
+    assert isinstance(peer_hello, wire.Hello)  # the wire machine allows nothing else here
+    ack = await _handshake_event(conn)
+    assert isinstance(ack, wire.HelloAck)
+    conn._peer = PeerInfo(
+        role=peer_hello.role,
+        version=ack.version,
+        info=peer_hello.info,
+        attestation=conn._attestation,
+        address=conn._transport.address,
+    )
+
+
+async def _acceptor_hello(conn: NodeConnection) -> None:
+    peer_hello = await _handshake_event(conn)
+    if not isinstance(peer_hello, wire.Hello):  # pragma: no cover - the wire machine enforces it
+        raise HandshakeRefused("the dialer did not start with Hello")
+    ours = _our_hello(conn)
+    await conn._send(ours)
+    version = wire.negotiate_version(peer_hello, ours)
+    if version is None:
+        reason = (
+            f"no common protocol version: ours {ours.min_version}..{ours.max_version}, "
+            f"yours {peer_hello.min_version}..{peer_hello.max_version}"
+        )
+        await _refuse(conn, reason)
+        raise HandshakeRefused(reason)
+    conn._peer = PeerInfo(
+        role=peer_hello.role,
+        version=version,
+        info=peer_hello.info,
+        attestation=conn._attestation,
+        address=conn._transport.address,
+    )
+    try:
+        await conn._handler.on_connect(conn)
+    except Exception as exc:
+        reason = f"refused: {exc}"
+        await _refuse(conn, reason)
+        raise HandshakeRefused(reason) from exc
+    await conn._send(wire.HelloAck(version=version, info={}))
+    conn._ready.set()
+
+
+async def _refuse(conn: NodeConnection, reason: str) -> None:
+    with contextlib.suppress(NetError, TimeoutError):
+        async with asyncio.timeout(conn.config.close_timeout):
+            await conn._send(wire.Goodbye(reason=reason[:MAX_TEXT]))

@@ -1,0 +1,194 @@
+"""Making links: :func:`dial` once, or a :class:`Dialer` that keeps one link to a target alive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from cocoon import wire
+from cocoon.net.config import DEFAULT_CONFIG, NetConfig
+from cocoon.net.connection import NodeConnection, Verifier, establish
+from cocoon.net.errors import HandshakeRefused, LinkClosed, NetError, map_exceptions
+from cocoon.net.handler import Handler
+from cocoon.net.transport import READ_SIZE, TlsTransport
+
+__all__ = ["Dialer", "dial"]
+
+log = logging.getLogger("cocoon.net")
+
+
+async def dial(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext,
+    verifier: Verifier | None,
+    role: wire.Role,
+    info: Mapping[str, Any],
+    handler: Handler,
+    config: NetConfig = DEFAULT_CONFIG,
+) -> NodeConnection:
+    """Connect, verify the peer, exchange Hellos and run ``on_connect``; returns the running link.
+
+    Raises ConnectError, NetTimeout or HandshakeRefused.
+    """
+    with map_exceptions(connecting=True):
+        async with asyncio.timeout(config.connect_timeout):
+            reader, writer = await asyncio.open_connection(
+                host,
+                port,
+                ssl=ssl_context,
+                ssl_handshake_timeout=config.connect_timeout,
+                limit=READ_SIZE * 4,
+            )
+    conn = await establish(
+        TlsTransport(reader, writer),
+        dialer=True,
+        role=role,
+        info=info,
+        handler=handler,
+        verifier=verifier,
+        config=config,
+    )
+    conn._start()
+    await _dialer_on_connect(conn, handler)
+    return conn
+
+
+async def _dialer_on_connect(conn: NodeConnection, handler: Handler) -> None:
+    """The dialer's on_connect runs on the live link (so it may query); raising closes it."""
+    try:
+        async with asyncio.timeout(conn.config.handshake_timeout):
+            await handler.on_connect(conn)
+    except Exception as exc:
+        await conn.aclose(f"refused: {exc}")
+        raise HandshakeRefused(f"on_connect refused the peer: {exc}") from exc
+    except BaseException:
+        await asyncio.shield(conn.aclose("cancelled"))
+        raise
+    conn._ready.set()
+
+
+class Dialer:
+    """Keeps one link to ``host:port`` alive: reconnects with exponential backoff and jitter."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        verifier: Verifier | None,
+        role: wire.Role,
+        info: Mapping[str, Any],
+        handler: Handler,
+        config: NetConfig = DEFAULT_CONFIG,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._ssl = ssl_context
+        self._verifier = verifier
+        self._role = role
+        self._info = dict(info)
+        self._handler = handler
+        self.config = config
+        self._rng = rng or random.Random()
+        self.connection: NodeConnection | None = None
+        self.last_error: BaseException | None = None
+        self.attempts = 0
+        self.connects = 0
+        self._connected = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Begin dialling in the background (returns at once; see :meth:`wait_connected`)."""
+        if self._closing:
+            raise LinkClosed("this Dialer is closed")
+        if self._runner is not None:
+            raise RuntimeError("Dialer already started")
+        self._runner = asyncio.create_task(self._run(), name=f"cocoon dialer {self.host}:{self.port}")
+
+    async def wait_connected(self) -> NodeConnection:
+        """The current link, waiting for one if it is down."""
+        while True:
+            if self._closing:
+                raise LinkClosed("this Dialer is closed")
+            conn = self.connection
+            if conn is not None and not conn.closed:
+                return conn
+            self._changed.clear()
+            await self._changed.wait()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "target": f"{self.host}:{self.port}",
+            "connected": self.connection is not None and not self.connection.closed,
+            "attempts": self.attempts,
+            "connects": self.connects,
+            "last_error": repr(self.last_error) if self.last_error else None,
+        }
+
+    def backoff(self, failures: int) -> float:
+        """Delay before the next attempt: doubling from ``backoff_initial``, capped, times 0.5–1 jitter."""
+        base = min(self.config.backoff_max, self.config.backoff_initial * 2.0 ** max(failures - 1, 0))
+        return float(base) * (0.5 + 0.5 * self._rng.random())
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closing:
+            self.attempts += 1
+            try:
+                conn = await dial(
+                    self.host,
+                    self.port,
+                    ssl_context=self._ssl,
+                    verifier=self._verifier,
+                    role=self._role,
+                    info=self._info,
+                    handler=self._handler,
+                    config=self.config,
+                )
+            except NetError as exc:
+                failures += 1
+                self.last_error = exc
+                log.info("dial %s:%d failed (%s); attempt %d", self.host, self.port, exc, failures)
+            else:
+                failures = 0
+                self.connects += 1
+                self.connection = conn
+                self._changed.set()
+                try:
+                    await conn.wait_closed()
+                finally:
+                    self.connection = None
+                    self._changed.set()
+                self.last_error = conn.error
+                log.info("link to %s:%d closed (%s); reconnecting", self.host, self.port, conn.error)
+            await asyncio.sleep(self.backoff(failures))
+
+    async def aclose(self) -> None:
+        """Stop reconnecting and close the current link. Idempotent."""
+        self._closing = True
+        self._changed.set()
+        try:
+            if self._runner is not None:
+                self._runner.cancel()
+                await asyncio.wait([self._runner])
+        finally:
+            conn, self.connection = self.connection, None
+            if conn is not None:
+                await conn.aclose("dialer closed")
+
+    async def __aenter__(self) -> Dialer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,106 @@
+"""Errors of node-to-node networking, and the one place lower-level exceptions are translated.
+
+    CocoonError
+    └── NetError                  anything that went wrong with a link
+        ├── ConnectError          no link could be made (refused, unreachable, TLS failed while dialling)
+        ├── HandshakeRefused      TLS was up but the peer was refused: verifier, version, on_connect
+        ├── ConnectionLost        an established link broke (reset, EOF, keep-alive timeout, peer protocol error)
+        ├── NetTimeout            connect or handshake took longer than its configured timeout
+        ├── StreamCancelled       the stream was cancelled (by the peer, or for reading too slowly)
+        ├── LinkClosed            used after ``aclose()``: closed by us (not broken)
+        ├── TooBusy               our own limit (open streams, pending queries) is reached
+        └── QueryFailed           the peer answered a query with an error (``code``, ``message``)
+
+:func:`map_exceptions` converts ``ssl``, ``OSError``, ``TimeoutError`` and wire errors into these,
+chaining the original (``raise ... from exc``). ``CancelledError`` is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterator
+
+from cocoon.errors import CocoonError
+from cocoon.wire import ErrorCode, WireError
+
+__all__ = [
+    "ConnectError",
+    "ConnectionLost",
+    "HandshakeRefused",
+    "LinkClosed",
+    "NetError",
+    "NetTimeout",
+    "QueryFailed",
+    "StreamCancelled",
+    "TooBusy",
+    "map_exceptions",
+]
+
+
+class NetError(CocoonError):
+    """A node-to-node link failed; the subclass says how."""
+
+
+class ConnectError(NetError):
+    """The link could not be established."""
+
+
+class HandshakeRefused(NetError):
+    """The transport came up but one side refused the other (attestation, version, announce)."""
+
+
+class ConnectionLost(NetError):
+    """An established link broke."""
+
+
+class NetTimeout(NetError):
+    """A connect or handshake timeout expired."""
+
+
+class StreamCancelled(NetError):
+    """The stream was cancelled; nothing more can be sent on it."""
+
+
+class LinkClosed(NetError):
+    """The connection (or server, or dialer) was closed by us and cannot be used any more."""
+
+
+class TooBusy(NetError):
+    """A local limit is reached (open streams, outstanding queries); try later or elsewhere."""
+
+
+class QueryFailed(NetError):
+    """A query was answered with an error. Raise it from ``Handler.on_query`` to answer one."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+@contextlib.contextmanager
+def map_exceptions(*, connecting: bool = False) -> Iterator[None]:
+    """Translate lower exceptions into :class:`NetError`s.
+
+    ``connecting`` picks the family for transport failures: while a link is being made they mean
+    :class:`ConnectError` (TLS failures: :class:`HandshakeRefused`); afterwards :class:`ConnectionLost`.
+    """
+    try:
+        yield
+    except NetError:
+        raise
+    except TimeoutError as exc:  # before OSError: TimeoutError is one
+        raise NetTimeout(f"timed out: {exc}" if str(exc) else "timed out") from exc
+    except ssl.SSLError as exc:  # before OSError too
+        if connecting:
+            raise HandshakeRefused(f"TLS handshake failed: {exc}") from exc
+        raise ConnectionLost(f"TLS error: {exc}") from exc
+    except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        if connecting:
+            raise ConnectError(detail) from exc
+        raise ConnectionLost(detail) from exc
+    except WireError as exc:
+        raise ConnectionLost(f"protocol error: {exc}") from exc
