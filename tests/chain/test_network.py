@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cocoon.chain import network as net
+from cocoon.chain.errors import TransactionFailed
+from cocoon.chain.localchain import LocalChain
+from cocoon.chain.messages import (
+    STATE_CLOSED,
+    STATE_CLOSING,
+    ExitCode,
+    Op,
+    parse_proxy_state,
+    parse_worker_state,
+)
+from cocoon.chain.payments import sign, sign_state_commit
+from cocoon.chain.wallet import KeyPair
+
+TON = net.TON
+
+
+def expect_exit(code):
+    return pytest.raises(TransactionFailed, match=f"exit code {int(code)}")
+
+
+async def proxy_state(world):
+    return parse_proxy_state((await world.chain.get_account(world.proxy_sc)).data)
+
+
+async def test_root_config_and_owner_updates(world):
+    cfg = await net.fetch_root_config(world.chain, world.root)
+    assert cfg.proxy_image_hashes == {b"\x01" * 32}
+    assert cfg.worker_image_hashes == {b"\x02" * 32}
+    assert cfg.model_hashes == {b"\x03" * 32}
+    assert cfg.registered_proxies == ((1, "127.0.0.1:8800"),)
+    assert cfg.price_per_token == 1000 and cfg.worker_fee_per_token == 800
+    v = cfg.version
+
+    await net.send_root_op(world.owner, world.root, Op.ADD_WORKER_TYPE, hash=b"\x05" * 32)
+    await net.send_root_op(world.owner, world.root, Op.ADD_MODEL_TYPE, hash=b"\x06" * 32)
+    await net.send_root_op(world.owner, world.root, Op.REGISTER_PROXY, address="10.0.0.2:9000")
+    await net.send_root_op(world.owner, world.root, Op.DEL_PROXY_TYPE, hash=b"\x01" * 32)
+    await net.send_root_op(world.owner, world.root, Op.CHANGE_PRICE, price_per_token=2000, worker_fee_per_token=1500)
+    cfg2 = await net.fetch_root_config(world.chain, world.root)
+    assert cfg2.version == v + 5
+    assert b"\x05" * 32 in cfg2.worker_image_hashes and b"\x06" * 32 in cfg2.model_hashes
+    assert cfg2.proxy_image_hashes == frozenset()
+    assert cfg2.registered_proxies == ((1, "127.0.0.1:8800"), (2, "10.0.0.2:9000"))
+    assert cfg2.price_per_token == 2000 and cfg2.params_version == cfg.params_version + 1
+
+    # get-methods agree with the parsed data
+    ok = await world.chain.run_get_method(world.root, "worker_hash_is_valid", [int.from_bytes(b"\x05" * 32, "big")])
+    assert ok == [-1]
+    assert await world.chain.run_get_method(world.root, "get_root_version") == [cfg2.version]
+    assert await world.chain.run_get_method(world.root, "last_proxy_seqno") == [2]
+
+    stranger = await world.wallet()
+    with expect_exit(ExitCode.NOT_OWNER):
+        await net.send_root_op(stranger, world.root, Op.ADD_PROXY_TYPE, hash=b"\x09" * 32)
+    with expect_exit(ExitCode.NOT_FOUND):
+        await net.send_root_op(world.owner, world.root, Op.UNREGISTER_PROXY, seqno=77)
+    with expect_exit(ExitCode.BAD_ARGUMENT):
+        await net.send_root_op(world.owner, world.root, Op.CHANGE_PRICE, price_per_token=1, worker_fee_per_token=2)
+    assert (await net.fetch_root_config(world.chain, world.root)).version == cfg2.version
+
+    await net.send_root_op(world.owner, world.root, Op.UNREGISTER_PROXY, seqno=1)
+    new = net.default_params(price_per_token=5, worker_fee_per_token=4, client_delay_before_close=60)
+    await net.send_root_op(world.owner, world.root, Op.CHANGE_PARAMS, params=new)
+    cfg3 = await net.fetch_root_config(world.chain, world.root)
+    assert cfg3.registered_proxies == ((2, "10.0.0.2:9000"),)
+    assert cfg3.client_delay_before_close == 60 and cfg3.params_version == cfg2.params_version + 1
+
+
+async def test_worker_payout(world):
+    # fees first: a client pays 1000 tokens
+    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=10 * TON)
+    await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=1000))
+
+    wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
+    pay = sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=600, query_id=7)
+    bal = await world.worker.balance()
+    trace = await net.post_signed(world.worker, pay, state_init=wc.state_init)
+    earned = 600 * world.params.worker_fee_per_token
+    assert any(t.address == world.worker.address and t.in_op == Op.PAYOUT and t.value_in == earned for t in trace)
+    assert parse_worker_state((await world.chain.get_account(wc.address)).data).tokens == 600
+    assert (await proxy_state(world)).balance == 1000 * world.params.price_per_token - earned
+    assert await world.worker.balance() > bal + earned - net.OP_VALUE
+
+    with expect_exit(ExitCode.NOT_INCREASING):
+        await net.post_signed(world.worker, pay)
+    last = sign(world.proxy_key, Op.WORKER_LAST_PAYOUT_SIGNED, target=wc.address, counter=700, query_id=8)
+    await net.post_signed(world.worker, last)
+    ws = parse_worker_state((await world.chain.get_account(wc.address)).data)
+    assert ws.state == STATE_CLOSED and ws.tokens == 700
+    with expect_exit(ExitCode.BAD_STATE):
+        await net.post_signed(
+            world.worker, sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=900)
+        )
+
+
+async def test_fake_worker_contract_cannot_drain_proxy(world):
+    # A worker contract bound to another proxy key computes to a different address: the proxy refuses.
+    rogue_key = KeyPair.generate()
+    wc = net.worker_contract(world.worker.address, world.proxy_sc, rogue_key.public, world.params)
+    pay = sign(rogue_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=10**6)
+    before = (await proxy_state(world)).stake
+    trace = await net.post_signed(world.worker, pay, state_init=wc.state_init)
+    proxy_tx = [t for t in trace if t.address == world.proxy_sc]
+    assert proxy_tx and not proxy_tx[0].success and proxy_tx[0].exit_code == ExitCode.NOT_OWNER
+    assert (await proxy_state(world)).stake == before
+    # the bounce restored the worker contract's counter
+    assert parse_worker_state((await world.chain.get_account(wc.address)).data).tokens == 0
+
+
+async def test_proxy_commit_payout_and_close(world):
+    session = os.urandom(32)
+    c1 = sign_state_commit(world.proxy_key, target=world.proxy_sc, seqno=5, session_hash=session)
+    await net.post_signed(world.proxy_owner, c1)
+    st = await proxy_state(world)
+    assert (st.commit_seqno, st.session_hash) == (5, session)
+    with expect_exit(ExitCode.NOT_INCREASING):
+        await net.post_signed(world.proxy_owner, c1)
+    with expect_exit(ExitCode.BAD_SIGNATURE):
+        await net.post_signed(
+            world.proxy_owner, sign_state_commit(KeyPair.generate(), target=world.proxy_sc, seqno=6, session_hash=session)
+        )
+
+    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=5 * TON)
+    await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=2000))
+    fees = 2000 * world.params.price_per_token
+    assert (await proxy_state(world)).balance == fees
+    stranger = await world.wallet()
+    with expect_exit(ExitCode.NOT_OWNER):
+        await net.send_proxy_op(stranger, world.proxy_sc, Op.PROXY_PAYOUT)
+    trace = await net.send_proxy_op(world.proxy_owner, world.proxy_sc, Op.PROXY_PAYOUT)
+    assert any(t.address == world.proxy_owner.address and t.value_in == fees for t in trace)
+    assert (await proxy_state(world)).balance == 0
+
+    await net.post_signed(world.proxy_owner, sign(world.proxy_key, Op.PROXY_CLOSE_REQUEST_SIGNED, target=world.proxy_sc, counter=0))
+    assert (await proxy_state(world)).state == STATE_CLOSING
+    complete = sign(world.proxy_key, Op.PROXY_CLOSE_COMPLETE_SIGNED, target=world.proxy_sc, counter=0)
+    with expect_exit(ExitCode.TOO_EARLY):
+        await net.post_signed(world.proxy_owner, complete)
+    world.chain.advance(world.params.proxy_delay_before_close)
+    await net.post_signed(world.proxy_owner, complete)
+    st = await proxy_state(world)
+    assert st.state == STATE_CLOSED and st.stake == 0
+
+
+async def test_full_lifecycle_conserves_value(world):
+    chain = world.chain
+    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=20 * TON)
+    wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
+    for i, tokens in enumerate((1000, 3000, 7000), start=1):
+        await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=tokens, query_id=i))
+    await net.post_signed(
+        world.worker, sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=7000), state_init=wc.state_init
+    )
+    await net.send_proxy_op(world.proxy_owner, world.proxy_sc, Op.PROXY_PAYOUT)
+    await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND)
+    chain.advance(world.params.client_delay_before_close)
+    await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND)
+    # Every nanoTON minted is on some account or went to validators as fees.
+    assert chain.total_balances() + chain.total_fees() == chain.minted
+    # Logical money: the client paid 7000 tokens, the worker got 7000 x fee, the proxy the rest.
+    p = await proxy_state(world)
+    assert p.balance == 0
+    assert p.stake == world.params.min_proxy_stake
+
+
+async def test_persistence_across_reopen(tmp_path):
+    path = tmp_path / "c.sqlite"
+    chain = LocalChain(path)
+    owner = KeyPair.generate()
+    h = await net.bootstrap_local_network(
+        chain, owner=owner, proxy_image_hashes=[b"\x01" * 32], worker_image_hashes=[], model_hashes=[], proxy_addresses=[]
+    )
+    await net.send_root_op(h.owner, h.root, Op.ADD_MODEL_TYPE, hash=b"\x07" * 32)
+    chain.advance(100)
+    n, now, minted = chain.transaction_count(), chain.now_sync(), chain.minted
+    chain.close()
+
+    again = LocalChain(path)
+    assert (again.transaction_count(), again.now_sync(), again.minted) == (n, now, minted)
+    cfg = await net.fetch_root_config(again, h.root)
+    assert b"\x07" * 32 in cfg.model_hashes
+    # idempotent bootstrap reuses the root
+    h2 = await net.bootstrap_local_network(
+        again, owner=owner, proxy_image_hashes=[b"\x01" * 32], worker_image_hashes=[], model_hashes=[], proxy_addresses=[]
+    )
+    assert h2.root == h.root
+    txs = await again.get_transactions(h.root)
+    assert len(txs) >= 2 and txs[0].lt > txs[-1].lt
+    again.close()
