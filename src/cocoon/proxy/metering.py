@@ -47,7 +47,12 @@ class AuditPolicy:
     delta_slack: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("completion_slack_tokens", "tool_call_slack_tokens", "prompt_slack_tokens", "delta_slack"):
+        for name in (
+            "completion_slack_tokens",
+            "tool_call_slack_tokens",
+            "prompt_slack_tokens",
+            "delta_slack",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int")
@@ -171,7 +176,9 @@ class UsageAudit:
         completion, reasoning = claimed.completion, claimed.reasoning
         if completion > c_bound:
             over = True
-            reasons.append(f"completion {completion} > bound {c_bound} for {relayed.text_bytes} relayed bytes")
+            reasons.append(
+                f"completion {completion} > bound {c_bound} for {relayed.text_bytes} relayed bytes"
+            )
             completion = c_bound
             reasoning = min(reasoning, completion)
         if relayed.deltas - p.delta_slack > claimed.completion:
