@@ -250,3 +250,19 @@ async def test_response_iterates_once(embedded: EmbeddedEngine) -> None:
     await response.read()
     with pytest.raises(RuntimeError):
         await response.read()
+
+
+async def test_closing_the_engine_ends_running_requests_cleanly() -> None:
+    engine = EmbeddedEngine(n_ctx=512, n_threads=1)
+    await engine.start()
+    body = {"prompt": "Go:", "max_tokens": 400, "ignore_eos": True}
+    streaming = await engine.open(Endpoint.COMPLETIONS, {**body, "stream": True})
+    waiting = asyncio.create_task(engine.open(Endpoint.COMPLETIONS, body))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(engine.aclose(), timeout=3)
+    raw = await streaming.read()
+    assert b"closed during generation" in raw and raw.endswith(b"data: [DONE]\n\n")
+    assert streaming.usage is not None and streaming.usage.completion_tokens < 400
+    with pytest.raises(EngineUnavailable):
+        await waiting
+    assert engine.statistics().state == "closed"

@@ -135,3 +135,24 @@ def test_every_httpx_error_is_mapped() -> None:
         with pytest.raises(EngineError) as info, map_httpx_errors("test"):
             raise exc
         assert info.value.__cause__ is exc, cls
+
+
+async def test_app_starts_the_engine_even_without_lifespan_events() -> None:
+    fake = ScriptedEngine(Script(chunks=1))
+    transport = httpx.ASGITransport(app=build_engine_app(fake))  # sends no lifespan events
+    async with httpx.AsyncClient(transport=transport, base_url="http://engine") as http:
+        response = await http.post("/v1/chat/completions", json=CHAT)
+        assert response.status_code == 200
+        assert response.json()["usage"]["prompt_tokens"] == REFERENCE_USAGE.prompt_tokens
+    assert await fake.healthy()
+
+
+async def test_engine_that_cannot_start_gives_503() -> None:
+    fake = ScriptedEngine()
+    await fake.aclose()  # a closed engine refuses to start
+    transport = httpx.ASGITransport(app=build_engine_app(fake))
+    async with httpx.AsyncClient(transport=transport, base_url="http://engine") as http:
+        assert (await http.get("/v1/models")).status_code == 503
+        response = await http.post("/v1/chat/completions", json=CHAT)
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "service_unavailable"

@@ -118,6 +118,9 @@ class EmbeddedEngine:
         self._state = _State.NEW
         self._start_lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        # Prompts are rendered and tokenized beside the generation thread (tokenizing only reads the
+        # vocabulary); aclose() drains this pool before the model is freed.
+        self._prep_executor: ThreadPoolExecutor | None = None
         self._loaded: _Loaded | None = None
         self._jobs: dict[asyncio.Future[Finished | Failed], threading.Event] = {}
         self._idle = asyncio.Event()
@@ -153,6 +156,7 @@ class EmbeddedEngine:
                 raise
             self._load_seconds = time.perf_counter() - started
             self._executor = executor
+            self._prep_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocoon-tokenize")
             self._state = _State.READY
 
     async def _load_with_progress(
@@ -212,8 +216,10 @@ class EmbeddedEngine:
         self._state = _State.CLOSED
         for cancel in self._jobs.values():
             cancel.set()
-        executor, loaded = self._executor, self._loaded
-        self._executor = self._loaded = None
+        executor, loaded, prep = self._executor, self._loaded, self._prep_executor
+        self._executor = self._loaded = self._prep_executor = None
+        if prep is not None:
+            await asyncio.to_thread(prep.shutdown, wait=True)
         if executor is None:
             return
         try:
@@ -253,8 +259,8 @@ class EmbeddedEngine:
     # -- requests ---------------------------------------------------------------------------------
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any]) -> EngineResponse:
-        loaded, executor = self._loaded, self._executor
-        if self._state is not _State.READY or loaded is None or executor is None:
+        loaded, executor, prep = self._loaded, self._executor, self._prep_executor
+        if self._state is not _State.READY or loaded is None or executor is None or prep is None:
             raise EngineUnavailable(f"the embedded engine is {self._state.value}, not ready")
         try:
             request = oai.parse_request(endpoint, body)
@@ -264,7 +270,7 @@ class EmbeddedEngine:
             self._busy += 1
             raise EngineBusy(f"embedded engine busy: {len(self._jobs)} requests running or queued")
         try:
-            job = await asyncio.to_thread(self._prepare, loaded, request)
+            job = await asyncio.get_running_loop().run_in_executor(prep, self._prepare, loaded, request)
         except oai.InvalidRequest as exc:
             return _error_response(str(exc), param=exc.param)
         if self._state is not _State.READY:
@@ -397,6 +403,8 @@ class EmbeddedEngine:
                 reasons[event.index] = event.finish_reason
             elif isinstance(event, Finished):
                 self._tokens += event.usage.completion_tokens
+                if event.cancelled:  # not by our caller (that cancels this coroutine): the engine closed
+                    raise EngineUnavailable("the embedded engine closed during generation")
                 body = oai.full_response(
                     request.endpoint,
                     id_=id_,
@@ -455,6 +463,9 @@ class EmbeddedEngine:
                     )
                 elif isinstance(event, Finished):
                     self._tokens += event.usage.completion_tokens
+                    if event.cancelled:  # the engine closed under a reader that is still here
+                        message = "the embedded engine closed during generation"
+                        yield oai.sse(oai.error_body(message, type_="service_unavailable", code=503))
                     yield oai.sse(
                         oai.usage_chunk(endpoint, id_=id_, created=created, model=model, usage=event.usage)
                     )

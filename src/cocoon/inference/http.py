@@ -124,6 +124,8 @@ class HttpEngine:
     async def start(self) -> None:
         if self._state is _State.CLOSED:
             raise EngineUnavailable("the HTTP engine is closed")
+        if self._state is _State.READY:
+            return
         models = await self.list_models()
         if self._explicit_model:
             if models and self.model_name not in models:

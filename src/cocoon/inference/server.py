@@ -53,13 +53,32 @@ def _error(
     )
 
 
+class _Starter:
+    """Starts the engine once: from the lifespan, or on first use when the host server runs
+    without lifespan events."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    async def __call__(self) -> None:
+        if self._started:
+            return
+        async with self._lock:
+            if not self._started:
+                await self._engine.start()
+                self._started = True
+
+
 def build_engine_app(engine: Engine, *, close_engine: bool = False) -> FastAPI:
-    """An ASGI app serving ``engine``. Its lifespan starts the engine (``start`` is idempotent) and,
-    with ``close_engine``, closes it on shutdown."""
+    """An ASGI app serving ``engine``. The engine is started by the lifespan (or by the first request
+    when lifespan events are off) and, with ``close_engine``, closed on shutdown."""
+    ensure_started = _Starter(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await engine.start()
+        await ensure_started()
         try:
             yield
         finally:
@@ -68,8 +87,13 @@ def build_engine_app(engine: Engine, *, close_engine: bool = False) -> FastAPI:
 
     app = FastAPI(title="cocoon engine", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    @app.get("/v1/models", response_model=None)
+    async def models() -> dict[str, Any] | JSONResponse:
+        try:
+            await ensure_started()
+        except EngineError as exc:
+            status, type_ = error_status(exc)
+            return _error(status, str(exc), type_=type_)
         card = {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "cocoon"}
         return {"object": "list", "data": [card]}
 
@@ -80,16 +104,16 @@ def build_engine_app(engine: Engine, *, close_engine: bool = False) -> FastAPI:
 
     @app.post(Endpoint.CHAT.value)
     async def chat(request: Request) -> Response:
-        return await _serve(engine, Endpoint.CHAT, request)
+        return await _serve(engine, ensure_started, Endpoint.CHAT, request)
 
     @app.post(Endpoint.COMPLETIONS.value)
     async def completions(request: Request) -> Response:
-        return await _serve(engine, Endpoint.COMPLETIONS, request)
+        return await _serve(engine, ensure_started, Endpoint.COMPLETIONS, request)
 
     return app
 
 
-async def _serve(engine: Engine, endpoint: Endpoint, request: Request) -> Response:
+async def _serve(engine: Engine, ensure_started: _Starter, endpoint: Endpoint, request: Request) -> Response:
     raw = await request.body()
     if len(raw) > MAX_REQUEST_BYTES:
         return _error(413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
@@ -99,6 +123,11 @@ async def _serve(engine: Engine, endpoint: Endpoint, request: Request) -> Respon
         return _error(400, "request body is not valid JSON")
     if not isinstance(body, dict):
         return _error(400, "request body must be a JSON object")
+    try:
+        await ensure_started()
+    except EngineError as exc:
+        status, type_ = error_status(exc)
+        return _error(status, str(exc), type_=type_)
     model = body.get("model")
     if model is not None and model != engine.model_name:
         return _error(404, f"The model `{model}` does not exist.", type_="NotFoundError", param="model")
