@@ -1,1 +1,146 @@
-"""cocoon.chain"""
+"""cocoon.chain — TON for Cocoon: contracts, the embedded chain, payments.
+
+The services talk to a chain only through :class:`Chain` (async; ``LocalChain`` and ``LiteChain``
+implement it)::
+
+    chain = LocalChain(home / "chain.sqlite")          # embedded, real TVM (tonpy's emulator)
+    handles = await bootstrap_local_network(chain, owner=KeyPair.generate(),
+        proxy_image_hashes=[...], worker_image_hashes=[...], model_hashes=[...],
+        proxy_addresses=["127.0.0.1:8800"], params=default_params(price_per_token=20))
+    config = await fetch_root_config(chain, handles.root)   # RootConfig: hashes, proxies, params
+
+Money (proxy side, pure):
+
+* :func:`sign` a cumulative client charge / refund grant / worker payout for one contract,
+  :func:`sign_state_commit` the proxy state (seqno + session hash), :func:`verify` offline,
+  ``SignedMessage.body(excess)`` is what gets posted; :func:`post_signed` posts it via a wallet.
+* :class:`PostingPolicy` decides when a post is worth its fee.
+* :mod:`cocoon.chain.pricing` prices usage exactly as the reference (``price``, ``adjust``).
+
+Contracts (Tolk, compiled by ``make contracts``; code in ``contracts/build``): root, proxy, client,
+worker and a v3-style wallet. Layouts and our own choices are in :mod:`cocoon.chain.messages`.
+"""
+
+from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord
+from cocoon.chain.code import CONTRACT_NAMES, CompiledContract, load_contract
+from cocoon.chain.errors import (
+    AccountNotFound,
+    ChainError,
+    ChainStoreError,
+    GetMethodError,
+    InsufficientFunds,
+    MessageError,
+    SignatureError,
+    TransactionFailed,
+)
+from cocoon.chain.litechain import LiteChain
+from cocoon.chain.localchain import FAUCET_ADDRESS, LocalChain
+from cocoon.chain.messages import (
+    STATE_ACTIVE,
+    STATE_CLOSED,
+    STATE_CLOSING,
+    ClientState,
+    ExitCode,
+    Op,
+    Params,
+    ProxyState,
+    RootState,
+    WorkerState,
+    decode_body,
+    parse_client_state,
+    parse_proxy_state,
+    parse_root_state,
+    parse_worker_state,
+)
+from cocoon.chain.network import (
+    TON,
+    LocalNetworkHandles,
+    RootConfig,
+    bootstrap_local_network,
+    client_contract,
+    default_params,
+    deploy_root,
+    ensure_success,
+    fetch_root_config,
+    open_client_contract,
+    open_proxy_contract,
+    post_signed,
+    proxy_contract,
+    root_contract,
+    send_client_op,
+    send_proxy_op,
+    send_root_op,
+    worker_contract,
+)
+from cocoon.chain.payments import PostingPolicy, SignedMessage, parse_signed, sign, sign_state_commit, verify
+from cocoon.chain.pricing import Multipliers, Price, TokenUsage, adjust, price
+from cocoon.chain.wallet import KeyPair, OutMsg, Wallet, WalletClient
+
+__all__ = [
+    "CONTRACT_NAMES",
+    "FAUCET_ADDRESS",
+    "STATE_ACTIVE",
+    "STATE_CLOSED",
+    "STATE_CLOSING",
+    "TON",
+    "AccountNotFound",
+    "AccountState",
+    "Chain",
+    "ChainError",
+    "ChainStoreError",
+    "ClientState",
+    "CompiledContract",
+    "ExitCode",
+    "GetMethodError",
+    "InsufficientFunds",
+    "KeyPair",
+    "LiteChain",
+    "LocalChain",
+    "LocalNetworkHandles",
+    "MessageError",
+    "Multipliers",
+    "Op",
+    "OutMsg",
+    "Params",
+    "PostingPolicy",
+    "Price",
+    "ProxyState",
+    "RootConfig",
+    "RootState",
+    "SignatureError",
+    "SignedMessage",
+    "StackValue",
+    "TokenUsage",
+    "TransactionFailed",
+    "TxRecord",
+    "Wallet",
+    "WalletClient",
+    "WorkerState",
+    "adjust",
+    "bootstrap_local_network",
+    "client_contract",
+    "decode_body",
+    "default_params",
+    "deploy_root",
+    "ensure_success",
+    "fetch_root_config",
+    "load_contract",
+    "open_client_contract",
+    "open_proxy_contract",
+    "parse_client_state",
+    "parse_proxy_state",
+    "parse_root_state",
+    "parse_signed",
+    "parse_worker_state",
+    "post_signed",
+    "price",
+    "proxy_contract",
+    "root_contract",
+    "send_client_op",
+    "send_proxy_op",
+    "send_root_op",
+    "sign",
+    "sign_state_commit",
+    "verify",
+    "worker_contract",
+]

@@ -1,0 +1,153 @@
+"""LiteChain: the :class:`~cocoon.chain.Chain` interface over TON liteservers.
+
+It talks to a *lite client* object with pytoniq's ``LiteBalancer`` methods (``start_up``,
+``close_all``, ``raw_get_account_state``, ``run_get_method``, ``raw_send_message``,
+``get_transactions``). :meth:`LiteChain.from_config` builds one from a global config file (needs
+the optional ``pytoniq`` package); tests pass a recorded stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from pytoniq_core import Address, Cell
+from pytoniq_core.tlb.account import ShardAccount
+
+from cocoon.chain.api import AccountState, StackValue, TxRecord
+from cocoon.chain.errors import ChainError, GetMethodError, MessageError
+from cocoon.chain.localchain import tx_record
+
+__all__ = ["LiteChain", "LiteClientLike"]
+
+
+class LiteClientLike(Protocol):
+    async def start_up(self) -> None: ...
+
+    async def close_all(self) -> None: ...
+
+    async def raw_get_account_state(self, address: Address) -> tuple[Any, Any]: ...
+
+    async def run_get_method(self, address: Address, method: str, stack: list[Any]) -> list[Any]: ...
+
+    async def raw_send_message(self, message: bytes) -> Any: ...
+
+    async def get_transactions(self, address: Address, count: int) -> list[Any]: ...
+
+
+_STATUS = {"account_uninit": "uninit", "account_active": "active", "account_frozen": "frozen"}
+
+
+class LiteChain:
+    """A real TON network through liteservers. ``clock`` defaults to the local wall clock."""
+
+    def __init__(self, client: LiteClientLike, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._clock = clock
+        self._started = False
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, path: Path | str, *, trust_level: int = 2) -> LiteChain:
+        """Build from a TON global config JSON (``global.config.json`` of testnet/mainnet)."""
+        try:
+            config = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ChainError(f"cannot read global config {path}: {exc}") from exc
+        if not isinstance(config, dict) or not config.get("liteservers"):
+            raise ChainError(f"{path} has no liteservers")
+        try:
+            from pytoniq import LiteBalancer  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ChainError("LiteChain needs the optional package `pytoniq` (pip install pytoniq)") from exc
+        return cls(LiteBalancer.from_config(config, trust_level=trust_level))
+
+    async def _ready(self) -> None:
+        if self._closed:
+            raise ChainError("LiteChain is closed")
+        if not self._started:
+            await self._client.start_up()
+            self._started = True
+
+    async def now(self) -> int:
+        return int(self._clock())
+
+    async def get_account(self, address: Address) -> AccountState:
+        await self._ready()
+        try:
+            account, shard = await self._client.raw_get_account_state(address)
+        except Exception as exc:
+            raise ChainError(f"liteserver failed for {address.to_str()}: {exc}") from exc
+        last_lt = int(getattr(shard, "last_trans_lt", 0) or 0)
+        if account is None:
+            return AccountState(address, 0, "nonexist", None, None, last_lt)
+        st = account.storage.state
+        status = _STATUS.get(st.type_, st.type_)
+        code = data = None
+        if status == "active" and st.state_init is not None:
+            code, data = st.state_init.code, st.state_init.data
+        return AccountState(address, account.storage.balance.grams, status, code, data, last_lt)
+
+    async def run_get_method(
+        self, address: Address, method: str, args: list[int | Cell] | None = None
+    ) -> list[StackValue]:
+        await self._ready()
+        try:
+            result = await self._client.run_get_method(address, method, list(args or []))
+        except Exception as exc:
+            raise GetMethodError(f"{method} on {address.to_str()} failed: {exc}") from exc
+        out: list[StackValue] = []
+        for v in result:
+            if v is None or isinstance(v, int | Cell):
+                out.append(v)
+            elif hasattr(v, "to_cell"):
+                out.append(v.to_cell())
+            else:
+                raise GetMethodError(f"{method} returned an unsupported stack value {type(v).__name__}")
+        return out
+
+    async def send_external(self, message: Cell) -> list[TxRecord]:
+        await self._ready()
+        try:
+            await self._client.raw_send_message(message.to_boc())
+        except Exception as exc:
+            raise ChainError(f"liteserver refused the message: {exc}") from exc
+        return []
+
+    async def get_transactions(self, address: Address, limit: int = 20) -> list[TxRecord]:
+        await self._ready()
+        try:
+            txs = await self._client.get_transactions(address, limit)
+        except Exception as exc:
+            raise ChainError(f"liteserver failed listing transactions of {address.to_str()}: {exc}") from exc
+        out = []
+        for tx in txs:
+            cell = tx if isinstance(tx, Cell) else getattr(tx, "cell", None)
+            if cell is None:
+                cell = tx.serialize()
+            out.append(tx_record(address, cell))
+        return out
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._started:
+                await self._client.close_all()
+
+    async def __aenter__(self) -> LiteChain:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def shard_account_from_boc(boc: bytes) -> tuple[Any, Any]:
+    """(Account | None, ShardAccount) from a recorded ShardAccount BOC, as pytoniq returns them."""
+    try:
+        sa = ShardAccount.deserialize(Cell.one_from_boc(boc).begin_parse())
+    except Exception as exc:
+        raise MessageError(f"not a ShardAccount: {exc}") from exc
+    return sa.account, sa

@@ -1,0 +1,71 @@
+"""LiteChain against recorded liteserver answers (recorded from LocalChain: no network here)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from pytoniq_core import Address, Cell
+
+from cocoon.chain import ChainError, LiteChain, fetch_root_config
+from cocoon.chain.litechain import shard_account_from_boc
+
+REC = json.loads((Path(__file__).parent / "data" / "recorded_root.json").read_text())
+ROOT = Address(REC["root_address"])
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.started = self.closed = False
+        self.sent: list[bytes] = []
+
+    async def start_up(self) -> None:
+        self.started = True
+
+    async def close_all(self) -> None:
+        self.closed = True
+
+    async def raw_get_account_state(self, address):
+        if address == ROOT:
+            return shard_account_from_boc(base64.b64decode(REC["root_shard_account_boc64"]))
+        return None, None
+
+    async def run_get_method(self, address, method, stack):
+        if method == "get_root_version":
+            return [REC["get_root_version"]]
+        raise RuntimeError("method not recorded")
+
+    async def raw_send_message(self, message: bytes) -> None:
+        self.sent.append(message)
+
+    async def get_transactions(self, address, count):
+        return [Cell.one_from_boc(base64.b64decode(b)) for b in REC["root_transactions_boc64"][:count]]
+
+
+async def test_root_config_through_litechain():
+    client = Recorded()
+    async with LiteChain(client, clock=lambda: 1_800_000_000.0) as chain:
+        cfg = await fetch_root_config(chain, ROOT)
+        assert cfg.registered_proxies == ((1, "127.0.0.1:8800"),)
+        assert cfg.price_per_token == 1000
+        assert await chain.run_get_method(ROOT, "get_root_version") == [cfg.version]
+        txs = await chain.get_transactions(ROOT, 5)
+        assert txs and all(t.address == ROOT for t in txs)
+        assert (await chain.get_account(Address("0:" + "00" * 32))).status == "nonexist"
+        assert await chain.send_external(Cell.empty()) == []
+        assert await chain.now() == 1_800_000_000
+        with pytest.raises(ChainError):
+            await chain.run_get_method(ROOT, "nope")
+    assert client.started and client.closed
+    with pytest.raises(ChainError):
+        await chain.get_account(ROOT)
+
+
+def test_from_config_errors(tmp_path):
+    with pytest.raises(ChainError):
+        LiteChain.from_config(tmp_path / "missing.json")
+    (tmp_path / "g.json").write_text('{"liteservers": []}')
+    with pytest.raises(ChainError, match="no liteservers"):
+        LiteChain.from_config(tmp_path / "g.json")
