@@ -28,13 +28,21 @@ def test_recompile_matches_committed(tmp_path):
     if not (CONTRACTS / "node_modules" / "@ton" / "tolk-js").exists():
         try:
             subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund"], cwd=CONTRACTS, check=True, capture_output=True, timeout=240
+                ["npm", "ci", "--no-audit", "--no-fund"],
+                cwd=CONTRACTS,
+                check=True,
+                capture_output=True,
+                timeout=240,
             )
         except (subprocess.SubprocessError, OSError) as exc:
             pytest.skip(f"npm ci failed (registry unreachable?): {exc}")
     out = tmp_path / "build"
-    subprocess.run(["node", "compile.mjs", str(out)], cwd=CONTRACTS, check=True, capture_output=True, timeout=240)
+    subprocess.run(
+        ["node", "compile.mjs", str(out)], cwd=CONTRACTS, check=True, capture_output=True, timeout=240
+    )
     for name in CONTRACT_NAMES:
         fresh = json.loads((out / f"{name}.json").read_text())
         committed = json.loads((CONTRACTS / "build" / f"{name}.json").read_text())
-        assert fresh == committed, f"{name}: committed code differs from a fresh compile (run `make contracts`)"
+        assert fresh == committed, (
+            f"{name}: committed code differs from a fresh compile (run `make contracts`)"
+        )

@@ -5,7 +5,14 @@ from pytoniq_core import Address
 
 from cocoon.chain import network as net
 from cocoon.chain.errors import TransactionFailed
-from cocoon.chain.messages import STATE_CLOSED, STATE_CLOSING, ExitCode, Op, parse_client_state, parse_proxy_state
+from cocoon.chain.messages import (
+    STATE_CLOSED,
+    STATE_CLOSING,
+    ExitCode,
+    Op,
+    parse_client_state,
+    parse_proxy_state,
+)
 from cocoon.chain.payments import sign
 
 TON = net.TON
@@ -20,7 +27,9 @@ async def proxy_state(world):
 
 
 async def open_client(world, amount=10 * TON):
-    return await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=amount)
+    return await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=amount
+    )
 
 
 def expect_exit(code):
@@ -66,7 +75,9 @@ async def test_wrong_contract_rejected(world):
     sc = await open_client(world)
     # A second client contract of another owner with the same proxy.
     other_owner = await world.wallet()
-    sc2 = await net.open_client_contract(other_owner, world.proxy_sc, world.proxy_key.public, world.params, amount=5 * TON)
+    sc2 = await net.open_client_contract(
+        other_owner, world.proxy_sc, world.proxy_key.public, world.params, amount=5 * TON
+    )
     msg = sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc2, counter=10, query_id=1)
     # Re-address the envelope to sc: the signed cell still names sc2.
     trace = await world.client.transfer(sc, net.OP_VALUE, msg.body(world.client.address))

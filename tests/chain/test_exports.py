@@ -3,9 +3,22 @@ import cocoon.chain as chain
 
 def test_public_api_is_pinned():
     assert sorted(chain.__all__) == sorted(
-        name for name in dir(chain) if not name.startswith("_") and name not in {
-            "api", "code", "errors", "litechain", "localchain", "messages", "network", "payments", "pricing",
-            "wallet", "_tvmconfig",
+        name
+        for name in dir(chain)
+        if not name.startswith("_")
+        and name
+        not in {
+            "api",
+            "code",
+            "errors",
+            "litechain",
+            "localchain",
+            "messages",
+            "network",
+            "payments",
+            "pricing",
+            "wallet",
+            "_tvmconfig",
         }
     )
     for name in chain.__all__:

@@ -3,6 +3,8 @@ posted on chain changes no contract state."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,14 @@ from cocoon.chain import (
 from cocoon.chain import network as net
 from cocoon.chain.messages import Op, Params
 
-PARSERS = [decode_body, parse_signed, parse_root_state, parse_proxy_state, parse_client_state, parse_worker_state]
+PARSERS = [
+    decode_body,
+    parse_signed,
+    parse_root_state,
+    parse_proxy_state,
+    parse_client_state,
+    parse_worker_state,
+]
 PARSERS.append(Params.from_cell)
 
 
@@ -50,10 +59,8 @@ def op_prefixed(draw):
 @given(cell=st.one_of(cells(), op_prefixed()))
 def test_parsers_never_crash(cell: Cell):
     for parse in PARSERS:
-        try:
+        with contextlib.suppress(MessageError):
             parse(cell)
-        except MessageError:
-            pass
 
 
 @settings(max_examples=100, deadline=None)
@@ -64,10 +71,8 @@ def test_boc_bytes(data: bytes):
     except Exception:
         return
     for parse in PARSERS:
-        try:
+        with contextlib.suppress(MessageError):
             parse(cell)
-        except MessageError:
-            pass
 
 
 @pytest.mark.parametrize(
@@ -80,7 +85,9 @@ def test_boc_bytes(data: bytes):
     ],
 )
 async def test_garbage_on_chain_changes_nothing(world, body: Cell):
-    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=3 * net.TON)
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=3 * net.TON
+    )
     before = (await world.chain.get_account(sc)).data
     trace = await world.client.transfer(sc, net.OP_VALUE, body)
     tx = next(t for t in trace if t.address == sc)

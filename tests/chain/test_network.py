@@ -42,7 +42,9 @@ async def test_root_config_and_owner_updates(world):
     await net.send_root_op(world.owner, world.root, Op.ADD_MODEL_TYPE, hash=b"\x06" * 32)
     await net.send_root_op(world.owner, world.root, Op.REGISTER_PROXY, address="10.0.0.2:9000")
     await net.send_root_op(world.owner, world.root, Op.DEL_PROXY_TYPE, hash=b"\x01" * 32)
-    await net.send_root_op(world.owner, world.root, Op.CHANGE_PRICE, price_per_token=2000, worker_fee_per_token=1500)
+    await net.send_root_op(
+        world.owner, world.root, Op.CHANGE_PRICE, price_per_token=2000, worker_fee_per_token=1500
+    )
     cfg2 = await net.fetch_root_config(world.chain, world.root)
     assert cfg2.version == v + 5
     assert b"\x05" * 32 in cfg2.worker_image_hashes and b"\x06" * 32 in cfg2.model_hashes
@@ -51,7 +53,9 @@ async def test_root_config_and_owner_updates(world):
     assert cfg2.price_per_token == 2000 and cfg2.params_version == cfg.params_version + 1
 
     # get-methods agree with the parsed data
-    ok = await world.chain.run_get_method(world.root, "worker_hash_is_valid", [int.from_bytes(b"\x05" * 32, "big")])
+    ok = await world.chain.run_get_method(
+        world.root, "worker_hash_is_valid", [int.from_bytes(b"\x05" * 32, "big")]
+    )
     assert ok == [-1]
     assert await world.chain.run_get_method(world.root, "get_root_version") == [cfg2.version]
     assert await world.chain.run_get_method(world.root, "last_proxy_seqno") == [2]
@@ -62,7 +66,9 @@ async def test_root_config_and_owner_updates(world):
     with expect_exit(ExitCode.NOT_FOUND):
         await net.send_root_op(world.owner, world.root, Op.UNREGISTER_PROXY, seqno=77)
     with expect_exit(ExitCode.BAD_ARGUMENT):
-        await net.send_root_op(world.owner, world.root, Op.CHANGE_PRICE, price_per_token=1, worker_fee_per_token=2)
+        await net.send_root_op(
+            world.owner, world.root, Op.CHANGE_PRICE, price_per_token=1, worker_fee_per_token=2
+        )
     assert (await net.fetch_root_config(world.chain, world.root)).version == cfg2.version
 
     await net.send_root_op(world.owner, world.root, Op.UNREGISTER_PROXY, seqno=1)
@@ -75,15 +81,21 @@ async def test_root_config_and_owner_updates(world):
 
 async def test_worker_payout(world):
     # fees first: a client pays 1000 tokens
-    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=10 * TON)
-    await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=1000))
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=10 * TON
+    )
+    await net.post_signed(
+        world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=1000)
+    )
 
     wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
     pay = sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=600, query_id=7)
     bal = await world.worker.balance()
     trace = await net.post_signed(world.worker, pay, state_init=wc.state_init)
     earned = 600 * world.params.worker_fee_per_token
-    assert any(t.address == world.worker.address and t.in_op == Op.PAYOUT and t.value_in == earned for t in trace)
+    assert any(
+        t.address == world.worker.address and t.in_op == Op.PAYOUT and t.value_in == earned for t in trace
+    )
     assert parse_worker_state((await world.chain.get_account(wc.address)).data).tokens == 600
     assert (await proxy_state(world)).balance == 1000 * world.params.price_per_token - earned
     assert await world.worker.balance() > bal + earned - net.OP_VALUE
@@ -124,11 +136,16 @@ async def test_proxy_commit_payout_and_close(world):
         await net.post_signed(world.proxy_owner, c1)
     with expect_exit(ExitCode.BAD_SIGNATURE):
         await net.post_signed(
-            world.proxy_owner, sign_state_commit(KeyPair.generate(), target=world.proxy_sc, seqno=6, session_hash=session)
+            world.proxy_owner,
+            sign_state_commit(KeyPair.generate(), target=world.proxy_sc, seqno=6, session_hash=session),
         )
 
-    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=5 * TON)
-    await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=2000))
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=5 * TON
+    )
+    await net.post_signed(
+        world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=2000)
+    )
     fees = 2000 * world.params.price_per_token
     assert (await proxy_state(world)).balance == fees
     stranger = await world.wallet()
@@ -138,7 +155,10 @@ async def test_proxy_commit_payout_and_close(world):
     assert any(t.address == world.proxy_owner.address and t.value_in == fees for t in trace)
     assert (await proxy_state(world)).balance == 0
 
-    await net.post_signed(world.proxy_owner, sign(world.proxy_key, Op.PROXY_CLOSE_REQUEST_SIGNED, target=world.proxy_sc, counter=0))
+    await net.post_signed(
+        world.proxy_owner,
+        sign(world.proxy_key, Op.PROXY_CLOSE_REQUEST_SIGNED, target=world.proxy_sc, counter=0),
+    )
     assert (await proxy_state(world)).state == STATE_CLOSING
     complete = sign(world.proxy_key, Op.PROXY_CLOSE_COMPLETE_SIGNED, target=world.proxy_sc, counter=0)
     with expect_exit(ExitCode.TOO_EARLY):
@@ -151,12 +171,19 @@ async def test_proxy_commit_payout_and_close(world):
 
 async def test_full_lifecycle_conserves_value(world):
     chain = world.chain
-    sc = await net.open_client_contract(world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=20 * TON)
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=20 * TON
+    )
     wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
     for i, tokens in enumerate((1000, 3000, 7000), start=1):
-        await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=tokens, query_id=i))
+        await net.post_signed(
+            world.client,
+            sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=tokens, query_id=i),
+        )
     await net.post_signed(
-        world.worker, sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=7000), state_init=wc.state_init
+        world.worker,
+        sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=7000),
+        state_init=wc.state_init,
     )
     await net.send_proxy_op(world.proxy_owner, world.proxy_sc, Op.PROXY_PAYOUT)
     await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND)
@@ -175,7 +202,12 @@ async def test_persistence_across_reopen(tmp_path):
     chain = LocalChain(path)
     owner = KeyPair.generate()
     h = await net.bootstrap_local_network(
-        chain, owner=owner, proxy_image_hashes=[b"\x01" * 32], worker_image_hashes=[], model_hashes=[], proxy_addresses=[]
+        chain,
+        owner=owner,
+        proxy_image_hashes=[b"\x01" * 32],
+        worker_image_hashes=[],
+        model_hashes=[],
+        proxy_addresses=[],
     )
     await net.send_root_op(h.owner, h.root, Op.ADD_MODEL_TYPE, hash=b"\x07" * 32)
     chain.advance(100)
@@ -188,7 +220,12 @@ async def test_persistence_across_reopen(tmp_path):
     assert b"\x07" * 32 in cfg.model_hashes
     # idempotent bootstrap reuses the root
     h2 = await net.bootstrap_local_network(
-        again, owner=owner, proxy_image_hashes=[b"\x01" * 32], worker_image_hashes=[], model_hashes=[], proxy_addresses=[]
+        again,
+        owner=owner,
+        proxy_image_hashes=[b"\x01" * 32],
+        worker_image_hashes=[],
+        model_hashes=[],
+        proxy_addresses=[],
     )
     assert h2.root == h.root
     txs = await again.get_transactions(h.root)

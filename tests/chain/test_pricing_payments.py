@@ -3,7 +3,16 @@ from __future__ import annotations
 import pytest
 from pytoniq_core import Address
 
-from cocoon.chain import MessageError, Op, PostingPolicy, SignatureError, parse_signed, sign, sign_state_commit, verify
+from cocoon.chain import (
+    MessageError,
+    Op,
+    PostingPolicy,
+    SignatureError,
+    parse_signed,
+    sign,
+    sign_state_commit,
+    verify,
+)
 from cocoon.chain.pricing import Multipliers, TokenUsage, adjust, adjusted_tokens, price, reservation_tokens
 from cocoon.chain.wallet import KeyPair
 

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """The chain-agnostic interface the services use; LocalChain and LiteChain implement it."""
 
 from __future__ import annotations
@@ -5,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from pytoniq_core import Address, Cell
+from cocoon.chain._ton import Address, Cell
 
 __all__ = ["AccountState", "Chain", "StackValue", "TxRecord"]
 

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """Compiled contract code shipped with the package (``contracts/build/*.json``, made by ``make contracts``)."""
 
 from __future__ import annotations
@@ -8,8 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from pytoniq_core import Cell
-
+from cocoon.chain._ton import Cell
 from cocoon.chain.errors import ChainError
 
 __all__ = ["CONTRACT_NAMES", "CompiledContract", "load_contract"]

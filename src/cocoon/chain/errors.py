@@ -1,14 +1,14 @@
 """Errors of :mod:`cocoon.chain`.
 
-    CocoonError
-    └── ChainError                 a contract call, message or chain store failed
-        ├── MessageError           bytes / cells that do not parse as the expected message
-        ├── SignatureError         a signed payment does not verify (offline check)
-        ├── AccountNotFound        no such account on chain (or it is not initialised)
-        ├── TransactionFailed      a transaction's compute or action phase failed (exit code inside)
-        ├── GetMethodError         a get-method failed or returned something unexpected
-        ├── InsufficientFunds      a wallet cannot pay for what it was asked to send
-        └── ChainStoreError        the LocalChain database is unusable
+CocoonError
+└── ChainError                 a contract call, message or chain store failed
+    ├── MessageError           bytes / cells that do not parse as the expected message
+    ├── SignatureError         a signed payment does not verify (offline check)
+    ├── AccountNotFound        no such account on chain (or it is not initialised)
+    ├── TransactionFailed      a transaction's compute or action phase failed (exit code inside)
+    ├── GetMethodError         a get-method failed or returned something unexpected
+    ├── InsufficientFunds      a wallet cannot pay for what it was asked to send
+    └── ChainStoreError        the LocalChain database is unusable
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """LiteChain: the :class:`~cocoon.chain.Chain` interface over TON liteservers.
 
 It talks to a *lite client* object with pytoniq's ``LiteBalancer`` methods (``start_up``,
@@ -14,9 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pytoniq_core import Address, Cell
-from pytoniq_core.tlb.account import ShardAccount
-
+from cocoon.chain._ton import Address, Cell, ShardAccount
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import ChainError, GetMethodError, MessageError
 from cocoon.chain.localchain import tx_record

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """LocalChain: an in-process TON chain that runs real contract code on tonpy's transaction emulator.
 
 * Every message is executed as a full transaction by the C++ emulator (real TVM, real fees) under
@@ -20,15 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytoniq_core import Address, Cell, begin_cell
-from pytoniq_core.tlb.account import ShardAccount
-from pytoniq_core.tlb.transaction import (
+from cocoon.chain._ton import (
+    Address,
+    Cell,
     CurrencyCollection,
     InternalMsgInfo,
     MessageAny,
+    ShardAccount,
     Transaction,
+    begin_cell,
 )
-
 from cocoon.chain._tvmconfig import local_config
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import (
@@ -76,7 +79,13 @@ def _from_tonpy(cell: Any) -> Cell:
 
 
 def _empty_shard_account() -> Cell:
-    return begin_cell().store_ref(begin_cell().store_uint(0, 1).end_cell()).store_bytes(bytes(32)).store_uint(0, 64).end_cell()
+    return (
+        begin_cell()
+        .store_ref(begin_cell().store_uint(0, 1).end_cell())
+        .store_bytes(bytes(32))
+        .store_uint(0, 64)
+        .end_cell()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +211,9 @@ class LocalChain:
 
     def total_fees(self) -> int:
         """Everything validators collected: transaction fees plus forwarding fees of delivered messages."""
-        row = self._db.execute("SELECT COALESCE(SUM(total_fees + fwd_fee_in), 0) FROM transactions").fetchone()
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(total_fees + fwd_fee_in), 0) FROM transactions"
+        ).fetchone()
         return int(row[0])
 
     def total_balances(self) -> int:
@@ -214,7 +225,9 @@ class LocalChain:
     # -------------------------------------------------------------- accounts
 
     def _shard_account(self, address: Address) -> Cell:
-        row = self._db.execute("SELECT shard_account FROM accounts WHERE address = ?", (_raw(address),)).fetchone()
+        row = self._db.execute(
+            "SELECT shard_account FROM accounts WHERE address = ?", (_raw(address),)
+        ).fetchone()
         return _empty_shard_account() if row is None else Cell.one_from_boc(row[0])
 
     def _state_of(self, address: Address) -> AccountState:
@@ -263,11 +276,20 @@ class LocalChain:
             if parsed.is_internal:
                 out.append((parsed.info.dest, raw))
         self._db.execute(
-            "INSERT OR REPLACE INTO accounts(address, shard_account) VALUES (?, ?)", (_raw(address), new_shard.to_boc())
+            "INSERT OR REPLACE INTO accounts(address, shard_account) VALUES (?, ?)",
+            (_raw(address), new_shard.to_boc()),
         )
         self._db.execute(
             "INSERT INTO transactions(address, lt, now, hash, total_fees, fwd_fee_in, boc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (_raw(address), record.lt, record.now, record.hash, record.total_fees, record.fwd_fee_in, record.boc),
+            (
+                _raw(address),
+                record.lt,
+                record.now,
+                record.hash,
+                record.total_fees,
+                record.fwd_fee_in,
+                record.boc,
+            ),
         )
         return _Delivered(record, out)
 
@@ -284,7 +306,9 @@ class LocalChain:
                 delivered = self._execute(dest, msg)
                 if delivered is None:
                     if external and not trace:
-                        raise TransactionFailed(f"external message to {dest.to_str()} was not accepted", exit_code=-1)
+                        raise TransactionFailed(
+                            f"external message to {dest.to_str()} was not accepted", exit_code=-1
+                        )
                     raise ChainError(f"emulator refused a message to {dest.to_str()}")
                 trace.append(delivered.record)
                 queue.extend(delivered.out)
@@ -335,7 +359,9 @@ class LocalChain:
         self._check_open()
         return self.run_get_method_sync(address, method, args)
 
-    def run_get_method_sync(self, address: Address, method: str, args: list[int | Cell] | None = None) -> list[StackValue]:
+    def run_get_method_sync(
+        self, address: Address, method: str, args: list[int | Cell] | None = None
+    ) -> list[StackValue]:
         from tonpy.tvm.c7 import C7
         from tonpy.tvm.tvm import TVM, method_name_to_id
 
@@ -362,7 +388,9 @@ class LocalChain:
         except Exception as exc:
             raise GetMethodError(f"{method} on {address.to_str()} failed: {exc}") from exc
         if tvm.exit_code not in (0, 1, -1):
-            raise GetMethodError(f"{method} on {address.to_str()} exited with {tvm.exit_code}", exit_code=tvm.exit_code)
+            raise GetMethodError(
+                f"{method} on {address.to_str()} exited with {tvm.exit_code}", exit_code=tvm.exit_code
+            )
         return [_from_stack(v) for v in result]
 
     # -------------------------------------------------------------- history

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """Cells of the Cocoon contracts: opcodes, exit codes, parameters, contract data and message bodies.
 
 Layouts follow the reference (``cocoon-reference.md`` §4.2–4.4, §4.10). Where the reference does not
@@ -24,8 +26,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
-from pytoniq_core import Address, Builder, Cell, HashMap, Slice, StateInit, begin_cell
-
+from cocoon.chain._ton import Address, Builder, Cell, HashMap, Slice, StateInit, begin_cell
 from cocoon.chain.errors import MessageError
 
 __all__ = [
@@ -233,6 +234,14 @@ def _parse(cell: Cell, reader: Any, what: str) -> Any:
     return out
 
 
+def _addr(s: Slice, what: str) -> Address:
+    """Load an address that must be an internal (std) one."""
+    a = s.load_address()
+    if not isinstance(a, Address):
+        raise MessageError(f"{what} is not an internal address")
+    return a
+
+
 def state_init(code: Cell, data: Cell) -> StateInit:
     return StateInit(code=code, data=data)
 
@@ -319,7 +328,9 @@ def _load_hash_set(s: Slice) -> frozenset[bytes]:
     d = s.load_dict(256, key_deserializer=lambda k: k, value_deserializer=lambda v: v)
     if not d:
         return frozenset()
-    return frozenset(int(k, 2).to_bytes(32, "big") if isinstance(k, str) else int(k).to_bytes(32, "big") for k in d)
+    return frozenset(
+        int(k, 2).to_bytes(32, "big") if isinstance(k, str) else int(k).to_bytes(32, "big") for k in d
+    )
 
 
 def _load_proxies(s: Slice) -> tuple[tuple[int, str], ...]:
@@ -335,7 +346,7 @@ def _load_proxies(s: Slice) -> tuple[tuple[int, str], ...]:
 
 def parse_root_state(data: Cell) -> RootState:
     def read(s: Slice) -> RootState:
-        owner = s.load_address()
+        owner = _addr(s, "owner")
         version = s.load_uint(32)
         d = s.load_ref().begin_parse()
         params = Params.from_cell(s.load_ref())
@@ -344,8 +355,6 @@ def parse_root_state(data: Cell) -> RootState:
         last = d.load_uint(32)
         worker_hashes = _load_hash_set(d)
         model_hashes = _load_hash_set(d)
-        if owner is None:
-            raise MessageError("root owner is empty")
         return RootState(owner, version, proxy_hashes, proxies, last, worker_hashes, model_hashes, params)
 
     return _parse(data, read, "root data")
@@ -391,9 +400,9 @@ def _key(k: bytes) -> bytes:
 
 def parse_proxy_state(data: Cell) -> ProxyState:
     def read(s: Slice) -> ProxyState:
-        owner = s.load_address()
+        owner = _addr(s, "owner")
         pk = s.load_bytes(32)
-        root = s.load_address()
+        root = _addr(s, "root")
         st = s.load_uint(2)
         balance = s.load_coins()
         stake = s.load_coins()
@@ -452,8 +461,8 @@ def parse_client_state(data: Cell) -> ClientState:
         unlock = s.load_uint(32)
         secret = s.load_bytes(32)
         c = s.load_ref().begin_parse()
-        owner = c.load_address()
-        proxy_sc = c.load_address()
+        owner = _addr(c, "owner")
+        proxy_sc = _addr(c, "proxy_sc")
         pk = c.load_bytes(32)
         params = Params.from_cell(s.load_ref())
         return ClientState(st, balance, stake, used, unlock, secret, owner, proxy_sc, pk, params)
@@ -486,8 +495,8 @@ class WorkerState:
 
 def parse_worker_state(data: Cell) -> WorkerState:
     def read(s: Slice) -> WorkerState:
-        owner = s.load_address()
-        proxy_sc = s.load_address()
+        owner = _addr(s, "owner")
+        proxy_sc = _addr(s, "proxy_sc")
         pk = s.load_bytes(32)
         st = s.load_uint(2)
         tokens = s.load_uint(64)

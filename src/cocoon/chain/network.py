@@ -1,11 +1,12 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """Cocoon contracts on any chain: addresses, deployment, operations, and the root configuration."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pytoniq_core import Address, Cell, StateInit
-
+from cocoon.chain._ton import Address, Cell, StateInit
 from cocoon.chain.api import Chain, TxRecord
 from cocoon.chain.code import load_contract
 from cocoon.chain.errors import AccountNotFound, ChainError, TransactionFailed
@@ -120,7 +121,8 @@ def ensure_success(trace: list[TxRecord], address: Address | None = None) -> lis
             continue
         if not tx.success and not (tx.in_op is None and tx.exit_code == 0):
             raise TransactionFailed(
-                f"transaction on {tx.address.to_str()} failed with exit code {tx.exit_code}", exit_code=tx.exit_code
+                f"transaction on {tx.address.to_str()} failed with exit code {tx.exit_code}",
+                exit_code=tx.exit_code,
             )
     return trace
 
@@ -239,7 +241,9 @@ async def deploy_root(
     return root.address
 
 
-async def send_root_op(owner: WalletClient, root: Address, op: Op, query_id: int = 0, **kw: object) -> list[TxRecord]:
+async def send_root_op(
+    owner: WalletClient, root: Address, op: Op, query_id: int = 0, **kw: object
+) -> list[TxRecord]:
     trace = await owner.transfer(root, OP_VALUE, root_body(op, query_id, **kw))
     return ensure_success(trace, root)
 
@@ -250,7 +254,9 @@ async def open_proxy_contract(
     """Deploy (or top up) the proxy contract with ``stake`` as its stake."""
     c = proxy_contract(owner.address, public_key, root, params)
     body = proxy_body(Op.PROXY_INCREASE_STAKE, amount=stake, excess=owner.address)
-    ensure_success(await owner.transfer(c.address, stake + OP_VALUE, body, state_init=c.state_init), c.address)
+    ensure_success(
+        await owner.transfer(c.address, stake + OP_VALUE, body, state_init=c.state_init), c.address
+    )
     return c.address
 
 
@@ -267,7 +273,9 @@ async def open_client_contract(
     """Deploy the client contract (if needed) and top it up with ``amount``."""
     c = client_contract(owner.address, proxy_sc, proxy_public_key, params)
     body = client_body(Op.CLIENT_TOP_UP, amount=amount, excess=owner.address)
-    ensure_success(await owner.transfer(c.address, amount + OP_VALUE, body, state_init=c.state_init), c.address)
+    ensure_success(
+        await owner.transfer(c.address, amount + OP_VALUE, body, state_init=c.state_init), c.address
+    )
     return c.address
 
 

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """Proxy-signed payment messages (the proxy's IOUs), state commits and when to post them.
 
 Layout (reference §4.4): the signed inner cell is ``op:32 qid:64 counter:64 target:addr`` (a state
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pytoniq_core import Address, Cell, Slice, begin_cell
 
+from cocoon.chain._ton import Address, Cell, Slice, begin_cell
 from cocoon.chain.errors import MessageError, SignatureError
 from cocoon.chain.messages import Op
 from cocoon.chain.wallet import KeyPair
@@ -89,7 +91,13 @@ class SignedMessage:
 
 
 def _inner(op: Op, query_id: int, counter: int, target: Address, session_hash: bytes | None) -> Cell:
-    b = begin_cell().store_uint(int(op), 32).store_uint(query_id, 64).store_uint(counter, 64).store_address(target)
+    b = (
+        begin_cell()
+        .store_uint(int(op), 32)
+        .store_uint(query_id, 64)
+        .store_uint(counter, 64)
+        .store_address(target)
+    )
     if session_hash is not None:
         b.store_bytes(session_hash)
     return b.end_cell()
@@ -181,7 +189,12 @@ class PostingPolicy:
     commit_interval_s: int = 30
 
     def __post_init__(self) -> None:
-        if min(self.fee_estimate, self.min_client_charge, self.min_worker_payout, self.min_idle_worker_payout) < 0:
+        if (
+            min(
+                self.fee_estimate, self.min_client_charge, self.min_worker_payout, self.min_idle_worker_payout
+            )
+            < 0
+        ):
             raise ValueError("thresholds must not be negative")
         if not 0 < self.max_fee_ratio <= 1:
             raise ValueError("max_fee_ratio must be in (0, 1]")

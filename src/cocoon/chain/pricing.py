@@ -74,11 +74,15 @@ class AdjustedTokens:
         return self.prompt + self.cached + self.completion + self.reasoning
 
 
-def adjusted_tokens(usage: TokenUsage, coefficient: int, multipliers: Multipliers = Multipliers()) -> AdjustedTokens:
+def adjusted_tokens(
+    usage: TokenUsage, coefficient: int, multipliers: Multipliers = Multipliers()
+) -> AdjustedTokens:
     return AdjustedTokens(
         prompt=adjust(usage.prompt_tokens - usage.cached_tokens, coefficient, multipliers.prompt),
         cached=adjust(usage.cached_tokens, coefficient, multipliers.cached),
-        completion=adjust(usage.completion_tokens - usage.reasoning_tokens, coefficient, multipliers.completion),
+        completion=adjust(
+            usage.completion_tokens - usage.reasoning_tokens, coefficient, multipliers.completion
+        ),
         reasoning=adjust(usage.reasoning_tokens, coefficient, multipliers.reasoning),
     )
 

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,no-any-return"
+# (pytoniq-core ships py.typed but leaves most methods unannotated)
 """Wallets: Ed25519 keys, our wallet contract (v3 layout, ``contracts/wallet.tolk``) and transfers.
 
 External body: ``signature:512 | subwallet:32 valid_until:32 seqno:32 (mode:8 ^message)*`` with at
@@ -11,15 +13,18 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pytoniq_core import Address, Cell, StateInit, begin_cell
 from pytoniq_core.crypto.keys import mnemonic_new, mnemonic_to_private_key
-from pytoniq_core.tlb.transaction import (
+
+from cocoon.chain._ton import (
+    Address,
+    Cell,
     CurrencyCollection,
     ExternalMsgInfo,
     InternalMsgInfo,
     MessageAny,
+    StateInit,
+    begin_cell,
 )
-
 from cocoon.chain.api import Chain, TxRecord
 from cocoon.chain.code import load_contract
 from cocoon.chain.errors import ChainError, InsufficientFunds, MessageError
@@ -54,7 +59,11 @@ class KeyPair:
     def from_seed(cls, seed: bytes) -> KeyPair:
         if len(seed) != 32:
             raise ChainError("Ed25519 seed must be 32 bytes")
-        pub = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        pub = (
+            Ed25519PrivateKey.from_private_bytes(seed)
+            .public_key()
+            .public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
         return cls(seed, pub)
 
     @classmethod
@@ -100,7 +109,7 @@ def internal_message(msg: OutMsg, src: Address | None = None) -> Cell:
         ihr_disabled=True,
         bounce=msg.bounce,
         bounced=False,
-        src=src,
+        src=src,  # type: ignore[arg-type]  # None = addr_none, filled in by the sender
         dest=msg.dest,
         value=CurrencyCollection(msg.value),
         ihr_fee=0,
@@ -121,7 +130,13 @@ class Wallet:
 
     @property
     def state_init(self) -> StateInit:
-        data = begin_cell().store_uint(0, 32).store_uint(self.subwallet, 32).store_bytes(self.key.public).end_cell()
+        data = (
+            begin_cell()
+            .store_uint(0, 32)
+            .store_uint(self.subwallet, 32)
+            .store_bytes(self.key.public)
+            .end_cell()
+        )
         return StateInit(code=load_contract("wallet").code, data=data)
 
     @property
@@ -139,7 +154,11 @@ class Wallet:
             b.store_uint(m.mode, 8).store_ref(internal_message(m))
         unsigned = b.end_cell()
         body = begin_cell().store_bytes(self.key.sign(unsigned.hash)).store_cell(unsigned).end_cell()
-        info = ExternalMsgInfo(src=None, dest=self.address, import_fee=0)
+        info = ExternalMsgInfo(
+            src=None,  # type: ignore[arg-type]
+            dest=self.address,
+            import_fee=0,
+        )
         return MessageAny(info=info, init=self.state_init if with_init else None, body=body).serialize()
 
 
@@ -167,10 +186,14 @@ class WalletClient:
         acc = await self.chain.get_account(self.address)
         need = sum(m.value for m in messages)
         if acc.balance < need:
-            raise InsufficientFunds(f"wallet {self.address.to_str()} holds {acc.balance}, needs {need} + fees")
+            raise InsufficientFunds(
+                f"wallet {self.address.to_str()} holds {acc.balance}, needs {need} + fees"
+            )
         seqno = 0 if not acc.active or acc.data is None else int(acc.data.begin_parse().load_uint(32))
         now = await self.chain.now()
-        ext = self.wallet.transfer_message(seqno, messages, valid_until=now + VALIDITY_S, with_init=not acc.active)
+        ext = self.wallet.transfer_message(
+            seqno, messages, valid_until=now + VALIDITY_S, with_init=not acc.active
+        )
         return await self.chain.send_external(ext)
 
     async def transfer(
