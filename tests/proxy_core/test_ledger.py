@@ -202,6 +202,26 @@ def test_restored_old_store_is_refused(tmp_path: Path) -> None:
         old.upsert_worker("w1", contract="", now=5.0)
         with pytest.raises(StoreRolledBack):
             old.set_worker_chain_state("w1", paid_tokens=1, now=5.0)
+        # Workers and clients hold our signed records of their cumulative tokens: higher than ours → refuse.
+        with pytest.raises(StoreRolledBack):
+            old.check_worker_report("w1", 2000)
+        with pytest.raises(StoreRolledBack):
+            old.check_client_report("alice", 2000)
+        old.check_worker_report("w1", 0)
+
+
+def test_reports_at_or_below_ours_are_fine(ledger: BillingLedger) -> None:
+    ledger.reserve("r1", "alice", 10**7, 1.0)
+    ledger.settle("r1", "w1", charge_of(10, 10), 2.0)
+    ledger.check_worker_report("w1", 20)
+    ledger.check_worker_report("w1", 5)
+    ledger.check_client_report("alice", 20)
+    with pytest.raises(StoreRolledBack):
+        ledger.check_worker_report("w1", 21)
+    with pytest.raises(StoreRolledBack):
+        ledger.check_worker_report("never-seen", 1)
+    with pytest.raises(LedgerInputError):
+        ledger.check_worker_report("w1", -1)
 
 
 def test_accounts_and_contracts(ledger: BillingLedger) -> None:

@@ -136,3 +136,32 @@ def test_charge_rejects_inconsistent_numbers() -> None:
     with pytest.raises(PricingError):
         Charge(1, 0, 0, 0, 1, 10, 4, 5)  # cost ≠ earning + fee
     assert Charge.zero().total_adjusted == 0
+
+
+@given(
+    prompt=st.integers(0, 10**6),
+    cached=st.integers(0, 10**6),
+    completion=st.integers(0, 10**6),
+    reasoning=st.integers(0, 10**6),
+    coef=st.integers(0, 10**5),
+    mults=st.tuples(*[st.integers(0, 50_000)] * 4),
+)
+def test_same_numbers_as_chain_pricing(
+    prompt: int, cached: int, completion: int, reasoning: int, coef: int, mults: tuple[int, int, int, int]
+) -> None:
+    """cocoon.chain.pricing prices the IOUs; the proxy's ledger must bill exactly the same numbers."""
+    chain_pricing = pytest.importorskip("cocoon.chain.pricing")
+    usage = TokenCounts.clamped(prompt, cached, completion, reasoning)
+    params = PriceParams(2000, 1000, *mults)
+    ours = price(usage, coef, params)
+    theirs = chain_pricing.price(
+        chain_pricing.TokenUsage(usage.prompt, usage.cached, usage.completion, usage.reasoning),
+        coefficient=coef,
+        price_per_token=2000,
+        worker_fee_per_token=1000,
+        multipliers=chain_pricing.Multipliers(*mults),
+    )
+    assert ours.total_adjusted == theirs.adjusted.total
+    assert ours.client_cost_nano == theirs.client_cost
+    assert ours.worker_earning_nano == theirs.worker_earning
+    assert reservation(1000, 10, coef, params) == chain_pricing.reservation_tokens(1000, 10, coef) * 2000

@@ -823,6 +823,31 @@ class BillingLedger:
                 f"store seqno {current} is older than the last commit on chain ({chain_committed_seqno})"
             )
 
+    def check_worker_report(self, worker: str, reported_tokens: int) -> None:
+        """Compare a worker's own record of its earnings (adjusted tokens) with ours (reference §2.7.4).
+
+        Pass only numbers the worker backs with our signature (the last signed payment it holds, verified by
+        the caller): then a higher number than ours proves this store lost writes, and
+        :class:`StoreRolledBack` is raised. A lower number is fine (the worker missed a payment message).
+        """
+        self._check_report("worker", worker, reported_tokens)
+
+    def check_client_report(self, client: str, reported_tokens: int) -> None:
+        """Same as :meth:`check_worker_report` for a client's record of what it was charged."""
+        self._check_report("client", client, reported_tokens)
+
+    def _check_report(self, kind: str, account: str, reported_tokens: int) -> None:
+        account = _ident(kind, account)
+        reported_tokens = _int("reported_tokens", reported_tokens)
+        table = "workers" if kind == "worker" else "clients"
+        with self._read() as db:
+            row = db.execute(f"SELECT tokens FROM {table} WHERE {kind}=?", (account,)).fetchone()
+        ours = 0 if row is None else int(row[0])
+        if reported_tokens > ours:
+            raise StoreRolledBack(
+                f"{kind} {account} holds a signed record of {reported_tokens} tokens, store has {ours}"
+            )
+
     @property
     def seqno(self) -> int:
         with self._read() as db:
