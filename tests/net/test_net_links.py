@@ -9,7 +9,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import (
+
+from cocoon import net, wire
+
+from .helpers import (
     FAST,
     USAGE,
     Link,
@@ -20,8 +23,6 @@ from conftest import (
     public_key_verifier,
     stream_args,
 )
-
-from cocoon import net, wire
 
 
 async def test_hello_exchange_and_peer_info(link: Link, proxy_node: Node, worker_node: Node) -> None:

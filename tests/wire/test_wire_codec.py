@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from wire_helpers import request
 
 from cocoon.wire import (
     NEED_DATA,
@@ -34,6 +33,8 @@ from cocoon.wire import (
 )
 from cocoon.wire.codec import FrameBuffer
 from cocoon.wire.errors import LocalProtocolError
+
+from .helpers import request
 
 U = Usage(prompt_tokens=1, cached_tokens=0, completion_tokens=2, reasoning_tokens=0)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from wire_helpers import USAGE, ConnectionPair, hello, request
 
 from cocoon.wire import (
     NEED_DATA,
@@ -32,6 +31,8 @@ from cocoon.wire import (
     encode_frame,
     negotiate_version,
 )
+
+from .helpers import USAGE, ConnectionPair, hello, request
 
 
 @pytest.fixture

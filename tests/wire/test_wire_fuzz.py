@@ -8,7 +8,6 @@ from typing import Any
 import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_helpers import request
 
 from cocoon.wire import (
     NEED_DATA,
@@ -32,6 +31,8 @@ from cocoon.wire import (
 )
 from cocoon.wire.codec import FRAME_HEADER
 from cocoon.wire.errors import LocalProtocolError
+
+from .helpers import request
 
 MAX_FRAME = 256
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 import pytest
-from wire_helpers import USAGE, request
 
 from cocoon.wire import (
     Cancel,
@@ -26,6 +25,8 @@ from cocoon.wire import (
     StreamError,
     Usage,
 )
+
+from .helpers import USAGE, request
 
 BAD: list[tuple[str, Any]] = [
     ("hello role str", lambda: Hello(role="client", min_version=1, max_version=1, info={})),
