@@ -266,3 +266,25 @@ async def test_closing_the_engine_ends_running_requests_cleanly() -> None:
     with pytest.raises(EngineUnavailable):
         await waiting
     assert engine.statistics().state == "closed"
+
+
+async def test_closing_from_another_task_ends_the_reader_quietly(embedded: EmbeddedEngine) -> None:
+    await embedded.wait_idle()
+    response = await embedded.open(
+        Endpoint.COMPLETIONS, {"prompt": "Go:", "max_tokens": 900, "stream": True, "ignore_eos": True}
+    )
+    first = asyncio.Event()
+
+    async def reader() -> bytes:
+        parts = []
+        async for part in response:
+            parts.append(part)
+            first.set()
+        return b"".join(parts)
+
+    task = asyncio.create_task(reader())
+    await first.wait()
+    await response.aclose()
+    raw = await asyncio.wait_for(task, timeout=2)
+    assert raw.endswith(b"data: [DONE]\n\n") and b'"error"' not in raw
+    await asyncio.wait_for(embedded.wait_idle(), timeout=2)

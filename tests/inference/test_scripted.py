@@ -124,3 +124,14 @@ async def test_lifecycle() -> None:
         ScriptedEngine(Script(), handler=lambda e, b: Script())
     with pytest.raises(ValueError):
         Script(chunks=-1)
+
+
+async def test_closing_from_another_task_stops_the_reader() -> None:
+    engine = await started(ScriptedEngine(Script(chunks=1000, delay=0.005)))
+    response = await engine.open(Endpoint.CHAT, BODY)
+    task = asyncio.create_task(response.read())
+    await asyncio.sleep(0.05)
+    await response.aclose()
+    raw = await asyncio.wait_for(task, timeout=1)
+    assert 0 < raw.count(b"data: ") < 1000
+    assert engine.stats.cancelled == 1

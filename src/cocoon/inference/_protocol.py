@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -39,7 +40,8 @@ class EngineResponse:
     Iterate it (once) for the exact body bytes to relay. While they pass, a :class:`UsageMeter`
     reads them; ``usage`` is set once the body has been read to the end (``None`` before that, for
     non-2xx answers and when the body carried no usage object). ``aclose()`` stops the generation in
-    the engine; it is idempotent and is also called when iteration ends or fails.
+    the engine; it is idempotent, is also called when iteration ends or fails, and may be called
+    from another task than the reader (the reader then sees the body end early).
     """
 
     def __init__(
@@ -120,12 +122,16 @@ class EngineResponse:
             return
         self._closed = True
         try:
-            aclose = getattr(self._body, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
+            # First tell the engine to stop: this also works while another task is inside the body.
             if self._on_close is not None:
                 await self._on_close()
+        finally:
+            aclose = getattr(self._body, "aclose", None)
+            if aclose is not None:
+                # RuntimeError "asynchronous generator is already running": a reader in another task
+                # owns the body and will see it end now that the engine stopped.
+                with contextlib.suppress(RuntimeError):
+                    await aclose()
 
     async def __aenter__(self) -> Self:
         return self

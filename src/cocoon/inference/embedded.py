@@ -463,7 +463,7 @@ class EmbeddedEngine:
                     )
                 elif isinstance(event, Finished):
                     self._tokens += event.usage.completion_tokens
-                    if event.cancelled:  # the engine closed under a reader that is still here
+                    if event.cancelled and self._state is _State.CLOSED:  # closed under a reader
                         message = "the embedded engine closed during generation"
                         yield oai.sse(oai.error_body(message, type_="service_unavailable", code=503))
                     yield oai.sse(

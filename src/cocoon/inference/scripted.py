@@ -152,12 +152,14 @@ class ScriptedEngine:
         self, status: int, headers: tuple[tuple[str, str], ...], body: AsyncIterator[bytes], call: _Call
     ) -> EngineResponse:
         self.stats.active += 1
-        finished = False
+        finished = closed = False
 
         async def tracked() -> AsyncIterator[bytes]:
             nonlocal finished
             try:
                 async for part in body:
+                    if closed:  # closed from another task
+                        return
                     yield part
                 finished = True
             except EngineError:
@@ -166,6 +168,8 @@ class ScriptedEngine:
                 raise
 
         async def on_close() -> None:
+            nonlocal closed
+            closed = True
             self.stats.active -= 1
             if finished:
                 self.stats.completed += 1
