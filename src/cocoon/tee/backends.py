@@ -7,8 +7,10 @@ its certificates prove only key possession and only the ``any`` policy accepts t
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -51,8 +53,9 @@ class TdxBackend:
 
     name = "tdx"
 
-    def __init__(self, tsm_dir: Path = TSM_REPORT_DIR) -> None:
+    def __init__(self, tsm_dir: Path = TSM_REPORT_DIR, *, timeout_s: float = 10.0) -> None:
         self.tsm_dir = Path(tsm_dir)
+        self.timeout_s = timeout_s
         self._image_hash: bytes | None = None
 
     def quote(self, report_data: bytes) -> bytes:
@@ -66,25 +69,39 @@ class TdxBackend:
         except OSError as exc:
             raise BackendError(f"cannot create tsm report entry: {exc}") from exc
         try:
-            provider = (
-                (entry / "provider").read_text().strip() if (entry / "provider").exists() else "tdx_guest"
-            )
+            provider = self._read(entry / "provider").decode().strip()
             if provider != "tdx_guest":
                 raise BackendError(f"tsm provider is {provider!r}, not tdx_guest")
-            generation = _read_int(entry / "generation")
+            generation = int(self._read(entry / "generation"))
             (entry / "inblob").write_bytes(report_data)
-            quote = (entry / "outblob").read_bytes()
-            if _read_int(entry / "generation") != (generation + 1 if generation is not None else None):
+            quote = self._read(entry / "outblob")
+            if int(self._read(entry / "generation")) != generation + 1:
                 raise BackendError("tsm report entry was written concurrently; retry")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise BackendError(f"configfs-tsm quote failed: {exc}") from exc
         finally:
             # A fake directory in tests may still hold files; the kernel's entries always go.
             with contextlib.suppress(OSError):
                 entry.rmdir()
-        if not quote:
-            raise BackendError("configfs-tsm returned an empty quote")
         return quote
+
+    def _read(self, path: Path) -> bytes:
+        """Read an attribute; while the quoting service is busy (EBUSY/EAGAIN, or not there yet) retry briefly."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                data = path.read_bytes()
+                if data:
+                    return data
+            except (FileNotFoundError, BlockingIOError, InterruptedError) as exc:
+                if time.monotonic() >= deadline:
+                    raise BackendError(f"{path.name} unavailable: {exc}") from exc
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.EAGAIN) or time.monotonic() >= deadline:
+                    raise
+            if time.monotonic() >= deadline:
+                raise BackendError(f"{path.name} stayed empty")
+            time.sleep(0.005)
 
     def image_hash(self) -> bytes:
         if self._image_hash is None:
@@ -93,13 +110,6 @@ class TdxBackend:
             except QuoteInvalid as exc:
                 raise BackendError(f"the platform returned an unparsable quote: {exc}") from exc
         return self._image_hash
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def make_backend(

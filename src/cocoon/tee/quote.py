@@ -84,6 +84,7 @@ class ParsedQuote:
     # From the embedded PCK certificate (None when the quote carries none)
     fmspc: str | None = None
     ca: str | None = None
+    # The embedded chain's root as the quote states it; verification trusts the policy's anchor, not this.
     pck_root_der: bytes | None = None
 
     @property
@@ -238,7 +239,8 @@ def _pck_fields(q: Any) -> dict[str, Any]:
     if pem:
         try:
             certs = x509.load_pem_x509_certificates(bytes(pem))
-            out["pck_root_der"] = certs[-1].public_bytes(serialization.Encoding.DER)
+            if certs[-1].issuer == certs[-1].subject:  # only a self-issued last certificate names the root
+                out["pck_root_der"] = certs[-1].public_bytes(serialization.Encoding.DER)
         except ValueError:
             pass
     return out
