@@ -1,0 +1,635 @@
+"""``cocoon chain``: the embedded LocalChain, the root contract, wallets and client contracts.
+
+State lives in ``<home>/chain/``: ``local.sqlite`` (the LocalChain), ``wallets/<name>.json`` (keys,
+mode 0600) and ``state.json`` (root address, client contracts opened from here). Amounts are TON
+("1.5"); ``--json`` prints machine-readable output instead of tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cocoon.errors import CocoonError
+
+__all__ = ["app"]
+
+T = TypeVar("T")
+
+app = typer.Typer(help="TON: local chain, root contract, wallets, client contracts.", no_args_is_help=True)
+local_app = typer.Typer(help="The embedded LocalChain.", no_args_is_help=True)
+root_app = typer.Typer(help="The root contract (registry and prices).", no_args_is_help=True)
+wallet_app = typer.Typer(help="Wallets (keys in <home>/chain/wallets).", no_args_is_help=True)
+client_app = typer.Typer(help="Client contracts (prepaid funds with a proxy).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+app.add_typer(root_app, name="root")
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(client_app, name="client")
+
+out = Console()
+err = Console(stderr=True)
+NANO = 10**9
+
+
+@dataclass
+class Ctx:
+    home: Path
+    json: bool
+
+    @property
+    def dir(self) -> Path:
+        return self.home / "chain"
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "local.sqlite"
+
+    def state(self) -> dict[str, Any]:
+        p = self.dir / "state.json"
+        if not p.exists():
+            return {}
+        data = json.loads(p.read_text())
+        return data if isinstance(data, dict) else {}
+
+    def save_state(self, st: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(st, indent=2, sort_keys=True))
+        tmp.replace(self.dir / "state.json")
+
+
+@app.callback()
+def _chain(
+    ctx: typer.Context,
+    home: Annotated[Path, typer.Option("--home", help="State directory.", envvar="COCOON_HOME")] = Path(
+        "~/.cocoon"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    ctx.obj = Ctx(home.expanduser(), as_json)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _fail(msg: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {msg}")
+    return typer.Exit(1)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except CocoonError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _ton(amount: str) -> int:
+    try:
+        value = Decimal(amount) * NANO
+    except InvalidOperation:
+        raise _fail(f"{amount!r} is not an amount of TON") from None
+    if value < 0 or value != value.to_integral_value():
+        raise _fail(f"{amount!r} is not a valid amount of TON (at most 9 decimals, not negative)")
+    return int(value)
+
+
+def _s(address: Any) -> str:
+    return str(address.to_str())
+
+
+def _fmt_ton(nano: int) -> str:
+    return f"{Decimal(nano) / NANO:f}"
+
+
+def _hash(value: str) -> bytes:
+    """A 64-hex-digit hash, or any other string hashed with SHA-256 (model names)."""
+    v = value.strip().lower()
+    if len(v) == 64:
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            pass
+    return hashlib.sha256(value.encode()).digest()
+
+
+def _emit(c: Ctx, title: str, rows: dict[str, Any]) -> None:
+    if c.json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    t = Table(title=title, show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    for k, v in rows.items():
+        t.add_row(k, ", ".join(map(str, v)) if isinstance(v, list | tuple) else str(v))
+    out.print(t)
+
+
+@contextlib.contextmanager
+def _local(c: Ctx, *, create: bool = False) -> Iterator[Any]:
+    from cocoon.chain import LocalChain
+
+    if not create and not c.db.exists():
+        raise _fail(f"no local chain in {c.dir} (run `cocoon chain local start`)")
+    c.dir.mkdir(parents=True, exist_ok=True)
+    chain = LocalChain(c.db)
+    try:
+        yield chain
+    finally:
+        chain.close()
+
+
+def _wallet_path(c: Ctx, name: str) -> Path:
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name) or name.startswith("."):
+        raise _fail(f"bad wallet name {name!r}")
+    return c.dir / "wallets" / f"{name}.json"
+
+
+def _load_wallet(c: Ctx, name: str) -> Any:
+    from cocoon.chain import KeyPair, Wallet
+
+    p = _wallet_path(c, name)
+    if not p.exists():
+        raise _fail(f"no wallet {name!r} (run `cocoon chain wallet new {name}`)")
+    doc = json.loads(p.read_text())
+    return Wallet(KeyPair.from_seed(bytes.fromhex(doc["seed"])), subwallet=int(doc["subwallet"]))
+
+
+def _new_wallet(c: Ctx, name: str, words: list[str] | None = None) -> Any:
+    from cocoon.chain import KeyPair, Wallet
+
+    p = _wallet_path(c, name)
+    if p.exists():
+        raise _fail(f"wallet {name!r} exists already")
+    key = KeyPair.from_mnemonic(words) if words else KeyPair.generate()
+    w = Wallet(key)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"seed": key.seed.hex(), "public": key.public.hex(), "subwallet": w.subwallet}, f)
+    return w
+
+
+def _addr(value: str) -> Any:
+    from pytoniq_core.boc.address import Address
+
+    try:
+        return Address(value)
+    except Exception:
+        raise _fail(f"{value!r} is not a TON address") from None
+
+
+def _root_address(c: Ctx, root: str | None) -> Any:
+    value = root or c.state().get("root")
+    if not value:
+        raise _fail("no root contract (run `cocoon chain root deploy` or pass --root)")
+    return _addr(value)
+
+
+def _trace_rows(trace: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "address": t.address.to_str(),
+            "success": t.success,
+            "exit_code": t.exit_code,
+            "gas": t.gas_used,
+            "fees": t.total_fees,
+        }
+        for t in trace
+    ]
+
+
+# ---------------------------------------------------------------- local
+
+
+@local_app.command("start")
+def local_start(
+    ctx: typer.Context,
+    fund: Annotated[str, typer.Option(help="TON the faucet gives the owner wallet.")] = "1000",
+) -> None:
+    """Create (or reopen) the local chain and a funded `owner` wallet."""
+    c: Ctx = ctx.obj
+
+    async def go() -> dict[str, Any]:
+        from cocoon.chain import WalletClient
+
+        with _local(c, create=True) as chain:
+            wpath = _wallet_path(c, "owner")
+            w = _load_wallet(c, "owner") if wpath.exists() else _new_wallet(c, "owner")
+            wc = WalletClient(chain, w)
+            if await wc.balance() == 0:
+                await chain.faucet(w.address, _ton(fund))
+            return {
+                "chain": str(c.db),
+                "owner": w.address.to_str(),
+                "owner_balance": _fmt_ton(await wc.balance()),
+            }
+
+    _emit(c, "local chain", _run(go()))
+
+
+@local_app.command("status")
+def local_status(ctx: typer.Context) -> None:
+    """Time, transactions, accounts, minted and fees of the local chain."""
+    c: Ctx = ctx.obj
+    with _local(c) as chain:
+        rows = {
+            "chain": str(c.db),
+            "now": chain.now_sync(),
+            "transactions": chain.transaction_count(),
+            "accounts": len(chain.addresses()),
+            "minted_ton": _fmt_ton(chain.minted),
+            "fees_ton": _fmt_ton(chain.total_fees()),
+            "root": c.state().get("root", "-"),
+        }
+    _emit(c, "local chain", rows)
+
+
+@local_app.command("advance")
+def local_advance(ctx: typer.Context, seconds: int) -> None:
+    """Move the local chain's clock forward (close delays)."""
+    c: Ctx = ctx.obj
+    with _local(c) as chain:
+        now = chain.advance(seconds)
+    _emit(c, "local chain", {"now": now})
+
+
+# ---------------------------------------------------------------- wallet
+
+
+@wallet_app.command("new")
+def wallet_new(
+    ctx: typer.Context,
+    name: str,
+    fund: Annotated[str, typer.Option(help="TON from the local faucet (local chain only).")] = "0",
+    mnemonic: Annotated[str | None, typer.Option(help="Restore from these 24 words.")] = None,
+) -> None:
+    """Create a wallet key (optionally funded from the local faucet)."""
+    c: Ctx = ctx.obj
+    words = mnemonic.split() if mnemonic else None
+    amount = _ton(fund)
+    w = _new_wallet(c, name, words)
+    rows: dict[str, Any] = {"name": name, "address": w.address.to_str(), "public_key": w.key.public.hex()}
+    if amount:
+        with _local(c) as chain:
+            _run(chain.faucet(w.address, amount))
+        rows["balance"] = _fmt_ton(amount)
+    _emit(c, "wallet", rows)
+
+
+@wallet_app.command("balance")
+def wallet_balance(ctx: typer.Context, name: str) -> None:
+    """Balance and state of a wallet."""
+    c: Ctx = ctx.obj
+    w = _load_wallet(c, name)
+    with _local(c) as chain:
+        acc = _run(chain.get_account(w.address))
+    _emit(
+        c,
+        "wallet",
+        {"name": name, "address": w.address.to_str(), "balance": _fmt_ton(acc.balance), "status": acc.status},
+    )
+
+
+@wallet_app.command("send")
+def wallet_send(
+    ctx: typer.Context,
+    name: str,
+    dest: str,
+    amount: str,
+    bounce: Annotated[bool, typer.Option(help="Bounce if the destination refuses.")] = False,
+) -> None:
+    """Send TON from a wallet."""
+    c: Ctx = ctx.obj
+    from cocoon.chain import WalletClient
+
+    w = _load_wallet(c, name)
+    with _local(c) as chain:
+        trace = _run(WalletClient(chain, w).transfer(_addr(dest), _ton(amount), bounce=bounce))
+    _emit(c, "sent", {"from": w.address.to_str(), "to": dest, "amount": amount, "transactions": len(trace)})
+
+
+# ---------------------------------------------------------------- root
+
+
+RootOpt = Annotated[
+    str | None, typer.Option("--root", help="Root address (default: the one deployed from here).")
+]
+WalletOpt = Annotated[str, typer.Option("--wallet", help="Wallet that signs.")]
+
+
+def _root_op(c: Ctx, wallet: str, root: str | None, op_name: str, **kw: Any) -> None:
+    from cocoon.chain import Op, WalletClient, fetch_root_config, send_root_op
+
+    w = _load_wallet(c, wallet)
+    raddr = _root_address(c, root)
+
+    async def go() -> int:
+        with _local(c) as chain:
+            await send_root_op(WalletClient(chain, w), raddr, Op[op_name], **kw)
+            return (await fetch_root_config(chain, raddr)).version
+
+    _emit(c, "root", {"op": op_name.lower(), "version": _run(go())})
+
+
+@root_app.command("deploy")
+def root_deploy(
+    ctx: typer.Context,
+    wallet: WalletOpt = "owner",
+    price: Annotated[int, typer.Option(help="nanoTON per adjusted token.")] = 20,
+    worker_fee: Annotated[int, typer.Option(help="nanoTON per adjusted token for workers.")] = 16,
+    unique_id: Annotated[int, typer.Option(help="Distinguishes roots with equal content.")] = 13,
+    test: Annotated[bool, typer.Option(help="Test network flag in params.")] = True,
+) -> None:
+    """Deploy a root contract owned by the wallet."""
+    c: Ctx = ctx.obj
+    from cocoon.chain import WalletClient, default_params, deploy_root
+
+    if worker_fee > price:
+        raise _fail("worker fee must not exceed the price")
+    w = _load_wallet(c, wallet)
+    params = default_params(
+        price_per_token=price, worker_fee_per_token=worker_fee, unique_id=unique_id, is_test=test
+    )
+    with _local(c) as chain:
+        addr = _run(deploy_root(WalletClient(chain, w), params))
+    st = c.state()
+    st["root"] = _s(addr)
+    c.save_state(st)
+    _emit(c, "root", {"root": _s(addr), "owner": _s(w.address)})
+
+
+@root_app.command("show")
+def root_show(ctx: typer.Context, root: RootOpt = None) -> None:
+    """Everything the root contract holds."""
+    c: Ctx = ctx.obj
+    from cocoon.chain import fetch_root_config
+
+    raddr = _root_address(c, root)
+    with _local(c) as chain:
+        cfg = _run(fetch_root_config(chain, raddr))
+    p = cfg.params
+    _emit(
+        c,
+        "root",
+        {
+            "address": _s(cfg.address),
+            "owner": _s(cfg.owner),
+            "version": cfg.version,
+            "params_version": cfg.params_version,
+            "is_test": cfg.is_test,
+            "price_per_token": cfg.price_per_token,
+            "worker_fee_per_token": cfg.worker_fee_per_token,
+            "multipliers": [
+                p.prompt_multiplier,
+                p.cached_multiplier,
+                p.completion_multiplier,
+                p.reasoning_multiplier,
+            ],
+            "proxy_delay_before_close": cfg.proxy_delay_before_close,
+            "client_delay_before_close": cfg.client_delay_before_close,
+            "min_proxy_stake": cfg.min_proxy_stake,
+            "min_client_stake": cfg.min_client_stake,
+            "proxy_image_hashes": sorted(h.hex() for h in cfg.proxy_image_hashes),
+            "worker_image_hashes": sorted(h.hex() for h in cfg.worker_image_hashes),
+            "model_hashes": sorted(h.hex() for h in cfg.model_hashes),
+            "registered_proxies": [f"{s}={a}" for s, a in cfg.registered_proxies],
+        },
+    )
+
+
+@root_app.command("allow-image")
+def root_allow_image(
+    ctx: typer.Context,
+    image_hash: str,
+    kind: Annotated[str, typer.Option(help="proxy or worker")] = "worker",
+    remove: Annotated[bool, typer.Option(help="Remove instead of add.")] = False,
+    wallet: WalletOpt = "owner",
+    root: RootOpt = None,
+) -> None:
+    """Allow (or remove) a TEE image hash for proxies or workers."""
+    if kind not in ("proxy", "worker"):
+        raise _fail("--kind is proxy or worker")
+    try:
+        h = bytes.fromhex(image_hash)
+    except ValueError:
+        h = b""
+    if len(h) != 32:
+        raise _fail("an image hash is 64 hex digits")
+    op = f"{'DEL' if remove else 'ADD'}_{kind.upper()}_TYPE"
+    _root_op(ctx.obj, wallet, root, op, hash=h)
+
+
+@root_app.command("allow-model")
+def root_allow_model(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model hash (64 hex) or model id, hashed with SHA-256.")],
+    remove: Annotated[bool, typer.Option(help="Remove instead of add.")] = False,
+    wallet: WalletOpt = "owner",
+    root: RootOpt = None,
+) -> None:
+    """Allow (or remove) a model hash."""
+    _root_op(ctx.obj, wallet, root, "DEL_MODEL_TYPE" if remove else "ADD_MODEL_TYPE", hash=_hash(model))
+
+
+@root_app.command("add-proxy")
+def root_add_proxy(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="host:port the proxy listens on.")],
+    wallet: WalletOpt = "owner",
+    root: RootOpt = None,
+) -> None:
+    """Register a proxy address."""
+    _root_op(ctx.obj, wallet, root, "REGISTER_PROXY", address=address)
+
+
+@root_app.command("set-params")
+def root_set_params(
+    ctx: typer.Context,
+    price: Annotated[int | None, typer.Option(help="nanoTON per adjusted token.")] = None,
+    worker_fee: Annotated[int | None, typer.Option(help="nanoTON per adjusted token for workers.")] = None,
+    prompt_mult: Annotated[int | None, typer.Option(help="Per 10000.")] = None,
+    cached_mult: Annotated[int | None, typer.Option(help="Per 10000.")] = None,
+    completion_mult: Annotated[int | None, typer.Option(help="Per 10000.")] = None,
+    reasoning_mult: Annotated[int | None, typer.Option(help="Per 10000.")] = None,
+    proxy_delay: Annotated[int | None, typer.Option(help="Seconds.")] = None,
+    client_delay: Annotated[int | None, typer.Option(help="Seconds.")] = None,
+    min_proxy_stake: Annotated[str | None, typer.Option(help="TON.")] = None,
+    min_client_stake: Annotated[str | None, typer.Option(help="TON.")] = None,
+    wallet: WalletOpt = "owner",
+    root: RootOpt = None,
+) -> None:
+    """Change root parameters (bumps params_version: proxies redeploy their contracts)."""
+    c: Ctx = ctx.obj
+    from cocoon.chain import ChainError, fetch_root_config
+
+    raddr = _root_address(c, root)
+    with _local(c) as chain:
+        cur = _run(fetch_root_config(chain, raddr)).params
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "price_per_token": price,
+            "worker_fee_per_token": worker_fee,
+            "prompt_multiplier": prompt_mult,
+            "cached_multiplier": cached_mult,
+            "completion_multiplier": completion_mult,
+            "reasoning_multiplier": reasoning_mult,
+            "proxy_delay_before_close": proxy_delay,
+            "client_delay_before_close": client_delay,
+            "min_proxy_stake": _ton(min_proxy_stake) if min_proxy_stake is not None else None,
+            "min_client_stake": _ton(min_client_stake) if min_client_stake is not None else None,
+        }.items()
+        if v is not None
+    }
+    if not changes:
+        raise _fail("nothing to change")
+    try:
+        new = replace(cur, **changes)
+    except (ChainError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    _root_op(c, wallet, root, "CHANGE_PARAMS", params=new)
+
+
+# ---------------------------------------------------------------- client
+
+
+ContractOpt = Annotated[
+    str | None, typer.Option("--contract", help="Client contract (default: last one opened).")
+]
+
+
+def _client_contract(c: Ctx, wallet: str, contract: str | None) -> Any:
+    value = contract or c.state().get("clients", {}).get(wallet)
+    if not value:
+        raise _fail("no client contract (open one with `client top-up --proxy-sc ... --proxy-key ...`)")
+    return _addr(value)
+
+
+def _client_rows(st: Any, addr: Any) -> dict[str, Any]:
+    states = {0: "active", 1: "closing", 2: "closed"}
+    return {
+        "contract": addr.to_str(),
+        "state": states.get(st.state, st.state),
+        "balance": _fmt_ton(st.balance),
+        "stake": _fmt_ton(st.stake),
+        "tokens_used": st.tokens_used,
+        "unlock_ts": st.unlock_ts,
+        "owner": st.owner.to_str(),
+        "proxy_sc": st.proxy_sc.to_str(),
+    }
+
+
+def _client_op(c: Ctx, wallet: str, contract: str | None, op_name: str, amount: int = 0) -> None:
+    from cocoon.chain import Op, WalletClient, parse_client_state, send_client_op
+
+    w = _load_wallet(c, wallet)
+    addr = _client_contract(c, wallet, contract)
+
+    async def go() -> Any:
+        with _local(c) as chain:
+            await send_client_op(WalletClient(chain, w), addr, Op[op_name], amount=amount)
+            acc = await chain.get_account(addr)
+            return parse_client_state(acc.data)
+
+    _emit(c, "client contract", _client_rows(_run(go()), addr))
+
+
+@client_app.command("top-up")
+def client_top_up(
+    ctx: typer.Context,
+    amount: str,
+    wallet: WalletOpt = "owner",
+    contract: ContractOpt = None,
+    proxy_sc: Annotated[
+        str | None, typer.Option(help="Proxy contract (to open a new client contract).")
+    ] = None,
+    proxy_key: Annotated[str | None, typer.Option(help="Proxy public key, hex (to open a new one).")] = None,
+    root: RootOpt = None,
+) -> None:
+    """Top up the client contract; with --proxy-sc/--proxy-key, open it first."""
+    c: Ctx = ctx.obj
+    nano = _ton(amount)
+    if proxy_sc is None and proxy_key is None:
+        _client_op(c, wallet, contract, "CLIENT_TOP_UP", nano)
+        return
+    if proxy_sc is None or proxy_key is None:
+        raise _fail("--proxy-sc and --proxy-key go together")
+    from cocoon.chain import WalletClient, fetch_root_config, open_client_contract, parse_client_state
+
+    w = _load_wallet(c, wallet)
+    raddr = _root_address(c, root)
+    try:
+        key = bytes.fromhex(proxy_key)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise _fail("--proxy-key is 64 hex digits")
+
+    async def go() -> tuple[Any, Any]:
+        with _local(c) as chain:
+            params = (await fetch_root_config(chain, raddr)).params
+            addr = await open_client_contract(
+                WalletClient(chain, w), _addr(proxy_sc), key, params, amount=nano
+            )
+            return addr, parse_client_state((await chain.get_account(addr)).data)
+
+    addr, st = _run(go())
+    state = c.state()
+    state.setdefault("clients", {})[wallet] = addr.to_str()
+    c.save_state(state)
+    _emit(c, "client contract", _client_rows(st, addr))
+
+
+@client_app.command("stake")
+def client_stake(
+    ctx: typer.Context, amount: str, wallet: WalletOpt = "owner", contract: ContractOpt = None
+) -> None:
+    """Raise the stake (the part that cannot be withdrawn while open) to AMOUNT."""
+    _client_op(ctx.obj, wallet, contract, "CLIENT_INCREASE_STAKE", _ton(amount))
+
+
+@client_app.command("withdraw")
+def client_withdraw(
+    ctx: typer.Context,
+    amount: Annotated[str, typer.Argument(help="TON; 0 = everything above the stake.")] = "0",
+    wallet: WalletOpt = "owner",
+    contract: ContractOpt = None,
+) -> None:
+    """Withdraw funds above the stake."""
+    _client_op(ctx.obj, wallet, contract, "CLIENT_WITHDRAW", _ton(amount))
+
+
+@client_app.command("close")
+def client_close(ctx: typer.Context, wallet: WalletOpt = "owner", contract: ContractOpt = None) -> None:
+    """Start closing; run again after the close delay to get the rest back."""
+    _client_op(ctx.obj, wallet, contract, "CLIENT_REQUEST_REFUND")
+
+
+@client_app.command("show")
+def client_show(ctx: typer.Context, wallet: WalletOpt = "owner", contract: ContractOpt = None) -> None:
+    """State of the client contract."""
+    c: Ctx = ctx.obj
+    from cocoon.chain import parse_client_state
+
+    addr = _client_contract(c, wallet, contract)
+    with _local(c) as chain:
+        acc = _run(chain.get_account(addr))
+    if not acc.active or acc.data is None:
+        raise _fail(f"client contract {addr.to_str()} is not deployed ({acc.status})")
+    _emit(c, "client contract", _client_rows(parse_client_state(acc.data), addr))
+
+
+_unused: Callable[..., Any] = _trace_rows
