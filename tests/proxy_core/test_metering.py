@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cocoon.proxy import metering
 from cocoon.proxy.metering import AuditPolicy, RelayTally, UsageAudit
 from cocoon.proxy.pricing import TokenCounts
 
@@ -199,3 +201,61 @@ def test_real_tokenizer_honest_counts_pass() -> None:
         prompt_tokens = len(llm.tokenize(rendered.encode(), add_bos=False, special=True))
         res = UsageAudit().check(TokenCounts(prompt=prompt_tokens), RelayTally(), request_bytes=len(body))
         assert not res.over_reported, (text, prompt_tokens, len(body))
+
+
+def _sse(chunks: list[dict[str, Any]], *, crlf: bool = False) -> bytes:
+    nl = "\r\n" if crlf else "\n"
+    body = "".join(f"data: {json.dumps(c)}{nl}{nl}" for c in chunks) + f"data: [DONE]{nl}{nl}"
+    return body.encode()
+
+
+@given(cuts=st.lists(st.integers(0, 2000), max_size=12), crlf=st.booleans(), text=st.sampled_from(TEXTS))
+def test_raw_sse_any_split_equals_decoded_chunks(cuts: list[int], crlf: bool, text: str) -> None:
+    chunks = stream_of(text, piece=4)
+    expected = tally_stream(chunks)
+    raw = _sse(chunks, crlf=crlf)
+    points = sorted({0, len(raw), *(c % (len(raw) + 1) for c in cuts)})
+    tally = RelayTally()
+    for a, b in itertools.pairwise(points):
+        tally.feed(raw[a:b])
+    tally.finish()
+    assert (tally.text_bytes, tally.deltas, tally.tool_calls) == (
+        expected.text_bytes,
+        expected.deltas,
+        expected.tool_calls,
+    )
+    assert tally.raw_bytes == len(raw) and not tally.overflowed
+
+
+def test_raw_json_and_ndjson_bodies() -> None:
+    body = {"choices": [{"message": {"content": "héllo"}}], "usage": {"completion_tokens": 3}}
+    tally = RelayTally()
+    raw = json.dumps(body).encode()
+    tally.feed(raw[:7])
+    tally.feed(raw[7:])
+    tally.finish()
+    assert (tally.text_bytes, tally.deltas) == (6, 0)
+    nd = RelayTally()
+    nd.feed(b'{"choices":[{"text":"ab"}]}\n{"choices":[{"text":"cd"}]}\n')
+    nd.finish()
+    assert nd.text_bytes == 4
+    junk = RelayTally()
+    junk.feed(b"\x00\xffnot json at all")
+    junk.finish()
+    assert junk.text_bytes == 0 and junk.raw_bytes == 17
+
+
+def test_overflow_falls_back_to_raw_bytes() -> None:
+    tally = RelayTally()
+    tally.feed(b"data: " + b"x" * (metering.MAX_LINE_BYTES + 10))
+    assert tally.overflowed
+    tally.finish()
+    audit = UsageAudit()
+    # the raw bytes still bound the completion: an honest huge answer passes, an absurd claim does not
+    assert not audit.check(TokenCounts(completion=10**6), tally, request_bytes=None).over_reported
+    assert audit.check(TokenCounts(completion=10**8), tally, request_bytes=None).over_reported
+
+
+def test_from_counts() -> None:
+    tally = RelayTally.from_counts(text_bytes=100, deltas=30, tool_calls=1)
+    assert UsageAudit().completion_bound(tally) == 100 + 16 + 16 + 2

@@ -25,6 +25,8 @@ hint is flagged but billed as claimed: we never bill estimates, only what the wo
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ from typing import Any
 from cocoon.proxy.pricing import TokenCounts
 
 __all__ = ["DEFAULT_AUDIT_POLICY", "AuditPolicy", "AuditResult", "RelayTally", "UsageAudit"]
+
+MAX_LINE_BYTES = 1 << 20  # an SSE line longer than this stops parsing (the raw-byte bound still holds)
+MAX_JSON_BYTES = 16 << 20
 
 # Text-bearing fields of an OpenAI chat message / delta (reasoning: vLLM/SGLang use both spellings).
 _TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
@@ -79,17 +84,109 @@ def _text_bytes(value: object) -> int:
 class RelayTally:
     """What was relayed to the client: UTF-8 bytes of generated text, non-empty deltas, tool calls.
 
-    Feed it every SSE chunk (:meth:`add_chunk`) or the whole non-streamed JSON answer (:meth:`add_response`);
-    it tolerates any shape (fields that are missing or of the wrong type count as nothing).
+    Two ways to feed it:
+
+    * raw answer bytes exactly as relayed, in any split (:meth:`feed`, then :meth:`finish`): an SSE stream
+      (``data: {...}`` lines, ``[DONE]``) or a JSON / NDJSON body, told apart by the first non-blank byte;
+    * already decoded objects: every SSE chunk (:meth:`add_chunk`) or the whole JSON answer
+      (:meth:`add_response`).
+
+    Any shape is tolerated (fields that are missing or of the wrong type count as nothing). Buffers are
+    capped; past a cap the tally stops parsing and the bound falls back to the raw bytes relayed, which are
+    always at least the text they carry (JSON only adds quoting and escapes).
     """
 
-    __slots__ = ("chunks", "deltas", "text_bytes", "tool_calls")
+    __slots__ = ("_buf", "_mode", "_overflow", "chunks", "deltas", "raw_bytes", "text_bytes", "tool_calls")
 
     def __init__(self) -> None:
         self.text_bytes = 0
         self.deltas = 0  # non-empty deltas (per choice) seen in a stream
         self.chunks = 0
         self.tool_calls = 0
+        self.raw_bytes = 0
+        self._buf = bytearray()
+        self._mode: str | None = None  # "sse" | "json" once the first byte is seen
+        self._overflow = False
+
+    @classmethod
+    def from_counts(cls, *, text_bytes: int, deltas: int = 0, tool_calls: int = 0) -> RelayTally:
+        """A tally from numbers counted elsewhere. ``text_bytes`` must be UTF-8 *bytes*, not characters."""
+        t = cls()
+        t.text_bytes, t.deltas, t.tool_calls = max(text_bytes, 0), max(deltas, 0), max(tool_calls, 0)
+        return t
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflow
+
+    @property
+    def bound_bytes(self) -> int:
+        """Bytes that bound the generated text: the parsed text, or all raw bytes if parsing gave up."""
+        return max(self.text_bytes, self.raw_bytes) if self._overflow else self.text_bytes
+
+    def feed(self, data: bytes) -> None:
+        """Raw answer bytes as relayed to the client (any split)."""
+        self.raw_bytes += len(data)
+        if self._overflow or not data:
+            return
+        self._buf += data
+        if self._mode is None:
+            head = bytes(self._buf).lstrip()
+            if not head:
+                self._buf.clear()
+                return
+            self._mode = "json" if head[:1] in (b"{", b"[") else "sse"
+        if self._mode == "sse":
+            self._sse_lines(final=False)
+        elif len(self._buf) > MAX_JSON_BYTES:
+            self._give_up()
+
+    def finish(self) -> None:
+        """End of the answer: parse what is still buffered."""
+        if self._overflow:
+            return
+        if self._mode == "sse":
+            self._sse_lines(final=True)
+        elif self._mode == "json":
+            raw = bytes(self._buf)
+            self._buf.clear()
+            try:
+                self._value(json.loads(raw), streamed=False)
+            except ValueError:
+                for line in raw.splitlines():  # NDJSON: one object per line
+                    with contextlib.suppress(ValueError):
+                        self._value(json.loads(line), streamed=False)
+
+    def _give_up(self) -> None:
+        self._overflow = True
+        self._buf.clear()
+
+    def _sse_lines(self, *, final: bool) -> None:
+        lines = bytes(self._buf).split(b"\n")
+        rest = b"" if final else lines.pop()
+        self._buf = bytearray(rest)
+        if len(rest) > MAX_LINE_BYTES:
+            self._give_up()
+            return
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if not payload or payload == b"[DONE]":
+                continue
+            with contextlib.suppress(ValueError):
+                self._value(json.loads(payload), streamed=True)
+
+    def _value(self, value: object, *, streamed: bool) -> None:
+        if not isinstance(value, Mapping):
+            return
+        if streamed:
+            self.add_chunk(value)
+        else:
+            # A JSON body holds messages; NDJSON lines may hold messages or deltas.
+            self.chunks += 1
+            self._choices(value, ("message", "delta"), streamed=False)
 
     def add_text(self, text: str) -> None:
         self.text_bytes += _text_bytes(text)
@@ -109,7 +206,7 @@ class RelayTally:
                     self.tool_calls += 1
         return n
 
-    def _choices(self, body: Mapping[str, Any], key: str, *, streamed: bool) -> None:
+    def _choices(self, body: Mapping[str, Any], keys: tuple[str, ...], *, streamed: bool) -> None:
         choices = body.get("choices")
         if not isinstance(choices, Sequence) or isinstance(choices, str | bytes | bytearray):
             return
@@ -117,9 +214,10 @@ class RelayTally:
             if not isinstance(choice, Mapping):
                 continue
             n = _text_bytes(choice.get("text"))  # legacy completions API
-            msg = choice.get(key)
-            if isinstance(msg, Mapping):
-                n += self._message(msg, streamed=streamed)
+            for key in keys:
+                msg = choice.get(key)
+                if isinstance(msg, Mapping):
+                    n += self._message(msg, streamed=streamed)
             self.text_bytes += n
             if streamed and n > 0:
                 self.deltas += 1
@@ -129,12 +227,12 @@ class RelayTally:
         if not isinstance(chunk, Mapping):
             return
         self.chunks += 1
-        self._choices(chunk, "delta", streamed=True)
+        self._choices(chunk, ("delta",), streamed=True)
 
     def add_response(self, body: Mapping[str, Any]) -> None:
         """A whole non-streamed ``chat.completion`` / ``text_completion`` answer, already JSON-decoded."""
         if isinstance(body, Mapping):
-            self._choices(body, "message", streamed=False)
+            self._choices(body, ("message",), streamed=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +259,10 @@ class UsageAudit:
     def completion_bound(self, relayed: RelayTally) -> int:
         p = self._policy
         return (
-            relayed.text_bytes
+            relayed.bound_bytes
             + p.completion_slack_tokens
             + p.tool_call_slack_tokens * relayed.tool_calls
-            + math.ceil(p.completion_slack_ratio * relayed.text_bytes)
+            + math.ceil(p.completion_slack_ratio * relayed.bound_bytes)
         )
 
     def check(self, claimed: TokenCounts, relayed: RelayTally, *, request_bytes: int | None) -> AuditResult:
@@ -177,7 +275,7 @@ class UsageAudit:
         if completion > c_bound:
             over = True
             reasons.append(
-                f"completion {completion} > bound {c_bound} for {relayed.text_bytes} relayed bytes"
+                f"completion {completion} > bound {c_bound} for {relayed.bound_bytes} relayed bytes"
             )
             completion = c_bound
             reasoning = min(reasoning, completion)
