@@ -328,3 +328,17 @@ async def _dial(node: Node, port: int, handler: Recorder, config: net.NetConfig)
         handler=handler,
         config=config,
     )
+
+
+async def test_on_connect_bug_is_not_leaked_to_the_peer(proxy_node: Node, worker_node: Node) -> None:
+    class Buggy(Recorder):
+        async def on_connect(self, conn: net.NodeConnection) -> None:
+            raise AttributeError("'Ledger' object has no attribute 'secret_table'")
+
+    server = await _serve(proxy_node, Buggy(), FAST)
+    try:
+        with pytest.raises(net.HandshakeRefused) as info:
+            await _dial(worker_node, server.port, Recorder(), FAST)
+        assert "internal error" in str(info.value) and "secret_table" not in str(info.value)
+    finally:
+        await server.aclose()

@@ -33,7 +33,7 @@ from cocoon.net.streams import IncomingStream, OutgoingStream
 from cocoon.net.transport import Transport
 from cocoon.wire.messages import MAX_TEXT
 
-__all__ = ["NodeConnection", "Verifier", "establish"]
+__all__ = ["NodeConnection", "Verifier", "establish", "refusal_reason"]
 
 log = logging.getLogger("cocoon.net")
 
@@ -524,6 +524,14 @@ async def establish(
         raise
 
 
+def refusal_reason(exc: Exception) -> str:
+    """What the peer is told when on_connect raises: a NetError's text, never a bug's internals."""
+    if isinstance(exc, NetError):
+        return f"refused: {exc}"
+    log.error("on_connect failed; refusing the peer", exc_info=exc)
+    return "refused: internal error"
+
+
 def _verify(transport: Transport, verifier: Verifier | None) -> object:
     if verifier is None:
         return None
@@ -591,7 +599,7 @@ async def _acceptor_hello(conn: NodeConnection) -> None:
     try:
         await conn._handler.on_connect(conn)
     except Exception as exc:
-        reason = f"refused: {exc}"
+        reason = refusal_reason(exc)
         await _refuse(conn, reason)
         raise HandshakeRefused(reason) from exc
     await conn._send(wire.HelloAck(version=version, info={}))

@@ -11,7 +11,7 @@ from typing import Any
 
 from cocoon import wire
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
-from cocoon.net.connection import NodeConnection, Verifier, establish
+from cocoon.net.connection import NodeConnection, Verifier, establish, refusal_reason
 from cocoon.net.errors import HandshakeRefused, LinkClosed, NetError, map_exceptions
 from cocoon.net.handler import Handler
 from cocoon.net.transport import READ_SIZE, TlsTransport
@@ -65,7 +65,7 @@ async def _dialer_on_connect(conn: NodeConnection, handler: Handler) -> None:
         async with asyncio.timeout(conn.config.handshake_timeout):
             await handler.on_connect(conn)
     except Exception as exc:
-        await conn.aclose(f"refused: {exc}")
+        await conn.aclose(refusal_reason(exc))
         raise HandshakeRefused(f"on_connect refused the peer: {exc}") from exc
     except BaseException:
         await asyncio.shield(conn.aclose("cancelled"))
