@@ -330,3 +330,12 @@ def test_identity_rotation(platform: SimPlatform, now: int) -> None:
 
 def _raw(key: ed25519.Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+async def test_async_verification(platform: SimPlatform, now: int) -> None:
+    ident = _identity(platform, now)
+    policy = AttestationPolicy.sim(platform)
+    first = await policy.averify_certificate(ident.cert_der, now=now)  # miss: runs in a thread
+    assert await policy.averify_certificate(ident.cert_der, now=now) is first  # hit: inline
+    with pytest.raises(CertificateExpired):
+        await policy.averify_certificate(ident.cert_der, now=ident.not_after + 10)

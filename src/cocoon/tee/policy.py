@@ -13,6 +13,7 @@ policy derived with :meth:`AttestationPolicy.with_allowed_image_hashes` shares t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -113,6 +114,12 @@ class VerdictCache:
             self._entries.move_to_end(key)
             self.hits += 1
             return entry
+
+    def peek(self, key: tuple[str, bytes], now: int) -> bool:
+        """Whether ``get`` would hit, without counting or reordering."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and now < entry.valid_until
 
     def put(self, key: tuple[str, bytes], entry: _Entry) -> None:
         with self._lock:
@@ -245,6 +252,14 @@ class AttestationPolicy:
         self._check_policy(entry.attestation)
         return entry.attestation
 
+    async def averify_certificate(self, cert_der: bytes, *, now: int) -> PeerAttestation:
+        """:meth:`verify_certificate` for event loops: a cache hit answers inline; a miss (quote
+        verification, perhaps a PCCS fetch) runs in a worker thread so the loop is never blocked."""
+        digest = hashlib.sha256(bytes(cert_der)).digest()
+        if self.cache.peek((self._cache_scope(), digest), now):
+            return self.verify_certificate(cert_der, now=now)
+        return await asyncio.to_thread(self.verify_certificate, cert_der, now=now)
+
     def _cache_scope(self) -> str:
         return f"{self.kind}:{hashlib.sha256(self.root_ca_der or b'intel').hexdigest()[:16]}:{id(self.collateral_source)}"
 
@@ -303,7 +318,7 @@ class AttestationPolicy:
         if self.collateral_source is None:
             raise CollateralUnavailable(f"policy {self.kind} has no collateral source")
         collateral = self.collateral_source.collateral(quote.raw, now=now)
-        verdict = verify_quote(quote.raw, collateral, now=now, root_ca_der=self.root_ca_der)
+        verdict = verify_quote(quote, collateral, now=now, root_ca_der=self.root_ca_der)
         backend = "tdx" if self.kind == "tdx" else "sim"
         att = self._attestation(
             quote, backend, verdict.status, verdict.advisory_ids, verdict.root_key_id, True, common

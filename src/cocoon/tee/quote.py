@@ -236,11 +236,12 @@ def _pck_fields(q: Any) -> dict[str, Any]:
     except ValueError:
         return out
     pem = q.cert_chain_pem_bytes()
-    if pem:
+    marker = b"-----BEGIN CERTIFICATE-----"
+    if pem and marker in pem:
         try:
-            certs = x509.load_pem_x509_certificates(bytes(pem))
-            if certs[-1].issuer == certs[-1].subject:  # only a self-issued last certificate names the root
-                out["pck_root_der"] = certs[-1].public_bytes(serialization.Encoding.DER)
+            last = x509.load_pem_x509_certificate(bytes(pem)[bytes(pem).rindex(marker) :])
+            if last.issuer == last.subject:  # only a self-issued last certificate names the root
+                out["pck_root_der"] = last.public_bytes(serialization.Encoding.DER)
         except ValueError:
             pass
     return out

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -215,6 +216,9 @@ class SimPlatform:
         self.pck_chain_pem: bytes = _pem(certs["pck"]) + _pem(certs["pck_ca"]) + _pem(certs["root"])
         self.fmspc: str = _FMSPC.hex().upper()
         self.qe_mr_signer: bytes = hashlib.sha256(b"cocoon-sim-qe-signer:" + self.root_ca_der).digest()
+        # Minted collateral per (TEE kind, window start): a verifier asks for it on every new peer.
+        self._minted: dict[tuple[bool, int], dcap_qvl.QuoteCollateralV3] = {}
+        self._mint_lock = threading.Lock()
 
     # ---------------------------------------------------------------- quotes
 
@@ -374,7 +378,17 @@ class SimPlatform:
         parsed = parse_quote(quote)
         if parsed.fmspc != self.fmspc:
             raise CollateralUnavailable(f"quote FMSPC {parsed.fmspc} is not this simulated platform's")
-        p = self.collateral_parts(sgx=not parsed.is_tdx, now=now)
+        key = (not parsed.is_tdx, self._window(now)[0])
+        with self._mint_lock:
+            cached = self._minted.get(key)
+            if cached is None:
+                cached = self._minted[key] = self._mint(sgx=key[0], now=now)
+                while len(self._minted) > 8:
+                    self._minted.pop(next(iter(self._minted)))
+            return cached
+
+    def _mint(self, *, sgx: bool, now: int) -> dcap_qvl.QuoteCollateralV3:
+        p = self.collateral_parts(sgx=sgx, now=now)
         return dcap_qvl.QuoteCollateralV3(
             p["pck_crl_issuer_chain"],
             p["root_ca_crl"],

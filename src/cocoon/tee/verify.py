@@ -65,18 +65,18 @@ class QuoteVerdict:
 
 
 def verify_quote(
-    raw: bytes,
+    raw: bytes | ParsedQuote,
     collateral: dcap_qvl.QuoteCollateralV3,
     *,
     now: int,
     root_ca_der: bytes | None = None,
 ) -> QuoteVerdict:
-    """Verify ``raw`` at ``now``; ``root_ca_der=None`` means Intel's production root.
+    """Verify ``raw`` (bytes, or already parsed) at ``now``; ``root_ca_der=None`` means Intel's production root.
 
     Raises :class:`QuoteInvalid` for any failure: bad signature anywhere in the chain, revoked or
     expired certificates, collateral outside its validity window, FMSPC mismatch, debug TD, etc.
     """
-    parsed = parse_quote(raw)
+    parsed = raw if isinstance(raw, ParsedQuote) else parse_quote(raw)
     try:
         if root_ca_der is None:
             report = dcap_qvl.verify(parsed.raw, collateral, now)
