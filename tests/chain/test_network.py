@@ -231,3 +231,35 @@ async def test_persistence_across_reopen(tmp_path):
     txs = await again.get_transactions(h.root)
     assert len(txs) >= 2 and txs[0].lt > txs[-1].lt
     again.close()
+
+
+async def test_lean_tx_reader_agrees_with_full_tlb_parse(world):
+    from pytoniq_core import Cell
+    from pytoniq_core.tlb.transaction import Transaction
+
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=3 * TON
+    )
+    await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=10))
+    with pytest.raises(TransactionFailed):
+        await net.send_client_op(world.client, sc, Op.CLIENT_WITHDRAW, amount=100 * TON)
+    rows = world.chain._db.execute("SELECT address, boc FROM transactions").fetchall()
+    assert len(rows) > 15
+    for addr, boc in rows:
+        rec = await world.chain.get_transactions(net.Address(addr), 1000)
+        rec = next(r for r in rec if r.boc == boc)
+        full = Transaction.deserialize(Cell.one_from_boc(boc).begin_parse())
+        assert rec.lt == full.lt and rec.now == full.now and rec.total_fees == full.total_fees.grams
+        assert rec.out_msgs == len(full.out_msgs)
+        assert rec.value_out == sum(m.info.value.grams for m in full.out_msgs if m.is_internal)
+        assert rec.aborted == full.description.aborted
+        cp = full.description.compute_ph
+        if cp.type_ != "skipped":
+            assert (rec.exit_code if cp.success else rec.exit_code) in (
+                cp.exit_code,
+                getattr(full.description.action, "result_code", None),
+            )
+            assert rec.gas_used == cp.gas_used
+        if full.in_msg is not None and full.in_msg.is_internal:
+            assert rec.value_in == full.in_msg.info.value.grams and rec.bounced_in == full.in_msg.info.bounced
+            assert rec.fwd_fee_in == full.in_msg.info.fwd_fee

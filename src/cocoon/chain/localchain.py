@@ -29,10 +29,10 @@ from cocoon.chain._ton import (
     InternalMsgInfo,
     MessageAny,
     ShardAccount,
-    Transaction,
     begin_cell,
 )
 from cocoon.chain._tvmconfig import local_config
+from cocoon.chain._txparse import LeanTx, read_msg_head, read_tx
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import (
     AccountNotFound,
@@ -88,45 +88,32 @@ def _empty_shard_account() -> Cell:
     )
 
 
+_EMPTY_SHARD_BOC: bytes = _empty_shard_account().to_boc()
+
+
 @dataclass(frozen=True, slots=True)
 class _Delivered:
     record: TxRecord
     out: list[tuple[Address, Cell]]
 
 
-def tx_record(address: Address, tx_cell: Cell) -> TxRecord:
+def tx_record(address: Address, tx_cell: Cell, tx: LeanTx | None = None) -> TxRecord:
     """Reduce a Transaction cell to a :class:`TxRecord`."""
-    tx = Transaction.deserialize(tx_cell.begin_parse())
-    desc = tx.description
-    compute = getattr(desc, "compute_ph", None)
-    action = getattr(desc, "action", None)
-    exit_code = 0
-    gas_used = 0
-    compute_ok = False
-    if compute is not None and getattr(compute, "type_", "") != "skipped":
-        exit_code = int(getattr(compute, "exit_code", 0))
-        gas_used = int(getattr(compute, "gas_used", 0))
-        compute_ok = bool(getattr(compute, "success", False))
-    action_ok = action is None or bool(getattr(action, "success", True))
-    if compute_ok and action is not None and not action_ok:
-        exit_code = int(getattr(action, "result_code", 0))
-    aborted = bool(getattr(desc, "aborted", False))
-    in_msg = tx.in_msg
+    tx = tx or read_tx(tx_cell)
+    exit_code = tx.exit_code
+    if tx.compute_ok and not tx.action_ok:
+        exit_code = tx.action_result
     in_op: int | None = None
-    value_in = 0
-    fwd_fee_in = 0
+    value_in = fwd_fee_in = 0
     bounced_in = False
     in_hash = b""
-    if in_msg is not None:
-        in_hash = in_msg.serialize().hash
-        body = in_msg.body.begin_parse()
-        if body.remaining_bits >= 32:
-            in_op = body.preload_uint(32)
-        if in_msg.is_internal:
-            value_in = in_msg.info.value.grams
-            fwd_fee_in = in_msg.info.fwd_fee
-            bounced_in = bool(in_msg.info.bounced)
-    value_out = sum(m.info.value.grams for m in tx.out_msgs if m.is_internal)
+    if tx.in_msg is not None:
+        in_hash = tx.in_msg.hash
+        head = read_msg_head(tx.in_msg)
+        if head.internal:
+            in_op = head.op
+            value_in, fwd_fee_in, bounced_in = head.value, head.fwd_fee, head.bounced
+    value_out = sum(h.value for h in map(read_msg_head, tx.out_msgs) if h.internal)
     return TxRecord(
         address=address,
         lt=tx.lt,
@@ -134,15 +121,15 @@ def tx_record(address: Address, tx_cell: Cell) -> TxRecord:
         hash=tx_cell.hash,
         in_msg_hash=in_hash,
         in_op=in_op,
-        success=compute_ok and action_ok and not aborted,
+        success=tx.compute_ok and tx.action_ok and not tx.aborted,
         exit_code=exit_code,
-        total_fees=tx.total_fees.grams,
-        gas_used=gas_used,
+        total_fees=tx.total_fees,
+        gas_used=tx.gas_used,
         value_in=value_in,
         fwd_fee_in=fwd_fee_in,
         value_out=value_out,
         out_msgs=len(tx.out_msgs),
-        aborted=aborted,
+        aborted=tx.aborted,
         bounced_in=bounced_in,
         boc=tx_cell.to_boc(),
     )
@@ -172,6 +159,7 @@ class LocalChain:
             self._db.execute("COMMIT")
         elif version != _SCHEMA_VERSION:
             raise ChainStoreError(f"chain store schema {version!r} is not {_SCHEMA_VERSION!r}")
+        self._accounts: dict[str, str] = {}  # raw address -> ShardAccount BOC (base64), as tonpy takes it
         self._config = local_config()
         self._tonpy_config = _to_tonpy(self._config)
         self._em = Emulator(self._tonpy_config)
@@ -224,11 +212,18 @@ class LocalChain:
 
     # -------------------------------------------------------------- accounts
 
+    def _shard_account_b64(self, address: Address) -> str:
+        key = _raw(address)
+        cached = self._accounts.get(key)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT shard_account FROM accounts WHERE address = ?", (key,)).fetchone()
+        b64 = base64.b64encode(row[0] if row is not None else _EMPTY_SHARD_BOC).decode()
+        self._accounts[key] = b64
+        return b64
+
     def _shard_account(self, address: Address) -> Cell:
-        row = self._db.execute(
-            "SELECT shard_account FROM accounts WHERE address = ?", (_raw(address),)
-        ).fetchone()
-        return _empty_shard_account() if row is None else Cell.one_from_boc(row[0])
+        return Cell.one_from_boc(base64.b64decode(self._shard_account_b64(address)))
 
     def _state_of(self, address: Address) -> AccountState:
         sa = ShardAccount.deserialize(self._shard_account(address).begin_parse())
@@ -258,26 +253,26 @@ class LocalChain:
 
     def _execute(self, address: Address, message: Cell) -> _Delivered | None:
         """Run one message on its destination; None when an external message is not accepted."""
-        shard = self._shard_account(address)
+        import tonpy
+
+        shard = self._shard_account_b64(address)
         lt = self._next_lt()
-        ok = self._em.emulate_transaction(_to_tonpy(shard), _to_tonpy(message), self.now_sync(), lt)
+        ok = self._em.emulate_transaction(tonpy.Cell(shard), _to_tonpy(message), self.now_sync(), lt)
         if not ok:
             return None
-        new_shard = _from_tonpy(self._em.emulator.account_cell)
+        new_shard = str(tonpy.Cell(self._em.emulator.account_cell).to_boc())
         tx_cell = _from_tonpy(self._em.emulator.transaction_cell)
-        record = tx_record(address, tx_cell)
-        msgs = tx_cell.refs[0].begin_parse()
-        msgs.load_maybe_ref()
-        out_dict = msgs.load_dict(15, key_deserializer=lambda k: k, value_deserializer=lambda s: s.load_ref())
+        lean = read_tx(tx_cell)
+        record = tx_record(address, tx_cell, lean)
         out: list[tuple[Address, Cell]] = []
-        for key in sorted(out_dict or {}, key=lambda k: int(k, 2) if isinstance(k, str) else int(k)):
-            raw = out_dict[key]
-            parsed = MessageAny.deserialize(raw.begin_parse())
-            if parsed.is_internal:
-                out.append((parsed.info.dest, raw))
+        for raw in lean.out_msgs:
+            head = read_msg_head(raw)
+            if head.internal:
+                out.append((head.dest, raw))  # type: ignore[arg-type]
+        self._accounts[_raw(address)] = new_shard
         self._db.execute(
             "INSERT OR REPLACE INTO accounts(address, shard_account) VALUES (?, ?)",
-            (_raw(address), new_shard.to_boc()),
+            (_raw(address), base64.b64decode(new_shard)),
         )
         self._db.execute(
             "INSERT INTO transactions(address, lt, now, hash, total_fees, fwd_fee_in, boc) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -317,6 +312,7 @@ class LocalChain:
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._accounts.clear()  # the cache may hold states of the rolled-back trace
             raise
         return trace
 

@@ -266,6 +266,62 @@ def local_advance(ctx: typer.Context, seconds: int) -> None:
     _emit(c, "local chain", {"now": now})
 
 
+@local_app.command("bench")
+def local_bench(
+    ctx: typer.Context,
+    transfers: Annotated[int, typer.Option(help="Wallet transfers to time.")] = 200,
+    charges: Annotated[int, typer.Option(help="Signed client charges to time.")] = 200,
+    memory: Annotated[
+        bool, typer.Option(help="Keep the bench chain in memory instead of SQLite on disk.")
+    ] = False,
+) -> None:
+    """Measure LocalChain transactions per second and gas per Cocoon operation (a fresh chain)."""
+    c: Ctx = ctx.obj
+    from cocoon.chain.bench import run_bench
+
+    c.dir.mkdir(parents=True, exist_ok=True)
+    path = None if memory else c.dir / "bench.sqlite"
+    if path is not None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    r = _run(run_bench(path, transfers=transfers, charges=charges))
+    if c.json:
+        out.print_json(
+            json.dumps(
+                {
+                    "store": "memory" if memory else "sqlite",
+                    "transfer_tx_per_s": round(r.transfer_tx_per_s, 1),
+                    "charge_tx_per_s": round(r.charge_tx_per_s, 1),
+                    "ops": [
+                        {
+                            "op": o.op,
+                            "gas": o.gas,
+                            "fee": o.contract_fee,
+                            "txs": o.trace_txs,
+                            "trace_fees": o.trace_fees,
+                        }
+                        for o in r.ops
+                    ],
+                }
+            )
+        )
+        return
+    out.print(
+        f"wallet transfers: {r.transfers} ({r.transfer_txs} tx) in {r.transfer_seconds:.2f} s = "
+        f"[bold]{r.transfer_tx_per_s:.0f} tx/s[/]"
+    )
+    out.print(
+        f"signed charges:   {r.charges} ({r.charge_txs} tx) in {r.charge_seconds:.2f} s = "
+        f"[bold]{r.charge_tx_per_s:.0f} tx/s[/]"
+    )
+    t = Table(title="gas per operation")
+    for col in ("operation", "gas", "fee (TON)", "txs in trace", "trace fees (TON)"):
+        t.add_column(col, justify="left" if col == "operation" else "right")
+    for o in r.ops:
+        t.add_row(o.op, str(o.gas), _fmt_ton(o.contract_fee), str(o.trace_txs), _fmt_ton(o.trace_fees))
+    out.print(t)
+
+
 # ---------------------------------------------------------------- wallet
 
 
