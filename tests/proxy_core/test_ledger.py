@@ -291,7 +291,7 @@ _junk = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(op=st.sampled_from(range(12)), args=st.lists(_junk, min_size=5, max_size=5))
+@given(op=st.sampled_from(range(15)), args=st.lists(_junk, min_size=5, max_size=5))
 def test_bad_input_changes_nothing(ledger: BillingLedger, op: int, args: list[Any]) -> None:
     a, b, c, d, e = args
     calls = [
@@ -307,6 +307,9 @@ def test_bad_input_changes_nothing(ledger: BillingLedger, op: int, args: list[An
         lambda: ledger.check_not_rolled_back(a),
         lambda: ledger.start_session(a, b),
         lambda: ledger.release_stale(now=a, older_than=b),
+        lambda: ledger.ensure_client(a, now=b, credit=c, contract=d, price_per_token=e),
+        lambda: ledger.release(a, now=b),
+        lambda: ledger.check_worker_report(a, b),
     ]
     before = ledger._debug_rows()
     try:
@@ -331,3 +334,31 @@ def test_reserve_validation(ledger: BillingLedger, rid: Any, amount: Any, now: A
     else:
         assert rec.reserved_nano == amount and rec.state is RequestState.RESERVED
         ledger.fail(rid, None, now=1.0)
+
+
+def test_ensure_client_credits_only_unfunded_clients(tmp_path: Path) -> None:
+    with BillingLedger(tmp_path / "b.db") as led:
+        t = led.ensure_client("carol", now=1.0, credit=5 * TON)
+        assert (t.balance_nano, t.stake_nano, t.available_nano) == (5 * TON, 5 * TON, 5 * TON)
+        led.reserve("r1", "carol", TON, 2.0)
+        led.settle("r1", "w1", charge_of(1000, 1000), 3.0)
+        again = led.ensure_client("carol", now=4.0, credit=5 * TON)  # every reconnect: no new credit
+        assert again.balance_nano == 5 * TON and again.cost_nano == charge_of(1000, 1000).client_cost_nano
+        # a chain-funded client gets no test credit
+        led.ensure_client("dave", now=1.0)
+        led.set_client_chain_state("dave", balance=TON, stake=TON // 2, charged_tokens=0, now=1.0)
+        assert led.ensure_client("dave", now=2.0, credit=5 * TON).balance_nano == TON
+        # the price becomes known later
+        assert led.upsert_client("dave", contract="sc", price_per_token=2000, now=3.0).price_per_token == 2000
+
+
+def test_release_frees_only_what_is_held(ledger: BillingLedger) -> None:
+    ledger.reserve("r1", "alice", 10**6, 1.0)
+    rec = ledger.release("r1", now=2.0)
+    assert rec.state is RequestState.FAILED and ledger.client_totals("alice").reserved_nano == 0
+    assert ledger.release("r1", now=3.0) == rec
+    ledger.reserve("r2", "alice", 10**6, 1.0)
+    settled = ledger.settle("r2", "w1", charge_of(5, 5), 2.0)
+    assert ledger.release("r2", now=3.0) == settled  # a finally after settle changes nothing
+    with pytest.raises(UnknownRequest):
+        ledger.release("nope", now=1.0)

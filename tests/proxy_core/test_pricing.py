@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cocoon.proxy.errors import PricingError
@@ -138,6 +138,7 @@ def test_charge_rejects_inconsistent_numbers() -> None:
     assert Charge.zero().total_adjusted == 0
 
 
+@settings(deadline=None)  # the first example imports cocoon.chain
 @given(
     prompt=st.integers(0, 10**6),
     cached=st.integers(0, 10**6),

@@ -283,3 +283,14 @@ def test_load_spreads_when_fast_worker_fills() -> None:
     traffic, _, errors = simulate(profiles, duration=20.0, interval=0.1)
     assert traffic["fast"] > 0 and traffic["slow"] > 0
     assert not errors
+
+
+def test_now_defaults_to_latest_event_time() -> None:
+    reg = WorkerRegistry(SelectionPolicy(backoff_base_s=10.0))
+    reg.add(rec("w"))
+    reg.started("w", 100.0)
+    reg.finished("w", True, 10, 1.0, 101.0)
+    reg.usage_mismatch("w")  # at the worker's last event: t=101
+    assert reg.stats("w").suspended_until == 111.0
+    assert reg.statistics().suspended == 1
+    assert reg.statistics(200.0).suspended == 0

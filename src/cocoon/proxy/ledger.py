@@ -393,12 +393,44 @@ class BillingLedger:
             else:
                 if row[0] and contract and row[0] != contract:
                     raise RequestConflict(f"client {client} is bound to another contract")
-                if row[1] != price_per_token:
+                if row[1] and row[1] != price_per_token:
                     # Prices are fixed per contract; a price change means a new contract.
                     raise RequestConflict(f"client {client}'s contract has another price per token")
                 db.execute(
-                    "UPDATE clients SET contract=?, updated_at=? WHERE client=?",
-                    (contract or row[0], t, client),
+                    "UPDATE clients SET contract=?, price_per_token=?, updated_at=? WHERE client=?",
+                    (contract or row[0], price_per_token, t, client),
+                )
+            return self._client_totals(db, client)
+
+    def ensure_client(
+        self, client: str, *, now: float, credit: int = 0, contract: str = "", price_per_token: int = 0
+    ) -> ClientTotals:
+        """Register ``client`` if it is new; on local/test networks give an unfunded client ``credit`` nanoTON.
+
+        ``credit`` becomes both balance and stake, and only for a client that has no chain state yet (balance,
+        stake and charges all 0), so calling this on every connection is harmless. ``price_per_token`` 0 means
+        "not known yet": on-chain charges then free no funds (conservative) until :meth:`upsert_client` sets it.
+        """
+        client = _ident("client", client)
+        credit = _int("credit", credit)
+        contract = _ident("contract", contract, allow_empty=True)
+        price_per_token = _int("price_per_token", price_per_token, 2**40)
+        t = _time(now)
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT balance, stake, charged_tokens FROM clients WHERE client=?", (client,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO clients (client, contract, price_per_token, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (client, contract, price_per_token, t, t),
+                )
+                row = (0, 0, 0)
+            if credit and row == (0, 0, 0):
+                db.execute(
+                    "UPDATE clients SET balance=?, stake=?, updated_at=? WHERE client=?",
+                    (credit, credit, t, client),
                 )
             return self._client_totals(db, client)
 
@@ -563,6 +595,20 @@ class BillingLedger:
         t = _time(now)
         with self._tx() as db:
             return self._finish(db, request_id, worker, charge, usage, t, RequestState.FAILED)
+
+    def release(self, request_id: str, *, now: float) -> RequestRecord:
+        """Free whatever ``request_id`` still holds: a reserved request fails charging nothing; a settled or
+        failed one is returned unchanged. Meant for a ``finally`` after :meth:`settle` / :meth:`fail` may have run.
+        """
+        request_id = _ident("request_id", request_id)
+        t = _time(now)
+        with self._tx() as db:
+            record = self._request(db, request_id)
+            if record is None:
+                raise UnknownRequest(f"unknown request {request_id}")
+            if record.state is not RequestState.RESERVED:
+                return record
+            return self._finish(db, request_id, None, Charge.zero(), None, t, RequestState.FAILED)
 
     def release_stale(self, *, now: float, older_than: float) -> list[str]:
         """Fail (charging nothing) every request still reserved that was created before ``older_than``.

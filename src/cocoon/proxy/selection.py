@@ -272,6 +272,12 @@ class WorkerRegistry:
         self._duration_samples: deque[float] = deque(maxlen=policy.sample_window)
         self._ttft_hist = _Histogram(LATENCY_BUCKETS)
         self._duration_hist = _Histogram(LATENCY_BUCKETS)
+        self._latest = 0.0  # the latest ``now`` any call passed in (no clock is read here)
+
+    def _seen(self, now: float) -> float:
+        if math.isfinite(now) and now > self._latest:
+            self._latest = now
+        return now
 
     @property
     def policy(self) -> SelectionPolicy:
@@ -284,6 +290,7 @@ class WorkerRegistry:
         if not isinstance(record, WorkerRecord):
             raise TypeError("record must be a WorkerRecord")
         self._records[record.worker_id] = record
+        self._seen(record.connected_at)
         live = self._live.setdefault(record.worker_id, _Live(decayed_at=record.connected_at))
         live.last_seen = max(live.last_seen, record.connected_at)
         self._disabled.discard(record.worker_id)
@@ -361,6 +368,7 @@ class WorkerRegistry:
         exclude: frozenset[str] = frozenset(),
     ) -> WorkerRecord:
         """Pick the worker for a request, or raise NoWorkers / TooExpensive / AllBusy (see module docstring)."""
+        self._seen(now)
         matching = [
             r
             for r in self._records.values()
@@ -404,6 +412,7 @@ class WorkerRegistry:
 
     def started(self, worker_id: str, now: float) -> None:
         """A request was sent to the worker (call right after :meth:`choose`)."""
+        self._seen(now)
         live = self._live.get(worker_id)
         if live is not None:
             live.running += 1
@@ -420,6 +429,7 @@ class WorkerRegistry:
 
     def finished(self, worker_id: str, ok: bool, tokens: int, duration: float, now: float) -> None:
         """The request ended (``ok`` = a complete answer); ``tokens`` completion tokens in ``duration`` s."""
+        self._seen(now)
         live = self._live.get(worker_id)
         if live is None:
             return  # forgotten worker: nothing to learn
@@ -449,11 +459,15 @@ class WorkerRegistry:
             if live.consecutive >= p.suspend_after or live.probation:
                 self._suspend(live, now)
 
-    def usage_mismatch(self, worker_id: str, now: float) -> None:
-        """The worker reported more usage than it delivered: a severe failure, suspended at once."""
+    def usage_mismatch(self, worker_id: str, now: float | None = None) -> None:
+        """The worker reported more usage than it delivered: a severe failure, suspended at once.
+
+        ``now`` defaults to the worker's last event time (normally the :meth:`finished` call just before).
+        """
         live = self._live.get(worker_id)
         if live is None:
             return
+        now = live.last_seen if now is None else self._seen(now)
         live.decay(now, self._policy.decay_s)
         live.mismatches += 1
         live.bad += self._policy.mismatch_weight
@@ -475,8 +489,9 @@ class WorkerRegistry:
 
     # ------------------------------------------------------------ views
 
-    def stats(self, worker_id: str, now: float) -> WorkerStats:
+    def stats(self, worker_id: str, now: float | None = None) -> WorkerStats:
         """Live statistics of one worker (KeyError if it was never seen or has been forgotten)."""
+        now = self._latest if now is None else now
         live = self._live[worker_id]
         rec = self._records.get(worker_id)
         live.decay(now, self._policy.decay_s)
@@ -501,8 +516,9 @@ class WorkerRegistry:
             score=math.inf if rec is None else self._score(rec, live),
         )
 
-    def statistics(self, now: float) -> RegistryStatistics:
-        """An immutable snapshot for the operator view and metrics."""
+    def statistics(self, now: float | None = None) -> RegistryStatistics:
+        """An immutable snapshot for the operator view and metrics (``now`` defaults to the latest time seen)."""
+        now = self._latest if now is None else now
         views = []
         models: dict[str, int] = {}
         for rec in self.records():
