@@ -276,3 +276,35 @@ def inspect_cert_cmd(
         console.print(f"{policy.kind} policy: {verdict}")
     if not info["valid"]:
         raise typer.Exit(1)
+
+
+@app.command("bench")
+def bench_cmd(
+    home: Annotated[Path, typer.Option(help="Home with the simulated platform.")] = Path(
+        "~/.cocoon"
+    ).expanduser(),
+    n: Annotated[int, typer.Option(help="Samples per measurement.")] = 200,
+    quote: Annotated[Path | None, typer.Option(help="Also time this real quote…")] = None,
+    collateral: Annotated[Path | None, typer.Option(help="…with this collateral…")] = None,
+    now: Annotated[int | None, typer.Option(help="…at this time.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Measure RA-TLS handshakes with and without attestation, and quote verification time."""
+    import asyncio
+
+    from cocoon.tee.bench import bench_handshakes, bench_quote_verification
+
+    platform = sim_platform(home)
+    fixture = (quote, collateral, now) if quote and collateral and now else None
+    results = asyncio.run(bench_handshakes(platform, n=n)) + bench_quote_verification(
+        platform, n=n, fixture=fixture
+    )
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in results], indent=2))
+        return
+    table = Table(title=f"cocoon tee bench (n={n})")
+    for col in ("measurement", "median ms", "p90 ms"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.name, f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}")
+    console.print(table)
