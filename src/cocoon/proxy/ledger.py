@@ -910,8 +910,13 @@ class BillingLedger:
                 " COALESCE(SUM(stake),0), COALESCE(SUM(tokens),0) FROM clients"
             ).fetchone()
             wrow = db.execute("SELECT COUNT(*), COALESCE(SUM(earnings),0) FROM workers").fetchone()
-            names = [r[0] for r in db.execute("SELECT client FROM clients")]
-            available = sum(self._client_totals(db, n).available_nano for n in names)
+            # Python ints, not SQL: charged × price may exceed int64 and SQLite would silently go REAL.
+            available = sum(
+                max(min(bal, stake) + charged * ppt - cost - reserved, 0)
+                for bal, stake, charged, ppt, cost, reserved in db.execute(
+                    "SELECT balance, stake, charged_tokens, price_per_token, cost, reserved FROM clients"
+                )
+            )
             seqno, session, last = db.execute(
                 "SELECT seqno, session_hash, last_committed_seqno FROM state WHERE id=1"
             ).fetchone()

@@ -64,7 +64,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 class SelectionPolicy:
     """Tunables of the selection policy (see the module docstring)."""
 
-    attestation_max_age_s: float = 7200.0  # RA-TLS certs are refreshed hourly; two missed refreshes → stale
+    # Evidence older than an RA-TLS certificate may live (1 day, reference) is stale: the worker must re-attest
+    # (reconnect, or the service calls update_attestation after checking fresh evidence).
+    attestation_max_age_s: float = 86400.0
     ewma_alpha: float = 0.2
     prior_ttft_s: float = 0.5
     prior_duration_s: float = 5.0
