@@ -69,3 +69,36 @@ def test_from_config_errors(tmp_path):
     (tmp_path / "g.json").write_text('{"liteservers": []}')
     with pytest.raises(ChainError, match="no liteservers"):
         LiteChain.from_config(tmp_path / "g.json")
+
+
+def _global_config(key_b64: str) -> dict:
+    zero = {
+        "workchain": -1,
+        "shard": -9223372036854775808,
+        "seqno": 0,
+        "root_hash": "A" * 43 + "=",
+        "file_hash": "A" * 43 + "=",
+    }
+    return {
+        "liteservers": [{"ip": 2130706433, "port": 1, "id": {"@type": "pub.ed25519", "key": key_b64}}],
+        "validator": {
+            "@type": "validator.config.global",
+            "zero_state": zero,
+            "init_block": zero,
+            "hardforks": [],
+        },
+    }
+
+
+def test_from_config_builds_a_balancer(tmp_path):
+    pytest.importorskip("pytoniq")
+    from cocoon.chain import KeyPair
+
+    good = tmp_path / "global.config.json"
+    good.write_text(json.dumps(_global_config(base64.b64encode(KeyPair.generate().public).decode())))
+    chain = LiteChain.from_config(good)
+    assert type(chain._client).__name__ == "LiteBalancer"  # built, not started: no network touched
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_global_config("not base64!")))
+    with pytest.raises(ChainError, match="bad global config"):
+        LiteChain.from_config(bad)

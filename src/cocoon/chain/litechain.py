@@ -63,7 +63,11 @@ class LiteChain:
             from pytoniq import LiteBalancer  # type: ignore[import-not-found]
         except ImportError as exc:
             raise ChainError("LiteChain needs the optional package `pytoniq` (pip install pytoniq)") from exc
-        return cls(LiteBalancer.from_config(config, trust_level=trust_level))
+        try:
+            client = LiteBalancer.from_config(config, trust_level=trust_level)
+        except Exception as exc:  # pytoniq raises KeyError/ValueError/nacl errors on bad entries
+            raise ChainError(f"bad global config {path}: {exc}") from exc
+        return cls(client)
 
     async def _ready(self) -> None:
         if self._closed:
