@@ -52,12 +52,15 @@ async def start_http_server(
     sock.bind((host, port))
     sock.listen(512)
     sock.setblocking(False)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=3
+    )
     if ssl_context is not None:
         config.load()
         config.ssl = ssl_context
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # The service that owns this server decides about signals; uvicorn must not take them over.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{host}:{port}")
     while not server.started:
         if task.done():

@@ -36,7 +36,7 @@ class LocalNetworkConfig:
     proxy_client_port: int = 11002
     proxy_stats_port: int = 11000
     worker_health_port: int = 12000  # worker i listens on this + i (0 = any free port)
-    engine: EngineSettings = field(default_factory=EngineSettings)
+    engine: EngineSettings = field(default_factory=lambda: EngineSettings())
     tee_backend: str = "sim"
     coefficients: tuple[int, ...] = (1000,)
     daily_budget_nano: int = 0

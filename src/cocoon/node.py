@@ -8,6 +8,7 @@ role, so proxies and workers have different image hashes, exactly as different V
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -105,10 +106,10 @@ class NodeTrust:
         self.identity = self.identity.rotated(now)
         return True
 
-    def server_context(self):  # type: ignore[no-untyped-def]
+    def server_context(self) -> ssl.SSLContext:
         return self.identity.server_context()
 
-    def client_context(self):  # type: ignore[no-untyped-def]
+    def client_context(self) -> ssl.SSLContext:
         return self.identity.client_context()
 
     def verify_peer(self, cert_der: bytes) -> tee.PeerAttestation:

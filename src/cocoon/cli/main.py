@@ -20,6 +20,7 @@ from rich.console import Console
 
 from cocoon import __version__
 from cocoon.errors import CocoonError
+from cocoon.localnet import LocalNetwork, LocalNetworkConfig
 
 __all__ = ["app", "main"]
 
@@ -66,8 +67,9 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-def _network_config(home: Path, workers: int, ephemeral: bool, model: Path | None, engine_url: str | None):  # type: ignore[no-untyped-def]
-    from cocoon.localnet import LocalNetworkConfig
+def _network_config(
+    home: Path, workers: int, ephemeral: bool, model: Path | None, engine_url: str | None
+) -> LocalNetworkConfig:
     from cocoon.worker import EngineSettings
 
     engine = EngineSettings(kind="http", url=engine_url) if engine_url else EngineSettings(model_path=model)
@@ -76,9 +78,7 @@ def _network_config(home: Path, workers: int, ephemeral: bool, model: Path | Non
     return LocalNetworkConfig(home=home, workers=workers, engine=engine)
 
 
-async def _start_network(config):  # type: ignore[no-untyped-def]
-    from cocoon.localnet import LocalNetwork
-
+async def _start_network(config: LocalNetworkConfig) -> LocalNetwork:
     with console.status("starting the local network") as status:
         network = LocalNetwork(config, on_step=lambda step: status.update(step))
         await network.start()

@@ -46,8 +46,8 @@ class SseHoldback:
         self._buffer += data
         if len(self._buffer) > _MAX_EVENT:
             # Not SSE as we know it: stop interpreting and pass everything through.
-            out, self._buffer = self._buffer, b""
-            return out
+            passthrough, self._buffer = self._buffer, b""
+            return passthrough
         out = bytearray()
         while True:
             sep = self._buffer.find(b"\n\n")

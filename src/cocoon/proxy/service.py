@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -19,14 +20,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from cocoon import net, wire
-from cocoon.inference import UsageMeter
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust, make_policy
 from cocoon.proxy import errors as perr
 from cocoon.proxy.config import ProxyConfig
 from cocoon.proxy.ledger import BillingLedger
-from cocoon.proxy.metering import UsageAudit
-from cocoon.proxy.pricing import PriceParams, TokenCounts, price, reservation
+from cocoon.proxy.metering import RelayTally, UsageAudit
+from cocoon.proxy.metrics import stats_json
+from cocoon.proxy.pricing import Charge, PriceParams, TokenCounts, price, reservation
 from cocoon.proxy.selection import WorkerRecord, WorkerRegistry
 from cocoon.receipt import sign_proxy_part
 
@@ -49,6 +50,7 @@ class Proxy:
         self.registry = WorkerRegistry()
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
+        self.audit = UsageAudit()
         self._worker_links: dict[str, net.NodeConnection] = {}
         self._client_links: dict[int, net.NodeConnection] = {}
         self._worker_owner: dict[str, str] = {}  # worker id → payee (owner address)
@@ -177,8 +179,8 @@ class Proxy:
             max_active=-(-max_active // proxy_count),
             gpu_class=str(info.get("gpu_class", "unknown")),
             region=str(info.get("region", "unknown")),
-            image_hash=getattr(conn.peer.attestation, "image_hash", None) or b"",
-            model_hash=model_hash,
+            image_hash=(getattr(conn.peer.attestation, "image_hash", None) or b"").hex(),
+            model_hash=model_hash.hex(),
             attested_at=time.time(),
             connected_at=time.time(),
         )
@@ -245,7 +247,7 @@ class Proxy:
         now = time.time()
         try:
             reserve = reservation(request.max_tokens, len(request.body), request.max_coefficient, self.params)
-            self.ledger.reserve(request_key, client, reserve, now)
+            self.ledger.reserve(request_key, client, reserve, now, model=request.model)
         except perr.ProxyError as exc:
             self.counters["rejected"] += 1
             await stream.send_error(_wire_code(exc), str(exc))
@@ -260,8 +262,8 @@ class Proxy:
                 await stream.send_error(wire.ErrorCode.TIMEOUT, "request timed out in the proxy")
         finally:
             if not settled:
-                # Nothing (or only a partial, already metered answer) was billed: release the rest.
-                self.ledger.release(request_key)
+                # Nothing was delivered: release the reservation, charge nothing.
+                self.ledger.fail(request_key, None, now=time.time())
 
     async def _route(self, stream: net.IncomingStream, client: str, request_key: str) -> bool:
         request = stream.request
@@ -345,12 +347,12 @@ class Proxy:
         assert isinstance(first, wire.ResponseHead)
         self.registry.first_byte(record.worker_id, time.monotonic() - started)
         await stream.send_head(first.status, first.headers)
-        meter = UsageMeter()
+        tally = RelayTally()
         final: wire.Message | None = None
         try:
             async for event in out:
                 if isinstance(event, wire.ResponseChunk):
-                    meter.feed(event.data)
+                    tally.feed(event.data)
                     await stream.send_chunk(event.data)
                 else:
                     final = event
@@ -360,16 +362,14 @@ class Proxy:
             self.counters["cancelled"] += 1
             with contextlib.suppress(Exception):
                 await asyncio.shield(out.cancel("client cancelled"))
-            self._settle(request_key, client, record, meter, None, delivered_only=True)
+            self._settle(request_key, record, tally, None)
             raise
         except net.NetError as exc:
             final = None
             log.info("worker %s lost mid-stream: %r", record.worker_id, exc)
         duration = time.monotonic() - started
         if isinstance(final, wire.ResponseEnd):
-            charge, over_reported = self._settle(
-                request_key, client, record, meter, final.usage, delivered_only=False
-            )
+            charge, over_reported = self._settle(request_key, record, tally, final.usage)
             self.registry.finished(
                 record.worker_id,
                 ok=True,
@@ -402,53 +402,57 @@ class Proxy:
             await stream.send_end(final.usage, meta)
             return True
         # Broken after the first byte: the client pays only what it received.
-        self._settle(request_key, client, record, meter, None, delivered_only=True)
+        self._settle(request_key, record, tally, None)
         self.registry.finished(record.worker_id, ok=False, tokens=0, duration=duration, now=time.time())
         self.counters["failed"] += 1
         message = (
             final.message if isinstance(final, wire.StreamError) else "worker connection lost mid-answer"
         )
         with contextlib.suppress(Exception):
-            await stream.send_error(wire.ErrorCode.UNAVAILABLE, message, usage=_delivered_usage(meter))
+            await stream.send_error(wire.ErrorCode.UNAVAILABLE, message, usage=_delivered_usage(tally))
         return True
 
     def _settle(
-        self,
-        request_key: str,
-        client: str,
-        record: WorkerRecord,
-        meter: UsageMeter,
-        reported: wire.Usage | None,
-        *,
-        delivered_only: bool,
-    ) -> tuple[Any, bool]:
+        self, request_key: str, record: WorkerRecord, tally: RelayTally, reported: wire.Usage | None
+    ) -> tuple[Charge, bool]:
+        """Price and durably record one request before the answer is released.
+
+        A finished answer is billed at the worker's reported usage, capped by what was actually relayed
+        (an over-reporting worker is caught and loses reputation). A cut-off answer (worker lost, app
+        gone) is billed only for what was delivered: one completion token per relayed delta, no prompt.
+        """
         assert self.ledger is not None
-        delivered = _delivered_usage(meter)
-        if delivered_only or reported is None:
-            billable, over = delivered, False
-        else:
-            audit = UsageAudit.check(
-                claimed=_counts(reported),
-                relayed_text_chars=meter.content_chars,
-                relayed_deltas=meter.data_events,
-            )
-            billable, over = _wire_from_counts(audit.billable), audit.over_reported
-        charge = price(_counts(billable), record.coefficient, self.params)
+        tally.finish()
         owner = self._worker_owner.get(record.worker_id, record.worker_id)
-        self.ledger.settle(request_key, owner, charge, time.time())
-        return charge, over
+        now = time.time()
+        if reported is None:
+            usage = _counts(_delivered_usage(tally))
+            charge = price(usage, record.coefficient, self.params)
+            self.ledger.fail(request_key, charge, worker=owner, now=now, usage=usage)
+            return charge, False
+        audit = self.audit.check(_counts(reported), tally, request_bytes=None)
+        charge = price(audit.billable, record.coefficient, self.params)
+        self.ledger.settle(request_key, owner, charge, now, usage=audit.billable)
+        return charge, audit.over_reported
 
     def statistics(self) -> dict[str, Any]:
         assert self.ledger is not None
-        return {
-            "state": self.state.value,
-            "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
-            "workers": self.registry.statistics(),
-            "clients": len(self._client_links),
-            "requests": dict(self.counters),
-            "ledger": self.ledger.statistics(),
-            "models": self.models(),
-        }
+        out = stats_json(
+            self.ledger.statistics(),
+            self.registry.statistics(time.time()),
+            clients=self.ledger.clients(),
+            worker_totals=self.ledger.workers(),
+        )
+        out.update(
+            {
+                "state": self.state.value,
+                "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
+                "clients_connected": len(self._client_links),
+                "requests": dict(self.counters),
+                "models": self.models(),
+            }
+        )
+        return out
 
 
 def _counts(usage: wire.Usage) -> TokenCounts:
@@ -460,24 +464,9 @@ def _counts(usage: wire.Usage) -> TokenCounts:
     )
 
 
-def _wire_from_counts(counts: TokenCounts) -> wire.Usage:
-    return wire.Usage(
-        prompt_tokens=counts.prompt,
-        cached_tokens=counts.cached,
-        completion_tokens=counts.completion,
-        reasoning_tokens=counts.reasoning,
-    )
-
-
-def _delivered_usage(meter: UsageMeter) -> wire.Usage:
-    """What a cut-off answer delivered: its usage if the engine sent one, else one token per delta."""
-    partial = meter.partial_usage()
-    return wire.Usage(
-        prompt_tokens=partial.prompt_tokens,
-        cached_tokens=partial.cached_tokens,
-        completion_tokens=partial.completion_tokens,
-        reasoning_tokens=partial.reasoning_tokens,
-    )
+def _delivered_usage(tally: RelayTally) -> wire.Usage:
+    """What a cut-off answer delivered: one completion token per non-empty delta relayed."""
+    return wire.Usage(prompt_tokens=0, cached_tokens=0, completion_tokens=tally.deltas, reasoning_tokens=0)
 
 
 def _wire_code(exc: perr.ProxyError) -> wire.ErrorCode:
@@ -533,7 +522,7 @@ class _ClientSide:
             return {"models": proxy.models()}
         if method == "balance":
             assert proxy.ledger is not None
-            return proxy.ledger.client_totals(proxy.client_id(conn))
+            return dataclasses.asdict(proxy.ledger.client_totals(proxy.client_id(conn)))
         if method == "attestation":
             return {
                 "proxy": {
@@ -544,8 +533,8 @@ class _ClientSide:
                     {
                         "worker_id": r.worker_id,
                         "model": r.model,
-                        "image_hash": r.image_hash.hex(),
-                        "model_hash": r.model_hash.hex(),
+                        "image_hash": r.image_hash,
+                        "model_hash": r.model_hash,
                         "attestation": _attestation_json(proxy._worker_links.get(r.worker_id)),
                     }
                     for r in proxy.registry.records()

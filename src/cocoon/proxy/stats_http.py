@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -26,7 +27,9 @@ def build_stats_app(proxy: Proxy) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        registry = build_registry(proxy.statistics())
+        assert proxy.ledger is not None
+        ledger = proxy.ledger
+        registry = build_registry(ledger.statistics, lambda: proxy.registry.statistics(time.time()))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
