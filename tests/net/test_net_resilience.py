@@ -284,3 +284,19 @@ async def _serve(node: Node, handler: Recorder, port: int) -> net.Server:
         handler=handler,
         config=FAST,
     )
+
+
+async def test_accept_loop_failure_surfaces_on_close(
+    proxy_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def broken(sock: socket.socket) -> tuple[socket.socket, Any]:
+        raise OSError(errno.EINVAL, "listener broken")
+
+    monkeypatch.setattr(loop, "sock_accept", broken)
+    server = await _serve(proxy_node, Recorder(), 0)
+    await asyncio.sleep(0.05)
+    with pytest.raises(BaseExceptionGroup) as info:
+        await server.aclose()
+    assert info.group_contains(OSError)  # type: ignore[attr-defined]

@@ -108,3 +108,13 @@ def test_diagram_comes_from_tables() -> None:
     text = render_diagram()
     assert "hello_sent --> open: HelloAck" in text
     assert "streaming --> closed: ResponseEnd" in text
+
+
+def test_committed_diagram_is_current() -> None:
+    from pathlib import Path
+
+    import cocoon.wire
+
+    doc = (Path(cocoon.wire.__file__).parent / "STATES.md").read_text()
+    for section in render_diagram().split("\n\n"):
+        assert section.strip() in doc

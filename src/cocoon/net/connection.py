@@ -27,6 +27,7 @@ from cocoon.net.errors import (
     QueryFailed,
     TooBusy,
     map_exceptions,
+    translate,
 )
 from cocoon.net.handler import Handler, PeerInfo
 from cocoon.net.streams import IncomingStream, OutgoingStream
@@ -40,6 +41,7 @@ log = logging.getLogger("cocoon.net")
 Verifier = Callable[[bytes], object]
 _ids = itertools.count(1)  # process-unique connection ids, like object ids (not application state)
 _NOTIFY_QUEUE = 256
+_FLUSH_AT = 64 * 1024  # buffered frame bytes that force a flush before waiting for the transport
 _ACTIVE = (wire.StreamState.OPEN, wire.StreamState.STREAMING)
 
 
@@ -85,6 +87,9 @@ class NodeConnection:
         self._slot_free = asyncio.Event()
         self._ready = asyncio.Event()  # on_connect done: handler callbacks may run
         self._done = asyncio.Event()  # fully closed and released
+        self._outbuf: list[bytes] = []
+        self._outbuf_size = 0
+        self._flush_scheduled = False
         self._tg: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
@@ -187,6 +192,7 @@ class NodeConnection:
                     with contextlib.suppress(NetError, TimeoutError):
                         async with asyncio.timeout(self.config.close_timeout):
                             await self._send(wire.Goodbye(reason=reason[:MAX_TEXT]), closing=True)
+                self._flush()
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self.config.close_timeout):
                         await self._transport.aclose()
@@ -230,21 +236,50 @@ class NodeConnection:
             raise LinkClosed("the connection is closed")
 
     def _write(self, msg: wire.Message) -> None:
-        """Frame and buffer one message (atomic: no await between the state change and the write)."""
+        """Frame and buffer one message (atomic: no await between the state change and the write).
+
+        Frames written in the same loop iteration are coalesced into one TLS write (``_flush`` runs
+        via ``call_soon``, or at once past ``_FLUSH_AT`` bytes in ``_drain``).
+        """
         try:
-            with map_exceptions():
-                self._transport.write(self._wire.send(msg))
-        except NetError as exc:
-            self._break(exc)
-            raise
+            data = self._wire.send(msg)
+        except wire.WireError as exc:
+            error = ConnectionLost(f"protocol error on send: {exc}")
+            self._break(error)
+            raise error from exc
+        self._outbuf.append(data)
+        self._outbuf_size += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outbuf:
+            return
+        data = b"".join(self._outbuf) if len(self._outbuf) > 1 else self._outbuf[0]
+        self._outbuf.clear()
+        self._outbuf_size = 0
+        if self._error is not None:
+            return
+        try:
+            self._transport.write(data)
+        except Exception as exc:
+            self._break(translate(exc) or ConnectionLost(f"write failed: {exc!r}"))
 
     async def _drain(self) -> None:
+        if self._outbuf_size >= _FLUSH_AT:
+            self._flush()
+        if self._error is not None:
+            raise ConnectionLost(str(self._error)) from self._error
         try:
-            with map_exceptions():
-                await self._transport.drain()
-        except NetError as exc:
-            self._break(exc)
-            raise
+            await self._transport.drain()
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            self._break(error)
+            raise error from exc
 
     async def _send(self, msg: wire.Message, *, closing: bool = False) -> None:
         if not closing:
@@ -281,15 +316,20 @@ class NodeConnection:
     async def _next_event(self) -> wire.Message | wire.ConnectionClosed:
         """The next message, reading from the transport as needed."""
         while True:
-            with map_exceptions():
+            try:
                 event = self._wire.next_event()
-            if event is not wire.NEED_DATA:
-                assert not isinstance(event, type)
-                return event
-            with map_exceptions():
-                data = await self._transport.receive()
-            self._last_received = self._loop.time()
-            self._wire.receive_data(data)
+                if event is wire.NEED_DATA:
+                    data = await self._transport.receive()
+                    self._last_received = self._loop.time()
+                    self._wire.receive_data(data)
+                    continue
+            except Exception as exc:
+                error = translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
+            assert not isinstance(event, type)
+            return event
 
     async def _read_loop(self) -> None:
         while True:
@@ -610,3 +650,4 @@ async def _refuse(conn: NodeConnection, reason: str) -> None:
     with contextlib.suppress(NetError, TimeoutError):
         async with asyncio.timeout(conn.config.close_timeout):
             await conn._send(wire.Goodbye(reason=reason[:MAX_TEXT]))
+    conn._flush()  # hand it to the socket now: the transport is aborted right after

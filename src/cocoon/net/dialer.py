@@ -120,11 +120,19 @@ class Dialer:
         while True:
             if self._closing:
                 raise LinkClosed("this Dialer is closed")
+            self._raise_if_crashed()
             conn = self.connection
             if conn is not None and not conn.closed:
                 return conn
             self._changed.clear()
             await self._changed.wait()
+
+    def _raise_if_crashed(self) -> None:
+        runner = self._runner
+        if runner is not None and runner.done() and not runner.cancelled():
+            exc = runner.exception()
+            if exc is not None:
+                raise exc
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -155,7 +163,7 @@ class Dialer:
                     handler=self._handler,
                     config=self.config,
                 )
-            except NetError as exc:
+            except NetError as exc:  # anything else is a bug: it ends the runner and surfaces
                 failures += 1
                 self.last_error = exc
                 log.info("dial %s:%d failed (%s); attempt %d", self.host, self.port, exc, failures)
@@ -185,6 +193,7 @@ class Dialer:
             conn, self.connection = self.connection, None
             if conn is not None:
                 await conn.aclose("dialer closed")
+        self._raise_if_crashed()
 
     async def __aenter__(self) -> Dialer:
         await self.start()

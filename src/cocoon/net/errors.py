@@ -36,6 +36,7 @@ __all__ = [
     "StreamCancelled",
     "TooBusy",
     "map_exceptions",
+    "translate",
 ]
 
 
@@ -80,27 +81,36 @@ class QueryFailed(NetError):
         self.message = message
 
 
+def translate(exc: BaseException, *, connecting: bool = False) -> NetError | None:
+    """The NetError for a lower exception, or None if it is not ours to translate."""
+    if isinstance(exc, NetError):
+        return exc
+    if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
+        return NetTimeout(f"timed out: {exc}" if str(exc) else "timed out")
+    if isinstance(exc, ssl.SSLError):  # before OSError too
+        if connecting:
+            return HandshakeRefused(f"TLS handshake failed: {exc}")
+        return ConnectionLost(f"TLS error: {exc}")
+    if isinstance(exc, OSError | EOFError | asyncio.IncompleteReadError):
+        detail = f"{type(exc).__name__}: {exc}"
+        return ConnectError(detail) if connecting else ConnectionLost(detail)
+    if isinstance(exc, WireError):
+        return ConnectionLost(f"protocol error: {exc}")
+    return None
+
+
 @contextlib.contextmanager
 def map_exceptions(*, connecting: bool = False) -> Iterator[None]:
-    """Translate lower exceptions into :class:`NetError`s.
+    """Translate lower exceptions into :class:`NetError`s (see :func:`translate`), chained.
 
     ``connecting`` picks the family for transport failures: while a link is being made they mean
     :class:`ConnectError` (TLS failures: :class:`HandshakeRefused`); afterwards :class:`ConnectionLost`.
+    ``CancelledError`` and programming errors pass through untouched.
     """
     try:
         yield
-    except NetError:
-        raise
-    except TimeoutError as exc:  # before OSError: TimeoutError is one
-        raise NetTimeout(f"timed out: {exc}" if str(exc) else "timed out") from exc
-    except ssl.SSLError as exc:  # before OSError too
-        if connecting:
-            raise HandshakeRefused(f"TLS handshake failed: {exc}") from exc
-        raise ConnectionLost(f"TLS error: {exc}") from exc
-    except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        if connecting:
-            raise ConnectError(detail) from exc
-        raise ConnectionLost(detail) from exc
-    except WireError as exc:
-        raise ConnectionLost(f"protocol error: {exc}") from exc
+    except Exception as exc:
+        mapped = translate(exc, connecting=connecting)
+        if mapped is None or mapped is exc:
+            raise
+        raise mapped from exc

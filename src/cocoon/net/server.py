@@ -96,6 +96,9 @@ class Server:
                     self._runner.cancel()
         if self._runner is not None:
             await asyncio.wait([self._runner])
+            failure = None if self._runner.cancelled() else self._runner.exception()
+            if failure is not None:
+                raise failure  # the accept loop died of a non-overload error
 
     async def __aenter__(self) -> Server:
         return self

@@ -10,6 +10,8 @@ __all__ = ["ErrorCode", "Role"]
 class Role(enum.Enum):
     """What a node is; announced in :class:`~cocoon.wire.messages.Hello`."""
 
+    __hash__ = object.__hash__  # identity hash in C (members are singletons)
+
     CLIENT = "client"
     PROXY = "proxy"
     WORKER = "worker"

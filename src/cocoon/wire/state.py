@@ -43,6 +43,8 @@ __all__ = [
 
 
 class Side(enum.Enum):
+    __hash__ = object.__hash__  # identity hash in C: these key the hot transition tables
+
     DIALER = "dialer"  # opened the transport; owns odd stream ids
     ACCEPTOR = "acceptor"  # accepted it; owns even stream ids
 
@@ -52,6 +54,8 @@ class Side(enum.Enum):
 
 
 class SideState(enum.Enum):
+    __hash__ = object.__hash__  # identity hash in C: these key the hot transition tables
+
     IDLE = "idle"  # has sent nothing
     HELLO_SENT = "hello_sent"  # has sent Hello, not yet open
     OPEN = "open"  # handshake done, may send anything
@@ -62,6 +66,8 @@ class SideState(enum.Enum):
 class ConnState(enum.Enum):
     """The connection as a whole, derived from both sides."""
 
+    __hash__ = object.__hash__  # identity hash in C: these key the hot transition tables
+
     HANDSHAKE = "handshake"  # at least one side is not open yet
     OPEN = "open"  # both sides open
     CLOSING = "closing"  # one side said Goodbye
@@ -70,11 +76,15 @@ class ConnState(enum.Enum):
 
 
 class StreamRole(enum.Enum):
+    __hash__ = object.__hash__  # identity hash in C: these key the hot transition tables
+
     OPENER = "opener"
     RESPONDER = "responder"
 
 
 class StreamState(enum.Enum):
+    __hash__ = object.__hash__  # identity hash in C: these key the hot transition tables
+
     IDLE = "idle"  # not opened (yet)
     OPEN = "open"  # Request sent, no head yet
     STREAMING = "streaming"  # head sent, chunks may follow
