@@ -70,6 +70,8 @@ def test_tree() -> None:
 def test_config_validates() -> None:
     with pytest.raises(ValueError, match="idle_timeout"):
         net.NetConfig(ping_interval=5, idle_timeout=5)
+    with pytest.raises(ValueError, match="stall_timeout"):
+        net.NetConfig(stall_timeout=40)
     with pytest.raises(ValueError, match="connect_timeout"):
         net.NetConfig(connect_timeout=0)
     with pytest.raises(ValueError, match="max_version"):

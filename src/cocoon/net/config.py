@@ -65,6 +65,9 @@ class NetConfig:
                 raise ValueError(f"NetConfig.{name} must be a positive number of seconds, got {value!r}")
         if self.idle_timeout <= self.ping_interval:
             raise ValueError("NetConfig.idle_timeout must be longer than ping_interval")
+        if self.stall_timeout >= self.idle_timeout:
+            # A reader stalled on one stream stops all reading; it must give up before the link does.
+            raise ValueError("NetConfig.stall_timeout must be shorter than idle_timeout")
         if self.backoff_max < self.backoff_initial:
             raise ValueError("NetConfig.backoff_max must be >= backoff_initial")
         if self.stream_buffer < 1 or self.max_streams < 1:
