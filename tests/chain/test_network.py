@@ -263,3 +263,26 @@ async def test_lean_tx_reader_agrees_with_full_tlb_parse(world):
         if full.in_msg is not None and full.in_msg.is_internal:
             assert rec.value_in == full.in_msg.info.value.grams and rec.bounced_in == full.in_msg.info.bounced
             assert rec.fwd_fee_in == full.in_msg.info.fwd_fee
+
+
+async def test_local_network_handles_open_everything(tmp_path):
+    chain = LocalChain(tmp_path / "n.sqlite")
+    h = await net.bootstrap_local_network(
+        chain,
+        owner=KeyPair.generate(),
+        proxy_image_hashes=[],
+        worker_image_hashes=[],
+        model_hashes=[],
+        proxy_addresses=["127.0.0.1:1"],
+    )
+    proxy_key, proxy_wallet, client_key = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    psc = await h.open_proxy(proxy_key, proxy_wallet)
+    assert await h.open_proxy(proxy_key, proxy_wallet) == psc  # idempotent
+    csc = await h.open_client(client_key, psc, proxy_key.public, amount=5 * TON)
+    assert parse_proxy_state((await chain.get_account(psc)).data).stake == h.config.min_proxy_stake
+    w = h.wallet(client_key)
+    assert await w.seqno() >= 1
+    assert await w.wait_seqno_above(0, poll_s=0) >= 1
+    worker = h.worker_contract(w.address, psc, proxy_key.public)
+    assert worker.address != csc
+    chain.close()

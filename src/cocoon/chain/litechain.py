@@ -60,7 +60,7 @@ class LiteChain:
         if not isinstance(config, dict) or not config.get("liteservers"):
             raise ChainError(f"{path} has no liteservers")
         try:
-            from pytoniq import LiteBalancer  # type: ignore[import-not-found]
+            from pytoniq import LiteBalancer  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:
             raise ChainError("LiteChain needs the optional package `pytoniq` (pip install pytoniq)") from exc
         try:

@@ -311,7 +311,8 @@ async def post_signed(
 
 @dataclass(frozen=True, slots=True)
 class LocalNetworkHandles:
-    """What ``cocoon up`` needs after bootstrapping a LocalChain."""
+    """What ``cocoon up`` needs after bootstrapping a LocalChain: the chain, the root owner's wallet,
+    the root, its config, and one-call helpers that fund wallets from the faucet and open contracts."""
 
     chain: Chain
     owner: WalletClient
@@ -320,6 +321,45 @@ class LocalNetworkHandles:
 
     def wallet(self, key: KeyPair) -> WalletClient:
         return WalletClient(self.chain, Wallet(key))
+
+    async def fund(self, address: Address, amount: int) -> None:
+        faucet = getattr(self.chain, "faucet", None)
+        if faucet is None:
+            raise ChainError("this chain has no faucet")
+        await faucet(address, amount)
+
+    async def funded_wallet(self, key: KeyPair, amount: int = 100 * TON) -> WalletClient:
+        """The wallet of ``key``, topped up from the faucet to at least ``amount``."""
+        w = self.wallet(key)
+        have = await w.balance()
+        if have < amount:
+            await self.fund(w.address, amount - have)
+        return w
+
+    async def open_proxy(
+        self, proxy_key: KeyPair, wallet_key: KeyPair, *, stake: int | None = None
+    ) -> Address:
+        """Proxy contract for ``proxy_key`` under the current params, owned by ``wallet_key``'s wallet."""
+        params = self.config.params
+        stake = params.min_proxy_stake if stake is None else stake
+        w = await self.funded_wallet(wallet_key, stake + 10 * TON)
+        c = proxy_contract(w.address, proxy_key.public, self.root, params)
+        if not (await self.chain.get_account(c.address)).active:
+            await open_proxy_contract(w, proxy_key.public, self.root, params, stake=stake)
+        return c.address
+
+    async def open_client(
+        self, wallet_key: KeyPair, proxy_sc: Address, proxy_public_key: bytes, *, amount: int
+    ) -> Address:
+        """Client contract of ``wallet_key``'s wallet with that proxy, topped up with ``amount``."""
+        w = await self.funded_wallet(wallet_key, amount + 10 * TON)
+        return await open_client_contract(w, proxy_sc, proxy_public_key, self.config.params, amount=amount)
+
+    def worker_contract(
+        self, worker_owner: Address, proxy_sc: Address, proxy_public_key: bytes
+    ) -> Deployable:
+        """Worker contract address and StateInit (its first payout deploys it)."""
+        return worker_contract(worker_owner, proxy_sc, proxy_public_key, self.config.params)
 
 
 async def bootstrap_local_network(

@@ -8,6 +8,7 @@ most 4 messages; the signature covers the hash of the cell after the signature.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 
@@ -181,6 +182,15 @@ class WalletClient:
         if not acc.active or acc.data is None:
             return 0
         return int(acc.data.begin_parse().load_uint(32))
+
+    async def wait_seqno_above(self, seqno: int, *, poll_s: float = 1.0) -> int:
+        """Wait until the wallet's seqno exceeds ``seqno`` (a real chain confirms sends later);
+        wrap in ``asyncio.timeout`` to bound it."""
+        while True:
+            current = await self.seqno()
+            if current > seqno:
+                return current
+            await asyncio.sleep(poll_s)  # a remote chain: polling is all a liteserver offers
 
     async def send(self, messages: list[OutMsg]) -> list[TxRecord]:
         acc = await self.chain.get_account(self.address)
