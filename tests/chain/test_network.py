@@ -286,3 +286,38 @@ async def test_local_network_handles_open_everything(tmp_path):
     worker = h.worker_contract(w.address, psc, proxy_key.public)
     assert worker.address != csc
     chain.close()
+
+
+async def test_get_methods_of_every_contract(world):
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=3 * TON
+    )
+    await net.post_signed(world.client, sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=42))
+    state, balance, stake, used, _unlock, _secret = await world.chain.run_get_method(sc, "get_client_state")
+    assert (state, balance, stake, used) == (
+        0,
+        3 * TON - 42 * world.params.price_per_token,
+        world.params.min_client_stake,
+        42,
+    )
+    p = await world.chain.run_get_method(world.proxy_sc, "get_proxy_state")
+    assert p[1] == 42 * world.params.price_per_token and p[2] == world.params.min_proxy_stake
+    wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
+    await net.post_signed(
+        world.worker,
+        sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=5),
+        state_init=wc.state_init,
+    )
+    assert await world.chain.run_get_method(wc.address, "get_worker_state") == [0, 5]
+    params_cell = (await world.chain.run_get_method(world.root, "get_cur_params"))[0]
+    from cocoon.chain.messages import Params
+
+    assert Params.from_cell(params_cell) == world.params
+    from cocoon.chain import AccountNotFound
+
+    with pytest.raises(AccountNotFound):
+        await world.chain.run_get_method(net.Address("0:" + "99" * 32), "seqno")
+    from cocoon.chain import GetMethodError
+
+    with pytest.raises(GetMethodError):
+        await world.chain.run_get_method(world.root, "no_such_method")

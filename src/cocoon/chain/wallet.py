@@ -12,9 +12,11 @@ import asyncio
 import secrets
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pytoniq_core.crypto.keys import mnemonic_new, mnemonic_to_private_key
+from pytoniq_core.crypto.keys import mnemonic_is_valid, mnemonic_new, mnemonic_to_private_key
 
 from cocoon.chain._ton import (
     Address,
@@ -73,11 +75,22 @@ class KeyPair:
 
     @classmethod
     def from_mnemonic(cls, words: list[str]) -> KeyPair:
+        if not mnemonic_is_valid(list(words)):
+            raise ChainError("not a valid TON mnemonic")
         try:
             _pub, priv = mnemonic_to_private_key(words)
         except Exception as exc:
             raise ChainError(f"bad mnemonic: {exc}") from exc
         return cls.from_seed(bytes(priv[:32]))
+
+    @classmethod
+    def from_sealed_key(cls, sealed_key: bytes, name: str = "cocoon/ton-wallet") -> KeyPair:
+        """A key derived from a TEE's sealed persistent secret (``cocoon.tee`` seal protocol): the same
+        image gets the same wallet across restarts. HKDF-SHA256, ``name`` as info."""
+        if len(sealed_key) < 16:
+            raise ChainError("sealed key is too short")
+        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=name.encode()).derive(sealed_key)
+        return cls.from_seed(seed)
 
     @staticmethod
     def new_mnemonic() -> list[str]:
