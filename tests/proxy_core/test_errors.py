@@ -79,6 +79,7 @@ def test_public_names_are_pinned() -> None:
         "LedgerStatistics",
         "RequestRecord",
         "RequestState",
+        "Settlement",
         "WorkerTotals",
     }
     assert set(selection.__all__) == {

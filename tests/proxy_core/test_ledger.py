@@ -21,7 +21,7 @@ from cocoon.proxy.errors import (
     UnknownAccount,
     UnknownRequest,
 )
-from cocoon.proxy.ledger import BillingLedger, RequestState
+from cocoon.proxy.ledger import BillingLedger, RequestState, Settlement
 from cocoon.proxy.pricing import Charge, TokenCounts
 
 from .helpers import PARAMS, TON, charge_of, funded_ledger
@@ -362,3 +362,75 @@ def test_release_frees_only_what_is_held(ledger: BillingLedger) -> None:
     assert ledger.release("r2", now=3.0) == settled  # a finally after settle changes nothing
     with pytest.raises(UnknownRequest):
         ledger.release("nope", now=1.0)
+
+
+def test_settle_many_is_one_commit_with_per_item_outcomes(ledger: BillingLedger) -> None:
+    for i in range(4):
+        ledger.reserve(f"r{i}", "alice", 10**6, 1.0)
+    ledger.settle("r3", "w1", charge_of(1, 1), 1.5)
+    c = charge_of(10, 10)
+    items = [
+        Settlement("r0", "w1", c),
+        Settlement("r1", "w2", charge_of(5, 0), ok=False),
+        Settlement("nope", "w1", c),  # unknown
+        Settlement("r3", "w1", charge_of(1, 1)),  # replay: no-op
+        Settlement("r3", "w1", c),  # conflicting replay
+        Settlement("r2", None, c),  # a settled request needs its worker
+        "junk",  # type: ignore[list-item]
+        Settlement("r2", None, Charge.zero(), ok=False),  # released, nothing charged
+    ]
+    out = ledger.settle_many(items, 2.0)
+    assert [type(x).__name__ for x in out] == [
+        "RequestRecord",
+        "RequestRecord",
+        "UnknownRequest",
+        "RequestRecord",
+        "RequestConflict",
+        "LedgerInputError",
+        "LedgerInputError",
+        "RequestRecord",
+    ]
+    totals = ledger.client_totals("alice")
+    assert totals.tokens == c.total_adjusted + charge_of(5, 0).total_adjusted + charge_of(1, 1).total_adjusted
+    assert totals.reserved_nano == 0
+    assert ledger.request("r1").state is RequestState.FAILED  # type: ignore[union-attr]
+    assert ledger.worker_totals("w2").earnings_nano == charge_of(5, 0).worker_earning_nano
+    assert ledger.settle_many([], 3.0) == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    picks=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 50), st.booleans(), st.sampled_from(["w1", "w2", None])),
+        max_size=12,
+    )
+)
+def test_settle_many_matches_one_by_one(
+    tmp_path: Path, picks: list[tuple[int, int, bool, str | None]]
+) -> None:
+    """A batch leaves the store exactly as the same operations one at a time would."""
+    import uuid
+
+    base = tmp_path / uuid.uuid4().hex
+    base.mkdir()
+    stores = [funded_ledger(base / "a.db", "alice"), funded_ledger(base / "b.db", "alice")]
+    try:
+        for led in stores:
+            for i in range(5):
+                led.reserve(f"r{i}", "alice", 10**6, 1.0)
+        items = [Settlement(f"r{i}", w, charge_of(n, n), ok=ok) for i, n, ok, w in picks]
+        batch = stores[0].settle_many(items, 2.0)
+        single: list[object] = []
+        for it in items:
+            try:
+                if it.ok:
+                    single.append(stores[1].settle(it.request_id, it.worker, it.charge, 2.0))  # type: ignore[arg-type]
+                else:
+                    single.append(stores[1].fail(it.request_id, it.charge, worker=it.worker, now=2.0))
+            except LedgerError as exc:
+                single.append(exc)
+        assert [type(x) for x in batch] == [type(x) for x in single]
+        assert stores[0]._debug_rows() == stores[1]._debug_rows()
+    finally:
+        for led in stores:
+            led.close()

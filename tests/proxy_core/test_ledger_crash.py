@@ -37,7 +37,7 @@ sys.modules["cocoon.proxy"] = _pkg
 from cocoon.proxy.errors import RequestConflict
 import pytest
 
-from cocoon.proxy.ledger import BillingLedger
+from cocoon.proxy.ledger import BillingLedger, Settlement
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price
 
 PARAMS = PriceParams(price_per_token=2000, worker_fee_per_token=1000)
@@ -56,6 +56,9 @@ while True:
         pass  # already settled or failed by the previous process: replay the ending below
     if i % 11 == 0:
         ledger.fail(rid, charge, worker=worker, now=float(i))
+    elif i % 7 == 3:  # the group-commit path
+        (rec,) = ledger.settle_many([Settlement(rid, worker, charge)], float(i))
+        assert not isinstance(rec, Exception), rec
     else:
         ledger.settle(rid, worker, charge, float(i))
         ledger.settle(rid, worker, charge, float(i))  # an immediate replay must be a no-op

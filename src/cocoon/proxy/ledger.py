@@ -35,7 +35,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -60,6 +60,7 @@ __all__ = [
     "LedgerStatistics",
     "RequestRecord",
     "RequestState",
+    "Settlement",
     "WorkerTotals",
 ]
 
@@ -203,6 +204,17 @@ class LedgerStatistics:
     session_hash: str  # hex
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One item of :meth:`BillingLedger.settle_many`: ``ok`` settles in full, otherwise fails charging ``charge``."""
+
+    request_id: str
+    worker: str | None
+    charge: Charge
+    ok: bool = True
+    usage: TokenCounts | None = None
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -287,6 +299,7 @@ class BillingLedger:
             if str(mode).lower() != "wal":
                 raise LedgerError(f"billing store could not switch to WAL (got {mode})")
             self._conn.execute("PRAGMA synchronous=FULL")
+            self._sync_full = True
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._init_schema()
         except BaseException:
@@ -339,13 +352,22 @@ class BillingLedger:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any exception rolls it back, SQLite errors become LedgerError."""
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any exception rolls it back, SQLite errors become LedgerError.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL``): used only for writes
+        whose loss in a power cut is harmless — reservations (a restart releases them anyway) and account
+        registration. Process crashes lose nothing even then (the WAL is in the OS cache), and the next
+        durable commit syncs the whole WAL, so a settled request never lacks its reservation row.
+        """
         with self._lock:
             if self._closed:
                 raise LedgerError("billing store is closed")
             conn = self._conn
             try:
+                if durable is not self._sync_full:
+                    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                    self._sync_full = durable
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise LedgerError(f"billing store unavailable: {exc}") from exc
@@ -380,7 +402,7 @@ class BillingLedger:
         contract = _ident("contract", contract, allow_empty=True)
         price_per_token = _int("price_per_token", price_per_token, 2**40)
         t = _time(now)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             row = db.execute(
                 "SELECT contract, price_per_token FROM clients WHERE client=?", (client,)
             ).fetchone()
@@ -416,7 +438,7 @@ class BillingLedger:
         contract = _ident("contract", contract, allow_empty=True)
         price_per_token = _int("price_per_token", price_per_token, 2**40)
         t = _time(now)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             row = db.execute(
                 "SELECT balance, stake, charged_tokens FROM clients WHERE client=?", (client,)
             ).fetchone()
@@ -469,7 +491,7 @@ class BillingLedger:
         worker = _ident("worker", worker)
         contract = _ident("contract", contract, allow_empty=True)
         t = _time(now)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             row = db.execute("SELECT contract FROM workers WHERE worker=?", (worker,)).fetchone()
             if row is None:
                 db.execute(
@@ -527,7 +549,7 @@ class BillingLedger:
         amount = _int("amount", amount)
         model = _ident("model", model, allow_empty=True)
         t = _time(now)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             existing = self._request(db, request_id)
             if existing is not None:
                 if (
@@ -572,6 +594,44 @@ class BillingLedger:
         with self._tx() as db:
             return self._finish(db, request_id, worker, charge, usage, t, RequestState.SETTLED)
 
+    def settle_many(self, items: Sequence[Settlement], now: float) -> list[RequestRecord | LedgerError]:
+        """Settle or fail many requests in one durable commit (group commit: one disk sync for all).
+
+        Each item succeeds or fails on its own (a savepoint each): the result list holds, in order, the
+        record or the :class:`LedgerError` that item raised. Same rules and idempotency as :meth:`settle` /
+        :meth:`fail`. Meant for a service that queues settlements from concurrent requests and writes them
+        in batches from one thread, releasing each answer when its batch has returned.
+        """
+        t = _time(now)
+        if not isinstance(items, Sequence):
+            raise LedgerInputError("items must be a sequence of Settlement")
+        results: list[RequestRecord | LedgerError] = []
+        with self._tx() as db:
+            for item in items:
+                try:
+                    if not isinstance(item, Settlement):
+                        raise LedgerInputError(f"expected a Settlement, got {type(item).__name__}")
+                    request_id = _ident("request_id", item.request_id)
+                    charge = _charge(item.charge)
+                    worker = None if item.worker is None else _ident("worker", item.worker)
+                    if item.ok and worker is None:
+                        raise LedgerInputError("a settled request needs its worker")
+                    if worker is None and (charge.total_adjusted or charge.client_cost_nano):
+                        raise LedgerInputError("a delivered charge needs the worker that delivered it")
+                    usage = _usage(item.usage)
+                    final = RequestState.SETTLED if item.ok else RequestState.FAILED
+                    db.execute("SAVEPOINT item")
+                    try:
+                        results.append(self._finish(db, request_id, worker, charge, usage, t, final))
+                    except BaseException:
+                        db.execute("ROLLBACK TO item")
+                        raise
+                    finally:
+                        db.execute("RELEASE item")
+                except LedgerError as exc:
+                    results.append(exc)
+        return results
+
     def fail(
         self,
         request_id: str,
@@ -602,7 +662,7 @@ class BillingLedger:
         """
         request_id = _ident("request_id", request_id)
         t = _time(now)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             record = self._request(db, request_id)
             if record is None:
                 raise UnknownRequest(f"unknown request {request_id}")
