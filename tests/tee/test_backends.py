@@ -116,3 +116,8 @@ def test_measurements_from_config() -> None:
     for bad in ({"rtmr9": "00"}, {"mr_td": "zz"}, {"mr_td": "00" * 47}):
         with pytest.raises(BackendError):
             measurements_from_config(bad)
+
+
+def test_td_report_needs_the_guest_device(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="GET_REPORT0"):
+        TdxBackend(tmp_path, guest_device=tmp_path / "no-tdx-guest").td_report(bytes(64))

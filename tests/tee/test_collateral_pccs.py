@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -143,3 +145,55 @@ def test_damaged_cache_is_ignored(pccs: FakePccs, quote: bytes, tmp_path: Path, 
     for f in tmp_path.glob("collateral-*.json"):
         f.write_text("{not json")
     assert PccsCollateral(pccs.url, tmp_path).collateral(quote, now=now) is not None
+
+
+class IntelShapedPccs(FakePccs):
+    """Serves the real Intel collateral of the Phala fixture in the PCS v4 wire format (hex CRLs, URL-encoded chains)."""
+
+    def __init__(self, collateral_json: str) -> None:
+        c = json.loads(collateral_json)
+        q = urllib.parse.quote
+        self.routes = {
+            "/sgx/certification/v4/pckcrl": (
+                {"SGX-PCK-CRL-Issuer-Chain": q(c["pck_crl_issuer_chain"], safe="")},
+                c["pck_crl"].encode(),
+            ),
+            "/sgx/certification/v4/rootcacrl": ({}, c["root_ca_crl"].encode()),
+            "/tdx/certification/v4/tcb": (
+                {"SGX-TCB-Info-Issuer-Chain": q(c["tcb_info_issuer_chain"], safe="")},
+                (
+                    '{"tcbInfo": ' + c["tcb_info"] + ', "signature": "' + c["tcb_info_signature"] + '"}'
+                ).encode(),
+            ),
+            "/tdx/certification/v4/qe/identity": (
+                {"SGX-Enclave-Identity-Issuer-Chain": q(c["qe_identity_issuer_chain"], safe="")},
+                (
+                    '{"enclaveIdentity":'
+                    + c["qe_identity"]
+                    + ',"signature":"'
+                    + c["qe_identity_signature"]
+                    + '"}'
+                ).encode(),
+            ),
+        }
+        routes = self.routes
+
+        class Shim:
+            def pccs_response(self, path: str, *, now: int) -> tuple[int, dict[str, str], bytes]:
+                headers, body = routes.get(path.split("?")[0], ({}, b""))
+                return (200 if body else 404), headers, body
+
+        super().__init__(Shim(), 0)  # type: ignore[arg-type]
+
+
+def test_real_intel_collateral_through_pccs(fixtures_dir: Path, tmp_path: Path) -> None:
+    """The production path end to end with Intel's real data: PCS wire format → cache → dcap-qvl with Intel's root."""
+    server = IntelShapedPccs((fixtures_dir / "phala_tdx_quote_collateral.json").read_text())
+    try:
+        quote = (fixtures_dir / "phala_tdx_quote").read_bytes()
+        col = PccsCollateral(server.url, tmp_path).collateral(quote, now=1750329600)
+        verdict = verify_quote(quote, col, now=1750329600)
+        assert verdict.status == "UpToDate" and verdict.root_key_id.hex().startswith("46e403bd")
+        assert "fmspc=B0C06F000000" in " ".join(server.requests)
+    finally:
+        server.stop()

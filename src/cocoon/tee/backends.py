@@ -21,6 +21,9 @@ from cocoon.tee.quote import parse_quote
 __all__ = ["TSM_REPORT_DIR", "NoneBackend", "TdxBackend", "TeeBackend", "make_backend"]
 
 TSM_REPORT_DIR = Path("/sys/kernel/config/tsm/report")
+TDX_GUEST_DEVICE = Path("/dev/tdx_guest")
+# _IOWR('T', 1, struct tdx_report_req) with sizeof = 64 + 1024 (linux/tdx-guest.h)
+_TDX_CMD_GET_REPORT0 = (3 << 30) | ((64 + 1024) << 16) | (ord("T") << 8) | 1
 
 
 @runtime_checkable
@@ -53,8 +56,15 @@ class TdxBackend:
 
     name = "tdx"
 
-    def __init__(self, tsm_dir: Path = TSM_REPORT_DIR, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        tsm_dir: Path = TSM_REPORT_DIR,
+        *,
+        timeout_s: float = 10.0,
+        guest_device: Path = TDX_GUEST_DEVICE,
+    ) -> None:
         self.tsm_dir = Path(tsm_dir)
+        self.guest_device = Path(guest_device)
         self.timeout_s = timeout_s
         self._image_hash: bytes | None = None
 
@@ -102,6 +112,22 @@ class TdxBackend:
             if time.monotonic() >= deadline:
                 raise BackendError(f"{path.name} stayed empty")
             time.sleep(0.005)
+
+    def td_report(self, report_data: bytes) -> bytes:
+        """A local 1024-byte TDREPORT via ``/dev/tdx_guest`` (TDX_CMD_GET_REPORT0), for the seal protocol."""
+        import fcntl
+
+        if len(report_data) != 64:
+            raise BackendError("report_data must be 64 bytes")
+        request = bytearray(
+            report_data + bytes(1024)
+        )  # struct tdx_report_req {reportdata[64]; tdreport[1024]}
+        try:
+            with open(self.guest_device, "rb", buffering=0) as dev:
+                fcntl.ioctl(dev.fileno(), _TDX_CMD_GET_REPORT0, request, True)
+        except OSError as exc:
+            raise BackendError(f"TDX_CMD_GET_REPORT0 on {self.guest_device} failed: {exc}") from exc
+        return bytes(request[64:])
 
     def image_hash(self) -> bytes:
         if self._image_hash is None:
