@@ -339,3 +339,35 @@ async def test_async_verification(platform: SimPlatform, now: int) -> None:
     assert await policy.averify_certificate(ident.cert_der, now=now) is first  # hit: inline
     with pytest.raises(CertificateExpired):
         await policy.averify_certificate(ident.cert_der, now=ident.not_after + 10)
+
+
+def test_reference_style_claims_are_accepted(platform: SimPlatform, now: int, craft: Craft) -> None:
+    """COCOON's own certificates carry the raw 32-byte key as claims and quote SHA-512(key)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = _raw(key)
+    quote = platform.backend({"image": "w"}).quote(hashlib.sha512(raw).digest())
+    att = AttestationPolicy.sim(platform).verify_certificate(
+        craft(key, quote=quote, claims=raw, now=now), now=now
+    )
+    assert att.public_key == raw and att.model_hash is None and att.claims == {"public_key": raw.hex()}
+    with pytest.raises(KeyBindingError):  # raw claims naming someone else's key
+        other = _raw(ed25519.Ed25519PrivateKey.generate())
+        AttestationPolicy.sim(platform).verify_certificate(
+            craft(
+                key,
+                quote=platform.backend({"image": "w"}).quote(hashlib.sha512(other).digest()),
+                claims=other,
+                now=now,
+            ),
+            now=now,
+        )
+
+
+def test_sim_policy_without_collateral_source(platform: SimPlatform, now: int) -> None:
+    from cocoon.tee import CollateralUnavailable
+
+    policy = AttestationPolicy.sim(platform.root_ca_der)
+    with pytest.raises(CollateralUnavailable, match="no collateral source"):
+        policy.verify_certificate(_identity(platform, now).cert_der, now=now)
+    with pytest.raises(ValueError):
+        AttestationPolicy.sim(platform, min_tcb="Revoked")
