@@ -5,7 +5,7 @@ import os
 import pytest
 
 from cocoon.chain import network as net
-from cocoon.chain.errors import TransactionFailed
+from cocoon.chain.errors import ChainError, ChainStoreError, TransactionFailed
 from cocoon.chain.localchain import LocalChain
 from cocoon.chain.messages import (
     STATE_CLOSED,
@@ -321,3 +321,67 @@ async def test_get_methods_of_every_contract(world):
 
     with pytest.raises(GetMethodError):
         await world.chain.run_get_method(world.root, "no_such_method")
+
+
+async def test_two_connections_see_each_others_writes(tmp_path):
+    # `cocoon chain` (CLI) and `cocoon up` may open the same file at once.
+    path = tmp_path / "shared.sqlite"
+    a, b = LocalChain(path), LocalChain(path)
+    w = net.WalletClient(a, net.Wallet(KeyPair.generate()))
+    await a.faucet(w.address, 5 * TON)
+    assert (await b.get_account(w.address)).balance == 5 * TON  # b caches it now
+    await b.faucet(w.address, 1 * TON)
+    assert (await a.get_account(w.address)).balance == 6 * TON  # a's cache was invalidated
+    await a.faucet(w.address, 1 * TON)
+    assert (await b.get_account(w.address)).balance == 7 * TON
+    assert a.minted == b.minted == 7 * TON
+    a.close()
+    b.close()
+
+
+async def test_failed_trace_rolls_back_everything(tmp_path, monkeypatch):
+    chain = LocalChain(tmp_path / "r.sqlite")
+    src = net.WalletClient(chain, net.Wallet(KeyPair.generate()))
+    dst = net.WalletClient(chain, net.Wallet(KeyPair.generate()))
+    await chain.faucet(src.address, 5 * TON)
+    n, lt_before = chain.transaction_count(), chain._meta("lt")
+    before = await src.balance()
+    real = chain._execute
+    calls = {"n": 0}
+
+    def flaky(address, message):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the wallet's transaction ran; crash before the receiver's
+            raise RuntimeError("power cut")
+        return real(address, message)
+
+    monkeypatch.setattr(chain, "_execute", flaky)
+    with pytest.raises(RuntimeError):
+        await src.transfer(dst.address, TON)
+    assert chain.transaction_count() == n and chain._meta("lt") == lt_before
+    assert await src.balance() == before and await src.seqno() == 0
+    monkeypatch.setattr(chain, "_execute", real)
+    await src.transfer(dst.address, TON, bounce=False)
+    assert await dst.balance() == TON
+    chain.close()
+
+
+async def test_wall_clock_mode(tmp_path):
+    t = [2_000_000_000.0]
+    chain = LocalChain(None, clock=lambda: t[0])
+    assert chain.now_sync() == 2_000_000_000
+    t[0] += 10
+    assert await chain.now() == 2_000_000_010
+    assert chain.advance(100) == 2_000_000_110
+    t[0] -= 50  # a clock stepping back never moves chain time back
+    assert chain.now_sync() == 2_000_000_110
+    with pytest.raises(ChainError):
+        chain.advance(-1)
+    chain.close()
+
+
+async def test_corrupt_store_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ChainStoreError):
+        LocalChain(bad)

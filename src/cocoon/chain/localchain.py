@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,12 +138,22 @@ def tx_record(address: Address, tx_cell: Cell, tx: LeanTx | None = None) -> TxRe
 class LocalChain:
     """An embedded TON chain (see module docstring). Implements :class:`cocoon.chain.Chain`."""
 
-    def __init__(self, path: Path | str | None = None, *, genesis_time: int = GENESIS_TIME) -> None:
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        genesis_time: int = GENESIS_TIME,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock``: when given (e.g. ``time.time``) chain time follows it, never going backwards, and
+        :meth:`advance` still jumps ahead; without it time moves only with :meth:`advance`."""
         from tonpy.tvm.emulator import Emulator
 
         self._path = str(path) if path is not None else ":memory:"
+        self._clock = clock
         try:
             self._db = sqlite3.connect(self._path, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout=10000")  # the CLI and `cocoon up` may share the file
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
@@ -160,6 +170,7 @@ class LocalChain:
         elif version != _SCHEMA_VERSION:
             raise ChainStoreError(f"chain store schema {version!r} is not {_SCHEMA_VERSION!r}")
         self._accounts: dict[str, str] = {}  # raw address -> ShardAccount BOC (base64), as tonpy takes it
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         self._config = local_config()
         self._tonpy_config = _to_tonpy(self._config)
         self._em = Emulator(self._tonpy_config)
@@ -178,8 +189,16 @@ class LocalChain:
     def path(self) -> str:
         return self._path
 
+    def _sync_cache(self) -> None:
+        """Drop cached accounts when another connection (another process) committed since we looked."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._accounts.clear()
+
     def now_sync(self) -> int:
-        return int(self._meta("now") or GENESIS_TIME)
+        logical = int(self._meta("now") or GENESIS_TIME)
+        return max(logical, int(self._clock())) if self._clock is not None else logical
 
     async def now(self) -> int:
         return self.now_sync()
@@ -242,6 +261,7 @@ class LocalChain:
 
     async def get_account(self, address: Address) -> AccountState:
         self._check_open()
+        self._sync_cache()
         return self._state_of(address)
 
     # -------------------------------------------------------------- execution
@@ -293,6 +313,7 @@ class LocalChain:
         trace: list[TxRecord] = []
         queue: deque[tuple[Address, Cell]] = deque([first])
         self._db.execute("BEGIN IMMEDIATE")
+        self._sync_cache()
         try:
             while queue:
                 if len(trace) >= MAX_TRACE:
@@ -361,6 +382,7 @@ class LocalChain:
         from tonpy.tvm.c7 import C7
         from tonpy.tvm.tvm import TVM, method_name_to_id
 
+        self._sync_cache()
         state = self._state_of(address)
         if not state.active or state.code is None:
             raise AccountNotFound(f"{address.to_str()} is not an active contract ({state.status})")
@@ -443,6 +465,3 @@ def _from_stack(v: Any) -> StackValue:
         return Cell.one_from_boc(tb().store_slice(v).end_cell().to_boc())
     except Exception:
         return None
-
-
-_ = time
