@@ -165,6 +165,7 @@ class WorkerStats:
     total_failed: int
     total_tokens: int
     usage_mismatches: int
+    suspensions: int  # times suspended so far
     score: float
 
 
@@ -216,6 +217,7 @@ class _Live:
     total_failed: int = 0
     total_tokens: int = 0
     mismatches: int = 0
+    suspensions: int = 0
     last_seen: float = 0.0
 
     def decay(self, now: float, period: float) -> None:
@@ -480,6 +482,7 @@ class WorkerRegistry:
         backoff = min(p.backoff_base_s * 2.0**live.level, p.backoff_max_s)
         live.suspended_until = max(live.suspended_until, now + backoff)
         live.level = min(live.level + 1, 30)
+        live.suspensions += 1
         live.consecutive = 0
         live.probation = True  # applies once the suspension is over
 
@@ -515,6 +518,7 @@ class WorkerRegistry:
             total_failed=live.total_failed,
             total_tokens=live.total_tokens,
             usage_mismatches=live.mismatches,
+            suspensions=live.suspensions,
             score=math.inf if rec is None else self._score(rec, live),
         )
 
