@@ -171,30 +171,51 @@ async def test_proxy_commit_payout_and_close(world):
 
 async def test_full_lifecycle_conserves_value(world):
     chain = world.chain
+    price, fee = world.params.price_per_token, world.params.worker_fee_per_token
+    payouts: dict[str, int] = {}
+
+    def collect(trace):
+        for t in trace:
+            if t.in_op == Op.PAYOUT:
+                key = t.address.to_str()
+                payouts[key] = payouts.get(key, 0) + t.value_in
+        return trace
+
+    deposit = 20 * TON
     sc = await net.open_client_contract(
-        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=20 * TON
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=deposit
     )
     wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
     for i, tokens in enumerate((1000, 3000, 7000), start=1):
-        await net.post_signed(
-            world.client,
-            sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=tokens, query_id=i),
-        )
-    await net.post_signed(
-        world.worker,
-        sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=7000),
-        state_init=wc.state_init,
-    )
-    await net.send_proxy_op(world.proxy_owner, world.proxy_sc, Op.PROXY_PAYOUT)
-    await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND)
+        msg = sign(world.proxy_key, Op.CLIENT_CHARGE_SIGNED, target=sc, counter=tokens, query_id=i)
+        collect(await net.post_signed(world.client, msg))
+    for tokens in (2000, 6500):
+        msg = sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=tokens)
+        collect(await net.post_signed(world.worker, msg, state_init=wc.state_init))
+    collect(await net.send_proxy_op(world.proxy_owner, world.proxy_sc, Op.PROXY_PAYOUT))
+    collect(await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND))
     chain.advance(world.params.client_delay_before_close)
-    await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND)
+    collect(await net.send_client_op(world.client, sc, Op.CLIENT_REQUEST_REFUND))
+    last = sign(world.proxy_key, Op.WORKER_LAST_PAYOUT_SIGNED, target=wc.address, counter=7000)
+    collect(await net.post_signed(world.worker, last))
+
     # Every nanoTON minted is on some account or went to validators as fees.
     assert chain.total_balances() + chain.total_fees() == chain.minted
-    # Logical money: the client paid 7000 tokens, the worker got 7000 x fee, the proxy the rest.
+    # Logical money: what the client put in came out exactly as refund + worker pay + proxy fees.
+    charged = 7000 * price
+    worker_paid = 7000 * fee
+    client_refund = payouts[world.client.address.to_str()]
+    proxy_fees = payouts[world.proxy_owner.address.to_str()]
+    assert client_refund == deposit - charged
+    assert payouts[world.worker.address.to_str()] == worker_paid
+    # The proxy withdrew its fees (for 6500 paid tokens) before the last worker payout, so the
+    # last 500 tokens were paid from its stake: fees + worker pay = charges + stake spent.
     p = await proxy_state(world)
-    assert p.balance == 0
-    assert p.stake == world.params.min_proxy_stake
+    stake_spent = world.params.min_proxy_stake - p.stake
+    assert p.balance == 0 and stake_spent == 500 * fee
+    assert proxy_fees == charged - 6500 * fee
+    assert proxy_fees + worker_paid == charged + stake_spent
+    assert client_refund + charged == deposit
 
 
 async def test_persistence_across_reopen(tmp_path):
