@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ _junk = st.one_of(
 @given(op=st.sampled_from(range(15)), args=st.lists(_junk, min_size=5, max_size=5))
 def test_bad_input_changes_nothing(ledger: BillingLedger, op: int, args: list[Any]) -> None:
     a, b, c, d, e = args
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: ledger.upsert_client(a, contract=b, price_per_token=c, now=d),
         lambda: ledger.set_client_chain_state(a, balance=b, stake=c, charged_tokens=d, now=e),
         lambda: ledger.upsert_worker(a, contract=b, now=c),
@@ -369,14 +370,14 @@ def test_settle_many_is_one_commit_with_per_item_outcomes(ledger: BillingLedger)
         ledger.reserve(f"r{i}", "alice", 10**6, 1.0)
     ledger.settle("r3", "w1", charge_of(1, 1), 1.5)
     c = charge_of(10, 10)
-    items = [
+    items: list[Any] = [
         Settlement("r0", "w1", c),
         Settlement("r1", "w2", charge_of(5, 0), ok=False),
         Settlement("nope", "w1", c),  # unknown
         Settlement("r3", "w1", charge_of(1, 1)),  # replay: no-op
         Settlement("r3", "w1", c),  # conflicting replay
         Settlement("r2", None, c),  # a settled request needs its worker
-        "junk",  # type: ignore[list-item]
+        "junk",
         Settlement("r2", None, Charge.zero(), ok=False),  # released, nothing charged
     ]
     out = ledger.settle_many(items, 2.0)
