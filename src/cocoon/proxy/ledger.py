@@ -11,6 +11,11 @@ Every public operation is one transaction and validates its input first; bad inp
 Requests move ``reserved → settled`` or ``reserved → failed``; both ends are final. :meth:`BillingLedger.settle`
 and :meth:`BillingLedger.fail` are idempotent per request id: repeating one with the same data returns the
 stored record and charges nothing again; repeating it with different data raises :class:`RequestConflict`.
+:meth:`BillingLedger.release` is the ``finally`` companion: it fails a still-reserved request charging nothing
+and leaves a finished one alone. :meth:`BillingLedger.settle_many` settles a batch in one disk sync (group
+commit); a single durable commit costs one fsync (~5 ms on a virtual disk), so a busy proxy should batch.
+Reservations and account registration commit without a disk sync (losing them in a power cut only releases
+funds, as a restart does anyway); everything that moves money or state seqnos syncs.
 
 Funds (the reference's rule, ``ProxyClientInfo.h``, converted from tokens to nanoTON)::
 
