@@ -52,44 +52,49 @@ class BenchResult:
 Check = Callable[[bytes], object] | None
 
 
-async def _handshakes(
-    server: NodeIdentity, client: NodeIdentity, n: int, make_check: Callable[[], Check]
-) -> list[float]:
-    checks: dict[str, Check] = {}
+class _Endpoint:
+    """A server with one identity and a client with another; each handshake verifies per ``make_check``."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        check = checks["server"]
-        if check is not None:
-            check(peer_certificate_der(writer.get_extra_info("ssl_object")))
+    def __init__(
+        self, name: str, server: NodeIdentity, client: NodeIdentity, make_check: Callable[[], Check]
+    ) -> None:
+        self.name, self.server, self.client, self.make_check = name, server, client, make_check
+        self.samples: list[float] = []
+        self._server_check: Check = None
+
+    async def start(self) -> None:
+        self._srv = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.server.server_context())
+        self._port = self._srv.sockets[0].getsockname()[1]
+        self._client_ctx = self.client.client_context()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server_check is not None:
+            self._server_check(peer_certificate_der(writer.get_extra_info("ssl_object")))
         writer.write(b"k")
         await writer.drain()
         writer.close()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server.server_context())
-    port = srv.sockets[0].getsockname()[1]
-    client_ctx = client.client_context()
-    samples = []
-    try:
-        for _ in range(n):
-            checks["server"], checks["client"] = make_check(), make_check()
-            t0 = time.perf_counter()
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=client_ctx, server_hostname="cocoon.local"
-            )
-            check = checks["client"]
-            if check is not None:
-                check(peer_certificate_der(writer.get_extra_info("ssl_object")))
-            await reader.readexactly(1)  # the server has verified us too
-            samples.append((time.perf_counter() - t0) * 1000)
-            writer.close()
-            await writer.wait_closed()
-    finally:
-        srv.close()
-        await srv.wait_closed()
-    return samples
+    async def once(self, record: bool = True) -> None:
+        self._server_check, client_check = self.make_check(), self.make_check()
+        t0 = time.perf_counter()
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", self._port, ssl=self._client_ctx, server_hostname="cocoon.local"
+        )
+        if client_check is not None:
+            client_check(peer_certificate_der(writer.get_extra_info("ssl_object")))
+        await reader.readexactly(1)  # the server has verified us too
+        if record:
+            self.samples.append((time.perf_counter() - t0) * 1000)
+        writer.close()
+        await writer.wait_closed()
+
+    async def stop(self) -> None:
+        self._srv.close()
+        await self._srv.wait_closed()
 
 
 async def bench_handshakes(platform: SimPlatform, *, n: int = 200) -> list[BenchResult]:
+    """Interleaved (one of each kind per round), so background load hits every kind alike."""
     now = int(time.time())
     plain_a, plain_b = (
         NodeIdentity.create(NoneBackend(), now=now),
@@ -110,24 +115,25 @@ async def bench_handshakes(platform: SimPlatform, *, n: int = 200) -> list[Bench
         policy = AttestationPolicy.any()
         return lambda der: policy.verify_certificate(der, now=int(time.time()))
 
-    await _handshakes(plain_a, plain_b, 5, lambda: None)  # warm-up
-    return [
-        BenchResult(
-            "handshake, no attestation (none certs, no check)",
-            tuple(await _handshakes(plain_a, plain_b, n, lambda: None)),
-        ),
-        BenchResult(
-            "handshake, none certs + any-policy check",
-            tuple(await _handshakes(plain_a, plain_b, n, plain_any)),
-        ),
-        BenchResult(
-            "handshake, sim attestation, cold verify both sides",
-            tuple(await _handshakes(sim_a, sim_b, n, cold)),
-        ),
-        BenchResult(
-            "handshake, sim attestation, cached verdicts", tuple(await _handshakes(sim_a, sim_b, n, cached))
-        ),
+    endpoints = [
+        _Endpoint("handshake, no attestation (none certs, no check)", plain_a, plain_b, lambda: None),
+        _Endpoint("handshake, none certs + any-policy check", plain_a, plain_b, plain_any),
+        _Endpoint("handshake, sim attestation, cold verify both sides", sim_a, sim_b, cold),
+        _Endpoint("handshake, sim attestation, cached verdicts", sim_a, sim_b, cached),
     ]
+    for ep in endpoints:
+        await ep.start()
+    try:
+        for ep in endpoints:
+            for _ in range(3):
+                await ep.once(record=False)  # warm-up
+        for _ in range(n):
+            for ep in endpoints:
+                await ep.once()
+    finally:
+        for ep in endpoints:
+            await ep.stop()
+    return [BenchResult(ep.name, tuple(ep.samples)) for ep in endpoints]
 
 
 def bench_quote_verification(
