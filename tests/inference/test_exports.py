@@ -35,6 +35,7 @@ def test_public_names() -> None:
             "build_engine_app",
             "embedded_model_hash",
             "embedded_model_path",
+            "fake_upstream",
             "map_httpx_errors",
             "model_hash",
             "running_server",

@@ -177,15 +177,22 @@ def test_cached_prefix_from_previous_request() -> None:
     pieces=st.lists(st.text(alphabet="ab\n", max_size=4), max_size=12),
     stops=st.lists(st.text(alphabet="ab\n", min_size=1, max_size=3), max_size=3),
 )
-def test_stop_scanner_emits_exactly_the_text_before_the_first_stop(
-    pieces: list[str], stops: list[str]
-) -> None:
+def test_stop_scanner_cuts_at_the_first_stop_to_complete(pieces: list[str], stops: list[str]) -> None:
     scanner = StopScanner(stops)
     out = "".join(scanner.push(p) for p in pieces) + scanner.flush()
     full = "".join(pieces)
-    cuts = [i for i in (full.find(s) for s in stops) if i >= 0]
-    assert out == (full[: min(cuts)] if cuts else full)
-    assert scanner.stopped == bool(cuts)
+    # Reference: scan the text one character at a time; the first stop to complete cuts at its start.
+    expected, stopped = full, False
+    for end in range(1, len(full) + 1):
+        done = [s for s in stops if full[:end].endswith(s)]
+        if done:
+            expected, stopped = full[: end - max(len(s) for s in done)], True
+            break
+    assert out == expected
+    assert scanner.stopped == stopped
+    # Any split of the same text gives the same answer.
+    whole = StopScanner(stops)
+    assert whole.push(full) + whole.flush() == expected
 
 
 def test_ignore_eos_generates_through_end_tokens() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from cocoon.inference import (
     Script,
     ScriptedEngine,
     build_engine_app,
+    fake_upstream,
     running_server,
 )
 
@@ -149,8 +151,7 @@ async def test_openai_client_against_the_served_engine(embedded_url: str) -> Non
 
 
 async def test_reference_benchmark_stream_through_http() -> None:
-    fake = ScriptedEngine(Script(chunks=50, chunk_bytes=128))
-    async with running_server(build_engine_app(fake)) as url, HttpEngine(url) as engine:
+    async with fake_upstream(Script(chunks=50, chunk_bytes=128)) as (url, fake), HttpEngine(url) as engine:
         assert engine.model_name == "scripted-model"
         response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
         await response.read()
@@ -232,3 +233,12 @@ async def test_client_leaving_a_non_streamed_request_cancels_generation(
             await http.post("/v1/completions", json=body, timeout=httpx.Timeout(5, read=0.3))
     await asyncio.wait_for(embedded.wait_idle(), timeout=3)
     assert embedded.statistics().cancelled == before + 1
+
+
+async def test_model_path_is_kept_for_hashing(tmp_path: Path) -> None:
+    engine = HttpEngine("http://127.0.0.1:1", model_path=tmp_path)
+    assert engine.model_path == tmp_path
+    assert HttpEngine("http://127.0.0.1:1").model_path is None
+    with pytest.raises(ValueError):
+        HttpEngine("127.0.0.1:8000")
+    await engine.aclose()

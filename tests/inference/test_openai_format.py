@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cocoon.inference import Endpoint
 from cocoon.inference._openai import InvalidRequest, force_include_usage, parse_request
@@ -75,3 +77,42 @@ def test_endpoint_from_path() -> None:
     assert Endpoint.from_path("/v1/completions") is Endpoint.COMPLETIONS
     with pytest.raises(ValueError, match="unsupported"):
         Endpoint.from_path("/v1/embeddings")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(
+    [
+        "model",
+        "messages",
+        "prompt",
+        "stream",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "n",
+        "seed",
+        "echo",
+        "ignore_eos",
+        "presence_penalty",
+        "min_p",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(endpoint=st.sampled_from(list(Endpoint)), body=st.dictionaries(FIELDS, JSON, max_size=8))
+def test_any_json_body_is_parsed_or_refused_cleanly(endpoint: Endpoint, body: dict[str, Any]) -> None:
+    try:
+        request = parse_request(endpoint, body)
+    except InvalidRequest as exc:
+        assert str(exc)
+        return
+    assert request.n >= 1
+    assert request.max_tokens is None or request.max_tokens >= 0

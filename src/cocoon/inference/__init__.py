@@ -25,7 +25,7 @@ from cocoon.inference.http import EngineTimeouts, HttpEngine, map_httpx_errors
 from cocoon.inference.meter import BodyKind, MeterStats, UsageMeter
 from cocoon.inference.model_hash import ModelHashCache, embedded_model_hash, model_hash
 from cocoon.inference.models import EMBEDDED_MODEL_NAME, embedded_model_path
-from cocoon.inference.scripted import REFERENCE_USAGE, Script, ScriptedEngine
+from cocoon.inference.scripted import REFERENCE_USAGE, Script, ScriptedEngine, fake_upstream
 from cocoon.inference.server import build_engine_app, running_server, serve_openai
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "build_engine_app",
     "embedded_model_hash",
     "embedded_model_path",
+    "fake_upstream",
     "map_httpx_errors",
     "model_hash",
     "running_server",

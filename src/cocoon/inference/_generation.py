@@ -24,8 +24,8 @@ __all__ = [
 
 
 class StopScanner:
-    """Cuts generated text at the first stop sequence, holding back any tail that could still grow
-    into one, so text that belongs to a stop sequence is never emitted."""
+    """Cuts generated text at the first stop sequence to complete, holding back any tail that could
+    still grow into one, so text that belongs to a stop sequence is never emitted."""
 
     def __init__(self, stops: Sequence[str]) -> None:
         if any(not s for s in stops):
@@ -39,11 +39,13 @@ class StopScanner:
         if self.stopped:
             return ""
         buf = self._held + text
-        hits = [i for i in (buf.find(s) for s in self._stops) if i >= 0]
+        # The stop that completes first wins (what token-by-token generation would see), so the
+        # result does not depend on how the text was split; ties go to the one starting earlier.
+        hits = [(i + len(s), i) for s in self._stops if (i := buf.find(s)) >= 0]
         if hits:
             self.stopped = True
             self._held = ""
-            return buf[: min(hits)]
+            return buf[: min(hits)[1]]
         keep = 0
         for stop in self._stops:
             for k in range(min(len(stop) - 1, len(buf)), keep, -1):

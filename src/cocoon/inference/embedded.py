@@ -110,7 +110,9 @@ class EmbeddedEngine:
             else model_name_from_path(Path("SmolLM2-135M-Instruct"))
         )
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, _MAX_THREADS))
+        # llama.cpp's own default: about one thread per physical core; more threads spin-wait and
+        # run much slower on a busy machine.
+        self.n_threads = n_threads or max(1, min((os.cpu_count() or 2) // 2, _MAX_THREADS))
         self.seed = seed
         self.max_queue = max_queue
         self._progress = progress
@@ -186,6 +188,7 @@ class EmbeddedEngine:
                 model_path=str(path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,  # its default (every CPU) crawls on a busy machine
                 seed=self.seed if self.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
                 verbose=False,
             )

@@ -13,6 +13,7 @@ import contextlib
 import enum
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,7 +85,8 @@ class HttpEngine:
     ``model_name`` is discovered from ``GET /v1/models`` at ``start()`` when not given. With
     ``rewrite_model`` the request's ``model`` is replaced by the served name, so the network-wide
     model id need not match the upstream's. Pass ``client`` to reuse a pool or inject a transport;
-    the engine then does not close it.
+    the engine then does not close it. ``model_path`` names the upstream's weight files when they
+    are visible here, so the worker can hash them.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class HttpEngine:
         rewrite_model: bool = True,
         max_connections: int = 256,
         client: httpx.AsyncClient | None = None,
+        model_path: Path | str | None = None,
     ) -> None:
         url = base_url.rstrip("/")
         if url.endswith("/v1"):
@@ -104,6 +107,8 @@ class HttpEngine:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         self.base_url = url
+        # Where the upstream's weights are, when this machine can see them (for the model hash).
+        self.model_path = Path(model_path) if model_path is not None else None
         self.model_name = model_name or ""
         self._explicit_model = model_name is not None
         self._timeouts = timeouts

@@ -9,6 +9,7 @@ body). A script can add a delay per chunk, fail after k chunks, refuse at open, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from cocoon.inference._protocol import JSON_HEADERS, SSE_HEADERS, Endpoint, Engi
 from cocoon.inference._usage import Usage
 from cocoon.inference.errors import EngineBusy, EngineError, EngineUnavailable
 
-__all__ = ["REFERENCE_USAGE", "Script", "ScriptHandler", "ScriptedEngine", "ScriptedStats"]
+__all__ = ["REFERENCE_USAGE", "Script", "ScriptHandler", "ScriptedEngine", "ScriptedStats", "fake_upstream"]
 
 # The usage COCOON's benchmark backend (benchmark/server.go) reports for every answer.
 REFERENCE_USAGE = Usage(prompt_tokens=34, cached_tokens=11, completion_tokens=100, reasoning_tokens=10)
@@ -223,3 +224,21 @@ async def _json(endpoint: Endpoint, script: Script, model: str) -> AsyncIterator
     if script.usage is None:
         del body["usage"]
     yield oai.dumps(body)
+
+
+@contextlib.asynccontextmanager
+async def fake_upstream(
+    script: Script | None = None,
+    *,
+    handler: ScriptHandler | None = None,
+    model_name: str = "scripted-model",
+    max_active: int | None = None,
+    host: str = "127.0.0.1",
+) -> AsyncIterator[tuple[str, ScriptedEngine]]:
+    """A fake OpenAI-compatible server on loopback for the duration of the block; yields its base
+    URL and the engine behind it (whose ``calls`` and ``stats`` record what it was asked)."""
+    from cocoon.inference.server import build_engine_app, running_server
+
+    engine = ScriptedEngine(script, handler=handler, model_name=model_name, max_active=max_active)
+    async with running_server(build_engine_app(engine, close_engine=True), host=host) as url:
+        yield url, engine
