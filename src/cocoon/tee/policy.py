@@ -144,7 +144,10 @@ def _frozen_bytes(values: Iterable[bytes] | None) -> frozenset[bytes] | None:
 
 @dataclass(frozen=True, kw_only=True)
 class AttestationPolicy:
-    """Frozen configuration plus :meth:`verify_certificate`; build with :meth:`any`, :meth:`sim`, :meth:`tdx`."""
+    """Frozen configuration plus :meth:`verify_certificate`; build with :meth:`any`, :meth:`sim`, :meth:`tdx`.
+
+    Allowlists: ``None`` accepts any value; an empty set accepts none.
+    """
 
     kind: str
     root_ca_der: bytes | None = None  # None with kind "tdx": Intel's root built into dcap-qvl
@@ -241,6 +244,7 @@ class AttestationPolicy:
         digest = hashlib.sha256(bytes(cert_der)).digest()
         key = (self._cache_scope(), digest)
         entry = self.cache.get(key, now)
+        fresh = entry is None
         if entry is None:
             cert = parse_certificate(cert_der)
             self._check_time(cert, now)
@@ -249,8 +253,14 @@ class AttestationPolicy:
             self.cache.put(key, entry)
         else:
             self._check_time(entry.cert, now)
-        self._check_policy(entry.attestation)
-        return entry.attestation
+        att = entry.attestation
+        self._check_policy(att)
+        if fresh and att.tcb_status not in (None, "UpToDate"):
+            # Accepted by configuration, but an owner should know which advisories apply.
+            log.warning(
+                "accepting peer with TCB status %s, advisories %s", att.tcb_status, list(att.advisory_ids)
+            )
+        return att
 
     async def averify_certificate(self, cert_der: bytes, *, now: int) -> PeerAttestation:
         """:meth:`verify_certificate` for event loops: a cache hit answers inline; a miss (quote
