@@ -81,6 +81,8 @@ def test_boc_bytes(data: bytes):
         begin_cell().store_uint(0xDEADBEEF, 32).end_cell(),
         begin_cell().store_uint(Op.CLIENT_CHARGE_SIGNED, 32).store_uint(1, 64).end_cell(),
         begin_cell().store_uint(Op.CLIENT_TOP_UP, 32).end_cell(),
+        # a valid zero top-up with two stray bits after it: refused whole (strict parsing, exit 9)
+        begin_cell().store_uint(Op.CLIENT_TOP_UP, 32).store_uint(0, 64 + 4 + 2 + 2).end_cell(),
         begin_cell().store_uint(Op.CLIENT_WITHDRAW >> 16, 16).end_cell(),
     ],
 )
