@@ -35,6 +35,7 @@ class FakePccs:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 outer.requests.append(self.path)
+                headers: dict[str, str]
                 if outer.fail_with is not None:
                     status, headers, body = outer.fail_with, {}, b"broken"
                 else:
