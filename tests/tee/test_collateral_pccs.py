@@ -198,3 +198,11 @@ def test_real_intel_collateral_through_pccs(fixtures_dir: Path, tmp_path: Path) 
         assert "fmspc=B0C06F000000" in " ".join(server.requests)
     finally:
         server.stop()
+
+
+def test_sim_pccs_server(platform: SimPlatform, quote: bytes, tmp_path: Path, now: int) -> None:
+    from cocoon.tee.pccs_server import SimPccsServer
+
+    with SimPccsServer(platform, clock=lambda: now) as server:
+        col = PccsCollateral(server.url, tmp_path).collateral(quote, now=now)
+    assert verify_quote(quote, col, now=now, root_ca_der=platform.root_ca_der).status == "UpToDate"

@@ -308,3 +308,24 @@ def bench_cmd(
     for r in results:
         table.add_row(r.name, f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}")
     console.print(table)
+
+
+@app.command("serve-pccs")
+def serve_pccs_cmd(
+    home: Annotated[Path, typer.Option(help="Home with the simulated platform.")] = Path(
+        "~/.cocoon"
+    ).expanduser(),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+) -> None:
+    """Serve the simulated platform's collateral with Intel's PCS v4 API (development only)."""
+    from cocoon.tee.pccs_server import SimPccsServer
+
+    platform = sim_platform(home)
+    with SimPccsServer(platform, host, port) as server:
+        console.print(f"sim PCCS at {server.url} (FMSPC {platform.fmspc}); Ctrl-C stops")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
