@@ -106,7 +106,7 @@ FIELDS = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(endpoint=st.sampled_from(list(Endpoint)), body=st.dictionaries(FIELDS, JSON, max_size=8))
 def test_any_json_body_is_parsed_or_refused_cleanly(endpoint: Endpoint, body: dict[str, Any]) -> None:
     try:

@@ -156,3 +156,17 @@ async def test_engine_that_cannot_start_gives_503() -> None:
         response = await http.post("/v1/chat/completions", json=CHAT)
         assert response.status_code == 503
         assert response.json()["error"]["type"] == "service_unavailable"
+
+
+async def test_json_body_failing_midway_aborts_the_connection() -> None:
+    fake = ScriptedEngine(Script(chunks=3, fail_after=2))
+    async with running_server(build_engine_app(fake)) as url, httpx.AsyncClient(base_url=url) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/v1/chat/completions", json=CHAT)
+
+
+def test_pool_exhaustion_is_busy() -> None:
+    from cocoon.inference import EngineBusy
+
+    with pytest.raises(EngineBusy), map_httpx_errors("test"):
+        raise httpx.PoolTimeout("all connections busy")

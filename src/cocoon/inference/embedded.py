@@ -34,7 +34,7 @@ from cocoon.inference._generation import (
 )
 from cocoon.inference._protocol import JSON_HEADERS, SSE_HEADERS, Endpoint, EngineResponse
 from cocoon.inference.errors import EngineBusy, EngineUnavailable, ModelError
-from cocoon.inference.models import embedded_model_path, model_name_from_path
+from cocoon.inference.models import EMBEDDED_MODEL_NAME, embedded_model_path, model_name_from_path
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -105,9 +105,7 @@ class EmbeddedEngine:
             raise ValueError("max_queue must be >= 0")
         self._path = Path(model_path) if model_path is not None else None
         self.model_name = model_name or (
-            model_name_from_path(self._path)
-            if self._path
-            else model_name_from_path(Path("SmolLM2-135M-Instruct"))
+            model_name_from_path(self._path) if self._path else EMBEDDED_MODEL_NAME
         )
         self.n_ctx = n_ctx
         # llama.cpp's own default: about one thread per physical core; more threads spin-wait and

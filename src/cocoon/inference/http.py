@@ -21,6 +21,7 @@ import httpx
 from cocoon.inference._openai import force_include_usage
 from cocoon.inference._protocol import JSON_HEADERS, Endpoint, EngineResponse
 from cocoon.inference.errors import (
+    EngineBusy,
     EngineError,
     EngineProtocolError,
     EngineTimeout,
@@ -62,6 +63,9 @@ def map_httpx_errors(what: str) -> Iterator[None]:
     """Translate httpx exceptions raised inside the block into :class:`EngineError` subclasses."""
     try:
         yield
+    except httpx.PoolTimeout as exc:
+        # Every pooled connection is in use: our own concurrency cap, not a slow upstream.
+        raise EngineBusy(f"{what}: all upstream connections are busy") from exc
     except httpx.TimeoutException as exc:
         raise EngineTimeout(f"{what}: upstream timed out ({type(exc).__name__})") from exc
     except (httpx.RemoteProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:

@@ -152,11 +152,13 @@ async def _relay(response: EngineResponse) -> AsyncIterator[bytes]:
         async for part in response:
             yield part
     except EngineError as exc:
-        # The status line is gone already; tell an SSE client in-band, then end the stream.
-        if sse:
-            _, type_ = error_status(exc)
-            yield oai.sse(oai.error_body(str(exc), type_=type_, code=500))
-            yield oai.SSE_DONE
+        # The status line is gone already: tell an SSE client in-band and end the stream cleanly;
+        # a JSON body cannot carry the error, so the connection is aborted instead of looking whole.
+        if not sse:
+            raise
+        _, type_ = error_status(exc)
+        yield oai.sse(oai.error_body(str(exc), type_=type_, code=500))
+        yield oai.SSE_DONE
     finally:
         await response.aclose()
 
