@@ -8,6 +8,13 @@ implement it)::
         proxy_image_hashes=[...], worker_image_hashes=[...], model_hashes=[...],
         proxy_addresses=["127.0.0.1:8800"], params=default_params(price_per_token=20))
     config = await fetch_root_config(chain, handles.root)   # RootConfig: hashes, proxies, params
+    proxy_sc = await handles.open_proxy(proxy_key, proxy_wallet_key)           # funded from the faucet
+    client_sc = await handles.open_client(client_wallet_key, proxy_sc, proxy_key.public, amount=10 * TON)
+
+``LocalChain(path, clock=time.time)`` follows the wall clock (close delays pass in real time); without
+``clock`` time moves only with ``advance()``. ``LiteChain.from_config("global.config.json")`` is the
+same interface on TON testnet/mainnet (pytoniq liteservers). Wallet keys: ``KeyPair.generate()``,
+``KeyPair.from_mnemonic(words)`` or ``KeyPair.from_sealed_key(secret)`` with the TEE's sealed secret.
 
 Money (proxy side, pure):
 
@@ -18,7 +25,12 @@ Money (proxy side, pure):
 * :mod:`cocoon.chain.pricing` prices usage exactly as the reference (``price``, ``adjust``).
 
 Contracts (Tolk, compiled by ``make contracts``; code in ``contracts/build``): root, proxy, client,
-worker and a v3-style wallet. Layouts and our own choices are in :mod:`cocoon.chain.messages`.
+worker and a v3-style wallet. Layouts and our own choices are in :mod:`cocoon.chain.messages` and
+``contracts/README.md``. Client contract semantics the proxy relies on: ``balance`` is everything the
+client holds there (stake included), ``stake`` the part it cannot withdraw while open, ``tokens_used``
+the cumulative tokens charged so far by signed IOUs.
+
+Throughput and gas per operation: ``cocoon chain --home DIR local bench``.
 """
 
 from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord

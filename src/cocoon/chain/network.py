@@ -24,7 +24,7 @@ from cocoon.chain.messages import (
     root_body,
 )
 from cocoon.chain.payments import SignedMessage
-from cocoon.chain.wallet import KeyPair, OutMsg, Wallet, WalletClient
+from cocoon.chain.wallet import KeyPair, Wallet, WalletClient
 
 __all__ = [
     "OP_VALUE",
@@ -405,6 +405,3 @@ async def bootstrap_local_network(
         ensure_success(trace)
     config = await fetch_root_config(chain, root.address)
     return LocalNetworkHandles(chain, wallet, root.address, config)
-
-
-_ = OutMsg

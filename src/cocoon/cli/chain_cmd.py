@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -196,19 +196,6 @@ def _root_address(c: Ctx, root: str | None) -> Any:
     if not value:
         raise _fail("no root contract (run `cocoon chain root deploy` or pass --root)")
     return _addr(value)
-
-
-def _trace_rows(trace: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "address": t.address.to_str(),
-            "success": t.success,
-            "exit_code": t.exit_code,
-            "gas": t.gas_used,
-            "fees": t.total_fees,
-        }
-        for t in trace
-    ]
 
 
 # ---------------------------------------------------------------- local
@@ -686,6 +673,3 @@ def client_show(ctx: typer.Context, wallet: WalletOpt = "owner", contract: Contr
     if not acc.active or acc.data is None:
         raise _fail(f"client contract {addr.to_str()} is not deployed ({acc.status})")
     _emit(c, "client contract", _client_rows(parse_client_state(acc.data), addr))
-
-
-_unused: Callable[..., Any] = _trace_rows
