@@ -406,3 +406,16 @@ async def test_corrupt_store_is_a_clear_error(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(ChainStoreError):
         LocalChain(bad)
+
+
+async def test_state_readers(world):
+    from cocoon.chain import AccountNotFound, read_client_state, read_proxy_state, read_worker_state
+
+    sc = await net.open_client_contract(
+        world.client, world.proxy_sc, world.proxy_key.public, world.params, amount=2 * TON
+    )
+    assert (await read_client_state(world.chain, sc)).balance == 2 * TON
+    assert (await read_proxy_state(world.chain, world.proxy_sc)).commit_seqno == 0
+    wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
+    with pytest.raises(AccountNotFound):
+        await read_worker_state(world.chain, wc.address)

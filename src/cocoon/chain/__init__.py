@@ -16,6 +16,10 @@ implement it)::
 same interface on TON testnet/mainnet (pytoniq liteservers). Wallet keys: ``KeyPair.generate()``,
 ``KeyPair.from_mnemonic(words)`` or ``KeyPair.from_sealed_key(secret)`` with the TEE's sealed secret.
 
+Proxy loop: ``read_proxy_state`` (committed seqno + session hash → the ledger's ``mark_committed``,
+rollback check), ``read_client_state`` (balance, stake, tokens charged), ``read_worker_state`` (tokens
+paid); then post what :class:`PostingPolicy` says is due.
+
 Money (proxy side, pure):
 
 * :func:`sign` a cumulative client charge / refund grant / worker payout for one contract,
@@ -78,6 +82,9 @@ from cocoon.chain.network import (
     open_proxy_contract,
     post_signed,
     proxy_contract,
+    read_client_state,
+    read_proxy_state,
+    read_worker_state,
     root_contract,
     send_client_op,
     send_proxy_op,
@@ -147,6 +154,9 @@ __all__ = [
     "post_signed",
     "price",
     "proxy_contract",
+    "read_client_state",
+    "read_proxy_state",
+    "read_worker_state",
     "root_contract",
     "send_client_op",
     "send_proxy_op",

@@ -19,7 +19,10 @@ from cocoon.chain.messages import (
     WorkerState,
     client_body,
     contract_address,
+    parse_client_state,
+    parse_proxy_state,
     parse_root_state,
+    parse_worker_state,
     proxy_body,
     root_body,
 )
@@ -41,6 +44,9 @@ __all__ = [
     "open_proxy_contract",
     "post_signed",
     "proxy_contract",
+    "read_client_state",
+    "read_proxy_state",
+    "read_worker_state",
     "root_contract",
     "send_client_op",
     "send_proxy_op",
@@ -213,6 +219,29 @@ async def fetch_root_config(chain: Chain, root_address: Address) -> RootConfig:
     if not acc.active or acc.data is None:
         raise AccountNotFound(f"root contract {root_address.to_str()} is not deployed ({acc.status})")
     return RootConfig.from_state(root_address, parse_root_state(acc.data))
+
+
+async def _data(chain: Chain, address: Address, what: str) -> Cell:
+    acc = await chain.get_account(address)
+    if not acc.active or acc.data is None:
+        raise AccountNotFound(f"{what} {address.to_str()} is not deployed ({acc.status})")
+    return acc.data
+
+
+async def read_proxy_state(chain: Chain, address: Address) -> ProxyState:
+    """Proxy contract state: fees balance, stake, state, last committed (seqno, session hash)."""
+    return parse_proxy_state(await _data(chain, address, "proxy contract"))
+
+
+async def read_client_state(chain: Chain, address: Address) -> ClientState:
+    """Client contract state: balance, stake, tokens charged so far, closing state."""
+    return parse_client_state(await _data(chain, address, "client contract"))
+
+
+async def read_worker_state(chain: Chain, address: Address) -> WorkerState:
+    """Worker contract state: tokens paid out so far. A worker contract that was never paid is not
+    deployed yet: callers treat AccountNotFound as 0 tokens."""
+    return parse_worker_state(await _data(chain, address, "worker contract"))
 
 
 # ---------------------------------------------------------------- operations
