@@ -4,11 +4,13 @@ native llama.cpp builds word answers differently); shapes, counts and stop reaso
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from cocoon.inference import (
     EmbeddedEngine,
@@ -205,7 +207,10 @@ async def test_requests_are_served_one_at_a_time_in_order(embedded: EmbeddedEngi
 
 
 async def test_busy_refusal_and_recovery() -> None:
-    async with EmbeddedEngine(n_ctx=512, max_queue=0, n_threads=1) as engine:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=100)
+    async with EmbeddedEngine(n_ctx=512, max_queue=0, n_threads=1, progress=True, console=console) as engine:
+        assert "SmolLM2-135M-Instruct loaded" in out.getvalue()
         first = await engine.open(
             Endpoint.COMPLETIONS, {"prompt": "Go:", "max_tokens": 400, "stream": True, "ignore_eos": True}
         )

@@ -4,6 +4,7 @@ fake upstreams (garbage, stalls, errors)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from cocoon.inference import (
     build_engine_app,
     fake_upstream,
     running_server,
+    serve_openai,
 )
 
 from .conftest import SESSION_LOOP
@@ -82,6 +84,7 @@ async def test_upstream_400_is_passed_through(embedded_url: str) -> None:
         error = json.loads(await response.read())["error"]
         assert error["param"] == "max_tokens"
         assert response.usage is None
+        assert engine.statistics().upstream_error_statuses == 1
 
 
 async def test_upstream_404_for_a_model_it_does_not_serve(embedded_url: str) -> None:
@@ -209,6 +212,8 @@ async def test_stalled_upstream_times_out() -> None:
         with pytest.raises(EngineTimeout) as info:
             await response.read()
         assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+        stats = engine.statistics()
+        assert stats.timeouts == 1 and stats.requests == 1 and stats.in_flight == 0
 
 
 async def test_upstream_dying_mid_stream_is_an_engine_error() -> None:
@@ -242,3 +247,23 @@ async def test_model_path_is_kept_for_hashing(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         HttpEngine("127.0.0.1:8000")
     await engine.aclose()
+
+
+async def test_serve_openai_runs_until_cancelled() -> None:
+    port = free_port()
+    fake = ScriptedEngine(Script(chunks=1))
+    task = asyncio.create_task(serve_openai(fake, "127.0.0.1", port))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(200):
+                try:
+                    response = await http.get("/v1/models")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.02)
+            assert response.json()["data"][0]["id"] == "scripted-model"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not await fake.healthy()  # serve_openai closes the engine on the way out

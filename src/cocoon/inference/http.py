@@ -28,7 +28,7 @@ from cocoon.inference.errors import (
     EngineUnavailable,
 )
 
-__all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "map_httpx_errors"]
+__all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "HttpEngineStats", "map_httpx_errors"]
 
 MAX_ERROR_BODY = 1 << 20
 # Headers worth relaying; hop-by-hop and length headers are recomputed by whoever sends next.
@@ -74,6 +74,21 @@ def map_httpx_errors(what: str) -> Iterator[None]:
         raise EngineUnavailable(f"{what}: upstream unreachable: {exc or type(exc).__name__}") from exc
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
         raise EngineUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpEngineStats:
+    """A snapshot for health views."""
+
+    state: str
+    model_name: str
+    requests: int
+    in_flight: int  # answers being relayed now
+    upstream_error_statuses: int  # non-2xx answers passed through
+    unreachable: int
+    timeouts: int
+    busy: int  # connection pool exhausted
+    protocol_errors: int
 
 
 class _State(enum.Enum):
@@ -129,6 +144,8 @@ class HttpEngine:
         )
         self._extra_headers = headers if client is not None else {}
         self._state = _State.NEW
+        self._requests = self._in_flight = self._upstream_errors = 0
+        self._unreachable = self._timed_out = self._busy = self._protocol_errors = 0
 
     async def start(self) -> None:
         if self._state is _State.CLOSED:
@@ -191,10 +208,16 @@ class HttpEngine:
         request = self._client.build_request(
             "POST", f"{self.base_url}{endpoint.value}", json=payload, headers=self._extra_headers
         )
-        with map_httpx_errors(f"POST {endpoint.value}"):
-            response = await self._client.send(request, stream=True)
+        self._requests += 1
+        try:
+            with map_httpx_errors(f"POST {endpoint.value}"):
+                response = await self._client.send(request, stream=True)
+        except EngineError as exc:
+            self._count_error(exc)
+            raise
         headers = tuple((k, v) for k, v in response.headers.items() if k.lower() in _RELAYED_HEADERS)
         if not response.is_success:
+            self._upstream_errors += 1
             try:
                 content = await _read_capped(response, MAX_ERROR_BODY)
             finally:
@@ -202,11 +225,49 @@ class HttpEngine:
             return EngineResponse.from_bytes(
                 status=response.status_code, headers=headers or JSON_HEADERS, content=content
             )
+        self._in_flight += 1
+
+        async def close() -> None:
+            self._in_flight -= 1
+            await response.aclose()
+
         return EngineResponse(
             status=response.status_code,
             headers=headers or JSON_HEADERS,
-            body=_relay(response, endpoint),
-            on_close=response.aclose,
+            body=self._relay(response, endpoint),
+            on_close=close,
+        )
+
+    async def _relay(self, response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[bytes]:
+        try:
+            with map_httpx_errors(f"reading {endpoint.value}"):
+                async for part in response.aiter_bytes():
+                    yield part
+        except EngineError as exc:
+            self._count_error(exc)
+            raise
+
+    def _count_error(self, exc: EngineError) -> None:
+        if isinstance(exc, EngineTimeout):
+            self._timed_out += 1
+        elif isinstance(exc, EngineBusy):
+            self._busy += 1
+        elif isinstance(exc, EngineProtocolError):
+            self._protocol_errors += 1
+        else:
+            self._unreachable += 1
+
+    def statistics(self) -> HttpEngineStats:
+        return HttpEngineStats(
+            state=self._state.value,
+            model_name=self.model_name,
+            requests=self._requests,
+            in_flight=self._in_flight,
+            upstream_error_statuses=self._upstream_errors,
+            unreachable=self._unreachable,
+            timeouts=self._timed_out,
+            busy=self._busy,
+            protocol_errors=self._protocol_errors,
         )
 
 
@@ -220,9 +281,3 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
             if size >= limit:
                 break
     return b"".join(parts)[:limit]
-
-
-async def _relay(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[bytes]:
-    with map_httpx_errors(f"reading {endpoint.value}"):
-        async for part in response.aiter_bytes():
-            yield part

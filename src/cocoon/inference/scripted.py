@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +64,8 @@ ScriptHandler = Callable[[Endpoint, dict[str, Any]], Script | Awaitable[Script]]
 
 @dataclass(slots=True)
 class ScriptedStats:
+    """Live counters (``ScriptedEngine.stats``); ``statistics()`` returns a copy."""
+
     opened: int = 0
     completed: int = 0
     cancelled: int = 0
@@ -118,6 +121,9 @@ class ScriptedEngine:
 
     def set_healthy(self, healthy: bool) -> None:
         self._healthy = healthy
+
+    def statistics(self) -> ScriptedStats:
+        return dataclasses.replace(self.stats)
 
     async def open(self, endpoint: Endpoint, body: dict[str, Any]) -> EngineResponse:
         if self._closed or not self._started:

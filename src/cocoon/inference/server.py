@@ -31,6 +31,7 @@ from cocoon.inference.errors import EngineBusy, EngineError, EngineProtocolError
 __all__ = ["build_engine_app", "error_status", "running_server", "serve_openai"]
 
 MAX_REQUEST_BYTES = 8 << 20
+GRACEFUL_SHUTDOWN_S = 5
 
 
 def error_status(exc: EngineError) -> tuple[int, str]:
@@ -188,16 +189,33 @@ async def _until_disconnect(request: Request, work: Awaitable[EngineResponse]) -
 
 def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, lifespan="on", ws="none", access_log=False
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        ws="none",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
 async def serve_openai(
     engine: Engine, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warning"
 ) -> None:
-    """Serve ``engine`` until cancelled (closing it on the way out)."""
+    """Serve ``engine`` until cancelled; then shut down gracefully (running answers get
+    ``GRACEFUL_SHUTDOWN_S`` seconds) and close the engine."""
     server = uvicorn.Server(_config(build_engine_app(engine, close_engine=True), host, port, log_level))
-    await server.serve()
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=GRACEFUL_SHUTDOWN_S + 2)
+        raise
+    finally:
+        await engine.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -222,7 +240,7 @@ async def running_server(
     finally:
         server.should_exit = True
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=5)
+            await asyncio.wait_for(asyncio.shield(task), timeout=GRACEFUL_SHUTDOWN_S + 2)
         except TimeoutError:
             server.force_exit = True
             await task
