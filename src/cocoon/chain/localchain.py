@@ -29,6 +29,7 @@ from cocoon.chain._ton import (
     InternalMsgInfo,
     MessageAny,
     ShardAccount,
+    StateInit,
     begin_cell,
 )
 from cocoon.chain._tvmconfig import local_config
@@ -346,24 +347,38 @@ class LocalChain:
             raise MessageError("send_external takes an external-in message")
         return self._run_trace((parsed.info.dest, message), external=True)
 
-    def faucet_sync(self, address: Address, amount: int, *, body: Cell | None = None) -> list[TxRecord]:
+    def faucet_sync(self, address: Address, amount: int) -> list[TxRecord]:
         """Mint ``amount`` nanoTON to ``address`` (a non-bounceable internal message)."""
-        if amount <= 0:
-            raise ChainError("faucet amount must be positive")
+        return self.inject_sync(FAUCET_ADDRESS, address, amount, bounce=False)
+
+    def inject_sync(
+        self,
+        src: Address,
+        dest: Address,
+        value: int,
+        *,
+        body: Cell | None = None,
+        state_init: StateInit | None = None,
+        bounce: bool = True,
+    ) -> list[TxRecord]:
+        """Deliver an internal message "from" any address; its value is minted like the faucet's.
+        For tests and for replaying scenarios (the same messages a sandbox receives)."""
+        if value <= 0:
+            raise ChainError("value must be positive")
         info = InternalMsgInfo(
             ihr_disabled=True,
-            bounce=False,
+            bounce=bounce,
             bounced=False,
-            src=FAUCET_ADDRESS,
-            dest=address,
-            value=CurrencyCollection(amount),
+            src=src,
+            dest=dest,
+            value=CurrencyCollection(value),
             ihr_fee=0,
             fwd_fee=0,
             created_lt=int(self._meta("lt") or 0),
             created_at=self.now_sync(),
         )
-        msg = MessageAny(info=info, init=None, body=body or Cell.empty()).serialize()
-        return self._run_trace((address, msg), external=False, minted=amount)
+        msg = MessageAny(info=info, init=state_init, body=body or Cell.empty()).serialize()
+        return self._run_trace((dest, msg), external=False, minted=value)
 
     async def faucet(self, address: Address, amount: int) -> list[TxRecord]:
         return self.faucet_sync(address, amount)

@@ -1,0 +1,228 @@
+"""Differential test: the same messages on LocalChain (tonpy, TVM 11) and on @ton/sandbox (the official
+emulator, latest TVM) must give the same exit codes and the same final contract data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from pytoniq_core import Address, Cell, begin_cell
+
+from cocoon.chain import KeyPair, LocalChain, Op, sign, sign_state_commit
+from cocoon.chain import network as net
+from cocoon.chain.messages import client_body, proxy_body, root_body
+
+CONTRACTS = Path(__file__).parents[2] / "src" / "cocoon" / "chain" / "contracts"
+TON = net.TON
+T0 = 1_760_000_000
+
+OWNER, PROXY_OWNER, CLIENT, WORKER, STRANGER = (
+    Address(f"0:{b * 32}") for b in ("a1", "a2", "a3", "a4", "a5")
+)
+
+
+def _sandbox_ready() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm not installed: no sandbox cross-check")
+    if not (CONTRACTS / "node_modules" / "@ton" / "sandbox").exists():
+        try:
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund"],
+                cwd=CONTRACTS,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"npm ci failed (registry unreachable?): {exc}")
+
+
+def _b64(cell: Cell | None) -> str | None:
+    return None if cell is None else base64.b64encode(cell.to_boc()).decode()
+
+
+def scenario() -> tuple[list[dict], list[Address]]:
+    key = KeyPair.from_seed(bytes(range(32)))
+    rogue = KeyPair.from_seed(bytes(range(1, 33)))
+    params = net.default_params(price_per_token=1000, worker_fee_per_token=800)
+    root = net.root_contract(
+        OWNER, params, proxy_hashes=[b"\x01" * 32], model_hashes=[b"\x03" * 32], proxies=["127.0.0.1:8800"]
+    )
+    proxy = net.proxy_contract(PROXY_OWNER, key.public, root.address, params)
+    client = net.client_contract(CLIENT, proxy.address, key.public, params)
+    worker = net.worker_contract(WORKER, proxy.address, key.public, params)
+    rogue_worker = net.worker_contract(WORKER, proxy.address, rogue.public, params)
+    now = T0
+    steps: list[dict] = []
+
+    def step(src, dest, value, body=None, init=None, bounce=True):  # type: ignore[no-untyped-def]
+        steps.append(
+            {
+                "now": now,
+                "src": src.to_str(is_user_friendly=False),
+                "dest": dest.to_str(is_user_friendly=False),
+                "value": value,
+                "bounce": bounce,
+                "body": _b64(body),
+                "init": _b64(init.serialize() if init is not None else None),
+            }
+        )
+
+    op = net.OP_VALUE
+    step(OWNER, root.address, TON, init=root.state_init, bounce=False)
+    step(OWNER, root.address, op, root_body(Op.ADD_MODEL_TYPE, 1, hash=b"\x07" * 32))
+    step(STRANGER, root.address, op, root_body(Op.ADD_PROXY_TYPE, 2, hash=b"\x09" * 32))
+    step(OWNER, root.address, op, root_body(Op.REGISTER_PROXY, 3, address="10.0.0.2:9000"))
+    step(
+        OWNER,
+        root.address,
+        op,
+        root_body(Op.CHANGE_PRICE, 4, price_per_token=2000, worker_fee_per_token=1500),
+    )
+    step(OWNER, root.address, op, root_body(Op.UNREGISTER_PROXY, 5, seqno=77))
+    step(
+        OWNER,
+        root.address,
+        op,
+        root_body(Op.CHANGE_PARAMS, 6, params=replace(params, client_delay_before_close=9)),
+    )
+    step(
+        PROXY_OWNER,
+        proxy.address,
+        TON + op,
+        proxy_body(Op.PROXY_INCREASE_STAKE, amount=TON, excess=PROXY_OWNER),
+        proxy.state_init,
+    )
+    step(
+        CLIENT,
+        client.address,
+        10 * TON + op,
+        client_body(Op.CLIENT_TOP_UP, amount=10 * TON, excess=CLIENT),
+        client.state_init,
+    )
+    charge = sign(key, Op.CLIENT_CHARGE_SIGNED, target=client.address, counter=1000, query_id=1)
+    step(CLIENT, client.address, op, charge.body(CLIENT))
+    step(CLIENT, client.address, op, charge.body(CLIENT))  # replay
+    step(
+        CLIENT,
+        client.address,
+        op,
+        sign(key, Op.CLIENT_CHARGE_SIGNED, target=client.address, counter=999).body(CLIENT),
+    )
+    step(
+        CLIENT,
+        client.address,
+        op,
+        sign(rogue, Op.CLIENT_CHARGE_SIGNED, target=client.address, counter=5000).body(CLIENT),
+    )
+    step(
+        CLIENT,
+        client.address,
+        op,
+        sign(key, Op.CLIENT_CHARGE_SIGNED, target=worker.address, counter=5000).body(CLIENT),
+    )
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_WITHDRAW, amount=9_500_000_000, excess=CLIENT))
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_WITHDRAW, amount=TON, excess=CLIENT))
+    step(STRANGER, client.address, op, client_body(Op.CLIENT_WITHDRAW, amount=1, excess=STRANGER))
+    step(CLIENT, client.address, op, begin_cell().store_uint(0xDEADBEEF, 32).end_cell())
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_INCREASE_STAKE, amount=3 * TON, excess=CLIENT))
+    pay = sign(key, Op.WORKER_PAYOUT_SIGNED, target=worker.address, counter=600)
+    step(WORKER, worker.address, op, pay.body(WORKER), worker.state_init)
+    step(WORKER, worker.address, op, pay.body(WORKER))
+    rogue_pay = sign(rogue, Op.WORKER_PAYOUT_SIGNED, target=rogue_worker.address, counter=10**6)
+    step(WORKER, rogue_worker.address, op, rogue_pay.body(WORKER), rogue_worker.state_init)
+    commit = sign_state_commit(key, target=proxy.address, seqno=5, session_hash=b"\x05" * 32)
+    step(PROXY_OWNER, proxy.address, op, commit.body(PROXY_OWNER))
+    step(PROXY_OWNER, proxy.address, op, commit.body(PROXY_OWNER))
+    step(PROXY_OWNER, proxy.address, op, proxy_body(Op.PROXY_PAYOUT, excess=PROXY_OWNER))
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_REQUEST_REFUND, excess=CLIENT))
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_REQUEST_REFUND, excess=CLIENT))
+    now += params.client_delay_before_close
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_REQUEST_REFUND, excess=CLIENT))
+    step(CLIENT, client.address, op, client_body(Op.CLIENT_REQUEST_REFUND, excess=CLIENT))
+    step(
+        CLIENT,
+        client.address,
+        op,
+        sign(key, Op.CLIENT_GRANT_REFUND_SIGNED, target=client.address, counter=2000).body(),
+    )
+    step(
+        WORKER,
+        worker.address,
+        op,
+        sign(key, Op.WORKER_LAST_PAYOUT_SIGNED, target=worker.address, counter=700).body(),
+    )
+    step(
+        PROXY_OWNER,
+        proxy.address,
+        op,
+        sign(key, Op.PROXY_CLOSE_REQUEST_SIGNED, target=proxy.address, counter=0).body(),
+    )
+    complete = sign(key, Op.PROXY_CLOSE_COMPLETE_SIGNED, target=proxy.address, counter=0)
+    step(PROXY_OWNER, proxy.address, op, complete.body())
+    now += params.proxy_delay_before_close
+    step(PROXY_OWNER, proxy.address, op, complete.body())
+    return steps, [root.address, proxy.address, client.address, worker.address, rogue_worker.address]
+
+
+def run_local(steps: list[dict], watch: list[Address]) -> dict:
+    chain = LocalChain(None, genesis_time=T0)
+    out = []
+    for s in steps:
+        chain.advance(s["now"] - chain.now_sync())
+        body = Cell.one_from_boc(base64.b64decode(s["body"])) if s["body"] else None
+        init = None
+        if s["init"]:
+            from pytoniq_core.tlb.account import StateInit
+
+            init = StateInit.deserialize(Cell.one_from_boc(base64.b64decode(s["init"])).begin_parse())
+        trace = chain.inject_sync(
+            Address(s["src"]), Address(s["dest"]), s["value"], body=body, state_init=init, bounce=s["bounce"]
+        )
+        out.append(
+            [
+                {
+                    "address": t.address.to_str(is_user_friendly=False),
+                    "exit": t.exit_code,
+                    "success": t.success,
+                }
+                for t in trace
+            ]
+        )
+    data = {}
+    for a in watch:
+        acc = chain._state_of(a)
+        data[a.to_str(is_user_friendly=False)] = acc.data.hash.hex() if acc.data is not None else None
+    assert chain.total_balances() + chain.total_fees() == chain.minted
+    chain.close()
+    return {"steps": out, "data": data}
+
+
+@pytest.mark.slow
+def test_localchain_matches_sandbox(tmp_path):
+    _sandbox_ready()
+    steps, watch = scenario()
+    local = run_local(steps, watch)
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps({"steps": steps, "watch": [a.to_str(is_user_friendly=False) for a in watch]}))
+    proc = subprocess.run(
+        ["node", "crosscheck.mjs", str(path)], cwd=CONTRACTS, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sandbox = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def key(tx: dict) -> tuple:
+        return (tx["address"], tx["exit"], tx["success"])
+
+    for i, (mine, theirs) in enumerate(zip(local["steps"], sandbox["steps"], strict=True)):
+        assert Counter(map(key, mine)) == Counter(map(key, theirs)), f"step {i}: {steps[i]['dest']}"
+    assert local["data"] == sandbox["data"]
+    # the scenario exercises refusals, not only happy paths
+    exits = {tx["exit"] for st in local["steps"] for tx in st}
+    assert {401, 402, 403, 405, 407, 408, 409} <= exits
