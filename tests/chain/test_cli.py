@@ -87,3 +87,13 @@ def test_cli_errors(tmp_path):
     assert r.exit_code == 1 and "no root contract" in r.output
     r = runner.invoke(app, ["--home", str(home), "wallet", "send", "owner", "0:" + "11" * 32, "5000"])
     assert r.exit_code == 1 and "needs" in r.output
+
+
+def test_cli_lite_config_errors_are_clean(tmp_path):
+    cfg = tmp_path / "global.json"
+    cfg.write_text('{"liteservers": []}')
+    run(tmp_path, "local", "start")
+    r = runner.invoke(
+        app, ["--home", str(tmp_path), "--lite-config", str(cfg), "root", "show", "--root", "0:" + "11" * 32]
+    )
+    assert r.exit_code == 1 and "no liteservers" in r.output

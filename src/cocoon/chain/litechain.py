@@ -73,7 +73,10 @@ class LiteChain:
         if self._closed:
             raise ChainError("LiteChain is closed")
         if not self._started:
-            await self._client.start_up()
+            try:
+                await self._client.start_up()
+            except Exception as exc:  # pytoniq raises its own types and OSError alike
+                raise ChainError(f"cannot reach the liteservers: {exc}") from exc
             self._started = True
 
     async def now(self) -> int:

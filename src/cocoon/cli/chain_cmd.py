@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -47,6 +47,7 @@ NANO = 10**9
 class Ctx:
     home: Path
     json: bool
+    lite_config: Path | None = None
 
     @property
     def dir(self) -> Path:
@@ -77,8 +78,16 @@ def _chain(
         "~/.cocoon"
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    lite_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--lite-config",
+            help="TON global config (testnet/mainnet): use liteservers instead of the local chain. "
+            "`local` commands and the faucet stay local.",
+        ),
+    ] = None,
 ) -> None:
-    ctx.obj = Ctx(home.expanduser(), as_json)
+    ctx.obj = Ctx(home.expanduser(), as_json, lite_config)
 
 
 # ---------------------------------------------------------------- helpers
@@ -149,6 +158,22 @@ def _local(c: Ctx, *, create: bool = False) -> Iterator[Any]:
         yield chain
     finally:
         chain.close()
+
+
+@contextlib.asynccontextmanager
+async def _open_chain(c: Ctx) -> AsyncIterator[Any]:
+    """The chain the command talks to: LiteChain with --lite-config, else the local chain."""
+    if c.lite_config is not None:
+        from cocoon.chain import LiteChain
+
+        lite = LiteChain.from_config(c.lite_config)
+        try:
+            yield lite
+        finally:
+            await lite.aclose()
+    else:
+        with _local(c) as chain:
+            yield chain
 
 
 def _wallet_path(c: Ctx, name: str) -> Path:
@@ -337,8 +362,12 @@ def wallet_balance(ctx: typer.Context, name: str) -> None:
     """Balance and state of a wallet."""
     c: Ctx = ctx.obj
     w = _load_wallet(c, name)
-    with _local(c) as chain:
-        acc = _run(chain.get_account(w.address))
+
+    async def go() -> Any:
+        async with _open_chain(c) as chain:
+            return await chain.get_account(w.address)
+
+    acc = _run(go())
     _emit(
         c,
         "wallet",
@@ -359,8 +388,13 @@ def wallet_send(
     from cocoon.chain import WalletClient
 
     w = _load_wallet(c, name)
-    with _local(c) as chain:
-        trace = _run(WalletClient(chain, w).transfer(_addr(dest), _ton(amount), bounce=bounce))
+    to, nano = _addr(dest), _ton(amount)
+
+    async def go() -> Any:
+        async with _open_chain(c) as chain:
+            return await WalletClient(chain, w).transfer(to, nano, bounce=bounce)
+
+    trace = _run(go())
     _emit(c, "sent", {"from": w.address.to_str(), "to": dest, "amount": amount, "transactions": len(trace)})
 
 
@@ -380,7 +414,7 @@ def _root_op(c: Ctx, wallet: str, root: str | None, op_name: str, **kw: Any) -> 
     raddr = _root_address(c, root)
 
     async def go() -> int:
-        with _local(c) as chain:
+        async with _open_chain(c) as chain:
             await send_root_op(WalletClient(chain, w), raddr, Op[op_name], **kw)
             return (await fetch_root_config(chain, raddr)).version
 
@@ -406,8 +440,12 @@ def root_deploy(
     params = default_params(
         price_per_token=price, worker_fee_per_token=worker_fee, unique_id=unique_id, is_test=test
     )
-    with _local(c) as chain:
-        addr = _run(deploy_root(WalletClient(chain, w), params))
+
+    async def go() -> Any:
+        async with _open_chain(c) as chain:
+            return await deploy_root(WalletClient(chain, w), params)
+
+    addr = _run(go())
     st = c.state()
     st["root"] = _s(addr)
     c.save_state(st)
@@ -421,8 +459,12 @@ def root_show(ctx: typer.Context, root: RootOpt = None) -> None:
     from cocoon.chain import fetch_root_config
 
     raddr = _root_address(c, root)
-    with _local(c) as chain:
-        cfg = _run(fetch_root_config(chain, raddr))
+
+    async def go() -> Any:
+        async with _open_chain(c) as chain:
+            return await fetch_root_config(chain, raddr)
+
+    cfg = _run(go())
     p = cfg.params
     _emit(
         c,
@@ -519,8 +561,12 @@ def root_set_params(
     from cocoon.chain import ChainError, fetch_root_config
 
     raddr = _root_address(c, root)
-    with _local(c) as chain:
-        cur = _run(fetch_root_config(chain, raddr)).params
+
+    async def current() -> Any:
+        async with _open_chain(c) as chain:
+            return (await fetch_root_config(chain, raddr)).params
+
+    cur = _run(current())
     changes: dict[str, Any] = {
         k: v
         for k, v in {
@@ -582,7 +628,7 @@ def _client_op(c: Ctx, wallet: str, contract: str | None, op_name: str, amount: 
     addr = _client_contract(c, wallet, contract)
 
     async def go() -> Any:
-        with _local(c) as chain:
+        async with _open_chain(c) as chain:
             await send_client_op(WalletClient(chain, w), addr, Op[op_name], amount=amount)
             acc = await chain.get_account(addr)
             return parse_client_state(acc.data)
@@ -622,7 +668,7 @@ def client_top_up(
         raise _fail("--proxy-key is 64 hex digits")
 
     async def go() -> tuple[Any, Any]:
-        with _local(c) as chain:
+        async with _open_chain(c) as chain:
             params = (await fetch_root_config(chain, raddr)).params
             addr = await open_client_contract(
                 WalletClient(chain, w), _addr(proxy_sc), key, params, amount=nano
@@ -668,8 +714,12 @@ def client_show(ctx: typer.Context, wallet: WalletOpt = "owner", contract: Contr
     from cocoon.chain import parse_client_state
 
     addr = _client_contract(c, wallet, contract)
-    with _local(c) as chain:
-        acc = _run(chain.get_account(addr))
+
+    async def go() -> Any:
+        async with _open_chain(c) as chain:
+            return await chain.get_account(addr)
+
+    acc = _run(go())
     if not acc.active or acc.data is None:
         raise _fail(f"client contract {addr.to_str()} is not deployed ({acc.status})")
     _emit(c, "client contract", _client_rows(parse_client_state(acc.data), addr))
