@@ -40,6 +40,7 @@ class LocalNetworkConfig:
     tee_backend: str = "sim"
     coefficients: tuple[int, ...] = (1000,)
     daily_budget_nano: int = 0
+    client_credit_nano: int = LOCAL_TEST_CREDIT_NANO  # test funds the proxy grants a new client
     max_active_requests: int = 8
 
     @classmethod
@@ -107,7 +108,7 @@ class LocalNetwork:
                     worker_port=cfg.proxy_worker_port,
                     client_port=cfg.proxy_client_port,
                     stats_port=cfg.proxy_stats_port,
-                    test_credit_nano=LOCAL_TEST_CREDIT_NANO,
+                    test_credit_nano=cfg.client_credit_nano,
                     tee=self._tee(accept="worker"),
                 )
             )

@@ -13,9 +13,8 @@ from rich.live import Live
 
 from cocoon.health.views import VIEWS, render
 
-__all__ = ["app"]
+__all__ = ["command"]
 
-app = typer.Typer(help="A worker's health: status, system, services, logs, TEE, GPU, earnings.")
 console = Console()
 
 VIEW_NAMES = [*VIEWS, "all"]
@@ -31,13 +30,13 @@ def fetch_health(url: str) -> dict[str, Any]:
     return health
 
 
-@app.callback(invoke_without_command=True)
-def health(
+def command(
     view: Annotated[str, typer.Argument(help=f"One of: {', '.join(VIEW_NAMES)}")] = "status",
     url: Annotated[str, typer.Option(help="The worker's health endpoint.")] = "http://127.0.0.1:12000",
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw report.")] = False,
     watch: Annotated[float, typer.Option(help="Refresh every N seconds (0 = once).")] = 0.0,
 ) -> None:
+    """A worker's health: status, sys, svc, logs, tdx, gpu, earnings or all."""
     if view not in VIEW_NAMES:
         raise typer.BadParameter(f"unknown view {view!r}; choose from {', '.join(VIEW_NAMES)}")
     try:

@@ -210,7 +210,10 @@ def _mount_optional() -> None:
     for name in ("worker", "proxy", "client", "tee", "chain", "health", "bench"):
         with contextlib.suppress(ImportError):
             module = importlib.import_module(f"cocoon.cli.{name}_cmd")
-            app.add_typer(module.app, name=name)
+            if hasattr(module, "command"):
+                app.command(name)(module.command)
+            else:
+                app.add_typer(module.app, name=name)
 
 
 _mount_optional()

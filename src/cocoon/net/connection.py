@@ -405,6 +405,13 @@ class NodeConnection:
         try:
             await self._ready.wait()
             await self._handler.on_stream(self, stream)
+        except asyncio.CancelledError:
+            # Cancelled by our side (service stopping), not by the peer: tell the requester, or it
+            # would wait for an answer that never comes.
+            if not stream.finished and not stream.cancelled.is_set():
+                with contextlib.suppress(Exception):
+                    await stream.cancel("the responder stopped")
+            raise
         except NetError as exc:
             if not stream.cancelled.is_set():
                 log.info("%r stream %d: %s", self, stream.stream_id, exc)

@@ -185,12 +185,14 @@ class Dialer:
         """Stop reconnecting and close the current link. Idempotent."""
         self._closing = True
         self._changed.set()
+        # Take the link before cancelling the runner: its `finally` forgets the connection.
+        conn = self.connection
         try:
             if self._runner is not None:
                 self._runner.cancel()
                 await asyncio.wait([self._runner])
         finally:
-            conn, self.connection = self.connection, None
+            self.connection = None
             if conn is not None:
                 await conn.aclose("dialer closed")
         self._raise_if_crashed()

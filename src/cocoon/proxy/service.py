@@ -54,6 +54,7 @@ class Proxy:
         self._worker_links: dict[str, net.NodeConnection] = {}
         self._client_links: dict[int, net.NodeConnection] = {}
         self._worker_owner: dict[str, str] = {}  # worker id → payee (owner address)
+        self._conn_worker: dict[int, str] = {}  # connection id → worker id
         self._servers: list[Any] = []
         self._stats_server: Any = None
         self.counters = {
@@ -170,7 +171,13 @@ class Proxy:
             raise net.HandshakeRefused("announced model hash differs from the attested one")
         if self.allowed_model_hashes is not None and model_hash not in self.allowed_model_hashes:
             raise net.HandshakeRefused("model hash not allowed by the root contract")
-        worker_id = f"w{conn.id}"
+        owner = str(info.get("owner_address", ""))
+        # A stable id (not the connection's): a failing worker that reconnects keeps its reputation.
+        worker_id = f"{owner or 'anonymous'}/{model}/{info.get('instance', 0)}"
+        if not owner:
+            worker_id += f"/{conn.id}"
+        if worker_id in self._worker_links:
+            raise net.HandshakeRefused(f"worker {worker_id} is already connected")
         record = WorkerRecord(
             worker_id=worker_id,
             model=model,
@@ -186,12 +193,14 @@ class Proxy:
         )
         self.registry.add(record)
         self._worker_links[worker_id] = conn
-        owner = str(info.get("owner_address", "")) or worker_id
-        self._worker_owner[worker_id] = owner
+        self._worker_owner[worker_id] = owner or worker_id
+        self._conn_worker[conn.id] = worker_id
         return record
 
     def drop_worker(self, conn: net.NodeConnection) -> None:
-        worker_id = f"w{conn.id}"
+        worker_id = self._conn_worker.pop(conn.id, None)
+        if worker_id is None:
+            return
         self._worker_links.pop(worker_id, None)
         self.registry.remove(worker_id)
 
@@ -263,7 +272,8 @@ class Proxy:
         finally:
             if not settled:
                 # Nothing was delivered: release the reservation, charge nothing.
-                self.ledger.fail(request_key, None, now=time.time())
+                # No-op when the request already settled or was billed as partial delivery.
+                self.ledger.release(request_key, now=time.time())
 
     async def _route(self, stream: net.IncomingStream, client: str, request_key: str) -> bool:
         request = stream.request
@@ -369,7 +379,9 @@ class Proxy:
             log.info("worker %s lost mid-stream: %r", record.worker_id, exc)
         duration = time.monotonic() - started
         if isinstance(final, wire.ResponseEnd):
-            charge, over_reported = self._settle(request_key, record, tally, final.usage)
+            charge, over_reported = self._settle(
+                request_key, record, tally, final.usage, request_bytes=len(request.body)
+            )
             self.registry.finished(
                 record.worker_id,
                 ok=True,
@@ -413,7 +425,13 @@ class Proxy:
         return True
 
     def _settle(
-        self, request_key: str, record: WorkerRecord, tally: RelayTally, reported: wire.Usage | None
+        self,
+        request_key: str,
+        record: WorkerRecord,
+        tally: RelayTally,
+        reported: wire.Usage | None,
+        *,
+        request_bytes: int | None = None,
     ) -> tuple[Charge, bool]:
         """Price and durably record one request before the answer is released.
 
@@ -430,7 +448,7 @@ class Proxy:
             charge = price(usage, record.coefficient, self.params)
             self.ledger.fail(request_key, charge, worker=owner, now=now, usage=usage)
             return charge, False
-        audit = self.audit.check(_counts(reported), tally, request_bytes=None)
+        audit = self.audit.check(_counts(reported), tally, request_bytes=request_bytes)
         charge = price(audit.billable, record.coefficient, self.params)
         self.ledger.settle(request_key, owner, charge, now, usage=audit.billable)
         return charge, audit.over_reported

@@ -61,6 +61,7 @@ class Worker:
         self._dialers: list[net.Dialer] = []
         self._active = 0
         self._idle = asyncio.Event()
+        self._running: set[asyncio.Task[Any]] = set()
         self._idle.set()
         self._started_at = 0.0
         self.counters = {"served": 0, "failed": 0, "refused_busy": 0, "cancelled": 0, "completion_tokens": 0}
@@ -122,6 +123,9 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.drain_timeout_s):
                     await self._idle.wait()
+        # Whatever still runs is aborted: its proxy sees the stream end and bills what it relayed.
+        for task in list(self._running):
+            task.cancel()
         await self._release()
 
     @property
@@ -227,9 +231,14 @@ class Worker:
         self._active += 1
         self._idle.clear()
         started = time.monotonic()
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             await self._run(stream, endpoint, body, started)
         finally:
+            if task is not None:
+                self._running.discard(task)
             self._active -= 1
             if not self._active:
                 self._idle.set()
@@ -248,9 +257,16 @@ class Worker:
         digest = hashlib.sha256()
         async with response:
             await stream.send_head(response.status, response.headers)
-            async for chunk in response:
-                digest.update(chunk)
-                await stream.send_chunk(chunk)
+            try:
+                async for chunk in response:
+                    digest.update(chunk)
+                    await stream.send_chunk(chunk)
+            except EngineError as exc:
+                # Broken after the first byte: the proxy bills only what it relayed.
+                self.counters["failed"] += 1
+                self.recent_errors.append(f"engine mid-answer: {exc}")
+                await stream.send_error(wire.ErrorCode.UNAVAILABLE, f"engine failed mid-answer: {exc}")
+                return
             usage = response.usage
         wire_usage = _to_wire_usage(usage)
         self.counters["served"] += 1
