@@ -155,7 +155,7 @@ class LocalNetwork:
 
     async def wait_workers_registered(self) -> None:
         assert self.proxy is not None
-        while len(self.proxy.registry.records()) < len(self.workers):
+        while len(self.proxy.registry.records()) < len(self.workers):  # noqa: ASYNC110 - no registry event
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:

@@ -129,11 +129,13 @@ async def test_invalid_field_names_the_parameter(model_network: LocalNetwork) ->
 async def test_curl_style_stream_is_sse_with_done(model_network: LocalNetwork) -> None:
     model = await _model(model_network)
     body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": True}
-    async with httpx.AsyncClient(timeout=60) as http:
-        async with http.stream("POST", f"{model_network.base_url}/chat/completions", json=body) as reply:
-            assert reply.status_code == 200
-            assert reply.headers["content-type"].startswith("text/event-stream")
-            raw = b"".join([part async for part in reply.aiter_bytes()])
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream("POST", f"{model_network.base_url}/chat/completions", json=body) as reply,
+    ):
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        raw = b"".join([part async for part in reply.aiter_bytes()])
     events = [e for e in raw.split(b"\n\n") if e.strip()]
     assert events[-1] == b"data: [DONE]"
     usage_events = [json.loads(e[6:]) for e in events[:-1] if b'"usage":{' in e]

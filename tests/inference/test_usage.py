@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cocoon.inference import Usage
 
@@ -73,3 +75,20 @@ def test_merge_max_keeps_the_largest_counters() -> None:
     a = Usage(prompt_tokens=10, cached_tokens=2, completion_tokens=1)
     b = Usage(prompt_tokens=10, cached_tokens=5, completion_tokens=7, reasoning_tokens=3)
     assert a.merge_max(b) == Usage(prompt_tokens=10, cached_tokens=5, completion_tokens=7, reasoning_tokens=3)
+
+
+@given(
+    prompt=st.integers(0, 10**12),
+    cached=st.integers(0, 10**12),
+    completion=st.integers(0, 10**12),
+    reasoning=st.integers(0, 10**12),
+)
+def test_round_trips_for_any_valid_usage(prompt: int, cached: int, completion: int, reasoning: int) -> None:
+    usage = Usage(
+        prompt_tokens=prompt,
+        cached_tokens=min(cached, prompt),
+        completion_tokens=completion,
+        reasoning_tokens=min(reasoning, completion),
+    )
+    assert Usage.from_openai(usage.to_openai()) == usage
+    assert Usage.from_dict(usage.to_dict()) == usage

@@ -248,7 +248,7 @@ async def _collect(
                 return b"".join(parts), event
 
     async def disconnected() -> None:
-        while not await request.is_disconnected():
+        while not await request.is_disconnected():  # noqa: ASYNC110 - starlette offers no event
             await asyncio.sleep(0.25)
 
     gather_task = asyncio.ensure_future(gather())

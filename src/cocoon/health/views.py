@@ -31,7 +31,10 @@ def _status(h: Mapping[str, Any]) -> RenderableType:
             ("uptime", f"{h.get('uptime_s', 0)} s"),
             ("model", h.get("model")),
             ("coefficient", f"{h.get('coefficient', 0) / 1000:.3f}×"),
-            ("proxies connected", f"{sum(p['connected'] for p in h.get('proxies', []))}/{len(h.get('proxies', []))}"),
+            (
+                "proxies connected",
+                f"{sum(p['connected'] for p in h.get('proxies', []))}/{len(h.get('proxies', []))}",
+            ),
             ("requests served", h.get("served", 0)),
             ("requests failed", h.get("failed", 0)),
             ("refused (busy)", h.get("refused_busy", 0)),
@@ -49,7 +52,10 @@ def _sys(h: Mapping[str, Any]) -> RenderableType:
         [
             ("cpus", s.get("cpus")),
             ("load", " ".join(str(x) for x in s.get("load_avg", []))),
-            ("memory", f"{s.get('mem_available_bytes', 0) / gib:.1f} GiB free of {s.get('mem_total_bytes', 0) / gib:.1f}"),
+            (
+                "memory",
+                f"{s.get('mem_available_bytes', 0) / gib:.1f} GiB free of {s.get('mem_total_bytes', 0) / gib:.1f}",
+            ),
             ("TDX guest", s.get("tdx_guest")),
         ],
     )
@@ -81,7 +87,9 @@ def _tdx(h: Mapping[str, Any]) -> RenderableType:
 
 def _gpu(h: Mapping[str, Any]) -> RenderableType:
     gpu = h.get("gpu", {})
-    table = Table(title=f"GPU ({gpu.get('kind', 'none')}, CC mode {gpu.get('cc_mode') or 'n/a'})", title_justify="left")
+    table = Table(
+        title=f"GPU ({gpu.get('kind', 'none')}, CC mode {gpu.get('cc_mode') or 'n/a'})", title_justify="left"
+    )
     table.add_column("name")
     table.add_column("uuid")
     table.add_column("driver")
