@@ -115,13 +115,19 @@ def chat(
     model: Annotated[str | None, typer.Option(help="Model id (default: the first served).")] = None,
     max_tokens: Annotated[int, typer.Option(min=1)] = 128,
     api_key: Annotated[str, typer.Option(envvar="COCOON_API_KEY")] = "cocoon",
+    temperature: Annotated[float | None, typer.Option(min=0, max=2, help="Sampling temperature.")] = None,
 ) -> None:
     """Send one chat request to a running client and stream the answer."""
-    run_async(_chat(base_url, prompt, model, max_tokens, api_key))
+    run_async(_chat(base_url, prompt, model, max_tokens, api_key, temperature))
 
 
 async def _chat(
-    base_url: str, prompt: str, model: str | None, max_tokens: int, api_key: str
+    base_url: str,
+    prompt: str,
+    model: str | None,
+    max_tokens: int,
+    api_key: str,
+    temperature: float | None = None,
 ) -> dict[str, object]:
     import openai
 
@@ -139,6 +145,7 @@ async def _chat(
             messages=[{"role": "user", "content": prompt}],
             max_tokens=max_tokens,
             stream=True,
+            **({"temperature": temperature} if temperature is not None else {}),
         )
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -169,7 +176,8 @@ def demo(
         network = await _start_network(_network_config(home, 1, True, None, None))
         try:
             console.print(f"[green]network up[/]: client at {network.base_url}; asking: {prompt!r}")
-            usage = await _chat(network.base_url, prompt, None, 64, "cocoon")
+            # Greedy decoding: the small demo model answers best without sampling.
+            usage = await _chat(network.base_url, prompt, None, 64, "cocoon", 0.0)
             if not usage.get("completion_tokens"):
                 raise CocoonError("the demo answer carried no usage")
         finally:
