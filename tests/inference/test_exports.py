@@ -58,3 +58,13 @@ def test_error_tree() -> None:
     ):
         assert issubclass(cls, inference.EngineError)
     assert issubclass(inference.EngineTimeout, inference.EngineUnavailable)
+
+
+def test_engines_satisfy_the_protocol() -> None:
+    engines = [
+        inference.EmbeddedEngine(),
+        inference.HttpEngine("http://127.0.0.1:1"),
+        inference.ScriptedEngine(),
+    ]
+    for engine in engines:
+        assert isinstance(engine, inference.Engine)

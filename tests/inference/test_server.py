@@ -117,21 +117,25 @@ async def test_client_disconnect_cancels_a_non_streamed_request() -> None:
 
 
 def test_every_httpx_error_is_mapped() -> None:
-    def subclasses(cls: type) -> set[type]:
+    def subclasses(cls: type[Exception]) -> set[type[Exception]]:
         out = {cls}
         for sub in cls.__subclasses__():
             out |= subclasses(sub)
         return out
 
+    def make(cls: type[Exception]) -> Exception:
+        if issubclass(cls, httpx.HTTPStatusError):
+            request = httpx.Request("GET", "http://upstream")
+            return cls("boom", request=request, response=httpx.Response(500, request=request))
+        try:
+            return cls("boom")
+        except TypeError:
+            return cls()  # StreamConsumed and friends take no message
+
     errors = subclasses(httpx.HTTPError) | subclasses(httpx.InvalidURL) | subclasses(httpx.StreamError)
     assert len(errors) > 15
     for cls in errors:
-        try:
-            exc = cls("boom") if not issubclass(cls, httpx.HTTPStatusError) else None
-        except TypeError:
-            exc = None
-        if exc is None:
-            continue
+        exc = make(cls)
         with pytest.raises(EngineError) as info, map_httpx_errors("test"):
             raise exc
         assert info.value.__cause__ is exc, cls
