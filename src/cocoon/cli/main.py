@@ -145,7 +145,7 @@ async def _chat(
             messages=[{"role": "user", "content": prompt}],
             max_tokens=max_tokens,
             stream=True,
-            **({"temperature": temperature} if temperature is not None else {}),
+            temperature=temperature,
         )
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -168,7 +168,9 @@ async def _chat(
 @app.command()
 def demo(
     home: HomeOpt = DEFAULT_HOME / "demo",
-    prompt: Annotated[str, typer.Option(help="The demo question.")] = "What is the capital of France?",
+    prompt: Annotated[
+        str, typer.Option(help="The demo question.")
+    ] = "Why is the sky blue? Answer in one sentence.",
 ) -> None:
     """Start a local network, answer one chat request through it, shut down cleanly."""
 
