@@ -267,3 +267,31 @@ async def test_serve_openai_runs_until_cancelled() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert not await fake.healthy()  # serve_openai closes the engine on the way out
+
+
+async def test_busy_upstream_is_passed_through_as_503() -> None:
+    async with (
+        fake_upstream(Script(chunks=100, delay=0.01), max_active=1) as (url, fake),
+        HttpEngine(url) as engine,
+    ):
+        first = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
+        second = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
+        assert second.status == 503
+        assert json.loads(await second.read())["error"]["type"] == "server_busy"
+        assert second.header("retry-after") is None  # only content-type-like headers are relayed
+        await first.aclose()
+        assert fake.stats.busy_refusals == 1
+
+
+async def test_concurrent_streams_share_the_embedded_engine(embedded_url: str) -> None:
+    async with HttpEngine(embedded_url) as engine:
+
+        async def one(i: int) -> int:
+            response = await engine.open(
+                Endpoint.COMPLETIONS, {"prompt": f"{i}:", "max_tokens": 3, "stream": True, "ignore_eos": True}
+            )
+            await response.read()
+            assert response.usage is not None
+            return response.usage.completion_tokens
+
+        assert await asyncio.gather(*(one(i) for i in range(4))) == [3, 3, 3, 3]

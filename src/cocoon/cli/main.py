@@ -145,7 +145,7 @@ async def _chat(
             messages=[{"role": "user", "content": prompt}],
             max_tokens=max_tokens,
             stream=True,
-            temperature=openai.NOT_GIVEN if temperature is None else temperature,
+            temperature=openai.omit if temperature is None else temperature,
         )
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
