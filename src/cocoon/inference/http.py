@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "HttpEngineStats"
 
 MAX_ERROR_BODY = 1 << 20
 # Headers worth relaying; hop-by-hop and length headers are recomputed by whoever sends next.
-_RELAYED_HEADERS = frozenset({"content-type", "cache-control", "x-request-id"})
+_RELAYED_HEADERS = frozenset({"content-type", "cache-control", "retry-after", "x-request-id"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
