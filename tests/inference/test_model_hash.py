@@ -60,6 +60,10 @@ def test_directory_with_multi_chunk_files(tmp_path: Path) -> None:
     }
     write(tmp_path / "m", files)
     assert model_hash(tmp_path / "m") == expected(files)
+    assert model_hash(tmp_path / "m", workers=3) == expected(files)
+    assert model_hash(tmp_path / "m", workers=4, cache=ModelHashCache()) == expected(files)
+    with pytest.raises(ValueError):
+        model_hash(tmp_path / "m", workers=0)
 
 
 def test_hash_ignores_location_and_metadata_but_not_names_or_content(tmp_path: Path) -> None:
