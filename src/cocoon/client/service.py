@@ -27,6 +27,8 @@ __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
 
+MAX_CLOCK_SKEW_S = 300.0
+
 
 class Client:
     def __init__(self, config: ClientConfig) -> None:
@@ -38,6 +40,7 @@ class Client:
         self.counters = {"requests": 0, "succeeded": 0, "failed": 0, "spent_nano": 0}
         self._spent_by_day: dict[str, int] = {}
         self.receipts: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.clock_skew: dict[str, float] = {}  # proxy address → seconds (proxy − us)
 
     @property
     def base_url(self) -> str:
@@ -185,7 +188,11 @@ class Client:
         return {
             "state": self.state.value,
             "proxies": [
-                {"address": addr, "connected": d.connection is not None and not d.connection.closed}
+                {
+                    "address": addr,
+                    "connected": d.connection is not None and not d.connection.closed,
+                    "clock_skew_s": self.clock_skew.get(f"{d.host}:{d.port}"),
+                }
                 for addr, d in self._dialers
             ],
             **self.counters,
@@ -200,7 +207,18 @@ class _ProxyLink:
     async def on_connect(self, conn: net.NodeConnection) -> None:
         if conn.peer.role is not wire.Role.PROXY:
             raise net.HandshakeRefused("expected a proxy")
-        log.info("connected to proxy %s", conn.peer.address)
+        # Certificates live ≤ 1 day and are judged against each side's clock: a large skew would
+        # make one side refuse the other's fresh certificates later, so refuse it now, clearly.
+        sent = time.time()
+        answer = await conn.query("time", {})
+        received = time.time()
+        skew = float(answer.get("time", 0.0)) - (sent + received) / 2
+        self.client.clock_skew[conn.peer.address] = round(skew, 3)
+        if abs(skew) > MAX_CLOCK_SKEW_S:
+            raise net.HandshakeRefused(
+                f"clock skew with the proxy is {skew:.0f} s (max {MAX_CLOCK_SKEW_S:.0f} s)"
+            )
+        log.info("connected to proxy %s (clock skew %.3f s)", conn.peer.address, skew)
 
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         await stream.send_error(wire.ErrorCode.BAD_REQUEST, "clients serve no requests")

@@ -536,6 +536,8 @@ class _ClientSide:
         self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         proxy = self.proxy
+        if method == "time":
+            return {"time": time.time()}
         if method == "models":
             return {"models": proxy.models()}
         if method == "balance":
