@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cocoon import tee
 from cocoon.errors import ConfigError
 
-__all__ = ["ROLE_MEASUREMENTS", "NodeTrust", "TeeSettings", "make_policy"]
+__all__ = ["ROLE_MEASUREMENTS", "NodeTrust", "TeeSettings", "make_policy", "validate_host_ports"]
 
 # The simulated images of the three roles: the sim platform derives distinct measurements (and so
 # distinct image hashes) from the image name, as different VM images would have.
@@ -43,6 +43,15 @@ class TeeSettings(BaseModel):
     # Where the simulated platform (its PKI) lives; nodes that must trust each other share it.
     # Default: the node's own home.
     sim_home: Path | None = None
+
+
+def validate_host_ports(values: list[str]) -> list[str]:
+    """Pydantic helper: every entry must be ``host:port``."""
+    for value in values:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"address must be host:port, got {value!r}")
+    return values
 
 
 def make_policy(

@@ -65,7 +65,7 @@ async def _memory_per_connection(network: LocalNetwork, home: Path, count: int) 
                 verifier=trust.verify_peer,
                 role=wire.Role.CLIENT,
                 info={"owner_address": "bench"},
-                handler=_NullHandler(),
+                handler=net.NullHandler(),
             )
         )
     await asyncio.sleep(0.2)
@@ -74,23 +74,6 @@ async def _memory_per_connection(network: LocalNetwork, home: Path, count: int) 
     for link in links:
         await link.aclose()
     return (after - before) / count
-
-
-class _NullHandler:
-    async def on_connect(self, conn: Any) -> None:
-        return None
-
-    async def on_stream(self, conn: Any, stream: Any) -> None:
-        return None
-
-    async def on_query(self, conn: Any, method: str, params: Any) -> dict[str, Any]:
-        return {}
-
-    async def on_notify(self, conn: Any, method: str, params: Any) -> None:
-        return None
-
-    async def on_disconnect(self, conn: Any, exc: BaseException | None) -> None:
-        return None
 
 
 async def bench_gateway(

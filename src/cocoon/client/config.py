@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cocoon.client.protocol import DEFAULT_MAX_COEFFICIENT
-from cocoon.node import TeeSettings
+from cocoon.node import TeeSettings, validate_host_ports
 
 __all__ = ["DEFAULT_CLIENT_HTTP_PORT", "ClientConfig"]
 
@@ -29,11 +29,4 @@ class ClientConfig(BaseModel):
     daily_budget_nano: int = Field(0, ge=0)
     tee: TeeSettings = TeeSettings()
 
-    @field_validator("proxies")
-    @classmethod
-    def _host_port(cls, values: list[str]) -> list[str]:
-        for value in values:
-            host, _, port = value.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"proxy address must be host:port, got {value!r}")
-        return values
+    _proxies_are_addresses = field_validator("proxies")(validate_host_ports)

@@ -200,7 +200,9 @@ class Client:
         }
 
 
-class _ProxyLink:
+class _ProxyLink(net.NullHandler):
+    """The client's side of a proxy link: proxies send it nothing but answers."""
+
     def __init__(self, client: Client) -> None:
         self.client = client
 
@@ -219,17 +221,6 @@ class _ProxyLink:
                 f"clock skew with the proxy is {skew:.0f} s (max {MAX_CLOCK_SKEW_S:.0f} s)"
             )
         log.info("connected to proxy %s (clock skew %.3f s)", conn.peer.address, skew)
-
-    async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
-        await stream.send_error(wire.ErrorCode.BAD_REQUEST, "clients serve no requests")
-
-    async def on_query(
-        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
-        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
-
-    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
-        return None
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         log.info("proxy link %s closed: %s", conn.peer.address, exc)

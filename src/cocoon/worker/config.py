@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cocoon.node import TeeSettings
+from cocoon.node import TeeSettings, validate_host_ports
 
 __all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig"]
 
@@ -49,11 +49,4 @@ class WorkerConfig(BaseModel):
     drain_timeout_s: float = Field(30.0, ge=0, le=3600)
     tee: TeeSettings = TeeSettings()
 
-    @field_validator("proxies")
-    @classmethod
-    def _host_port(cls, values: list[str]) -> list[str]:
-        for value in values:
-            host, _, port = value.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"proxy address must be host:port, got {value!r}")
-        return values
+    _proxies_are_addresses = field_validator("proxies")(validate_host_ports)
