@@ -194,3 +194,35 @@ async def test_draining_worker_finishes_running_requests(tmp_path: Path) -> None
             reply = await running
         assert reply.choices[0].message.content
         assert slow.stats.completed == 1
+
+
+async def test_worker_with_a_disallowed_model_hash_refuses_to_start(tmp_path: Path) -> None:
+    from cocoon.errors import ServiceError
+    from cocoon.worker import Worker, WorkerConfig
+
+    worker = Worker(
+        WorkerConfig(home=tmp_path, health_port=0, allowed_model_hashes=["00" * 32]),
+        engine=ScriptedEngine(Script(chunks=1)),
+    )
+    with pytest.raises(ServiceError, match="not allowed"):
+        await worker.start()
+    assert worker.state.value == "stopped"
+
+
+async def test_api_keys_guard_the_local_api(tmp_path: Path) -> None:
+    from cocoon.client import Client, ClientConfig
+
+    client = Client(ClientConfig(home=tmp_path, http_port=0, proxies=["127.0.0.1:9"], api_keys=["sk-local"]))
+    await client.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            url = f"http://127.0.0.1:{client.http_port}"
+            assert (await http.get(f"{url}/v1/models")).status_code == 401
+            wrong = await http.get(f"{url}/v1/models", headers={"authorization": "Bearer nope"})
+            assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+            # The right key passes authentication (then there is no proxy: 502, not 401).
+            right = await http.get(f"{url}/v1/models", headers={"authorization": "Bearer sk-local"})
+            assert right.status_code == 502
+            assert (await http.get(f"{url}/health")).status_code == 200
+    finally:
+        await client.stop()

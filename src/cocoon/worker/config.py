@@ -47,6 +47,9 @@ class WorkerConfig(BaseModel):
     health_host: str = "127.0.0.1"
     health_port: int = Field(DEFAULT_WORKER_HEALTH_PORT, ge=0, le=65535)
     drain_timeout_s: float = Field(30.0, ge=0, le=3600)
+    # Model hashes (hex) this worker may serve, normally the root contract's list; empty = no check.
+    # A worker whose weights hash to anything else refuses to start rather than be refused by proxies.
+    allowed_model_hashes: list[str] = Field(default_factory=list)
     tee: TeeSettings = TeeSettings()
 
     _proxies_are_addresses = field_validator("proxies")(validate_host_ports)

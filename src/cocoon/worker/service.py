@@ -21,6 +21,7 @@ from typing import Any
 from cocoon import net, wire
 from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
+from cocoon.errors import ServiceError
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust
 from cocoon.receipt import sign_worker_part
@@ -81,6 +82,12 @@ class Worker:
             await self.engine.start()
             logging.getLogger("cocoon").addHandler(self._logs)
             self.model_hash = await asyncio.to_thread(self._compute_model_hash)
+            allowed = {h.lower() for h in self.config.allowed_model_hashes}
+            if allowed and self.model_hash.hex() not in allowed:
+                raise ServiceError(
+                    f"model hash {self.model_hash.hex()} of {self.engine.model_name} is not allowed "
+                    "(not in allowed_model_hashes / the root contract)"
+                )
             self.gpu = await asyncio.to_thread(collect_gpu_evidence)
             self.trust = NodeTrust(
                 self.config.tee,
