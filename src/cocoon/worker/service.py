@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from cocoon import net, wire
+from cocoon.errors import ServiceError
 from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
-from cocoon.errors import ServiceError
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust
 from cocoon.receipt import sign_worker_part
