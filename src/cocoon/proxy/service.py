@@ -372,14 +372,14 @@ class Proxy:
             self.counters["cancelled"] += 1
             with contextlib.suppress(Exception):
                 await asyncio.shield(out.cancel("client cancelled"))
-            self._settle(request_key, record, tally, None)
+            await asyncio.shield(self._settle(request_key, record, tally, None))
             raise
         except net.NetError as exc:
             final = None
             log.info("worker %s lost mid-stream: %r", record.worker_id, exc)
         duration = time.monotonic() - started
         if isinstance(final, wire.ResponseEnd):
-            charge, over_reported = self._settle(
+            charge, over_reported = await self._settle(
                 request_key, record, tally, final.usage, request_bytes=len(request.body)
             )
             self.registry.finished(
@@ -414,7 +414,7 @@ class Proxy:
             await stream.send_end(final.usage, meta)
             return True
         # Broken after the first byte: the client pays only what it received.
-        self._settle(request_key, record, tally, None)
+        await self._settle(request_key, record, tally, None)
         self.registry.finished(record.worker_id, ok=False, tokens=0, duration=duration, now=time.time())
         self.counters["failed"] += 1
         message = (
@@ -424,7 +424,7 @@ class Proxy:
             await stream.send_error(wire.ErrorCode.UNAVAILABLE, message, usage=_delivered_usage(tally))
         return True
 
-    def _settle(
+    async def _settle(
         self,
         request_key: str,
         record: WorkerRecord,
@@ -446,11 +446,12 @@ class Proxy:
         if reported is None:
             usage = _counts(_delivered_usage(tally))
             charge = price(usage, record.coefficient, self.params)
-            self.ledger.fail(request_key, charge, worker=owner, now=now, usage=usage)
+            # The disk sync (synchronous=FULL) runs off the event loop so other streams keep flowing.
+            await asyncio.to_thread(self.ledger.fail, request_key, charge, worker=owner, now=now, usage=usage)
             return charge, False
         audit = self.audit.check(_counts(reported), tally, request_bytes=request_bytes)
         charge = price(audit.billable, record.coefficient, self.params)
-        self.ledger.settle(request_key, owner, charge, now, usage=audit.billable)
+        await asyncio.to_thread(self.ledger.settle, request_key, owner, charge, now, usage=audit.billable)
         return charge, audit.over_reported
 
     def statistics(self) -> dict[str, Any]:
