@@ -224,7 +224,9 @@ async def running_server(
 ) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn in this event loop for the duration of the block and yield its base
     URL (``port=0`` picks a free port). Startup returns only once the socket listens."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # asyncio then sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
