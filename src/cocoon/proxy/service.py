@@ -77,6 +77,12 @@ class Proxy:
         try:
             self.config.home.mkdir(parents=True, exist_ok=True)
             self.ledger = BillingLedger(self.config.home / "proxy-ledger.sqlite")
+            # Requests still reserved belong to a previous process that died before settling them:
+            # their answers were never released in full, so they are failed without charge.
+            now = time.time()
+            stale = self.ledger.release_stale(now=now, older_than=now)
+            if stale:
+                log.warning("released %d requests left reserved by a previous run", len(stale))
             self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy")
             info = self.announce()
             workers = await net.serve(
