@@ -6,12 +6,15 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from cocoon.bench.chart import gateway_chart, model_chart
 
 __all__ = ["app"]
 
@@ -20,11 +23,12 @@ console = Console()
 OutOpt = Annotated[Path, typer.Option(help="Where to write the JSON results.")]
 
 
-def _write(out: Path, result: dict[str, Any]) -> None:
+def _write(out: Path, result: dict[str, Any], chart: Callable[[dict[str, Any], Path], Path | None]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.write_text(json.dumps(result, indent=2))
-    console.print(f"[dim]results written to {out}[/]")
+    png = chart(result, out.with_suffix(".png"))
+    console.print(f"[dim]results written to {out}" + (f" and {png}" if png else "") + "[/]")
 
 
 @app.command()
@@ -65,7 +69,7 @@ def gateway(
         )
     console.print(table)
     console.print(f"memory per open attested proxy connection: {result['memory_per_connection_kib']} KiB")
-    _write(out, result)
+    _write(out, result, gateway_chart)
 
 
 @app.command()
@@ -88,4 +92,4 @@ def model(
         table.add_row(path, str(result[path]["ttft_ms"]), str(result[path]["tokens_per_s"]))
     table.add_row("ratio", str(result["ttft_ratio"]), str(result["tokens_per_s_ratio"]))
     console.print(table)
-    _write(out, result)
+    _write(out, result, model_chart)
