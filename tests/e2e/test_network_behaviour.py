@@ -226,3 +226,39 @@ async def test_api_keys_guard_the_local_api(tmp_path: Path) -> None:
             assert (await http.get(f"{url}/health")).status_code == 200
     finally:
         await client.stop()
+
+
+async def test_operator_and_app_clis_render_live_state(tmp_path: Path) -> None:
+    from cocoon.cli.main import app
+
+    engine = ScriptedEngine(Script(chunks=2))
+    async for network in _network(tmp_path, [engine]):
+        assert network.proxy is not None and network.client is not None
+        async with _oai(network) as oai:
+            await oai.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+        stats_url = f"http://127.0.0.1:{network.proxy.stats_port}"
+        client_url = f"http://127.0.0.1:{network.client.http_port}"
+
+        def run(*args: str) -> str:
+            result = CliRunner().invoke(app, list(args))
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        assert "scripted-model" in await asyncio.to_thread(run, "proxy", "status", "--url", stats_url)
+        status = json.loads(await asyncio.to_thread(run, "client", "status", "--url", client_url, "--json"))
+        assert status["succeeded"] == 1 and status["proxies"][0]["connected"]
+        receipts = json.loads(
+            await asyncio.to_thread(run, "client", "receipts", "--url", client_url, "--json")
+        )
+        assert len(receipts) == 1 and receipts[0]["receipt_verified"]
+        receipt_file = tmp_path / "receipt.json"
+        receipt_file.write_text(json.dumps(receipts[0]))
+        assert "valid" in await asyncio.to_thread(run, "client", "verify-receipt", str(receipt_file))
+        receipts[0]["receipt"]["worker"]["body"]["usage"]["completion_tokens"] += 1
+        receipt_file.write_text(json.dumps(receipts[0]))
+        tampered = await asyncio.to_thread(
+            CliRunner().invoke, app, ["client", "verify-receipt", str(receipt_file)]
+        )
+        assert tampered.exit_code == 1
+        balance = json.loads(await asyncio.to_thread(run, "client", "balance", "--url", client_url, "--json"))
+        assert balance["proxy"]["cost_nano"] == status["spent_nano"] > 0
