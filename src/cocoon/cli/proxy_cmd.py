@@ -52,12 +52,23 @@ def status(
         return
     summary = Table(title="proxy", show_header=False)
     summary.add_row("state", str(stats.get("state")))
-    summary.add_row("clients connected", str(stats.get("clients")))
+    summary.add_row("clients connected", str(stats.get("clients_connected")))
     for key, value in stats.get("requests", {}).items():
         summary.add_row(f"requests {key}", str(value))
-    for key, value in sorted(stats.get("ledger", {}).items()):
-        if isinstance(value, int | float | str):
-            summary.add_row(f"ledger {key}", str(value))
+    billing = stats.get("billing", {})
+    for key in ("revenue_nano", "worker_earnings_nano", "proxy_fees_nano", "reserved_nano"):
+        if key in billing:
+            summary.add_row(
+                key.removesuffix("_nano").replace("_", " ") + " (TON)", f"{billing[key] / NANO:.9f}"
+            )
+    workers = stats.get("workers", {})
+    summary.add_row("workers", f"{workers.get('count', 0)} ({workers.get('suspended', 0)} suspended)")
+    summary.add_row("running / capacity", f"{workers.get('running', 0)} / {workers.get('capacity', 0)}")
+    ttft = workers.get("latency", {}).get("ttft_s", {})
+    if ttft:
+        summary.add_row(
+            "TTFT p50 / p99", " / ".join(f"{ttft.get(q, 0) * 1000:.1f} ms" for q in ("p50", "p99"))
+        )
     console.print(summary)
     models = Table(title="models")
     for column in ("model", "workers", "coefficients", "completion price / 1M tokens (TON)"):
