@@ -3,22 +3,40 @@
 This is what ``cocoon up`` and ``cocoon demo`` run, and what the end-to-end tests use. Every node is
 a real service with its own RA-TLS identity from the simulated TEE platform kept under ``home``;
 only the engine can be swapped (tests use a scripted one where the model is not the point).
+
+With ``chain=True`` (the default of :class:`LocalNetworkConfig`) money is real on the embedded chain
+(``home/chain/local.sqlite``, the file ``cocoon chain`` uses): a root contract holds the network's
+image hashes, model hashes, the proxy's address and the prices; the proxy opens its contract with its
+signing key, the client's contract is funded from the faucet with ``client_credit_nano`` (stake =
+the root's minimum), and workers are paid through worker contracts. Keys live under ``home`` so a
+restart finds the same contracts. ``chain=False`` (the default of :meth:`LocalNetworkConfig.ephemeral`)
+is the fast path without a chain: the proxy grants each client ``client_credit_nano`` of test credit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import hashlib
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cocoon import tee
 from cocoon.client import Client, ClientConfig
-from cocoon.inference import Engine
+from cocoon.client.config import ClientChainSettings
+from cocoon.inference import Engine, model_hash
+from cocoon.keyfile import load_or_create_seed
 from cocoon.node import ROLE_MEASUREMENTS, TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
+from cocoon.proxy.config import PricingSettings, ProxyChainSettings
 from cocoon.worker import EngineSettings, Worker, WorkerConfig
+from cocoon.worker.service import build_engine
+
+if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: imported only when chain=True
+    from cocoon.chain import LocalChain, LocalNetworkHandles
 
 __all__ = ["LocalNetwork", "LocalNetworkConfig"]
 
@@ -40,13 +58,25 @@ class LocalNetworkConfig:
     tee_backend: str = "sim"
     coefficients: tuple[int, ...] = (1000,)
     daily_budget_nano: int = 0
-    client_credit_nano: int = LOCAL_TEST_CREDIT_NANO  # test funds the proxy grants a new client
+    # chain=False: test credit the proxy grants a new client; chain=True: what the faucet puts in the
+    # client contract when it is first opened (0 = no contract: the client has no funds).
+    client_credit_nano: int = LOCAL_TEST_CREDIT_NANO
     max_active_requests: int = 8
+    chain: bool = True  # real money on the embedded chain (see the module docstring)
+    pricing: PricingSettings = field(default_factory=PricingSettings)  # chain: the root's prices
+    # chain: ProxyChainSettings fields to override (e.g. sync_interval_s, min_client_charge_nano)
+    proxy_chain: Mapping[str, Any] = field(default_factory=dict)
+    # chain: ClientChainSettings fields to override (e.g. auto_top_up_nano)
+    client_chain: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def ephemeral(cls, home: Path, **kwargs: object) -> LocalNetworkConfig:
-        """Any free ports: for tests and demos that must not collide with a running network."""
-        ports = {
+        """Any free ports: for tests and demos that must not collide with a running network.
+
+        No chain unless ``chain=True`` is given: the fast path for tests where money is not the point.
+        """
+        ports: dict[str, object] = {
+            "chain": False,
             "client_port": 0,
             "proxy_worker_port": 0,
             "proxy_client_port": 0,
@@ -70,6 +100,9 @@ class LocalNetwork:
         self.proxy: Proxy | None = None
         self.workers: list[Worker] = []
         self.client: Client | None = None
+        self.chain: LocalChain | None = None  # chain=True: the embedded chain, shared by all nodes
+        self.handles: LocalNetworkHandles | None = None
+        self.chain_path = config.home / "chain" / "local.sqlite"
 
     @property
     def base_url(self) -> str:
@@ -95,11 +128,37 @@ class LocalNetwork:
             allowed_image_hashes=[expected.hex()] if expected else [],
         )
 
+    def _worker_owner(self, index: int) -> str:
+        if not self.config.chain:
+            return f"local-worker-{index}"
+        return self._wallet_address(self.config.home / f"worker-{index}" / "wallet.key")
+
+    def _client_owner(self) -> str:
+        if not self.config.chain:
+            return "local-client"
+        return self._wallet_address(self.config.home / "client" / "wallet.key")
+
+    @staticmethod
+    def _wallet_address(key_file: Path) -> str:
+        from cocoon.chain import KeyPair, Wallet
+
+        return str(Wallet(KeyPair.from_seed(load_or_create_seed(key_file))).address.to_str())  # type: ignore[no-untyped-call]
+
     async def start(self) -> None:
         cfg = self.config
         home = cfg.home
         home.mkdir(parents=True, exist_ok=True)
         try:
+            engines = [
+                self._engine_factory(i)
+                if self._engine_factory
+                else build_engine(WorkerConfig(home=home / f"worker-{i}", engine=cfg.engine))
+                for i in range(cfg.workers)
+            ]
+            proxy_chain: ProxyChainSettings | None = None
+            if cfg.chain:
+                self._on_step("opening the embedded chain")
+                proxy_chain = await self._open_chain(engines)
             self._on_step("starting proxy")
             self.proxy = Proxy(
                 ProxyConfig(
@@ -108,11 +167,16 @@ class LocalNetwork:
                     worker_port=cfg.proxy_worker_port,
                     client_port=cfg.proxy_client_port,
                     stats_port=cfg.proxy_stats_port,
-                    test_credit_nano=cfg.client_credit_nano,
+                    test_credit_nano=0 if cfg.chain else cfg.client_credit_nano,
+                    pricing=cfg.pricing,
                     tee=self._tee(accept="worker"),
-                )
+                    chain=proxy_chain,
+                ),
+                chain=self.chain,
             )
             await self.proxy.start()
+            if cfg.chain:
+                await self._open_client_contract()
             for index in range(cfg.workers):
                 self._on_step(f"starting worker {index + 1}/{cfg.workers} (loading model)")
                 coefficient = cfg.coefficients[index % len(cfg.coefficients)]
@@ -124,24 +188,31 @@ class LocalNetwork:
                         coefficient=coefficient,
                         max_active_requests=cfg.max_active_requests,
                         health_port=cfg.worker_health_port + index if cfg.worker_health_port else 0,
-                        owner_address=f"local-worker-{index}",
+                        owner_address=self._worker_owner(index),
                         tee=self._tee(accept="proxy"),
                     ),
-                    engine=self._engine_factory(index) if self._engine_factory else None,
+                    engine=engines[index],
                 )
                 self.workers.append(worker)
                 await worker.start()
             self._on_step("starting client")
+            client_chain = (
+                ClientChainSettings(local_path=self.chain_path, **dict(cfg.client_chain))
+                if cfg.chain
+                else None
+            )
             self.client = Client(
                 ClientConfig(
                     home=home / "client",
                     http_host=cfg.host,
                     http_port=cfg.client_port,
                     proxies=[f"{cfg.host}:{self.proxy.client_port}"],
-                    owner_address="local-client",
+                    owner_address=self._client_owner(),
                     daily_budget_nano=cfg.daily_budget_nano,
                     tee=self._tee(accept="proxy"),
-                )
+                    chain=client_chain,
+                ),
+                chain=self.chain,
             )
             await self.client.start()
             self._on_step("waiting for attested links")
@@ -152,6 +223,66 @@ class LocalNetwork:
         except BaseException:
             await self.stop()
             raise
+
+    async def _open_chain(self, engines: list[Engine]) -> ProxyChainSettings:
+        """Open the chain under home and deploy (or find) the root and the proxy contract."""
+        from cocoon.chain import KeyPair, LocalChain, bootstrap_local_network, default_params
+
+        cfg = self.config
+        self.chain_path.parent.mkdir(parents=True, exist_ok=True)
+        self.chain = LocalChain(self.chain_path, clock=time.time)
+        hashes = await asyncio.gather(*(asyncio.to_thread(_model_hash, e) for e in engines))
+        images = {role: self.image_hash(role) for role in ("proxy", "worker")}
+        p = cfg.pricing
+        self.handles = await bootstrap_local_network(
+            self.chain,
+            owner=KeyPair.from_seed(load_or_create_seed(cfg.home / "chain" / "root-owner.key")),
+            proxy_image_hashes=[images["proxy"]] if images["proxy"] else [],
+            worker_image_hashes=[images["worker"]] if images["worker"] else [],
+            # An engine whose model is only known once it runs (an HTTP upstream without a name)
+            # leaves the list empty: the proxy then accepts any model.
+            model_hashes=sorted({h for h in hashes if h is not None}) if all(hashes) else [],
+            proxy_addresses=[f"{cfg.host}:{cfg.proxy_client_port}"],
+            params=default_params(
+                price_per_token=p.price_per_token,
+                worker_fee_per_token=p.worker_fee_per_token,
+                prompt_multiplier=p.prompt_mult,
+                cached_multiplier=p.cached_mult,
+                completion_multiplier=p.completion_mult,
+                reasoning_multiplier=p.reasoning_mult,
+            ),
+        )
+        proxy_home = cfg.home / "proxy"
+        signing = KeyPair.from_seed(load_or_create_seed(proxy_home / "chain-signing.key"))
+        wallet = KeyPair.from_seed(load_or_create_seed(proxy_home / "chain-wallet.key"))
+        await self.handles.open_proxy(signing, wallet)
+        return ProxyChainSettings(
+            local_path=self.chain_path,
+            root_address=self.handles.root.to_str(),  # type: ignore[no-untyped-call]
+            **dict(cfg.proxy_chain),
+        )
+
+    async def _open_client_contract(self) -> None:
+        """Fund the client's contract from the faucet on first start (``client_credit_nano``)."""
+        from cocoon.chain import KeyPair, client_contract
+
+        assert self.handles is not None and self.proxy is not None and self.proxy.chain_sync is not None
+        sync = self.proxy.chain_sync
+        assert sync.proxy_address is not None
+        key = KeyPair.from_seed(load_or_create_seed(self.config.home / "client" / "wallet.key"))
+        wallet = self.handles.wallet(key)
+        contract = client_contract(
+            wallet.address, sync.proxy_address, sync.key.public, self.handles.config.params
+        )
+        if (
+            self.config.client_credit_nano
+            and not (await self.handles.chain.get_account(contract.address)).active
+        ):
+            await self.handles.open_client(
+                key, sync.proxy_address, sync.key.public, amount=self.config.client_credit_nano
+            )
+        else:
+            await self.handles.funded_wallet(key, 10 * 10**9)  # gas for the app's own top-ups
 
     async def wait_workers_registered(self) -> None:
         assert self.proxy is not None
@@ -168,6 +299,10 @@ class LocalNetwork:
         if self.proxy is not None:
             with contextlib.suppress(Exception):
                 await self.proxy.stop()
+        if self.chain is not None:
+            with contextlib.suppress(Exception):
+                await self.chain.aclose()
+            self.chain = None
 
     async def __aenter__(self) -> LocalNetwork:
         await self.start()
@@ -175,3 +310,15 @@ class LocalNetwork:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _model_hash(engine: Engine) -> bytes | None:
+    """The model hash a worker will announce for ``engine`` (as ``Worker._compute_model_hash``)."""
+    path = getattr(engine, "model_path", None)
+    if path is not None:
+        return model_hash(path)
+    try:
+        name = engine.model_name
+    except Exception:  # an HTTP upstream learns its name when it starts
+        return None
+    return hashlib.sha256(name.encode()).digest() if name else None

@@ -1,4 +1,8 @@
-"""``cocoon client ...``: the app developer's view of a running client (spend, receipts, proxies)."""
+"""``cocoon client ...``: the app developer's view of a running client (spend, receipts, proxies, money).
+
+The money commands (``balance``, ``top-up``, ``withdraw``, ``close``) talk to the running client over
+its local HTTP API (``/cocoon/...``); the client holds the wallet key and moves the funds on chain.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from cocoon.receipt import ReceiptError, verify_receipt
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Run a client node (--config FILE), or inspect a running one: status, balance, receipts."
+    help="Run a client node (--config FILE), or talk to a running one: status, balance, top-up, "
+    "withdraw, close, receipts."
 )
 console = Console()
 UrlOpt = Annotated[str, typer.Option(help="The client's address.", envvar="COCOON_CLIENT_URL")]
@@ -31,6 +36,51 @@ def _get(url: str, path: str, **params: Any) -> dict[str, Any]:
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the client at {url}:[/] {exc}")
         raise typer.Exit(1) from None
+
+
+def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with httpx.Client(timeout=30) as http:
+            response = http.post(url.rstrip("/") + path, json=body)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the client at {url}:[/] {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        console.print(f"[red]refused ({response.status_code}):[/] {message}")
+        raise typer.Exit(1)
+    return dict(response.json())
+
+
+def _nano(ton: float) -> int:
+    return round(ton * NANO)
+
+
+def _contract_table(chain: dict[str, Any], title: str = "client contract (on chain)") -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_row("contract", str(chain.get("contract")))
+    table.add_row("state", str(chain.get("state")))
+    for key, label in (
+        ("balance_nano", "balance"),
+        ("stake_nano", "stake"),
+        ("charged_nano", "charged"),
+        ("wallet_balance_nano", "wallet"),
+    ):
+        table.add_row(label, f"{int(chain.get(key, 0)) / NANO:.9f} TON")
+    table.add_row("tokens charged", str(chain.get("tokens_used")))
+    if chain.get("unlock_ts"):
+        table.add_row("refund possible at", str(chain.get("unlock_ts")))
+    return table
+
+
+def _chain_result(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console.print(_contract_table(report.get("chain", {})))
 
 
 @app.callback(invoke_without_command=True)
@@ -70,16 +120,46 @@ def status(url: UrlOpt = "http://127.0.0.1:10000", as_json: JsonOpt = False) -> 
 
 @app.command()
 def balance(url: UrlOpt = "http://127.0.0.1:10000", as_json: JsonOpt = False) -> None:
-    """What the proxy says this client has and has used."""
+    """The client contract on chain (balance, stake, charged) and what the proxy says was used."""
     report = _get(url, "/cocoon/balance")
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
+    if report.get("chain"):
+        console.print(_contract_table(report["chain"]))
     table = Table(title="balance at the proxy", show_header=False)
     for key, value in sorted(report.get("proxy", {}).items()):
         table.add_row(key, str(value))
     table.add_row("spent here", f"{report.get('spent_nano', 0) / NANO:.9f} TON")
     console.print(table)
+
+
+@app.command("top-up")
+def top_up(
+    amount: Annotated[float, typer.Argument(min=0, help="TON to add to the client contract.")],
+    url: UrlOpt = "http://127.0.0.1:10000",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move TON from the client's wallet into its contract (opens the contract the first time)."""
+    _chain_result(_post(url, "/cocoon/top-up", {"amount_nano": _nano(amount)}), as_json)
+
+
+@app.command()
+def withdraw(
+    amount: Annotated[
+        float, typer.Argument(min=0, help="TON to take back; 0 = everything above the stake.")
+    ] = 0.0,
+    url: UrlOpt = "http://127.0.0.1:10000",
+    as_json: JsonOpt = False,
+) -> None:
+    """Take funds above the stake back to the client's wallet."""
+    _chain_result(_post(url, "/cocoon/withdraw", {"amount_nano": _nano(amount)}), as_json)
+
+
+@app.command()
+def close(url: UrlOpt = "http://127.0.0.1:10000", as_json: JsonOpt = False) -> None:
+    """Close the contract: the first call starts the close delay, a call after it refunds everything."""
+    _chain_result(_post(url, "/cocoon/close", {}), as_json)
 
 
 @app.command()

@@ -130,13 +130,54 @@ def build_app(client: Client) -> FastAPI:
             answer = await client.query("balance")
         except net.NetError as exc:
             raise ApiError(502, f"no proxy available: {exc}") from exc
-        return {
+        out: dict[str, Any] = {
             "proxy": dict(answer),
             "spent_nano": client.counters["spent_nano"],
             "budget_left_nano": client.budget_left(),
         }
+        if client.config.chain is not None:
+            out["chain"] = await _chain_call(client, "view")
+        return out
+
+    # The client contract's lifecycle (on-chain money; needs config.chain). Amounts in nanoTON.
+    @app.post("/cocoon/top-up")
+    async def top_up(request: Request) -> dict[str, Any]:
+        amount = _amount(await _read_json(request), required=True)
+        return {"chain": await _chain_call(client, "top_up", amount)}
+
+    @app.post("/cocoon/withdraw")
+    async def withdraw(request: Request) -> dict[str, Any]:
+        amount = _amount(await _read_json(request), required=False)  # 0 = all above the stake
+        return {"chain": await _chain_call(client, "withdraw", amount)}
+
+    @app.post("/cocoon/close")
+    async def close() -> dict[str, Any]:
+        return {"chain": await _chain_call(client, "close")}
 
     return app
+
+
+def _amount(body: dict[str, Any], *, required: bool) -> int:
+    value = body.get("amount_nano", None if required else 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 1 << 120:
+        raise ApiError(400, "amount_nano must be a non-negative integer (nanoTON)", param="amount_nano")
+    return value
+
+
+async def _chain_call(client: Client, what: str, *args: int) -> dict[str, Any]:
+    """Run one contract operation; tell the proxy to re-read the contract after a change."""
+    from cocoon.client.errors import ClientChainError
+
+    try:
+        account = await client.contract()
+        view = await getattr(account, what)(*args)
+    except ClientChainError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
+    if what != "view":
+        with contextlib.suppress(net.NetError):
+            await client.query("balance")
+    result: dict[str, Any] = view.to_json()
+    return result
 
 
 async def _read_json(request: Request) -> dict[str, Any]:

@@ -9,9 +9,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cocoon.client.protocol import DEFAULT_MAX_COEFFICIENT
 from cocoon.node import TeeSettings, validate_host_ports
 
-__all__ = ["DEFAULT_CLIENT_HTTP_PORT", "ClientConfig"]
+__all__ = ["DEFAULT_CLIENT_HTTP_PORT", "ClientChainSettings", "ClientConfig"]
 
 DEFAULT_CLIENT_HTTP_PORT = 10000
+
+
+class ClientChainSettings(BaseModel):
+    """The client's contract on a TON chain (``cocoon.client.contract``); amounts in nanoTON.
+
+    The wallet key (a 32-byte Ed25519 seed, hex) is the contract's owner; its address is the
+    ``owner_address`` the client announces. The proxy's contract and key come from its handshake.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    local_path: Path  # the embedded LocalChain's SQLite file
+    wallet_key_file: Path | None = None  # default <home>/wallet.key
+    root_address: str = ""  # when set, a proxy announcing another root is refused
+    # Keep the contract funded: when what is left (balance − usage not yet charged) drops below
+    # ``top_up_below_nano``, top up ``auto_top_up_nano`` from the wallet (0 = never automatically).
+    auto_top_up_nano: int = Field(0, ge=0)
+    top_up_below_nano: int = Field(500_000_000, ge=0)
+    check_interval_s: float = Field(2.0, gt=0, le=3600)
 
 
 class ClientConfig(BaseModel):
@@ -28,5 +47,6 @@ class ClientConfig(BaseModel):
     # Hard spending limit per UTC day in nanoTON; 0 = unlimited. Checked before a request is sent.
     daily_budget_nano: int = Field(0, ge=0)
     tee: TeeSettings = TeeSettings()
+    chain: ClientChainSettings | None = None  # None: the proxy funds the client (local test credit)
 
     _proxies_are_addresses = field_validator("proxies")(validate_host_ports)

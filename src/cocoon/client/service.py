@@ -15,13 +15,19 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
 from cocoon.client.config import ClientConfig
+from cocoon.errors import ConfigError
 from cocoon.httpserve import HttpServer, start_http_server
+from cocoon.keyfile import load_or_create_seed
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust
+
+if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
+    from cocoon.chain import Chain, KeyPair
+    from cocoon.client.contract import ClientAccount
 
 __all__ = ["Client"]
 
@@ -31,8 +37,15 @@ MAX_CLOCK_SKEW_S = 300.0
 
 
 class Client:
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(self, config: ClientConfig, *, chain: Chain | None = None) -> None:
+        """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own."""
         self.config = config
+        self._chain = chain
+        self._own_chain = False
+        self.wallet_key: KeyPair | None = None  # set when config.chain is given
+        self._account: ClientAccount | None = None
+        self._funding: asyncio.Task[None] | None = None
+        self.funding_error = ""
         self.state = ServiceState.NEW
         self.trust: NodeTrust | None = None
         self._dialers: list[tuple[str, net.Dialer]] = []
@@ -57,6 +70,9 @@ class Client:
         self.state = ServiceState.STARTING
         try:
             self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client")
+            owner = self.config.owner_address
+            if self.config.chain is not None:
+                owner = self._open_chain()
             for address in self.config.proxies:
                 host, _, port = address.rpartition(":")
                 dialer = net.Dialer(
@@ -65,7 +81,7 @@ class Client:
                     ssl_context=self.trust.client_context(),
                     verifier=self.trust.verify_peer,
                     role=wire.Role.CLIENT,
-                    info={"owner_address": self.config.owner_address},
+                    info={"owner_address": owner},
                     handler=_ProxyLink(self),
                 )
                 await dialer.start()
@@ -75,6 +91,8 @@ class Client:
             self._http = await start_http_server(
                 build_app(self), self.config.http_host, self.config.http_port
             )
+            if self.config.chain is not None and self.config.chain.auto_top_up_nano:
+                self._funding = asyncio.create_task(self._keep_funded(), name="client-funding")
             self.state = ServiceState.RUNNING
         except BaseException:
             await self._release()
@@ -96,6 +114,11 @@ class Client:
         await self._release()
 
     async def _release(self) -> None:
+        if self._funding is not None:
+            self._funding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._funding
+            self._funding = None
         if self._http is not None:
             with contextlib.suppress(Exception):
                 await self._http.aclose()
@@ -103,6 +126,10 @@ class Client:
             with contextlib.suppress(Exception):
                 await dialer.aclose()
         self._dialers.clear()
+        if self._own_chain and self._chain is not None:
+            with contextlib.suppress(Exception):
+                await self._chain.aclose()
+            self._chain = None
         self.state = ServiceState.STOPPED
 
     async def __aenter__(self) -> Client:
@@ -168,6 +195,70 @@ class Client:
         raise net.ConnectError(f"no proxy connection is up ({last})")
 
     # -- money -----------------------------------------------------------------------------------
+
+    def _open_chain(self) -> str:
+        """Load the wallet key and open the chain; returns the owner address to announce."""
+        from cocoon.chain import KeyPair, LocalChain, Wallet
+
+        settings = self.config.chain
+        assert settings is not None
+        self.wallet_key = KeyPair.from_seed(
+            load_or_create_seed(settings.wallet_key_file or self.config.home / "wallet.key")
+        )
+        owner = str(Wallet(self.wallet_key).address.to_str())  # type: ignore[no-untyped-call]
+        if self.config.owner_address and self.config.owner_address != owner:
+            raise ConfigError(f"owner_address must be the wallet's address {owner} when a chain is used")
+        if self._chain is None:
+            self._chain = LocalChain(settings.local_path, clock=time.time)
+            self._own_chain = True
+        return owner
+
+    async def contract(self) -> ClientAccount:
+        """Our contract with the preferred proxy (found from its announce, checked on chain)."""
+        from cocoon.client.contract import ClientAccount, ProxyChainInfo
+        from cocoon.client.errors import ClientChainError
+
+        if self.config.chain is None or self._chain is None or self.wallet_key is None:
+            raise ClientChainError("this client runs without a chain", status=409)
+        try:
+            link = self.link()
+        except net.NetError as exc:
+            raise ClientChainError(f"no proxy connection is up: {exc}") from exc
+        info = ProxyChainInfo.from_announce(link.peer.info.get("chain"))
+        if self._account is None or self._account.proxy != info:
+            root = None
+            if self.config.chain.root_address:
+                from pytoniq_core.boc.address import Address
+
+                root = Address(self.config.chain.root_address)
+            self._account = await ClientAccount.discover(
+                self._chain, self.wallet_key, info, expected_root=root
+            )
+        return self._account
+
+    async def _keep_funded(self) -> None:
+        """Top the contract up whenever what is left drops under the threshold (config.chain)."""
+        settings = self.config.chain
+        assert settings is not None
+        while True:
+            await asyncio.sleep(settings.check_interval_s)
+            try:
+                account = await self.contract()
+                totals = await self.query("balance")
+                unpaid = int(totals.get("cost_nano", 0)) - int(totals.get("charged_tokens", 0)) * int(
+                    totals.get("price_per_token", 0)
+                )
+                if await account.keep_funded(
+                    unpaid_nano=unpaid, below=settings.top_up_below_nano, amount=settings.auto_top_up_nano
+                ):
+                    log.info("topped up the client contract with %d nanoTON", settings.auto_top_up_nano)
+                    await self.query("balance")  # the proxy reads the contract again
+                self.funding_error = ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # no link yet, wallet empty: report and retry next round
+                self.funding_error = f"{type(exc).__name__}: {exc}"
+                log.warning("keeping the client contract funded failed: %s", self.funding_error)
 
     @staticmethod
     def _today() -> str:

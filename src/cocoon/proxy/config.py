@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_STATS_PORT",
     "DEFAULT_WORKER_PORT",
     "PricingSettings",
+    "ProxyChainSettings",
     "ProxyConfig",
 ]
 
@@ -33,6 +34,31 @@ class PricingSettings(BaseModel):
     cached_mult: int = Field(10000, ge=0)
     completion_mult: int = Field(10000, ge=0)
     reasoning_mult: int = Field(10000, ge=0)
+
+
+class ProxyChainSettings(BaseModel):
+    """The proxy on a TON chain (``cocoon.proxy.chain_sync``). Without it the proxy bills from test credit.
+
+    The root contract then supplies prices and the allowed worker image / model hashes; client balances
+    come from client contracts. Amounts are nanoTON. Keys are 32-byte Ed25519 seeds (hex) kept under the
+    proxy's home unless given: the signing key signs IOUs and state commits (the proxy contract is bound
+    to it; in a TEE derive it from the sealed key), the wallet key pays the fees of posting them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    local_path: Path  # the embedded LocalChain's SQLite file (shared with `cocoon chain`)
+    root_address: str
+    signing_key_file: Path | None = None  # default <home>/chain-signing.key
+    wallet_key_file: Path | None = None  # default <home>/chain-wallet.key
+    sync_interval_s: float = Field(2.0, gt=0, le=3600)  # the settlement loop's period
+    root_refresh_s: float = Field(30.0, gt=0, le=86400)  # how often the root config is re-read
+    commit_interval_s: int = Field(30, ge=1)  # state commits at most this often while state moves
+    fee_estimate_nano: int = Field(10_000_000, ge=0)
+    min_client_charge_nano: int = Field(500_000_000, ge=0)  # below the default 1 TON client stake
+    min_worker_payout_nano: int = Field(10_000_000_000, ge=0)
+    min_idle_worker_payout_nano: int = Field(200_000_000, ge=0)
+    max_fee_ratio: float = Field(0.05, gt=0, le=1)
 
 
 class ProxyConfig(BaseModel):
@@ -55,3 +81,4 @@ class ProxyConfig(BaseModel):
     # Clients may run on laptops without a TEE (the reference accepts them "@any"); their
     # certificates are still checked for self-signature, validity and key binding.
     client_peer_policy: Literal["sim", "tdx", "any"] = "any"
+    chain: ProxyChainSettings | None = None  # None: no chain (test credit, `pricing` above)

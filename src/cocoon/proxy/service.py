@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
 from cocoon.lifecycle import ServiceState, check_can_start
@@ -31,6 +31,10 @@ from cocoon.proxy.pricing import Charge, PriceParams, TokenCounts, price, reserv
 from cocoon.proxy.selection import WorkerRecord, WorkerRegistry
 from cocoon.receipt import sign_proxy_part
 
+if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
+    from cocoon.chain import Chain
+    from cocoon.proxy.chain_sync import ChainSync
+
 __all__ = ["Proxy"]
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,11 @@ _RETRYABLE = frozenset(
 
 
 class Proxy:
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, *, chain: Chain | None = None) -> None:
+        """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own."""
         self.config = config
+        self._chain = chain
+        self.chain_sync: ChainSync | None = None  # set when config.chain is given
         self.state = ServiceState.NEW
         self.trust: NodeTrust | None = None
         self.ledger: BillingLedger | None = None
@@ -84,6 +91,12 @@ class Proxy:
             if stale:
                 log.warning("released %d requests left reserved by a previous run", len(stale))
             self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy")
+            if self.config.chain is not None:
+                from cocoon.proxy.chain_sync import ChainSync
+
+                # Prices, allowed hashes and the rollback check come from the chain before serving.
+                self.chain_sync = ChainSync(self, self.config.chain, chain=self._chain)
+                await self.chain_sync.open()
             info = self.announce()
             workers = await net.serve(
                 self.config.host,
@@ -120,6 +133,8 @@ class Proxy:
                 self, self.config.stats_host, self.config.stats_port
             )
             self.stats_port = self._stats_server.port
+            if self.chain_sync is not None:
+                self.chain_sync.start_loop()
             self.state = ServiceState.RUNNING
         except BaseException:
             await self._release()
@@ -132,6 +147,9 @@ class Proxy:
         await self._release()
 
     async def _release(self) -> None:
+        if self.chain_sync is not None:
+            with contextlib.suppress(Exception):
+                await self.chain_sync.aclose()
         if self._stats_server is not None:
             with contextlib.suppress(Exception):
                 await self._stats_server.aclose()
@@ -152,11 +170,14 @@ class Proxy:
 
     def announce(self) -> dict[str, Any]:
         assert self.trust is not None
-        return {
+        info: dict[str, Any] = {
             "owner_address": self.config.owner_address,
             "public_key": self.trust.identity.public_key.hex(),
             "price_per_token": self.params.price_per_token,
         }
+        if self.chain_sync is not None:
+            info["chain"] = self.chain_sync.announce()
+        return info
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -178,6 +199,8 @@ class Proxy:
         if self.allowed_model_hashes is not None and model_hash not in self.allowed_model_hashes:
             raise net.HandshakeRefused("model hash not allowed by the root contract")
         owner = str(info.get("owner_address", ""))
+        if self.chain_sync is not None:
+            self._register_worker_payee(owner)
         # A stable id (not the connection's): a failing worker that reconnects keeps its reputation.
         worker_id = f"{owner or 'anonymous'}/{model}/{info.get('instance', 0)}"
         if not owner:
@@ -203,6 +226,38 @@ class Proxy:
         self._conn_worker[conn.id] = worker_id
         return record
 
+    def _register_worker_payee(self, owner: str) -> None:
+        """On a chain a worker is paid through its worker contract: its owner must be a TON address."""
+        from cocoon.proxy.chain_sync import parse_address
+
+        assert self.chain_sync is not None and self.ledger is not None
+        address = parse_address(owner)
+        if address is None:
+            raise net.HandshakeRefused("owner_address must be the worker's TON wallet address")
+        contract = self.chain_sync.worker_contract(address).to_str()  # type: ignore[no-untyped-call]
+        self.ledger.upsert_worker(owner, contract=contract, now=time.time())
+
+    async def notify_worker_payment(self, owner: str) -> None:
+        """Tell the worker(s) paid to ``owner`` what they earned and what was paid out (cumulative)."""
+        assert self.ledger is not None
+        try:
+            totals = self.ledger.worker_totals(owner)
+        except perr.UnknownAccount:
+            return
+        params = {
+            "earned_nano": totals.earnings_nano,
+            "paid_nano": totals.paid_tokens * self.params.worker_fee_per_token,
+            "adjusted_tokens": totals.tokens,
+            "committed_tokens": totals.committed_tokens,
+            "paid_tokens": totals.paid_tokens,
+            "worker_contract": totals.contract,
+        }
+        for worker_id, payee in list(self._worker_owner.items()):
+            link = self._worker_links.get(worker_id)
+            if payee == owner and link is not None and not link.closed:
+                with contextlib.suppress(net.NetError):
+                    await link.notify("payment", params)
+
     def drop_worker(self, conn: net.NodeConnection) -> None:
         worker_id = self._conn_worker.pop(conn.id, None)
         if worker_id is None:
@@ -222,7 +277,12 @@ class Proxy:
     def admit_client(self, conn: net.NodeConnection) -> None:
         assert self.ledger is not None
         client = self.client_id(conn)
-        self.ledger.ensure_client(client, credit=self.config.test_credit_nano, now=time.time())
+        if self.chain_sync is not None:
+            # Funds come from the client contract only: no test credit on a chain.
+            if not self.chain_sync.register_client(client):
+                raise net.HandshakeRefused("owner_address must be the client's TON wallet address")
+        else:
+            self.ledger.ensure_client(client, credit=self.config.test_credit_nano, now=time.time())
         self._client_links[conn.id] = conn
 
     def models(self) -> list[dict[str, Any]]:
@@ -454,10 +514,12 @@ class Proxy:
             charge = price(usage, record.coefficient, self.params)
             # The disk sync (synchronous=FULL) runs off the event loop so other streams keep flowing.
             await asyncio.to_thread(self.ledger.fail, request_key, charge, worker=owner, now=now, usage=usage)
+            await self.notify_worker_payment(owner)
             return charge, False
         audit = self.audit.check(_counts(reported), tally, request_bytes=request_bytes)
         charge = price(audit.billable, record.coefficient, self.params)
         await asyncio.to_thread(self.ledger.settle, request_key, owner, charge, now, usage=audit.billable)
+        await self.notify_worker_payment(owner)
         return charge, audit.over_reported
 
     def statistics(self) -> dict[str, Any]:
@@ -477,6 +539,8 @@ class Proxy:
                 "models": self.models(),
             }
         )
+        if self.chain_sync is not None:
+            out["chain"] = self.chain_sync.statistics()
         return out
 
 
@@ -535,6 +599,8 @@ class _ClientSide:
         if conn.peer.role is not wire.Role.CLIENT:
             raise net.HandshakeRefused("this port is for clients")
         self.proxy.admit_client(conn)
+        if self.proxy.chain_sync is not None:
+            await self.proxy.chain_sync.refresh_client(self.proxy.client_id(conn))
 
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         await self.proxy.handle_request(conn, stream)
@@ -549,6 +615,8 @@ class _ClientSide:
             return {"models": proxy.models()}
         if method == "balance":
             assert proxy.ledger is not None
+            if proxy.chain_sync is not None:  # the app may just have topped up: read its contract now
+                await proxy.chain_sync.refresh_client(proxy.client_id(conn))
             return dataclasses.asdict(proxy.ledger.client_totals(proxy.client_id(conn)))
         if method == "attestation":
             return {

@@ -1,0 +1,400 @@
+# mypy: disable-error-code="no-untyped-call"
+# (pytoniq-core ships py.typed but leaves Address methods unannotated)
+"""The proxy on a chain: root config, rollback defence, state commits, client charges, worker payouts.
+
+:class:`ChainSync` is owned by :class:`~cocoon.proxy.service.Proxy` when ``ProxyConfig.chain`` is set.
+
+At start (:meth:`ChainSync.open`, before the proxy serves anything):
+
+1. read the root contract: prices (→ ``Proxy.params``), allowed worker image hashes (→ the worker-port
+   policy) and model hashes (→ ``Proxy.allowed_model_hashes``);
+2. find the proxy contract (owner = our wallet, key = our signing key, under the root's params) and
+   require it to be active and bound to our key;
+3. refuse a billing store older than the last state commit on chain (``check_not_rolled_back``) or
+   one that billed less than clients were already charged / workers paid (``StoreRolledBack``);
+4. start a session (random hash, seqno + 1) and commit it on chain.
+
+Then a loop (a task the proxy owns and cancels on stop) every ``sync_interval_s``: re-read the root
+every ``root_refresh_s``; mark commits seen on chain (``mark_committed``); bump the seqno and post a
+signed state commit when :class:`~cocoon.chain.PostingPolicy` says one is due; for every client read
+its contract (balance, stake, tokens charged → the ledger, which then frees funds) and post a signed
+cumulative charge for the committed tokens when it is worth the fee; for every worker read what its
+contract paid out and post a signed payout when due, then tell the worker (``notify("payment")``).
+
+On a LocalChain a post executes at once, so a charge or payout is visible to the next read; on a
+remote chain it lands later and the next tick picks it up. IOUs are only ever signed for committed
+tokens (reference §4.8): what is on chain never exceeds what a restored store could prove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytoniq_core.boc.address import Address
+
+from cocoon.chain import (
+    STATE_ACTIVE,
+    STATE_CLOSING,
+    AccountNotFound,
+    Chain,
+    ChainError,
+    KeyPair,
+    LocalChain,
+    Op,
+    PostingPolicy,
+    RootConfig,
+    Wallet,
+    WalletClient,
+    client_contract,
+    fetch_root_config,
+    post_signed,
+    proxy_contract,
+    read_client_state,
+    read_proxy_state,
+    read_worker_state,
+    sign,
+    sign_state_commit,
+    worker_contract,
+)
+from cocoon.errors import ConfigError
+from cocoon.keyfile import load_or_create_seed
+from cocoon.proxy.config import ProxyChainSettings
+from cocoon.proxy.ledger import BillingLedger, ClientTotals, WorkerTotals
+from cocoon.proxy.pricing import PriceParams
+
+if TYPE_CHECKING:
+    from cocoon.proxy.service import Proxy
+
+__all__ = ["ChainSync", "SyncStats", "parse_address", "price_params"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_address(text: str) -> Address | None:
+    """A TON address (raw or user-friendly), or None when ``text`` is not one."""
+    try:
+        return Address(text)
+    except Exception:  # pytoniq-core raises plain exceptions for malformed addresses
+        return None
+
+
+def price_params(config: RootConfig) -> PriceParams:
+    return PriceParams(
+        price_per_token=config.price_per_token,
+        worker_fee_per_token=config.worker_fee_per_token,
+        prompt_mult=config.prompt_multiplier,
+        cached_mult=config.cached_multiplier,
+        completion_mult=config.completion_multiplier,
+        reasoning_mult=config.reasoning_multiplier,
+    )
+
+
+@dataclass
+class SyncStats:
+    """What the loop has done (operator view and tests)."""
+
+    ticks: int = 0
+    errors: int = 0
+    commits_posted: int = 0
+    commits_seen: int = 0
+    charges_posted: int = 0
+    payouts_posted: int = 0
+    last_error: str = ""
+
+
+class ChainSync:
+    def __init__(self, proxy: Proxy, settings: ProxyChainSettings, *, chain: Chain | None = None) -> None:
+        self.proxy = proxy
+        self.settings = settings
+        self._chain = chain
+        self._own_chain = chain is None
+        home = proxy.config.home
+        self.key = KeyPair.from_seed(
+            load_or_create_seed(settings.signing_key_file or home / "chain-signing.key")
+        )
+        self.wallet_key = KeyPair.from_seed(
+            load_or_create_seed(settings.wallet_key_file or home / "chain-wallet.key")
+        )
+        root = parse_address(settings.root_address)
+        if root is None:
+            raise ConfigError(f"chain.root_address {settings.root_address!r} is not a TON address")
+        self.root = root
+        self.policy = PostingPolicy(
+            fee_estimate=settings.fee_estimate_nano,
+            min_client_charge=settings.min_client_charge_nano,
+            min_worker_payout=settings.min_worker_payout_nano,
+            min_idle_worker_payout=settings.min_idle_worker_payout_nano,
+            max_fee_ratio=settings.max_fee_ratio,
+            commit_interval_s=settings.commit_interval_s,
+        )
+        self.session_hash = secrets.token_bytes(32)
+        self.stats = SyncStats()
+        self.root_config: RootConfig | None = None
+        self.proxy_address: Address | None = None
+        self._wallet: WalletClient | None = None
+        self._root_read_at = 0.0
+        self._last_commit_at: int | None = None
+        self._committed_total = -1  # Σ client tokens at the last commit posted
+        self._worker_tokens: dict[str, int] = {}  # tokens per worker at the previous tick (idle check)
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one settlement pass at a time (loop, queries, start)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def chain(self) -> Chain:
+        if self._chain is None:
+            raise ChainError("chain sync is not open")
+        return self._chain
+
+    @property
+    def wallet(self) -> WalletClient:
+        if self._wallet is None:
+            raise ChainError("chain sync is not open")
+        return self._wallet
+
+    @property
+    def ledger(self) -> BillingLedger:
+        assert self.proxy.ledger is not None
+        return self.proxy.ledger
+
+    async def open(self) -> None:
+        """Everything before serving (module docstring, steps 1–4); raises instead of serving unsafely."""
+        if self._chain is None:
+            self.settings.local_path.parent.mkdir(parents=True, exist_ok=True)
+            self._chain = LocalChain(self.settings.local_path, clock=time.time)
+        self._wallet = WalletClient(self.chain, Wallet(self.wallet_key))
+        await self.refresh_root()
+        assert self.root_config is not None
+        address = proxy_contract(
+            self.wallet.address, self.key.public, self.root, self.root_config.params
+        ).address
+        try:
+            state = await read_proxy_state(self.chain, address)
+        except AccountNotFound:
+            raise ConfigError(
+                f"proxy contract {address.to_str()} is not deployed: open it with the proxy's signing key "
+                f"and wallet (LocalNetworkHandles.open_proxy) before starting the proxy"
+            ) from None
+        if state.public_key != self.key.public or state.state != STATE_ACTIVE:
+            raise ConfigError(f"proxy contract {address.to_str()} is not an active contract of this key")
+        self.proxy_address = address
+        # Rollback defence: a store older than what we anchored on chain must not serve.
+        self.ledger.check_not_rolled_back(state.commit_seqno)
+        now = time.time()
+        for client in self.ledger.clients():
+            await self._read_client(client, now)
+        for worker in self.ledger.workers():
+            await self._read_worker(worker, now)
+        self.ledger.start_session(self.session_hash, now)
+        async with self._lock:
+            await self._anchor(now)
+
+    def start_loop(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="proxy-chain-sync")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._own_chain and self._chain is not None:
+            with contextlib.suppress(Exception):
+                await self._chain.aclose()
+            self._chain = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sync_interval_s)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the chain may be briefly unavailable: try again next tick
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("chain sync failed: %s", self.stats.last_error)
+
+    # -- one pass --------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One settlement pass (the loop calls it; tests may call it directly)."""
+        async with self._lock:
+            now = time.time()
+            self.stats.ticks += 1
+            if now - self._root_read_at >= self.settings.root_refresh_s:
+                await self.refresh_root()
+            await self._anchor(now)
+            for client in self.ledger.clients():
+                await self._settle_client(client, now)
+            for worker in self.ledger.workers():
+                await self._settle_worker(worker, now)
+
+    async def refresh_root(self) -> None:
+        config = await fetch_root_config(self.chain, self.root)
+        old = self.root_config
+        if old is not None and config.params_version != old.params_version:
+            # A new params version means a new proxy contract (reference §4.9): not handled yet, keep
+            # serving under the contract we have and say so.
+            log.warning(
+                "root params version %d → %d: the proxy contract must be redeployed",
+                old.params_version,
+                config.params_version,
+            )
+            self.root_config = old
+            return
+        self.root_config = config
+        self._root_read_at = time.time()
+        self.proxy.params = price_params(config)
+        self.proxy.allowed_model_hashes = config.model_hashes or None
+        if self.proxy.trust is not None and config.worker_image_hashes:
+            self.proxy.trust.allow_image_hashes(config.worker_image_hashes)
+
+    # -- state commits ---------------------------------------------------------------------------
+
+    async def _anchor(self, now: float) -> None:
+        assert self.proxy_address is not None
+        await self._mark_seen()
+        total = self.ledger.statistics().adjusted_tokens
+        dirty = total != self._committed_total
+        if not self.policy.commit_due(now=int(now), last_commit_at=self._last_commit_at, dirty=dirty):
+            return
+        seqno = self.ledger.bump_seqno(now)
+        msg = sign_state_commit(
+            self.key, target=self.proxy_address, seqno=seqno, session_hash=self.session_hash
+        )
+        await post_signed(self.wallet, msg)
+        self.stats.commits_posted += 1
+        self._last_commit_at = int(now)
+        self._committed_total = total
+        await self._mark_seen()
+
+    async def _mark_seen(self) -> None:
+        assert self.proxy_address is not None
+        state = await read_proxy_state(self.chain, self.proxy_address)
+        if state.session_hash == self.session_hash and self.ledger.mark_committed(
+            state.commit_seqno, state.session_hash
+        ):
+            self.stats.commits_seen += 1
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def client_contract(self, owner: Address) -> Address:
+        assert self.root_config is not None and self.proxy_address is not None
+        return client_contract(owner, self.proxy_address, self.key.public, self.root_config.params).address
+
+    def register_client(self, client: str) -> bool:
+        """Bind a connecting client (its owner = wallet address) to its contract; False if it has none."""
+        owner = parse_address(client)
+        if owner is None:
+            return False
+        self.ledger.upsert_client(
+            client,
+            contract=self.client_contract(owner).to_str(),
+            price_per_token=self.proxy.params.price_per_token,
+            now=time.time(),
+        )
+        return True
+
+    async def refresh_client(self, client: str) -> None:
+        """Read one client's contract now (on connect and before a balance answer)."""
+        async with self._lock:
+            await self._read_client(self.ledger.client_totals(client), time.time())
+
+    async def _read_client(self, totals: ClientTotals, now: float) -> tuple[ClientTotals, int]:
+        address = parse_address(totals.contract) if totals.contract else None
+        if address is None:
+            return totals, STATE_ACTIVE
+        try:
+            st = await read_client_state(self.chain, address)
+            balance, stake, charged, state = st.balance, st.stake, st.tokens_used, st.state
+        except AccountNotFound:
+            balance = stake = charged = 0
+            state = STATE_ACTIVE
+        # Raises StoreRolledBack when the chain charged more than this store ever billed.
+        new = self.ledger.set_client_chain_state(
+            totals.client, balance=balance, stake=stake, charged_tokens=charged, now=now
+        )
+        return new, state
+
+    async def _settle_client(self, totals: ClientTotals, now: float) -> None:
+        totals, state = await self._read_client(totals, now)
+        owed = (totals.committed_tokens - totals.charged_tokens) * totals.price_per_token
+        if owed <= 0 or not self.policy.client_charge_due(owed, closing=state == STATE_CLOSING):
+            return
+        target = parse_address(totals.contract)
+        assert target is not None
+        msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=target, counter=totals.committed_tokens)
+        await post_signed(self.wallet, msg)
+        self.stats.charges_posted += 1
+        await self._read_client(totals, now)
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def worker_contract(self, owner: Address) -> Address:
+        assert self.root_config is not None and self.proxy_address is not None
+        return worker_contract(owner, self.proxy_address, self.key.public, self.root_config.params).address
+
+    async def _read_worker(self, totals: WorkerTotals, now: float) -> WorkerTotals:
+        address = parse_address(totals.contract) if totals.contract else None
+        if address is None:
+            return totals
+        try:
+            paid = (await read_worker_state(self.chain, address)).tokens
+        except AccountNotFound:
+            paid = 0  # never paid: the first payout deploys it
+        return self.ledger.set_worker_chain_state(totals.worker, paid_tokens=paid, now=now)
+
+    async def _settle_worker(self, totals: WorkerTotals, now: float) -> None:
+        totals = await self._read_worker(totals, now)
+        owner = parse_address(totals.worker)
+        if owner is None or not totals.contract:
+            return
+        idle = self._worker_tokens.get(totals.worker) == totals.tokens
+        self._worker_tokens[totals.worker] = totals.tokens
+        fee = self.proxy.params.worker_fee_per_token
+        unpaid = (totals.committed_tokens - totals.paid_tokens) * fee
+        if unpaid <= 0 or not self.policy.worker_payout_due(unpaid, idle=idle):
+            return
+        assert self.root_config is not None and self.proxy_address is not None
+        deployable = worker_contract(owner, self.proxy_address, self.key.public, self.root_config.params)
+        deployed = (await self.chain.get_account(deployable.address)).active
+        msg = sign(
+            self.key, Op.WORKER_PAYOUT_SIGNED, target=deployable.address, counter=totals.committed_tokens
+        )
+        await post_signed(self.wallet, msg, state_init=None if deployed else deployable.state_init)
+        self.stats.payouts_posted += 1
+        totals = await self._read_worker(totals, now)
+        await self.proxy.notify_worker_payment(totals.worker)
+
+    # -- what peers see --------------------------------------------------------------------------
+
+    def announce(self) -> dict[str, Any]:
+        """Chain facts for the handshake: clients derive their contract from these."""
+        assert self.proxy_address is not None
+        return {
+            "root": self.root.to_str(),
+            "proxy_contract": self.proxy_address.to_str(),
+            "signing_key": self.key.public.hex(),
+        }
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "root": self.root.to_str(),
+            "proxy_contract": self.proxy_address.to_str() if self.proxy_address else "",
+            "ticks": self.stats.ticks,
+            "errors": self.stats.errors,
+            "last_error": self.stats.last_error,
+            "commits_posted": self.stats.commits_posted,
+            "commits_seen": self.stats.commits_seen,
+            "charges_posted": self.stats.charges_posted,
+            "payouts_posted": self.stats.payouts_posted,
+        }
