@@ -168,7 +168,8 @@ class LocalNetwork:
                     client_port=cfg.proxy_client_port,
                     stats_port=cfg.proxy_stats_port,
                     test_credit_nano=0 if cfg.chain else cfg.client_credit_nano,
-                    pricing=cfg.pricing,
+                    # On a chain the root contract sets the prices (the proxy reads them at start).
+                    pricing=PricingSettings() if cfg.chain else cfg.pricing,
                     tee=self._tee(accept="worker"),
                     chain=proxy_chain,
                 ),

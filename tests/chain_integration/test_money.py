@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -33,9 +34,12 @@ from cocoon.chain import (
     read_worker_state,
 )
 from cocoon.cli.client_cmd import app as client_cli
+from cocoon.client import Client, ClientConfig
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.proxy.config import PricingSettings
 from cocoon.proxy.errors import StoreRolledBack
+from cocoon.worker import Worker, WorkerConfig
 
 MODEL = "scripted-model"
 CHAT: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
@@ -276,3 +280,51 @@ def _addr(text: Any) -> Any:
     from pytoniq_core.boc.address import Address
 
     return text if not isinstance(text, str) else Address(text)
+
+
+async def test_root_contract_sets_prices_and_admission(tmp_path: Path) -> None:
+    pricing = PricingSettings(price_per_token=3000, worker_fee_per_token=1500)
+    async with _running(tmp_path / "net", pricing=pricing) as network:
+        proxy, client = network.proxy, network.client
+        assert proxy is not None and client is not None
+        assert proxy.config.pricing.price_per_token == 2000  # the config's price is not used...
+        assert proxy.params.price_per_token == 3000  # ...the root's is
+        assert await _ask(network) == _ledger(network).clients()[0].tokens * 3000
+        assert proxy.allowed_model_hashes == frozenset({hashlib.sha256(MODEL.encode()).digest()})
+        # A worker serving a model the root does not allow is refused at the handshake.
+        rogue = Worker(
+            WorkerConfig(
+                home=tmp_path / "rogue",
+                proxies=[f"127.0.0.1:{proxy.worker_port}"],
+                owner_address=_wallet(tmp_path / "rogue-wallet.key"),
+                tee=network._tee(accept="proxy"),
+                health_port=0,
+            ),
+            engine=ScriptedEngine(Script(), model_name="unlisted-model"),
+        )
+        # A client naming the network client's wallet without proving it holds it is refused too.
+        impostor = Client(
+            ClientConfig(
+                home=tmp_path / "impostor",
+                http_port=0,
+                proxies=[f"127.0.0.1:{proxy.client_port}"],
+                owner_address=client.config.owner_address,
+                tee=network._tee(accept="proxy"),
+            )
+        )
+        await rogue.start()
+        await impostor.start()
+        try:
+            await asyncio.sleep(1.0)
+            assert [r.model for r in proxy.registry.records()] == [MODEL]
+            assert impostor.links() == [] and len(proxy._client_links) == 1
+        finally:
+            await impostor.stop()
+            await rogue.stop(drain=False)
+
+
+def _wallet(key_file: Path) -> str:
+    from cocoon.chain import KeyPair, Wallet
+    from cocoon.keyfile import load_or_create_seed
+
+    return str(Wallet(KeyPair.from_seed(load_or_create_seed(key_file))).address.to_str())  # type: ignore[no-untyped-call]

@@ -24,6 +24,7 @@ from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.keyfile import load_or_create_seed
 from cocoon.lifecycle import ServiceState, check_can_start
 from cocoon.node import NodeTrust
+from cocoon.ownership import make_owner_proof
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
     from cocoon.chain import Chain, KeyPair
@@ -70,9 +71,14 @@ class Client:
         self.state = ServiceState.STARTING
         try:
             self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client")
-            owner = self.config.owner_address
+            info: dict[str, Any] = {"owner_address": self.config.owner_address}
             if self.config.chain is not None:
-                owner = self._open_chain()
+                info["owner_address"] = self._open_chain()
+                assert self.wallet_key is not None
+                # The proxy bills this wallet's contract only if our TLS key proves we hold the wallet.
+                info["owner_proof"] = make_owner_proof(
+                    self.wallet_key.sign, self.wallet_key.public, self.trust.identity.public_key
+                )
             for address in self.config.proxies:
                 host, _, port = address.rpartition(":")
                 dialer = net.Dialer(
@@ -81,7 +87,7 @@ class Client:
                     ssl_context=self.trust.client_context(),
                     verifier=self.trust.verify_peer,
                     role=wire.Role.CLIENT,
-                    info={"owner_address": owner},
+                    info=info,
                     handler=_ProxyLink(self),
                 )
                 await dialer.start()

@@ -64,6 +64,7 @@ from cocoon.chain import (
 )
 from cocoon.errors import ConfigError
 from cocoon.keyfile import load_or_create_seed
+from cocoon.ownership import verify_owner_proof
 from cocoon.proxy.config import ProxyChainSettings
 from cocoon.proxy.ledger import BillingLedger, ClientTotals, WorkerTotals
 from cocoon.proxy.pricing import PriceParams
@@ -82,6 +83,11 @@ def parse_address(text: str) -> Address | None:
         return Address(text)
     except Exception:  # pytoniq-core raises plain exceptions for malformed addresses
         return None
+
+
+def _wallet_address(public_key: bytes) -> str:
+    # A wallet's address depends only on its public key (and subwallet): the seed is not needed.
+    return str(Wallet(KeyPair(bytes(32), public_key)).address.to_str())
 
 
 def price_params(config: RootConfig) -> PriceParams:
@@ -291,10 +297,13 @@ class ChainSync:
         assert self.root_config is not None and self.proxy_address is not None
         return client_contract(owner, self.proxy_address, self.key.public, self.root_config.params).address
 
-    def register_client(self, client: str) -> bool:
-        """Bind a connecting client (its owner = wallet address) to its contract; False if it has none."""
+    def register_client(self, client: str, proof: Any, tls_public_key: bytes) -> bool:
+        """Bind a connecting client to its contract; False unless ``client`` is a wallet address and
+        ``proof`` shows the client's TLS key speaks for that wallet (``cocoon.ownership``)."""
         owner = parse_address(client)
         if owner is None:
+            return False
+        if not verify_owner_proof(proof, tls_public_key, _wallet_address, owner.to_str()):
             return False
         self.ledger.upsert_client(
             client,

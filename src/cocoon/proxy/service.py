@@ -279,8 +279,11 @@ class Proxy:
         client = self.client_id(conn)
         if self.chain_sync is not None:
             # Funds come from the client contract only: no test credit on a chain.
-            if not self.chain_sync.register_client(client):
-                raise net.HandshakeRefused("owner_address must be the client's TON wallet address")
+            tls_key = getattr(conn.peer.attestation, "public_key", b"") or b""
+            if not self.chain_sync.register_client(client, conn.peer.info.get("owner_proof"), tls_key):
+                raise net.HandshakeRefused(
+                    "owner_address must be the client's TON wallet address, with a valid owner_proof"
+                )
         else:
             self.ledger.ensure_client(client, credit=self.config.test_credit_nano, now=time.time())
         self._client_links[conn.id] = conn
