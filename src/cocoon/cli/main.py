@@ -74,7 +74,8 @@ def _network_config(
 
     engine = EngineSettings(kind="http", url=engine_url) if engine_url else EngineSettings(model_path=model)
     if ephemeral:
-        return LocalNetworkConfig.ephemeral(home, workers=workers, engine=engine)
+        # Free ports (no clash with a running `cocoon up`), but the same real money on the chain.
+        return LocalNetworkConfig.ephemeral(home, workers=workers, engine=engine, chain=True)
     return LocalNetworkConfig(home=home, workers=workers, engine=engine)
 
 
