@@ -94,6 +94,11 @@ async def test_app_disconnect_cancels_generation_in_the_engine(tmp_path: Path) -
             while slow.stats.cancelled < 1:  # noqa: ASYNC110 - the engine exposes counters only
                 await asyncio.sleep(0.05)
         assert slow.stats.completed == 0
+        # The worker's slot is free again (a leak here ends in "all workers busy" for everyone).
+        assert network.proxy is not None
+        async with asyncio.timeout(5):
+            while network.proxy.registry.statistics().running:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
 
 async def test_busy_worker_is_429_and_unknown_model_404(tmp_path: Path) -> None:

@@ -389,13 +389,39 @@ class Proxy:
         client: str,
         request_key: str,
     ) -> bool | None:
-        """Run the request on one worker. None = failed before the first byte (retry elsewhere)."""
-        assert self.ledger is not None
-        request = stream.request
+        """Run the request on one worker. None = failed before the first byte (retry elsewhere).
+
+        Whatever ends the attempt — an answer, an error, the app leaving, the proxy's deadline — the
+        registry hears exactly once that the worker's slot is free again, and an answer the proxy
+        stops reading is cancelled at the worker (so its engine stops too).
+        """
         started = time.monotonic()
         self.registry.started(record.worker_id, time.time())
+        attempt = _Attempt()
         try:
-            out = await link.open_stream(
+            return await self._attempt(stream, link, record, request_key, attempt, started)
+        finally:
+            if attempt.out is not None and not attempt.out_done:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(attempt.out.cancel("the proxy stopped waiting"))
+            if not attempt.reported:
+                self.registry.finished(
+                    record.worker_id, ok=False, tokens=0, duration=time.monotonic() - started, now=time.time()
+                )
+
+    async def _attempt(
+        self,
+        stream: net.IncomingStream,
+        link: net.NodeConnection,
+        record: WorkerRecord,
+        request_key: str,
+        attempt: _Attempt,
+        started: float,
+    ) -> bool | None:
+        assert self.ledger is not None
+        request = stream.request
+        try:
+            out = attempt.out = await link.open_stream(
                 endpoint=request.endpoint,
                 model=request.model,
                 body=request.body,
@@ -408,13 +434,17 @@ class Proxy:
             async with asyncio.timeout(self.config.first_byte_timeout_s):
                 first = await anext(aiter(out))
         except (net.NetError, StopAsyncIteration, TimeoutError) as exc:
+            attempt.out_done = True
+            attempt.reported = True
             self.registry.finished(
                 record.worker_id, ok=False, tokens=0, duration=time.monotonic() - started, now=time.time()
             )
             log.info("worker %s failed before first byte: %r", record.worker_id, exc)
             return None
         if isinstance(first, wire.StreamError):
+            attempt.out_done = True
             ok = first.code not in _RETRYABLE
+            attempt.reported = True
             self.registry.finished(
                 record.worker_id, ok=ok, tokens=0, duration=time.monotonic() - started, now=time.time()
             )
@@ -439,6 +469,7 @@ class Proxy:
         except asyncio.CancelledError:
             # The client went away: stop the worker's engine, bill what was delivered.
             self.counters["cancelled"] += 1
+            attempt.out_done = True
             with contextlib.suppress(Exception):
                 await asyncio.shield(out.cancel("client cancelled"))
             await asyncio.shield(self._settle(request_key, record, tally, None))
@@ -446,11 +477,13 @@ class Proxy:
         except net.NetError as exc:
             final = None
             log.info("worker %s lost mid-stream: %r", record.worker_id, exc)
+        attempt.out_done = final is not None or attempt.out_done
         duration = time.monotonic() - started
         if isinstance(final, wire.ResponseEnd):
             charge, over_reported = await self._settle(
                 request_key, record, tally, final.usage, request_bytes=len(request.body)
             )
+            attempt.reported = True
             self.registry.finished(
                 record.worker_id,
                 ok=True,
@@ -484,6 +517,7 @@ class Proxy:
             return True
         # Broken after the first byte: the client pays only what it received.
         await self._settle(request_key, record, tally, None)
+        attempt.reported = True
         self.registry.finished(record.worker_id, ok=False, tokens=0, duration=duration, now=time.time())
         self.counters["failed"] += 1
         message = (
@@ -545,6 +579,15 @@ class Proxy:
         if self.chain_sync is not None:
             out["chain"] = self.chain_sync.statistics()
         return out
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """Book-keeping of one try on one worker (see Proxy._try_worker)."""
+
+    out: net.OutgoingStream | None = None
+    out_done: bool = False  # the worker's stream ended (or was cancelled): nothing to cancel
+    reported: bool = False  # registry.finished() was called for this try
 
 
 def _counts(usage: wire.Usage) -> TokenCounts:
