@@ -29,6 +29,7 @@ from cocoon.chain import (
     TON,
     AccountNotFound,
     LocalChain,
+    Op,
     read_client_state,
     read_proxy_state,
     read_worker_state,
@@ -155,6 +156,14 @@ async def test_requests_settle_on_chain_and_money_is_conserved(tmp_path: Path) -
         stats = sync.statistics()
         assert stats["charges_posted"] >= 1 and stats["payouts_posted"] >= 1 and stats["commits_seen"] >= 2
         assert stats["errors"] == 0
+        # The operator's fees move to the proxy's wallet once over the threshold (here: any).
+        fees = proxy_state.balance
+        sync.settings = sync.settings.model_copy(update={"withdraw_fees_above_nano": 1})
+        await sync.tick()
+        assert (await read_proxy_state(chain, sync.proxy_address)).balance == 0
+        assert sync.statistics()["fees_withdrawn"] == 1
+        received = [t for t in await chain.get_transactions(sync.wallet.address) if t.in_op == Op.PAYOUT]
+        assert [t.value_in for t in received] == [fees]
         # Nothing is created or lost: every nanoTON the faucet minted is in an account or paid as a fee.
         assert chain.total_balances() + chain.total_fees() == chain.minted
 
@@ -200,8 +209,9 @@ async def test_client_keeps_its_contract_funded_automatically(tmp_path: Path) ->
         assert await _ask(network) > 0
 
 
-async def test_app_side_lifecycle_withdraw_and_close(tmp_path: Path) -> None:
-    async with _running(tmp_path) as network:
+@pytest.mark.parametrize("grant_refunds", [True, False], ids=["proxy-refunds", "close-after-delay"])
+async def test_app_side_lifecycle_withdraw_and_close(tmp_path: Path, grant_refunds: bool) -> None:
+    async with _running(tmp_path, proxy_chain={**EAGER, "grant_refunds": grant_refunds}) as network:
         await _ask(network, 2)
         chain = _chain(network)
         assert network.client is not None
@@ -228,11 +238,32 @@ async def test_app_side_lifecycle_withdraw_and_close(tmp_path: Path) -> None:
         refused = await invoke("withdraw")
         assert refused.exit_code == 1 and "above the stake" in refused.output
         closing = (await cli("close"))["chain"]
-        assert closing["state"] == "closing"
+        assert closing["state"] in ("closing", "closed")
+        tokens = _ledger(network).clients()[0].tokens
+        if grant_refunds:
+            # Nothing running and (after its next commit) everything anchored: the proxy sends the
+            # final charge with the refund, and the client gets the rest back without waiting.
+
+            async def refunded() -> bool:
+                return bool((await read_client_state(chain, account.address)).state == STATE_CLOSED)
+
+            await _eventually(refunded)
+            state = await read_client_state(chain, account.address)
+            assert state.tokens_used == tokens and state.balance == 0
+            # What was left after the final charge comes back: the balance at the close minus the
+            # tokens the grant charged (those not yet charged when the close began).
+            payouts = [
+                t
+                for t in await account.chain.get_transactions(account.wallet.address)
+                if t.in_op == Op.PAYOUT
+            ]
+            owed = (tokens - closing["tokens_used"]) * PRICE
+            assert payouts[0].value_in == closing["balance_nano"] - owed
+            assert chain.total_balances() + chain.total_fees() == chain.minted
+            return
         refused = await invoke("close")
         assert refused.exit_code == 1 and "after" in refused.output
         # The proxy charges what is owed while the contract is closing (at its next state commit).
-        tokens = _ledger(network).clients()[0].tokens
 
         async def charged() -> bool:
             return bool((await read_client_state(chain, account.address)).tokens_used == tokens)

@@ -58,6 +58,7 @@ from cocoon.chain import (
     read_client_state,
     read_proxy_state,
     read_worker_state,
+    send_proxy_op,
     sign,
     sign_state_commit,
     worker_contract,
@@ -111,6 +112,8 @@ class SyncStats:
     commits_seen: int = 0
     charges_posted: int = 0
     payouts_posted: int = 0
+    refunds_granted: int = 0
+    fees_withdrawn: int = 0  # times
     last_error: str = ""
 
 
@@ -243,6 +246,7 @@ class ChainSync:
                 await self._settle_client(client, now)
             for worker in self.ledger.workers():
                 await self._settle_worker(worker, now)
+            await self._withdraw_fees()
 
     async def refresh_root(self) -> None:
         config = await fetch_root_config(self.chain, self.root)
@@ -336,15 +340,45 @@ class ChainSync:
 
     async def _settle_client(self, totals: ClientTotals, now: float) -> None:
         totals, state = await self._read_client(totals, now)
-        owed = (totals.committed_tokens - totals.charged_tokens) * totals.price_per_token
-        if owed <= 0 or not self.policy.client_charge_due(owed, closing=state == STATE_CLOSING):
+        target = parse_address(totals.contract) if totals.contract else None
+        if target is None:
             return
-        target = parse_address(totals.contract)
-        assert target is not None
+        closing = state == STATE_CLOSING
+        if (
+            closing
+            and self.settings.grant_refunds
+            and totals.reserved_nano == 0
+            and totals.committed_tokens == totals.tokens
+        ):
+            # Nothing running, everything anchored: the final charge and the refund in one message.
+            msg = sign(
+                self.key, Op.CLIENT_GRANT_REFUND_SIGNED, target=target, counter=totals.committed_tokens
+            )
+            await post_signed(self.wallet, msg)
+            self.stats.refunds_granted += 1
+            await self._read_client(totals, now)
+            return
+        owed = (totals.committed_tokens - totals.charged_tokens) * totals.price_per_token
+        if owed <= 0 or not self.policy.client_charge_due(owed, closing=closing):
+            return
         msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=target, counter=totals.committed_tokens)
         await post_signed(self.wallet, msg)
         self.stats.charges_posted += 1
         await self._read_client(totals, now)
+
+    async def _withdraw_fees(self) -> None:
+        """Move the proxy contract's fees to our wallet once they are worth it."""
+        threshold = self.settings.withdraw_fees_above_nano
+        assert self.proxy_address is not None
+        if not threshold:
+            return
+        state = await read_proxy_state(self.chain, self.proxy_address)
+        if (
+            state.balance >= threshold
+            and self.policy.fee_estimate <= state.balance * self.policy.max_fee_ratio
+        ):
+            await send_proxy_op(self.wallet, self.proxy_address, Op.PROXY_PAYOUT)
+            self.stats.fees_withdrawn += 1
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -406,4 +440,6 @@ class ChainSync:
             "commits_seen": self.stats.commits_seen,
             "charges_posted": self.stats.charges_posted,
             "payouts_posted": self.stats.payouts_posted,
+            "refunds_granted": self.stats.refunds_granted,
+            "fees_withdrawn": self.stats.fees_withdrawn,
         }

@@ -59,6 +59,11 @@ class ProxyChainSettings(BaseModel):
     min_worker_payout_nano: int = Field(10_000_000_000, ge=0)
     min_idle_worker_payout_nano: int = Field(200_000_000, ge=0)
     max_fee_ratio: float = Field(0.05, gt=0, le=1)
+    # Move the proxy contract's fees to the wallet once they reach this much (0 = never).
+    withdraw_fees_above_nano: int = Field(10_000_000_000, ge=0)
+    # A closing client with nothing running and everything charged is refunded at once (reference
+    # §4.7) instead of waiting for its close delay.
+    grant_refunds: bool = True
 
 
 class ProxyConfig(BaseModel):
