@@ -119,7 +119,7 @@ def _chain_seeds() -> list[bytes]:
         chain.sign(key, Op.CLIENT_CHARGE_SIGNED, target=ADDR, counter=9).body(ADDR),
         chain.sign_state_commit(key, target=ADDR, seqno=3, session_hash=bytes(32)).body(),
     ]
-    return [c.to_boc() for c in cells]
+    return [c.to_boc() for c in cells]  # type: ignore[no-untyped-call]
 
 
 _CHAIN_PARSERS = (

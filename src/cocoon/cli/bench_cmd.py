@@ -93,3 +93,54 @@ def model(
     table.add_row("ratio", str(result["ttft_ratio"]), str(result["tokens_per_s_ratio"]))
     console.print(table)
     _write(out, result, model_chart)
+
+
+@app.command()
+def soak(
+    minutes: Annotated[float, typer.Option(min=0.1, max=24 * 60, help="How long to run the load.")] = 5.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 4,
+    sample_every: Annotated[float, typer.Option(min=0.5, max=600, help="Seconds between samples.")] = 5.0,
+    warmup: Annotated[
+        float | None, typer.Option(help="Seconds before the baseline (default: a fifth of the run, ≤ 60).")
+    ] = None,
+    rss_tolerance_mib: Annotated[float, typer.Option(min=0)] = 16.0,
+    fd_tolerance: Annotated[int, typer.Option(min=0)] = 8,
+    out: OutOpt = Path("bench/results/soak.json"),
+) -> None:
+    """Steady load on the local network for N minutes; fails if memory or open files keep growing."""
+    from cocoon.bench.soak import MIB, SoakConfig, run_soak
+
+    duration = minutes * 60
+    config = SoakConfig(
+        duration_s=duration,
+        concurrency=concurrency,
+        sample_every_s=sample_every,
+        warmup_s=min(duration / 5, 60.0) if warmup is None else warmup,
+        rss_tolerance_mib=rss_tolerance_mib,
+        fd_tolerance=fd_tolerance,
+    )
+    with tempfile.TemporaryDirectory(prefix="cocoon-soak-") as home, console.status("soak") as status:
+        result = asyncio.run(run_soak(Path(home), config, progress=status.update))
+    table = Table(title=f"soak: {minutes:g} min, concurrency {concurrency}")
+    for column in ("t (s)", "RSS (MiB)", "open fds", "requests", "errors"):
+        table.add_column(column, justify="right")
+    for s in result.samples:
+        marker = "" if s.t >= config.warmup_s else " (warm-up)"
+        table.add_row(
+            f"{s.t:.0f}{marker}", f"{s.rss_bytes / MIB:.1f}", str(s.fds), str(s.requests), str(s.errors)
+        )
+    console.print(table)
+    v = result.verdict
+    console.print(
+        f"{result.requests} requests ({result.requests / max(result.elapsed_s, 1e-9):.1f}/s), {result.errors} errors;"
+        f" RSS {v.rss_baseline_bytes / MIB:.1f} → {v.rss_final_bytes / MIB:.1f} MiB,"
+        f" fds {v.fd_baseline} → {v.fd_final} after warm-up"
+    )
+    _write(out, result.to_json(), lambda _result, _png: None)  # the table is the report; no chart
+    if not v.ok:
+        for reason in v.reasons:
+            console.print(f"[red]FAIL:[/] {reason}")
+        for example in result.error_examples:
+            console.print(f"[dim]  error: {example}[/]")
+        raise typer.Exit(1)
+    console.print("[green]OK:[/] memory and file descriptors stayed flat")
