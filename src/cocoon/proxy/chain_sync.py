@@ -332,6 +332,8 @@ class ChainSync:
         except AccountNotFound:
             balance = stake = charged = 0
             state = STATE_ACTIVE
+        if (balance, stake, charged) == (totals.balance_nano, totals.stake_nano, totals.charged_tokens):
+            return totals, state  # unchanged: spare the store a durable write
         # Raises StoreRolledBack when the chain charged more than this store ever billed.
         new = self.ledger.set_client_chain_state(
             totals.client, balance=balance, stake=stake, charged_tokens=charged, now=now
@@ -394,6 +396,8 @@ class ChainSync:
             paid = (await read_worker_state(self.chain, address)).tokens
         except AccountNotFound:
             paid = 0  # never paid: the first payout deploys it
+        if paid == totals.paid_tokens:
+            return totals  # unchanged: spare the store a durable write
         return self.ledger.set_worker_chain_state(totals.worker, paid_tokens=paid, now=now)
 
     async def _settle_worker(self, totals: WorkerTotals, now: float) -> None:
