@@ -28,17 +28,22 @@ from cocoon.chain import (
     STATE_CLOSING,
     TON,
     AccountNotFound,
+    KeyPair,
     LocalChain,
     Op,
+    Wallet,
     read_client_state,
     read_proxy_state,
     read_worker_state,
 )
 from cocoon.cli.client_cmd import app as client_cli
 from cocoon.client import Client, ClientConfig
+from cocoon.errors import ConfigError
 from cocoon.inference import Script, ScriptedEngine
+from cocoon.keyfile import load_seed
 from cocoon.localnet import LocalNetwork, LocalNetworkConfig
-from cocoon.proxy.config import PricingSettings
+from cocoon.proxy import Proxy, ProxyConfig
+from cocoon.proxy.config import PricingSettings, ProxyChainSettings
 from cocoon.proxy.errors import StoreRolledBack
 from cocoon.worker import Worker, WorkerConfig
 
@@ -359,3 +364,36 @@ def _wallet(key_file: Path) -> str:
     from cocoon.keyfile import load_or_create_seed
 
     return str(Wallet(KeyPair.from_seed(load_or_create_seed(key_file))).address.to_str())  # type: ignore[no-untyped-call]
+
+
+async def test_a_new_proxy_opens_its_contract_from_its_funded_wallet(tmp_path: Path) -> None:
+    async with _running(tmp_path / "net") as network:
+        assert network.handles is not None and network.proxy is not None
+        home = tmp_path / "proxy-2"
+        root = str(network.handles.root.to_str())  # type: ignore[no-untyped-call]
+
+        def proxy() -> Proxy:
+            settings = ProxyChainSettings(local_path=network.chain_path, root_address=root)
+            config = ProxyConfig(
+                home=home,
+                worker_port=0,
+                client_port=0,
+                stats_port=0,
+                tee=network._tee(accept="worker"),
+                chain=settings,
+            )
+            return Proxy(config, chain=network.chain)
+
+        with pytest.raises(ConfigError, match="ACTION REQUIRED: fund the proxy wallet"):
+            await proxy().start()
+        wallet = Wallet(KeyPair.from_seed(load_seed(home / "chain-wallet.key")))
+        await network.handles.fund(wallet.address, 3 * TON)
+        second = proxy()
+        await second.start()
+        try:
+            assert second.chain_sync is not None and second.chain_sync.proxy_address is not None
+            state = await read_proxy_state(_chain(network), second.chain_sync.proxy_address)
+            assert state.stake == TON and state.commit_seqno >= 1
+            assert second.chain_sync.proxy_address != network.proxy.chain_sync.proxy_address  # type: ignore[union-attr]
+        finally:
+            await second.stop()

@@ -8,7 +8,8 @@ At start (:meth:`ChainSync.open`, before the proxy serves anything):
 
 1. read the root contract: prices (→ ``Proxy.params``), allowed worker image hashes (→ the worker-port
    policy) and model hashes (→ ``Proxy.allowed_model_hashes``);
-2. find the proxy contract (owner = our wallet, key = our signing key, under the root's params) and
+2. find the proxy contract (owner = our wallet, key = our signing key, under the root's params; opened
+   from the wallet with the minimum stake when missing and ``open_contract`` is on) and
    require it to be active and bound to our key;
 3. refuse a billing store older than the last state commit on chain (``check_not_rolled_back``) or
    one that billed less than clients were already charged / workers paid (``StoreRolledBack``);
@@ -41,6 +42,7 @@ from pytoniq_core.boc.address import Address
 from cocoon.chain import (
     STATE_ACTIVE,
     STATE_CLOSING,
+    TON,
     AccountNotFound,
     Chain,
     ChainError,
@@ -53,6 +55,7 @@ from cocoon.chain import (
     WalletClient,
     client_contract,
     fetch_root_config,
+    open_proxy_contract,
     post_signed,
     proxy_contract,
     read_client_state,
@@ -184,6 +187,8 @@ class ChainSync:
         address = proxy_contract(
             self.wallet.address, self.key.public, self.root, self.root_config.params
         ).address
+        if self.settings.open_contract and not (await self.chain.get_account(address)).active:
+            await self._open_contract()
         try:
             state = await read_proxy_state(self.chain, address)
         except AccountNotFound:
@@ -204,6 +209,22 @@ class ChainSync:
         self.ledger.start_session(self.session_hash, now)
         async with self._lock:
             await self._anchor(now)
+
+    async def _open_contract(self) -> None:
+        """Deploy our proxy contract with the minimum stake, paid from our wallet."""
+        assert self.root_config is not None
+        stake = self.root_config.min_proxy_stake
+        need = stake + TON  # the stake plus gas for this and the first posts
+        have = await self.wallet.balance()
+        if have < need:
+            raise ConfigError(
+                f"ACTION REQUIRED: fund the proxy wallet {self.wallet.address.to_str()} with at least "
+                f"{need / TON:.3f} TON (it holds {have / TON:.3f}) so it can open the proxy contract"
+            )
+        await open_proxy_contract(
+            self.wallet, self.key.public, self.root, self.root_config.params, stake=stake
+        )
+        log.info("opened the proxy contract with a stake of %d nanoTON", stake)
 
     def start_loop(self) -> None:
         if self._task is None:
@@ -242,10 +263,13 @@ class ChainSync:
             if now - self._root_read_at >= self.settings.root_refresh_s:
                 await self.refresh_root()
             await self._anchor(now)
+            # LocalChain runs each transaction on this thread: let requests through between accounts.
             for client in self.ledger.clients():
                 await self._settle_client(client, now)
+                await asyncio.sleep(0)
             for worker in self.ledger.workers():
                 await self._settle_worker(worker, now)
+                await asyncio.sleep(0)
             await self._withdraw_fees()
 
     async def refresh_root(self) -> None:

@@ -64,6 +64,8 @@ class ProxyChainSettings(BaseModel):
     # A closing client with nothing running and everything charged is refunded at once (reference
     # §4.7) instead of waiting for its close delay.
     grant_refunds: bool = True
+    # Deploy our proxy contract from the wallet (stake = the root's minimum) when it does not exist.
+    open_contract: bool = True
 
 
 class ProxyConfig(BaseModel):
