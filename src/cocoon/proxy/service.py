@@ -6,6 +6,11 @@ and reputation, and relays the answer. A failure before the first byte is retrie
 worker; after it, the client gets a clean error and pays only for what it received. Usage is
 checked against what was actually relayed, priced, and written to the ledger *before* the final
 message releases the answer.
+
+With ``config.chain`` the proxy runs on a TON chain (:mod:`cocoon.proxy.chain_sync`): prices and the
+allowed worker images / models come from the root contract, client funds from client contracts, and
+a background loop anchors the ledger on chain, charges clients and pays workers. Without it, clients
+get ``test_credit_nano`` and prices come from ``config.pricing``.
 """
 
 from __future__ import annotations
