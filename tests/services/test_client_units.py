@@ -133,3 +133,21 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(ClientConfig, tmp_path / "none.toml", section="client", environ={})
+
+
+async def test_hostile_json_bodies_are_400_not_500(tmp_path: Path) -> None:
+    import httpx
+
+    from cocoon.client import Client
+
+    client = Client(ClientConfig(home=tmp_path, http_port=0, proxies=["127.0.0.1:9"]))
+    await client.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            url = f"http://127.0.0.1:{client.http_port}/v1/chat/completions"
+            for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"model": "m", "temperature": Infinity}', b"NaN"):
+                reply = await http.post(url, content=raw)
+                assert reply.status_code == 400, raw[:40]
+                assert reply.json()["error"]["type"] == "invalid_request_error"
+    finally:
+        await client.stop()

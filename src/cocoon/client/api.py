@@ -180,14 +180,21 @@ async def _chain_call(client: Client, what: str, *args: int) -> dict[str, Any]:
     return result
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def _read_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "request body too large")
     try:
-        body = json.loads(raw)
+        # NaN/Infinity are not JSON (RFC 8259) and could not be forwarded: refuse them here.
+        body = json.loads(raw, parse_constant=_reject_constant)
     except ValueError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "request body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body
