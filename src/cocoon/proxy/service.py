@@ -617,7 +617,9 @@ def _wire_code(exc: perr.ProxyError) -> wire.ErrorCode:
         return wire.ErrorCode.INTERNAL
 
 
-class _WorkerSide:
+class _WorkerSide(net.NullHandler):
+    """The proxy's worker port: workers announce themselves and answer; they send no requests."""
+
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
 
@@ -627,22 +629,13 @@ class _WorkerSide:
         record = self.proxy.admit_worker(conn)
         log.info("worker %s joined: %s ×%s", record.worker_id, record.model, record.coefficient / 1000)
 
-    async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
-        await stream.send_error(wire.ErrorCode.BAD_REQUEST, "workers do not send requests")
-
-    async def on_query(
-        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
-        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
-
-    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
-        return None
-
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy.drop_worker(conn)
 
 
-class _ClientSide:
+class _ClientSide(net.NullHandler):
+    """The proxy's client port: requests, and the control queries of the client API."""
+
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
 
@@ -689,9 +682,6 @@ class _ClientSide:
                 "time": int(time.time()),
             }
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
-
-    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
-        return None
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy._client_links.pop(conn.id, None)
