@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cocoon.inference import Script, ScriptedEngine
+from cocoon.inference import Script, ScriptedEngine, Usage
 from cocoon.localnet import LocalNetwork, LocalNetworkConfig
 
 __all__ = ["MODEL", "background_network"]
@@ -25,7 +25,9 @@ def background_network(home: Path, *, chunks: int = 3, **config: object) -> Iter
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="cocoon-net", daemon=True)
     thread.start()
-    engine = ScriptedEngine(Script(chunks=chunks, chunk_bytes=16))
+    # Usage that matches what is streamed: an over-reporting worker would be suspended by the audit.
+    usage = Usage(prompt_tokens=1, completion_tokens=chunks)
+    engine = ScriptedEngine(Script(chunks=chunks, chunk_bytes=16, usage=usage))
     network = LocalNetwork(
         LocalNetworkConfig.ephemeral(home, workers=1, **config), engine_factory=lambda _i: engine
     )
