@@ -28,7 +28,7 @@ async def test_worker_killed_under_load(tmp_path: Path) -> None:
         )  # ~1 s per answer
         base = net.base(client)
         async with httpx.AsyncClient(timeout=None) as http:
-            load = [asyncio.ensure_future(chat(http, base, stream=i % 2 == 0, deadline=30)) for i in range(8)]
+            load = [asyncio.ensure_future(chat(http, base, stream=i % 4 < 2, deadline=30)) for i in range(8)]
             await asyncio.sleep(0.5)
             victim.kill9()
             first: list[Outcome] = await asyncio.gather(*load)
