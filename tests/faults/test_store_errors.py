@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet import LocalNetwork, LocalNetworkConfig
@@ -65,11 +64,6 @@ async def test_unbillable_answer_is_not_delivered(tmp_path: Path) -> None:
         await network.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy: when settle and release both fail (store full), the request stays 'reserved' and its "
-    "funds stay held until the proxy restarts (release_stale runs only at start); nothing retries the release",
-)
 async def test_reservation_is_released_when_the_store_recovers(tmp_path: Path) -> None:
     network, _ = await _run(tmp_path)
     try:
@@ -87,11 +81,6 @@ async def test_reservation_is_released_when_the_store_recovers(tmp_path: Path) -
         await network.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy: a settle that fails in the proxy's own store counts as the worker's failure, so after a few "
-    "the healthy worker is suspended and the app gets 429 'all workers busy' once the store is back",
-)
 async def test_store_failures_are_not_blamed_on_the_worker(tmp_path: Path) -> None:
     network, _ = await _run(tmp_path)
     try:

@@ -67,6 +67,7 @@ class Proxy:
         self._client_links: dict[int, net.NodeConnection] = {}
         self._worker_owner: dict[str, str] = {}  # worker id → payee (owner address)
         self._conn_worker: dict[int, str] = {}  # connection id → worker id
+        self._unreleased: set[str] = set()  # reservations the store refused to release (retried)
         self._servers: list[Any] = []
         self._stats_server: Any = None
         self.counters = {
@@ -328,6 +329,7 @@ class Proxy:
         client = self.client_id(client_conn)
         request_key = request.request_id.hex()
         now = time.time()
+        self._retry_releases(now)
         try:
             reserve = reservation(request.max_tokens, len(request.body), request.max_coefficient, self.params)
             self.ledger.reserve(request_key, client, reserve, now, model=request.model)
@@ -347,7 +349,25 @@ class Proxy:
             if not settled:
                 # Nothing was delivered: release the reservation, charge nothing.
                 # No-op when the request already settled or was billed as partial delivery.
-                self.ledger.release(request_key, now=time.time())
+                self._release_reservation(request_key)
+
+    def _release_reservation(self, request_key: str) -> None:
+        """Free a request's reserved funds; if the store refuses now, retry before later requests."""
+        assert self.ledger is not None
+        try:
+            self.ledger.release(request_key, now=time.time())
+        except perr.LedgerError as exc:
+            log.error("billing store refused to release %s (%s); will retry", request_key, exc)
+            self._unreleased.add(request_key)
+
+    def _retry_releases(self, now: float) -> None:
+        assert self.ledger is not None
+        for request_key in sorted(self._unreleased):
+            try:
+                self.ledger.release(request_key, now=now)
+            except perr.LedgerError:
+                return  # the store is still failing: keep the rest for next time
+            self._unreleased.discard(request_key)
 
     async def _route(self, stream: net.IncomingStream, client: str, request_key: str) -> bool:
         request = stream.request
@@ -477,7 +497,8 @@ class Proxy:
             attempt.out_done = True
             with contextlib.suppress(Exception):
                 await asyncio.shield(out.cancel("client cancelled"))
-            await asyncio.shield(self._settle(request_key, record, tally, None))
+            with contextlib.suppress(perr.LedgerError):
+                await asyncio.shield(self._settle(request_key, record, tally, None))
             raise
         except net.NetError as exc:
             final = None
@@ -485,9 +506,24 @@ class Proxy:
         attempt.out_done = final is not None or attempt.out_done
         duration = time.monotonic() - started
         if isinstance(final, wire.ResponseEnd):
-            charge, over_reported = await self._settle(
-                request_key, record, tally, final.usage, request_bytes=len(request.body)
-            )
+            try:
+                charge, over_reported = await self._settle(
+                    request_key, record, tally, final.usage, request_bytes=len(request.body)
+                )
+            except perr.LedgerError as exc:
+                # Our own store failed, not the worker: it did its job. The answer is withheld
+                # (never delivered unbilled); the reservation is released once the store recovers.
+                attempt.reported = True
+                self.registry.finished(
+                    record.worker_id, ok=True, tokens=0, duration=duration, now=time.time()
+                )
+                self.counters["failed"] += 1
+                log.error("billing store failed to settle %s: %s", request_key, exc)
+                with contextlib.suppress(Exception):
+                    await stream.send_error(
+                        wire.ErrorCode.INTERNAL, "billing store unavailable; answer withheld"
+                    )
+                return False
             attempt.reported = True
             self.registry.finished(
                 record.worker_id,
@@ -521,7 +557,10 @@ class Proxy:
             await stream.send_end(final.usage, meta)
             return True
         # Broken after the first byte: the client pays only what it received.
-        await self._settle(request_key, record, tally, None)
+        try:
+            await self._settle(request_key, record, tally, None)
+        except perr.LedgerError as exc:
+            log.error("billing store failed to bill a partial answer %s: %s", request_key, exc)
         attempt.reported = True
         self.registry.finished(record.worker_id, ok=False, tokens=0, duration=duration, now=time.time())
         self.counters["failed"] += 1
