@@ -7,7 +7,7 @@ WHEELS := ../shared/wheels
 FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check contracts bench clean
+.PHONY: install demo test lint typecheck check contracts bench fuzz faults-long soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,18 @@ contracts:
 	cd src/cocoon/chain/contracts && npm ci --no-audit --no-fund && node compile.mjs
 
 bench: $(STAMP)
-	$(BIN)/cocoon bench
+	$(BIN)/cocoon bench gateway
+	$(BIN)/cocoon bench model
+
+# Long campaigns, on demand (CI runs short versions of each inside `make test`).
+fuzz: $(STAMP)
+	COCOON_LONG_FUZZ=1 COCOON_FUZZ_SECONDS=600 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/fuzz
+
+faults-long: $(STAMP)
+	COCOON_LONG_FAULTS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/faults
+
+soak: $(STAMP)
+	$(BIN)/cocoon bench soak --minutes 30
 
 clean:
 	rm -rf $(VENV) build *.egg-info
