@@ -26,6 +26,8 @@ class ClientChainSettings(BaseModel):
     local_path: Path  # the embedded LocalChain's SQLite file
     wallet_key_file: Path | None = None  # default <home>/wallet.key
     root_address: str = ""  # when set, a proxy announcing another root is refused
+    # Dial the proxies registered in the root contract (needs root_address) instead of `proxies`.
+    proxies_from_root: bool = False
     # Keep the contract funded: when what is left (balance − usage not yet charged) drops below
     # ``top_up_below_nano``, top up ``auto_top_up_nano`` from the wallet (0 = never automatically).
     auto_top_up_nano: int = Field(0, ge=0)

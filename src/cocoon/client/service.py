@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
@@ -79,7 +79,7 @@ class Client:
                 info["owner_proof"] = make_owner_proof(
                     self.wallet_key.sign, self.wallet_key.public, self.trust.identity.public_key
                 )
-            for address in self.config.proxies:
+            for address in await self._proxy_addresses():
                 host, _, port = address.rpartition(":")
                 dialer = net.Dialer(
                     host,
@@ -202,6 +202,23 @@ class Client:
 
     # -- money -----------------------------------------------------------------------------------
 
+    async def _proxy_addresses(self) -> list[str]:
+        """The configured proxies, or those the root contract registers (``chain.proxies_from_root``)."""
+        settings = self.config.chain
+        if settings is None or not settings.proxies_from_root:
+            return list(self.config.proxies)
+        if not settings.root_address or self._chain is None:
+            raise ConfigError("chain.proxies_from_root needs chain.root_address")
+        from pytoniq_core.boc.address import Address
+
+        from cocoon.chain import fetch_root_config
+
+        root = await fetch_root_config(self._chain, Address(settings.root_address))
+        addresses = client_addresses(entry for _seqno, entry in root.registered_proxies)
+        if not addresses:
+            raise ConfigError("the root contract registers no proxy")
+        return addresses
+
     def _open_chain(self) -> str:
         """Load the wallet key and open the chain; returns the owner address to announce."""
         from cocoon.chain import KeyPair, LocalChain, Wallet
@@ -295,6 +312,23 @@ class Client:
             **self.counters,
             "budget_left_nano": self.budget_left(),
         }
+
+
+def client_addresses(entries: Iterable[str]) -> list[str]:
+    """Client-side addresses of root-registered proxies.
+
+    An entry is ``"host:port"`` (one address for everyone) or ``"workers_host:port clients_host:port"``
+    (as the reference registers them): clients take the second. Malformed entries are skipped.
+    """
+    out: list[str] = []
+    for entry in entries:
+        parts = entry.split()
+        if not 1 <= len(parts) <= 2:
+            continue
+        host, _, port = parts[-1].rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536 and parts[-1] not in out:
+            out.append(parts[-1])
+    return out
 
 
 class _ProxyLink(net.NullHandler):
