@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from cocoon import tee
 from cocoon.errors import ConfigError
 
-__all__ = ["ROLE_MEASUREMENTS", "NodeTrust", "TeeSettings", "make_policy", "validate_host_ports"]
+__all__ = [
+    "ROLE_MEASUREMENTS",
+    "NodeTrust",
+    "TeeSettings",
+    "make_policy",
+    "registered_proxy_addresses",
+    "validate_host_ports",
+]
 
 # The simulated images of the three roles: the sim platform derives distinct measurements (and so
 # distinct image hashes) from the image name, as different VM images would have.
@@ -52,6 +59,25 @@ def validate_host_ports(values: list[str]) -> list[str]:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"address must be host:port, got {value!r}")
     return values
+
+
+def registered_proxy_addresses(entries: Iterable[str], *, for_workers: bool) -> list[str]:
+    """Addresses to dial from the root contract's registered-proxy entries.
+
+    An entry is ``"host:port"`` (one address for everyone) or ``"workers_host:port clients_host:port"``,
+    the reference's two-address form: workers take the first, clients the second. Malformed entries
+    and duplicates are skipped.
+    """
+    out: list[str] = []
+    for entry in entries:
+        parts = entry.split()
+        if not 1 <= len(parts) <= 2:
+            continue
+        address = parts[0] if for_workers else parts[-1]
+        host, _, port = address.rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536 and address not in out:
+            out.append(address)
+    return out
 
 
 def make_policy(

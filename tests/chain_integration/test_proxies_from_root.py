@@ -9,8 +9,8 @@ import pytest
 from cocoon.chain import KeyPair, LocalChain, bootstrap_local_network
 from cocoon.client import Client, ClientConfig
 from cocoon.client.config import ClientChainSettings
-from cocoon.client.service import client_addresses
 from cocoon.errors import ConfigError
+from cocoon.node import registered_proxy_addresses
 
 
 def test_client_side_address_of_each_registered_entry() -> None:
@@ -22,7 +22,8 @@ def test_client_side_address_of_each_registered_entry() -> None:
         "h:99999",
         "10.0.0.1:11002",
     ]
-    assert client_addresses(entries) == ["10.0.0.1:11002", "10.0.0.2:11002"]
+    assert registered_proxy_addresses(entries, for_workers=False) == ["10.0.0.1:11002", "10.0.0.2:11002"]
+    assert registered_proxy_addresses(entries, for_workers=True) == ["10.0.0.1:11002", "10.0.0.2:11001"]
 
 
 async def test_client_reads_registered_proxies_from_the_root(tmp_path: Path) -> None:
@@ -51,3 +52,44 @@ async def test_client_reads_registered_proxies_from_the_root(tmp_path: Path) -> 
     assert await client(False, root)._proxy_addresses() == ["127.0.0.1:1"]
     with pytest.raises(ConfigError):
         await client(True, "")._proxy_addresses()
+
+
+async def test_worker_takes_model_allowlist_and_proxies_from_the_root(tmp_path: Path) -> None:
+    import hashlib
+
+    from cocoon.errors import ServiceError
+    from cocoon.inference import Script, ScriptedEngine
+    from cocoon.worker import Worker, WorkerConfig
+    from cocoon.worker.config import WorkerRootSettings
+
+    engine_model_hash = hashlib.sha256(b"scripted-model").digest()  # how a worker names a model it can't read
+    path = tmp_path / "chain.sqlite"
+    chain = LocalChain(path)
+    allowed = await bootstrap_local_network(
+        chain,
+        owner=KeyPair.generate(),
+        proxy_image_hashes=[],
+        worker_image_hashes=[],
+        model_hashes=[engine_model_hash],
+        proxy_addresses=["127.0.0.1:11001 127.0.0.1:11002"],
+    )
+    other = await bootstrap_local_network(
+        chain,
+        owner=KeyPair.generate(),
+        proxy_image_hashes=[],
+        worker_image_hashes=[],
+        model_hashes=[b"\x07" * 32],
+        proxy_addresses=["127.0.0.1:11001"],
+    )
+    await chain.aclose()
+
+    def worker(root: str) -> Worker:
+        settings = WorkerRootSettings(local_path=path, root_address=root)
+        config = WorkerConfig(home=tmp_path / "w", health_port=0, proxies=["127.0.0.1:1"], root=settings)
+        return Worker(config, engine=ScriptedEngine(Script(chunks=1)))
+
+    allowed_worker = worker(allowed.root.to_str())
+    assert await allowed_worker._root_lists() == ({engine_model_hash.hex()}, ["127.0.0.1:11001"])
+    refused = worker(other.root.to_str())
+    with pytest.raises(ServiceError, match="not allowed"):
+        await refused.start()

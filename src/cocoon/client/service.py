@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
@@ -23,7 +23,7 @@ from cocoon.errors import ConfigError
 from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.keyfile import load_or_create_seed
 from cocoon.lifecycle import ServiceState, check_can_start
-from cocoon.node import NodeTrust
+from cocoon.node import NodeTrust, registered_proxy_addresses
 from cocoon.ownership import make_owner_proof
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
@@ -214,7 +214,9 @@ class Client:
         from cocoon.chain import fetch_root_config
 
         root = await fetch_root_config(self._chain, Address(settings.root_address))
-        addresses = client_addresses(entry for _seqno, entry in root.registered_proxies)
+        addresses = registered_proxy_addresses(
+            (entry for _seqno, entry in root.registered_proxies), for_workers=False
+        )
         if not addresses:
             raise ConfigError("the root contract registers no proxy")
         return addresses
@@ -312,23 +314,6 @@ class Client:
             **self.counters,
             "budget_left_nano": self.budget_left(),
         }
-
-
-def client_addresses(entries: Iterable[str]) -> list[str]:
-    """Client-side addresses of root-registered proxies.
-
-    An entry is ``"host:port"`` (one address for everyone) or ``"workers_host:port clients_host:port"``
-    (as the reference registers them): clients take the second. Malformed entries are skipped.
-    """
-    out: list[str] = []
-    for entry in entries:
-        parts = entry.split()
-        if not 1 <= len(parts) <= 2:
-            continue
-        host, _, port = parts[-1].rpartition(":")
-        if host and port.isdigit() and 0 < int(port) < 65536 and parts[-1] not in out:
-            out.append(parts[-1])
-    return out
 
 
 class _ProxyLink(net.NullHandler):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cocoon.node import TeeSettings, validate_host_ports
 
-__all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig"]
+__all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig", "WorkerRootSettings"]
 
 DEFAULT_WORKER_HEALTH_PORT = 12000
 DEFAULT_MAX_ACTIVE_REQUESTS = 8
@@ -33,6 +33,16 @@ class EngineSettings(BaseModel):
         return value
 
 
+class WorkerRootSettings(BaseModel):
+    """Take the allowed model hashes and the proxies to dial from the root contract on a chain."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    local_path: Path  # the embedded LocalChain's SQLite file
+    root_address: str = Field(min_length=1)
+    proxies_from_root: bool = True  # dial the workers' address of every registered proxy
+
+
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,6 +60,7 @@ class WorkerConfig(BaseModel):
     # Model hashes (hex) this worker may serve, normally the root contract's list; empty = no check.
     # A worker whose weights hash to anything else refuses to start rather than be refused by proxies.
     allowed_model_hashes: list[str] = Field(default_factory=list)
+    root: WorkerRootSettings | None = None  # the root contract's lists override the two above
     tee: TeeSettings = TeeSettings()
 
     _proxies_are_addresses = field_validator("proxies")(validate_host_ports)

@@ -23,7 +23,7 @@ from cocoon.errors import ServiceError
 from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
 from cocoon.lifecycle import ServiceState, check_can_start
-from cocoon.node import NodeTrust
+from cocoon.node import NodeTrust, registered_proxy_addresses
 from cocoon.receipt import sign_worker_part
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
@@ -82,7 +82,7 @@ class Worker:
             await self.engine.start()
             logging.getLogger("cocoon").addHandler(self._logs)
             self.model_hash = await asyncio.to_thread(self._compute_model_hash)
-            allowed = {h.lower() for h in self.config.allowed_model_hashes}
+            allowed, proxies = await self._root_lists()
             if allowed and self.model_hash.hex() not in allowed:
                 raise ServiceError(
                     f"model hash {self.model_hash.hex()} of {self.engine.model_name} is not allowed "
@@ -99,7 +99,7 @@ class Worker:
             self._health = await start_http_server(
                 build_health_app(self, self._logs), self.config.health_host, self.config.health_port
             )
-            for address in self.config.proxies:
+            for address in proxies:
                 host, _, port = address.rpartition(":")
                 dialer = net.Dialer(
                     host,
@@ -117,6 +117,31 @@ class Worker:
         except BaseException:
             await self._release()
             raise
+
+    async def _root_lists(self) -> tuple[set[str], list[str]]:
+        """(allowed model hashes in hex, proxy addresses): from the root contract when configured."""
+        root_settings = self.config.root
+        if root_settings is None:
+            return {h.lower() for h in self.config.allowed_model_hashes}, list(self.config.proxies)
+        from pytoniq_core.boc.address import Address
+
+        from cocoon.chain import LocalChain, fetch_root_config
+
+        chain = LocalChain(root_settings.local_path)
+        try:
+            root = await fetch_root_config(chain, Address(root_settings.root_address))
+        finally:
+            await chain.aclose()
+        # An empty list on the root means "any model" there too.
+        allowed = {h.hex() for h in root.model_hashes}
+        proxies = list(self.config.proxies)
+        if root_settings.proxies_from_root:
+            proxies = registered_proxy_addresses(
+                (entry for _seqno, entry in root.registered_proxies), for_workers=True
+            )
+            if not proxies:
+                raise ServiceError("the root contract registers no proxy")
+        return allowed, proxies
 
     async def wait_connected(self) -> None:
         """Wait until every proxy link is up (tests and ``cocoon up`` use this)."""
