@@ -98,7 +98,14 @@ async def test_client_killed_with_streams_in_flight(tmp_path: Path) -> None:
         base = net.base(client)
         async with httpx.AsyncClient(timeout=None) as http:
             load = [asyncio.ensure_future(chat(http, base, stream=True, deadline=30)) for _ in range(3)]
-            await asyncio.sleep(1.0)
+            # Kill only once all three streams run at the worker (a loaded CI machine may be slow).
+            await asyncio.to_thread(
+                net.wait_until_stats,
+                proxy,
+                lambda s: s["workers"]["running"] >= 3,
+                timeout=20,
+                what="three streams in flight",
+            )
             client.kill9()
             outcomes = await asyncio.gather(*load)
         assert not any(o.ok for o in outcomes)

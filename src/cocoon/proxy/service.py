@@ -345,6 +345,10 @@ class Proxy:
             self.counters["failed"] += 1
             with contextlib.suppress(Exception):
                 await stream.send_error(wire.ErrorCode.TIMEOUT, "request timed out in the proxy")
+        except asyncio.CancelledError:
+            # The client cancelled or its link died, before or after the first byte.
+            self.counters["cancelled"] += 1
+            raise
         finally:
             if not settled:
                 # Nothing was delivered: release the reservation, charge nothing.
@@ -493,7 +497,6 @@ class Proxy:
                     break
         except asyncio.CancelledError:
             # The client went away: stop the worker's engine, bill what was delivered.
-            self.counters["cancelled"] += 1
             attempt.out_done = True
             with contextlib.suppress(Exception):
                 await asyncio.shield(out.cancel("client cancelled"))
