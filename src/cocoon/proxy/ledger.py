@@ -412,11 +412,7 @@ class BillingLedger:
                 "SELECT contract, price_per_token FROM clients WHERE client=?", (client,)
             ).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO clients (client, contract, price_per_token, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (client, contract, price_per_token, t, t),
-                )
+                _insert_client(db, client, contract, price_per_token, t)
             else:
                 if row[0] and contract and row[0] != contract:
                     raise RequestConflict(f"client {client} is bound to another contract")
@@ -448,11 +444,7 @@ class BillingLedger:
                 "SELECT balance, stake, charged_tokens FROM clients WHERE client=?", (client,)
             ).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO clients (client, contract, price_per_token, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (client, contract, price_per_token, t, t),
-                )
+                _insert_client(db, client, contract, price_per_token, t)
                 row = (0, 0, 0)
             if credit and row == (0, 0, 0):
                 db.execute(
@@ -1011,3 +1003,13 @@ class BillingLedger:
                 t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
                 for t in ("clients", "workers", "requests", "snapshots", "state")
             }
+
+
+def _insert_client(
+    db: sqlite3.Connection, client: str, contract: str, price_per_token: int, t: float
+) -> None:
+    """A new client account with zero balances (callers have validated every value)."""
+    db.execute(
+        "INSERT INTO clients (client, contract, price_per_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        (client, contract, price_per_token, t, t),
+    )
