@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cocoon import tee
+from cocoon import net, tee, wire
 from cocoon.errors import ConfigError
 
 __all__ = [
@@ -149,6 +149,21 @@ class NodeTrust:
 
     def verify_peer(self, cert_der: bytes) -> tee.PeerAttestation:
         return self.policy.verify_certificate(cert_der, now=int(time.time()))
+
+    def dialer(
+        self, address: str, *, role: wire.Role, info: Mapping[str, Any], handler: net.Handler
+    ) -> net.Dialer:
+        """A reconnecting RA-TLS link to ``host:port`` that proves this node and judges the peer."""
+        host, _, port = address.rpartition(":")
+        return net.Dialer(
+            host,
+            int(port),
+            ssl_context=self.client_context(),
+            verifier=self.verify_peer,
+            role=role,
+            info=info,
+            handler=handler,
+        )
 
     def verifier(self, policy: tee.AttestationPolicy) -> Callable[[bytes], tee.PeerAttestation]:
         """A peer check under another policy (e.g. the proxy's client port accepts any TEE)."""

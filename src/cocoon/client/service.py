@@ -80,15 +80,8 @@ class Client:
                     self.wallet_key.sign, self.wallet_key.public, self.trust.identity.public_key
                 )
             for address in await self._proxy_addresses():
-                host, _, port = address.rpartition(":")
-                dialer = net.Dialer(
-                    host,
-                    int(port),
-                    ssl_context=self.trust.client_context(),
-                    verifier=self.trust.verify_peer,
-                    role=wire.Role.CLIENT,
-                    info=info,
-                    handler=_ProxyLink(self),
+                dialer = self.trust.dialer(
+                    address, role=wire.Role.CLIENT, info=info, handler=_ProxyLink(self)
                 )
                 await dialer.start()
                 self._dialers.append((address, dialer))

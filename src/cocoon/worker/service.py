@@ -100,15 +100,8 @@ class Worker:
                 build_health_app(self, self._logs), self.config.health_host, self.config.health_port
             )
             for address in proxies:
-                host, _, port = address.rpartition(":")
-                dialer = net.Dialer(
-                    host,
-                    int(port),
-                    ssl_context=self.trust.client_context(),
-                    verifier=self.trust.verify_peer,
-                    role=wire.Role.WORKER,
-                    info=self.announce(),
-                    handler=_ProxyLinkHandler(self),
+                dialer = self.trust.dialer(
+                    address, role=wire.Role.WORKER, info=self.announce(), handler=_ProxyLinkHandler(self)
                 )
                 await dialer.start()
                 self._dialers.append(dialer)
