@@ -38,10 +38,10 @@ from cocoon.chain import (
 )
 from cocoon.cli.client_cmd import app as client_cli
 from cocoon.client import Client, ClientConfig
+from cocoon.core.keyfile import load_seed
 from cocoon.errors import ConfigError
 from cocoon.inference import Script, ScriptedEngine
-from cocoon.keyfile import load_seed
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.config import PricingSettings, ProxyChainSettings
 from cocoon.proxy.errors import StoreRolledBack
@@ -361,7 +361,7 @@ async def test_root_contract_sets_prices_and_admission(tmp_path: Path) -> None:
 
 def _wallet(key_file: Path) -> str:
     from cocoon.chain import KeyPair, Wallet
-    from cocoon.keyfile import load_or_create_seed
+    from cocoon.core.keyfile import load_or_create_seed
 
     return str(Wallet(KeyPair.from_seed(load_or_create_seed(key_file))).address.to_str())  # type: ignore[no-untyped-call]
 

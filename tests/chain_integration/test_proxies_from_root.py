@@ -10,7 +10,7 @@ from cocoon.chain import KeyPair, LocalChain, bootstrap_local_network
 from cocoon.client import Client, ClientConfig
 from cocoon.client.config import ClientChainSettings
 from cocoon.errors import ConfigError
-from cocoon.node import registered_proxy_addresses
+from cocoon.node.trust import registered_proxy_addresses
 
 
 def test_client_side_address_of_each_registered_entry() -> None:

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from cocoon.chain import KeyPair, Wallet
 from cocoon.client.contract import ProxyChainInfo
 from cocoon.client.errors import ClientChainError
+from cocoon.core.keyfile import load_or_create_seed, load_seed
 from cocoon.errors import ConfigError
-from cocoon.keyfile import load_or_create_seed, load_seed
-from cocoon.ownership import make_owner_proof, verify_owner_proof
+from cocoon.node.ownership import make_owner_proof, verify_owner_proof
 
 
 def _address(public_key: bytes) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 from cocoon.worker import EngineSettings
 
 

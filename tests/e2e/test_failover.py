@@ -9,7 +9,7 @@ import openai
 
 from cocoon.client import Client, ClientConfig
 from cocoon.inference import Script, ScriptedEngine
-from cocoon.node import TeeSettings
+from cocoon.node.trust import TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.worker import Worker, WorkerConfig
 

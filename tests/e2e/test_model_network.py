@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from cocoon.localnet import LocalNetwork
+from cocoon.localnet.network import LocalNetwork
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

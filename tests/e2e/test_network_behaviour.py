@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cocoon.inference import Engine, EngineUnavailable, Script, ScriptedEngine
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 
 MODEL = "scripted-model"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}

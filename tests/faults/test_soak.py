@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cocoon.bench.soak import MIB, Sample, SoakConfig, evaluate, open_fds, rss_bytes, run_soak
+from cocoon.localnet.bench.soak import MIB, Sample, SoakConfig, evaluate, open_fds, rss_bytes, run_soak
 
 CONFIG = SoakConfig(duration_s=100, warmup_s=20, sample_every_s=5, rss_tolerance_mib=10, fd_tolerance=4)
 

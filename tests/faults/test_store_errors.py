@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from cocoon.inference import Script, ScriptedEngine
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 from cocoon.proxy.errors import LedgerError
 from cocoon.proxy.ledger import BillingLedger
 

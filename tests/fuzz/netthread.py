@@ -1,4 +1,4 @@
-"""A :class:`~cocoon.localnet.LocalNetwork` running on its own event loop in a background thread.
+"""A :class:`~cocoon.localnet.network.LocalNetwork` running on its own event loop in a background thread.
 
 Lets synchronous property tests (hypothesis) talk real HTTP to a real network: every example is an
 ordinary blocking request with a deadline, so a hang fails the test instead of stalling it.
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cocoon.inference import Script, ScriptedEngine, Usage
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 
 __all__ = ["MODEL", "background_network"]
 

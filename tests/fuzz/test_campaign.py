@@ -29,9 +29,7 @@ pytestmark = [
 ]
 
 NOW = 1_760_000_000
-QUOTE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "tee" / "cocoon_quote.dat"
-).read_bytes()
+QUOTE = (Path(__file__).resolve().parents[1] / "fixtures" / "tee" / "cocoon_quote.dat").read_bytes()
 ADDR = Address("0:" + "11" * 32)
 
 

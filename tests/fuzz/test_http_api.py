@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cocoon.localnet import LocalNetwork
+from cocoon.localnet.network import LocalNetwork
 
 from .netthread import MODEL, background_network
 

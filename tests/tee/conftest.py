@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cocoon.tee import CLAIMS_OID, QUOTE_OID, SimPlatform, sim_platform
 from cocoon.tee.tls import make_plain_certificate
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "tee"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tee"
 NOW = 1_780_000_000  # a fixed verification time for everything simulated
 
 

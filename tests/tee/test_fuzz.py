@@ -23,9 +23,7 @@ from cocoon.tee import (
     parse_quote,
 )
 
-FIXTURE_QUOTE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "tee" / "cocoon_quote.dat"
-).read_bytes()
+FIXTURE_QUOTE = (Path(__file__).resolve().parents[1] / "fixtures" / "tee" / "cocoon_quote.dat").read_bytes()
 _FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

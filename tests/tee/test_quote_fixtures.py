@@ -1,4 +1,4 @@
-"""The real quotes in ../shared/fixtures/tee: parsing, image hash, verification with Intel's root."""
+"""The real quotes in tests/fixtures/tee: parsing, image hash, verification with Intel's root."""
 
 from __future__ import annotations
 

@@ -37,9 +37,9 @@ the cumulative tokens charged so far by signed IOUs.
 Throughput and gas per operation: ``cocoon chain --home DIR local bench``.
 """
 
-from cocoon._native import prime_llama_before_tonpy as _prime_llama_before_tonpy
+from cocoon.core.native import prime_llama_before_tonpy as _prime_llama_before_tonpy
 
-# Must run before anything below imports tonpy (see cocoon._native).
+# Must run before anything below imports tonpy (see cocoon.core.native).
 _prime_llama_before_tonpy()
 
 from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cocoon.bench.chart import gateway_chart, model_chart
+from cocoon.localnet.bench.chart import gateway_chart, model_chart
 
 __all__ = ["app"]
 
@@ -38,7 +38,7 @@ def gateway(
     out: OutOpt = Path("bench/results/gateway.json"),
 ) -> None:
     """Proxy-hop overhead with a fast fake upstream (50 chunks x 128 B): requests/s, TTFB, memory."""
-    from cocoon.bench.scenarios import bench_gateway
+    from cocoon.localnet.bench.scenarios import bench_gateway
 
     concurrency = tuple(int(x) for x in levels.split(","))
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
@@ -79,7 +79,7 @@ def model(
     out: OutOpt = Path("bench/results/model.json"),
 ) -> None:
     """Embedded model through the network vs. the engine alone: time to first token and tokens/s."""
-    from cocoon.bench.scenarios import bench_model
+    from cocoon.localnet.bench.scenarios import bench_model
 
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
         result = asyncio.run(
@@ -108,7 +108,7 @@ def soak(
     out: OutOpt = Path("bench/results/soak.json"),
 ) -> None:
     """Steady load on the local network for N minutes; fails if memory or open files keep growing."""
-    from cocoon.bench.soak import MIB, SoakConfig, run_soak
+    from cocoon.localnet.bench.soak import MIB, SoakConfig, run_soak
 
     duration = minutes * 60
     config = SoakConfig(

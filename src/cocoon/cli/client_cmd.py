@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cocoon.receipt import ReceiptError, verify_receipt
+from cocoon.node.receipt import ReceiptError, verify_receipt
 
 __all__ = ["app"]
 
@@ -93,9 +93,9 @@ def run_client(
     """With no subcommand: run a client node."""
     if ctx.invoked_subcommand is not None:
         return
-    from cocoon.cli.main import run_async, serve_node
+    from cocoon.cli.runner import run_async, serve_node
     from cocoon.client import Client, ClientConfig
-    from cocoon.settings import load_config
+    from cocoon.core.settings import load_config
 
     run_async(serve_node(Client(load_config(ClientConfig, config, section="client")), "client"))
 

@@ -5,22 +5,19 @@ Every command runs the async API with ``asyncio.run``; long steps show Rich prog
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cocoon import __version__
+from cocoon.cli import bench_cmd, chain_cmd, client_cmd, health_cmd, proxy_cmd, tee_cmd, worker_cmd
+from cocoon.cli.runner import DEFAULT_HOME, console, run_async, wait_for_signal
 from cocoon.errors import CocoonError
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 
 __all__ = ["app", "main"]
 
@@ -30,9 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
-DEFAULT_HOME = Path(os.environ.get("COCOON_HOME", "~/.cocoon")).expanduser()
 DEFAULT_BASE_URL = "http://127.0.0.1:10000/v1"
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="State directory (keys, ledgers, chain).")]
@@ -57,14 +52,6 @@ def _root(
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def _network_config(
@@ -102,7 +89,7 @@ def up(
         try:
             console.print(f"[green]ready[/]: OpenAI base URL [bold]{network.base_url}[/]")
             typer.echo(network.base_url)
-            await _wait_for_signal()
+            await wait_for_signal()
         finally:
             await network.stop()
 
@@ -191,43 +178,16 @@ def demo(
     run_async(run())
 
 
-async def serve_node(node, name: str) -> None:  # type: ignore[no-untyped-def]
-    with console.status(f"starting {name}"):
-        await node.start()
-    console.print(f"[green]{name} running[/] (Ctrl-C to stop)")
-    if name == "client":
-        typer.echo(node.base_url)
-    try:
-        await _wait_for_signal()
-    finally:
-        with console.status(f"stopping {name}"):
-            await node.stop()
-
-
-def run_async(coro) -> None:  # type: ignore[no-untyped-def]
-    try:
-        asyncio.run(coro)
-    except CocoonError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _mount_optional() -> None:
-    """Sub-apps of the other packages (each a Typer app in ``cocoon.cli.<name>_cmd``)."""
-    import importlib
-
-    for name in ("worker", "proxy", "client", "tee", "chain", "health", "bench"):
-        with contextlib.suppress(ImportError):
-            module = importlib.import_module(f"cocoon.cli.{name}_cmd")
-            if hasattr(module, "command"):
-                app.command(name)(module.command)
-            else:
-                app.add_typer(module.app, name=name)
-
-
-_mount_optional()
+for _name, _module in (
+    ("worker", worker_cmd),
+    ("proxy", proxy_cmd),
+    ("client", client_cmd),
+    ("tee", tee_cmd),
+    ("chain", chain_cmd),
+    ("bench", bench_cmd),
+):
+    app.add_typer(_module.app, name=_name)
+app.command("health")(health_cmd.command)
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ def run_proxy(
     """With no subcommand: run a proxy node."""
     if ctx.invoked_subcommand is not None:
         return
-    from cocoon.cli.main import run_async, serve_node
+    from cocoon.cli.runner import run_async, serve_node
+    from cocoon.core.settings import load_config
     from cocoon.proxy import Proxy, ProxyConfig
-    from cocoon.settings import load_config
 
     run_async(serve_node(Proxy(load_config(ProxyConfig, config, section="proxy")), "proxy"))
 

@@ -22,8 +22,8 @@ def run_worker(
     """With no subcommand: run a worker node."""
     if ctx.invoked_subcommand is not None:
         return
-    from cocoon.cli.main import run_async, serve_node
-    from cocoon.settings import load_config
+    from cocoon.cli.runner import run_async, serve_node
+    from cocoon.core.settings import load_config
     from cocoon.worker import Worker, WorkerConfig
 
     run_async(serve_node(Worker(load_config(WorkerConfig, config, section="worker")), "worker"))

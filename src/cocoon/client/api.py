@@ -31,7 +31,7 @@ from cocoon.client.protocol import (
     CompletionRequest,
 )
 from cocoon.client.sse import SseHoldback, add_cost_to_body
-from cocoon.receipt import ReceiptError, verify_receipt
+from cocoon.node.receipt import ReceiptError, verify_receipt
 
 if TYPE_CHECKING:
     from cocoon.client.service import Client

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cocoon.client.protocol import DEFAULT_MAX_COEFFICIENT
-from cocoon.node import TeeSettings, validate_host_ports
+from cocoon.node.trust import TeeSettings, validate_host_ports
 
 __all__ = ["DEFAULT_CLIENT_HTTP_PORT", "ClientChainSettings", "ClientConfig"]
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
 from cocoon.client.config import ClientConfig
+from cocoon.core.httpserve import HttpServer, start_http_server
+from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
-from cocoon.httpserve import HttpServer, start_http_server
-from cocoon.keyfile import load_or_create_seed
-from cocoon.lifecycle import ServiceState, check_can_start
-from cocoon.node import NodeTrust, registered_proxy_addresses
-from cocoon.ownership import make_owner_proof
+from cocoon.node.lifecycle import ServiceState, check_can_start
+from cocoon.node.ownership import make_owner_proof
+from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
     from cocoon.chain import Chain, KeyPair

@@ -66,9 +66,9 @@ from cocoon.chain import (
     sign_state_commit,
     worker_contract,
 )
+from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
-from cocoon.keyfile import load_or_create_seed
-from cocoon.ownership import verify_owner_proof
+from cocoon.node.ownership import verify_owner_proof
 from cocoon.proxy.config import ProxyChainSettings
 from cocoon.proxy.ledger import BillingLedger, ClientTotals, WorkerTotals
 from cocoon.proxy.pricing import PriceParams
@@ -327,7 +327,7 @@ class ChainSync:
 
     def register_client(self, client: str, proof: Any, tls_public_key: bytes) -> bool:
         """Bind a connecting client to its contract; False unless ``client`` is a wallet address and
-        ``proof`` shows the client's TLS key speaks for that wallet (``cocoon.ownership``)."""
+        ``proof`` shows the client's TLS key speaks for that wallet (``cocoon.node.ownership``)."""
         owner = parse_address(client)
         if owner is None:
             return False

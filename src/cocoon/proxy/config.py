@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cocoon.node import TeeSettings
+from cocoon.node.trust import TeeSettings
 
 __all__ = [
     "DEFAULT_CLIENT_PORT",

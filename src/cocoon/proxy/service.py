@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
-from cocoon.lifecycle import ServiceState, check_can_start
-from cocoon.node import NodeTrust, make_policy
+from cocoon.node.lifecycle import ServiceState, check_can_start
+from cocoon.node.receipt import sign_proxy_part
+from cocoon.node.trust import NodeTrust, make_policy
 from cocoon.proxy import errors as perr
 from cocoon.proxy.config import ProxyConfig
 from cocoon.proxy.ledger import BillingLedger
@@ -34,7 +35,6 @@ from cocoon.proxy.metering import RelayTally, UsageAudit
 from cocoon.proxy.metrics import stats_json
 from cocoon.proxy.pricing import Charge, PriceParams, TokenCounts, price, reservation
 from cocoon.proxy.selection import WorkerRecord, WorkerRegistry
-from cocoon.receipt import sign_proxy_part
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
     from cocoon.chain import Chain

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cocoon.httpserve import HttpServer, start_http_server
+from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.proxy.metrics import build_registry
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cocoon.node import TeeSettings, validate_host_ports
+from cocoon.node.trust import TeeSettings, validate_host_ports
 
 __all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig", "WorkerRootSettings"]
 

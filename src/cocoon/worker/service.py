@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from cocoon import net, wire
+from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.errors import ServiceError
-from cocoon.httpserve import HttpServer, start_http_server
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
-from cocoon.lifecycle import ServiceState, check_can_start
-from cocoon.node import NodeTrust, registered_proxy_addresses
-from cocoon.receipt import sign_worker_part
+from cocoon.node.lifecycle import ServiceState, check_can_start
+from cocoon.node.receipt import sign_worker_part
+from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
 from cocoon.worker.health_http import LogRing, build_health_app

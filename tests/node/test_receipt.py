@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cocoon.receipt import ReceiptError, sign_proxy_part, sign_worker_part, verify_receipt
+from cocoon.node.receipt import ReceiptError, sign_proxy_part, sign_worker_part, verify_receipt
 
 REQUEST = b'{"model":"m","messages":[]}'
 RESPONSE = b'data: {"x":1}\n\ndata: [DONE]\n\n'

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from cocoon.inference import Script, ScriptedEngine
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 
 __all__ = [
     "MIB",

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from cocoon import tee
 from cocoon.client import Client, ClientConfig
 from cocoon.client.config import ClientChainSettings
+from cocoon.core.keyfile import load_or_create_seed
 from cocoon.inference import Engine, model_hash
-from cocoon.keyfile import load_or_create_seed
-from cocoon.node import ROLE_MEASUREMENTS, TeeSettings
+from cocoon.node.trust import ROLE_MEASUREMENTS, TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.config import PricingSettings, ProxyChainSettings
 from cocoon.worker import EngineSettings, Worker, WorkerConfig

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from cocoon import net, wire
-from cocoon.bench.load import run_load
-from cocoon.httpserve import start_http_server
+from cocoon.core.httpserve import start_http_server
 from cocoon.inference import EmbeddedEngine, Endpoint, Script, ScriptedEngine, build_engine_app
-from cocoon.localnet import LocalNetwork, LocalNetworkConfig
-from cocoon.node import NodeTrust, TeeSettings
+from cocoon.localnet.bench.load import run_load
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
+from cocoon.node.trust import NodeTrust, TeeSettings
 from cocoon.worker import EngineSettings
 
 __all__ = ["bench_gateway", "bench_model"]

@@ -14,8 +14,8 @@ from cocoon.client.config import ClientConfig
 from cocoon.client.http_errors import error_body, from_wire_code
 from cocoon.client.protocol import CLIENT_ONLY_FIELDS, ChatCompletionRequest, ClientOptions, CompletionRequest
 from cocoon.client.sse import SseHoldback, add_cost_to_body
+from cocoon.core.settings import load_config
 from cocoon.errors import ConfigError
-from cocoon.settings import load_config
 from cocoon.wire import ErrorCode
 
 

@@ -10,7 +10,7 @@ import socket
 
 from fastapi import FastAPI
 
-from cocoon.httpserve import start_http_server
+from cocoon.core.httpserve import start_http_server
 
 
 async def test_http_server_accepts_with_nodelay() -> None:

@@ -1,1 +1,0 @@
-"""cocoon.bench: measured ratios (ours vs. direct) for the README's performance section."""

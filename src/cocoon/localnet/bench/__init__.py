@@ -1,0 +1,1 @@
+"""cocoon.localnet.bench: measured ratios (ours vs. direct) for the README's performance section."""

@@ -1,0 +1,35 @@
+"""cocoon.node: what the three services share above ``net``: a node's attested identity and peer
+policy (:mod:`~cocoon.node.trust`), the service lifecycle, usage receipts and wallet-ownership
+proofs. It sits between ``net``/``tee`` below and ``worker``/``proxy``/``client`` above.
+"""
+
+from cocoon.node.lifecycle import ServiceState, check_can_start
+from cocoon.node.ownership import make_owner_proof, verify_owner_proof
+from cocoon.node.receipt import ReceiptError, sign_proxy_part, sign_worker_part, verify_receipt
+from cocoon.node.service import Service
+from cocoon.node.trust import (
+    ROLE_MEASUREMENTS,
+    NodeTrust,
+    TeeSettings,
+    make_policy,
+    registered_proxy_addresses,
+    validate_host_ports,
+)
+
+__all__ = [
+    "ROLE_MEASUREMENTS",
+    "NodeTrust",
+    "ReceiptError",
+    "Service",
+    "ServiceState",
+    "TeeSettings",
+    "check_can_start",
+    "make_owner_proof",
+    "make_policy",
+    "registered_proxy_addresses",
+    "sign_proxy_part",
+    "sign_worker_part",
+    "validate_host_ports",
+    "verify_owner_proof",
+    "verify_receipt",
+]
