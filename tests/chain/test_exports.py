@@ -8,6 +8,7 @@ def test_public_api_is_pinned():
         if not name.startswith("_")
         and name
         not in {
+            "address",
             "api",
             "code",
             "errors",

@@ -42,10 +42,12 @@ from cocoon.core.native import prime_llama_before_tonpy as _prime_llama_before_t
 # Must run before anything below imports tonpy (see cocoon.core.native).
 _prime_llama_before_tonpy()
 
+from cocoon.chain.address import normalize_address, parse_address
 from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord
 from cocoon.chain.code import CONTRACT_NAMES, CompiledContract, load_contract
 from cocoon.chain.errors import (
     AccountNotFound,
+    AddressError,
     ChainError,
     ChainStoreError,
     GetMethodError,
@@ -109,6 +111,7 @@ __all__ = [
     "TON",
     "AccountNotFound",
     "AccountState",
+    "AddressError",
     "Chain",
     "ChainError",
     "ChainStoreError",
@@ -149,8 +152,10 @@ __all__ = [
     "ensure_success",
     "fetch_root_config",
     "load_contract",
+    "normalize_address",
     "open_client_contract",
     "open_proxy_contract",
+    "parse_address",
     "parse_client_state",
     "parse_proxy_state",
     "parse_root_state",

@@ -8,7 +8,8 @@ CocoonError
     ├── TransactionFailed      a transaction's compute or action phase failed (exit code inside)
     ├── GetMethodError         a get-method failed or returned something unexpected
     ├── InsufficientFunds      a wallet cannot pay for what it was asked to send
-    └── ChainStoreError        the LocalChain database is unusable
+    ├── ChainStoreError        the LocalChain database is unusable
+    └── AddressError           text that is not exactly one TON address (also a ValueError)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cocoon.errors import CocoonError
 
 __all__ = [
     "AccountNotFound",
+    "AddressError",
     "ChainError",
     "ChainStoreError",
     "GetMethodError",
@@ -66,3 +68,7 @@ class InsufficientFunds(ChainError):
 
 class ChainStoreError(ChainError):
     """The LocalChain SQLite store is corrupt, locked or of an unknown schema."""
+
+
+class AddressError(ChainError, ValueError):
+    """Text that is not exactly one TON address (raw ``wc:hex`` or user-friendly base64)."""
