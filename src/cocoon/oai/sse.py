@@ -1,0 +1,154 @@
+"""Server-sent events as OpenAI streams use them: one incremental decoder and one encoder (sans-IO).
+
+The decoder follows the WHATWG event-stream rules that matter for OpenAI-compatible servers: lines
+end in ``\\n``, ``\\r\\n`` or ``\\r``; ``data:`` lines of one event are joined with ``\\n``; a blank
+line dispatches the event; comment lines (``:``) and unknown fields are skipped. A line longer than
+``max_line_bytes`` raises :class:`SseLineTooLong` and never grows the buffer further: the caller
+decides what a broken upstream means (a relay treats it as a protocol violation).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cocoon.oai.errors import OaiError
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "DONE",
+    "SSE_DONE",
+    "SseDecoder",
+    "SseEvent",
+    "SseLineTooLong",
+    "encode_sse",
+]
+
+DONE = b"[DONE]"
+SSE_DONE = b"data: [DONE]\n\n"
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+class SseLineTooLong(OaiError, ValueError):
+    """An SSE line (or one event's data) exceeded the decoder's limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched event: its joined ``data`` and its ``event:`` name, if any."""
+
+    data: bytes
+    event: str | None = None
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == DONE
+
+    def json(self) -> Any:
+        """The data parsed as JSON (raises ``ValueError`` when it is not JSON)."""
+        return json.loads(self.data)
+
+
+class SseDecoder:
+    """Feed bytes in any split; get whole events back. ``finish()`` dispatches a trailing event."""
+
+    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 16:
+            raise ValueError("max_line_bytes must be at least 16")
+        self._max_line = max_line_bytes
+        self._buf = bytearray()
+        self._scan_from = 0  # bytes of _buf already known to hold no line end
+        self._data: list[bytes] = []
+        self._data_size = 0
+        self._event: str | None = None
+        self._pending_cr = False  # the last byte fed was a CR; a following LF belongs to it
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back: an unfinished line plus the data of an undispatched event."""
+        return len(self._buf) + self._data_size
+
+    def feed(self, data: bytes) -> list[SseEvent]:
+        if self._pending_cr and data[:1] == b"\n":
+            data = data[1:]
+        self._pending_cr = False
+        self._buf += data
+        events: list[SseEvent] = []
+        start = 0
+        while True:
+            end, skip = self._line_end(start)
+            if end < 0:
+                break
+            self._line(bytes(self._buf[start:end]), events)
+            start = end + skip
+        del self._buf[:start]
+        self._scan_from = len(self._buf)
+        if len(self._buf) > self._max_line:
+            self._buf.clear()
+            self._scan_from = 0
+            raise SseLineTooLong(f"SSE line longer than {self._max_line} bytes")
+        return events
+
+    def finish(self) -> list[SseEvent]:
+        """The body ended: a last line without its end, and an event without its blank line, count."""
+        events: list[SseEvent] = []
+        if self._buf:
+            self._line(bytes(self._buf), events)
+            self._buf.clear()
+        self._dispatch(events)
+        return events
+
+    def _line_end(self, start: int) -> tuple[int, int]:
+        """Where the next line ends at or after ``start`` and how long its terminator is (-1: none)."""
+        buf = self._buf
+        begin = max(start, self._scan_from)
+        lf = buf.find(b"\n", begin)
+        cr = buf.find(b"\r", begin, lf if lf >= 0 else len(buf))
+        if cr < 0:
+            return lf, 1
+        if cr + 1 == len(buf):
+            # A CR at the very end ends the line; a LF opening the next piece belongs to it.
+            self._pending_cr = True
+            return cr, 1
+        return cr, 2 if buf[cr + 1] == 0x0A else 1
+
+    def _line(self, line: bytes, events: list[SseEvent]) -> None:
+        if not line:
+            self._dispatch(events)
+            return
+        if line[:1] == b":":
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._max_line:
+                self._data.clear()
+                self._data_size = 0
+                raise SseLineTooLong(f"SSE event data longer than {self._max_line} bytes")
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+    def _dispatch(self, events: list[SseEvent]) -> None:
+        if self._data:
+            events.append(SseEvent(b"\n".join(self._data), self._event))
+        self._data.clear()
+        self._data_size = 0
+        self._event = None
+
+
+def encode_sse(payload: bytes | str | Mapping[str, Any], *, event: str | None = None) -> bytes:
+    """One event: ``data: <payload>\\n\\n`` (a mapping is compact JSON), with ``event:`` if named."""
+    if isinstance(payload, Mapping):
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    elif isinstance(payload, str):
+        data = payload.encode()
+    else:
+        data = bytes(payload)
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"

@@ -1,0 +1,85 @@
+"""The one SSE decoder/encoder: any split, every line ending, bounded buffers."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocoon.oai import DONE, SSE_DONE, SseDecoder, SseEvent, SseLineTooLong, encode_sse
+
+STREAM = (
+    b": keep-alive comment\n\n"
+    b'data: {"a":1}\n\n'
+    b'event: response.created\ndata: {"b":2}\n\n'
+    b"data: line one\ndata: line two\n\n"
+    b"id: 7\nretry: 10\nunknown: x\ndata:no-space\n\n"
+    b"data: [DONE]\n\n"
+)
+EXPECTED = [
+    SseEvent(b'{"a":1}'),
+    SseEvent(b'{"b":2}', "response.created"),
+    SseEvent(b"line one\nline two"),
+    SseEvent(b"no-space"),
+    SseEvent(DONE),
+]
+
+
+def _decode_in_pieces(data: bytes, size: int) -> list[SseEvent]:
+    decoder = SseDecoder()
+    events: list[SseEvent] = []
+    for i in range(0, len(data), size):
+        events += decoder.feed(data[i : i + size])
+    return events + decoder.finish()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_every_split_and_line_ending_gives_the_same_events(size: int, newline: bytes) -> None:
+    assert _decode_in_pieces(STREAM.replace(b"\n", newline), size) == EXPECTED
+
+
+def test_done_and_json_helpers() -> None:
+    (event,) = SseDecoder().feed(SSE_DONE)
+    assert event.is_done
+    assert SseEvent(b'{"x": [1]}').json() == {"x": [1]}
+
+
+def test_trailing_event_without_blank_line_is_dispatched_by_finish() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b'data: {"a":1}') == []
+    assert decoder.finish() == [SseEvent(b'{"a":1}')]
+
+
+def test_over_long_line_raises_and_does_not_keep_growing() -> None:
+    decoder = SseDecoder(max_line_bytes=64)
+    decoder.feed(b"data: " + b"x" * 40)
+    with pytest.raises(SseLineTooLong):
+        decoder.feed(b"y" * 40)
+    assert decoder.buffered == 0
+
+
+def test_over_long_event_made_of_many_short_lines_raises() -> None:
+    decoder = SseDecoder(max_line_bytes=64)
+    with pytest.raises(SseLineTooLong):
+        decoder.feed(b"data: 0123456789\n" * 10)
+
+
+def test_scanning_a_long_line_in_small_pieces_stays_linear() -> None:
+    decoder = SseDecoder(max_line_bytes=1 << 20)
+    for _ in range(20_000):
+        assert decoder.feed(b"x" * 40) == []
+    assert decoder.buffered == 800_000
+
+
+def test_encode_round_trips_through_the_decoder() -> None:
+    payloads: list[bytes | str | dict[str, str]] = [{"ü": "a\nb"}, "two\nlines", b"raw", DONE]
+    wire = b"".join(encode_sse(p) for p in payloads) + encode_sse({"t": 1}, event="response.done")
+    events = SseDecoder().feed(wire)
+    assert [e.data for e in events] == [
+        '{"ü":"a\\nb"}'.encode(),
+        b"two\nlines",
+        b"raw",
+        DONE,
+        b'{"t":1}',
+    ]
+    assert events[-1].event == "response.done"
+    assert encode_sse(DONE) == SSE_DONE
