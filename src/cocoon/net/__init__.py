@@ -9,7 +9,7 @@ certificate (DER) goes to the caller's ``verifier``, whose result becomes ``peer
 """
 
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
-from cocoon.net.connection import NodeConnection, Verifier
+from cocoon.net.connection import Handler, NodeConnection, Verifier
 from cocoon.net.dialer import Dialer, dial
 from cocoon.net.errors import (
     ConnectError,
@@ -23,8 +23,9 @@ from cocoon.net.errors import (
     TooBusy,
     map_exceptions,
 )
-from cocoon.net.handler import Handler, NullHandler, PeerInfo
+from cocoon.net.handler import NullHandler
 from cocoon.net.memory import memory_pair
+from cocoon.net.peer import PeerInfo
 from cocoon.net.server import Server, serve
 from cocoon.net.streams import IncomingStream, OutgoingStream, ResponseEvent
 

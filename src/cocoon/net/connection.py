@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from cocoon import wire
 from cocoon.net.config import NetConfig
@@ -29,12 +29,12 @@ from cocoon.net.errors import (
     map_exceptions,
     translate,
 )
-from cocoon.net.handler import Handler, PeerInfo
+from cocoon.net.peer import PeerInfo
 from cocoon.net.streams import IncomingStream, OutgoingStream
 from cocoon.net.transport import Transport
 from cocoon.wire.messages import MAX_TEXT
 
-__all__ = ["NodeConnection", "Verifier", "establish", "refusal_reason"]
+__all__ = ["Handler", "NodeConnection", "Verifier", "establish", "refusal_reason"]
 
 log = logging.getLogger("cocoon.net")
 
@@ -43,6 +43,32 @@ _ids = itertools.count(1)  # process-unique connection ids, like object ids (not
 _NOTIFY_QUEUE = 256
 _FLUSH_AT = 64 * 1024  # buffered frame bytes that force a flush before waiting for the transport
 _ACTIVE = (wire.StreamState.OPEN, wire.StreamState.STREAMING)
+
+
+class Handler(Protocol):
+    """What a service implements to live on a link. Each callback runs in a task owned by the link."""
+
+    async def on_connect(self, conn: NodeConnection) -> None:
+        """After the Hello exchange; raising refuses the peer (it gets HandshakeRefused).
+
+        On the acceptor it runs before HelloAck, so it cannot send; on the dialer it runs once the
+        link is open and may query. Streams, queries and notifies from the peer wait until it returns.
+        """
+
+    async def on_stream(self, conn: NodeConnection, stream: IncomingStream) -> None:
+        """Serve one request stream. Cancelled if the peer cancels it or the link dies."""
+
+    async def on_query(
+        self, conn: NodeConnection, method: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Answer a query; raise QueryFailed(code, message) to answer with an error."""
+        ...
+
+    async def on_notify(self, conn: NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        """A one-way message. Called in arrival order, one at a time."""
+
+    async def on_disconnect(self, conn: NodeConnection, exc: BaseException | None) -> None:
+        """The link is gone; ``exc`` is None after a graceful close."""
 
 
 class _LinkDone(Exception):
@@ -114,6 +140,9 @@ class NodeConnection:
     def error(self) -> NetError | None:
         """Why the link broke (None while it is up, or after a graceful close)."""
         return self._error
+
+    def stream_state(self, stream_id: int) -> wire.StreamState:
+        return self._wire.stream_state(stream_id)
 
     async def open_stream(
         self,

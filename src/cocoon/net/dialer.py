@@ -11,9 +11,8 @@ from typing import Any
 
 from cocoon import wire
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
-from cocoon.net.connection import NodeConnection, Verifier, establish, refusal_reason
+from cocoon.net.connection import Handler, NodeConnection, Verifier, establish, refusal_reason
 from cocoon.net.errors import HandshakeRefused, LinkClosed, NetError, map_exceptions
-from cocoon.net.handler import Handler
 from cocoon.net.transport import READ_SIZE, TlsTransport
 
 __all__ = ["Dialer", "dial"]

@@ -1,56 +1,17 @@
-"""What a service implements to live on a link, and what it learns about the peer."""
+"""A base for services that implement few of the link callbacks (:class:`~cocoon.net.connection.Handler`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from cocoon.net.connection import Handler, NodeConnection
 from cocoon.net.errors import QueryFailed
-from cocoon.wire import ErrorCode, Role
-
-if TYPE_CHECKING:
-    from cocoon.net.connection import NodeConnection
-    from cocoon.net.streams import IncomingStream
+from cocoon.net.peer import PeerInfo
+from cocoon.net.streams import IncomingStream
+from cocoon.wire import ErrorCode
 
 __all__ = ["Handler", "NullHandler", "PeerInfo"]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    """The other end of a link, as established by the TLS verifier and the Hello exchange."""
-
-    role: Role
-    version: int  # negotiated protocol version
-    info: Mapping[str, Any]  # the peer's Hello announce (validated by the service)
-    attestation: object  # whatever the verifier returned for the peer certificate
-    address: str  # "host:port" or "memory:x"
-
-
-class Handler(Protocol):
-    """Callbacks of one link. Each runs in a task owned by the connection."""
-
-    async def on_connect(self, conn: NodeConnection) -> None:
-        """After the Hello exchange; raising refuses the peer (it gets HandshakeRefused).
-
-        On the acceptor it runs before HelloAck, so it cannot send; on the dialer it runs once the
-        link is open and may query. Streams, queries and notifies from the peer wait until it returns.
-        """
-
-    async def on_stream(self, conn: NodeConnection, stream: IncomingStream) -> None:
-        """Serve one request stream. Cancelled if the peer cancels it or the link dies."""
-
-    async def on_query(
-        self, conn: NodeConnection, method: str, params: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
-        """Answer a query; raise QueryFailed(code, message) to answer with an error."""
-        ...
-
-    async def on_notify(self, conn: NodeConnection, method: str, params: Mapping[str, Any]) -> None:
-        """A one-way message. Called in arrival order, one at a time."""
-
-    async def on_disconnect(self, conn: NodeConnection, exc: BaseException | None) -> None:
-        """The link is gone; ``exc`` is None after a graceful close."""
 
 
 class NullHandler:

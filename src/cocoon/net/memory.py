@@ -8,9 +8,8 @@ from typing import Any
 
 from cocoon import wire
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
-from cocoon.net.connection import NodeConnection, establish
+from cocoon.net.connection import Handler, NodeConnection, establish
 from cocoon.net.dialer import _dialer_on_connect
-from cocoon.net.handler import Handler
 from cocoon.net.transport import memory_transport_pair
 
 __all__ = ["memory_pair"]

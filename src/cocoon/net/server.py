@@ -19,9 +19,8 @@ from typing import Any
 
 from cocoon import wire
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
-from cocoon.net.connection import NodeConnection, Verifier, establish
+from cocoon.net.connection import Handler, NodeConnection, Verifier, establish
 from cocoon.net.errors import LinkClosed, NetError, map_exceptions
-from cocoon.net.handler import Handler
 from cocoon.net.transport import READ_SIZE, TlsTransport
 
 __all__ = ["ACCEPT_RETRY_DELAY", "Server", "serve"]

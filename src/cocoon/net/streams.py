@@ -15,20 +15,41 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cocoon import wire
+from cocoon.net.config import NetConfig
 from cocoon.net.errors import ConnectionLost, NetError, StreamCancelled
+from cocoon.net.peer import PeerInfo
 from cocoon.wire.messages import MAX_TEXT
 from cocoon.wire.state import StreamRole, stream_transition
 
-if TYPE_CHECKING:
-    from cocoon.net.connection import NodeConnection
-
-__all__ = ["IncomingStream", "OutgoingStream", "ResponseEvent"]
+__all__ = ["IncomingStream", "OutgoingStream", "ResponseEvent", "StreamLink"]
 
 ResponseEvent = wire.ResponseHead | wire.ResponseChunk | wire.ResponseEnd | wire.StreamError
 _ENVELOPE = 64  # bytes counted per queued message besides its data
+
+
+class StreamLink(Protocol):
+    """What a stream needs from the link it lives on (the connection passes itself in)."""
+
+    @property
+    def config(self) -> NetConfig: ...
+
+    @property
+    def peer(self) -> PeerInfo: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def error(self) -> NetError | None: ...
+
+    def stream_state(self, stream_id: int) -> wire.StreamState: ...
+
+    async def _send(self, msg: wire.Message, *, closing: bool = False) -> None: ...
+
+    async def _cancel_outgoing(self, stream: OutgoingStream, reason: str) -> None: ...
 
 
 def _cost(msg: ResponseEvent) -> int:
@@ -38,7 +59,7 @@ def _cost(msg: ResponseEvent) -> int:
 class OutgoingStream:
     """A request we sent and its answer, as an async iterator of response events."""
 
-    def __init__(self, conn: NodeConnection, request: wire.Request) -> None:
+    def __init__(self, conn: StreamLink, request: wire.Request) -> None:
         self._conn = conn
         self.request = request
         self._items: deque[ResponseEvent] = deque()
@@ -60,6 +81,11 @@ class OutgoingStream:
     @property
     def finished(self) -> bool:
         return self._done
+
+    @property
+    def peer(self) -> PeerInfo:
+        """The node answering this stream (its attestation is what the link's verifier returned)."""
+        return self._conn.peer
 
     def __aiter__(self) -> OutgoingStream:
         return self
@@ -132,7 +158,7 @@ class OutgoingStream:
 class IncomingStream:
     """A request the peer sent; answer with head → chunks → end, or an error at any point."""
 
-    def __init__(self, conn: NodeConnection, request: wire.Request) -> None:
+    def __init__(self, conn: StreamLink, request: wire.Request) -> None:
         self._conn = conn
         self.request = request
         self.cancelled = asyncio.Event()  # set when the peer cancels or the link drops
@@ -145,7 +171,7 @@ class IncomingStream:
     @property
     def finished(self) -> bool:
         """True once the stream ended (by us, by an error or by a cancel)."""
-        return self._conn._wire.stream_state(self.stream_id) is wire.StreamState.CLOSED
+        return self._conn.stream_state(self.stream_id) is wire.StreamState.CLOSED
 
     async def send_head(self, status: int, headers: tuple[tuple[str, str], ...] = ()) -> None:
         await self._send(wire.ResponseHead(stream_id=self.stream_id, status=status, headers=headers))
@@ -175,10 +201,10 @@ class IncomingStream:
     async def _send(self, msg: wire.StreamMessage) -> None:
         if self.cancelled.is_set():
             raise StreamCancelled(f"stream {self.stream_id} cancelled: {self.cancel_reason or 'link lost'}")
-        if self._conn._error is not None or self._conn.closed:
+        if self._conn.error is not None or self._conn.closed:
             raise ConnectionLost(f"stream {self.stream_id}: the link is closed")
         # Check against the table first: a handler's mistake must not break the whole link.
         stream_transition(
-            StreamRole.RESPONDER, self._conn._wire.stream_state(self.stream_id), type(msg), self.stream_id
+            StreamRole.RESPONDER, self._conn.stream_state(self.stream_id), type(msg), self.stream_id
         )
         await self._conn._send(msg)

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cocoon.tee.collateral import CollateralSource, collateral_expiry
 from cocoon.tee.errors import (
@@ -35,15 +35,19 @@ from cocoon.tee.quote import ParsedQuote, parse_quote
 from cocoon.tee.ratls import MAX_LIFETIME_S, RaTlsCertificate, parse_certificate
 from cocoon.tee.verify import INTEL_ROOT_KEY_ID, TCB_STATUSES, root_key_id, verify_quote
 
-if TYPE_CHECKING:
-    from cocoon.tee.sim import SimPlatform
-
 __all__ = ["AttestationPolicy", "PeerAttestation", "VerdictCache"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLOCK_SKEW_S = 300
 DEFAULT_CACHE_SIZE = 10_000
+
+
+class SimRoot(CollateralSource, Protocol):
+    """A simulated platform as a policy sees it: its root certificate, and collateral for its quotes."""
+
+    @property
+    def root_ca_der(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,7 +184,7 @@ class AttestationPolicy:
     @classmethod
     def sim(
         cls,
-        root_ca_der: bytes | SimPlatform,
+        root_ca_der: bytes | SimRoot,
         *,
         collateral_source: CollateralSource | None = None,
         allowed_image_hashes: frozenset[bytes] | None = None,

@@ -38,7 +38,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cocoon.tee.collateral import CollateralSource
 from cocoon.tee.errors import AttestationError, QuoteInvalid, SealError
 from cocoon.tee.quote import parse_quote
-from cocoon.tee.sim import SimPlatform
+from cocoon.tee.tdreport import (
+    MAC_OFFSET,
+    REPORT_DATA_OFFSET,
+    REPORT_TYPE_TDX,
+    TDINFO,
+    TDX_REPORT_SIZE,
+    TEE_TCB_INFO,
+    tdx_report,
+)
 from cocoon.tee.verify import verify_quote
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "ReportingBackend",
     "SealRequest",
     "SealResponse",
+    "SealingPlatform",
     "SimSealService",
     "decode_request",
     "decode_response",
@@ -63,14 +72,8 @@ __all__ = [
 REQUEST_MAGIC = 0x317A821C
 RESPONSE_MAGIC = 0x163A179A
 SEAL_VSOCK_PORT = 12345
-TDX_REPORT_SIZE = 1024
 MAX_FRAME = 64 * 1024
 SEAL_ENCLAVE_MR = hashlib.sha256(b"cocoon-sim-seal-enclave v1").digest()
-_REPORT_TYPE_TDX = 0x81
-_MAC_OFFSET = 224
-_REPORT_DATA_OFFSET = 128
-_TEE_TCB_INFO = slice(256, 256 + 239)
-_TDINFO = slice(512, 1024)
 
 
 class ReportingBackend(Protocol):
@@ -79,6 +82,16 @@ class ReportingBackend(Protocol):
     name: str
 
     def td_report(self, report_data: bytes) -> bytes: ...
+
+
+class SealingPlatform(Protocol):
+    """What the simulated enclave needs from its platform (:class:`~cocoon.tee.sim.SimPlatform` has it)."""
+
+    def report_mac(self, report: bytes) -> bytes: ...
+
+    def sealing_key(self, mr_enclave: bytes) -> bytes: ...
+
+    def sgx_quote(self, report_data: bytes, *, mr_enclave: bytes) -> bytes: ...
 
 
 # --------------------------------------------------------------------- encoding
@@ -216,40 +229,13 @@ def derive_subkey(sealed_key: bytes, purpose: str, length: int = 32) -> bytes:
     return HKDF(hashes.SHA256(), length, salt=b"cocoon-sealed-key", info=purpose.encode()).derive(sealed_key)
 
 
-# --------------------------------------------------------------- TD report (sim)
-
-
-def tdx_report(
-    report_data: bytes,
-    *,
-    tdinfo: bytes,
-    tee_tcb_info: bytes,
-    mac: Callable[[bytes], bytes],
-) -> bytes:
-    """A 1024-byte TDREPORT: REPORTMACSTRUCT (type 0x81, hashes, report_data at +128, MAC at +224),
-    TEE_TCB_INFO at 256, TDINFO at 512. ``mac`` stands in for the CPU's report key."""
-    if len(report_data) != 64 or len(tdinfo) != 512 or len(tee_tcb_info) != 239:
-        raise SealError("bad TD report field sizes")
-    head = (
-        bytes([_REPORT_TYPE_TDX, 0, 0, 0])
-        + bytes(12)
-        + bytes(16)  # cpusvn
-        + hashlib.sha384(tee_tcb_info).digest()
-        + hashlib.sha384(tdinfo).digest()
-        + report_data
-        + bytes(32)
-    )
-    assert len(head) == _MAC_OFFSET
-    return head + mac(head) + tee_tcb_info + bytes(17) + tdinfo
-
-
 # --------------------------------------------------------------------- enclave
 
 
 class SimSealService:
     """The host-side sealing enclave, simulated on a :class:`~cocoon.tee.sim.SimPlatform`, over a unix socket."""
 
-    def __init__(self, platform: SimPlatform, path: Path) -> None:
+    def __init__(self, platform: SealingPlatform, path: Path) -> None:
         self.platform = platform
         self.path = Path(path)
         self._server: asyncio.AbstractServer | None = None
@@ -258,19 +244,19 @@ class SimSealService:
         """Sans-IO: one request body in, one response body out."""
         req = decode_request(request)
         report = req.tdx_report
-        if report[0] != _REPORT_TYPE_TDX:
+        if report[0] != REPORT_TYPE_TDX:
             raise SealError("not a TDX report")
         if not hmac.compare_digest(
-            report[_MAC_OFFSET : _MAC_OFFSET + 32], self.platform.report_mac(report[:_MAC_OFFSET])
+            report[MAC_OFFSET : MAC_OFFSET + 32], self.platform.report_mac(report[:MAC_OFFSET])
         ):
             raise SealError("TD report MAC does not verify on this platform")
         tee_tcb_info_hash, tee_info_hash = report[32:80], report[80:128]
-        if hashlib.sha384(report[_TDINFO]).digest() != tee_info_hash:
+        if hashlib.sha384(report[TDINFO]).digest() != tee_info_hash:
             raise SealError("TDINFO does not match its hash")
-        if hashlib.sha384(report[_TEE_TCB_INFO]).digest() != tee_tcb_info_hash:
+        if hashlib.sha384(report[TEE_TCB_INFO]).digest() != tee_tcb_info_hash:
             raise SealError("TEE_TCB_INFO does not match its hash")
         expected = hashlib.sha256(req.client_public).digest() + bytes(32)
-        if report[_REPORT_DATA_OFFSET : _REPORT_DATA_OFFSET + 64] != expected:
+        if report[REPORT_DATA_OFFSET : REPORT_DATA_OFFSET + 64] != expected:
             raise SealError("TD report does not commit to the client's public key")
         secret = hashlib.sha256(
             self.platform.sealing_key(SEAL_ENCLAVE_MR)

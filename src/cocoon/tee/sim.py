@@ -40,7 +40,7 @@ from cryptography.x509.oid import NameOID
 
 from cocoon.tee import _der
 from cocoon.tee.errors import BackendError, CollateralUnavailable
-from cocoon.tee.quote import parse_quote
+from cocoon.tee.quote import image_hash, parse_quote
 from cocoon.tee.quotegen import (
     EnclaveReportFields,
     QuoteSigner,
@@ -48,6 +48,7 @@ from cocoon.tee.quotegen import (
     build_quote,
     raw_ecdsa_sign,
 )
+from cocoon.tee.tdreport import tdx_report
 
 __all__ = [
     "MEASUREMENT_FIELDS",
@@ -470,8 +471,6 @@ class SimBackend:
 
     def td_report(self, report_data: bytes) -> bytes:
         """A local 1024-byte TDREPORT MAC'd by this platform (input to the seal protocol)."""
-        from cocoon.tee.seal import tdx_report
-
         m = self.measurements
         attributes = _TD_ATTRIBUTES_DEBUG if self.debug else _TD_ATTRIBUTES
         tdinfo = (
@@ -489,8 +488,6 @@ class SimBackend:
         return tdx_report(report_data, tdinfo=tdinfo, tee_tcb_info=tee_tcb_info, mac=self.platform.report_mac)
 
     def image_hash(self) -> bytes:
-        from cocoon.tee.quote import image_hash
-
         m = self.measurements
         return image_hash(
             m["mr_td"],
