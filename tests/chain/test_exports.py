@@ -10,6 +10,7 @@ def test_public_api_is_pinned():
         not in {
             "address",
             "api",
+            "settings",
             "code",
             "errors",
             "litechain",

@@ -11,6 +11,10 @@ implement it)::
     proxy_sc = await handles.open_proxy(proxy_key, proxy_wallet_key)           # funded from the faucet
     client_sc = await handles.open_client(client_wallet_key, proxy_sc, proxy_key.public, amount=10 * TON)
 
+Services open their chain from settings: ``open_chain(ChainSettings(local_path=...))`` (or
+``kind="lite"`` with a global config / liteservers). Every address used as a key goes through
+``normalize_address`` (one raw ``wc:hex`` form per account; ``AddressError`` otherwise).
+
 ``LocalChain(path, clock=time.time)`` follows the wall clock (close delays pass in real time); without
 ``clock`` time moves only with ``advance()``. ``LiteChain.from_config("global.config.json")`` is the
 same interface on TON testnet/mainnet (pytoniq liteservers). Wallet keys: ``KeyPair.generate()``,
@@ -100,6 +104,7 @@ from cocoon.chain.network import (
 )
 from cocoon.chain.payments import PostingPolicy, SignedMessage, parse_signed, sign, sign_state_commit, verify
 from cocoon.chain.pricing import Multipliers, Price, TokenUsage, adjust, price
+from cocoon.chain.settings import ChainSettings, LiteServer, open_chain
 from cocoon.chain.wallet import KeyPair, OutMsg, Wallet, WalletClient
 
 __all__ = [
@@ -114,6 +119,7 @@ __all__ = [
     "AddressError",
     "Chain",
     "ChainError",
+    "ChainSettings",
     "ChainStoreError",
     "ClientState",
     "CompiledContract",
@@ -122,6 +128,7 @@ __all__ = [
     "InsufficientFunds",
     "KeyPair",
     "LiteChain",
+    "LiteServer",
     "LocalChain",
     "LocalNetworkHandles",
     "MessageError",
@@ -153,6 +160,7 @@ __all__ = [
     "fetch_root_config",
     "load_contract",
     "normalize_address",
+    "open_chain",
     "open_client_contract",
     "open_proxy_contract",
     "parse_address",

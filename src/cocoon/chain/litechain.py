@@ -69,6 +69,23 @@ class LiteChain:
             raise ChainError(f"bad global config {path}: {exc}") from exc
         return cls(client)
 
+    @classmethod
+    def from_liteservers(cls, servers: list[tuple[str, int, str]], *, trust_level: int = 2) -> LiteChain:
+        """Build from listed liteservers: (host, port, base64 Ed25519 public key) each."""
+        if not servers:
+            raise ChainError("no liteservers given")
+        if trust_level < 1:
+            raise ChainError("listed liteservers need trust_level >= 1 (level 0 needs a config's init block)")
+        try:
+            from pytoniq import LiteBalancer, LiteClient  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as exc:
+            raise ChainError("LiteChain needs the optional package `pytoniq` (pip install pytoniq)") from exc
+        try:
+            clients = [LiteClient(host, port, key, trust_level=trust_level) for host, port, key in servers]
+        except Exception as exc:  # pytoniq raises binascii / nacl errors on a bad key
+            raise ChainError(f"bad liteserver entry: {exc}") from exc
+        return cls(LiteBalancer(clients))
+
     async def _ready(self) -> None:
         if self._closed:
             raise ChainError("LiteChain is closed")

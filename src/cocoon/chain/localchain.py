@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable
@@ -136,6 +137,20 @@ def tx_record(address: Address, tx_cell: Cell, tx: LeanTx | None = None) -> TxRe
     )
 
 
+def _private_store(path: Path) -> None:
+    """Only this user reads the chain: missing folders are made 0700, the database file 0600 (SQLite
+    gives its -wal and -shm files the database file's mode)."""
+    try:
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)  # a store made by an older version
+    except OSError as exc:
+        raise ChainStoreError(f"cannot create chain store {path}: {exc}") from exc
+
+
 class LocalChain:
     """An embedded TON chain (see module docstring). Implements :class:`cocoon.chain.Chain`."""
 
@@ -152,6 +167,8 @@ class LocalChain:
 
         self._path = str(path) if path is not None else ":memory:"
         self._clock = clock
+        if path is not None and str(path) != ":memory:":
+            _private_store(Path(path))
         try:
             self._db = sqlite3.connect(self._path, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout=10000")  # the CLI and `cocoon up` may share the file
