@@ -18,14 +18,25 @@ class Role(enum.Enum):
 
 
 class ErrorCode(enum.IntEnum):
-    """Why a query or stream failed. HTTP-like values so services can map them to statuses 1:1."""
+    """Why a query or stream failed.
+
+    Values below 1000 are HTTP-like; values from 1001 up are reasons an HTTP status alone cannot
+    tell apart (each client maps a code to one :class:`cocoon.oai.ErrorKind`, which owns the HTTP
+    status and the OpenAI ``type``/``code`` the app sees). An error that names a request parameter
+    puts it in backticks in its message (``unsupported parameter `tools```).
+    """
 
     BAD_REQUEST = 400
-    PAYMENT_REQUIRED = 402
-    NOT_FOUND = 404
-    BUSY = 429
+    PAYMENT_REQUIRED = 402  # the client's funds do not cover the request (insufficient_funds)
+    NOT_FOUND = 404  # on a stream: no worker has ever served this model (model_not_found)
+    BUSY = 429  # the worker / all workers have no free slot now (server_busy)
     CANCELLED = 499
     INTERNAL = 500
-    UNAVAILABLE = 502
+    UNAVAILABLE = 502  # the upstream failed or went away
+    NOT_READY = 503  # the node is not serving now (starting, draining, store busy)
     TIMEOUT = 504
     PROTOCOL = 1000
+    MODEL_UNAVAILABLE = 1001  # the model is known, but no worker serves it right now
+    UNSUPPORTED_PARAMETER = 1002  # the worker cannot serve a parameter (named in the message)
+    MAX_COEFFICIENT_TOO_LOW = 1003  # workers exist, all above the request's max_coefficient
+    RATE_LIMITED = 1004  # this client sent too many requests (rate_limit_exceeded)
