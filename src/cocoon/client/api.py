@@ -31,7 +31,7 @@ from cocoon.client.protocol import (
     CompletionRequest,
 )
 from cocoon.client.sse import SseHoldback, add_cost_to_body
-from cocoon.node.receipt import ReceiptError, verify_receipt
+from cocoon.node.receipt import client_record
 
 if TYPE_CHECKING:
     from cocoon.client.service import Client
@@ -317,17 +317,17 @@ async def _collect(
         client.counters["failed"] += 1
         raise from_wire_code(final.code, final.message)
     assert isinstance(final, wire.ResponseEnd)
-    cost = _cost_meta(final, hashlib.sha256(body).digest())
+    cost = _cost_meta(final, hashlib.sha256(body).digest(), out)
+    delivered = add_cost_to_body(body, cost)
+    cost["delivered_sha256"] = hashlib.sha256(delivered).hexdigest()  # what the app gets, for receipts
     client.record_spend(int(cost.get("cost_nano", 0)), cost)
     client.counters["succeeded"] += 1
     headers["x-cocoon-cost-nano"] = str(cost.get("cost_nano", 0))
     headers["x-cocoon-adjusted-tokens"] = str(cost.get("adjusted_tokens", 0))
-    return Response(
-        add_cost_to_body(body, cost), status_code=status, headers=headers, media_type="application/json"
-    )
+    return Response(delivered, status_code=status, headers=headers, media_type="application/json")
 
 
-def _cost_meta(final: wire.ResponseEnd, response_sha256: bytes) -> dict[str, Any]:
+def _cost_meta(final: wire.ResponseEnd, response_sha256: bytes, out: net.OutgoingStream) -> dict[str, Any]:
     """The proxy's final word, with the receipt checked against the bytes we actually received."""
     meta = dict(final.meta)
     meta.setdefault("cost_nano", 0)
@@ -337,18 +337,13 @@ def _cost_meta(final: wire.ResponseEnd, response_sha256: bytes) -> dict[str, Any
         "completion_tokens": final.usage.completion_tokens,
         "reasoning_tokens": final.usage.reasoning_tokens,
     }
-    receipt = meta.get("receipt")
-    meta["receipt_verified"] = False
-    if isinstance(receipt, dict):
-        try:
-            verified = verify_receipt(receipt)
-            worker_body = receipt["worker"]["body"]
-            meta["receipt_verified"] = (
-                worker_body.get("response_sha256") == response_sha256.hex()
-                and verified.cost_nano == meta["cost_nano"]
-            )
-        except ReceiptError:
-            meta["receipt_verified"] = False
+    # Checked with the keys attested on this link (proxy) and reported by the proxy (worker).
+    attestation = out.peer.attestation
+    meta.update(
+        client_record(
+            meta, proxy_attestation=attestation, request_id=out.request_id, received_sha256=response_sha256
+        )
+    )
     return meta
 
 
@@ -357,6 +352,7 @@ async def _relay_stream(
 ) -> AsyncIterator[bytes]:
     holdback = SseHoldback()
     digest = hashlib.sha256()
+    delivered = hashlib.sha256()  # what the app gets (the cost is added), for receipts
     finished = False
     try:
         async for event in events:
@@ -364,13 +360,17 @@ async def _relay_stream(
                 digest.update(event.data)
                 ready = holdback.feed(event.data)
                 if ready:
+                    delivered.update(ready)
                     yield ready
             elif isinstance(event, wire.ResponseEnd):
-                cost = _cost_meta(event, digest.digest())
+                cost = _cost_meta(event, digest.digest(), out)
+                tail = holdback.finish(cost)
+                delivered.update(tail)
+                cost["delivered_sha256"] = delivered.hexdigest()
                 client.record_spend(int(cost.get("cost_nano", 0)), cost)
                 client.counters["succeeded"] += 1
                 finished = True
-                yield holdback.finish(cost)
+                yield tail
                 return
             elif isinstance(event, wire.StreamError):
                 client.counters["failed"] += 1

@@ -5,7 +5,15 @@ proofs. It sits between ``net``/``tee`` below and ``worker``/``proxy``/``client`
 
 from cocoon.node.lifecycle import ServiceState, check_can_start
 from cocoon.node.ownership import make_owner_proof, verify_owner_proof
-from cocoon.node.receipt import ReceiptError, sign_proxy_part, sign_worker_part, verify_receipt
+from cocoon.node.receipt import (
+    ReceiptError,
+    client_record,
+    countersign,
+    sign_proxy_part,
+    sign_worker_part,
+    verify_receipt,
+    verify_record,
+)
 from cocoon.node.service import Service
 from cocoon.node.trust import (
     ROLE_MEASUREMENTS,
@@ -24,6 +32,8 @@ __all__ = [
     "ServiceState",
     "TeeSettings",
     "check_can_start",
+    "client_record",
+    "countersign",
     "make_owner_proof",
     "make_policy",
     "registered_proxy_addresses",
@@ -32,4 +42,5 @@ __all__ = [
     "validate_host_ports",
     "verify_owner_proof",
     "verify_receipt",
+    "verify_record",
 ]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
 from cocoon.node.lifecycle import ServiceState, check_can_start
-from cocoon.node.receipt import sign_proxy_part
+from cocoon.node.receipt import countersign
 from cocoon.node.trust import NodeTrust, make_policy
 from cocoon.proxy import errors as perr
 from cocoon.proxy.config import ProxyConfig
@@ -545,18 +545,22 @@ class Proxy:
                 "worker_coefficient": record.coefficient,
                 "worker_id": record.worker_id,
             }
-            worker_receipt = meta.get("receipt")
-            if isinstance(worker_receipt, Mapping) and self.trust is not None:
-                meta["receipt"] = {
-                    "worker": worker_receipt,
-                    "proxy": sign_proxy_part(
-                        self.trust.identity.private_key,
-                        worker_part=worker_receipt,
-                        coefficient=record.coefficient,
-                        adjusted_tokens=charge.total_adjusted,
-                        cost_nano=charge.client_cost_nano,
-                    ),
-                }
+            # Countersigned only if the worker's key (the one attested on its link) signed it.
+            receipt = None
+            if self.trust is not None:
+                receipt = countersign(
+                    self.trust.identity.private_key,
+                    meta.get("receipt"),
+                    worker_attestation=link.peer.attestation,
+                    request_id=stream.request.request_id,
+                    coefficient=record.coefficient,
+                    adjusted_tokens=charge.total_adjusted,
+                    cost_nano=charge.client_cost_nano,
+                )
+            meta.pop("receipt", None)
+            if receipt is not None:
+                meta["receipt"] = receipt
+                meta["worker_key"] = receipt["proxy"]["body"]["worker_key"]
             await stream.send_end(final.usage, meta)
             return True
         # Broken after the first byte: the client pays only what it received.

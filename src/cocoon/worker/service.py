@@ -23,7 +23,7 @@ from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.errors import ServiceError
 from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
 from cocoon.node.lifecycle import ServiceState, check_can_start
-from cocoon.node.receipt import sign_worker_part
+from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
@@ -279,7 +279,7 @@ class Worker:
             code = wire.ErrorCode.BUSY if type(exc).__name__ == "EngineBusy" else wire.ErrorCode.UNAVAILABLE
             await stream.send_error(code, str(exc))
             return
-        digest = hashlib.sha256()
+        digest = ResponseDigest()
         async with response:
             await stream.send_head(response.status, response.headers)
             try:
@@ -301,17 +301,18 @@ class Worker:
             wire_usage,
             {
                 "worker_time_s": round(time.monotonic() - t0, 4),
-                "receipt": self._receipt(stream.request.body, digest.digest(), wire_usage),
+                "receipt": self._receipt(stream.request.body, digest, wire_usage),
             },
         )
 
-    def _receipt(self, request_body: bytes, response_sha256: bytes, usage: wire.Usage) -> dict[str, Any]:
+    def _receipt(self, request_body: bytes, digest: ResponseDigest, usage: wire.Usage) -> dict[str, Any]:
         """The worker's signed statement of this answer, with the key its quote binds."""
         assert self.trust is not None
         return sign_worker_part(
             self.trust.identity.private_key,
             request_body=request_body,
-            response_sha256=response_sha256,
+            response_sha256=digest.digest(),
+            completion_id=digest.completion_id,
             model=self.engine.model_name,
             usage={
                 "prompt_tokens": usage.prompt_tokens,
