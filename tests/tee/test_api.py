@@ -8,6 +8,7 @@ import cocoon.tee
 def test_exported_names() -> None:
     assert set(cocoon.tee.__all__) == {
         "CLAIMS_OID",
+        "CLOCK_SKEW_S",
         "INTEL_ROOT_KEY_ID",
         "QUOTE_OID",
         "AttestationError",

@@ -168,3 +168,30 @@ pytestmark = pytest.mark.timeout(60)
 def now() -> int:
     """OpenSSL checks certificate validity against the wall clock, so these tests use it too."""
     return int(time.time())
+
+
+@pytest.mark.parametrize(("ahead_s", "accepted"), [(61, True), (250, True), (301, False)])
+async def test_one_clock_skew_tolerance_from_tls_to_policy(
+    platform: SimPlatform, ahead_s: int, accepted: bool
+) -> None:
+    """A peer whose clock runs ahead: the TLS handshake leaves certificate times to the policy, which
+    tolerates exactly CLOCK_SKEW_S (300 s), so 61 s and 250 s pass end to end and 301 s does not."""
+    from cocoon.tee import CLOCK_SKEW_S, CertificateExpired
+
+    assert CLOCK_SKEW_S == 300 == AttestationPolicy.sim(platform).clock_skew_s
+    real_now = int(time.time())  # OpenSSL reads the wall clock, so this test does too
+    ours = NodeIdentity.create(platform.backend({"image": "cocoon-proxy"}), now=real_now)
+    ahead = NodeIdentity.create(platform.backend({"image": "cocoon-worker"}), now=real_now + ahead_s)
+    policy = AttestationPolicy.sim(platform)
+    server_seen, client_seen, answer = await _exchange(
+        ours.server_context(),
+        ahead.client_context(),
+        lambda der: policy.verify_certificate(der, now=int(time.time())),
+        lambda der: policy.verify_certificate(der, now=int(time.time()) + ahead_s),
+    )
+    assert isinstance(client_seen, PeerAttestation)  # the peer ahead accepts us (we are behind it)
+    if accepted:
+        assert isinstance(server_seen, PeerAttestation) and server_seen.public_key == ahead.public_key
+        assert answer == b"echo:hello\n"
+    else:
+        assert isinstance(server_seen, CertificateExpired) and answer == b""

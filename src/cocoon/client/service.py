@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cocoon import net, wire
+from cocoon import net, tee, wire
 from cocoon.client.config import ClientConfig
 from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.core.keyfile import load_or_create_seed
@@ -34,7 +34,7 @@ __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
 
-MAX_CLOCK_SKEW_S = 300.0
+MAX_CLOCK_SKEW_S = float(tee.CLOCK_SKEW_S)  # the one tolerance the peer policy applies too
 
 
 class Client:

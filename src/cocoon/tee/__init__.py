@@ -35,6 +35,7 @@ from cocoon.tee.policy import AttestationPolicy, PeerAttestation, VerdictCache
 from cocoon.tee.quote import ParsedQuote, image_hash, parse_quote
 from cocoon.tee.ratls import (
     CLAIMS_OID,
+    CLOCK_SKEW_S,
     QUOTE_OID,
     RaTlsCertificate,
     make_attested_certificate,
@@ -46,6 +47,7 @@ from cocoon.tee.verify import INTEL_ROOT_KEY_ID, QuoteVerdict, verify_quote
 
 __all__ = [
     "CLAIMS_OID",
+    "CLOCK_SKEW_S",
     "INTEL_ROOT_KEY_ID",
     "QUOTE_OID",
     "AttestationError",

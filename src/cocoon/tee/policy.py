@@ -32,14 +32,14 @@ from cocoon.tee.errors import (
     PolicyRefused,
 )
 from cocoon.tee.quote import ParsedQuote, parse_quote
-from cocoon.tee.ratls import MAX_LIFETIME_S, RaTlsCertificate, parse_certificate
+from cocoon.tee.ratls import CLOCK_SKEW_S, MAX_LIFETIME_S, RaTlsCertificate, parse_certificate
 from cocoon.tee.verify import INTEL_ROOT_KEY_ID, TCB_STATUSES, root_key_id, verify_quote
 
 __all__ = ["AttestationPolicy", "PeerAttestation", "VerdictCache"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLOCK_SKEW_S = 300
+DEFAULT_CLOCK_SKEW_S = CLOCK_SKEW_S
 DEFAULT_CACHE_SIZE = 10_000
 
 

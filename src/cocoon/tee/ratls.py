@@ -26,6 +26,7 @@ from cocoon.tee.tls import make_plain_certificate
 
 __all__ = [
     "CLAIMS_OID",
+    "CLOCK_SKEW_S",
     "MAX_LIFETIME_S",
     "QUOTE_OID",
     "RaTlsCertificate",
@@ -36,8 +37,10 @@ __all__ = [
 QUOTE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.12345.1")
 CLAIMS_OID = x509.ObjectIdentifier("1.3.6.1.4.1.12345.2")
 MAX_LIFETIME_S = 86400
+# The one tolerance between two nodes' clocks. The TLS handshake leaves certificate times to the
+# policy (cocoon.tee.tls), which judges them with this, so a certificate is not backdated either.
+CLOCK_SKEW_S = 300
 MAX_CERT_SIZE = 64 * 1024
-_BACKDATE_S = 60  # tolerate small clock differences between peers
 _KNOWN_CRITICAL = frozenset(
     {
         QUOTE_OID,
@@ -98,7 +101,7 @@ def make_attested_certificate(
         extensions = ((QUOTE_OID, quote), *extensions)
     cert = make_plain_certificate(
         private_key,
-        not_before=dt.datetime.fromtimestamp(now - _BACKDATE_S, dt.UTC),
+        not_before=dt.datetime.fromtimestamp(now, dt.UTC),
         lifetime=dt.timedelta(seconds=lifetime_s),
         extensions=extensions,
     )

@@ -4,7 +4,9 @@ COCOON's certificates are self-signed Ed25519 X.509 with *critical* custom exten
 the claims). OpenSSL's default verifier rejects both properties: "self-signed certificate" (error 18)
 and "unhandled critical extension" (error 34). Python's ``ssl`` offers no verify callback, so we
 install one on the context's ``SSL_CTX`` through ctypes. It accepts exactly those two errors at
-depth 0 and nothing else; a chain (depth > 0) or any other error still fails the handshake.
+depth 0, plus the certificate's validity window (which the policy checks, with the clock-skew
+tolerance, right after the handshake), and nothing else; a chain (depth > 0) or any other error
+still fails the handshake.
 
 The handshake therefore only proves possession of the certificate's key. The real decision — quote
 genuine, key bound by the claims, image hash allowed — is made in Python on the peer certificate
@@ -40,8 +42,10 @@ __all__ = [
     "self_test",
 ]
 
-# X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION
-_ACCEPTED_ERRORS = frozenset({18, 34})
+# X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, and the validity
+# window (X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED): the policy judges certificate
+# times with the one clock-skew tolerance (``ratls.CLOCK_SKEW_S``); OpenSSL would allow none.
+_ACCEPTED_ERRORS = frozenset({18, 34, 9, 10})
 _SSL_VERIFY_PEER = 0x01
 _SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 0x02
 _SNI_NAME = "cocoon.local"
