@@ -1,0 +1,198 @@
+"""Cocoon's 3-hop chain against nginx's on the same upstream, in one run: ``cocoon bench gateway``.
+
+The fake upstream (50 SSE events of 128 B) runs in its own process; so does each chain under test:
+nginx (three processes, or one with three server blocks) and cocoon (a process per tier, or the
+whole local network in one). The load generator stays in this process. For each concurrency level
+and each of ``runs`` rounds, every path is measured once (direct first), so all see the same machine
+state; the report holds medians over the rounds. "Middle CPU" is the CPU time of the chain's own
+processes, read from ``/proc``, divided by the requests answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cocoon.localnet.bench.load import percentile, run_load
+from cocoon.localnet.bench.nginx import NginxChain, find_nginx
+from cocoon.localnet.bench.processes import Child, Layout, wait_for
+from cocoon.localnet.bench.procstat import cpu_seconds
+from cocoon.localnet.bench.tiers import CocoonChain
+from cocoon.localnet.bench.upstream import MODEL
+
+__all__ = ["LAYOUTS", "NGINX_SKIPPED", "Sample", "bench_compare"]
+
+LAYOUTS: tuple[Layout, ...] = ("separate", "one")
+NGINX_SKIPPED = "nginx not installed: skipped"
+Progress = Callable[[str], None]
+_BODY = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "benchmark"}],
+    "stream": True,
+    "max_tokens": 64,
+}
+
+
+class Chain(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def pids(self) -> list[int]: ...
+    async def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured run of one path at one concurrency."""
+
+    requests: int
+    errors: int
+    rps: float
+    ttfb_p50_ms: float
+    middle_cpu_ms_per_request: float | None  # None for the direct path: there is no middle
+
+
+async def _measure(url: str, level: int, requests: int, pids: Sequence[int]) -> Sample:
+    cpu_before = cpu_seconds(pids) if pids else 0.0
+    result = await run_load(url, _BODY, concurrency=level, total=requests)
+    cpu = cpu_seconds(pids) - cpu_before if pids else None
+    answered = max(result.requests, 1)
+    return Sample(
+        requests=result.requests,
+        errors=result.errors,
+        rps=result.rps,
+        ttfb_p50_ms=percentile(result.ttfb, 50) * 1000,
+        middle_cpu_ms_per_request=None if cpu is None else cpu / answered * 1000,
+    )
+
+
+def _median(samples: Sequence[Sample], key: str) -> float:
+    return float(statistics.median(float(getattr(s, key)) for s in samples))
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs <= 0:
+        return None  # a ratio to nothing (or to noise below zero) says nothing
+    return round(ours / theirs, 2)
+
+
+def _path_summary(samples: Sequence[Sample], direct: Sequence[Sample]) -> dict[str, Any]:
+    rps, ttfb = _median(samples, "rps"), _median(samples, "ttfb_p50_ms")
+    return {
+        "rps": round(rps, 1),
+        "rps_ratio": round(rps / _median(direct, "rps"), 3),
+        "ttfb_p50_ms": round(ttfb, 2),
+        "added_ttfb_p50_ms": round(ttfb - _median(direct, "ttfb_p50_ms"), 2),
+        "middle_cpu_ms_per_request": round(_median(samples, "middle_cpu_ms_per_request"), 2),
+        "requests": sum(s.requests for s in samples),
+        "errors": sum(s.errors for s in samples),
+        "samples": [asdict(s) for s in samples],
+    }
+
+
+def _row(level: int, by_path: dict[str, list[Sample]]) -> dict[str, Any]:
+    direct = by_path["direct"]
+    paths = {name: _path_summary(samples, direct) for name, samples in by_path.items() if name != "direct"}
+    versus: dict[str, dict[str, float | None]] = {}
+    for layout in LAYOUTS:
+        ours, theirs = paths.get(f"cocoon-{layout}"), paths.get(f"nginx-{layout}")
+        if ours is not None and theirs is not None:
+            versus[layout] = {
+                "cpu_ratio": _ratio(ours["middle_cpu_ms_per_request"], theirs["middle_cpu_ms_per_request"]),
+                "added_ttfb_ratio": _ratio(ours["added_ttfb_p50_ms"], theirs["added_ttfb_p50_ms"]),
+            }
+    return {
+        "concurrency": level,
+        "direct": {
+            "rps": round(_median(direct, "rps"), 1),
+            "ttfb_p50_ms": round(_median(direct, "ttfb_p50_ms"), 2),
+            "errors": sum(s.errors for s in direct),
+            "samples": [asdict(s) for s in direct],
+        },
+        "paths": paths,
+        "ours_vs_nginx": versus,
+    }
+
+
+async def _start_upstream(root: Path) -> tuple[Child, str]:
+    url_file = root / "upstream.url"
+    argv = [sys.executable, "-m", "cocoon.localnet.bench.upstream", str(url_file)]
+    child = Child("upstream", argv, root / "upstream.log").start()
+
+    async def published() -> bool:
+        return url_file.exists()
+
+    await wait_for(published, what="the fake upstream to listen", watch=[child])
+    return child, url_file.read_text().strip()
+
+
+def _nginx_version(binary: str) -> str:
+    reply = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+    return (reply.stderr or reply.stdout).strip().removeprefix("nginx version: ")
+
+
+async def _measure_level(
+    level: int, chains: dict[str, Chain], direct_url: str, *, runs: int, requests: int, progress: Progress
+) -> dict[str, Any]:
+    warm_up = min(10, requests)
+    for chain in chains.values():
+        await run_load(chain.url, _BODY, concurrency=level, total=warm_up)
+    await run_load(direct_url, _BODY, concurrency=level, total=warm_up)
+    by_path: dict[str, list[Sample]] = {"direct": [], **{name: [] for name in chains}}
+    for index in range(runs):
+        progress(f"gateway vs nginx: concurrency {level}, run {index + 1}/{runs}")
+        by_path["direct"].append(await _measure(direct_url, level, requests, ()))
+        for name, chain in chains.items():
+            by_path[name].append(await _measure(chain.url, level, requests, chain.pids))
+    return _row(level, by_path)
+
+
+async def bench_compare(
+    root: Path,
+    *,
+    levels: Sequence[int] = (1, 8),
+    requests: int = 100,
+    runs: int = 3,
+    with_nginx: bool = True,
+    progress: Progress = lambda _m: None,
+) -> dict[str, Any]:
+    """Direct, cocoon and (when installed) nginx, each layout, at each level: medians of ``runs``."""
+    if not levels or min(levels) < 1 or runs < 1 or requests < 1:
+        raise ValueError("levels, runs and requests must be positive")
+    nginx = find_nginx() if with_nginx else None
+    upstream, upstream_url = await _start_upstream(root)
+    chains: dict[str, Chain] = {}
+    for layout in LAYOUTS:
+        chains[f"cocoon-{layout}"] = CocoonChain(
+            root / f"cocoon-{layout}", upstream_url, layout, max_active=max(levels) * 2
+        )
+        if nginx:
+            upstream_port = int(upstream_url.rsplit(":", 1)[1])
+            chains[f"nginx-{layout}"] = NginxChain(nginx, root / f"nginx-{layout}", upstream_port, layout)
+    try:
+        progress("gateway vs nginx: starting the chains")
+        await asyncio.gather(*(chain.start() for chain in chains.values()))
+        direct_url = f"{upstream_url}/v1/chat/completions"
+        rows = [
+            await _measure_level(level, chains, direct_url, runs=runs, requests=requests, progress=progress)
+            for level in levels
+        ]
+    finally:
+        for chain in chains.values():
+            chain.stop()
+        upstream.stop()
+    return {
+        "scenario": "gateway-vs-nginx",
+        "runs": runs,
+        "requests_per_run": requests,
+        "nginx": _nginx_version(nginx) if nginx else None,
+        "nginx_skipped": None if nginx else NGINX_SKIPPED if with_nginx else "nginx: not requested",
+        "rows": rows,
+    }
