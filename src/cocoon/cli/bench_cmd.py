@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cocoon.localnet.bench.chart import gateway_chart, model_chart
+from cocoon.cli.options import cli_app
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Benchmarks: the network vs. the same work done directly.")
+app = cli_app(hoist=False, help="Benchmarks: the network against the same work done directly.")
 console = Console()
 OutOpt = Annotated[Path, typer.Option(help="Where to write the JSON results.")]
 
@@ -34,10 +32,21 @@ def _write(out: Path, result: dict[str, Any], chart: Callable[[dict[str, Any], P
 @app.command()
 def gateway(
     requests: Annotated[int, typer.Option(min=10, max=100_000)] = 200,
-    levels: Annotated[str, typer.Option(help="Comma-separated concurrency levels.")] = "1,8,32",
+    levels: Annotated[str, typer.Option(help="Comma-separated concurrency levels.")] = "1,8",
+    runs: Annotated[
+        int, typer.Option(min=0, max=50, help="Rounds of the nginx comparison (medians); 0 skips it.")
+    ] = 3,
+    run_requests: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Requests per path in each round.")
+    ] = 100,
+    nginx: Annotated[bool, typer.Option(help="Compare with nginx's 3-hop TLS chain when installed.")] = True,
     out: OutOpt = Path("bench/results/gateway.json"),
 ) -> None:
     """Proxy-hop overhead with a fast fake upstream (50 chunks x 128 B): requests/s, TTFB, memory."""
+    import asyncio
+    import tempfile
+
+    from cocoon.localnet.bench.chart import gateway_chart
     from cocoon.localnet.bench.scenarios import bench_gateway
 
     concurrency = tuple(int(x) for x in levels.split(","))
@@ -69,7 +78,40 @@ def gateway(
         )
     console.print(table)
     console.print(f"memory per open attested proxy connection: {result['memory_per_connection_kib']} KiB")
+    if runs:
+        result["vs_nginx"] = _gateway_vs_nginx(concurrency, run_requests, runs, nginx)
     _write(out, result, gateway_chart)
+
+
+def _gateway_vs_nginx(levels: tuple[int, ...], requests: int, runs: int, nginx: bool) -> dict[str, Any]:
+    """Every tier in its own process, and all in one, against nginx on the same upstream."""
+    import asyncio
+    import tempfile
+
+    from cocoon.localnet.bench.compare import bench_compare
+    from cocoon.localnet.bench.report import COLUMNS, comparison_rows
+
+    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
+        result = asyncio.run(
+            bench_compare(
+                Path(home),
+                levels=levels,
+                requests=requests,
+                runs=runs,
+                with_nginx=nginx,
+                progress=status.update,
+            )
+        )
+    table = Table(
+        title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests"
+    )
+    for column in COLUMNS:
+        table.add_column(column, justify="right")
+    for row in comparison_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print(result["nginx_skipped"] or f"[dim]nginx: {result['nginx']}[/]")
+    return result
 
 
 @app.command()
@@ -79,6 +121,10 @@ def model(
     out: OutOpt = Path("bench/results/model.json"),
 ) -> None:
     """Embedded model through the network vs. the engine alone: time to first token and tokens/s."""
+    import asyncio
+    import tempfile
+
+    from cocoon.localnet.bench.chart import model_chart
     from cocoon.localnet.bench.scenarios import bench_model
 
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
@@ -108,6 +154,9 @@ def soak(
     out: OutOpt = Path("bench/results/soak.json"),
 ) -> None:
     """Steady load on the local network for N minutes; fails if memory or open files keep growing."""
+    import asyncio
+    import tempfile
+
     from cocoon.localnet.bench.soak import MIB, SoakConfig, run_soak
 
     duration = minutes * 60

@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
+from cocoon.cli.runner import fail
+from cocoon.core.amounts import format_ton
+
 __all__ = ["app"]
 
-app = typer.Typer(help="Run a proxy node (--config FILE), or show a running one's status.")
+app = cli_app(help="Run a proxy node (--config FILE), or show a running one's status.")
 console = Console()
-NANO = 10**9
 
 
 @app.callback(invoke_without_command=True)
@@ -24,30 +26,74 @@ def run_proxy(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML config ([proxy] section).")
     ] = None,
+    host: Annotated[str | None, typer.Option(help="Address the RA-TLS ports listen on.")] = None,
+    worker_port: Annotated[
+        int | None, typer.Option(help="RA-TLS port for workers (0 = any free port).")
+    ] = None,
+    client_port: Annotated[
+        int | None, typer.Option(help="RA-TLS port for clients (0 = any free port).")
+    ] = None,
+    stats_host: Annotated[str | None, typer.Option(help="Address of the operator view.")] = None,
+    stats_port: Annotated[
+        int | None, typer.Option(help="Port of the operator view (0 = any free port).")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """With no subcommand: run a proxy node."""
+    """With no subcommand: run a proxy node (flags override the config file and COCOON_PROXY__*)."""
+    options = record(ctx, home, as_json)
     if ctx.invoked_subcommand is not None:
         return
-    from cocoon.cli.runner import run_async, serve_node
+    from cocoon.cli.runner import cli_errors, run_async, serve_node
     from cocoon.core.settings import load_config
     from cocoon.proxy import Proxy, ProxyConfig
 
-    run_async(serve_node(Proxy(load_config(ProxyConfig, config, section="proxy")), "proxy"))
+    overrides = {
+        "home": options.home,
+        "host": host,
+        "worker_port": worker_port,
+        "client_port": client_port,
+        "stats_host": stats_host,
+        "stats_port": stats_port,
+    }
+    with cli_errors():
+        proxy = Proxy(load_config(ProxyConfig, config, section="proxy", overrides=overrides))
+
+    def summary() -> dict[str, str]:
+        cfg = proxy.config
+        return {
+            "workers connect to": f"{cfg.host}:{proxy.worker_port}",
+            "clients connect to": f"{cfg.host}:{proxy.client_port}",
+            "operator view": f"http://{cfg.stats_host}:{proxy.stats_port}/stats",
+            "home": str(cfg.home),
+        }
+
+    run_async(serve_node(proxy, "proxy", summary))
+
+
+def _fetch_stats(url: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        with httpx.Client(timeout=10) as http:
+            stats = http.get(url.rstrip("/") + "/stats").raise_for_status().json()
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the proxy at {url}: {exc}") from None
+    except ValueError:
+        raise fail(f"the proxy at {url} answered /stats with something that is not JSON") from None
+    if not isinstance(stats, dict):
+        raise fail(f"the proxy at {url} answered /stats with unexpected JSON")
+    return stats
 
 
 @app.command()
 def status(
+    ctx: typer.Context,
     url: Annotated[str, typer.Option(help="The proxy's stats address.")] = "http://127.0.0.1:11000",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Workers, load, latency, revenue (from GET /stats)."""
-    try:
-        with httpx.Client(timeout=10) as http:
-            stats: dict[str, Any] = http.get(url.rstrip("/") + "/stats").raise_for_status().json()
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the proxy at {url}:[/] {exc}")
-        raise typer.Exit(1) from None
-    if as_json:
+    stats = _fetch_stats(url)
+    if global_options(ctx).json:
         typer.echo(json.dumps(stats, indent=2))
         return
     summary = Table(title="proxy", show_header=False)
@@ -58,9 +104,7 @@ def status(
     billing = stats.get("billing", {})
     for key in ("revenue_nano", "worker_earnings_nano", "proxy_fees_nano", "reserved_nano"):
         if key in billing:
-            summary.add_row(
-                key.removesuffix("_nano").replace("_", " ") + " (TON)", f"{billing[key] / NANO:.9f}"
-            )
+            summary.add_row(key.removesuffix("_nano").replace("_", " "), format_ton(int(billing[key])))
     workers = stats.get("workers", {})
     summary.add_row("workers", f"{workers.get('count', 0)} ({workers.get('suspended', 0)} suspended)")
     summary.add_row("running / capacity", f"{workers.get('running', 0)} / {workers.get('capacity', 0)}")
@@ -71,13 +115,13 @@ def status(
         )
     console.print(summary)
     models = Table(title="models")
-    for column in ("model", "workers", "coefficients", "completion price / 1M tokens (TON)"):
+    for column in ("model", "workers", "coefficients", "completion price / 1M tokens"):
         models.add_column(column)
     for model in stats.get("models", []):
         models.add_row(
             model["id"],
             str(model["workers"]),
             ", ".join(str(c) for c in model["coefficients"]),
-            f"{model['price_per_1m']['completion'] / NANO:.6f}",
+            format_ton(int(model["price_per_1m"]["completion"])),
         )
     console.print(models)

@@ -1,25 +1,80 @@
-"""What every ``cocoon`` sub-command shares: the console, running a coroutine with one-line errors,
-and serving a node until a signal."""
+"""What every ``cocoon`` sub-command shares: the console, one-line errors, running a coroutine, and
+serving a node until a signal.
+
+A routine failure (a :class:`~cocoon.errors.CocoonError`, a file or socket error, a refused request)
+is one line on stderr, ``error: ...``, and exit status 1; only a bug shows a traceback.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from cocoon.errors import CocoonError
 
-__all__ = ["DEFAULT_HOME", "console", "run_async", "serve_node", "wait_for_signal"]
+__all__ = [
+    "CliError",
+    "cli_errors",
+    "console",
+    "default_home",
+    "fail",
+    "print_summary",
+    "run_async",
+    "serve_node",
+    "wait_for_signal",
+]
 
+T = TypeVar("T")
 console = Console(stderr=True)
 
-DEFAULT_HOME = Path(os.environ.get("COCOON_HOME", "~/.cocoon")).expanduser()
+
+class CliError(CocoonError):
+    """A routine failure found by the CLI itself (bad input, a refused request)."""
+
+
+def default_home() -> Path:
+    """``$COCOON_HOME`` or ``~/.cocoon``, read when a command runs (not at import)."""
+    return Path(os.environ.get("COCOON_HOME", "~/.cocoon")).expanduser()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; return the exit to raise."""
+    one_line = " ".join(message.split())  # a multi-line message from below still gives one line
+    console.print(Text.assemble(("error: ", "bold red"), one_line), soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror}{where}" if exc.strerror else str(exc)
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn routine failures inside the block into one line and a non-zero exit."""
+    try:
+        yield
+    except CocoonError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(_describe_os_error(exc)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
+    with cli_errors():
+        return asyncio.run(coro)
 
 
 class _Node(Protocol):
@@ -28,6 +83,8 @@ class _Node(Protocol):
 
 
 async def wait_for_signal() -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,24 +92,30 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
-async def serve_node(node: _Node, name: str) -> None:
+def print_summary(title: str, rows: Mapping[str, str]) -> None:
+    console.print(f"[green]{title}[/]")
+    width = max((len(k) for k in rows), default=0)
+    for key, value in rows.items():
+        console.print(Text(f"  {key:<{width}}  {value}"), soft_wrap=True)
+
+
+async def serve_node(
+    node: _Node,
+    name: str,
+    summary: Callable[[], Mapping[str, str]],
+    stdout_line: Callable[[], str] | None = None,
+) -> None:
+    """Start ``node``, print where it listens, serve until SIGINT/SIGTERM, stop it.
+
+    ``stdout_line`` (evaluated after start) goes to stdout alone, for scripts: the client's base URL.
+    """
     with console.status(f"starting {name}"):
         await node.start()
-    console.print(f"[green]{name} running[/] (Ctrl-C to stop)")
-    if name == "client":
-        typer.echo(getattr(node, "base_url", ""))
+    print_summary(f"{name} running (Ctrl-C to stop)", summary())
+    if stdout_line is not None:
+        typer.echo(stdout_line())
     try:
         await wait_for_signal()
     finally:
         with console.status(f"stopping {name}"):
             await node.stop()
-
-
-def run_async(coro: Coroutine[Any, Any, Any]) -> None:
-    try:
-        asyncio.run(coro)
-    except CocoonError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None

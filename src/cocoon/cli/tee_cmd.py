@@ -3,35 +3,48 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cocoon.tee import (
-    AttestationError,
-    AttestationPolicy,
-    NodeIdentity,
-    PccsCollateral,
-    StaticCollateral,
-    make_backend,
-    parse_certificate,
-    parse_quote,
-    sim_platform,
-    verify_quote,
-)
-from cocoon.tee.collateral import CollateralSource
-from cocoon.tee.verify import TCB_STATUSES
+from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
+from cocoon.cli.runner import default_home, fail
+
+if TYPE_CHECKING:  # the TEE stack (cryptography, dcap-qvl) loads only when a command runs
+    from cocoon.tee.collateral import CollateralSource
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Attestation tools: quotes, image hashes, RA-TLS certificates.", no_args_is_help=True)
+app = cli_app(
+    help="Attestation tools: quotes, image hashes, RA-TLS certificates.",
+    no_args_is_help=True,
+)
 console = Console()
+# cocoon.tee.verify.TCB_STATUSES, best first (tests check the two agree); here so --help stays fast.
+TCB_STATUS_NAMES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+)
+
+
+@app.callback()
+def _tee(ctx: typer.Context, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    record(ctx, home, as_json)
+
+
+def _home(ctx: typer.Context) -> Path:
+    return global_options(ctx).home or default_home()
+
 
 _QUOTE_FIELDS = (
     "version",
@@ -54,6 +67,11 @@ _QUOTE_FIELDS = (
 
 def _read_quote_or_cert(path: Path) -> tuple[bytes, bytes | None]:
     """(quote, certificate DER or None): FILE may hold a raw quote or an RA-TLS certificate (PEM/DER)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from cocoon.tee import AttestationError, parse_certificate
+
     data = path.read_bytes()
     der: bytes | None = None
     if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
@@ -86,12 +104,13 @@ def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> N
     if as_json:
         typer.echo(json.dumps({"valid": False, "error": message, **(extra or {})}, indent=2))
     else:
-        console.print(f"[red]invalid:[/] {message}")
+        console.print(f"[red]invalid:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
 @app.command("verify-quote")
 def verify_quote_cmd(
+    ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="A quote or an RA-TLS certificate.")
     ],
@@ -99,18 +118,21 @@ def verify_quote_cmd(
         Path | None, typer.Option(exists=True, dir_okay=False, help="Collateral JSON (dcap-qvl format).")
     ] = None,
     now: Annotated[int | None, typer.Option(help="Verification time, unix seconds (default: now).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     sim_home: Annotated[
         Path | None, typer.Option(help="Verify under the simulated platform in this home (not Intel's root).")
     ] = None,
     pccs: Annotated[str | None, typer.Option(help="Fetch collateral from this PCCS URL.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Collateral cache for --pccs.")] = None,
     min_tcb: Annotated[
-        str, typer.Option(help=f"Worst accepted TCB status: {', '.join(TCB_STATUSES[:-1])}.")
-    ] = ("UpToDate"),
+        str, typer.Option(help=f"Worst accepted TCB status: {', '.join(TCB_STATUS_NAMES)}.")
+    ] = "UpToDate",
     allow_debug: Annotated[bool, typer.Option(help="Accept debug TDs.")] = False,
 ) -> None:
     """Verify a quote's signature chain and TCB status; exit 0 only if it is valid under the policy."""
+    from cocoon.tee import AttestationError, PccsCollateral, StaticCollateral, parse_quote, sim_platform
+    from cocoon.tee.verify import TCB_STATUSES, verify_quote
+
+    as_json = global_options(ctx).json
     at = int(time.time()) if now is None else now
     try:
         quote, _ = _read_quote_or_cert(file)
@@ -155,7 +177,7 @@ def verify_quote_cmd(
         }
         console.print(_table(str(file), rows))
         if problems:
-            console.print(f"[red]refused:[/] {'; '.join(problems)}")
+            console.print(f"[red]refused:[/] {escape('; '.join(problems))}", soft_wrap=True)
         else:
             console.print("[green]valid[/]")
     if problems:
@@ -164,25 +186,29 @@ def verify_quote_cmd(
 
 @app.command("image-hash")
 def image_hash_cmd(
+    ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="A quote or an RA-TLS certificate.")
     ],
 ) -> None:
     """Print COCOON's image hash of a quote: SHA-256(mr_td ‖ mr_config_id ‖ mr_owner ‖ mr_owner_config ‖ rtmr0..3 ‖ 0^64)."""
+    from cocoon.tee import AttestationError, parse_quote
+
     try:
         quote, _ = _read_quote_or_cert(file)
-        typer.echo(parse_quote(quote).image_hash.hex())
+        digest = parse_quote(quote).image_hash.hex()
     except (AttestationError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
+    if global_options(ctx).json:
+        typer.echo(json.dumps({"file": str(file), "image_hash": digest}))
+    else:
+        typer.echo(digest)
 
 
 @app.command("gen-cert")
 def gen_cert_cmd(
+    ctx: typer.Context,
     backend: Annotated[str, typer.Option(help="sim | tdx | none")] = "sim",
-    home: Annotated[Path, typer.Option(help="Home with the simulated platform (sim backend).")] = Path(
-        "~/.cocoon"
-    ).expanduser(),
     image: Annotated[str | None, typer.Option(help="Simulated image name (sets its measurements).")] = None,
     measurement: Annotated[
         list[str] | None,
@@ -192,7 +218,9 @@ def gen_cert_cmd(
     lifetime: Annotated[int, typer.Option(help="Validity in seconds (at most 86400).")] = 86400,
     out: Annotated[Path, typer.Option(help="Writes OUT.cert.pem and OUT.key.pem.")] = Path("node"),
 ) -> None:
-    """Create an RA-TLS certificate and key with the chosen TEE backend."""
+    """Create an RA-TLS certificate and key with the chosen TEE backend (sim: the platform in --home)."""
+    from cocoon.tee import AttestationError, NodeIdentity, make_backend
+
     measurements: dict[str, str] = {}
     if image:
         measurements["image"] = image
@@ -200,7 +228,7 @@ def gen_cert_cmd(
         name, _, value = item.partition("=")
         measurements[name.strip()] = value.strip()
     try:
-        tee = make_backend(backend, home=home, measurements=measurements or None)
+        tee = make_backend(backend, home=_home(ctx), measurements=measurements or None)
         identity = NodeIdentity.create(
             tee,
             now=int(time.time()),
@@ -208,39 +236,50 @@ def gen_cert_cmd(
             lifetime_s=lifetime,
         )
     except (AttestationError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     cert_path, key_path = Path(f"{out}.cert.pem"), Path(f"{out}.key.pem")
-    cert_path.write_bytes(identity.cert_pem)
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(identity.key_pem)
+    try:
+        cert_path.write_bytes(identity.cert_pem)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # an older key file with looser bits is tightened too
+            f.write(identity.key_pem)
+    except OSError as exc:
+        raise fail(f"cannot write {exc.filename or out}: {exc.strerror}") from None
+    rows: dict[str, Any] = {
+        "backend": tee.name,
+        "certificate": str(cert_path),
+        "key": str(key_path),
+        "public_key": identity.public_key.hex(),
+        "image_hash": identity.image_hash.hex() if identity.image_hash else None,
+        "not_after": identity.not_after,
+    }
+    if global_options(ctx).json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
     console.print(
-        _table(
-            "RA-TLS certificate",
-            {
-                "backend": tee.name,
-                "certificate": str(cert_path),
-                "key": str(key_path),
-                "public key": identity.public_key.hex(),
-                "image hash": identity.image_hash.hex() if identity.image_hash else "-",
-                "not after": identity.not_after,
-            },
-        )
+        _table("RA-TLS certificate", {k.replace("_", " "): "-" if v is None else v for k, v in rows.items()})
     )
 
 
 @app.command("inspect-cert")
 def inspect_cert_cmd(
+    ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="RA-TLS certificate (PEM or DER).")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     sim_home: Annotated[
         Path | None, typer.Option(help="Also verify the quote under the simulated platform in this home.")
     ] = None,
     now: Annotated[int | None, typer.Option(help="Verification time, unix seconds (default: now).")] = None,
 ) -> None:
     """Show an RA-TLS certificate's claims and quote, and check it (key binding; quote signature with --sim-home)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from cocoon.tee import AttestationError, AttestationPolicy, parse_certificate, parse_quote, sim_platform
+
+    as_json = global_options(ctx).json
     at = int(time.time()) if now is None else now
     data = file.read_bytes()
     try:
@@ -262,44 +301,42 @@ def inspect_cert_cmd(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     else:
-        console.print(
-            _table(
-                "certificate", {**info["certificate"], "claims": json.dumps(info["certificate"]["claims"])}
-            )
-        )
-        if "quote" in info:
-            q = info["quote"]
-            console.print(
-                _table("quote", {k: v for k, v in q.items() if k in (*_QUOTE_FIELDS, "image_hash")})
-            )
-        verdict = "[green]valid[/]" if info["valid"] else f"[red]invalid:[/] {info['error']}"
-        console.print(f"{policy.kind} policy: {verdict}")
+        _print_certificate(info, policy.kind)
     if not info["valid"]:
         raise typer.Exit(1)
 
 
+def _print_certificate(info: dict[str, Any], policy_kind: str) -> None:
+    console.print(
+        _table("certificate", {**info["certificate"], "claims": json.dumps(info["certificate"]["claims"])})
+    )
+    if "quote" in info:
+        q = info["quote"]
+        console.print(_table("quote", {k: v for k, v in q.items() if k in (*_QUOTE_FIELDS, "image_hash")}))
+    verdict = "[green]valid[/]" if info["valid"] else f"[red]invalid:[/] {escape(info['error'])}"
+    console.print(f"{policy_kind} policy: {verdict}", soft_wrap=True)
+
+
 @app.command("bench")
 def bench_cmd(
-    home: Annotated[Path, typer.Option(help="Home with the simulated platform.")] = Path(
-        "~/.cocoon"
-    ).expanduser(),
-    n: Annotated[int, typer.Option(help="Samples per measurement.")] = 200,
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option(min=1, help="Samples per measurement.")] = 200,
     quote: Annotated[Path | None, typer.Option(help="Also time this real quote…")] = None,
     collateral: Annotated[Path | None, typer.Option(help="…with this collateral…")] = None,
     now: Annotated[int | None, typer.Option(help="…at this time.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Measure RA-TLS handshakes with and without attestation, and quote verification time."""
+    """Measure RA-TLS handshakes with and without attestation, and quote verification time (sim platform in --home)."""
     import asyncio
 
+    from cocoon.tee import sim_platform
     from cocoon.tee.bench import bench_handshakes, bench_quote_verification
 
-    platform = sim_platform(home)
+    platform = sim_platform(_home(ctx))
     fixture = (quote, collateral, now) if quote and collateral and now else None
     results = asyncio.run(bench_handshakes(platform, n=n)) + bench_quote_verification(
         platform, n=n, fixture=fixture
     )
-    if as_json:
+    if global_options(ctx).json:
         typer.echo(json.dumps([r.to_json() for r in results], indent=2))
         return
     table = Table(title=f"cocoon tee bench (n={n})")
@@ -312,17 +349,17 @@ def bench_cmd(
 
 @app.command("serve-pccs")
 def serve_pccs_cmd(
-    home: Annotated[Path, typer.Option(help="Home with the simulated platform.")] = Path(
-        "~/.cocoon"
-    ).expanduser(),
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
 ) -> None:
-    """Serve the simulated platform's collateral with Intel's PCS v4 API (development only)."""
+    """Serve the simulated platform's collateral (platform in --home) with Intel's PCS v4 API (development only)."""
+    from cocoon.cli.runner import cli_errors
+    from cocoon.tee import sim_platform
     from cocoon.tee.pccs_server import SimPccsServer
 
-    platform = sim_platform(home)
-    with SimPccsServer(platform, host, port) as server:
+    platform = sim_platform(_home(ctx))
+    with cli_errors(), SimPccsServer(platform, host, port) as server:
         console.print(f"sim PCCS at {server.url} (FMSPC {platform.fmspc}); Ctrl-C stops")
         try:
             while True:

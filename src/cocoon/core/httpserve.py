@@ -14,7 +14,13 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["HttpServer", "start_http_server"]
+from cocoon.errors import ConfigError
+
+__all__ = ["HttpServer", "ListenError", "start_http_server"]
+
+
+class ListenError(ConfigError):
+    """The configured address cannot be listened on (in use, not ours, no permission)."""
 
 
 class HttpServer:
@@ -52,8 +58,12 @@ async def start_http_server(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
+    try:
+        sock.bind((host, port))
+        sock.listen(512)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.setblocking(False)
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=3

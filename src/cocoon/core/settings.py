@@ -3,6 +3,8 @@
 Precedence (highest first): explicit overrides passed by the caller (CLI flags), environment
 variables ``COCOON_<SECTION>__<KEY>`` (double underscore for nesting), the TOML file, the model's
 defaults. Unknown keys in a file are an error: a typo must not silently fall back to a default.
+An invalid value is blamed on where it came from: the environment variable, the caller's option or
+the file.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ M = TypeVar("M", bound=BaseModel)
 ENV_PREFIX = "COCOON_"
 
 
-def _env_overrides(section: str, environ: Mapping[str, str]) -> dict[str, Any]:
+def _env_overrides(
+    section: str, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The nested overrides of ``COCOON_<SECTION>__...`` variables, and which variable set each key."""
     prefix = f"{ENV_PREFIX}{section.upper()}__"
     out: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
     for name, value in environ.items():
         if not name.startswith(prefix):
             continue
@@ -34,7 +40,24 @@ def _env_overrides(section: str, environ: Mapping[str, str]) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
-    return out
+        origin[tuple(path)] = name
+    return out, origin
+
+
+def _source(
+    loc: tuple[str, ...],
+    env: Mapping[tuple[str, ...], str],
+    overrides: Mapping[str, Any],
+    path: Path | None,
+    section: str,
+) -> str:
+    """Who set the value at ``loc``: caller overrides win over the environment, which wins over the file."""
+    if loc and loc[0] in overrides:
+        return "command line"
+    for depth in range(len(loc), 0, -1):
+        if loc[:depth] in env:
+            return env[loc[:depth]]
+    return str(path) if path is not None else f"[{section}]"
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,18 +85,25 @@ def load_config(
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {path}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         # A file may hold several services' sections; take ours if present.
         if section in data and isinstance(data[section], dict):
             data = data[section]
-    data = _merge(data, _env_overrides(section, os.environ if environ is None else environ))
-    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    env, env_origin = _env_overrides(section, os.environ if environ is None else environ)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data = _merge(_merge(data, env), given)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        where = f"{path}" if path else f"[{section}]"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        problems: dict[str, list[str]] = {}
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            where = _source(loc, env_origin, given, path, section)
+            problems.setdefault(where, []).append(f"{'.'.join(loc) or '<root>'}: {err['msg']}")
+        message = "; ".join(
+            f"{where}: invalid config: {'; '.join(items)}" for where, items in problems.items()
         )
-        raise ConfigError(f"{where}: invalid config: {problems}") from exc
+        raise ConfigError(message) from None

@@ -9,9 +9,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["VIEWS", "render"]
+from cocoon.core.amounts import format_ton
 
-NANO = 10**9
+__all__ = ["VIEWS", "render"]
 
 
 def _kv(title: str, rows: list[tuple[str, Any]]) -> Table:
@@ -101,7 +101,7 @@ def _gpu(h: Mapping[str, Any]) -> RenderableType:
 
 
 def _earnings(h: Mapping[str, Any]) -> RenderableType:
-    table = Table(title="earnings (TON)", title_justify="left")
+    table = Table(title="earnings", title_justify="left")
     table.add_column("proxy")
     table.add_column("earned", justify="right")
     table.add_column("paid out", justify="right")
@@ -109,12 +109,12 @@ def _earnings(h: Mapping[str, Any]) -> RenderableType:
     for proxy, p in h.get("payments", {}).items():
         table.add_row(
             proxy,
-            f"{p.get('earned_nano', 0) / NANO:.9f}",
-            f"{p.get('paid_nano', 0) / NANO:.9f}",
+            format_ton(int(p.get("earned_nano", 0))),
+            format_ton(int(p.get("paid_nano", 0))),
             str(p.get("adjusted_tokens", 0)),
         )
     if not h.get("payments"):
-        table.add_row("—", "0", "0", "0")
+        table.add_row("—", format_ton(0), format_ton(0), "0")
     return table
 
 
