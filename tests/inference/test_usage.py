@@ -9,8 +9,8 @@ from cocoon.inference import Usage
 
 def test_defaults_and_total() -> None:
     usage = Usage(prompt_tokens=34, cached_tokens=11, completion_tokens=100, reasoning_tokens=10)
-    assert usage.total == 134
-    assert Usage().total == 0
+    assert usage.total_tokens == 134
+    assert Usage().total_tokens == 0
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ way through. :func:`build_engine_app` serves any engine as an OpenAI-compatible 
 """
 
 from cocoon.inference._protocol import JSON_HEADERS, SSE_HEADERS, Endpoint, Engine, EngineResponse
-from cocoon.inference._usage import Usage
 from cocoon.inference.embedded import EmbeddedEngine, EmbeddedStats
 from cocoon.inference.errors import (
     EngineBusy,
@@ -27,6 +26,7 @@ from cocoon.inference.model_hash import ModelHashCache, embedded_model_hash, mod
 from cocoon.inference.models import EMBEDDED_MODEL_NAME, embedded_model_path
 from cocoon.inference.scripted import REFERENCE_USAGE, Script, ScriptedEngine, fake_upstream
 from cocoon.inference.server import build_engine_app, running_server, serve_openai
+from cocoon.oai import Usage
 
 __all__ = [
     "EMBEDDED_MODEL_NAME",

@@ -9,15 +9,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cocoon.inference._usage import Usage
+from cocoon.oai import Usage
 
 __all__ = [
     "ChoiceDone",
     "Failed",
     "Finished",
     "GenerationJob",
+    "LazyGrammar",
     "StopScanner",
     "TextDelta",
+    "TokenLogprob",
     "TokenModel",
     "run_generation",
 ]
@@ -62,9 +64,20 @@ class StopScanner:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log-probability and its most likely alternatives (token, bytes, lp)."""
+
+    token: str
+    raw: bytes
+    logprob: float
+    top: tuple[tuple[str, bytes, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     index: int
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,16 @@ class TokenModel(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LazyGrammar:
+    """Free text until the answer opens with ``trigger``; then decoding restarts after the trigger's
+    tokens under ``grammar`` (how ``tool_choice: auto`` keeps calls well-formed)."""
+
+    trigger: str
+    trigger_tokens: tuple[int, ...]
+    grammar: Any  # llama_cpp.LlamaGrammar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GenerationJob:
     prompt_tokens: tuple[int, ...]
     max_tokens: int
@@ -111,6 +134,10 @@ class GenerationJob:
     echo_text: str | None
     cancel: threading.Event
     ignore_eos: bool = False
+    grammar: Any = None  # llama_cpp.LlamaGrammar constraining every token
+    lazy_grammar: LazyGrammar | None = None
+    top_logprobs: int | None = None  # None: no logprobs
+    read_logits: Callable[[], Any] | None = None  # the logits that produced the last token
 
 
 def _cached_prefix(model: TokenModel, tokens: Sequence[int]) -> int:
@@ -156,6 +183,112 @@ def run_generation(
     return final
 
 
+class _ChoiceText:
+    """Turns one choice's tokens into emitted text: UTF-8 reassembly, stop sequences, logprobs
+    carried with the text they belong to, and the hold-back while a lazy trigger is undecided."""
+
+    def __init__(self, job: GenerationJob, index: int, emit: Callable[[Event], None]) -> None:
+        self._index, self._emit = index, emit
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.scanner = StopScanner(job.stops)
+        self._trigger = job.lazy_grammar.trigger if job.lazy_grammar else None
+        self._held = ""
+        self._logprobs: list[TokenLogprob] = []
+        self.triggered = False
+
+    def push(self, raw: bytes, logprob: TokenLogprob | None) -> None:
+        if logprob is not None:
+            self._logprobs.append(logprob)
+        text = self._decoder.decode(raw)
+        if self._trigger is not None:
+            self._held += text
+            head = self._held.lstrip()
+            if head.startswith(self._trigger):
+                self.triggered = True
+                return
+            if self._trigger.startswith(head):
+                return
+            self._trigger, text, self._held = None, self._held, ""
+        self._send(self.scanner.push(text))
+
+    def take_trigger(self) -> None:
+        """The answer is a call: emit the trigger; what decoding made beyond it is redone."""
+        assert self._trigger is not None
+        trigger, self._trigger, self._held = self._trigger, None, ""
+        self._logprobs.clear()
+        self._decoder.reset()
+        self._send(self.scanner.push(trigger))
+
+    def finish(self) -> None:
+        held, self._held = self._held, ""
+        self._send(self.scanner.push(held + self._decoder.decode(b"", final=True)) + self.scanner.flush())
+
+    def _send(self, text: str) -> None:
+        if text or (self._logprobs and not self.scanner.stopped):
+            self._emit(TextDelta(self._index, text, tuple(self._logprobs)))
+            self._logprobs.clear()
+
+
+def _logprob(model: TokenModel, job: GenerationJob, token: int) -> TokenLogprob | None:
+    if job.top_logprobs is None or job.read_logits is None:
+        return None
+    import numpy as np  # llama_cpp's own dependency; only needed when logprobs are asked for
+
+    logits = np.asarray(job.read_logits(), dtype=np.float64)
+    shifted = logits - logits.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+
+    def named(t: int) -> tuple[str, bytes, float]:
+        raw = model.detokenize([t], special=False)
+        return raw.decode("utf-8", "replace"), raw, float(logprobs[t])
+
+    top: tuple[tuple[str, bytes, float], ...] = ()
+    if job.top_logprobs:
+        best = np.argpartition(-logprobs, job.top_logprobs)[: job.top_logprobs]
+        top = tuple(named(int(t)) for t in sorted(best, key=lambda t: -logprobs[t]))
+    token_text, raw, value = named(token)
+    return TokenLogprob(token=token_text, raw=raw, logprob=value, top=top)
+
+
+_SWITCH = "switch"  # the lazy trigger appeared: restart under its grammar
+
+
+def _decode(
+    model: TokenModel,
+    end_tokens: frozenset[int],
+    job: GenerationJob,
+    prompt: list[int],
+    grammar: Any,
+    out: _ChoiceText,
+    limit: int,
+) -> tuple[int, str | None]:
+    """Run one ``generate`` until end, stop, limit, cancel (reason None) or a lazy trigger."""
+    count = 0
+    reason: str | None = "length"
+    tokens = (
+        model.generate(prompt, grammar=grammar, **job.sampling)
+        if grammar is not None
+        else (model.generate(prompt, **job.sampling))
+    )
+    try:
+        for token in tokens:
+            if job.cancel.is_set():
+                return count, None
+            count += 1
+            if token in end_tokens and not job.ignore_eos:
+                return count, "stop"
+            out.push(model.detokenize([token]), _logprob(model, job, token))
+            if out.scanner.stopped:
+                return count, "stop"
+            if out.triggered:
+                return count, _SWITCH
+            if count >= limit:
+                break
+    finally:
+        tokens.close()
+    return count, reason
+
+
 def _one_choice(
     model: TokenModel,
     end_tokens: frozenset[int],
@@ -169,30 +302,19 @@ def _one_choice(
     if limit <= 0:
         return 0, "length"
     model.set_seed(job.seed + index)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    scanner = StopScanner(job.stops)
-    count = 0
-    reason: str | None = "length"
-    tokens = model.generate(prompt, **job.sampling)
-    try:
-        for token in tokens:
-            if job.cancel.is_set():
-                return count, None
-            count += 1
-            if token in end_tokens and not job.ignore_eos:
-                reason = "stop"
-                break
-            text = scanner.push(decoder.decode(model.detokenize([token])))
-            if text:
-                emit(TextDelta(index, text))
-            if scanner.stopped:
-                reason = "stop"
-                break
-            if count >= limit:
-                break
-    finally:
-        tokens.close()
-    tail = scanner.push(decoder.decode(b"", final=True)) + scanner.flush()
-    if tail:
-        emit(TextDelta(index, tail))
+    out = _ChoiceText(job, index, emit)
+    count, reason = _decode(model, end_tokens, job, prompt, job.grammar, out, limit)
+    if reason == _SWITCH and job.lazy_grammar is not None:
+        out.take_trigger()
+        constrained = prompt + list(job.lazy_grammar.trigger_tokens)
+        room = min(limit - count, n_ctx - len(constrained))
+        more, reason = (
+            (0, "length")
+            if room <= 0
+            else (_decode(model, end_tokens, job, constrained, job.lazy_grammar.grammar, out, room))
+        )
+        count += more
+    if reason is None:
+        return count, None
+    out.finish()
     return count, reason

@@ -3,17 +3,29 @@
 
 from __future__ import annotations
 
+import base64 as b64
 import json
+import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cocoon.inference._features import (
+    NO_RULES,
+    InvalidRequest,
+    OutputRules,
+    ToolCall,
+    UnsupportedParameter,
+    parse_output_rules,
+)
+from cocoon.inference._generation import TokenLogprob
 from cocoon.inference._protocol import Endpoint
-from cocoon.inference._usage import Usage
+from cocoon.oai import Usage
 
 __all__ = [
     "SSE_DONE",
+    "ChoiceOut",
     "FinishReason",
     "InvalidRequest",
     "SamplingRequest",
@@ -29,14 +41,6 @@ MAX_N = 8
 MAX_STOP = 4
 
 FinishReason = str  # "stop" | "length"
-
-
-class InvalidRequest(ValueError):
-    """The request cannot be served; becomes an HTTP 400 with an OpenAI error body."""
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def dumps(value: Any) -> bytes:
@@ -80,6 +84,7 @@ class SamplingRequest:
     n: int = 1
     echo: bool = False
     ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever the model says
+    rules: OutputRules = NO_RULES  # tools, JSON format, logprobs
 
 
 def _number(body: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
@@ -104,6 +109,49 @@ def _integer(body: Mapping[str, Any], name: str, lo: int, hi: int) -> int | None
     return value
 
 
+def _content(i: int, content: object) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"messages[{i}].content must be a string or parts", param="messages")
+    texts: list[str] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in ("image_url", "input_image"):
+            where = f"messages[{i}].content[{j}].image_url"
+            raise UnsupportedParameter(f"this model has no vision: `{where}` is not supported", param=where)
+        elif kind == "input_audio":
+            where = f"messages[{i}].content[{j}].input_audio"
+            raise UnsupportedParameter(f"this model takes no audio: `{where}` is not supported", param=where)
+        else:
+            where = f"messages[{i}].content[{j}]"
+            raise InvalidRequest(f"{where} must be a text part", param=where)
+    return "".join(texts)
+
+
+def _tool_calls(i: int, calls: object) -> list[dict[str, Any]]:
+    """An assistant's earlier tool calls, arguments decoded (they are JSON text on the wire)."""
+    where = f"messages[{i}].tool_calls"
+    if not isinstance(calls, list):
+        raise InvalidRequest(f"{where} must be an array", param=where)
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise InvalidRequest(f"{where} entries need a function name", param=where)
+        arguments = function.get("arguments") or "{}"
+        try:
+            decoded = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except ValueError:
+            raise InvalidRequest(f"{where}: arguments are not JSON", param=where) from None
+        out.append({"name": function["name"], "arguments": decoded})
+    return out
+
+
 def _messages(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -112,18 +160,35 @@ def _messages(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             raise InvalidRequest(f"messages[{i}] must be an object with a 'role'", param="messages")
-        content = message.get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
-            if not all(isinstance(t, str) for t in texts):
-                raise InvalidRequest(f"messages[{i}].content has a bad text part", param="messages")
-            content = "".join(t for t in texts if isinstance(t, str))
-        elif content is None:
-            content = ""
-        elif not isinstance(content, str):
-            raise InvalidRequest(f"messages[{i}].content must be a string or parts", param="messages")
-        out.append({"role": message["role"], "content": content})
+        parsed: dict[str, Any] = {"role": message["role"], "content": _content(i, message.get("content"))}
+        if message.get("tool_calls"):
+            parsed["tool_calls"] = _tool_calls(i, message["tool_calls"])
+        out.append(parsed)
     return tuple(out)
+
+
+# Parameters OpenAI defines that this engine cannot honour: a request that sets one gets a 400 naming
+# it (never a silent drop). The value beside each name is the one that asks for nothing.
+_REFUSED: dict[str, tuple[object, ...]] = {
+    "logit_bias": (None, {}),
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "reasoning_effort": (None,),
+    "web_search_options": (None,),
+}
+
+
+def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+    for name, harmless in _REFUSED.items():
+        value = body.get(name)
+        if not any(value == h and type(value) is type(h) for h in harmless):
+            hint = "; use 'tools'" if name in ("functions", "function_call") else ""
+            raise UnsupportedParameter(f"this model does not support `{name}`{hint}", param=name)
 
 
 def _prompt(body: Mapping[str, Any]) -> str | tuple[int, ...]:
@@ -178,6 +243,10 @@ def parse_request(endpoint: Endpoint, body: Mapping[str, Any]) -> SamplingReques
     ignore_eos = body.get("ignore_eos", False)
     if not isinstance(ignore_eos, bool):
         raise InvalidRequest("'ignore_eos' must be a boolean", param="ignore_eos")
+    _refuse_unsupported(body)
+    rules = parse_output_rules(endpoint is Endpoint.CHAT, body)
+    if rules.top_logprobs is not None and endpoint is Endpoint.COMPLETIONS and echo:
+        raise UnsupportedParameter("prompt logprobs ('echo' with 'logprobs') are not supported", param="echo")
     return SamplingRequest(
         endpoint=endpoint,
         model=model,
@@ -197,10 +266,47 @@ def parse_request(endpoint: Endpoint, body: Mapping[str, Any]) -> SamplingReques
         n=_integer(body, "n", 1, MAX_N) or 1,
         echo=bool(echo) if endpoint is Endpoint.COMPLETIONS else False,
         ignore_eos=ignore_eos,
+        rules=rules,
     )
 
 
 # -- response building ----------------------------------------------------------------------------
+
+
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """Chat's ``logprobs`` object: one entry per token, each with its top alternatives."""
+
+    def one(token: str, raw: bytes, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(raw)}
+
+    return {
+        "content": [
+            one(e.token, e.raw, e.logprob) | {"top_logprobs": [one(*alt) for alt in e.top]} for e in entries
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(entries: Sequence[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+    """The legacy completions ``logprobs`` object (parallel arrays; ``offset`` of the first token)."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{alt[0]: alt[2] for alt in e.top} for e in entries],
+        "text_offset": offsets,
+    }
+
+
+def _logprobs(
+    endpoint: Endpoint, entries: Sequence[TokenLogprob] | None, offset: int
+) -> dict[str, Any] | None:
+    if entries is None:
+        return None
+    return chat_logprobs(entries) if endpoint is Endpoint.CHAT else completion_logprobs(entries, offset)
 
 
 def chunk(
@@ -213,23 +319,33 @@ def chunk(
     text: str | None = None,
     role: bool = False,
     finish_reason: FinishReason | None = None,
+    tool_calls: Sequence[ToolCall] = (),
+    logprobs: Sequence[TokenLogprob] | None = None,
+    text_offset: int = 0,
 ) -> dict[str, Any]:
-    """One streamed choice delta."""
+    """One streamed choice delta (``logprobs`` entries belong to this delta's tokens)."""
     if endpoint is Endpoint.CHAT:
         delta: dict[str, Any] = {}
         if role:
             delta["role"] = "assistant"
         if text is not None:
             delta["content"] = text
+        if tool_calls:
+            delta["tool_calls"] = [call.to_openai() | {"index": k} for k, call in enumerate(tool_calls)]
         choice: dict[str, Any] = {
             "index": index,
             "delta": delta,
-            "logprobs": None,
+            "logprobs": _logprobs(endpoint, logprobs, text_offset),
             "finish_reason": finish_reason,
         }
         obj = "chat.completion.chunk"
     else:
-        choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+        choice = {
+            "index": index,
+            "text": text or "",
+            "logprobs": _logprobs(endpoint, logprobs, text_offset),
+            "finish_reason": finish_reason,
+        }
         obj = "text_completion"
     return {"id": id_, "object": obj, "created": created, "model": model, "choices": [choice]}
 
@@ -247,40 +363,72 @@ def usage_chunk(endpoint: Endpoint, *, id_: str, created: int, model: str, usage
     }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChoiceOut:
+    """One finished choice of a non-streamed answer."""
+
+    text: str
+    finish_reason: FinishReason
+    tool_calls: Sequence[ToolCall] = ()
+    logprobs: Sequence[TokenLogprob] | None = None
+
+
+def _choice(endpoint: Endpoint, index: int, choice: ChoiceOut) -> dict[str, Any]:
+    logprobs = _logprobs(endpoint, choice.logprobs, 0)
+    if endpoint is Endpoint.COMPLETIONS:
+        return {
+            "index": index,
+            "text": choice.text,
+            "logprobs": logprobs,
+            "finish_reason": choice.finish_reason,
+        }
+    message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+    if choice.tool_calls:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [call.to_openai() for call in choice.tool_calls],
+        }
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": choice.finish_reason}
+
+
 def full_response(
     endpoint: Endpoint,
     *,
     id_: str,
     created: int,
     model: str,
-    choices: Sequence[tuple[str, FinishReason]],
+    choices: Sequence[tuple[str, FinishReason] | ChoiceOut],
     usage: Usage,
 ) -> dict[str, Any]:
     """The non-streamed answer."""
-    if endpoint is Endpoint.CHAT:
-        out = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": reason,
-            }
-            for i, (text, reason) in enumerate(choices)
-        ]
-        obj = "chat.completion"
-    else:
-        out = [
-            {"index": i, "text": text, "logprobs": None, "finish_reason": reason}
-            for i, (text, reason) in enumerate(choices)
-        ]
-        obj = "text_completion"
+    outs = [c if isinstance(c, ChoiceOut) else ChoiceOut(text=c[0], finish_reason=c[1]) for c in choices]
     return {
         "id": id_,
-        "object": obj,
+        "object": "chat.completion" if endpoint is Endpoint.CHAT else "text_completion",
         "created": created,
         "model": model,
-        "choices": out,
+        "choices": [_choice(endpoint, i, c) for i, c in enumerate(outs)],
         "usage": usage.to_openai(),
+    }
+
+
+def embedding_response(
+    vectors: Sequence[Sequence[float]], *, model: str, prompt_tokens: int, base64: bool
+) -> dict[str, Any]:
+    """``/v1/embeddings``'s answer; ``base64`` packs each vector as little-endian float32 (what the
+    openai SDK asks for by default)."""
+
+    def encode(vector: Sequence[float]) -> list[float] | str:
+        if not base64:
+            return list(vector)
+        return b64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     }
 
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from cocoon.inference._usage import Usage
 from cocoon.inference.meter import BodyKind, UsageMeter
+from cocoon.oai import ErrorKind, Usage, error_body, error_status
+from cocoon.oai.capabilities import Capability, unsupported
 
-__all__ = ["JSON_HEADERS", "SSE_HEADERS", "Endpoint", "Engine", "EngineResponse"]
+__all__ = [
+    "JSON_HEADERS",
+    "SSE_HEADERS",
+    "Endpoint",
+    "Engine",
+    "EngineResponse",
+    "check_capabilities",
+    "unsupported_response",
+]
 
 SSE_HEADERS: tuple[tuple[str, str], ...] = (
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -21,10 +31,11 @@ JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", "application/json"
 
 
 class Endpoint(enum.Enum):
-    """The two inference paths a worker accepts (COCOON rejects every other path)."""
+    """The inference paths a worker accepts (COCOON accepts the first two; embeddings are ours)."""
 
     CHAT = "/v1/chat/completions"
     COMPLETIONS = "/v1/completions"
+    EMBEDDINGS = "/v1/embeddings"
 
     @classmethod
     def from_path(cls, path: str) -> Endpoint:
@@ -142,11 +153,29 @@ class EngineResponse:
         await self.aclose()
 
 
+def unsupported_response(message: str, *, param: str | None) -> EngineResponse:
+    """A 400 ``unsupported_parameter`` naming ``param`` (the answer for what an engine cannot do)."""
+    body = error_body(ErrorKind.UNSUPPORTED_PARAMETER, message, param=param)
+    return EngineResponse.from_bytes(
+        status=error_status(ErrorKind.UNSUPPORTED_PARAMETER),
+        content=json.dumps(body).encode(),
+    )
+
+
+def check_capabilities(
+    capabilities: frozenset[Capability], endpoint: Endpoint, body: Mapping[str, Any]
+) -> EngineResponse | None:
+    """The 400 for a request that needs a capability the engine lacks, or ``None``."""
+    lacking = unsupported(endpoint.value, body, capabilities)
+    return None if lacking is None else unsupported_response(lacking.message, param=lacking.param)
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What a worker needs from an inference backend."""
 
     model_name: str
+    capabilities: frozenset[Capability]  # what this engine serves (contract 6)
 
     async def start(self) -> None:
         """Load the model or check the upstream; idempotent."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cocoon.inference import _openai as oai
+from cocoon.inference._answer import ChoiceShaper
+from cocoon.inference._embedding import Embedder, parse_embedding_request
+from cocoon.inference._features import UnsupportedParameter
 from cocoon.inference._generation import (
     ChoiceDone,
     Event,
@@ -32,12 +34,19 @@ from cocoon.inference._generation import (
     TokenModel,
     run_generation,
 )
-from cocoon.inference._protocol import JSON_HEADERS, SSE_HEADERS, Endpoint, EngineResponse
+from cocoon.inference._prepare import Loaded, prepare_job
+from cocoon.inference._protocol import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    Endpoint,
+    EngineResponse,
+    unsupported_response,
+)
 from cocoon.inference.errors import EngineBusy, EngineUnavailable, ModelError
 from cocoon.inference.models import EMBEDDED_MODEL_NAME, embedded_model_path, model_name_from_path
+from cocoon.oai.capabilities import EMBEDDED_CAPABILITIES, Capability
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
     from rich.console import Console
 
 __all__ = ["DEFAULT_MAX_QUEUE", "DEFAULT_N_CTX", "EmbeddedEngine", "EmbeddedStats"]
@@ -68,21 +77,14 @@ class EmbeddedStats:
     load_seconds: float | None
 
 
-@dataclass(slots=True)
-class _Loaded:
-    llama: Llama
-    end_tokens: frozenset[int]
-    chat_format: Any  # llama_cpp Jinja2ChatFormatter built from the GGUF's chat template
-    n_vocab: int
-
-
 class EmbeddedEngine:
     """An :class:`~cocoon.inference.Engine` backed by llama-cpp-python.
 
     ``model_path`` defaults to the embedded SmolLM2-135M-Instruct GGUF. ``max_queue`` is how many
     requests may wait behind the one generating. ``seed`` makes sampling reproducible for requests
     that bring no ``seed`` of their own (``None``: a fresh random seed per request). ``progress``
-    shows a Rich spinner on stderr (or ``console``) while the model loads.
+    shows a Rich spinner on stderr (or ``console``) while the model loads. With ``embeddings`` it
+    also serves ``/v1/embeddings`` from a second instance of the model, loaded on first use.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class EmbeddedEngine:
         max_queue: int = DEFAULT_MAX_QUEUE,
         progress: bool = False,
         console: Console | None = None,
+        embeddings: bool = True,
     ) -> None:
         if n_ctx < 16:
             raise ValueError("n_ctx must be at least 16")
@@ -121,12 +124,16 @@ class EmbeddedEngine:
         # Prompts are rendered and tokenized beside the generation thread (tokenizing only reads the
         # vocabulary); aclose() drains this pool before the model is freed.
         self._prep_executor: ThreadPoolExecutor | None = None
-        self._loaded: _Loaded | None = None
+        self._loaded: Loaded | None = None
         self._jobs: dict[asyncio.Future[Finished | Failed], threading.Event] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._requests = self._cancelled = self._failed = self._busy = self._tokens = 0
         self._load_seconds: float | None = None
+        self.capabilities: frozenset[Capability] = (
+            EMBEDDED_CAPABILITIES if embeddings else EMBEDDED_CAPABILITIES - {Capability.EMBEDDINGS}
+        )
+        self._embedder: Embedder | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -157,11 +164,15 @@ class EmbeddedEngine:
             self._load_seconds = time.perf_counter() - started
             self._executor = executor
             self._prep_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocoon-tokenize")
+            if Capability.EMBEDDINGS in self.capabilities:
+                self._embedder = Embedder(
+                    path, n_ctx=min(self.n_ctx, 512), n_threads=self.n_threads, max_queue=self.max_queue
+                )
             self._state = _State.READY
 
     async def _load_with_progress(
         self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, path: Path
-    ) -> _Loaded:
+    ) -> Loaded:
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -176,7 +187,7 @@ class EmbeddedEngine:
         console.print(f"[green]✓[/] {self.model_name} loaded, context {self.n_ctx} tokens")
         return loaded
 
-    def _load(self, path: Path) -> _Loaded:
+    def _load(self, path: Path) -> Loaded:
         # Runs on the engine thread. Imported here: llama_cpp loads a shared library at import.
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -209,7 +220,7 @@ class EmbeddedEngine:
                 eos_token=text_of(llama.token_eos()),
                 bos_token=text_of(llama.token_bos()),
             )
-        return _Loaded(llama=llama, end_tokens=end_tokens, chat_format=chat_format, n_vocab=n_vocab)
+        return Loaded(llama=llama, end_tokens=end_tokens, chat_format=chat_format, n_vocab=n_vocab)
 
     async def aclose(self) -> None:
         if self._state is _State.CLOSED:
@@ -219,6 +230,9 @@ class EmbeddedEngine:
             cancel.set()
         executor, loaded, prep = self._executor, self._loaded, self._prep_executor
         self._executor = self._loaded = self._prep_executor = None
+        embedder, self._embedder = self._embedder, None
+        if embedder is not None:
+            await embedder.aclose()
         if prep is not None:
             await asyncio.to_thread(prep.shutdown, wait=True)
         if executor is None:
@@ -263,17 +277,21 @@ class EmbeddedEngine:
         loaded, executor, prep = self._loaded, self._executor, self._prep_executor
         if self._state is not _State.READY or loaded is None or executor is None or prep is None:
             raise EngineUnavailable(f"the embedded engine is {self._state.value}, not ready")
+        if endpoint is Endpoint.EMBEDDINGS:
+            return await self._embed(loaded, body)
         try:
             request = oai.parse_request(endpoint, body)
         except oai.InvalidRequest as exc:
-            return _error_response(str(exc), param=exc.param)
+            return _refusal(exc)
         if len(self._jobs) >= 1 + self.max_queue:
             self._busy += 1
             raise EngineBusy(f"embedded engine busy: {len(self._jobs)} requests running or queued")
         try:
-            job = await asyncio.get_running_loop().run_in_executor(prep, self._prepare, loaded, request)
+            job = await asyncio.get_running_loop().run_in_executor(
+                prep, lambda: prepare_job(loaded, request, n_ctx=self.n_ctx, seed=self.seed)
+            )
         except oai.InvalidRequest as exc:
-            return _error_response(str(exc), param=exc.param)
+            return _refusal(exc)
         if self._state is not _State.READY:
             raise EngineUnavailable("the embedded engine closed")
         # Admission is re-checked: others may have been admitted while we tokenized.
@@ -298,7 +316,7 @@ class EmbeddedEngine:
             raise
 
     def _submit(
-        self, executor: ThreadPoolExecutor, loaded: _Loaded, job: GenerationJob, events: asyncio.Queue[Event]
+        self, executor: ThreadPoolExecutor, loaded: Loaded, job: GenerationJob, events: asyncio.Queue[Event]
     ) -> None:
         loop = asyncio.get_running_loop()
 
@@ -326,80 +344,28 @@ class EmbeddedEngine:
 
         future.add_done_callback(done)
 
-    def _prepare(self, loaded: _Loaded, request: oai.SamplingRequest) -> GenerationJob:
-        """Render and tokenize the prompt (any thread: tokenizing only reads the vocabulary)."""
-        llama = loaded.llama
-        echo_text: str | None = None
-        stops = list(request.stop)
-        if request.endpoint is Endpoint.CHAT:
-            if loaded.chat_format is None:
-                raise oai.InvalidRequest("this model has no chat template; use /v1/completions")
-            try:
-                rendered = loaded.chat_format(messages=[dict(m) for m in request.messages])
-            except Exception as exc:  # template errors (e.g. a role it refuses) are the caller's fault
-                raise oai.InvalidRequest(f"cannot apply the chat template: {exc}", param="messages") from exc
-            tokens = llama.tokenize(
-                rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-            )
-        elif isinstance(request.prompt, str):
-            tokens = llama.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
-            echo_text = request.prompt if request.echo else None
-        else:
-            tokens = list(request.prompt)
-            if any(t >= loaded.n_vocab for t in tokens):
-                raise oai.InvalidRequest(f"token ids must be < {loaded.n_vocab}", param="prompt")
-            if request.echo:
-                echo_text = llama.detokenize(tokens).decode("utf-8", "replace")
-        if not tokens:
-            bos = llama.token_bos()
-            if bos < 0:
-                raise oai.InvalidRequest("empty prompt", param="prompt")
-            tokens = [bos]
-        room = self.n_ctx - len(tokens)
-        if room <= 0:
-            raise oai.InvalidRequest(
-                f"this model's maximum context length is {self.n_ctx} tokens; the prompt has {len(tokens)}",
-                param="messages" if request.endpoint is Endpoint.CHAT else "prompt",
-            )
-        max_tokens = room if request.max_tokens is None else request.max_tokens
-        if max_tokens > room:
-            raise oai.InvalidRequest(
-                f"this model's maximum context length is {self.n_ctx} tokens; you requested "
-                f"{len(tokens) + max_tokens} ({len(tokens)} in the prompt, {max_tokens} to generate)",
-                param="max_tokens",
-            )
-        seed = request.seed if request.seed is not None else self.seed
-        if seed is None:
-            seed = random.SystemRandom().randrange(1 << 31)
-        return GenerationJob(
-            prompt_tokens=tuple(tokens),
-            max_tokens=max_tokens,
-            n=request.n,
-            seed=seed % (1 << 32),
-            stops=tuple(stops),
-            sampling={
-                "temp": request.temperature,
-                "top_p": request.top_p,
-                "top_k": request.top_k,
-                "min_p": request.min_p,
-                "presence_penalty": request.presence_penalty,
-                "frequency_penalty": request.frequency_penalty,
-                "repeat_penalty": request.repetition_penalty,
-            },
-            echo_text=echo_text,
-            cancel=threading.Event(),
-            ignore_eos=request.ignore_eos,
-        )
+    async def _embed(self, loaded: Loaded, body: dict[str, Any]) -> EngineResponse:
+        if self._embedder is None:
+            return _error_response("this engine serves no embeddings", param="model")
+        try:
+            request = parse_embedding_request(body, dimensions=loaded.llama.n_embd())
+        except oai.InvalidRequest as exc:
+            return _refusal(exc)
+        self._requests += 1
+        answer = await self._embedder.embed(request, model=self.model_name)
+        if isinstance(answer, oai.InvalidRequest):
+            return _refusal(answer)
+        return EngineResponse.from_bytes(status=200, headers=JSON_HEADERS, content=answer)
 
     async def _collect(
         self, request: oai.SamplingRequest, events: asyncio.Queue[Event], id_: str, created: int
     ) -> EngineResponse:
-        texts = [""] * request.n
+        shapers = [ChoiceShaper(request.rules) for _ in range(request.n)]
         reasons = ["length"] * request.n
         while True:
             event = await events.get()
             if isinstance(event, TextDelta):
-                texts[event.index] += event.text
+                shapers[event.index].add(event.text, event.logprobs)
             elif isinstance(event, ChoiceDone):
                 reasons[event.index] = event.finish_reason
             elif isinstance(event, Finished):
@@ -411,7 +377,7 @@ class EmbeddedEngine:
                     id_=id_,
                     created=created,
                     model=self.model_name,
-                    choices=list(zip(texts, reasons, strict=True)),
+                    choices=[shaper.finish(reason) for shaper, reason in zip(shapers, reasons, strict=True)],
                     usage=event.usage,
                 )
                 return EngineResponse.from_bytes(status=200, headers=JSON_HEADERS, content=oai.dumps(body))
@@ -430,38 +396,26 @@ class EmbeddedEngine:
         created: int,
     ) -> AsyncIterator[bytes]:
         endpoint, model = request.endpoint, self.model_name
+        shapers = [ChoiceShaper(request.rules) for _ in range(request.n)]
+
+        def piece(index: int, **fields: Any) -> bytes:
+            return oai.sse(oai.chunk(endpoint, id_=id_, created=created, model=model, index=index, **fields))
+
         try:
             if endpoint is Endpoint.CHAT:
                 for index in range(request.n):
-                    yield oai.sse(
-                        oai.chunk(
-                            endpoint, id_=id_, created=created, model=model, index=index, role=True, text=""
-                        )
-                    )
+                    yield piece(index, role=True, text="")
             while True:
                 event = await events.get()
                 if isinstance(event, TextDelta):
-                    yield oai.sse(
-                        oai.chunk(
-                            endpoint,
-                            id_=id_,
-                            created=created,
-                            model=model,
-                            index=event.index,
-                            text=event.text,
-                        )
-                    )
+                    shaper = shapers[event.index]
+                    offset = shaper.text_offset
+                    text, logprobs = shaper.add(event.text, event.logprobs)
+                    if text or logprobs:
+                        yield piece(event.index, text=text, logprobs=logprobs, text_offset=offset)
                 elif isinstance(event, ChoiceDone):
-                    yield oai.sse(
-                        oai.chunk(
-                            endpoint,
-                            id_=id_,
-                            created=created,
-                            model=model,
-                            index=event.index,
-                            finish_reason=event.finish_reason,
-                        )
-                    )
+                    for part in _choice_end(shapers[event.index], event, piece):
+                        yield part
                 elif isinstance(event, Finished):
                     self._tokens += event.usage.completion_tokens
                     if event.cancelled and self._state is _State.CLOSED:  # closed under a reader
@@ -484,6 +438,20 @@ class EmbeddedEngine:
             job.cancel.set()  # harmless after Finished; stops the token loop otherwise
 
 
+def _choice_end(shaper: ChoiceShaper, done: ChoiceDone, piece: Callable[..., bytes]) -> list[bytes]:
+    """The last chunks of one streamed choice: held text, or its tool calls, then the finish."""
+    offset = shaper.text_offset
+    held, logprobs = shaper.unsent()
+    choice = shaper.finish(done.finish_reason)
+    if choice.tool_calls:
+        return [
+            piece(done.index, tool_calls=choice.tool_calls),
+            piece(done.index, finish_reason="tool_calls"),
+        ]
+    parts = [piece(done.index, text=held, logprobs=logprobs, text_offset=offset)] if held else []
+    return [*parts, piece(done.index, finish_reason=done.finish_reason)]
+
+
 def _setter(event: threading.Event) -> Callable[[], Any]:
     async def close() -> None:
         event.set()
@@ -496,3 +464,10 @@ def _error_response(
 ) -> EngineResponse:
     body = oai.error_body(message, type_=type_, param=param, code=code)
     return EngineResponse.from_bytes(status=code, headers=JSON_HEADERS, content=oai.dumps(body))
+
+
+def _refusal(exc: oai.InvalidRequest) -> EngineResponse:
+    """The 400 for a request this engine cannot serve; unsupported parameters say so in ``code``."""
+    if isinstance(exc, UnsupportedParameter):
+        return unsupported_response(str(exc), param=exc.param)
+    return _error_response(str(exc), param=exc.param)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from cocoon.inference.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
+from cocoon.oai.capabilities import HTTP_DEFAULT_CAPABILITIES, Capability
 
 __all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "HttpEngineStats", "map_httpx_errors"]
 
@@ -105,7 +106,9 @@ class HttpEngine:
     ``rewrite_model`` the request's ``model`` is replaced by the served name, so the network-wide
     model id need not match the upstream's. Pass ``client`` to reuse a pool or inject a transport;
     the engine then does not close it. ``model_path`` names the upstream's weight files when they
-    are visible here, so the worker can hash them.
+    are visible here, so the worker can hash them. ``capabilities`` is what the upstream can do
+    (tools, structured output, logprobs by default; embeddings and vision when its model can):
+    those parameters pass through unchanged and are metered like any answer.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class HttpEngine:
         max_connections: int = 256,
         client: httpx.AsyncClient | None = None,
         model_path: Path | str | None = None,
+        capabilities: Iterable[Capability] = HTTP_DEFAULT_CAPABILITIES,
     ) -> None:
         url = base_url.rstrip("/")
         if url.endswith("/v1"):
@@ -129,6 +133,9 @@ class HttpEngine:
         # Where the upstream's weights are, when this machine can see them (for the model hash).
         self.model_path = Path(model_path) if model_path is not None else None
         self.model_name = model_name or ""
+        # What the upstream serves; the worker refuses the rest with a 400 instead of relaying a
+        # parameter the upstream might silently ignore.
+        self.capabilities = frozenset(capabilities)
         self._explicit_model = model_name is not None
         self._timeouts = timeouts
         self._rewrite_model = rewrite_model

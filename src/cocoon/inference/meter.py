@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cocoon.inference._usage import Usage
 from cocoon.inference.errors import EngineProtocolError
+from cocoon.oai import Usage
 
 __all__ = ["DEFAULT_MAX_JSON_BYTES", "DEFAULT_MAX_LINE_BYTES", "BodyKind", "MeterStats", "UsageMeter"]
 

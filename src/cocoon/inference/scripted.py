@@ -19,13 +19,18 @@ from typing import Any
 
 from cocoon.inference import _openai as oai
 from cocoon.inference._protocol import JSON_HEADERS, SSE_HEADERS, Endpoint, EngineResponse
-from cocoon.inference._usage import Usage
 from cocoon.inference.errors import EngineBusy, EngineError, EngineUnavailable
+from cocoon.oai import Usage
+from cocoon.oai.capabilities import Capability
 
 __all__ = ["REFERENCE_USAGE", "Script", "ScriptHandler", "ScriptedEngine", "ScriptedStats", "fake_upstream"]
 
 # The usage COCOON's benchmark backend (benchmark/server.go) reports for every answer.
 REFERENCE_USAGE = Usage(prompt_tokens=34, cached_tokens=11, completion_tokens=100, reasoning_tokens=10)
+
+
+# A script replays bytes; it honours no parameter, so by default it claims only the plain endpoints.
+SCRIPTED_CAPABILITIES = frozenset({Capability.CHAT, Capability.COMPLETIONS, Capability.EMBEDDINGS})
 
 
 def _unavailable() -> EngineError:
@@ -95,10 +100,12 @@ class ScriptedEngine:
         handler: ScriptHandler | None = None,
         model_name: str = "scripted-model",
         max_active: int | None = None,
+        capabilities: frozenset[Capability] = SCRIPTED_CAPABILITIES,
     ) -> None:
         if script is not None and handler is not None:
             raise ValueError("give a script or a handler, not both")
         self.model_name = model_name
+        self.capabilities = capabilities
         self._script = script or Script()
         self._handler = handler
         self._max_active = max_active
@@ -151,6 +158,8 @@ class ScriptedEngine:
             self.stats.completed += 1
             return EngineResponse.from_bytes(status=script.status, content=oai.dumps(error))
         model = str(body.get("model") or self.model_name)
+        if endpoint is Endpoint.EMBEDDINGS:
+            return self._response(200, JSON_HEADERS, _embeddings(body, script, model), call)
         if stream:
             return self._response(200, SSE_HEADERS, _sse(endpoint, script, model), call)
         return self._response(200, JSON_HEADERS, _json(endpoint, script, model), call)
@@ -230,6 +239,21 @@ async def _json(endpoint: Endpoint, script: Script, model: str) -> AsyncIterator
     if script.usage is None:
         del body["usage"]
     yield oai.dumps(body)
+
+
+async def _embeddings(body: dict[str, Any], script: Script, model: str) -> AsyncIterator[bytes]:
+    """One 8-dimensional unit vector per input (prompt tokens from the script's usage)."""
+    raw = body.get("input")
+    count = len(raw) if isinstance(raw, list) and raw and not isinstance(raw[0], int) else 1
+    for sent in range(script.chunks):
+        await _pace(script, sent)
+    vectors = [[1.0 if k == i % 8 else 0.0 for k in range(8)] for i in range(count)]
+    prompt = (script.usage or Usage()).prompt_tokens
+    yield oai.dumps(
+        oai.embedding_response(
+            vectors, model=model, prompt_tokens=prompt, base64=body.get("encoding_format") == "base64"
+        )
+    )
 
 
 @contextlib.asynccontextmanager

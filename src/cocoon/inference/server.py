@@ -1,6 +1,8 @@
 """Serve any :class:`Engine` as an OpenAI-compatible HTTP server (FastAPI).
 
-Routes: ``GET /v1/models``, ``GET /health``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+Routes: ``GET /v1/models`` (each model's ``capabilities``), ``GET /health``, ``POST /v1/chat/completions``,
+``POST /v1/completions``, ``POST /v1/embeddings``. A request needing a capability the engine lacks
+gets a 400 naming the parameter.
 Every check that can fail (JSON, model name, busy engine) runs before the first byte, so it gets a
 proper status with OpenAI's error shape; a failure after that is reported in-band as an SSE error
 chunk followed by ``[DONE]``. A client that disconnects cancels the request in the engine, for
@@ -25,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from cocoon.inference import _openai as oai
-from cocoon.inference._protocol import Endpoint, Engine, EngineResponse
+from cocoon.inference._protocol import Endpoint, Engine, EngineResponse, check_capabilities
 from cocoon.inference.errors import EngineBusy, EngineError, EngineProtocolError, EngineUnavailable
 
 __all__ = ["build_engine_app", "error_status", "running_server", "serve_openai"]
@@ -95,7 +97,13 @@ def build_engine_app(engine: Engine, *, close_engine: bool = False) -> FastAPI:
         except EngineError as exc:
             status, type_ = error_status(exc)
             return _error(status, str(exc), type_=type_)
-        card = {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "cocoon"}
+        card = {
+            "id": engine.model_name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "cocoon",
+            "capabilities": sorted(engine.capabilities),
+        }
         return {"object": "list", "data": [card]}
 
     @app.get("/health")
@@ -110,6 +118,10 @@ def build_engine_app(engine: Engine, *, close_engine: bool = False) -> FastAPI:
     @app.post(Endpoint.COMPLETIONS.value)
     async def completions(request: Request) -> Response:
         return await _serve(engine, ensure_started, Endpoint.COMPLETIONS, request)
+
+    @app.post(Endpoint.EMBEDDINGS.value)
+    async def embeddings(request: Request) -> Response:
+        return await _serve(engine, ensure_started, Endpoint.EMBEDDINGS, request)
 
     return app
 
@@ -132,8 +144,9 @@ async def _serve(engine: Engine, ensure_started: _Starter, endpoint: Endpoint, r
     model = body.get("model")
     if model is not None and model != engine.model_name:
         return _error(404, f"The model `{model}` does not exist.", type_="NotFoundError", param="model")
+    refusal = check_capabilities(engine.capabilities, endpoint, body)
     try:
-        response = await _until_disconnect(request, engine.open(endpoint, body))
+        response = refusal or await _until_disconnect(request, engine.open(endpoint, body))
     except EngineError as exc:
         status, type_ = error_status(exc)
         return _error(status, str(exc), type_=type_)
