@@ -71,12 +71,16 @@ def test_public_names_are_pinned() -> None:
         "TokenCounts",
         "adjust",
         "price",
+        "price_within",
         "reservation",
     }
     assert set(ledger.__all__) == {
+        "AsyncLedger",
         "BillingLedger",
+        "CappedAnswer",
         "ClientTotals",
         "LedgerStatistics",
+        "Progress",
         "RequestRecord",
         "RequestState",
         "Settlement",
@@ -95,10 +99,15 @@ def test_public_names_are_pinned() -> None:
     }
     assert set(metering.__all__) == {
         "DEFAULT_AUDIT_POLICY",
+        "MAX_EVIDENCE_TEXT",
         "AuditPolicy",
         "AuditResult",
+        "GgufTokenizer",
         "RelayTally",
+        "Tokenizer",
+        "TokenizerRegistry",
         "UsageAudit",
+        "estimate_tokens",
     }
     assert set(metrics.__all__) == {"PREFIX", "RequestMetrics", "build_registry", "stats_json"}
     for mod in (pricing, ledger, selection, metering, metrics, errors):

@@ -60,7 +60,8 @@ def test_lying_worker_is_capped_and_flagged() -> None:
     tally = tally_stream(stream_of(text))
     audit = UsageAudit()
     bound = audit.completion_bound(tally)
-    assert bound == len(text) + 16 + 1
+    # 11 letters at 0.85 and one space at 0.5 (ceil 10), + 2 % (ceil 11), + 16 slack: tighter than bytes + 17
+    assert bound == 11 + 16 < len(text) + 16 + 1
     res = audit.check(TokenCounts(prompt=10, completion=5000, reasoning=4000), tally, request_bytes=100)
     assert res.over_reported
     assert res.billable.completion == bound
@@ -224,7 +225,7 @@ def test_raw_sse_any_split_equals_decoded_chunks(cuts: list[int], crlf: bool, te
         expected.deltas,
         expected.tool_calls,
     )
-    assert tally.raw_bytes == len(raw) and not tally.overflowed
+    assert tally.raw_bytes == len(raw) and not tally.protocol_violation
 
 
 def test_raw_json_and_ndjson_bodies() -> None:
@@ -245,17 +246,29 @@ def test_raw_json_and_ndjson_bodies() -> None:
     assert junk.text_bytes == 0 and junk.raw_bytes == 17
 
 
-def test_overflow_falls_back_to_raw_bytes() -> None:
+def test_over_long_line_is_a_protocol_violation_that_widens_nothing() -> None:
+    """A multi-megabyte comment line before a short answer: the junk counts as no text, the claim is capped."""
+    answer = _sse(stream_of("short answer"))
+    for junk in (b": " + b"x" * (metering.MAX_LINE_BYTES + 10) + b"\n", b"data: " + b"{" * (3 << 20) + b"\n"):
+        for piece in (len(junk) + len(answer), 4096, 65536 + 7):  # in one write or in any split
+            tally = RelayTally()
+            raw = junk + answer
+            for k in range(0, len(raw), piece):
+                tally.feed(raw[k : k + piece])
+            tally.finish()
+            assert tally.protocol_violation
+            assert (tally.text_bytes, tally.raw_bytes) == (len("short answer"), len(raw))
+            res = UsageAudit().check(TokenCounts(completion=10**6), tally, request_bytes=None)
+            assert res.over_reported and res.billable.completion == UsageAudit().completion_bound(tally) < 40
+    # An over-long line without an end: nothing after it is parsed, nothing of it counts.
     tally = RelayTally()
     tally.feed(b"data: " + b"x" * (metering.MAX_LINE_BYTES + 10))
-    assert tally.overflowed
     tally.finish()
-    audit = UsageAudit()
-    # the raw bytes still bound the completion: an honest huge answer passes, an absurd claim does not
-    assert not audit.check(TokenCounts(completion=10**6), tally, request_bytes=None).over_reported
-    assert audit.check(TokenCounts(completion=10**8), tally, request_bytes=None).over_reported
+    assert tally.protocol_violation and tally.text_bytes == 0
+    assert UsageAudit().completion_bound(tally) == 16
 
 
 def test_from_counts() -> None:
     tally = RelayTally.from_counts(text_bytes=100, deltas=30, tool_calls=1)
+    # counted elsewhere: no text to weigh, one token per byte
     assert UsageAudit().completion_bound(tally) == 100 + 16 + 16 + 2

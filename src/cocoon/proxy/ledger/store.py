@@ -1,0 +1,156 @@
+"""The one SQLite connection that writes the billing store, and the per-thread connections that read it.
+
+WAL mode with ``synchronous=FULL``: a write that returns has reached the disk. One writer: an exclusive lock
+file next to the database refuses a second process (:class:`StoreBusy`), and a lock serialises the writes of
+this process on one connection. Reads use one connection per thread, so they run concurrently with the
+writer and with each other (WAL readers see the last committed state and never block the writer).
+The files are this user's only: the database, its -wal/-shm and the lock file 0600, folders it makes 0700.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cocoon.proxy.errors import LedgerError, StoreBusy
+from cocoon.proxy.ledger.schema import init_schema
+from cocoon.proxy.ledger.validate import normalized
+
+__all__ = ["LedgerStore"]
+
+_PRIVATE_FILE = 0o600
+_PRIVATE_DIR = 0o700
+
+
+def _private_files(path: Path) -> None:
+    """Make missing folders 0700 and the store's files 0600 (SQLite gives -wal/-shm the database's mode)."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=_PRIVATE_DIR, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, _PRIVATE_FILE))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+        if name.exists() and os.stat(name).st_mode & 0o077:
+            os.chmod(name, _PRIVATE_FILE)  # a store made by an older version
+
+
+class LedgerStore:
+    """Connections, transactions and the writer lock; the ledger's concerns build on :meth:`_tx` / :meth:`_read`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._closed = True
+        try:
+            _private_files(self._path)
+        except OSError as exc:
+            raise LedgerError(f"cannot create billing store {self._path}: {exc}") from exc
+        self._lock_fd = os.open(f"{self._path}.lock", os.O_RDWR | os.O_CREAT, _PRIVATE_FILE)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            raise StoreBusy(f"billing store {self._path.name} is held by another process") from exc
+        try:
+            self._conn = self._connect()
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"billing store could not switch to WAL (got {mode})")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._sync_full = True
+            init_schema(self._conn, normalized)
+        except BaseException:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            raise
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def close(self) -> None:
+        """Close every connection and release the writer lock; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                for reader in self._readers:
+                    reader.close()
+                self._readers.clear()
+                self._conn.close()
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+
+    @contextmanager
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any exception rolls it back, SQLite errors become LedgerError.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL``): used only for writes
+        whose loss in a power cut is harmless — reservations (a restart releases them anyway) and account
+        registration. Process crashes lose nothing even then (the WAL is in the OS cache), and the next
+        durable commit syncs the whole WAL, so a settled request never lacks its reservation row.
+        """
+        with self._lock:
+            if self._closed:
+                raise LedgerError("billing store is closed")
+            conn = self._conn
+            try:
+                if durable is not self._sync_full:
+                    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                    self._sync_full = durable
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"billing store unavailable: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise LedgerError(f"billing store error: {exc}") from exc
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot on this thread's read connection (concurrent with the writer)."""
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"billing store error: {exc}") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise LedgerError("billing store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                if self._closed:
+                    raise LedgerError("billing store is closed")
+                try:
+                    conn = self._connect()
+                    conn.execute("PRAGMA query_only=ON")
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"billing store unavailable: {exc}") from exc
+                self._readers.append(conn)
+            self._local.conn = conn
+        return conn
