@@ -38,7 +38,7 @@ async def world(tmp_path) -> World:
         owner=KeyPair.generate(),
         proxy_image_hashes=[b"\x01" * 32],
         worker_image_hashes=[b"\x02" * 32],
-        model_hashes=[b"\x03" * 32],
+        models={b"\x03" * 32: "model-3"},
         proxy_addresses=["127.0.0.1:8800"],
         params=net.default_params(price_per_token=1000, worker_fee_per_token=800),
     )

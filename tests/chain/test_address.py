@@ -5,7 +5,16 @@ import binascii
 
 import pytest
 
-from cocoon.chain import AddressError, ChainError, KeyPair, Wallet, normalize_address, parse_address
+from cocoon.chain import (
+    AddressError,
+    ChainError,
+    KeyPair,
+    Wallet,
+    check_address,
+    check_optional_address,
+    normalize_address,
+    parse_address,
+)
 
 _HASH = bytes(range(32))
 _RAW = f"0:{_HASH.hex()}"
@@ -95,3 +104,10 @@ def test_error_message_does_not_echo_a_huge_input() -> None:
     with pytest.raises(AddressError) as caught:
         normalize_address("x" * 100_000)
     assert len(str(caught.value)) < 200
+
+
+def test_check_address_keeps_the_spelling_and_refuses_garbage() -> None:
+    assert check_address(_GOOD) == _GOOD
+    assert check_optional_address("") == "" and check_optional_address(_RAW) == _RAW
+    with pytest.raises(ValueError, match="not a TON address"):
+        check_address("alice")

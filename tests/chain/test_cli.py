@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 
 from typer.testing import CliRunner
@@ -19,21 +20,26 @@ def run(home, *args):
 def test_cli_end_to_end(tmp_path):
     home = tmp_path / "home"
     st = run(home, "local", "start")
-    assert float(st["owner_balance"]) == 1000
+    assert st["owner_balance_nano"] == 1000 * 10**9
     root = run(home, "root", "deploy", "--price", "1000", "--worker-fee", "800")["root"]
     run(home, "root", "allow-image", "ab" * 32, "--kind", "proxy")
     run(home, "root", "allow-model", "Qwen/Qwen3-0.6B@abc:def")
+    run(home, "root", "allow-model", "SmolLM2-135M-Instruct", "--hash", "cd" * 32)
+    bad = runner.invoke(app, ["--home", str(home), "root", "allow-model", "m", "--hash", "zz"])
+    assert bad.exit_code != 0 and "64 hex" in bad.output
     v = run(home, "root", "add-proxy", "127.0.0.1:8800")["version"]
     run(home, "root", "set-params", "--client-delay", "60")
     show = run(home, "root", "show")
     assert show["address"] == root and show["version"] == v + 1
     assert show["proxy_image_hashes"] == ["ab" * 32]
+    qwen = hashlib.sha256(b"Qwen/Qwen3-0.6B@abc:def").hexdigest()
+    assert show["models"] == {qwen: "Qwen/Qwen3-0.6B@abc:def", "cd" * 32: "SmolLM2-135M-Instruct"}
     assert show["registered_proxies"] == ["1=127.0.0.1:8800"] and show["client_delay_before_close"] == 60
 
     w = run(home, "wallet", "new", "alice", "--fund", "50")
-    assert run(home, "wallet", "balance", "alice")["balance"] == "50"
+    assert run(home, "wallet", "balance", "alice")["balance_nano"] == 50 * 10**9
     run(home, "wallet", "send", "owner", w["address"], "1.5")
-    assert run(home, "wallet", "balance", "alice")["balance"] == "51.5"
+    assert run(home, "wallet", "balance", "alice")["balance_nano"] == 51_500_000_000
 
     # a proxy contract to pay into, made through the library
     import asyncio
@@ -63,10 +69,10 @@ def test_cli_end_to_end(tmp_path):
         "--proxy-key",
         proxy_key.public.hex(),
     )
-    assert c["balance"] == "5" and c["state"] == "active"
-    assert run(home, "client", "top-up", "1", "--wallet", "alice")["balance"] == "6"
-    assert run(home, "client", "stake", "2", "--wallet", "alice")["stake"] == "2"
-    assert run(home, "client", "withdraw", "1", "--wallet", "alice")["balance"] == "5"
+    assert c["balance_nano"] == 5 * 10**9 and c["state"] == "active"
+    assert run(home, "client", "top-up", "1", "--wallet", "alice")["balance_nano"] == 6 * 10**9
+    assert run(home, "client", "stake", "2", "--wallet", "alice")["stake_nano"] == 2 * 10**9
+    assert run(home, "client", "withdraw", "1", "--wallet", "alice")["balance_nano"] == 5 * 10**9
     assert run(home, "client", "close", "--wallet", "alice")["state"] == "closing"
     run(home, "local", "advance", "60")
     assert run(home, "client", "close", "--wallet", "alice")["state"] == "closed"

@@ -52,7 +52,11 @@ def scenario() -> tuple[list[dict], list[Address]]:
     rogue = KeyPair.from_seed(bytes(range(1, 33)))
     params = net.default_params(price_per_token=1000, worker_fee_per_token=800)
     root = net.root_contract(
-        OWNER, params, proxy_hashes=[b"\x01" * 32], model_hashes=[b"\x03" * 32], proxies=["127.0.0.1:8800"]
+        OWNER,
+        params,
+        proxy_hashes=[b"\x01" * 32],
+        models={b"\x03" * 32: "model-3"},
+        proxies=["127.0.0.1:8800"],
     )
     proxy = net.proxy_contract(PROXY_OWNER, key.public, root.address, params)
     client = net.client_contract(CLIENT, proxy.address, key.public, params)
@@ -76,7 +80,10 @@ def scenario() -> tuple[list[dict], list[Address]]:
 
     op = net.OP_VALUE
     step(OWNER, root.address, TON, init=root.state_init, bounce=False)
-    step(OWNER, root.address, op, root_body(Op.ADD_MODEL_TYPE, 1, hash=b"\x07" * 32))
+    step(OWNER, root.address, op, root_body(Op.ADD_MODEL_TYPE, 1, hash=b"\x07" * 32, name="Qwen/Qwen3-0.6B"))
+    bad_name = begin_cell().store_uint(Op.ADD_MODEL_TYPE, 32).store_uint(1, 64).store_bytes(b"\x07" * 32)
+    step(OWNER, root.address, op, bad_name.store_uint(5, 8).store_bytes(b"abc").end_cell())  # len lies
+    step(OWNER, root.address, op, root_body(Op.ADD_MODEL_TYPE, 1, hash=b"\x03" * 32, name="model-3b"))
     step(STRANGER, root.address, op, root_body(Op.ADD_PROXY_TYPE, 2, hash=b"\x09" * 32))
     step(OWNER, root.address, op, root_body(Op.REGISTER_PROXY, 3, address="10.0.0.2:9000"))
     step(

@@ -50,6 +50,7 @@ async def test_root_config_through_litechain():
         cfg = await fetch_root_config(chain, ROOT)
         assert cfg.registered_proxies == ((1, "127.0.0.1:8800"),)
         assert cfg.price_per_token == 1000
+        assert cfg.models == {b"\x03" * 32: "model-3"}
         assert await chain.run_get_method(ROOT, "get_root_version") == [cfg.version]
         txs = await chain.get_transactions(ROOT, 5)
         assert txs and all(t.address == ROOT for t in txs)

@@ -3,9 +3,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from pytoniq_core import begin_cell
 
 from cocoon.chain import network as net
-from cocoon.chain.errors import ChainError, ChainStoreError, TransactionFailed
+from cocoon.chain.errors import ChainError, ChainStoreError, MessageError, TransactionFailed
 from cocoon.chain.localchain import LocalChain
 from cocoon.chain.messages import (
     STATE_CLOSED,
@@ -14,6 +15,7 @@ from cocoon.chain.messages import (
     Op,
     parse_proxy_state,
     parse_worker_state,
+    root_body,
 )
 from cocoon.chain.payments import sign, sign_state_commit
 from cocoon.chain.wallet import KeyPair
@@ -33,13 +35,13 @@ async def test_root_config_and_owner_updates(world):
     cfg = await net.fetch_root_config(world.chain, world.root)
     assert cfg.proxy_image_hashes == {b"\x01" * 32}
     assert cfg.worker_image_hashes == {b"\x02" * 32}
-    assert cfg.model_hashes == {b"\x03" * 32}
+    assert cfg.model_hashes == {b"\x03" * 32} and cfg.models == {b"\x03" * 32: "model-3"}
     assert cfg.registered_proxies == ((1, "127.0.0.1:8800"),)
     assert cfg.price_per_token == 1000 and cfg.worker_fee_per_token == 800
     v = cfg.version
 
     await net.send_root_op(world.owner, world.root, Op.ADD_WORKER_TYPE, hash=b"\x05" * 32)
-    await net.send_root_op(world.owner, world.root, Op.ADD_MODEL_TYPE, hash=b"\x06" * 32)
+    await net.send_root_op(world.owner, world.root, Op.ADD_MODEL_TYPE, hash=b"\x06" * 32, name="m6")
     await net.send_root_op(world.owner, world.root, Op.REGISTER_PROXY, address="10.0.0.2:9000")
     await net.send_root_op(world.owner, world.root, Op.DEL_PROXY_TYPE, hash=b"\x01" * 32)
     await net.send_root_op(
@@ -47,7 +49,7 @@ async def test_root_config_and_owner_updates(world):
     )
     cfg2 = await net.fetch_root_config(world.chain, world.root)
     assert cfg2.version == v + 5
-    assert b"\x05" * 32 in cfg2.worker_image_hashes and b"\x06" * 32 in cfg2.model_hashes
+    assert b"\x05" * 32 in cfg2.worker_image_hashes and cfg2.models[b"\x06" * 32] == "m6"
     assert cfg2.proxy_image_hashes == frozenset()
     assert cfg2.registered_proxies == ((1, "127.0.0.1:8800"), (2, "10.0.0.2:9000"))
     assert cfg2.price_per_token == 2000 and cfg2.params_version == cfg.params_version + 1
@@ -227,10 +229,10 @@ async def test_persistence_across_reopen(tmp_path):
         owner=owner,
         proxy_image_hashes=[b"\x01" * 32],
         worker_image_hashes=[],
-        model_hashes=[],
+        models={},
         proxy_addresses=[],
     )
-    await net.send_root_op(h.owner, h.root, Op.ADD_MODEL_TYPE, hash=b"\x07" * 32)
+    await net.send_root_op(h.owner, h.root, Op.ADD_MODEL_TYPE, hash=b"\x07" * 32, name="m7")
     chain.advance(100)
     n, now, minted = chain.transaction_count(), chain.now_sync(), chain.minted
     chain.close()
@@ -238,14 +240,14 @@ async def test_persistence_across_reopen(tmp_path):
     again = LocalChain(path)
     assert (again.transaction_count(), again.now_sync(), again.minted) == (n, now, minted)
     cfg = await net.fetch_root_config(again, h.root)
-    assert b"\x07" * 32 in cfg.model_hashes
+    assert cfg.models == {b"\x07" * 32: "m7"}
     # idempotent bootstrap reuses the root
     h2 = await net.bootstrap_local_network(
         again,
         owner=owner,
         proxy_image_hashes=[b"\x01" * 32],
         worker_image_hashes=[],
-        model_hashes=[],
+        models={},
         proxy_addresses=[],
     )
     assert h2.root == h.root
@@ -293,7 +295,7 @@ async def test_local_network_handles_open_everything(tmp_path):
         owner=KeyPair.generate(),
         proxy_image_hashes=[],
         worker_image_hashes=[],
-        model_hashes=[],
+        models={},
         proxy_addresses=["127.0.0.1:1"],
     )
     proxy_key, proxy_wallet, client_key = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
@@ -419,3 +421,41 @@ async def test_state_readers(world):
     wc = net.worker_contract(world.worker.address, world.proxy_sc, world.proxy_key.public, world.params)
     with pytest.raises(AccountNotFound):
         await read_worker_state(world.chain, wc.address)
+
+
+async def test_root_binds_each_model_hash_to_one_name(world):
+    h3, h8 = b"\x03" * 32, b"\x08" * 32
+    key = int.from_bytes(h3, "big")
+    name_slice = (await world.chain.run_get_method(world.root, "model_name", [key]))[0]
+    assert name_slice.begin_parse().load_uint(8) == len("model-3")
+    missing = (await world.chain.run_get_method(world.root, "model_name", [int.from_bytes(h8, "big")]))[0]
+    assert missing.begin_parse().remaining_bits == 0
+    await net.send_root_op(
+        world.owner, world.root, Op.ADD_MODEL_TYPE, hash=h8, name="Qwen/Qwen3-0.6B@abc:def"
+    )
+    await net.send_root_op(world.owner, world.root, Op.ADD_MODEL_TYPE, hash=h3, name="model-3-renamed")
+    cfg = await net.fetch_root_config(world.chain, world.root)
+    assert cfg.models == {h3: "model-3-renamed", h8: "Qwen/Qwen3-0.6B@abc:def"}
+    assert cfg.model_refusal(h8, "Qwen/Qwen3-0.6B@abc:def") is None
+    assert "only as 'model-3-renamed'" in (cfg.model_refusal(h3, "Llama-3.1-405B-Instruct") or "")
+    assert "not allowed" in (cfg.model_refusal(b"\x09" * 32, "model-3-renamed") or "")
+
+    # The contract refuses names it cannot bind (the Python side refuses them before sending).
+    for name_bits in (
+        begin_cell().store_uint(0, 8),  # empty name
+        begin_cell().store_uint(5, 8).store_bytes(b"abc"),  # length lies
+        begin_cell().store_uint(65, 8).store_bytes(b"x" * 65),  # too long
+        begin_cell(),  # no name at all (the old layout)
+    ):
+        body = begin_cell().store_uint(Op.ADD_MODEL_TYPE, 32).store_uint(0, 64).store_bytes(h8)
+        with expect_exit(ExitCode.BAD_ARGUMENT):
+            trace = await world.owner.transfer(
+                world.root, net.OP_VALUE, body.store_cell(name_bits.end_cell()).end_cell()
+            )
+            net.ensure_success(trace, world.root)
+    assert (await net.fetch_root_config(world.chain, world.root)).version == cfg.version
+    for bad in ("", " padded", "x" * 65, "tab\there", 42):
+        with pytest.raises(MessageError):
+            root_body(Op.ADD_MODEL_TYPE, hash=h8, name=bad)
+    with pytest.raises(MessageError, match="needs the name"):
+        root_body(Op.ADD_MODEL_TYPE, hash=h8)

@@ -34,7 +34,7 @@ class Env:
             owner=KeyPair.generate(),
             proxy_image_hashes=[],
             worker_image_hashes=[],
-            model_hashes=[],
+            models={},
             proxy_addresses=[],
             params=net.default_params(price_per_token=PRICE, worker_fee_per_token=PRICE // 2),
         )

@@ -34,7 +34,7 @@ async def test_client_reads_registered_proxies_from_the_root(tmp_path: Path) -> 
         owner=KeyPair.generate(),
         proxy_image_hashes=[],
         worker_image_hashes=[],
-        model_hashes=[],
+        models={},
         proxy_addresses=["127.0.0.1:11001 127.0.0.1:11002", "127.0.0.1:12002"],
     )
     root = handles.root.to_str()
@@ -70,7 +70,7 @@ async def test_worker_takes_model_allowlist_and_proxies_from_the_root(tmp_path: 
         owner=KeyPair.generate(),
         proxy_image_hashes=[],
         worker_image_hashes=[],
-        model_hashes=[engine_model_hash],
+        models={engine_model_hash: "scripted-model"},
         proxy_addresses=["127.0.0.1:11001 127.0.0.1:11002"],
     )
     other = await bootstrap_local_network(
@@ -78,7 +78,7 @@ async def test_worker_takes_model_allowlist_and_proxies_from_the_root(tmp_path: 
         owner=KeyPair.generate(),
         proxy_image_hashes=[],
         worker_image_hashes=[],
-        model_hashes=[b"\x07" * 32],
+        models={b"\x07" * 32: "other-model"},
         proxy_addresses=["127.0.0.1:11001"],
     )
     await chain.aclose()

@@ -109,7 +109,7 @@ def _cert_seed(home: Path) -> tuple[bytes, tee.SimPlatform]:
 def _chain_seeds() -> list[bytes]:
     key = KeyPair.from_seed(bytes(range(32)))
     cells: list[Cell] = [
-        root_body(Op.ADD_MODEL_TYPE, 1, hash=bytes(32)),
+        root_body(Op.ADD_MODEL_TYPE, 1, hash=bytes(32), name="m"),
         root_body(Op.CHANGE_PRICE, 2, price_per_token=10, worker_fee_per_token=5),
         root_body(Op.REGISTER_PROXY, 3, address="127.0.0.1:1"),
         client_body(Op.CLIENT_TOP_UP, 4, amount=10**9, excess=ADDR),

@@ -59,6 +59,7 @@ def test_net_exports() -> None:
     assert sorted(net.__all__) == sorted(
         [
             "DEFAULT_CONFIG",
+            "TCP_LINKS",
             "ConnectError",
             "ConnectionLost",
             "Dialer",
@@ -66,6 +67,10 @@ def test_net_exports() -> None:
             "HandshakeRefused",
             "IncomingStream",
             "LinkClosed",
+            "Links",
+            "Listener",
+            "MemoryHub",
+            "MemoryListener",
             "NetConfig",
             "NetError",
             "NetTimeout",
@@ -77,6 +82,7 @@ def test_net_exports() -> None:
             "ResponseEvent",
             "Server",
             "StreamCancelled",
+            "TcpLinks",
             "TooBusy",
             "Verifier",
             "dial",

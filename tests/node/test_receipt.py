@@ -163,11 +163,11 @@ def test_the_proxy_never_countersigns_a_part_from_another_key(keys: Any) -> None
 def test_receipt_for_other_bytes_or_other_request_is_rejected(keys: Any) -> None:
     worker_key, proxy_key = keys
     receipt = _receipt(worker_key, proxy_key)
-    expected = {"worker_key": _raw(worker_key), "proxy_key": _raw(proxy_key)}
+    worker, proxy = _raw(worker_key), _raw(proxy_key)
     with pytest.raises(ReceiptError, match="response bytes"):
-        verify_receipt(receipt, response_bytes=RESPONSE + b"x", **expected)
+        verify_receipt(receipt, response_bytes=RESPONSE + b"x", worker_key=worker, proxy_key=proxy)
     with pytest.raises(ReceiptError, match="another request"):
-        verify_receipt(receipt, request_id=b"\x01" * 32, **expected)
+        verify_receipt(receipt, request_id=b"\x01" * 32, worker_key=worker, proxy_key=proxy)
     with pytest.raises(ReceiptError, match="attested"):
         verify_receipt(receipt, worker_key=b"\x01" * 32, proxy_key=_raw(proxy_key))
 

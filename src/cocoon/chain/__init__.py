@@ -5,7 +5,7 @@ implement it)::
 
     chain = LocalChain(home / "chain.sqlite")          # embedded, real TVM (tonpy's emulator)
     handles = await bootstrap_local_network(chain, owner=KeyPair.generate(),
-        proxy_image_hashes=[...], worker_image_hashes=[...], model_hashes=[...],
+        proxy_image_hashes=[...], worker_image_hashes=[...], models={model_hash: "name"},
         proxy_addresses=["127.0.0.1:8800"], params=default_params(price_per_token=20))
     config = await fetch_root_config(chain, handles.root)   # RootConfig: hashes, proxies, params
     proxy_sc = await handles.open_proxy(proxy_key, proxy_wallet_key)           # funded from the faucet
@@ -46,7 +46,8 @@ from cocoon.core.native import prime_llama_before_tonpy as _prime_llama_before_t
 # Must run before anything below imports tonpy (see cocoon.core.native).
 _prime_llama_before_tonpy()
 
-from cocoon.chain.address import normalize_address, parse_address
+from cocoon.chain._ton import Address
+from cocoon.chain.address import check_address, check_optional_address, normalize_address, parse_address
 from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord
 from cocoon.chain.code import CONTRACT_NAMES, CompiledContract, load_contract
 from cocoon.chain.errors import (
@@ -116,6 +117,7 @@ __all__ = [
     "TON",
     "AccountNotFound",
     "AccountState",
+    "Address",
     "AddressError",
     "Chain",
     "ChainError",
@@ -152,6 +154,8 @@ __all__ = [
     "WorkerState",
     "adjust",
     "bootstrap_local_network",
+    "check_address",
+    "check_optional_address",
     "client_contract",
     "decode_body",
     "default_params",

@@ -18,7 +18,7 @@ import re
 from cocoon.chain._ton import Address
 from cocoon.chain.errors import AddressError
 
-__all__ = ["AddressError", "normalize_address", "parse_address"]
+__all__ = ["AddressError", "check_address", "check_optional_address", "normalize_address", "parse_address"]
 
 _RAW = re.compile(r"(-?[0-9]{1,4}):([0-9a-fA-F]{64})")
 _FRIENDLY = re.compile(r"[A-Za-z0-9+/_-]{48}")
@@ -33,6 +33,18 @@ def normalize_address(text: str) -> str:
     """
     workchain, account_id = _decode(text)
     return f"{workchain}:{account_id.hex()}"
+
+
+def check_address(text: str) -> str:
+    """``text`` unchanged when it is one TON address, else :class:`AddressError` (a ``ValueError``,
+    so as a pydantic field validator a bad address is a configuration error at load)."""
+    _decode(text)
+    return text
+
+
+def check_optional_address(text: str) -> str:
+    """:func:`check_address`, letting ``""`` (not set) through."""
+    return text and check_address(text)
 
 
 def parse_address(text: str | Address) -> Address:

@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoon.chain._ton import Address
 from cocoon.chain.api import TxRecord
 from cocoon.chain.localchain import LocalChain
-from cocoon.chain.messages import Op
+from cocoon.chain.messages import Op, Params
 from cocoon.chain.network import (
     TON,
     bootstrap_local_network,
@@ -73,92 +74,107 @@ async def run_bench(path: Path | None, *, transfers: int = 200, charges: int = 2
             owner=KeyPair.generate(),
             proxy_image_hashes=[os.urandom(32)],
             worker_image_hashes=[os.urandom(32)],
-            model_hashes=[os.urandom(32)],
+            models={os.urandom(32): "bench-model"},
             proxy_addresses=["127.0.0.1:8800"],
             params=default_params(price_per_token=20, worker_fee_per_token=16),
         )
-        params = h.config.params
         wallets = [WalletClient(chain, Wallet(KeyPair.generate())) for _ in range(3)]
         for w in wallets:
             await chain.faucet(w.address, 10_000 * TON)
-        alice, proxy_owner, worker = wallets
         for w in wallets:  # deploy the wallets: transfers to an uninitialised wallet would bounce
             await w.transfer(h.owner.address, TON // 1000, bounce=False)
+        alice, proxy_owner, worker = wallets
         ops: list[OpCost] = []
-
-        # throughput: wallet transfers (external + receiving wallet = 2 transactions each)
-        t0 = time.perf_counter()
-        txs = 0
-        for _ in range(transfers):
-            trace = await alice.transfer(worker.address, TON // 100)
-            txs += len(trace)
-        transfer_s = time.perf_counter() - t0
-        ops.append(_cost("wallet transfer", trace, alice.address))
-
-        key = KeyPair.generate()
-        trace_root = await send_root_op(h.owner, h.root, Op.ADD_MODEL_TYPE, hash=os.urandom(32))
-        ops.append(_cost("root add model hash", trace_root, h.root))
-        proxy_sc = await open_proxy_contract(
-            proxy_owner, key.public, h.root, params, stake=params.min_proxy_stake
+        transfer_txs, transfer_s = await _transfers(alice, worker, transfers, ops)
+        trace_root = await send_root_op(
+            h.owner, h.root, Op.ADD_MODEL_TYPE, hash=os.urandom(32), name="bench-model-2"
         )
-        client_sc = await open_client_contract(alice, proxy_sc, key.public, params, amount=1000 * TON)
-        ops.append(
-            _cost(
-                "client top-up",
-                await send_client_op(alice, client_sc, Op.CLIENT_TOP_UP, amount=TON),
-                client_sc,
-            )
-        )
-
-        # throughput: signed cumulative charges (wallet → client contract → proxy contract + excesses)
-        t0 = time.perf_counter()
-        txs_c = 0
-        for i in range(1, charges + 1):
-            msg = sign(key, Op.CLIENT_CHARGE_SIGNED, target=client_sc, counter=i * 1000, query_id=i)
-            trace = await post_signed(alice, msg)
-            txs_c += len(trace)
-        charge_s = time.perf_counter() - t0
-        ops.append(_cost("client charge (signed)", trace, client_sc))
-
-        wc = worker_contract(worker.address, proxy_sc, key.public, params)
-        pay = sign(key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=1000)
-        ops.append(
-            _cost(
-                "worker payout (signed, deploys)",
-                await post_signed(worker, pay, state_init=wc.state_init),
-                wc.address,
-            )
-        )
-        pay2 = sign(key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=2000)
-        trace = await post_signed(worker, pay2)
-        ops.append(_cost("worker payout (signed)", trace, wc.address))
-        ops.append(_cost("  proxy pays worker", trace, proxy_sc))
-        commit = sign_state_commit(key, target=proxy_sc, seqno=1, session_hash=os.urandom(32))
-        ops.append(_cost("proxy state commit (signed)", await post_signed(proxy_owner, commit), proxy_sc))
-        ops.append(
-            _cost(
-                "client withdraw",
-                await send_client_op(alice, client_sc, Op.CLIENT_WITHDRAW, amount=TON),
-                client_sc,
-            )
-        )
-        ops.append(
-            _cost(
-                "client close (start)",
-                await send_client_op(alice, client_sc, Op.CLIENT_REQUEST_REFUND),
-                client_sc,
-            )
-        )
-        chain.advance(params.client_delay_before_close)
-        ops.append(
-            _cost(
-                "client close (refund)",
-                await send_client_op(alice, client_sc, Op.CLIENT_REQUEST_REFUND),
-                client_sc,
-            )
-        )
+        ops.append(_cost("root add model (hash → name)", trace_root, h.root))
+        bench = _Contracts(KeyPair.generate(), h.root, h.config.params, alice, proxy_owner, worker)
+        await bench.open(ops)
+        charge_txs, charge_s = await bench.charges(charges, ops)
+        await bench.payouts_and_close(chain, ops)
         if chain.total_balances() + chain.total_fees() != chain.minted:
             raise AssertionError("value not conserved")
-        return BenchResult(transfers, txs, transfer_s, charges, txs_c, charge_s, tuple(ops))
+        return BenchResult(transfers, transfer_txs, transfer_s, charges, charge_txs, charge_s, tuple(ops))
     finally:
         chain.close()
+
+
+async def _transfers(
+    sender: WalletClient, receiver: WalletClient, count: int, ops: list[OpCost]
+) -> tuple[int, float]:
+    """Throughput of wallet transfers (external + receiving wallet = 2 transactions each)."""
+    t0 = time.perf_counter()
+    txs = 0
+    trace: list[TxRecord] = []
+    for _ in range(count):
+        trace = await sender.transfer(receiver.address, TON // 100)
+        txs += len(trace)
+    seconds = time.perf_counter() - t0
+    ops.append(_cost("wallet transfer", trace, sender.address))
+    return txs, seconds
+
+
+@dataclass
+class _Contracts:
+    """The proxy, client and worker contracts of one bench run, and the operations on them."""
+
+    key: KeyPair
+    root: Address
+    params: Params
+    alice: WalletClient
+    proxy_owner: WalletClient
+    worker: WalletClient
+    proxy_sc: Address | None = None
+    client_sc: Address | None = None
+
+    async def open(self, ops: list[OpCost]) -> None:
+        p = self.params
+        self.proxy_sc = await open_proxy_contract(
+            self.proxy_owner, self.key.public, self.root, p, stake=p.min_proxy_stake
+        )
+        self.client_sc = await open_client_contract(
+            self.alice, self.proxy_sc, self.key.public, p, amount=1000 * TON
+        )
+        trace = await send_client_op(self.alice, self.client_sc, Op.CLIENT_TOP_UP, amount=TON)
+        ops.append(_cost("client top-up", trace, self.client_sc))
+
+    async def charges(self, count: int, ops: list[OpCost]) -> tuple[int, float]:
+        """Throughput of signed cumulative charges (wallet → client → proxy contract + excesses)."""
+        assert self.client_sc is not None
+        t0 = time.perf_counter()
+        txs = 0
+        trace: list[TxRecord] = []
+        for i in range(1, count + 1):
+            msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=self.client_sc, counter=i * 1000, query_id=i)
+            trace = await post_signed(self.alice, msg)
+            txs += len(trace)
+        seconds = time.perf_counter() - t0
+        ops.append(_cost("client charge (signed)", trace, self.client_sc))
+        return txs, seconds
+
+    async def payouts_and_close(self, chain: LocalChain, ops: list[OpCost]) -> None:
+        assert self.proxy_sc is not None and self.client_sc is not None
+        wc = worker_contract(self.worker.address, self.proxy_sc, self.key.public, self.params)
+        pay = sign(self.key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=1000)
+        trace = await post_signed(self.worker, pay, state_init=wc.state_init)
+        ops.append(_cost("worker payout (signed, deploys)", trace, wc.address))
+        pay2 = sign(self.key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=2000)
+        trace = await post_signed(self.worker, pay2)
+        ops.append(_cost("worker payout (signed)", trace, wc.address))
+        ops.append(_cost("  proxy pays worker", trace, self.proxy_sc))
+        commit = sign_state_commit(self.key, target=self.proxy_sc, seqno=1, session_hash=os.urandom(32))
+        trace = await post_signed(self.proxy_owner, commit)
+        ops.append(_cost("proxy state commit (signed)", trace, self.proxy_sc))
+        client, alice = self.client_sc, self.alice
+        trace = await send_client_op(alice, client, Op.CLIENT_WITHDRAW, amount=TON)
+        ops.append(_cost("client withdraw", trace, client))
+        ops.append(
+            _cost(
+                "client close (start)", await send_client_op(alice, client, Op.CLIENT_REQUEST_REFUND), client
+            )
+        )
+        chain.advance(self.params.client_delay_before_close)
+        trace = await send_client_op(alice, client, Op.CLIENT_REQUEST_REFUND)
+        ops.append(_cost("client close (refund)", trace, client))

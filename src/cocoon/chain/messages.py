@@ -17,11 +17,14 @@ say, we decided and the contracts (``contracts/*.tolk``) implement exactly what 
 * proxy: increase stake ``0x9713f187 qid amount:Coins excess``; owner payout ``0x7610e6eb qid excess``;
 * proxy contract data ends with a ``^(seqno:64 session_hash:256)`` commit cell;
 * root register/update proxy store ``type:1 len:7 bytes[len]`` where the bytes are the proxy's address
-  string (``host:port``); change params ``0x022fa189 qid ^params``; change owner ``0xc4a1ae54 qid addr``.
+  string (``host:port``); change params ``0x022fa189 qid ^params``; change owner ``0xc4a1ae54 qid addr``;
+* root allow model ``0xc146134d qid hash:256 len:8 name[len]``: each allowed model hash is bound to
+  the name workers serve it under (1..64 bytes of UTF-8); ``model_hashes`` maps hash → ``len:8 name``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
@@ -58,6 +61,7 @@ STATE_CLOSED = 2
 
 MAX_COINS = (1 << 120) - 1
 MAX_PROXY_ADDRESS_BYTES = 127
+MAX_MODEL_NAME_BYTES = 64  # root.tolk checks the same bound
 
 
 class Op(IntEnum):
@@ -270,6 +274,52 @@ def _proxy_info(address: str) -> Cell:
     return begin_cell().store_uint(0, 1).store_uint(len(raw), 7).store_bytes(raw).end_cell()
 
 
+def check_model_name(name: object) -> str:
+    """A served model name as the root binds it: 1..64 bytes of UTF-8, printable, no outer spaces."""
+    if not isinstance(name, str):
+        raise MessageError(f"a model name must be a string, not {type(name).__name__}")
+    size = len(name.encode())
+    if not 0 < size <= MAX_MODEL_NAME_BYTES:
+        raise MessageError(f"model name must be 1..{MAX_MODEL_NAME_BYTES} bytes, got {size}")
+    if not name.isprintable() or name != name.strip():
+        raise MessageError(f"model name {name!r} has control characters or outer spaces")
+    return name
+
+
+def _model_name_bits(b: Builder, name: str) -> Builder:
+    raw = check_model_name(name).encode()
+    return b.store_uint(len(raw), 8).store_bytes(raw)
+
+
+def _model_map(models: Mapping[bytes, str]) -> Cell | None:
+    if not models:
+        return None
+    hm = HashMap(256, value_serializer=lambda v, b: b.store_cell(v))
+    for h, name in models.items():
+        hm.set_int_key(_h256(h), _model_name_bits(begin_cell(), name).end_cell())
+    return hm.serialize()
+
+
+def _load_model_name(v: Slice) -> str:
+    n = v.load_uint(8)
+    raw = v.load_bytes(n)
+    if v.remaining_bits or v.remaining_refs:
+        raise MessageError("model name entry has trailing data")
+    try:
+        return check_model_name(raw.decode())
+    except UnicodeDecodeError as exc:
+        raise MessageError(f"model name is not UTF-8: {exc}") from None
+
+
+def _load_model_map(s: Slice) -> dict[bytes, str]:
+    d = s.load_dict(256, key_deserializer=lambda k: k, value_deserializer=lambda v: v)
+    out: dict[bytes, str] = {}
+    for k, v in (d or {}).items():
+        key = int(k, 2) if isinstance(k, str) else int(k)
+        out[key.to_bytes(32, "big")] = _load_model_name(v)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class RootState:
     owner: Address
@@ -278,8 +328,12 @@ class RootState:
     registered_proxies: tuple[tuple[int, str], ...]
     last_proxy_seqno: int
     worker_hashes: frozenset[bytes]
-    model_hashes: frozenset[bytes]
+    models: Mapping[bytes, str]  # allowed model hash → the name it must be served under
     params: Params
+
+    @property
+    def model_hashes(self) -> frozenset[bytes]:
+        return frozenset(self.models)
 
     @staticmethod
     def init_data(
@@ -288,7 +342,7 @@ class RootState:
         *,
         proxy_hashes: list[bytes] | None = None,
         worker_hashes: list[bytes] | None = None,
-        model_hashes: list[bytes] | None = None,
+        models: Mapping[bytes, str] | None = None,
         proxies: list[str] | None = None,
         version: int = 1,
     ) -> Cell:
@@ -305,7 +359,7 @@ class RootState:
             .store_maybe_ref(reg)
             .store_uint(len(proxies), 32)
             .store_maybe_ref(_hash_set([_h256(h) for h in worker_hashes or []]))
-            .store_maybe_ref(_hash_set([_h256(h) for h in model_hashes or []]))
+            .store_maybe_ref(_model_map(models or {}))
             .end_cell()
         )
         return (
@@ -354,8 +408,8 @@ def parse_root_state(data: Cell) -> RootState:
         proxies = _load_proxies(d)
         last = d.load_uint(32)
         worker_hashes = _load_hash_set(d)
-        model_hashes = _load_hash_set(d)
-        return RootState(owner, version, proxy_hashes, proxies, last, worker_hashes, model_hashes, params)
+        models = _load_model_map(d)
+        return RootState(owner, version, proxy_hashes, proxies, last, worker_hashes, models, params)
 
     return _parse(data, read, "root data")
 
@@ -514,10 +568,15 @@ def _head(op: Op, query_id: int) -> Builder:
 
 
 def root_body(op: Op, query_id: int = 0, **kw: Any) -> Cell:
-    """Owner message to the root contract. Keywords: ``hash`` (32 bytes), ``address`` (str),
-    ``seqno``, ``price_per_token`` + ``worker_fee_per_token``, ``params`` (Params), ``new_owner``."""
+    """Owner message to the root contract. Keywords: ``hash`` (32 bytes), ``name`` (allow model),
+    ``address`` (str), ``seqno``, ``price_per_token`` + ``worker_fee_per_token``, ``params`` (Params),
+    ``new_owner``."""
     b = _head(op, query_id)
-    if op in (
+    if op == Op.ADD_MODEL_TYPE:
+        if "name" not in kw:
+            raise MessageError("allowing a model needs the name it is served under (name=...)")
+        _model_name_bits(b.store_uint(_h256(kw["hash"]), 256), kw["name"])
+    elif op in (
         Op.ADD_PROXY_TYPE,
         Op.DEL_PROXY_TYPE,
         Op.ADD_WORKER_TYPE,
@@ -637,6 +696,9 @@ def decode_body(cell: Cell) -> DecodedBody:
             Op.DEL_MODEL_TYPE,
         ):
             f["hash"] = s.load_bytes(32)
+            if op == Op.ADD_MODEL_TYPE:
+                n = s.load_uint(8)
+                f["name"] = check_model_name(s.load_bytes(n).decode())
         elif op in (Op.REGISTER_PROXY, Op.UPDATE_PROXY):
             if op == Op.UPDATE_PROXY:
                 f["seqno"] = s.load_uint(32)

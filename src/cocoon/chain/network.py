@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from cocoon.chain._ton import Address, Cell, StateInit
@@ -90,15 +91,16 @@ def root_contract(
     *,
     proxy_hashes: list[bytes] | None = None,
     worker_hashes: list[bytes] | None = None,
-    model_hashes: list[bytes] | None = None,
+    models: Mapping[bytes, str] | None = None,
     proxies: list[str] | None = None,
 ) -> Deployable:
+    """The root contract; ``models`` binds each allowed model hash to the name it is served under."""
     data = RootState.init_data(
         owner,
         params,
         proxy_hashes=proxy_hashes,
         worker_hashes=worker_hashes,
-        model_hashes=model_hashes,
+        models=models,
         proxies=proxies,
     )
     return Deployable(load_contract("root").code, data)
@@ -138,17 +140,35 @@ def ensure_success(trace: list[TxRecord], address: Address | None = None) -> lis
 
 @dataclass(frozen=True, slots=True)
 class RootConfig:
-    """The root contract's state, as services use it."""
+    """The root contract's state, as services use it: the allowlists every node enforces (proxy and
+    worker TEE image hashes, model hash → served name), the registered proxies and the prices.
+    An empty list allows anything of that kind (a local network without images or model checks)."""
 
     address: Address
     owner: Address
     version: int
     proxy_image_hashes: frozenset[bytes]
     worker_image_hashes: frozenset[bytes]
-    model_hashes: frozenset[bytes]
+    models: Mapping[bytes, str]  # allowed model hash → the name workers must announce it under
     registered_proxies: tuple[tuple[int, str], ...]
     last_proxy_seqno: int
     params: Params
+
+    @property
+    def model_hashes(self) -> frozenset[bytes]:
+        return frozenset(self.models)
+
+    def model_refusal(self, model_hash: bytes, announced_name: str) -> str | None:
+        """Why a worker announcing ``announced_name`` for weights hashing to ``model_hash`` must be
+        refused, or None when the root allows it (an empty model list allows any model)."""
+        if not self.models:
+            return None
+        bound = self.models.get(model_hash)
+        if bound is None:
+            return "model hash not allowed by the root contract"
+        if bound != announced_name:
+            return f"the root contract allows this model hash only as {bound!r}, not {announced_name!r}"
+        return None
 
     @property
     def price_per_token(self) -> int:
@@ -206,7 +226,7 @@ class RootConfig:
             version=st.version,
             proxy_image_hashes=st.proxy_hashes,
             worker_image_hashes=st.worker_hashes,
-            model_hashes=st.model_hashes,
+            models=st.models,
             registered_proxies=st.registered_proxies,
             last_proxy_seqno=st.last_proxy_seqno,
             params=st.params,
@@ -253,7 +273,7 @@ async def deploy_root(
     *,
     proxy_hashes: list[bytes] | None = None,
     worker_hashes: list[bytes] | None = None,
-    model_hashes: list[bytes] | None = None,
+    models: Mapping[bytes, str] | None = None,
     proxies: list[str] | None = None,
     value: int = TON,
 ) -> Address:
@@ -262,7 +282,7 @@ async def deploy_root(
         params,
         proxy_hashes=proxy_hashes,
         worker_hashes=worker_hashes,
-        model_hashes=model_hashes,
+        models=models,
         proxies=proxies,
     )
     trace = await owner.transfer(root.address, value, state_init=root.state_init, bounce=False)
@@ -397,7 +417,7 @@ async def bootstrap_local_network(
     owner: KeyPair,
     proxy_image_hashes: list[bytes],
     worker_image_hashes: list[bytes],
-    model_hashes: list[bytes],
+    models: Mapping[bytes, str],
     proxy_addresses: list[str],
     params: Params | None = None,
     owner_funds: int = 1000 * TON,
@@ -423,7 +443,7 @@ async def bootstrap_local_network(
         p,
         proxy_hashes=proxy_image_hashes,
         worker_hashes=worker_image_hashes,
-        model_hashes=model_hashes,
+        models=models,
         proxies=proxy_addresses,
     )
     acc = await chain.get_account(root.address)

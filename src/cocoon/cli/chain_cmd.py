@@ -490,6 +490,7 @@ def root_show(ctx: typer.Context, root: RootOpt = None) -> None:
             "proxy_image_hashes": sorted(h.hex() for h in cfg.proxy_image_hashes),
             "worker_image_hashes": sorted(h.hex() for h in cfg.worker_image_hashes),
             "model_hashes": sorted(h.hex() for h in cfg.model_hashes),
+            "models": {h.hex(): name for h, name in sorted(cfg.models.items())},
             "registered_proxies": [f"{s}={a}" for s, a in cfg.registered_proxies],
         },
     )
@@ -520,13 +521,25 @@ def root_allow_image(
 @root_app.command("allow-model")
 def root_allow_model(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Model hash (64 hex) or model id, hashed with SHA-256.")],
+    name: Annotated[str, typer.Argument(help="The model name workers serve it under (bound to the hash).")],
+    model_hash: Annotated[
+        str | None,
+        typer.Option(
+            "--hash", help="Model hash (64 hex, `cocoon worker model-hash`); default SHA-256 of NAME."
+        ),
+    ] = None,
     remove: Annotated[bool, typer.Option(help="Remove instead of add.")] = False,
     wallet: WalletOpt = "owner",
     root: RootOpt = None,
 ) -> None:
-    """Allow (or remove) a model hash."""
-    _root_op(ctx.obj, wallet, root, "DEL_MODEL_TYPE" if remove else "ADD_MODEL_TYPE", hash=_hash(model))
+    """Allow (or remove) a model: its hash, bound to the one name workers may announce it under."""
+    h = _hash(model_hash if model_hash is not None else name)
+    if model_hash is not None and h.hex() != model_hash.strip().lower():
+        raise _fail("--hash is 64 hex digits")
+    if remove:
+        _root_op(ctx.obj, wallet, root, "DEL_MODEL_TYPE", hash=h)
+    else:
+        _root_op(ctx.obj, wallet, root, "ADD_MODEL_TYPE", hash=h, name=name)
 
 
 @root_app.command("add-proxy")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cocoon.chain import ChainSettings, check_address, check_optional_address
 from cocoon.client.protocol import DEFAULT_MAX_COEFFICIENT
 from cocoon.node.trust import TeeSettings, validate_host_ports
 
@@ -14,7 +16,7 @@ __all__ = ["DEFAULT_CLIENT_HTTP_PORT", "ClientChainSettings", "ClientConfig"]
 DEFAULT_CLIENT_HTTP_PORT = 10000
 
 
-class ClientChainSettings(BaseModel):
+class ClientChainSettings(ChainSettings):
     """The client's contract on a TON chain (``cocoon.client.contract``); amounts in nanoTON.
 
     The wallet key (a 32-byte Ed25519 seed, hex) is the contract's owner; its address is the
@@ -23,7 +25,6 @@ class ClientChainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    local_path: Path  # the embedded LocalChain's SQLite file
     wallet_key_file: Path | None = None  # default <home>/wallet.key
     root_address: str = ""  # when set, a proxy announcing another root is refused
     # Dial the proxies registered in the root contract (needs root_address) instead of `proxies`.
@@ -33,6 +34,8 @@ class ClientChainSettings(BaseModel):
     auto_top_up_nano: int = Field(0, ge=0)
     top_up_below_nano: int = Field(500_000_000, ge=0)
     check_interval_s: float = Field(2.0, gt=0, le=3600)
+
+    _root_is_an_address = field_validator("root_address")(check_optional_address)
 
 
 class ClientConfig(BaseModel):
@@ -52,3 +55,9 @@ class ClientConfig(BaseModel):
     chain: ClientChainSettings | None = None  # None: the proxy funds the client (local test credit)
 
     _proxies_are_addresses = field_validator("proxies")(validate_host_ports)
+
+    @model_validator(mode="after")
+    def _owner_is_a_wallet_on_a_chain(self) -> Self:
+        if self.chain is not None and self.owner_address:
+            check_address(self.owner_address)
+        return self

@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pytoniq_core.boc.address import Address
-
 from cocoon.chain import (
     STATE_ACTIVE,
     STATE_CLOSED,
     STATE_CLOSING,
     AccountNotFound,
+    Address,
     Chain,
     ChainError,
     ClientState,
@@ -37,6 +36,7 @@ from cocoon.chain import (
     client_contract,
     fetch_root_config,
     open_client_contract,
+    parse_address,
     read_client_state,
     read_proxy_state,
     send_client_op,
@@ -61,10 +61,10 @@ class ProxyChainInfo:
         if not isinstance(info, dict):
             raise ClientChainError("the proxy announced no chain (it runs without one)")
         try:
-            root = Address(str(info["root"]))
-            proxy_sc = Address(str(info["proxy_contract"]))
+            root = parse_address(str(info["root"]))
+            proxy_sc = parse_address(str(info["proxy_contract"]))
             key = bytes.fromhex(str(info["signing_key"]))
-        except Exception as exc:  # pytoniq-core raises plain exceptions for bad addresses
+        except (ValueError, KeyError, TypeError) as exc:  # AddressError is a ValueError
             raise ClientChainError(f"bad chain announce from the proxy: {exc}") from exc
         if len(key) != 32:
             raise ClientChainError("the proxy's signing key must be 32 bytes")

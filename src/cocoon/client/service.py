@@ -202,11 +202,9 @@ class Client:
             return list(self.config.proxies)
         if not settings.root_address or self._chain is None:
             raise ConfigError("chain.proxies_from_root needs chain.root_address")
-        from pytoniq_core.boc.address import Address
+        from cocoon.chain import fetch_root_config, parse_address
 
-        from cocoon.chain import fetch_root_config
-
-        root = await fetch_root_config(self._chain, Address(settings.root_address))
+        root = await fetch_root_config(self._chain, parse_address(settings.root_address))
         addresses = registered_proxy_addresses(
             (entry for _seqno, entry in root.registered_proxies), for_workers=False
         )
@@ -216,7 +214,7 @@ class Client:
 
     def _open_chain(self) -> str:
         """Load the wallet key and open the chain; returns the owner address to announce."""
-        from cocoon.chain import KeyPair, LocalChain, Wallet
+        from cocoon.chain import KeyPair, Wallet, normalize_address, open_chain
 
         settings = self.config.chain
         assert settings is not None
@@ -224,10 +222,11 @@ class Client:
             load_or_create_seed(settings.wallet_key_file or self.config.home / "wallet.key")
         )
         owner = str(Wallet(self.wallet_key).address.to_str())  # type: ignore[no-untyped-call]
-        if self.config.owner_address and self.config.owner_address != owner:
+        configured = self.config.owner_address  # any spelling of the wallet's address
+        if configured and normalize_address(configured) != normalize_address(owner):
             raise ConfigError(f"owner_address must be the wallet's address {owner} when a chain is used")
         if self._chain is None:
-            self._chain = LocalChain(settings.local_path, clock=time.time)
+            self._chain = open_chain(settings)
             self._own_chain = True
         return owner
 
@@ -246,9 +245,9 @@ class Client:
         if self._account is None or self._account.proxy != info:
             root = None
             if self.config.chain.root_address:
-                from pytoniq_core.boc.address import Address
+                from cocoon.chain import parse_address
 
-                root = Address(self.config.chain.root_address)
+                root = parse_address(self.config.chain.root_address)
             self._account = await ClientAccount.discover(
                 self._chain, self.wallet_key, info, expected_root=root
             )

@@ -241,8 +241,11 @@ class LocalNetwork:
             proxy_image_hashes=[images["proxy"]] if images["proxy"] else [],
             worker_image_hashes=[images["worker"]] if images["worker"] else [],
             # An engine whose model is only known once it runs (an HTTP upstream without a name)
-            # leaves the list empty: the proxy then accepts any model.
-            model_hashes=sorted({h for h in hashes if h is not None}) if all(hashes) else [],
+            # leaves the list empty: the proxy then accepts any model. Each hash is bound to the name
+            # its worker serves it under.
+            models={h: e.model_name for h, e in zip(hashes, engines, strict=True) if h}
+            if all(hashes)
+            else {},
             proxy_addresses=[f"{cfg.host}:{cfg.proxy_client_port}"],
             params=default_params(
                 price_per_token=p.price_per_token,

@@ -4,7 +4,8 @@
     conn = await dial(host, port, ssl_context=..., verifier=..., role=..., info=..., handler=...)
     async for event in await conn.open_stream(endpoint=..., model=..., body=..., ...): ...
 
-TLS contexts come from :func:`cocoon.tee.tls.create_ssl_context`; after the TLS handshake the peer
+Links are made through a :class:`Links` (``TCP_LINKS``, or a :class:`MemoryHub` for tests without
+sockets). TLS contexts come from :func:`cocoon.tee.tls.create_ssl_context`; after the TLS handshake the peer
 certificate (DER) goes to the caller's ``verifier``, whose result becomes ``peer.attestation``.
 """
 
@@ -24,13 +25,15 @@ from cocoon.net.errors import (
     map_exceptions,
 )
 from cocoon.net.handler import NullHandler
-from cocoon.net.memory import memory_pair
+from cocoon.net.links import TCP_LINKS, Links, Listener, TcpLinks
+from cocoon.net.memory import MemoryHub, MemoryListener, memory_pair
 from cocoon.net.peer import PeerInfo
 from cocoon.net.server import Server, serve
 from cocoon.net.streams import IncomingStream, OutgoingStream, ResponseEvent
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "TCP_LINKS",
     "ConnectError",
     "ConnectionLost",
     "Dialer",
@@ -38,6 +41,10 @@ __all__ = [
     "HandshakeRefused",
     "IncomingStream",
     "LinkClosed",
+    "Links",
+    "Listener",
+    "MemoryHub",
+    "MemoryListener",
     "NetConfig",
     "NetError",
     "NetTimeout",
@@ -49,6 +56,7 @@ __all__ = [
     "ResponseEvent",
     "Server",
     "StreamCancelled",
+    "TcpLinks",
     "TooBusy",
     "Verifier",
     "dial",

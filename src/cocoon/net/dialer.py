@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cocoon import wire
@@ -15,7 +15,9 @@ from cocoon.net.connection import Handler, NodeConnection, Verifier, establish, 
 from cocoon.net.errors import HandshakeRefused, LinkClosed, NetError, map_exceptions
 from cocoon.net.transport import READ_SIZE, TlsTransport
 
-__all__ = ["Dialer", "dial"]
+__all__ = ["Connect", "Dialer", "dial"]
+
+Connect = Callable[[], Awaitable[NodeConnection]]  # makes one running link (a memory hub's dial)
 
 log = logging.getLogger("cocoon.net")
 
@@ -73,20 +75,24 @@ async def _dialer_on_connect(conn: NodeConnection, handler: Handler) -> None:
 
 
 class Dialer:
-    """Keeps one link to ``host:port`` alive: reconnects with exponential backoff and jitter."""
+    """Keeps one link to ``host:port`` alive: reconnects with exponential backoff and jitter.
+
+    Each attempt is :func:`dial` over TLS, or ``connect()`` when given (links without sockets).
+    """
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None,
         verifier: Verifier | None,
         role: wire.Role,
         info: Mapping[str, Any],
         handler: Handler,
         config: NetConfig = DEFAULT_CONFIG,
         rng: random.Random | None = None,
+        connect: Connect | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -105,6 +111,7 @@ class Dialer:
         self._changed = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
+        self._connect = connect
 
     async def start(self) -> None:
         """Begin dialling in the background (returns at once; see :meth:`wait_connected`)."""
@@ -152,16 +159,7 @@ class Dialer:
         while not self._closing:
             self.attempts += 1
             try:
-                conn = await dial(
-                    self.host,
-                    self.port,
-                    ssl_context=self._ssl,
-                    verifier=self._verifier,
-                    role=self._role,
-                    info=self._info,
-                    handler=self._handler,
-                    config=self.config,
-                )
+                conn = await self._attempt()
             except NetError as exc:  # anything else is a bug: it ends the runner and surfaces
                 failures += 1
                 self.last_error = exc
@@ -179,6 +177,21 @@ class Dialer:
                 self.last_error = conn.error
                 log.info("link to %s:%d closed (%s); reconnecting", self.host, self.port, conn.error)
             await asyncio.sleep(self.backoff(failures))
+
+    async def _attempt(self) -> NodeConnection:
+        if self._connect is not None:
+            return await self._connect()
+        assert self._ssl is not None
+        return await dial(
+            self.host,
+            self.port,
+            ssl_context=self._ssl,
+            verifier=self._verifier,
+            role=self._role,
+            info=self._info,
+            handler=self._handler,
+            config=self.config,
+        )
 
     async def aclose(self) -> None:
         """Stop reconnecting and close the current link. Idempotent."""

@@ -14,13 +14,16 @@ from cocoon.node.receipt import (
     verify_receipt,
     verify_record,
 )
+from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.service import Service
 from cocoon.node.trust import (
     ROLE_MEASUREMENTS,
     NodeTrust,
+    RootAllowlist,
     TeeSettings,
     make_policy,
     registered_proxy_addresses,
+    root_allowlist,
     validate_host_ports,
 )
 
@@ -28,19 +31,23 @@ __all__ = [
     "ROLE_MEASUREMENTS",
     "NodeTrust",
     "ReceiptError",
+    "RootAllowlist",
     "Service",
     "ServiceState",
     "TeeSettings",
+    "apply_root_once",
     "check_can_start",
     "client_record",
     "countersign",
     "make_owner_proof",
     "make_policy",
     "registered_proxy_addresses",
+    "root_allowlist",
     "sign_proxy_part",
     "sign_worker_part",
     "validate_host_ports",
     "verify_owner_proof",
     "verify_receipt",
     "verify_record",
+    "watch_root",
 ]

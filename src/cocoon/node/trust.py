@@ -4,15 +4,23 @@ A node proves itself with an RA-TLS certificate made by its TEE backend and judg
 :class:`~cocoon.tee.AttestationPolicy`. In the embedded local network every node uses the ``sim``
 backend of one simulated platform kept in the network's home directory; the measurements differ per
 role, so proxies and workers have different image hashes, exactly as different VM images would.
+
+The allowlists come from the root contract (:func:`root_allowlist`: proxy images for clients and
+workers, worker images and models for proxies) and change at run time: :meth:`NodeTrust.apply_root`
+swaps them in and closes every live link whose peer no longer passes. Links are made through a
+:class:`~cocoon.net.Links` (TCP by default, a :class:`~cocoon.net.MemoryHub` in tests), so the
+trust that judges peers also knows every link it let in.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,11 +30,15 @@ from cocoon.errors import ConfigError
 __all__ = [
     "ROLE_MEASUREMENTS",
     "NodeTrust",
+    "RootAllowlist",
     "TeeSettings",
     "make_policy",
     "registered_proxy_addresses",
+    "root_allowlist",
     "validate_host_ports",
 ]
+
+log = logging.getLogger("cocoon.node")
 
 # The simulated images of the three roles: the sim platform derives distinct measurements (and so
 # distinct image hashes) from the image name, as different VM images would have.
@@ -80,6 +92,35 @@ def registered_proxy_addresses(entries: Iterable[str], *, for_workers: bool) -> 
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RootAllowlist:
+    """The peers the root contract allows one node to link with. Empty means any (as on the root)."""
+
+    image_hashes: frozenset[bytes] = frozenset()
+    model_hashes: frozenset[bytes] = frozenset()
+
+
+class RootLists(Protocol):
+    """The allowlists of a root contract's state (:class:`cocoon.chain.RootConfig` has them)."""
+
+    @property
+    def proxy_image_hashes(self) -> frozenset[bytes]: ...
+
+    @property
+    def worker_image_hashes(self) -> frozenset[bytes]: ...
+
+    @property
+    def model_hashes(self) -> frozenset[bytes]: ...
+
+
+def root_allowlist(role: str, root: RootLists) -> RootAllowlist:
+    """What the root allows a node of ``role`` to accept: clients and workers judge proxies, proxies
+    judge workers (their image and the model their claims name)."""
+    if role == "proxy":
+        return RootAllowlist(frozenset(root.worker_image_hashes), frozenset(root.model_hashes))
+    return RootAllowlist(frozenset(root.proxy_image_hashes))
+
+
 def make_policy(
     kind: str,
     settings: TeeSettings,
@@ -99,7 +140,12 @@ def make_policy(
 
 
 class NodeTrust:
-    """A node's current identity (rotated before expiry) and its verdicts on peers."""
+    """A node's current identity (rotated before expiry), its verdicts on peers, and its links.
+
+    ``links`` makes every listener and dialer (``net.TCP_LINKS`` unless given: a
+    :class:`~cocoon.net.MemoryHub` runs a service without sockets). Links made by :meth:`serve`
+    (with the node's own policy) and :meth:`dialer` are the ones :meth:`apply_root` re-judges.
+    """
 
     def __init__(
         self,
@@ -109,9 +155,11 @@ class NodeTrust:
         role: str,
         model_hash: bytes | None = None,
         extra_claims: Mapping[str, Any] | None = None,
+        links: net.Links | None = None,
     ) -> None:
         self.settings = settings
         self.role = role
+        self.links: net.Links = links or net.TCP_LINKS
         self._model_hash = model_hash
         self._extra_claims = dict(extra_claims or {})
         measurements = ROLE_MEASUREMENTS.get(role)
@@ -124,10 +172,14 @@ class NodeTrust:
             extra_claims=self._extra_claims,
             lifetime_s=settings.cert_lifetime_s,
         )
-        allowed = frozenset(bytes.fromhex(h) for h in settings.allowed_image_hashes) or None
+        # The node's own setting narrows whatever the root contract allows.
+        self._local_images = frozenset(bytes.fromhex(h) for h in settings.allowed_image_hashes) or None
         self.policy = make_policy(
-            settings.peer_policy, settings, sim_home=sim_home, home=home, allowed=allowed
+            settings.peer_policy, settings, sim_home=sim_home, home=home, allowed=self._local_images
         )
+        self.root = RootAllowlist()
+        self._listeners: list[net.Listener] = []
+        self._dialers: list[net.Dialer] = []
 
     @property
     def image_hash(self) -> bytes | None:
@@ -148,28 +200,94 @@ class NodeTrust:
         return self.identity.client_context()
 
     def verify_peer(self, cert_der: bytes) -> tee.PeerAttestation:
+        """The peer check of this node's links, under the allowlists in force now."""
         return self.policy.verify_certificate(cert_der, now=int(time.time()))
+
+    def verifier(self, policy: tee.AttestationPolicy) -> Callable[[bytes], tee.PeerAttestation]:
+        """A peer check under another policy (e.g. the proxy's client port accepts any TEE)."""
+        return lambda cert_der: policy.verify_certificate(cert_der, now=int(time.time()))
+
+    # -- links -------------------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        role: wire.Role,
+        info: Mapping[str, Any],
+        handler: net.Handler,
+        policy: tee.AttestationPolicy | None = None,
+    ) -> net.Listener:
+        """Accept links on ``host:port`` that prove this node and judge the peer (by ``policy`` when
+        given, else by this node's policy, and then re-judged whenever the root changes)."""
+        listener = await self.links.serve(
+            host,
+            port,
+            ssl_context=self.server_context(),
+            certificate=self.identity.cert_der,
+            verifier=self.verify_peer if policy is None else self.verifier(policy),
+            role=role,
+            info=info,
+            handler=handler,
+        )
+        if policy is None:
+            self._listeners.append(listener)
+        return listener
 
     def dialer(
         self, address: str, *, role: wire.Role, info: Mapping[str, Any], handler: net.Handler
     ) -> net.Dialer:
         """A reconnecting RA-TLS link to ``host:port`` that proves this node and judges the peer."""
         host, _, port = address.rpartition(":")
-        return net.Dialer(
+        dialer = self.links.dialer(
             host,
             int(port),
             ssl_context=self.client_context(),
+            certificate=self.identity.cert_der,
             verifier=self.verify_peer,
             role=role,
             info=info,
             handler=handler,
         )
+        self._dialers.append(dialer)
+        return dialer
 
-    def verifier(self, policy: tee.AttestationPolicy) -> Callable[[bytes], tee.PeerAttestation]:
-        """A peer check under another policy (e.g. the proxy's client port accepts any TEE)."""
-        return lambda cert_der: policy.verify_certificate(cert_der, now=int(time.time()))
+    def live_links(self) -> list[net.NodeConnection]:
+        """The links up now that this node's policy judged."""
+        self._listeners = [listener for listener in self._listeners if not listener.closed]
+        links = [conn for listener in self._listeners for conn in listener.connections]
+        links += [d.connection for d in self._dialers if d.connection is not None]
+        return [conn for conn in links if not conn.closed]
+
+    # -- allowlists from the root contract ---------------------------------------------------------
+
+    def _policy_for(self, root: RootAllowlist) -> tee.AttestationPolicy:
+        images: frozenset[bytes] | None = root.image_hashes or None
+        if self._local_images is not None:
+            images = self._local_images if images is None else images & self._local_images
+        return self.policy.with_allowlists(image_hashes=images, model_hashes=root.model_hashes or None)
+
+    async def apply_root(self, root: RootAllowlist) -> list[net.NodeConnection]:
+        """Take the root contract's allowlists: new links are judged by them at once, and every live
+        link whose peer no longer passes is closed. Returns the links it closed."""
+        self.root = root
+        self.policy = self._policy_for(root)
+        dropped = []
+        for conn in self.live_links():
+            attestation = conn.peer.attestation
+            if not isinstance(attestation, tee.PeerAttestation):
+                continue
+            try:
+                self.policy.check(attestation)
+            except tee.PolicyRefused as exc:
+                log.warning("closing the link to %s: %s (root contract changed)", conn.peer.address, exc)
+                dropped.append(conn)
+                await conn.aclose(f"no longer allowed by the root contract: {exc}")
+        return dropped
 
     def allow_image_hashes(self, hashes: frozenset[bytes]) -> None:
-        """Narrow the accepted images to the root contract's list (refreshed at run time)."""
-        if hashes:
-            self.policy = self.policy.with_allowed_image_hashes(hashes)
+        """Narrow the accepted images to the root contract's list (new links only; prefer
+        :meth:`apply_root`, which also drops live links)."""
+        self.root = RootAllowlist(frozenset(hashes), self.root.model_hashes)
+        self.policy = self._policy_for(self.root)

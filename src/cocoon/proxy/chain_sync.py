@@ -47,7 +47,6 @@ from cocoon.chain import (
     Chain,
     ChainError,
     KeyPair,
-    LocalChain,
     Op,
     PostingPolicy,
     RootConfig,
@@ -55,6 +54,7 @@ from cocoon.chain import (
     WalletClient,
     client_contract,
     fetch_root_config,
+    open_chain,
     open_proxy_contract,
     post_signed,
     proxy_contract,
@@ -179,8 +179,7 @@ class ChainSync:
     async def open(self) -> None:
         """Everything before serving (module docstring, steps 1–4); raises instead of serving unsafely."""
         if self._chain is None:
-            self.settings.local_path.parent.mkdir(parents=True, exist_ok=True)
-            self._chain = LocalChain(self.settings.local_path, clock=time.time)
+            self._chain = open_chain(self.settings, clock=time.time)
         self._wallet = WalletClient(self.chain, Wallet(self.wallet_key))
         await self.refresh_root()
         assert self.root_config is not None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cocoon.chain import ChainSettings, check_address
 from cocoon.node.trust import TeeSettings
 
 __all__ = [
@@ -36,7 +37,7 @@ class PricingSettings(BaseModel):
     reasoning_mult: int = Field(10000, ge=0)
 
 
-class ProxyChainSettings(BaseModel):
+class ProxyChainSettings(ChainSettings):
     """The proxy on a TON chain (``cocoon.proxy.chain_sync``). Without it the proxy bills from test credit.
 
     The root contract then supplies prices and the allowed worker image / model hashes; client balances
@@ -47,8 +48,7 @@ class ProxyChainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    local_path: Path  # the embedded LocalChain's SQLite file (shared with `cocoon chain`)
-    root_address: str
+    root_address: str  # the connection fields (local_path or lite servers) are ChainSettings'
     signing_key_file: Path | None = None  # default <home>/chain-signing.key
     wallet_key_file: Path | None = None  # default <home>/chain-wallet.key
     sync_interval_s: float = Field(2.0, gt=0, le=3600)  # the settlement loop's period
@@ -66,6 +66,8 @@ class ProxyChainSettings(BaseModel):
     grant_refunds: bool = True
     # Deploy our proxy contract from the wallet (stake = the root's minimum) when it does not exist.
     open_contract: bool = True
+
+    _root_is_an_address = field_validator("root_address")(check_address)
 
 
 class ProxyConfig(BaseModel):
@@ -89,3 +91,9 @@ class ProxyConfig(BaseModel):
     # certificates are still checked for self-signature, validity and key binding.
     client_peer_policy: Literal["sim", "tdx", "any"] = "any"
     chain: ProxyChainSettings | None = None  # None: no chain (test credit, `pricing` above)
+
+    @model_validator(mode="after")
+    def _owner_is_a_wallet_on_a_chain(self) -> Self:
+        if self.chain is not None and self.owner_address:
+            check_address(self.owner_address)
+        return self

@@ -157,6 +157,7 @@ class AttestationPolicy:
     root_ca_der: bytes | None = None  # None with kind "tdx": Intel's root built into dcap-qvl
     collateral_source: CollateralSource | None = None
     allowed_image_hashes: frozenset[bytes] | None = None
+    allowed_model_hashes: frozenset[bytes] | None = None  # the model a worker's claims name
     allowed_mr_td: frozenset[bytes] | None = None
     allowed_rtmrs: frozenset[tuple[bytes, ...]] | None = None
     allowed_root_key_ids: frozenset[bytes] | None = None
@@ -240,6 +241,21 @@ class AttestationPolicy:
     def with_allowed_image_hashes(self, hashes: Iterable[bytes]) -> AttestationPolicy:
         """The same policy with a new image-hash allowlist (it comes from the root contract at run time)."""
         return dataclasses.replace(self, allowed_image_hashes=_frozen_bytes(hashes))
+
+    def with_allowlists(
+        self, *, image_hashes: Iterable[bytes] | None, model_hashes: Iterable[bytes] | None
+    ) -> AttestationPolicy:
+        """The same policy (and verdict cache) with new image and model allowlists (``None``: any)."""
+        return dataclasses.replace(
+            self,
+            allowed_image_hashes=_frozen_bytes(image_hashes),
+            allowed_model_hashes=_frozen_bytes(model_hashes),
+        )
+
+    def check(self, att: PeerAttestation) -> None:
+        """Judge an already verified peer again under this policy's allowlists (a live link, after
+        the allowlists changed); raises :class:`PolicyRefused`."""
+        self._check_policy(att)
 
     # ---------------------------------------------------------- verification
 
@@ -378,6 +394,9 @@ class AttestationPolicy:
         if self.allowed_image_hashes is not None and att.image_hash not in self.allowed_image_hashes:
             shown = att.image_hash.hex() if att.image_hash is not None else "none"
             raise PolicyRefused(f"peer image hash {shown} is not allowed")
+        if self.allowed_model_hashes is not None and att.model_hash not in self.allowed_model_hashes:
+            shown = att.model_hash.hex() if att.model_hash is not None else "none"
+            raise PolicyRefused(f"peer model hash {shown} is not allowed")
         if self.allowed_mr_td is not None and att.mr_td not in self.allowed_mr_td:
             raise PolicyRefused("peer MRTD is not allowed")
         if self.allowed_rtmrs is not None and tuple(att.rtmrs) not in self.allowed_rtmrs:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cocoon.chain import ChainSettings, check_address
 from cocoon.node.trust import TeeSettings, validate_host_ports
 
 __all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig", "WorkerRootSettings"]
@@ -33,14 +34,14 @@ class EngineSettings(BaseModel):
         return value
 
 
-class WorkerRootSettings(BaseModel):
-    """Take the allowed model hashes and the proxies to dial from the root contract on a chain."""
+class WorkerRootSettings(ChainSettings):
+    """Take the allowed model hashes and the proxies to dial from the root contract on a chain
+    (the connection fields are :class:`~cocoon.chain.ChainSettings`'s)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    local_path: Path  # the embedded LocalChain's SQLite file
     root_address: str = Field(min_length=1)
     proxies_from_root: bool = True  # dial the workers' address of every registered proxy
+
+    _root_is_an_address = field_validator("root_address")(check_address)
 
 
 class WorkerConfig(BaseModel):
@@ -64,3 +65,10 @@ class WorkerConfig(BaseModel):
     tee: TeeSettings = TeeSettings()
 
     _proxies_are_addresses = field_validator("proxies")(validate_host_ports)
+
+    @model_validator(mode="after")
+    def _owner_is_a_wallet_on_a_chain(self) -> Self:
+        # On a chain the owner is paid through a worker contract: a label would only be refused later.
+        if self.root is not None and self.owner_address:
+            check_address(self.owner_address)
+        return self

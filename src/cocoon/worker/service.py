@@ -116,15 +116,19 @@ class Worker:
         root_settings = self.config.root
         if root_settings is None:
             return {h.lower() for h in self.config.allowed_model_hashes}, list(self.config.proxies)
-        from pytoniq_core.boc.address import Address
+        from cocoon.chain import fetch_root_config, open_chain, parse_address
 
-        from cocoon.chain import LocalChain, fetch_root_config
-
-        chain = LocalChain(root_settings.local_path)
+        chain = open_chain(root_settings)
         try:
-            root = await fetch_root_config(chain, Address(root_settings.root_address))
+            root = await fetch_root_config(chain, parse_address(root_settings.root_address))
         finally:
             await chain.aclose()
+        bound = root.models.get(self.model_hash or b"")
+        if bound is not None and bound != self.engine.model_name:
+            # Allowed weights announced under another name would be refused by every proxy.
+            raise ServiceError(
+                f"the root contract allows this model only as {bound!r}, not {self.engine.model_name!r}"
+            )
         # An empty list on the root means "any model" there too.
         allowed = {h.hex() for h in root.model_hashes}
         proxies = list(self.config.proxies)
