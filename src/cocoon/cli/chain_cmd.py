@@ -208,12 +208,12 @@ def _new_wallet(c: Ctx, name: str, words: list[str] | None = None) -> Any:
 
 
 def _addr(value: str) -> Any:
-    from pytoniq_core.boc.address import Address
+    from cocoon.chain import AddressError, parse_address
 
     try:
-        return Address(value)
-    except Exception:
-        raise _fail(f"{value!r} is not a TON address") from None
+        return parse_address(value)
+    except AddressError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _root_address(c: Ctx, root: str | None) -> Any:
