@@ -14,14 +14,14 @@ import asyncio
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from cocoon.localnet.bench.load import percentile, run_load
 from cocoon.localnet.bench.nginx import NginxChain, find_nginx
-from cocoon.localnet.bench.processes import Child, Layout, wait_for
+from cocoon.localnet.bench.processes import Child, Layout, free_port, wait_for
 from cocoon.localnet.bench.procstat import cpu_seconds
 from cocoon.localnet.bench.tiers import CocoonChain
 from cocoon.localnet.bench.upstream import MODEL
@@ -121,21 +121,35 @@ def _row(level: int, by_path: dict[str, list[Sample]]) -> dict[str, Any]:
     }
 
 
-async def _start_upstream(root: Path) -> tuple[Child, str]:
-    url_file = root / "upstream.url"
-    argv = [sys.executable, "-m", "cocoon.localnet.bench.upstream", str(url_file)]
+def _start_upstream(root: Path, ready: asyncio.Event) -> tuple[Child, str, Coroutine[Any, Any, None]]:
+    """Launch the fake upstream on a port chosen here; ``ready`` is set once it listens."""
+    url_file, port = root / "upstream.url", free_port()
+    argv = [sys.executable, "-m", "cocoon.localnet.bench.upstream", str(url_file), str(port)]
     child = Child("upstream", argv, root / "upstream.log").start()
 
     async def published() -> bool:
         return url_file.exists()
 
-    await wait_for(published, what="the fake upstream to listen", watch=[child])
-    return child, url_file.read_text().strip()
+    async def wait_listening() -> None:
+        await wait_for(published, what="the fake upstream to listen", watch=[child])
+        ready.set()
+
+    return child, f"http://127.0.0.1:{port}", wait_listening()
 
 
 def _nginx_version(binary: str) -> str:
     reply = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
     return (reply.stderr or reply.stdout).strip().removeprefix("nginx version: ")
+
+
+async def _start_all(starts: list[Coroutine[Any, Any, None]]) -> None:
+    """Start everything at once; the first failure cancels the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for start in starts:
+                group.create_task(start)
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 async def _measure_level(
@@ -167,18 +181,20 @@ async def bench_compare(
     if not levels or min(levels) < 1 or runs < 1 or requests < 1:
         raise ValueError("levels, runs and requests must be positive")
     nginx = find_nginx() if with_nginx else None
-    upstream, upstream_url = await _start_upstream(root)
+    ready = asyncio.Event()
+    upstream, upstream_url, listening = _start_upstream(root, ready)
     chains: dict[str, Chain] = {}
     for layout in LAYOUTS:
+        home = root / f"cocoon-{layout}"
         chains[f"cocoon-{layout}"] = CocoonChain(
-            root / f"cocoon-{layout}", upstream_url, layout, max_active=max(levels) * 2
+            home, upstream_url, layout, max_active=max(levels) * 2, upstream_ready=ready
         )
         if nginx:
             upstream_port = int(upstream_url.rsplit(":", 1)[1])
             chains[f"nginx-{layout}"] = NginxChain(nginx, root / f"nginx-{layout}", upstream_port, layout)
     try:
-        progress("gateway vs nginx: starting the chains")
-        await asyncio.gather(*(chain.start() for chain in chains.values()))
+        progress("gateway vs nginx: starting the upstream and the chains")
+        await _start_all([listening, *(chain.start() for chain in chains.values())])
         direct_url = f"{upstream_url}/v1/chat/completions"
         rows = [
             await _measure_level(level, chains, direct_url, runs=runs, requests=requests, progress=progress)

@@ -9,6 +9,7 @@ only the load generator, so the CPU read from ``/proc`` of these processes is th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -48,9 +49,12 @@ def toml_section(section: str, values: dict[str, Any]) -> str:
 class CocoonChain:
     """client → proxy → worker in front of ``upstream_url``, in the given layout, under ``root``."""
 
-    def __init__(self, root: Path, upstream_url: str, layout: Layout, *, max_active: int) -> None:
+    def __init__(
+        self, root: Path, upstream_url: str, layout: Layout, *, max_active: int, upstream_ready: asyncio.Event
+    ) -> None:
         self.root = root
         self.upstream_url = upstream_url
+        self.upstream_ready = upstream_ready  # a worker checks its upstream at start: launched after
         self.layout = layout
         self.max_active = max_active
         self.children: list[Child] = []
@@ -76,6 +80,7 @@ class CocoonChain:
 
     async def _start_one(self) -> None:
         url_file = self.root / "client.url"
+        await self.upstream_ready.wait()
         argv = [sys.executable, "-m", "cocoon.localnet.bench.onenet", str(url_file), self.upstream_url]
         argv += [str(self.root / "net"), str(self.max_active)]
         self.children.append(Child("cocoon-one-process", argv, self.root / "onenet.log").start())
@@ -108,14 +113,15 @@ class CocoonChain:
                 "test_credit_nano": CREDIT_NANO,
             },
         )
+        client = {"http_host": "127.0.0.1", "http_port": http_port, "owner_address": "bench-client"}
+        self._node("client", {**client, "proxies": [f"127.0.0.1:{client_port}"]})
         engine = {"kind": "http", "url": self.upstream_url}
         worker = {"proxies": [f"127.0.0.1:{worker_port}"], "owner_address": "bench-worker"}
+        await self.upstream_ready.wait()
         self._node(
             "worker",
             {**worker, "health_port": free_port(), "max_active_requests": self.max_active, "engine": engine},
         )
-        client = {"http_host": "127.0.0.1", "http_port": http_port, "owner_address": "bench-client"}
-        self._node("client", {**client, "proxies": [f"127.0.0.1:{client_port}"]})
         self.base_url = f"http://127.0.0.1:{http_port}/v1"
         async with httpx.AsyncClient(timeout=2) as http:
 

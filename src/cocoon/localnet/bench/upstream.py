@@ -1,7 +1,8 @@
 """The gateway benchmark's fake OpenAI upstream in a process of its own.
 
-``python -m cocoon.localnet.bench.upstream URL_FILE``: streams the reference shape (50 SSE events of
-128 B, :data:`GATEWAY_SCRIPT`) to every request and writes its base URL to ``URL_FILE`` once it listens.
+``python -m cocoon.localnet.bench.upstream URL_FILE PORT``: streams the reference shape (50 SSE events
+of 128 B, :data:`GATEWAY_SCRIPT`) to every request on 127.0.0.1:PORT and writes its base URL to
+``URL_FILE`` once it listens (the port is chosen by the caller so the chains can start meanwhile).
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ def publish_url(url_file: Path, url: str) -> None:
     partial.rename(url_file)
 
 
-async def _serve(url_file: Path) -> None:
+async def _serve(url_file: Path, port: int) -> None:
     app = build_engine_app(ScriptedEngine(GATEWAY_SCRIPT, model_name=MODEL), close_engine=True)
-    async with running_server(app) as url:
+    async with running_server(app, port=port) as url:
         publish_url(url_file, url)
         await asyncio.Event().wait()  # until the benchmark terminates this process
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m cocoon.localnet.bench.upstream URL_FILE")
-    asyncio.run(_serve(Path(sys.argv[1])))
+    if len(sys.argv) != 3 or not sys.argv[2].isdigit():
+        sys.exit("usage: python -m cocoon.localnet.bench.upstream URL_FILE PORT")
+    asyncio.run(_serve(Path(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,151 @@
+"""``cocoon bench gateway``'s comparison with nginx: a tiny real run, and the pieces it is built from."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cocoon.localnet.bench import compare
+from cocoon.localnet.bench.nginx import HOP_NAMES, Hop, find_nginx, render_config
+from cocoon.localnet.bench.pki import write_tls_files
+from cocoon.localnet.bench.processes import BenchSetupError, Child, wait_for
+from cocoon.localnet.bench.procstat import cpu_seconds
+from cocoon.localnet.bench.report import COLUMNS, comparison_rows
+from cocoon.localnet.bench.tiers import toml_section
+
+REQUESTS = 20  # enough that even nginx's ≈ 1 ms of CPU per request spans clock ticks
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("compare")
+    return asyncio.run(compare.bench_compare(root, levels=(1,), requests=REQUESTS, runs=1))
+
+
+def _check_path(path: dict[str, Any], direct: dict[str, Any]) -> None:
+    assert path["requests"] == REQUESTS and path["errors"] == 0
+    assert path["rps"] > 0 and path["ttfb_p50_ms"] > 0 and path["middle_cpu_ms_per_request"] > 0
+    assert path["rps_ratio"] == pytest.approx(path["rps"] / direct["rps"], abs=0.01)
+    assert path["added_ttfb_p50_ms"] == pytest.approx(path["ttfb_p50_ms"] - direct["ttfb_p50_ms"], abs=0.02)
+    (sample,) = path["samples"]
+    assert sample["requests"] == REQUESTS and sample["middle_cpu_ms_per_request"] > 0
+
+
+@pytest.mark.slow
+def test_cocoon_tiers_measured_against_direct(report: dict[str, Any]) -> None:
+    (row,) = report["rows"]
+    assert row["concurrency"] == 1 and report["runs"] == 1
+    direct = row["direct"]
+    assert direct["rps"] > 0 and direct["ttfb_p50_ms"] > 0 and direct["errors"] == 0
+    for layout in compare.LAYOUTS:
+        _check_path(row["paths"][f"cocoon-{layout}"], direct)
+    table = comparison_rows(report)
+    assert [r[:2] for r in table] == [["1", "a process each"], ["1", "one process"]]
+    assert all(len(r) == len(COLUMNS) for r in table)
+
+
+@pytest.mark.slow
+def test_nginx_chain_measured_in_the_same_run(report: dict[str, Any]) -> None:
+    if report["nginx"] is None:
+        assert report["nginx_skipped"] == compare.NGINX_SKIPPED
+        pytest.skip(compare.NGINX_SKIPPED)
+    (row,) = report["rows"]
+    for layout in compare.LAYOUTS:
+        ours, theirs = row["paths"][f"cocoon-{layout}"], row["paths"][f"nginx-{layout}"]
+        _check_path(theirs, row["direct"])
+        cpu = ours["middle_cpu_ms_per_request"] / theirs["middle_cpu_ms_per_request"]
+        assert row["ours_vs_nginx"][layout]["cpu_ratio"] == pytest.approx(cpu, abs=0.01)
+
+
+def test_nginx_config_is_a_mutual_tls_chain_with_unbuffered_keepalive(tmp_path: Path) -> None:
+    tls = write_tls_files(tmp_path / "tls", HOP_NAMES)
+    hops = [
+        Hop("hop1", 9001, tls_in=False, next_port=9002, next_name="hop2"),
+        Hop("hop2", 9002, tls_in=True, next_port=9003, next_name="hop3"),
+        Hop("hop3", 9003, tls_in=True, next_port=9100, next_name=None),
+    ]
+    conf = render_config("all", tmp_path, hops, tls, ["client_body", "proxy"])
+    assert "worker_processes 1;" in conf and conf.count("proxy_buffering off;") == 3
+    assert conf.count("ssl_verify_client on;") == 2 and conf.count("proxy_ssl_verify on;") == 2
+    assert conf.count("keepalive 64;") == 3 and conf.count('proxy_set_header Connection "";') == 3
+    assert "listen 127.0.0.1:9001;" in conf and "proxy_pass http://hop3_next;" in conf
+    assert "server 127.0.0.1:9100;" in conf and "TLSv1.2" not in conf
+    nginx = find_nginx()
+    if nginx is None:
+        pytest.skip(compare.NGINX_SKIPPED)
+    (tmp_path / "all.conf").write_text(conf)
+    for module in ("client_body", "proxy"):
+        (tmp_path / "temp" / "all" / module).mkdir(parents=True)
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "all.conf")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_every_hop_key_is_private_and_every_cert_names_its_hop(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    tls = write_tls_files(tmp_path, HOP_NAMES)
+    for name, files in tls.hops.items():
+        assert files.key.stat().st_mode & 0o077 == 0
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert names.get_values_for_type(x509.DNSName) == [name]
+
+
+def test_cpu_seconds_counts_this_process_and_grows_with_work() -> None:
+    before = cpu_seconds([os.getpid()])
+    deadline = before + 0.05
+    while cpu_seconds([os.getpid()]) < deadline:
+        sum(i * i for i in range(10_000))
+    assert cpu_seconds([os.getpid()]) >= deadline
+    assert cpu_seconds([2**22 + 12345]) == 0.0  # no such process: nothing, not an error
+
+
+def test_node_config_is_valid_toml_with_nested_tables() -> None:
+    text = toml_section(
+        "worker", {"home": 'a "b"', "proxies": ["127.0.0.1:1"], "n": 3, "engine": {"kind": "http"}}
+    )
+    assert tomllib.loads(text) == {
+        "worker": {"home": 'a "b"', "proxies": ["127.0.0.1:1"], "n": 3, "engine": {"kind": "http"}}
+    }
+
+
+def test_comparison_without_nginx_says_so_in_every_nginx_column() -> None:
+    path = {"rps_ratio": 0.2, "added_ttfb_p50_ms": 20.0, "middle_cpu_ms_per_request": 18.0}
+    result = {
+        "rows": [
+            {
+                "concurrency": 8,
+                "direct": {"rps": 100.0},
+                "paths": {"cocoon-separate": path, "cocoon-one": path},
+                "ours_vs_nginx": {},
+            }
+        ]
+    }
+    rows = comparison_rows(result)
+    assert rows[0] == ["8", "a process each", "100.0", "n/a", "0.2", "n/a / 20.0", "n/a / 18.0", "n/a", "n/a"]
+
+
+def test_bench_refuses_empty_levels_before_starting_anything(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        asyncio.run(compare.bench_compare(tmp_path, levels=(), runs=1))
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_chain_process_that_dies_fails_the_wait_with_its_log(tmp_path: Path) -> None:
+    script = "import sys; print('cannot listen: port taken'); sys.exit(3)"
+    child = Child("hop", [sys.executable, "-c", script], tmp_path / "hop.log").start()
+
+    async def never() -> bool:
+        return False
+
+    with pytest.raises(BenchSetupError, match=r"hop exited with status 3:\ncannot listen: port taken"):
+        await wait_for(never, what="hop to listen", watch=[child], timeout=30)
