@@ -38,6 +38,10 @@ contracts:
 	cd src/cocoon/chain/contracts && npm ci --no-audit --no-fund && node compile.mjs
 
 bench: $(STAMP)
+	@# The gateway bench compares with nginx when it is installed; only this target installs it (apt, if any).
+	@if ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && (apt-get install -y -qq nginx-light || apt-get install -y -qq nginx)) \
+		|| echo "nginx could not be installed: the gateway bench will skip the nginx comparison"; fi
 	$(BIN)/cocoon bench gateway
 	$(BIN)/cocoon bench model
 
