@@ -4,13 +4,23 @@
 - :class:`HttpEngine`: any OpenAI-compatible upstream (vLLM, SGLang, llama.cpp server, Ollama).
 - :class:`ScriptedEngine`: an in-memory twin for tests and benchmarks.
 
+Each engine announces its :class:`Capability` set (tools, JSON object / schema, logprobs,
+embeddings, vision); :func:`check_capabilities` is the 400 for a request needing more.
 Every engine returns an :class:`EngineResponse` whose body bytes are relayed unchanged and whose
 :class:`Usage` (prompt, cached, completion, reasoning tokens) a :class:`UsageMeter` reads on the
 way through. :func:`build_engine_app` serves any engine as an OpenAI-compatible HTTP server;
 :func:`model_hash` is the reproducible hash of a model's weight files.
 """
 
-from cocoon.inference._protocol import JSON_HEADERS, SSE_HEADERS, Endpoint, Engine, EngineResponse
+from cocoon.inference._protocol import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    Endpoint,
+    Engine,
+    EngineResponse,
+    check_capabilities,
+    unsupported_response,
+)
 from cocoon.inference.embedded import EmbeddedEngine, EmbeddedStats
 from cocoon.inference.errors import (
     EngineBusy,
@@ -27,6 +37,7 @@ from cocoon.inference.models import EMBEDDED_MODEL_NAME, embedded_model_path
 from cocoon.inference.scripted import REFERENCE_USAGE, Script, ScriptedEngine, fake_upstream
 from cocoon.inference.server import build_engine_app, running_server, serve_openai
 from cocoon.oai import Usage
+from cocoon.oai.capabilities import Capability
 
 __all__ = [
     "EMBEDDED_MODEL_NAME",
@@ -34,6 +45,7 @@ __all__ = [
     "REFERENCE_USAGE",
     "SSE_HEADERS",
     "BodyKind",
+    "Capability",
     "EmbeddedEngine",
     "EmbeddedStats",
     "Endpoint",
@@ -54,6 +66,7 @@ __all__ = [
     "Usage",
     "UsageMeter",
     "build_engine_app",
+    "check_capabilities",
     "embedded_model_hash",
     "embedded_model_path",
     "fake_upstream",
@@ -61,4 +74,5 @@ __all__ = [
     "model_hash",
     "running_server",
     "serve_openai",
+    "unsupported_response",
 ]

@@ -29,8 +29,9 @@ __all__ = ["REFERENCE_USAGE", "Script", "ScriptHandler", "ScriptedEngine", "Scri
 REFERENCE_USAGE = Usage(prompt_tokens=34, cached_tokens=11, completion_tokens=100, reasoning_tokens=10)
 
 
-# A script replays bytes; it honours no parameter, so by default it claims only the plain endpoints.
-SCRIPTED_CAPABILITIES = frozenset({Capability.CHAT, Capability.COMPLETIONS, Capability.EMBEDDINGS})
+# A script replays bytes whatever the request asks, like an upstream that accepts every parameter;
+# tests of routing by capability give a narrower set.
+SCRIPTED_CAPABILITIES = frozenset(Capability)
 
 
 def _unavailable() -> EngineError:

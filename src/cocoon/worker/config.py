@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cocoon.chain import ChainSettings, check_address
 from cocoon.node.trust import TeeSettings, validate_host_ports
+from cocoon.oai.capabilities import HTTP_DEFAULT_CAPABILITIES, Capability
 
 __all__ = ["DEFAULT_WORKER_HEALTH_PORT", "EngineSettings", "WorkerConfig", "WorkerRootSettings"]
 
@@ -25,6 +26,9 @@ class EngineSettings(BaseModel):
     model_name: str | None = None  # served name; http: discovered from /v1/models when unset
     n_ctx: int = Field(2048, ge=256, le=131072)
     n_threads: int | None = Field(None, ge=1, le=256)
+    embeddings: bool = True  # embedded: also serve /v1/embeddings (a second instance, loaded on use)
+    # http: what the upstream can do; a request needing anything else gets a 400 naming the parameter.
+    capabilities: frozenset[Capability] = HTTP_DEFAULT_CAPABILITIES
 
     @field_validator("url")
     @classmethod

@@ -1,46 +1,36 @@
 """The GPU owner's local view of a worker: ``GET /health`` (JSON) and ``GET /logs``.
 
-Bound to loopback by default; ``cocoon health`` renders it.
+Bound to loopback by default; ``cocoon health`` renders it. The app sees the worker only through
+:class:`WorkerReport`, so this module does not import the service.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 
+from cocoon.worker.logs import LogRing
 from cocoon.worker.system import system_info
 
-if TYPE_CHECKING:
-    from cocoon.worker.service import Worker
-
-__all__ = ["LogRing", "build_health_app"]
+__all__ = ["LogRing", "WorkerReport", "build_health_app"]
 
 
-class LogRing(logging.Handler):
-    """Keeps the last lines logged under ``cocoon`` for the owner's view."""
+class WorkerReport(Protocol):
+    """What the health view reads from a worker."""
 
-    def __init__(self, size: int = 200) -> None:
-        super().__init__(level=logging.INFO)
-        self.lines: deque[str] = deque(maxlen=size)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    def statistics(self) -> dict[str, Any]: ...
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # a log line must never break serving
-            self.handleError(record)
+    async def engine_healthy(self) -> bool: ...
 
 
-def build_health_app(worker: Worker, logs: LogRing) -> FastAPI:
+def build_health_app(worker: WorkerReport, logs: LogRing) -> FastAPI:
     app = FastAPI(title="cocoon worker", docs_url=None, redoc_url=None)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         stats = worker.statistics()
-        stats["engine_healthy"] = await worker.engine.healthy()
+        stats["engine_healthy"] = await worker.engine_healthy()
         stats["system"] = system_info()
         return stats
 

@@ -4,6 +4,10 @@ Workers sit behind NAT, so they dial proxies (never the other way). Each proxy l
 by a :class:`~cocoon.net.Dialer`. A request arrives as a wire stream; the worker checks capacity
 and the model, runs it on the engine and relays the engine's exact bytes back, then the usage the
 engine reported. Stopping drains: running requests finish, new ones are refused as busy.
+
+A request that needs a capability the engine lacks (tools, a JSON schema, logprobs, images, …) gets
+a 400 naming the parameter before the engine sees it; the worker announces its engine's
+capabilities so proxies route such requests only to workers that have them.
 """
 
 from __future__ import annotations
@@ -12,26 +16,34 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cocoon import net, wire
 from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.errors import ServiceError
-from cocoon.inference import EmbeddedEngine, Endpoint, Engine, EngineError, HttpEngine, model_hash
-from cocoon.node.lifecycle import ServiceState, check_can_start
+from cocoon.inference import (
+    EmbeddedEngine,
+    Endpoint,
+    Engine,
+    EngineError,
+    EngineResponse,
+    HttpEngine,
+    check_capabilities,
+    model_hash,
+)
+from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
+from cocoon.node.service import Service
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
-from cocoon.worker.health_http import LogRing, build_health_app
+from cocoon.worker.health_http import build_health_app
+from cocoon.worker.logs import LogRing, worker_logger
 
 __all__ = ["Worker", "build_engine"]
-
-log = logging.getLogger(__name__)
 
 _ENDPOINTS = {e.value: e for e in Endpoint}
 
@@ -41,22 +53,31 @@ def build_engine(config: WorkerConfig) -> Engine:
     if settings.kind == "http":
         if settings.url is None:
             raise ValueError("engine.url is required for the http engine")
-        return HttpEngine(settings.url, model_name=settings.model_name)
+        return HttpEngine(settings.url, model_name=settings.model_name, capabilities=settings.capabilities)
     return EmbeddedEngine(
         model_path=settings.model_path,
         model_name=settings.model_name,
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
+        embeddings=settings.embeddings,
     )
 
 
-class Worker:
+async def _quietly(close: Callable[[], Awaitable[object]]) -> None:
+    """A clean-up that must not stop the ones after it."""
+    with contextlib.suppress(Exception):
+        await close()
+
+
+class Worker(Service):
     """One worker node. ``async with Worker(config) as w:`` or ``start()``/``stop()``."""
 
+    role = "worker"
+
     def __init__(self, config: WorkerConfig, *, engine: Engine | None = None) -> None:
+        super().__init__(logger=worker_logger())
         self.config = config
         self.engine = engine if engine is not None else build_engine(config)
-        self.state = ServiceState.NEW
         self.trust: NodeTrust | None = None
         self.model_hash: bytes | None = None
         self._dialers: list[net.Dialer] = []
@@ -72,44 +93,43 @@ class Worker:
         self.gpu: GpuEvidence = GpuEvidence(kind="none")
         self._health: HttpServer | None = None
         self._logs = LogRing()
+        self._drain_on_stop = True
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        check_can_start("worker", self.state)
-        self.state = ServiceState.STARTING
-        try:
-            await self.engine.start()
-            logging.getLogger("cocoon").addHandler(self._logs)
-            self.model_hash = await asyncio.to_thread(self._compute_model_hash)
-            allowed, proxies = await self._root_lists()
-            if allowed and self.model_hash.hex() not in allowed:
-                raise ServiceError(
-                    f"model hash {self.model_hash.hex()} of {self.engine.model_name} is not allowed "
-                    "(not in allowed_model_hashes / the root contract)"
-                )
-            self.gpu = await asyncio.to_thread(collect_gpu_evidence)
-            self.trust = NodeTrust(
-                self.config.tee,
-                home=self.config.home,
-                role="worker",
-                model_hash=self.model_hash,
-                extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
+    async def _open(self, stack: contextlib.AsyncExitStack) -> None:
+        stack.push_async_callback(_quietly, self.engine.aclose)  # registered first: closed last
+        await self.engine.start()
+        self.log.addHandler(self._logs)
+        stack.callback(self.log.removeHandler, self._logs)
+        self.model_hash = await asyncio.to_thread(self._compute_model_hash)
+        allowed, proxies = await self._root_lists()
+        if allowed and self.model_hash.hex() not in allowed:
+            raise ServiceError(
+                f"model hash {self.model_hash.hex()} of {self.engine.model_name} is not allowed "
+                "(not in allowed_model_hashes / the root contract)"
             )
-            self._health = await start_http_server(
-                build_health_app(self, self._logs), self.config.health_host, self.config.health_port
+        self.gpu = await asyncio.to_thread(collect_gpu_evidence)
+        self.trust = NodeTrust(
+            self.config.tee,
+            home=self.config.home,
+            role="worker",
+            model_hash=self.model_hash,
+            extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
+        )
+        self._health = await start_http_server(
+            build_health_app(self, self._logs), self.config.health_host, self.config.health_port
+        )
+        stack.push_async_callback(_quietly, self._health.aclose)
+        for address in proxies:
+            dialer = self.trust.dialer(
+                address, role=wire.Role.WORKER, info=self.announce(), handler=_ProxyLinkHandler(self)
             )
-            for address in proxies:
-                dialer = self.trust.dialer(
-                    address, role=wire.Role.WORKER, info=self.announce(), handler=_ProxyLinkHandler(self)
-                )
-                await dialer.start()
-                self._dialers.append(dialer)
-            self._started_at = time.monotonic()
-            self.state = ServiceState.RUNNING
-        except BaseException:
-            await self._release()
-            raise
+            stack.push_async_callback(_quietly, dialer.aclose)
+            await dialer.start()
+            self._dialers.append(dialer)
+        self._started_at = time.monotonic()
+        self.log.info("serving %s to %d proxies", self.engine.model_name, len(proxies))
 
     async def _root_lists(self) -> tuple[set[str], list[str]]:
         """(allowed model hashes in hex, proxy addresses): from the root contract when configured."""
@@ -145,42 +165,26 @@ class Worker:
         await asyncio.gather(*(d.wait_connected() for d in self._dialers))
 
     async def stop(self, *, drain: bool = True) -> None:
-        if self.state in (ServiceState.STOPPED, ServiceState.STOPPING):
-            return
-        self.state = ServiceState.STOPPING
-        if drain and self._active:
+        """Stop serving; with ``drain`` running requests get ``drain_timeout_s`` to finish."""
+        self._drain_on_stop = drain
+        await super().stop()
+
+    async def _drain(self) -> None:
+        if self._drain_on_stop and self._active:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.drain_timeout_s):
                     await self._idle.wait()
         # Whatever still runs is aborted: its proxy sees the stream end and bills what it relayed.
         for task in list(self._running):
             task.cancel()
-        await self._release()
 
     @property
     def health_url(self) -> str:
         assert self._health is not None, "worker not started"
         return self._health.url
 
-    async def _release(self) -> None:
-        logging.getLogger("cocoon").removeHandler(self._logs)
-        if self._health is not None:
-            with contextlib.suppress(Exception):
-                await self._health.aclose()
-        for dialer in self._dialers:
-            with contextlib.suppress(Exception):
-                await dialer.aclose()
-        self._dialers.clear()
-        with contextlib.suppress(Exception):
-            await self.engine.aclose()
-        self.state = ServiceState.STOPPED
-
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    async def engine_healthy(self) -> bool:
+        return await self.engine.healthy()
 
     # -- what the worker tells proxies -----------------------------------------------------------
 
@@ -196,6 +200,7 @@ class Worker:
         return {
             "model": self.engine.model_name,
             "model_hash": (self.model_hash or b"").hex(),
+            "capabilities": sorted(self.engine.capabilities),
             "coefficient": self.config.coefficient,
             "max_active_requests": self.config.max_active_requests,
             "proxy_count": len(self.config.proxies),
@@ -212,6 +217,7 @@ class Worker:
             "uptime_s": round(uptime, 1),
             "model": self.engine.model_name,
             "model_hash": (self.model_hash or b"").hex(),
+            "capabilities": sorted(self.engine.capabilities),
             "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
             "tee_backend": self.config.tee.backend,
             "attestation": {
@@ -272,11 +278,19 @@ class Worker:
             if not self._active:
                 self._idle.set()
 
+    async def _open_engine(self, endpoint: Endpoint, body: dict[str, Any]) -> EngineResponse:
+        """The engine's answer, or the 400 for a parameter it cannot honour (never dropped)."""
+        refusal = check_capabilities(self.engine.capabilities, endpoint, body)
+        if refusal is not None:
+            self.log.info("refused a request needing what the engine lacks: %s", endpoint.value)
+            return refusal
+        return await self.engine.open(endpoint, body)
+
     async def _run(
         self, stream: net.IncomingStream, endpoint: Endpoint, body: dict[str, Any], t0: float
     ) -> None:
         try:
-            response = await self.engine.open(endpoint, body)
+            response = await self._open_engine(endpoint, body)
         except EngineError as exc:
             self.counters["failed"] += 1
             self.recent_errors.append(f"engine: {exc}")
@@ -346,7 +360,7 @@ class _ProxyLinkHandler:
         self.worker = worker
 
     async def on_connect(self, conn: net.NodeConnection) -> None:
-        log.info("connected to proxy %s (image %s)", conn.peer.address, _image(conn))
+        self.worker.log.info("connected to proxy %s (image %s)", conn.peer.address, _image(conn))
 
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         try:
@@ -367,7 +381,7 @@ class _ProxyLinkHandler:
             self.worker.payments[conn.peer.address] = dict(params)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
-        log.info("proxy link %s closed: %s", conn.peer.address, exc)
+        self.worker.log.info("proxy link %s closed: %s", conn.peer.address, exc)
 
 
 def _image(conn: net.NodeConnection) -> str:
