@@ -1,83 +1,74 @@
-"""One place that turns failures into OpenAI-shaped HTTP errors for the app.
+"""Failures as the app sees them: wire error codes to :class:`cocoon.oai.ErrorKind`, JSON and SSE.
 
-Every path of the client's API answers errors as ``{"error": {"message", "type", "param", "code"}}``
-with a status from this table; messages carry no internals (addresses, stack frames).
+The status, OpenAI ``type`` and ``code`` come from the one table in ``cocoon.oai``; this module only
+says which kind each wire code from the proxy means.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+import time
 
 from fastapi.responses import JSONResponse
 
+from cocoon.oai import ApiError, ErrorKind, encode_sse
+from cocoon.oai.sse import SSE_DONE
 from cocoon.wire import ErrorCode
 
-__all__ = ["ApiError", "error_body", "error_response", "from_wire_code"]
+__all__ = ["error_response", "from_wire", "kind_of", "sse_error"]
 
-_ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_quota",
-    404: "not_found_error",
-    429: "rate_limit_exceeded",
-    499: "cancelled",
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "timeout",
+_KIND_OF: dict[ErrorCode, ErrorKind] = {
+    ErrorCode.BAD_REQUEST: ErrorKind.INVALID_REQUEST,
+    ErrorCode.PAYMENT_REQUIRED: ErrorKind.INSUFFICIENT_FUNDS,
+    ErrorCode.NOT_FOUND: ErrorKind.MODEL_NOT_FOUND,
+    ErrorCode.BUSY: ErrorKind.SERVER_BUSY,
+    ErrorCode.CANCELLED: ErrorKind.CANCELLED,
+    ErrorCode.INTERNAL: ErrorKind.INTERNAL_ERROR,
+    ErrorCode.UNAVAILABLE: ErrorKind.UPSTREAM_FAILED,
+    ErrorCode.NOT_READY: ErrorKind.PROXY_UNAVAILABLE,
+    ErrorCode.TIMEOUT: ErrorKind.TIMEOUT,
+    ErrorCode.PROTOCOL: ErrorKind.UPSTREAM_FAILED,
+    ErrorCode.MODEL_UNAVAILABLE: ErrorKind.MODEL_UNAVAILABLE,
+    ErrorCode.UNSUPPORTED_PARAMETER: ErrorKind.UNSUPPORTED_PARAMETER,
+    ErrorCode.MAX_COEFFICIENT_TOO_LOW: ErrorKind.MAX_COEFFICIENT_TOO_LOW,
+    ErrorCode.RATE_LIMITED: ErrorKind.RATE_LIMIT_EXCEEDED,
 }
-
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
-
-
-class ApiError(Exception):
-    """An error to be answered to the app with ``status``."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
+_PARAM_OF: dict[ErrorKind, str] = {
+    ErrorKind.MODEL_NOT_FOUND: "model",
+    ErrorKind.MODEL_UNAVAILABLE: "model",
+    ErrorKind.MAX_COEFFICIENT_TOO_LOW: "max_coefficient",
+}
+_NAMED_PARAM = re.compile(r"`([A-Za-z0-9_.\[\]-]{1,64})`")
+# A proxy from before MAX_COEFFICIENT_TOO_LOW said it only in words (as a BAD_REQUEST).
+_COEFFICIENT_WORDS = re.compile(r"max_coefficient")
 
 
-def _sanitize(message: str) -> str:
-    return _ADDRESS.sub("0x…", message)[:1000]
+def kind_of(code: int, message: str = "") -> ErrorKind:
+    try:
+        kind = _KIND_OF[ErrorCode(code)]
+    except ValueError:
+        return ErrorKind.UPSTREAM_FAILED
+    if kind is ErrorKind.INVALID_REQUEST and _COEFFICIENT_WORDS.search(message):
+        return ErrorKind.MAX_COEFFICIENT_TOO_LOW
+    return kind
 
 
-def error_body(
-    status: int, message: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": _sanitize(message),
-            "type": _ERROR_TYPES.get(status, "internal_error"),
-            "param": param,
-            "code": code,
-        }
-    }
+def from_wire(code: int, message: str) -> ApiError:
+    """The app-facing error for a typed wire error from the proxy."""
+    kind = kind_of(code, message)
+    named = _NAMED_PARAM.search(message)
+    param = _PARAM_OF.get(kind) or (
+        named.group(1) if named and kind is ErrorKind.UNSUPPORTED_PARAMETER else None
+    )
+    return ApiError(kind, message, param=param)
 
 
 def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(
-        error_body(exc.status, exc.message, param=exc.param, code=exc.code), status_code=exc.status
-    )
+    return JSONResponse(exc.body(), status_code=exc.status)
 
 
-_WIRE_TO_HTTP: dict[int, int] = {
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.PAYMENT_REQUIRED: 402,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.BUSY: 429,
-    ErrorCode.CANCELLED: 499,
-    ErrorCode.INTERNAL: 500,
-    ErrorCode.UNAVAILABLE: 502,
-    ErrorCode.TIMEOUT: 504,
-}
-
-
-def from_wire_code(code: int, message: str) -> ApiError:
-    """Map a typed wire error from the proxy to the app-facing status."""
-    status = _WIRE_TO_HTTP.get(int(code), 502)
-    return ApiError(status, message, code=ErrorCode(code).name.lower() if code in _WIRE_TO_HTTP else None)
+def sse_error(exc: ApiError) -> bytes:
+    """An error event mid-stream (the status is already 200), then ``[DONE]``."""
+    payload = exc.body()
+    payload["error"]["created"] = int(time.time())
+    return encode_sse(payload) + SSE_DONE

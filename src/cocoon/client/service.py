@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cocoon import net, tee, wire
+from cocoon.client.api import build_app
+from cocoon.client.auth import Auth, write_admin_token
+from cocoon.client.budget import ALL_KEYS, BudgetStore, key_scope
 from cocoon.client.config import ClientConfig
+from cocoon.client.errors import ClientChainError
+from cocoon.client.ports import ApiDeps
+from cocoon.client.spending import Spending
 from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
-from cocoon.node.lifecycle import ServiceState, check_can_start
 from cocoon.node.ownership import make_owner_proof
+from cocoon.node.service import Service
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
@@ -35,26 +39,37 @@ __all__ = ["Client"]
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_S = float(tee.CLOCK_SKEW_S)  # the one tolerance the peer policy applies too
+PRICE_TTL_S = 60.0
 
 
-class Client:
+class Client(Service):
+    """The app developer's node; implements :class:`cocoon.client.ports.ProxyAccess` for its API."""
+
+    role: ClassVar[str] = "client"
+
     def __init__(self, config: ClientConfig, *, chain: Chain | None = None) -> None:
         """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own."""
+        super().__init__(logger=log)
         self.config = config
         self._chain = chain
-        self._own_chain = False
         self.wallet_key: KeyPair | None = None  # set when config.chain is given
         self._account: ClientAccount | None = None
-        self._funding: asyncio.Task[None] | None = None
         self.funding_error = ""
-        self.state = ServiceState.NEW
         self.trust: NodeTrust | None = None
         self._dialers: list[tuple[str, net.Dialer]] = []
         self._http: HttpServer | None = None
-        self.counters = {"requests": 0, "succeeded": 0, "failed": 0, "spent_nano": 0}
-        self._spent_by_day: dict[str, int] = {}
-        self.receipts: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.spending = Spending()
+        self.admin_token = ""
         self.clock_skew: dict[str, float] = {}  # proxy address → seconds (proxy − us)
+        self._price: tuple[float, int] | None = None  # (when read, nanoTON per adjusted token)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.spending.counters
+
+    @property
+    def receipts(self) -> Any:
+        return self.spending.receipts
 
     @property
     def base_url(self) -> str:
@@ -66,36 +81,37 @@ class Client:
         assert self._http is not None, "client not started"
         return self._http.port
 
-    async def start(self) -> None:
-        check_can_start("client", self.state)
-        self.state = ServiceState.STARTING
-        try:
-            self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client")
-            info: dict[str, Any] = {"owner_address": self.config.owner_address}
-            if self.config.chain is not None:
-                info["owner_address"] = self._open_chain()
-                assert self.wallet_key is not None
-                # The proxy bills this wallet's contract only if our TLS key proves we hold the wallet.
-                info["owner_proof"] = make_owner_proof(
-                    self.wallet_key.sign, self.wallet_key.public, self.trust.identity.public_key
-                )
-            for address in await self._proxy_addresses():
-                dialer = self.trust.dialer(
-                    address, role=wire.Role.CLIENT, info=info, handler=_ProxyLink(self)
-                )
-                await dialer.start()
-                self._dialers.append((address, dialer))
-            from cocoon.client.api import build_app
-
-            self._http = await start_http_server(
-                build_app(self), self.config.http_host, self.config.http_port
+    async def _open(self, stack: contextlib.AsyncExitStack) -> None:
+        self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client")
+        info: dict[str, Any] = {"owner_address": self.config.owner_address}
+        if self.config.chain is not None:
+            info["owner_address"] = self._open_chain(stack)
+            assert self.wallet_key is not None
+            # The proxy bills this wallet's contract only if our TLS key proves we hold the wallet.
+            info["owner_proof"] = make_owner_proof(
+                self.wallet_key.sign, self.wallet_key.public, self.trust.identity.public_key
             )
-            if self.config.chain is not None and self.config.chain.auto_top_up_nano:
-                self._funding = asyncio.create_task(self._keep_funded(), name="client-funding")
-            self.state = ServiceState.RUNNING
-        except BaseException:
-            await self._release()
-            raise
+        for address in await self._proxy_addresses():
+            dialer = self.trust.dialer(address, role=wire.Role.CLIENT, info=info, handler=_ProxyLink(self))
+            stack.push_async_callback(_quietly, dialer.aclose)
+            await dialer.start()
+            self._dialers.append((address, dialer))
+        if self.config.has_budget:
+            budget = BudgetStore(self.config.home / "budget.sqlite", self._limits())
+            stack.callback(budget.close)
+            self.spending.budget = budget
+        self.admin_token = write_admin_token(self.config.home)
+        auth = Auth(self.config.keys, self.admin_token)
+        app = build_app(ApiDeps(config=self.config, proxy=self, spending=self.spending, auth=auth))
+        self._http = await start_http_server(app, self.config.http_host, self.config.http_port)
+        stack.push_async_callback(_quietly, self._http.aclose)
+        if self.config.chain is not None and self.config.chain.auto_top_up_nano:
+            self.spawn(self._keep_funded(), name="funding")
+
+    def _limits(self) -> dict[str, int]:
+        limits = {ALL_KEYS: self.config.daily_budget_nano}
+        limits.update({key_scope(k.key): k.daily_budget_nano for k in self.config.keys})
+        return limits
 
     async def wait_connected(self) -> None:
         """Wait until at least one proxy link is up."""
@@ -105,38 +121,6 @@ class Client:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-
-    async def stop(self) -> None:
-        if self.state in (ServiceState.STOPPED, ServiceState.STOPPING):
-            return
-        self.state = ServiceState.STOPPING
-        await self._release()
-
-    async def _release(self) -> None:
-        if self._funding is not None:
-            self._funding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._funding
-            self._funding = None
-        if self._http is not None:
-            with contextlib.suppress(Exception):
-                await self._http.aclose()
-        for _, dialer in self._dialers:
-            with contextlib.suppress(Exception):
-                await dialer.aclose()
-        self._dialers.clear()
-        if self._own_chain and self._chain is not None:
-            with contextlib.suppress(Exception):
-                await self._chain.aclose()
-            self._chain = None
-        self.state = ServiceState.STOPPED
-
-    async def __aenter__(self) -> Client:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- proxies ---------------------------------------------------------------------------------
 
@@ -212,7 +196,7 @@ class Client:
             raise ConfigError("the root contract registers no proxy")
         return addresses
 
-    def _open_chain(self) -> str:
+    def _open_chain(self, stack: contextlib.AsyncExitStack) -> str:
         """Load the wallet key and open the chain; returns the owner address to announce."""
         from cocoon.chain import KeyPair, Wallet, normalize_address, open_chain
 
@@ -226,14 +210,13 @@ class Client:
         if configured and normalize_address(configured) != normalize_address(owner):
             raise ConfigError(f"owner_address must be the wallet's address {owner} when a chain is used")
         if self._chain is None:
-            self._chain = open_chain(settings)
-            self._own_chain = True
+            self._chain = chain = open_chain(settings)
+            stack.push_async_callback(_quietly, chain.aclose)
         return owner
 
     async def contract(self) -> ClientAccount:
         """Our contract with the preferred proxy (found from its announce, checked on chain)."""
         from cocoon.client.contract import ClientAccount, ProxyChainInfo
-        from cocoon.client.errors import ClientChainError
 
         if self.config.chain is None or self._chain is None or self.wallet_key is None:
             raise ClientChainError("this client runs without a chain", status=409)
@@ -277,20 +260,16 @@ class Client:
                 self.funding_error = f"{type(exc).__name__}: {exc}"
                 log.warning("keeping the client contract funded failed: %s", self.funding_error)
 
-    @staticmethod
-    def _today() -> str:
-        return dt.datetime.now(dt.UTC).date().isoformat()
+    async def price_per_token(self) -> int:
+        """nanoTON per adjusted token the proxy bills us, re-read at most every minute."""
+        now = time.monotonic()
+        if self._price is None or now - self._price[0] > PRICE_TTL_S:
+            totals = await self.query("balance")
+            self._price = (now, int(totals.get("price_per_token", 0)))
+        return self._price[1]
 
     def budget_left(self) -> int | None:
-        if not self.config.daily_budget_nano:
-            return None
-        return self.config.daily_budget_nano - self._spent_by_day.get(self._today(), 0)
-
-    def record_spend(self, cost_nano: int, receipt: Mapping[str, Any]) -> None:
-        day = self._today()
-        self._spent_by_day[day] = self._spent_by_day.get(day, 0) + cost_nano
-        self.counters["spent_nano"] += cost_nano
-        self.receipts.append({"time": time.time(), "cost_nano": cost_nano, **dict(receipt)})
+        return self.spending.left()
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -332,3 +311,11 @@ class _ProxyLink(net.NullHandler):
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         log.info("proxy link %s closed: %s", conn.peer.address, exc)
+
+
+async def _quietly(close: Any) -> None:
+    """Run one clean-up; a failing one must not keep the others from running."""
+    try:
+        await close()
+    except Exception as exc:
+        log.debug("clean-up %s failed: %s", getattr(close, "__qualname__", close), exc)

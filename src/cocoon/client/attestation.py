@@ -1,0 +1,104 @@
+"""``GET /v1/attestation``: evidence about the proxy (and its workers), bound to the app's nonce.
+
+The app sends a nonce; the proxy answers with claims that include it and the time, signed by the key
+its RA-TLS certificate attests (``evidence: {"claims": {...}, "signature": hex}``; workers' likewise,
+signed by their attested keys). The client checks each signature against the attested key it knows
+for that node and that the nonce and time are this request's, so an answer cannot be replayed or
+be a day old. A proxy that does not sign yet is reported as ``nonce_bound: false``, never as verified.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from cocoon import net
+from cocoon.client.ports import ProxyAccess
+from cocoon.oai import ApiError, ErrorKind
+
+__all__ = ["attestation_report", "check_evidence"]
+
+MAX_AGE_S = 300.0
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def canonical(claims: Mapping[str, Any]) -> bytes:
+    return json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def check_evidence(evidence: object, *, nonce: str, public_key_hex: str, now: float) -> tuple[bool, str]:
+    """Whether ``evidence`` is signed by ``public_key_hex`` over this nonce, recently."""
+    if not isinstance(evidence, Mapping):
+        return False, "no signed evidence"
+    claims, signature = evidence.get("claims"), evidence.get("signature")
+    if not isinstance(claims, Mapping) or not isinstance(signature, str):
+        return False, "evidence needs claims and a signature"
+    if claims.get("nonce") != nonce:
+        return False, "evidence is for another nonce"
+    stamp = claims.get("time")
+    if not isinstance(stamp, int | float) or abs(now - float(stamp)) > MAX_AGE_S:
+        return False, "evidence is not fresh"
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
+        key.verify(bytes.fromhex(signature), canonical(claims))
+    except (ValueError, InvalidSignature):
+        return False, "bad signature"
+    return True, ""
+
+
+def _verified_json(link: net.NodeConnection) -> dict[str, Any]:
+    to_json = getattr(link.peer.attestation, "to_json", None)
+    verified = to_json() if callable(to_json) else {}
+    return verified if isinstance(verified, dict) else {}
+
+
+def _worker_entries(report: Mapping[str, Any], nonce: str, now: float) -> list[dict[str, Any]]:
+    out = []
+    for worker in report.get("workers") or []:
+        if not isinstance(worker, Mapping):
+            continue
+        entry = dict(worker)
+        attestation = worker.get("attestation")
+        key = attestation.get("public_key") if isinstance(attestation, Mapping) else None
+        ok, why = check_evidence(worker.get("evidence"), nonce=nonce, public_key_hex=str(key or ""), now=now)
+        entry["nonce_bound"], entry["nonce_problem"] = ok, why
+        out.append(entry)
+    return out
+
+
+async def attestation_report(proxy: ProxyAccess, nonce: str | None) -> dict[str, Any]:
+    if nonce is None:
+        nonce = secrets.token_hex(16)
+    elif not _NONCE.fullmatch(nonce):
+        raise ApiError(
+            ErrorKind.INVALID_REQUEST, "nonce must be 1-128 characters of [A-Za-z0-9_-]", param="nonce"
+        )
+    try:
+        link = proxy.link()
+        answer = await proxy.query("attestation", {"nonce": nonce})
+    except net.NetError as exc:
+        raise ApiError(ErrorKind.PROXY_UNAVAILABLE, f"no proxy available: {exc}") from exc
+    now = time.time()
+    verified = _verified_json(link)
+    ok, why = check_evidence(
+        answer.get("evidence"), nonce=nonce, public_key_hex=str(verified.get("public_key", "")), now=now
+    )
+    report = dict(answer)
+    report["workers"] = _worker_entries(answer, nonce, now)
+    return {
+        "nonce": nonce,
+        "proxy": {
+            "address": link.peer.address,
+            "verified": verified,
+            "nonce_bound": ok,
+            "nonce_problem": why,
+        },
+        "proxy_report": report,
+    }

@@ -1,0 +1,262 @@
+"""One app request through the proxy and back: reserve, send, wait for admission, relay, bill.
+
+Every check that can fail (budget, a proxy link, the proxy's admission: model, funds, a worker) runs
+before the response starts, because once a stream has begun its status is already 200. The bytes
+the proxy relays are hashed as they arrive, so the worker's signed receipt can be checked against
+exactly what this client received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from cocoon import net, wire
+from cocoon.client.auth import key_scope_of
+from cocoon.client.budget import Reservation, reservation_nano
+from cocoon.client.http_errors import from_wire
+from cocoon.client.ports import ApiDeps
+from cocoon.client.shaping import Shaper
+from cocoon.node.receipt import client_record
+from cocoon.oai import ApiError, ErrorKind, Usage
+
+__all__ = ["Outbound", "forward"]
+
+_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A validated request, ready for the proxy."""
+
+    endpoint: str
+    model: str
+    body: bytes
+    stream: bool
+    max_tokens: int
+    max_coefficient: int
+    timeout: float
+    meta: Mapping[str, Any]
+
+
+def _proxy_down(exc: Exception) -> ApiError:
+    return ApiError(ErrorKind.PROXY_UNAVAILABLE, f"no proxy available: {exc}")
+
+
+async def _reserve(deps: ApiDeps, request: Request, out: Outbound) -> Reservation | None:
+    if deps.spending.budget is None:
+        return None
+    try:
+        per_token = await deps.proxy.price_per_token()
+    except net.NetError as exc:
+        raise _proxy_down(exc) from exc
+    amount = reservation_nano(
+        max_tokens=out.max_tokens,
+        body_bytes=len(out.body),
+        max_coefficient=out.max_coefficient,
+        price_per_token=per_token,
+    )
+    return deps.spending.reserve(amount, key_scope_of(request))
+
+
+async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper) -> Response:
+    reservation = await _reserve(deps, request, out)
+    deps.spending.counters["requests"] += 1
+    try:
+        stream = await deps.proxy.open_stream(
+            endpoint=out.endpoint,
+            model=out.model,
+            body=out.body,
+            max_coefficient=out.max_coefficient,
+            max_tokens=out.max_tokens,
+            timeout=out.timeout,
+            meta=out.meta,
+        )
+    except net.NetError as exc:
+        deps.spending.failed(reservation, billed=False)
+        raise _proxy_down(exc) from exc
+    events = aiter(stream)
+    try:
+        first = await _next_event(events, out.timeout)
+    except BaseException:
+        deps.spending.failed(reservation, billed=False)
+        with contextlib.suppress(Exception):
+            await stream.cancel("client gave up")
+        raise
+    if isinstance(first, wire.StreamError):
+        deps.spending.failed(reservation, billed=False)  # refused at admission: nothing was billed
+        raise from_wire(first.code, first.message)
+    assert isinstance(first, wire.ResponseHead)
+    answer = _Answer(deps, stream, events, reservation, out.timeout)
+    headers = {k: v for k, v in first.headers if k.lower() not in _HOP_HEADERS}
+    if not out.stream or first.status >= 400:
+        return await answer.collect(first.status, headers, request, shaper)
+    return StreamingResponse(
+        answer.relay(shaper),
+        status_code=first.status,
+        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        media_type="text/event-stream",
+    )
+
+
+async def _next_event(events: AsyncIterator[wire.Message], timeout: float) -> wire.Message:
+    try:
+        async with asyncio.timeout(timeout):
+            return await anext(events)
+    except TimeoutError as exc:
+        raise ApiError(ErrorKind.TIMEOUT, "timed out waiting for the answer") from exc
+    except StopAsyncIteration as exc:
+        raise ApiError(ErrorKind.UPSTREAM_FAILED, "the proxy closed the request without an answer") from exc
+    except net.NetError as exc:
+        raise ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}") from exc
+
+
+def cost_meta(final: wire.ResponseEnd, received_sha256: bytes, stream: net.OutgoingStream) -> dict[str, Any]:
+    """The proxy's final word, with the receipt checked against the bytes we actually received
+    (with the keys attested on this link for the proxy, and reported by the proxy for the worker)."""
+    meta = dict(final.meta)
+    meta.setdefault("cost_nano", 0)
+    meta["usage"] = _usage(final.usage).to_dict()
+    meta.update(
+        client_record(
+            meta,
+            proxy_attestation=stream.peer.attestation,
+            request_id=stream.request_id,
+            received_sha256=received_sha256,
+        )
+    )
+    return meta
+
+
+def _usage(usage: wire.Usage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=min(usage.cached_tokens, usage.prompt_tokens),
+        reasoning_tokens=min(usage.reasoning_tokens, usage.completion_tokens),
+    )
+
+
+class _Answer:
+    """The rest of one admitted answer: collected whole, or relayed as it streams."""
+
+    def __init__(
+        self,
+        deps: ApiDeps,
+        stream: net.OutgoingStream,
+        events: AsyncIterator[wire.Message],
+        reservation: Reservation | None,
+        timeout: float,
+    ) -> None:
+        self._deps = deps
+        self._stream = stream
+        self._events = events
+        self._reservation = reservation
+        self._timeout = timeout
+        self._digest = hashlib.sha256()  # what came from the proxy (the worker signed it)
+
+    def _cost(self, final: wire.ResponseEnd) -> dict[str, Any]:
+        return cost_meta(final, self._digest.digest(), self._stream)
+
+    def _record(self, cost: dict[str, Any], delivered_sha256: str) -> None:
+        cost["delivered_sha256"] = delivered_sha256  # what the app got (reshaped), for receipts
+        self._deps.spending.record(self._reservation, int(cost.get("cost_nano", 0)), cost)
+
+    async def _gather(self) -> tuple[bytes, wire.Message]:
+        parts: list[bytes] = []
+        while True:
+            event = await _next_event(self._events, self._timeout)
+            if not isinstance(event, wire.ResponseChunk):
+                return b"".join(parts), event
+            self._digest.update(event.data)
+            parts.append(event.data)
+
+    async def collect(
+        self, status: int, headers: dict[str, str], request: Request, shaper: Shaper
+    ) -> Response:
+        """A non-streamed answer: gather it, racing against the app hanging up (which cancels it)."""
+        gather_task = asyncio.ensure_future(self._gather())
+        watch_task = asyncio.ensure_future(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait({gather_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch_task.cancel()
+        if gather_task not in done:
+            gather_task.cancel()
+            with contextlib.suppress(BaseException):
+                await gather_task
+            with contextlib.suppress(Exception):
+                await self._stream.cancel("app disconnected")
+            self._deps.spending.failed(self._reservation, billed=True)
+            return Response(status_code=499)
+        try:
+            body, final = gather_task.result()
+        except BaseException:
+            self._deps.spending.failed(self._reservation, billed=True)
+            raise
+        if isinstance(final, wire.StreamError):
+            self._deps.spending.failed(self._reservation, billed=True)
+            raise from_wire(final.code, final.message)
+        assert isinstance(final, wire.ResponseEnd)
+        cost = self._cost(final)
+        content = shaper.whole(body, cost) if status < 400 else body
+        self._record(cost, hashlib.sha256(content).hexdigest())
+        headers["x-cocoon-cost-nano"] = str(cost.get("cost_nano", 0))
+        headers["x-cocoon-adjusted-tokens"] = str(cost.get("adjusted_tokens", 0))
+        return Response(content, status_code=status, headers=headers, media_type="application/json")
+
+    async def relay(self, shaper: Shaper) -> AsyncIterator[bytes]:
+        finished = False
+        delivered = hashlib.sha256()
+        try:
+            opening = shaper.start()
+            delivered.update(opening)
+            yield opening
+            async for event in self._events:
+                if isinstance(event, wire.ResponseChunk):
+                    self._digest.update(event.data)
+                    ready = shaper.feed(event.data)
+                    if ready:
+                        delivered.update(ready)
+                        yield ready
+                elif isinstance(event, wire.ResponseEnd):
+                    finished = True
+                    cost = self._cost(event)
+                    tail = shaper.end(_usage(event.usage), cost)
+                    delivered.update(tail)
+                    self._record(cost, delivered.hexdigest())
+                    yield tail
+                    return
+                elif isinstance(event, wire.StreamError):
+                    finished = True
+                    self._deps.spending.failed(self._reservation, billed=True)
+                    yield shaper.fail(from_wire(event.code, event.message))
+                    return
+        except net.NetError as exc:
+            finished = True
+            self._deps.spending.failed(self._reservation, billed=True)
+            yield shaper.fail(ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}"))
+        except ApiError as exc:  # the worker's stream broke the protocol: stop it, tell the app
+            finished = True
+            self._deps.spending.failed(self._reservation, billed=True)
+            with contextlib.suppress(Exception):
+                await self._stream.cancel("upstream protocol violation")
+            yield shaper.fail(exc)
+        finally:
+            if not finished:
+                # The app hung up (or we were cancelled): tell the proxy, which tells the worker.
+                self._deps.spending.failed(self._reservation, billed=True)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._stream.cancel("app disconnected"))
+
+
+async def _disconnected(request: Request) -> None:
+    while not await request.is_disconnected():  # noqa: ASYNC110 - starlette offers no event
+        await asyncio.sleep(0.25)
