@@ -100,7 +100,9 @@ async def test_a_revoked_proxy_image_drops_the_live_link_and_refuses_new_dials(
     try:
         conn = await dialer.wait_connected()
         # The root lists the proxy's image (and another): nothing changes.
-        kept = await worker.apply_root(root_allowlist("worker", _Root(frozenset({proxy.image_hash, OTHER_IMAGE}))))
+        kept = await worker.apply_root(
+            root_allowlist("worker", _Root(frozenset({proxy.image_hash, OTHER_IMAGE})))
+        )
         assert kept == [] and not conn.closed
         # The root revokes it: the live link is closed at once ...
 

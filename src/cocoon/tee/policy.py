@@ -252,6 +252,28 @@ class AttestationPolicy:
             allowed_model_hashes=_frozen_bytes(model_hashes),
         )
 
+    def verify_fresh_quote(self, raw: bytes, *, report_data: bytes, now: int) -> ParsedQuote:
+        """Check a quote made for one challenge (not the certificate's): it commits to
+        ``report_data`` and, for ``sim``/``tdx``, verifies under this policy's root with a TCB
+        status this policy allows. Raises an :class:`AttestationError` subclass."""
+        quote = parse_quote(raw)
+        if quote.report_data != report_data:
+            raise KeyBindingError("the fresh quote does not commit to this challenge")
+        if quote.debug and not self.allow_debug:
+            raise PolicyRefused("the fresh quote comes from a debug TD")
+        if self.kind == "any":
+            return quote
+        chain_root = root_key_id(quote.pck_root_der) if quote.pck_root_der is not None else None
+        if self.allowed_root_key_ids is not None and chain_root not in self.allowed_root_key_ids:
+            raise PolicyRefused("the fresh quote is signed under a root this policy does not trust")
+        if self.collateral_source is None:
+            raise CollateralUnavailable(f"policy {self.kind} has no collateral source")
+        collateral = self.collateral_source.collateral(quote.raw, now=now)
+        verdict = verify_quote(quote, collateral, now=now, root_ca_der=self.root_ca_der)
+        if verdict.status not in self.allowed_tcb_statuses:
+            raise PolicyRefused(f"the fresh quote's TCB status {verdict.status} is not allowed")
+        return quote
+
     def check(self, att: PeerAttestation) -> None:
         """Judge an already verified peer again under this policy's allowlists (a live link, after
         the allowlists changed); raises :class:`PolicyRefused`."""
