@@ -19,7 +19,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cocoon import net, wire
 from cocoon.core.httpserve import HttpServer, start_http_server
@@ -34,14 +34,19 @@ from cocoon.inference import (
     check_capabilities,
     model_hash,
 )
+from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
+from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.service import Service
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
 from cocoon.worker.health_http import build_health_app
 from cocoon.worker.logs import LogRing, worker_logger
+
+if TYPE_CHECKING:  # the chain is loaded only when a root contract is configured
+    from cocoon.chain import RootConfig
 
 __all__ = ["Worker", "build_engine"]
 
@@ -121,6 +126,11 @@ class Worker(Service):
             build_health_app(self, self._logs), self.config.health_host, self.config.health_port
         )
         stack.push_async_callback(_quietly, self._health.aclose)
+        if self.config.root is not None:
+            # Proxies are judged by the root's image allowlist from the first dial, and again (live
+            # links included) at every re-read.
+            await apply_root_once(self.trust, self._read_root)
+            self.spawn(watch_root(self.trust, self._read_root), name="root-watch")
         for address in proxies:
             dialer = self.trust.dialer(
                 address, role=wire.Role.WORKER, info=self.announce(), handler=_ProxyLinkHandler(self)
@@ -136,13 +146,7 @@ class Worker(Service):
         root_settings = self.config.root
         if root_settings is None:
             return {h.lower() for h in self.config.allowed_model_hashes}, list(self.config.proxies)
-        from cocoon.chain import fetch_root_config, open_chain, parse_address
-
-        chain = open_chain(root_settings)
-        try:
-            root = await fetch_root_config(chain, parse_address(root_settings.root_address))
-        finally:
-            await chain.aclose()
+        root = await self._read_root()
         bound = root.models.get(self.model_hash or b"")
         if bound is not None and bound != self.engine.model_name:
             # Allowed weights announced under another name would be refused by every proxy.
@@ -159,6 +163,17 @@ class Worker(Service):
             if not proxies:
                 raise ServiceError("the root contract registers no proxy")
         return allowed, proxies
+
+    async def _read_root(self) -> RootConfig:
+        from cocoon.chain import fetch_root_config, open_chain, parse_address
+
+        root_settings = self.config.root
+        assert root_settings is not None
+        chain = open_chain(root_settings)
+        try:
+            return await fetch_root_config(chain, parse_address(root_settings.root_address))
+        finally:
+            await chain.aclose()
 
     async def wait_connected(self) -> None:
         """Wait until every proxy link is up (tests and ``cocoon up`` use this)."""
@@ -374,6 +389,10 @@ class _ProxyLinkHandler:
     ) -> Mapping[str, Any]:
         if method == "status":
             return self.worker.statistics()
+        if method == "attestation" and self.worker.trust is not None:
+            # Fresh evidence for the app's nonce, signed by the key this link attested.
+            claims = {"role": "worker", "model": self.worker.engine.model_name}
+            return answer_challenge(self.worker.trust.identity, params, now=int(time.time()), claims=claims)
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
