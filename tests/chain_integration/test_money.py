@@ -182,7 +182,9 @@ async def test_client_without_funds_on_chain_gets_402_then_pays_after_top_up(tmp
                 await oai.chat.completions.create(**CHAT)
             assert info.value.status_code == 402
             api = network.base_url.removesuffix("/v1")
-            async with httpx.AsyncClient(timeout=30) as http:
+            assert network.client is not None  # money endpoints need the client's admin token
+            admin = {"authorization": f"Bearer {network.client.admin_token}"}
+            async with httpx.AsyncClient(timeout=30, headers=admin) as http:
                 # A top-up too small for the request's reservation still gets 402.
                 r = await http.post(f"{api}/cocoon/top-up", json={"amount_nano": 1000})
                 assert r.status_code == 200 and r.json()["chain"]["balance_nano"] == 1000

@@ -56,7 +56,11 @@ async def test_chat_streaming_ends_with_usage_and_done(model_network: LocalNetwo
     model = await _model(model_network)
     async with _oai(model_network) as oai:
         stream = await oai.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "Count to five."}], max_tokens=16, stream=True
+            model=model,
+            messages=[{"role": "user", "content": "Count to five."}],
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
         )
         text, usage = [], None
         async for chunk in stream:
@@ -121,6 +125,7 @@ async def test_invalid_field_names_the_parameter(model_network: LocalNetwork) ->
         reply = await http.post(
             f"{model_network.base_url}/chat/completions",
             content=json.dumps({"model": model, "messages": [], "temperature": 9}).encode(),
+            headers={"content-type": "application/json"},
         )
     assert reply.status_code == 400
     assert reply.json()["error"]["param"] in {"messages", "temperature"}

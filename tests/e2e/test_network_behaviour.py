@@ -101,14 +101,15 @@ async def test_app_disconnect_cancels_generation_in_the_engine(tmp_path: Path) -
                 await asyncio.sleep(0.05)
 
 
-async def test_busy_worker_is_429_and_unknown_model_404(tmp_path: Path) -> None:
+async def test_busy_worker_is_503_server_busy_and_unknown_model_404(tmp_path: Path) -> None:
     slow = ScriptedEngine(Script(chunks=50, delay=0.02))
     async for network in _network(tmp_path, [slow], max_active_requests=1):
         async with _oai(network) as oai:
             first = asyncio.ensure_future(oai.chat.completions.create(**CHAT))  # type: ignore[call-overload]
             await asyncio.sleep(0.3)
-            with pytest.raises(openai.RateLimitError):
+            with pytest.raises(openai.InternalServerError) as busy:
                 await oai.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+            assert busy.value.status_code == 503 and busy.value.code == "server_busy"
             assert (await first).choices
             with pytest.raises(openai.NotFoundError):
                 await oai.chat.completions.create(model="nope", messages=CHAT["messages"])  # type: ignore[arg-type]
@@ -124,16 +125,15 @@ async def test_no_funds_means_402_before_any_work(tmp_path: Path) -> None:
         assert engine.stats.opened == 0
 
 
-async def test_daily_budget_refuses_once_spent(tmp_path: Path) -> None:
+async def test_daily_budget_refuses_a_request_that_could_exceed_it(tmp_path: Path) -> None:
     engine = ScriptedEngine(Script(chunks=2))
     async for network in _network(tmp_path, [engine], daily_budget_nano=1):
         async with _oai(network) as oai:
-            await oai.chat.completions.create(**CHAT)  # type: ignore[call-overload]
             with pytest.raises(openai.APIStatusError) as info:
                 await oai.chat.completions.create(**CHAT)  # type: ignore[call-overload]
         assert info.value.status_code == 402
         assert info.value.body["code"] == "budget_exceeded"  # type: ignore[index]
-        assert engine.stats.completed == 1
+        assert engine.stats.opened == 0  # reserved before sending: nothing ran
 
 
 async def test_billing_matches_answers_and_views_show_it(tmp_path: Path) -> None:
@@ -144,7 +144,9 @@ async def test_billing_matches_answers_and_views_show_it(tmp_path: Path) -> None
         async with _oai(network) as oai:
             for stream in (False, True, False):
                 if stream:
-                    chunks = await oai.chat.completions.create(**CHAT, stream=True)  # type: ignore[call-overload]
+                    chunks = await oai.chat.completions.create(  # type: ignore[call-overload]
+                        **CHAT, stream=True, stream_options={"include_usage": True}
+                    )
                     usage = [c.usage async for c in chunks if c.usage is not None][-1]
                 else:
                     usage = (await oai.chat.completions.create(**CHAT)).usage  # type: ignore[call-overload]
@@ -225,9 +227,9 @@ async def test_api_keys_guard_the_local_api(tmp_path: Path) -> None:
             assert (await http.get(f"{url}/v1/models")).status_code == 401
             wrong = await http.get(f"{url}/v1/models", headers={"authorization": "Bearer nope"})
             assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
-            # The right key passes authentication (then there is no proxy: 502, not 401).
+            # The right key passes authentication (then there is no proxy: 503, not 401).
             right = await http.get(f"{url}/v1/models", headers={"authorization": "Bearer sk-local"})
-            assert right.status_code == 502
+            assert right.status_code == 503
             assert (await http.get(f"{url}/health")).status_code == 200
     finally:
         await client.stop()

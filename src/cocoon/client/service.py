@@ -264,8 +264,12 @@ class Client(Service):
         """nanoTON per adjusted token the proxy bills us, re-read at most every minute."""
         now = time.monotonic()
         if self._price is None or now - self._price[0] > PRICE_TTL_S:
-            totals = await self.query("balance")
-            self._price = (now, int(totals.get("price_per_token", 0)))
+            models = (await self.query("models")).get("models") or []
+            quoted = [m.get("price_per_token") for m in models if isinstance(m, Mapping)]
+            per_token = max((p for p in quoted if isinstance(p, int)), default=0)
+            if not per_token:  # a proxy from before the models answer said it: the contract's price
+                per_token = int((await self.query("balance")).get("price_per_token", 0))
+            self._price = (now, per_token)
         return self._price[1]
 
     def budget_left(self) -> int | None:
