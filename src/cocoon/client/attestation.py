@@ -9,48 +9,20 @@ be a day old. A proxy that does not sign yet is reported as ``nonce_bound: false
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from cocoon import net
 from cocoon.client.ports import ProxyAccess
+from cocoon.node.evidence import check_evidence  # one format and check for proxy and workers
 from cocoon.oai import ApiError, ErrorKind
 
 __all__ = ["attestation_report", "check_evidence"]
 
-MAX_AGE_S = 300.0
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-def canonical(claims: Mapping[str, Any]) -> bytes:
-    return json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def check_evidence(evidence: object, *, nonce: str, public_key_hex: str, now: float) -> tuple[bool, str]:
-    """Whether ``evidence`` is signed by ``public_key_hex`` over this nonce, recently."""
-    if not isinstance(evidence, Mapping):
-        return False, "no signed evidence"
-    claims, signature = evidence.get("claims"), evidence.get("signature")
-    if not isinstance(claims, Mapping) or not isinstance(signature, str):
-        return False, "evidence needs claims and a signature"
-    if claims.get("nonce") != nonce:
-        return False, "evidence is for another nonce"
-    stamp = claims.get("time")
-    if not isinstance(stamp, int | float) or abs(now - float(stamp)) > MAX_AGE_S:
-        return False, "evidence is not fresh"
-    try:
-        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
-        key.verify(bytes.fromhex(signature), canonical(claims))
-    except (ValueError, InvalidSignature):
-        return False, "bad signature"
-    return True, ""
 
 
 def _verified_json(link: net.NodeConnection) -> dict[str, Any]:
