@@ -9,6 +9,7 @@ most 4 messages; the signature covers the hash of the cell after the signature.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from dataclasses import dataclass
 
@@ -134,6 +135,16 @@ def internal_message(msg: OutMsg, src: Address | None = None) -> Cell:
     return MessageAny(info=info, init=msg.state_init, body=msg.body or Cell.empty()).serialize()
 
 
+def _wallet_state_init(public_key: bytes, subwallet: int) -> StateInit:
+    data = begin_cell().store_uint(0, 32).store_uint(subwallet, 32).store_bytes(public_key).end_cell()
+    return StateInit(code=load_contract("wallet").code, data=data)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wallet_account_id(public_key: bytes, subwallet: int) -> bytes:
+    return bytes(_wallet_state_init(public_key, subwallet).serialize().hash)
+
+
 @dataclass(frozen=True, slots=True)
 class Wallet:
     """A wallet contract instance: key + subwallet id; the address follows from them."""
@@ -144,18 +155,12 @@ class Wallet:
 
     @property
     def state_init(self) -> StateInit:
-        data = (
-            begin_cell()
-            .store_uint(0, 32)
-            .store_uint(self.subwallet, 32)
-            .store_bytes(self.key.public)
-            .end_cell()
-        )
-        return StateInit(code=load_contract("wallet").code, data=data)
+        return _wallet_state_init(self.key.public, self.subwallet)
 
     @property
     def address(self) -> Address:
-        return Address((self.workchain, self.state_init.serialize().hash))
+        # Every send asks for it: hashing the StateInit each time was a tenth of a LocalChain transfer.
+        return Address((self.workchain, _wallet_account_id(self.key.public, self.subwallet)))
 
     def transfer_message(
         self, seqno: int, messages: list[OutMsg], *, valid_until: int, with_init: bool = False
