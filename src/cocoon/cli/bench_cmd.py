@@ -89,7 +89,7 @@ def _gateway_vs_nginx(levels: tuple[int, ...], requests: int, runs: int, nginx: 
     import tempfile
 
     from cocoon.localnet.bench.compare import bench_compare
-    from cocoon.localnet.bench.report import COLUMNS, comparison_rows
+    from cocoon.localnet.bench.report import COLUMNS, NOTE, comparison_rows
 
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
         result = asyncio.run(
@@ -110,7 +110,7 @@ def _gateway_vs_nginx(levels: tuple[int, ...], requests: int, runs: int, nginx: 
     for row in comparison_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print(result["nginx_skipped"] or f"[dim]nginx: {result['nginx']}[/]")
+    console.print(result["nginx_skipped"] or f"[dim]nginx: {result['nginx']}; {NOTE}[/]")
     return result
 
 

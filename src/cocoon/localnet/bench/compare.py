@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from cocoon.localnet.bench.load import percentile, run_load
 from cocoon.localnet.bench.nginx import NginxChain, find_nginx
 from cocoon.localnet.bench.processes import Child, Layout, free_port, wait_for
-from cocoon.localnet.bench.procstat import cpu_seconds
+from cocoon.localnet.bench.procstat import cpu_seconds_since, cpu_snapshot
 from cocoon.localnet.bench.tiers import CocoonChain
 from cocoon.localnet.bench.upstream import MODEL
 
@@ -60,9 +60,9 @@ class Sample:
 
 
 async def _measure(url: str, level: int, requests: int, pids: Sequence[int]) -> Sample:
-    cpu_before = cpu_seconds(pids) if pids else 0.0
+    cpu_before = cpu_snapshot(pids)
     result = await run_load(url, _BODY, concurrency=level, total=requests)
-    cpu = cpu_seconds(pids) - cpu_before if pids else None
+    cpu = cpu_seconds_since(cpu_before, pids) if pids else None
     answered = max(result.requests, 1)
     return Sample(
         requests=result.requests,

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["COLUMNS", "LAYOUT_TITLES", "comparison_rows"]
+__all__ = ["COLUMNS", "LAYOUT_TITLES", "NOTE", "comparison_rows"]
 
 COLUMNS = (
-    "concurrency",
+    "c",
     "tiers",
     "direct rps",
-    "nginx ÷ direct",
-    "cocoon ÷ direct",
+    "rps ÷ direct nginx / cocoon",
     "added TTFB p50 ms nginx / cocoon",
     "middle CPU ms/req nginx / cocoon",
-    "ours ÷ nginx CPU",
-    "ours ÷ nginx added TTFB",
+    "ours ÷ nginx CPU / added TTFB",
 )
-LAYOUT_TITLES = {"separate": "a process each", "one": "one process"}
+LAYOUT_TITLES = {"separate": "process each", "one": "one process"}
+NOTE = "n/a: nginx skipped, or its added TTFB is not above zero (within the noise)"
 
 
 def _text(value: object) -> str:
@@ -33,16 +32,18 @@ def _row(row: dict[str, Any], layout: str) -> list[str]:
     ours = row["paths"][f"cocoon-{layout}"]
     theirs: dict[str, Any] = row["paths"].get(f"nginx-{layout}", {})
     versus: dict[str, Any] = row["ours_vs_nginx"].get(layout, {})
+
+    def pair(nginx: object, cocoon: object) -> str:
+        return f"{_text(nginx)} / {_text(cocoon)}"
+
     return [
         str(row["concurrency"]),
         LAYOUT_TITLES[layout],
         str(row["direct"]["rps"]),
-        _text(theirs.get("rps_ratio")),
-        str(ours["rps_ratio"]),
-        f"{_text(theirs.get('added_ttfb_p50_ms'))} / {ours['added_ttfb_p50_ms']}",
-        f"{_text(theirs.get('middle_cpu_ms_per_request'))} / {ours['middle_cpu_ms_per_request']}",
-        _text(versus.get("cpu_ratio")),
-        _text(versus.get("added_ttfb_ratio")),
+        pair(theirs.get("rps_ratio"), ours["rps_ratio"]),
+        pair(theirs.get("added_ttfb_p50_ms"), ours["added_ttfb_p50_ms"]),
+        pair(theirs.get("middle_cpu_ms_per_request"), ours["middle_cpu_ms_per_request"]),
+        pair(versus.get("cpu_ratio"), versus.get("added_ttfb_ratio")),
     ]
 
 
