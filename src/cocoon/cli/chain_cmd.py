@@ -1,20 +1,19 @@
 """``cocoon chain``: the embedded LocalChain, the root contract, wallets and client contracts.
 
 State lives in ``<home>/chain/``: ``local.sqlite`` (the LocalChain), ``wallets/<name>.json`` (keys,
-mode 0600) and ``state.json`` (root address, client contracts opened from here). Amounts are TON
-("1.5"); ``--json`` prints machine-readable output instead of tables.
+mode 0600) and ``state.json`` (root address, client contracts opened from here); the directories are
+mode 0700. Amounts are typed in TON ("1.5") and shown in TON in tables; ``--json`` prints
+machine-readable output instead, every amount an integer of nanoTON under a key ending in ``_nano``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,25 +21,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cocoon.errors import CocoonError
+from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, record
+from cocoon.cli.runner import cli_errors, default_home, fail
+from cocoon.core.amounts import format_ton, parse_ton
+from cocoon.core.keyfile import warn_if_loose
+from cocoon.core.statedir import private_dir
 
 __all__ = ["app"]
 
 T = TypeVar("T")
 
-app = typer.Typer(help="TON: local chain, root contract, wallets, client contracts.", no_args_is_help=True)
-local_app = typer.Typer(help="The embedded LocalChain.", no_args_is_help=True)
-root_app = typer.Typer(help="The root contract (registry and prices).", no_args_is_help=True)
-wallet_app = typer.Typer(help="Wallets (keys in <home>/chain/wallets).", no_args_is_help=True)
-client_app = typer.Typer(help="Client contracts (prepaid funds with a proxy).", no_args_is_help=True)
+app = cli_app(
+    help="TON: local chain, root contract, wallets, client contracts.",
+    no_args_is_help=True,
+)
+local_app = cli_app(hoist=False, help="The embedded LocalChain.", no_args_is_help=True)
+root_app = cli_app(hoist=False, help="The root contract (registry and prices).", no_args_is_help=True)
+wallet_app = cli_app(hoist=False, help="Wallets (keys in <home>/chain/wallets).", no_args_is_help=True)
+client_app = cli_app(hoist=False, help="Client contracts (prepaid funds with a proxy).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.add_typer(root_app, name="root")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(client_app, name="client")
 
 out = Console()
-err = Console(stderr=True)
-NANO = 10**9
 
 
 @dataclass
@@ -61,11 +65,14 @@ class Ctx:
         p = self.dir / "state.json"
         if not p.exists():
             return {}
-        data = json.loads(p.read_text())
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            raise _fail(f"{p} is damaged (not readable JSON)") from None
         return data if isinstance(data, dict) else {}
 
     def save_state(self, st: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps(st, indent=2, sort_keys=True))
         tmp.replace(self.dir / "state.json")
@@ -74,10 +81,8 @@ class Ctx:
 @app.callback()
 def _chain(
     ctx: typer.Context,
-    home: Annotated[Path, typer.Option("--home", help="State directory.", envvar="COCOON_HOME")] = Path(
-        "~/.cocoon"
-    ),
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
     lite_config: Annotated[
         Path | None,
         typer.Option(
@@ -87,40 +92,32 @@ def _chain(
         ),
     ] = None,
 ) -> None:
-    ctx.obj = Ctx(home.expanduser(), as_json, lite_config)
+    options = record(ctx, home, as_json)
+    ctx.obj = Ctx(options.home or default_home(), options.json, lite_config)
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _fail(msg: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {msg}")
-    return typer.Exit(1)
+_fail = fail
 
 
 def _run(coro: Awaitable[T]) -> T:
-    try:
+    import asyncio
+
+    with cli_errors():
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except CocoonError as exc:
-        raise _fail(str(exc)) from None
 
 
 def _ton(amount: str) -> int:
     try:
-        value = Decimal(amount) * NANO
-    except InvalidOperation:
-        raise _fail(f"{amount!r} is not an amount of TON") from None
-    if value < 0 or value != value.to_integral_value():
-        raise _fail(f"{amount!r} is not a valid amount of TON (at most 9 decimals, not negative)")
-    return int(value)
+        return parse_ton(amount)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _s(address: Any) -> str:
     return str(address.to_str())
-
-
-def _fmt_ton(nano: int) -> str:
-    return f"{Decimal(nano) / NANO:f}"
 
 
 def _hash(value: str) -> bytes:
@@ -134,6 +131,13 @@ def _hash(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
 
 
+def _cell(key: str, value: Any) -> tuple[str, str]:
+    """A table row: ``*_nano`` amounts in TON under the key without the suffix, lists joined."""
+    if key.endswith("_nano") and isinstance(value, int):
+        return key.removesuffix("_nano"), format_ton(value)
+    return key, ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
 def _emit(c: Ctx, title: str, rows: dict[str, Any]) -> None:
     if c.json:
         out.print_json(json.dumps(rows, default=str))
@@ -142,7 +146,7 @@ def _emit(c: Ctx, title: str, rows: dict[str, Any]) -> None:
     t.add_column("field", style="bold")
     t.add_column("value")
     for k, v in rows.items():
-        t.add_row(k, ", ".join(map(str, v)) if isinstance(v, list | tuple) else str(v))
+        t.add_row(*_cell(k, v))
     out.print(t)
 
 
@@ -152,7 +156,7 @@ def _local(c: Ctx, *, create: bool = False) -> Iterator[Any]:
 
     if not create and not c.db.exists():
         raise _fail(f"no local chain in {c.dir} (run `cocoon chain local start`)")
-    c.dir.mkdir(parents=True, exist_ok=True)
+    private_dir(c.dir)
     chain = LocalChain(c.db)
     try:
         yield chain
@@ -188,8 +192,12 @@ def _load_wallet(c: Ctx, name: str) -> Any:
     p = _wallet_path(c, name)
     if not p.exists():
         raise _fail(f"no wallet {name!r} (run `cocoon chain wallet new {name}`)")
-    doc = json.loads(p.read_text())
-    return Wallet(KeyPair.from_seed(bytes.fromhex(doc["seed"])), subwallet=int(doc["subwallet"]))
+    warn_if_loose(p)
+    try:
+        doc = json.loads(p.read_text())
+        return Wallet(KeyPair.from_seed(bytes.fromhex(doc["seed"])), subwallet=int(doc["subwallet"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _fail(f"wallet file {p} is damaged (expected JSON with a hex seed and a subwallet)") from None
 
 
 def _new_wallet(c: Ctx, name: str, words: list[str] | None = None) -> Any:
@@ -200,7 +208,7 @@ def _new_wallet(c: Ctx, name: str, words: list[str] | None = None) -> Any:
         raise _fail(f"wallet {name!r} exists already")
     key = KeyPair.from_mnemonic(words) if words else KeyPair.generate()
     w = Wallet(key)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(p.parent)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"seed": key.seed.hex(), "public": key.public.hex(), "subwallet": w.subwallet}, f)
@@ -246,7 +254,7 @@ def local_start(
             return {
                 "chain": str(c.db),
                 "owner": w.address.to_str(),
-                "owner_balance": _fmt_ton(await wc.balance()),
+                "owner_balance_nano": await wc.balance(),
             }
 
     _emit(c, "local chain", _run(go()))
@@ -262,8 +270,8 @@ def local_status(ctx: typer.Context) -> None:
             "now": chain.now_sync(),
             "transactions": chain.transaction_count(),
             "accounts": len(chain.addresses()),
-            "minted_ton": _fmt_ton(chain.minted),
-            "fees_ton": _fmt_ton(chain.total_fees()),
+            "minted_nano": chain.minted,
+            "fees_nano": chain.total_fees(),
             "root": c.state().get("root", "-"),
         }
     _emit(c, "local chain", rows)
@@ -291,7 +299,7 @@ def local_bench(
     c: Ctx = ctx.obj
     from cocoon.chain.bench import run_bench
 
-    c.dir.mkdir(parents=True, exist_ok=True)
+    private_dir(c.dir)
     path = None if memory else c.dir / "bench.sqlite"
     if path is not None:
         for suffix in ("", "-wal", "-shm"):
@@ -308,9 +316,9 @@ def local_bench(
                         {
                             "op": o.op,
                             "gas": o.gas,
-                            "fee": o.contract_fee,
+                            "fee_nano": o.contract_fee,
                             "txs": o.trace_txs,
-                            "trace_fees": o.trace_fees,
+                            "trace_fees_nano": o.trace_fees,
                         }
                         for o in r.ops
                     ],
@@ -327,10 +335,10 @@ def local_bench(
         f"[bold]{r.charge_tx_per_s:.0f} tx/s[/]"
     )
     t = Table(title="gas per operation")
-    for col in ("operation", "gas", "fee (TON)", "txs in trace", "trace fees (TON)"):
+    for col in ("operation", "gas", "fee", "txs in trace", "trace fees"):
         t.add_column(col, justify="left" if col == "operation" else "right")
     for o in r.ops:
-        t.add_row(o.op, str(o.gas), _fmt_ton(o.contract_fee), str(o.trace_txs), _fmt_ton(o.trace_fees))
+        t.add_row(o.op, str(o.gas), format_ton(o.contract_fee), str(o.trace_txs), format_ton(o.trace_fees))
     out.print(t)
 
 
@@ -353,7 +361,7 @@ def wallet_new(
     if amount:
         with _local(c) as chain:
             _run(chain.faucet(w.address, amount))
-        rows["balance"] = _fmt_ton(amount)
+        rows["balance_nano"] = amount
     _emit(c, "wallet", rows)
 
 
@@ -371,7 +379,7 @@ def wallet_balance(ctx: typer.Context, name: str) -> None:
     _emit(
         c,
         "wallet",
-        {"name": name, "address": w.address.to_str(), "balance": _fmt_ton(acc.balance), "status": acc.status},
+        {"name": name, "address": w.address.to_str(), "balance_nano": acc.balance, "status": acc.status},
     )
 
 
@@ -395,7 +403,8 @@ def wallet_send(
             return await WalletClient(chain, w).transfer(to, nano, bounce=bounce)
 
     trace = _run(go())
-    _emit(c, "sent", {"from": w.address.to_str(), "to": dest, "amount": amount, "transactions": len(trace)})
+    rows = {"from": w.address.to_str(), "to": dest, "amount_nano": nano, "transactions": len(trace)}
+    _emit(c, "sent", rows)
 
 
 # ---------------------------------------------------------------- root
@@ -475,8 +484,8 @@ def root_show(ctx: typer.Context, root: RootOpt = None) -> None:
             "version": cfg.version,
             "params_version": cfg.params_version,
             "is_test": cfg.is_test,
-            "price_per_token": cfg.price_per_token,
-            "worker_fee_per_token": cfg.worker_fee_per_token,
+            "price_per_token_nano": cfg.price_per_token,
+            "worker_fee_per_token_nano": cfg.worker_fee_per_token,
             "multipliers": [
                 p.prompt_multiplier,
                 p.cached_multiplier,
@@ -485,8 +494,8 @@ def root_show(ctx: typer.Context, root: RootOpt = None) -> None:
             ],
             "proxy_delay_before_close": cfg.proxy_delay_before_close,
             "client_delay_before_close": cfg.client_delay_before_close,
-            "min_proxy_stake": cfg.min_proxy_stake,
-            "min_client_stake": cfg.min_client_stake,
+            "min_proxy_stake_nano": cfg.min_proxy_stake,
+            "min_client_stake_nano": cfg.min_client_stake,
             "proxy_image_hashes": sorted(h.hex() for h in cfg.proxy_image_hashes),
             "worker_image_hashes": sorted(h.hex() for h in cfg.worker_image_hashes),
             "model_hashes": sorted(h.hex() for h in cfg.model_hashes),
@@ -625,8 +634,8 @@ def _client_rows(st: Any, addr: Any) -> dict[str, Any]:
     return {
         "contract": addr.to_str(),
         "state": states.get(st.state, st.state),
-        "balance": _fmt_ton(st.balance),
-        "stake": _fmt_ton(st.stake),
+        "balance_nano": st.balance,
+        "stake_nano": st.stake,
         "tokens_used": st.tokens_used,
         "unlock_ts": st.unlock_ts,
         "owner": st.owner.to_str(),

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from cocoon.cli.client_http import ApiKeyOpt, find_admin_token
 from cocoon.cli.options import global_options
@@ -89,6 +90,7 @@ async def _stream(
         messages=[{"role": "user", "content": prompt}],
         max_tokens=max_tokens,
         stream=True,
+        stream_options={"include_usage": True},  # the last chunk carries usage and cost
         temperature=openai.omit if temperature is None else temperature,
     )
     async for chunk in stream:
@@ -103,7 +105,7 @@ async def _stream(
     elapsed = time.perf_counter() - started
     cost = usage.get("cost")
     console.print(
-        f"[dim]{model}: {usage.get('completion_tokens', '?')} tokens in {elapsed:.2f}s"
+        f"[dim]{escape(model)}: {usage.get('completion_tokens', '?')} tokens in {elapsed:.2f}s"
         f" (first token {first_token or 0:.3f}s), cost "
         f"{format_ton(cost) if isinstance(cost, int) else 'unknown'}[/]",
         markup=True,

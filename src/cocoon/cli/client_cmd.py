@@ -98,10 +98,13 @@ def run_client(
     from cocoon.cli.runner import cli_errors, run_async, serve_node
     from cocoon.client import Client, ClientConfig
     from cocoon.core.settings import load_config
+    from cocoon.core.statedir import private_dir
 
     overrides = {"home": options.home, "http_host": host, "http_port": port}
     with cli_errors():
-        client = Client(load_config(ClientConfig, config, section="client", overrides=overrides))
+        node_config = load_config(ClientConfig, config, section="client", overrides=overrides)
+        private_dir(node_config.home)  # keys and ledgers: readable by the owner only
+        client = Client(node_config)
 
     def summary() -> dict[str, str]:
         return {"OpenAI base URL": client.base_url, "home": str(client.config.home)}

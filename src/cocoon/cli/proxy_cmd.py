@@ -46,6 +46,7 @@ def run_proxy(
         return
     from cocoon.cli.runner import cli_errors, run_async, serve_node
     from cocoon.core.settings import load_config
+    from cocoon.core.statedir import private_dir
     from cocoon.proxy import Proxy, ProxyConfig
 
     overrides = {
@@ -57,7 +58,9 @@ def run_proxy(
         "stats_port": stats_port,
     }
     with cli_errors():
-        proxy = Proxy(load_config(ProxyConfig, config, section="proxy", overrides=overrides))
+        node_config = load_config(ProxyConfig, config, section="proxy", overrides=overrides)
+        private_dir(node_config.home)  # keys and ledgers: readable by the owner only
+        proxy = Proxy(node_config)
 
     def summary() -> dict[str, str]:
         cfg = proxy.config

@@ -32,11 +32,14 @@ def run_worker(
         return
     from cocoon.cli.runner import cli_errors, run_async, serve_node
     from cocoon.core.settings import load_config
+    from cocoon.core.statedir import private_dir
     from cocoon.worker import Worker, WorkerConfig
 
     overrides = {"home": options.home, "health_host": host, "health_port": port}
     with cli_errors():
-        worker = Worker(load_config(WorkerConfig, config, section="worker", overrides=overrides))
+        node_config = load_config(WorkerConfig, config, section="worker", overrides=overrides)
+        private_dir(node_config.home)  # keys and ledgers: readable by the owner only
+        worker = Worker(node_config)
 
     def summary() -> dict[str, str]:
         return {

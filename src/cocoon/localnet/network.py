@@ -28,6 +28,7 @@ from cocoon import tee
 from cocoon.client import Client, ClientConfig
 from cocoon.client.config import ClientChainSettings
 from cocoon.core.keyfile import load_or_create_seed
+from cocoon.core.statedir import private_dir
 from cocoon.inference import Engine, model_hash
 from cocoon.node.trust import ROLE_MEASUREMENTS, TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
@@ -68,6 +69,7 @@ class LocalNetworkConfig:
     proxy_chain: Mapping[str, Any] = field(default_factory=dict)
     # chain: ClientChainSettings fields to override (e.g. auto_top_up_nano)
     client_chain: Mapping[str, Any] = field(default_factory=dict)
+    client_api_keys: tuple[str, ...] = ()  # Bearer keys the client's API demands (none: open)
 
     @classmethod
     def ephemeral(cls, home: Path, **kwargs: object) -> LocalNetworkConfig:
@@ -109,6 +111,21 @@ class LocalNetwork:
         assert self.client is not None
         return self.client.base_url
 
+    def endpoints(self) -> dict[str, Any]:
+        """Where a started network listens and keeps its state (what ``cocoon up`` prints)."""
+        assert self.proxy is not None and self.client is not None, "network not started"
+        host = self.config.host
+        return {
+            "openai_base_url": self.client.base_url,
+            "proxy_stats_url": f"http://{self.proxy.config.stats_host}:{self.proxy.stats_port}/stats",
+            "proxy_workers_address": f"{host}:{self.proxy.worker_port}",
+            "proxy_clients_address": f"{host}:{self.proxy.client_port}",
+            "worker_health_urls": [worker.health_url for worker in self.workers],
+            "root_address": self.handles.root.to_str() if self.handles is not None else None,  # type: ignore[no-untyped-call]
+            "chain": str(self.chain_path) if self.config.chain else None,
+            "home": str(self.config.home),
+        }
+
     def image_hash(self, role: str) -> bytes | None:
         """The image hash the sim platform gives ``role`` in this network (None without TEE)."""
         if self.config.tee_backend != "sim":
@@ -146,8 +163,7 @@ class LocalNetwork:
 
     async def start(self) -> None:
         cfg = self.config
-        home = cfg.home
-        home.mkdir(parents=True, exist_ok=True)
+        home = private_dir(cfg.home)
         try:
             engines = [
                 self._engine_factory(i)
@@ -210,6 +226,7 @@ class LocalNetwork:
                     proxies=[f"{cfg.host}:{self.proxy.client_port}"],
                     owner_address=self._client_owner(),
                     daily_budget_nano=cfg.daily_budget_nano,
+                    api_keys=list(cfg.client_api_keys),
                     tee=self._tee(accept="proxy"),
                     chain=client_chain,
                 ),
@@ -230,7 +247,7 @@ class LocalNetwork:
         from cocoon.chain import KeyPair, LocalChain, bootstrap_local_network, default_params
 
         cfg = self.config
-        self.chain_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.chain_path.parent)
         self.chain = LocalChain(self.chain_path, clock=time.time)
         hashes = await asyncio.gather(*(asyncio.to_thread(_model_hash, e) for e in engines))
         images = {role: self.image_hash(role) for role in ("proxy", "worker")}
