@@ -101,3 +101,10 @@ def test_verify_receipt_reports_a_bare_receipt_without_keys_as_invalid(tmp_path:
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["valid"] is False and "--worker-key and --proxy-key" in report["receipts"][0]["error"]
+
+
+@pytest.mark.parametrize("flag", ["--worker-port", "--client-port", "--stats-port"])
+def test_a_busy_proxy_port_names_the_port(tmp_path: Path, busy_port: int, flag: str) -> None:
+    ports = {"--worker-port": "0", "--client-port": "0", "--stats-port": "0", flag: str(busy_port)}
+    result = cocoon("proxy", "--home", str(tmp_path), *(x for kv in ports.items() for x in kv))
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{busy_port}", "in use")

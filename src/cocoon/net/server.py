@@ -196,6 +196,9 @@ async def serve(
             sock.bind(address)
             sock.listen(backlog)
             sock.setblocking(False)
+        except OSError as exc:  # name the address: "in use" alone does not say which port
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         except BaseException:
             sock.close()
             raise
