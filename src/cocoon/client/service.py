@@ -27,11 +27,12 @@ from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
 from cocoon.node.ownership import make_owner_proof
+from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.service import Service
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
-    from cocoon.chain import Chain, KeyPair
+    from cocoon.chain import Chain, KeyPair, RootConfig
     from cocoon.client.contract import ClientAccount
 
 __all__ = ["Client"]
@@ -91,6 +92,11 @@ class Client(Service):
             info["owner_proof"] = make_owner_proof(
                 self.wallet_key.sign, self.wallet_key.public, self.trust.identity.public_key
             )
+        if self.config.chain is not None and self.config.chain.root_address:
+            # Proxies are judged by the root's image allowlist from the first dial, and again (live
+            # links included) at every re-read.
+            await apply_root_once(self.trust, self._read_root)
+            self.spawn(watch_root(self.trust, self._read_root), name="root-watch")
         for address in await self._proxy_addresses():
             dialer = self.trust.dialer(address, role=wire.Role.CLIENT, info=info, handler=_ProxyLink(self))
             stack.push_async_callback(_quietly, dialer.aclose)
@@ -186,15 +192,20 @@ class Client(Service):
             return list(self.config.proxies)
         if not settings.root_address or self._chain is None:
             raise ConfigError("chain.proxies_from_root needs chain.root_address")
-        from cocoon.chain import fetch_root_config, parse_address
-
-        root = await fetch_root_config(self._chain, parse_address(settings.root_address))
+        root = await self._read_root()
         addresses = registered_proxy_addresses(
             (entry for _seqno, entry in root.registered_proxies), for_workers=False
         )
         if not addresses:
             raise ConfigError("the root contract registers no proxy")
         return addresses
+
+    async def _read_root(self) -> RootConfig:
+        from cocoon.chain import fetch_root_config, parse_address
+
+        settings = self.config.chain
+        assert settings is not None and settings.root_address and self._chain is not None
+        return await fetch_root_config(self._chain, parse_address(settings.root_address))
 
     def _open_chain(self, stack: contextlib.AsyncExitStack) -> str:
         """Load the wallet key and open the chain; returns the owner address to announce."""
