@@ -35,7 +35,7 @@ _BODY = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "benchmark"}],
     "stream": True,
-    "max_tokens": 64,
+    "max_tokens": 128,  # above the 100 completion tokens the upstream reports (no capped-bill warnings)
 }
 
 
