@@ -13,6 +13,7 @@ def test_public_names() -> None:
             "REFERENCE_USAGE",
             "SSE_HEADERS",
             "BodyKind",
+            "Capability",
             "EmbeddedEngine",
             "EmbeddedStats",
             "Endpoint",
@@ -33,6 +34,7 @@ def test_public_names() -> None:
             "Usage",
             "UsageMeter",
             "build_engine_app",
+            "check_capabilities",
             "embedded_model_hash",
             "embedded_model_path",
             "fake_upstream",
@@ -40,6 +42,7 @@ def test_public_names() -> None:
             "model_hash",
             "running_server",
             "serve_openai",
+            "unsupported_response",
         ]
     )
     for name in inference.__all__:

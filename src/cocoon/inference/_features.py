@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cocoon.inference._refusals import InvalidRequest, UnsupportedParameter
+from cocoon.inference._schema import schema_to_gbnf
+
 __all__ = [
     "MAX_TOP_LOGPROBS",
     "NO_RULES",
@@ -40,18 +43,6 @@ MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions
 MAX_TOOLS = 128
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CALL_ROOT = "cocoon-tool-call"
-
-
-class InvalidRequest(ValueError):
-    """The request cannot be served; becomes an HTTP 400 with an OpenAI error body."""
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-class UnsupportedParameter(InvalidRequest):
-    """A valid OpenAI parameter this engine cannot honour (a 400 ``unsupported_parameter``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,19 +204,9 @@ def parse_output_rules(chat: bool, body: Mapping[str, Any]) -> OutputRules:
 # -- grammars ---------------------------------------------------------------------------------------
 
 
-def _gbnf(schema: Mapping[str, Any], prop_order: list[str] | None = None) -> str:
-    # Imported here: importing llama_cpp loads its shared library.
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    try:
-        return str(json_schema_to_gbnf(json.dumps(schema), prop_order))
-    except Exception as exc:  # the converter raises many kinds on schemas it cannot express
-        raise InvalidRequest(f"unsupported JSON schema: {exc}", param="response_format") from exc
-
-
 def schema_grammar(schema: Mapping[str, Any]) -> str:
     """GBNF text whose language is the JSON documents valid under ``schema``."""
-    return _gbnf(schema)
+    return schema_to_gbnf(schema)
 
 
 def call_grammar(tools: Sequence[ToolSpec], choice: str, *, with_open: bool) -> str:
@@ -245,9 +226,9 @@ def call_grammar(tools: Sequence[ToolSpec], choice: str, *, with_open: bool) -> 
         ]
     }
     try:
-        body = _gbnf(schema, ["name", "arguments"])
-    except InvalidRequest as exc:
-        raise InvalidRequest(f"unsupported tool parameters schema: {exc}", param="tools") from exc
+        body = schema_to_gbnf(schema, ["name", "arguments"])
+    except UnsupportedParameter as exc:
+        raise UnsupportedParameter(f"unsupported tool parameters schema: {exc}", param="tools") from exc
     body = re.sub(r"(?m)^root ::=", f"{_CALL_ROOT} ::=", body)
     opening = json.dumps(TOOL_CALL_OPEN) + " " if with_open else ""
     return f"root ::= {opening}{_CALL_ROOT} {json.dumps(TOOL_CALL_CLOSE)}\n{body}"

@@ -215,6 +215,7 @@ class _ChoiceText:
         """The answer is a call: emit the trigger; what decoding made beyond it is redone."""
         assert self._trigger is not None
         trigger, self._trigger, self._held = self._trigger, None, ""
+        self.triggered = False
         self._logprobs.clear()
         self._decoder.reset()
         self._send(self.scanner.push(trigger))
