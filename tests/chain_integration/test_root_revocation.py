@@ -36,7 +36,9 @@ async def test_a_revoked_proxy_image_drops_the_workers_link(tmp_path: Path) -> N
             proxy_addresses=[],
         )
         root = WorkerRootSettings(
-            local_path=tmp_path / "chain.sqlite", root_address=handles.root.to_str(), proxies_from_root=False
+            local_path=tmp_path / "chain.sqlite",
+            root_address=handles.root.to_str(),  # type: ignore[no-untyped-call]
+            proxies_from_root=False,
         )
         worker = Worker(
             WorkerConfig(
