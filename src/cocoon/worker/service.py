@@ -79,9 +79,13 @@ class Worker(Service):
 
     role = "worker"
 
-    def __init__(self, config: WorkerConfig, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self, config: WorkerConfig, *, engine: Engine | None = None, links: net.Links | None = None
+    ) -> None:
+        """``links``: how proxy links are made (TCP unless given; a ``net.MemoryHub`` in tests)."""
         super().__init__(logger=worker_logger())
         self.config = config
+        self._links = links
         self.engine = engine if engine is not None else build_engine(config)
         self.trust: NodeTrust | None = None
         self.model_hash: bytes | None = None
@@ -121,6 +125,7 @@ class Worker(Service):
             role="worker",
             model_hash=self.model_hash,
             extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
+            links=self._links,
         )
         self._health = await start_http_server(
             build_health_app(self, self._logs), self.config.health_host, self.config.health_port
