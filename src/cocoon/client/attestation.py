@@ -1,10 +1,11 @@
 """``GET /v1/attestation``: evidence about the proxy (and its workers), bound to the app's nonce.
 
-The app sends a nonce; the proxy answers with claims that include it and the time, signed by the key
-its RA-TLS certificate attests (``evidence: {"claims": {...}, "signature": hex}``; workers' likewise,
-signed by their attested keys). The client checks each signature against the attested key it knows
-for that node and that the nonce and time are this request's, so an answer cannot be replayed or
-be a day old. A proxy that does not sign yet is reported as ``nonce_bound: false``, never as verified.
+The app sends a nonce; the proxy answers with evidence (:mod:`cocoon.node.evidence`): claims with
+the nonce and the time, signed by the key its RA-TLS certificate attests, with a fresh quote where
+the TEE can make one; workers' evidence likewise, signed by their attested keys. The client checks
+the proxy's with the key attested on its own link (and the fresh quote with its policy), each
+worker's with the key the proxy reported, so an answer cannot be replayed or be a day old. A node
+that does not sign is reported as ``nonce_bound: false``, never as verified.
 """
 
 from __future__ import annotations
@@ -17,12 +18,33 @@ from typing import Any
 
 from cocoon import net
 from cocoon.client.ports import ProxyAccess
-from cocoon.node.evidence import check_evidence  # one format and check for proxy and workers
+from cocoon.node.evidence import EvidenceError, check_evidence, verify_evidence
 from cocoon.oai import ApiError, ErrorKind
 
-__all__ = ["attestation_report", "check_evidence"]
+__all__ = ["attestation_report"]
 
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def _proxy_evidence(
+    proxy: ProxyAccess, answer: Mapping[str, Any], verified: Mapping[str, Any], nonce: str, now: float
+) -> tuple[bool, str]:
+    """The proxy's evidence, checked with the key attested on our link and, where the policy needs
+    one, a fresh quote from the same image as its certificate."""
+    try:
+        key = bytes.fromhex(str(verified.get("public_key", "")))
+        image = verified.get("image_hash")
+        verify_evidence(
+            answer.get("evidence"),
+            nonce=nonce,
+            public_key=key,
+            now=now,
+            policy=proxy.attestation_policy(),
+            attested_image=bytes.fromhex(image) if isinstance(image, str) else None,
+        )
+    except (ValueError, EvidenceError) as exc:
+        return False, str(exc)
+    return True, ""
 
 
 def _verified_json(link: net.NodeConnection) -> dict[str, Any]:
@@ -59,9 +81,7 @@ async def attestation_report(proxy: ProxyAccess, nonce: str | None) -> dict[str,
         raise ApiError(ErrorKind.PROXY_UNAVAILABLE, f"no proxy available: {exc}") from exc
     now = time.time()
     verified = _verified_json(link)
-    ok, why = check_evidence(
-        answer.get("evidence"), nonce=nonce, public_key_hex=str(verified.get("public_key", "")), now=now
-    )
+    ok, why = _proxy_evidence(proxy, answer, verified, nonce, now)
     report = dict(answer)
     report["workers"] = _worker_entries(answer, nonce, now)
     return {

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cocoon import net
+from cocoon import net, tee
 from cocoon.client.auth import Auth
 from cocoon.client.config import ClientConfig
 from cocoon.client.spending import Spending
@@ -55,6 +55,10 @@ class ProxyAccess(Protocol):
     async def contract(self) -> ContractOps: ...
 
     def statistics(self) -> dict[str, Any]: ...
+
+    def attestation_policy(self) -> tee.AttestationPolicy | None:
+        """The policy the proxy's certificate was judged by (to check its fresh quotes)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,6 +283,9 @@ class Client(Service):
             self._price = (now, per_token)
         return self._price[1]
 
+    def attestation_policy(self) -> tee.AttestationPolicy | None:
+        return self.trust.policy if self.trust is not None else None
+
     def budget_left(self) -> int | None:
         return self.spending.left()
 
