@@ -250,3 +250,16 @@ def test_empty_body_and_misuse() -> None:
         meter.feed(b"data: {}\n\n")
     with pytest.raises(ValueError):
         UsageMeter(max_line_bytes=1)
+
+
+def test_tool_call_deltas_count_as_content() -> None:
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+    body = (
+        b"data: "
+        + json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}).encode()
+        + b"\n\n"
+        b"data: [DONE]\n\n"
+    )
+    meter = feed_all(body)
+    assert meter.content_chars == len("f") + len('{"a":1}')
+    assert meter.partial_usage() == Usage(completion_tokens=1)  # a cut-off call is billed, not free

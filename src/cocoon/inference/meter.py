@@ -1,7 +1,8 @@
 """Sans-IO usage meter for OpenAI response bodies.
 
 Feed it the bytes of an answer in any split (SSE stream or JSON / NDJSON body), then call
-``finish()`` to get the :class:`Usage` the body reported. It also counts data events and content
+``finish()`` to get the :class:`~cocoon.oai.Usage` the body reported. SSE is cut into events by
+:class:`cocoon.oai.SseDecoder`, the one decoder every relay uses. It also counts data events and content
 characters so a relay (worker or proxy) can cross-check what it passed on against the usage it was
 told. Buffers are capped: an SSE line longer than ``max_line_bytes`` or a JSON body longer than
 ``max_json_bytes`` raises :class:`EngineProtocolError`, as does anything that is not OpenAI-shaped.
@@ -16,21 +17,17 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cocoon.inference.errors import EngineProtocolError
-from cocoon.oai import Usage
+from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong, Usage
 
 __all__ = ["DEFAULT_MAX_JSON_BYTES", "DEFAULT_MAX_LINE_BYTES", "BodyKind", "MeterStats", "UsageMeter"]
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 DEFAULT_MAX_JSON_BYTES = 16 << 20
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_SSE_FIELDS = frozenset({"data", "event", "id", "retry"})
 
 
 class BodyKind(enum.Enum):
@@ -78,9 +75,8 @@ class UsageMeter:
         self._kind = kind
         self._max_line = max_line_bytes
         self._max_json = max_json_bytes
-        self._buf = bytearray()
-        self._scan_from = 0  # bytes of _buf already known to hold no line end
-        self._data_lines: list[str] = []
+        self._buf = bytearray()  # JSON bodies (and the first bytes while the kind is unknown)
+        self._sse = SseDecoder(max_line_bytes=max_line_bytes)
         self._usage = Usage()
         self._usage_seen = False
         self._bytes = 0
@@ -171,17 +167,23 @@ class UsageMeter:
             raise EngineProtocolError(f"meter failed earlier: {self._failure}")
 
     def _feed(self, data: bytes) -> None:
-        self._buf += data
         if self._kind is BodyKind.AUTO:
+            self._buf += data
             stripped = self._buf.lstrip()
             if not stripped:
                 return
             self._kind = BodyKind.JSON if stripped[0] in b"{[" else BodyKind.SSE
+            if self._kind is BodyKind.JSON:
+                data = b""
+            else:
+                data = bytes(self._buf)
+                self._buf.clear()
         if self._kind is BodyKind.JSON:
+            self._buf += data
             if len(self._buf) > self._max_json:
                 raise EngineProtocolError(f"JSON body longer than {self._max_json} bytes")
             return
-        self._consume_lines(final=False)
+        self._handle_events(self._decode_sse(data, final=False))
 
     def _finish(self) -> None:
         if self._kind is BodyKind.JSON:
@@ -190,60 +192,27 @@ class UsageMeter:
             return
         if self._kind is BodyKind.AUTO:  # nothing but whitespace arrived
             return
-        self._consume_lines(final=True)
-        if self._buf:
-            # The body stopped in the middle of a line; keep a partial data line for the lenient
-            # dispatch below and remember that the stream was cut.
-            line = self._decode(bytes(self._buf))
-            self._buf.clear()
-            self._truncated = True
-            if line.startswith("data:"):
-                self._data_lines.append(_field_value(line))
-        if self._data_lines:
-            self._dispatch(lenient=True)
+        # The body stopped in the middle of an event: read what is whole, remember the cut.
+        self._truncated = self._truncated or self._sse.buffered > 0
+        self._handle_events(self._decode_sse(b"", final=True), lenient=self._truncated)
+        if not self._events and not self._done:
+            raise EngineProtocolError(f"not an SSE line anywhere: {self._bytes} bytes without a data event")
 
-    def _consume_lines(self, *, final: bool) -> None:
-        buf = self._buf
-        start = 0
-        while True:
-            m = _LINE_END.search(buf, max(start, self._scan_from))
-            if m is None:
-                break
-            # A lone '\r' at the very end may be the first half of '\r\n': wait for more bytes.
-            if m.group() == b"\r" and m.end() == len(buf) and not final:
-                break
-            self._handle_line(self._decode(bytes(buf[start : m.start()])))
-            start = m.end()
-            self._scan_from = start
-        if start:
-            del buf[:start]
-        self._scan_from = len(buf) - (1 if buf.endswith(b"\r") else 0)
-        if len(buf) > self._max_line:
-            raise EngineProtocolError(f"SSE line longer than {self._max_line} bytes")
-
-    @staticmethod
-    def _decode(raw: bytes) -> str:
+    def _decode_sse(self, data: bytes, *, final: bool) -> list[SseEvent]:
         try:
-            return raw.decode("utf-8")
+            return self._sse.finish() if final else self._sse.feed(data)
+        except SseLineTooLong as exc:
+            raise EngineProtocolError(str(exc)) from exc
+
+    def _handle_events(self, events: list[SseEvent], *, lenient: bool = False) -> None:
+        for index, event in enumerate(events):
+            self._dispatch(event.data, lenient=lenient and index == len(events) - 1)
+
+    def _dispatch(self, raw: bytes, *, lenient: bool) -> None:
+        try:
+            data = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise EngineProtocolError(f"SSE line is not UTF-8: {exc}") from exc
-
-    def _handle_line(self, line: str) -> None:
-        if not line:
-            if self._data_lines:
-                self._dispatch(lenient=False)
-            return
-        if line.startswith(":"):  # comment / keep-alive
-            return
-        name = line.split(":", 1)[0]
-        if name not in _SSE_FIELDS:
-            raise EngineProtocolError(f"not an SSE line: {line[:80]!r}")
-        if name == "data":
-            self._data_lines.append(_field_value(line))
-
-    def _dispatch(self, *, lenient: bool) -> None:
-        data = "\n".join(self._data_lines)
-        self._data_lines.clear()
+            raise EngineProtocolError(f"SSE data is not UTF-8: {exc}") from exc
         if data.strip() == "[DONE]":
             self._done = True
             return
@@ -253,7 +222,6 @@ class UsageMeter:
             value = json.loads(data)
         except ValueError as exc:
             if lenient:
-                self._truncated = True
                 return
             raise EngineProtocolError(f"SSE data is not JSON: {data[:80]!r}") from exc
         self._handle_value(value)
@@ -303,11 +271,6 @@ class UsageMeter:
             self._content_events += 1 if chars else 0
 
 
-def _field_value(line: str) -> str:
-    value = line.split(":", 1)[1] if ":" in line else ""
-    return value[1:] if value.startswith(" ") else value
-
-
 def _choice_chars(choice: Mapping[str, Any]) -> int:
     total = 0
     text = choice.get("text")
@@ -320,4 +283,19 @@ def _choice_chars(choice: Mapping[str, Any]) -> int:
                 value = part.get(field)
                 if isinstance(value, str):
                     total += len(value)
+            total += _tool_call_chars(part.get("tool_calls"))
+    return total
+
+
+def _tool_call_chars(calls: object) -> int:
+    """Generated characters of tool calls (name and arguments): a call is content too."""
+    if not isinstance(calls, list):
+        return 0
+    total = 0
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            total += sum(
+                len(v) for v in (function.get("name"), function.get("arguments")) if isinstance(v, str)
+            )
     return total
