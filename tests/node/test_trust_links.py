@@ -154,3 +154,42 @@ def test_root_allowlist_per_role() -> None:
     assert root_allowlist("client", root) == RootAllowlist(frozenset({b"p"}))
     assert root_allowlist("worker", root) == RootAllowlist(frozenset({b"p"}))
     assert root_allowlist("proxy", root) == RootAllowlist(frozenset({b"w"}), frozenset({b"m"}))
+
+
+class _ProxySide(net.NullHandler):
+    def __init__(self) -> None:
+        self.hellos: list[Mapping[str, Any]] = []
+
+    async def on_connect(self, conn: net.NodeConnection) -> None:
+        self.hellos.append(conn.peer.info)
+
+
+async def test_a_worker_service_runs_over_memory_links(tmp_path: Path, hub: net.MemoryHub) -> None:
+    from cocoon.inference import Script, ScriptedEngine
+    from cocoon.worker import Worker, WorkerConfig
+
+    proxy = _trust(tmp_path, "proxy", hub)
+    side = _ProxySide()
+    listener = await proxy.serve("proxy.test", 0, role=wire.Role.PROXY, info={}, handler=side)
+    worker = Worker(
+        WorkerConfig(
+            home=tmp_path / "worker",
+            proxies=[f"proxy.test:{listener.port}"],
+            health_port=0,
+            tee=TeeSettings(sim_home=tmp_path),
+        ),
+        engine=ScriptedEngine(Script(chunks=1)),
+        links=hub,
+    )
+    try:
+        await worker.start()
+        await worker.wait_connected()
+        (inbound,) = listener.connections
+        assert side.hellos and side.hellos[0]["model"] == "scripted-model"
+        attested = inbound.peer.attestation
+        assert isinstance(attested, tee.PeerAttestation) and attested.model_hash == worker.model_hash
+        status = await inbound.query("status", {})
+        assert status["state"] == "running"
+    finally:
+        await worker.stop()
+        await listener.aclose()
