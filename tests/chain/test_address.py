@@ -10,6 +10,7 @@ from cocoon.chain import (
     ChainError,
     KeyPair,
     Wallet,
+    address_key,
     check_address,
     check_optional_address,
     normalize_address,
@@ -111,3 +112,8 @@ def test_check_address_keeps_the_spelling_and_refuses_garbage() -> None:
     assert check_optional_address("") == "" and check_optional_address(_RAW) == _RAW
     with pytest.raises(ValueError, match="not a TON address"):
         check_address("alice")
+
+
+def test_address_key_normalises_addresses_and_keeps_labels() -> None:
+    assert address_key(_GOOD) == address_key(_RAW.upper().replace("0X", "0x")) == _RAW
+    assert address_key("worker-1") == "worker-1"

@@ -47,7 +47,13 @@ from cocoon.core.native import prime_llama_before_tonpy as _prime_llama_before_t
 _prime_llama_before_tonpy()
 
 from cocoon.chain._ton import Address
-from cocoon.chain.address import check_address, check_optional_address, normalize_address, parse_address
+from cocoon.chain.address import (
+    address_key,
+    check_address,
+    check_optional_address,
+    normalize_address,
+    parse_address,
+)
 from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord
 from cocoon.chain.code import CONTRACT_NAMES, CompiledContract, load_contract
 from cocoon.chain.errors import (
@@ -152,6 +158,7 @@ __all__ = [
     "Wallet",
     "WalletClient",
     "WorkerState",
+    "address_key",
     "adjust",
     "bootstrap_local_network",
     "check_address",

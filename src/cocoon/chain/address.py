@@ -18,7 +18,14 @@ import re
 from cocoon.chain._ton import Address
 from cocoon.chain.errors import AddressError
 
-__all__ = ["AddressError", "check_address", "check_optional_address", "normalize_address", "parse_address"]
+__all__ = [
+    "AddressError",
+    "address_key",
+    "check_address",
+    "check_optional_address",
+    "normalize_address",
+    "parse_address",
+]
 
 _RAW = re.compile(r"(-?[0-9]{1,4}):([0-9a-fA-F]{64})")
 _FRIENDLY = re.compile(r"[A-Za-z0-9+/_-]{48}")
@@ -33,6 +40,15 @@ def normalize_address(text: str) -> str:
     """
     workchain, account_id = _decode(text)
     return f"{workchain}:{account_id.hex()}"
+
+
+def address_key(text: str) -> str:
+    """The key of an owner or account: :func:`normalize_address` when ``text`` is a TON address, else
+    ``text`` unchanged (free-form names of networks without a chain, where nothing is paid on chain)."""
+    try:
+        return normalize_address(text)
+    except AddressError:
+        return text
 
 
 def check_address(text: str) -> str:
