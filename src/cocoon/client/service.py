@@ -48,10 +48,14 @@ class Client(Service):
 
     role: ClassVar[str] = "client"
 
-    def __init__(self, config: ClientConfig, *, chain: Chain | None = None) -> None:
-        """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own."""
+    def __init__(
+        self, config: ClientConfig, *, chain: Chain | None = None, links: net.Links | None = None
+    ) -> None:
+        """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own.
+        ``links``: how proxy links are made (TCP unless given; a ``net.MemoryHub`` in tests)."""
         super().__init__(logger=log)
         self.config = config
+        self._links = links
         self._chain = chain
         self.wallet_key: KeyPair | None = None  # set when config.chain is given
         self._account: ClientAccount | None = None
@@ -83,7 +87,7 @@ class Client(Service):
         return self._http.port
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
-        self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client")
+        self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client", links=self._links)
         info: dict[str, Any] = {"owner_address": self.config.owner_address}
         if self.config.chain is not None:
             info["owner_address"] = self._open_chain(stack)
