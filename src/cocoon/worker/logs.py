@@ -17,8 +17,12 @@ _numbers = itertools.count(1)
 
 
 def worker_logger() -> logging.Logger:
-    """A logger no other worker in this process shares."""
-    return logging.getLogger(f"cocoon.worker.{next(_numbers)}")
+    """A logger no other worker in this process shares. It logs INFO and up whatever the process's
+    default (WARNING), because the owner's ``/logs`` view is made of those lines."""
+    logger = logging.getLogger(f"cocoon.worker.{next(_numbers)}")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return logger
 
 
 class LogRing(logging.Handler):
