@@ -95,3 +95,14 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(ClientConfig, tmp_path / "none.toml", section="client", environ={})
+
+
+def test_proxy_refusals_travel_as_their_reason() -> None:
+    assert ErrorCode.of("unsupported_parameter", 400) is ErrorCode.UNSUPPORTED_PARAMETER
+    assert ErrorCode.of("model_unavailable", 503) is ErrorCode.MODEL_UNAVAILABLE
+    assert ErrorCode.of("workers_busy", 429) is ErrorCode.BUSY
+    assert ErrorCode.of("proxy_not_ready", 503) is ErrorCode.NOT_READY
+    assert ErrorCode.of("request_conflict", 409) is ErrorCode.BAD_REQUEST
+    assert ErrorCode.of("store_busy", 507) is ErrorCode.INTERNAL
+    named = from_wire(ErrorCode.BAD_REQUEST, "no worker for model 'm' supports `response_format`")
+    assert named.param == "response_format"

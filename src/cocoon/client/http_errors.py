@@ -57,9 +57,9 @@ def from_wire(code: int, message: str) -> ApiError:
     """The app-facing error for a typed wire error from the proxy."""
     kind = kind_of(code, message)
     named = _NAMED_PARAM.search(message)
-    param = _PARAM_OF.get(kind) or (
-        named.group(1) if named and kind is ErrorKind.UNSUPPORTED_PARAMETER else None
-    )
+    # A parameter named in backticks (wire.ErrorCode's convention) is the error's `param`.
+    named_ok = kind in (ErrorKind.UNSUPPORTED_PARAMETER, ErrorKind.INVALID_REQUEST)
+    param = _PARAM_OF.get(kind) or (named.group(1) if named and named_ok else None)
     return ApiError(kind, message, param=param)
 
 

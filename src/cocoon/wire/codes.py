@@ -40,3 +40,27 @@ class ErrorCode(enum.IntEnum):
     UNSUPPORTED_PARAMETER = 1002  # the worker cannot serve a parameter (named in the message)
     MAX_COEFFICIENT_TOO_LOW = 1003  # workers exist, all above the request's max_coefficient
     RATE_LIMITED = 1004  # this client sent too many requests (rate_limit_exceeded)
+
+    @classmethod
+    def of(cls, reason: str, status: int) -> ErrorCode:
+        """The code for an error known by its OpenAI ``code`` (``reason``) and HTTP status: the
+        reason decides where it has a code of its own, else the status, else its class (4xx/5xx)."""
+        code = _BY_REASON.get(reason)
+        if code is not None:
+            return code
+        try:
+            return cls(status)
+        except ValueError:
+            return cls.BAD_REQUEST if 400 <= status < 500 else cls.INTERNAL
+
+
+_BY_REASON: dict[str, ErrorCode] = {
+    "insufficient_funds": ErrorCode.PAYMENT_REQUIRED,
+    "model_not_found": ErrorCode.NOT_FOUND,
+    "model_unavailable": ErrorCode.MODEL_UNAVAILABLE,
+    "server_busy": ErrorCode.BUSY,
+    "workers_busy": ErrorCode.BUSY,
+    "unsupported_parameter": ErrorCode.UNSUPPORTED_PARAMETER,
+    "max_coefficient_too_low": ErrorCode.MAX_COEFFICIENT_TOO_LOW,
+    "rate_limit_exceeded": ErrorCode.RATE_LIMITED,
+}
