@@ -27,7 +27,7 @@ def _reference_rows() -> list[str]:
 
 def _usages() -> list[tuple[tuple[str, ...], set[str]]]:
     """(command path, flags) for every usage the reference shows; `a\\|b` in a path is two commands."""
-    out = []
+    out: list[tuple[tuple[str, ...], set[str]]] = []
     for row in _reference_rows():
         first_cell = re.split(r"(?<!\\)\|", row)[1]
         for span in re.findall(r"`([^`]+)`", first_cell):
@@ -51,7 +51,7 @@ def _command(path: tuple[str, ...]) -> Any:
 
 def _options(command: Any, *, negations: bool = True) -> set[str]:
     """A command's long options (with ``negations``: also the ``--no-x`` of a ``--x/--no-x`` flag)."""
-    opts = set()
+    opts: set[str] = set()
     for param in command.params:
         opts.update(
             o for o in (*param.opts, *(param.secondary_opts if negations else ())) if o.startswith("--")
