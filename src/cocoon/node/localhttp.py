@@ -17,6 +17,7 @@ all put it in front of their app.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -76,6 +77,8 @@ def _split_host(value: str) -> str:
     return value.rstrip(".")
 
 
+# Callers send the same few Host/Origin values over and over: remember the verdicts (bounded).
+@functools.lru_cache(maxsize=512)
 def host_allowed(host_header: str | None, policy: LocalHttpPolicy) -> bool:
     if not host_header:
         return True  # HTTP/1.0 without Host: not a browser
@@ -85,6 +88,7 @@ def host_allowed(host_header: str | None, policy: LocalHttpPolicy) -> bool:
     return _is_ip(host) or _is_loopback_name(host)
 
 
+@functools.lru_cache(maxsize=512)
 def origin_allowed(origin: str | None, policy: LocalHttpPolicy) -> bool:
     if origin is None:
         return True
