@@ -9,13 +9,16 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionToolParam
 
 from cocoon.inference import Capability, Script, ScriptedEngine
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 from cocoon.node import Service
 
 MODEL = "scripted-model"
-TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+TOOLS: list[ChatCompletionToolParam] = [
+    {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+]
 
 
 async def _network(tmp_path: Path, engines: list[ScriptedEngine]) -> AsyncIterator[LocalNetwork]:
@@ -53,7 +56,7 @@ async def test_worker_announces_and_enforces_its_engines_capabilities(tmp_path: 
                 await oai.chat.completions.create(
                     model=MODEL,
                     messages=[{"role": "user", "content": "hi"}],
-                    tools=TOOLS,  # type: ignore[list-item]
+                    tools=TOOLS,
                 )
             assert "tools" in str(info.value)
             with pytest.raises(openai.BadRequestError):
