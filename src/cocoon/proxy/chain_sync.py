@@ -2,12 +2,15 @@
 # (pytoniq-core ships py.typed but leaves Address methods unannotated)
 """The proxy on a chain: root config, rollback defence, state commits, client charges, worker payouts.
 
-:class:`ChainSync` is owned by :class:`~cocoon.proxy.service.Proxy` when ``ProxyConfig.chain`` is set.
+:class:`ChainSync` is owned by the proxy service when ``ProxyConfig.chain`` is set. It knows nothing of
+the service: it gets the proxy's home, its billing store (:class:`~cocoon.proxy.ledger.AsyncLedger`, so
+no durable write runs on the event loop) and two callbacks — ``on_root`` (a root config was read: apply
+its prices, allowed image and model hashes) and ``on_paid`` (a worker's payout moved: tell it).
 
 At start (:meth:`ChainSync.open`, before the proxy serves anything):
 
-1. read the root contract: prices (→ ``Proxy.params``), allowed worker image hashes (→ the worker-port
-   policy) and model hashes (→ ``Proxy.allowed_model_hashes``);
+1. read the root contract and hand it to ``on_root``: prices, allowed worker image hashes (→ the
+   worker-port policy) and model hashes (→ the admission of workers);
 2. find the proxy contract (owner = our wallet, key = our signing key, under the root's params; opened
    from the wallet with the minimum stake when missing and ``open_contract`` is on) and
    require it to be active and bound to our key;
@@ -15,7 +18,7 @@ At start (:meth:`ChainSync.open`, before the proxy serves anything):
    one that billed less than clients were already charged / workers paid (``StoreRolledBack``);
 4. start a session (random hash, seqno + 1) and commit it on chain.
 
-Then a loop (a task the proxy owns and cancels on stop) every ``sync_interval_s``: re-read the root
+Then a loop (:meth:`ChainSync.run`, a task the proxy owns and cancels on stop) every ``sync_interval_s``: re-read the root
 every ``root_refresh_s``; mark commits seen on chain (``mark_committed``); bump the seqno and post a
 signed state commit when :class:`~cocoon.chain.PostingPolicy` says one is due; for every client read
 its contract (balance, stake, tokens charged → the ledger, which then frees funds) and post a signed
@@ -34,8 +37,10 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from pytoniq_core.boc.address import Address
 
@@ -70,11 +75,8 @@ from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
 from cocoon.node.ownership import verify_owner_proof
 from cocoon.proxy.config import ProxyChainSettings
-from cocoon.proxy.ledger import BillingLedger, ClientTotals, WorkerTotals
+from cocoon.proxy.ledger import AsyncLedger, ClientTotals, WorkerTotals
 from cocoon.proxy.pricing import PriceParams
-
-if TYPE_CHECKING:
-    from cocoon.proxy.service import Proxy
 
 __all__ = ["ChainSync", "SyncStats", "parse_address", "price_params"]
 
@@ -121,12 +123,22 @@ class SyncStats:
 
 
 class ChainSync:
-    def __init__(self, proxy: Proxy, settings: ProxyChainSettings, *, chain: Chain | None = None) -> None:
-        self.proxy = proxy
+    def __init__(
+        self,
+        settings: ProxyChainSettings,
+        *,
+        home: Path,
+        ledger: AsyncLedger,
+        on_root: Callable[[RootConfig], None],
+        on_paid: Callable[[str], Awaitable[None]],
+        chain: Chain | None = None,
+    ) -> None:
         self.settings = settings
+        self.ledger = ledger
+        self._on_root = on_root
+        self._on_paid = on_paid
         self._chain = chain
         self._own_chain = chain is None
-        home = proxy.config.home
         self.key = KeyPair.from_seed(
             load_or_create_seed(settings.signing_key_file or home / "chain-signing.key")
         )
@@ -154,7 +166,6 @@ class ChainSync:
         self._last_commit_at: int | None = None
         self._committed_total = -1  # Σ client tokens at the last commit posted
         self._worker_tokens: dict[str, int] = {}  # tokens per worker at the previous tick (idle check)
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one settlement pass at a time (loop, queries, start)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -172,13 +183,17 @@ class ChainSync:
         return self._wallet
 
     @property
-    def ledger(self) -> BillingLedger:
-        assert self.proxy.ledger is not None
-        return self.proxy.ledger
+    def params(self) -> PriceParams:
+        """The prices of the root config last read."""
+        if self.root_config is None:
+            raise ChainError("chain sync is not open")
+        return price_params(self.root_config)
 
     async def open(self) -> None:
         """Everything before serving (module docstring, steps 1–4); raises instead of serving unsafely."""
         if self._chain is None:
+            if self.settings.local_path is not None:
+                self.settings.local_path.expanduser().parent.mkdir(parents=True, exist_ok=True)
             self._chain = open_chain(self.settings, clock=time.time)
         self._wallet = WalletClient(self.chain, Wallet(self.wallet_key))
         await self.refresh_root()
@@ -199,13 +214,13 @@ class ChainSync:
             raise ConfigError(f"proxy contract {address.to_str()} is not an active contract of this key")
         self.proxy_address = address
         # Rollback defence: a store older than what we anchored on chain must not serve.
-        self.ledger.check_not_rolled_back(state.commit_seqno)
+        await self.ledger.check_not_rolled_back(state.commit_seqno)
         now = time.time()
-        for client in self.ledger.clients():
+        for client in await self.ledger.clients():
             await self._read_client(client, now)
-        for worker in self.ledger.workers():
+        for worker in await self.ledger.workers():
             await self._read_worker(worker, now)
-        self.ledger.start_session(self.session_hash, now)
+        await self.ledger.start_session(self.session_hash, now)
         async with self._lock:
             await self._anchor(now)
 
@@ -225,22 +240,14 @@ class ChainSync:
         )
         log.info("opened the proxy contract with a stake of %d nanoTON", stake)
 
-    def start_loop(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="proxy-chain-sync")
-
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
         if self._own_chain and self._chain is not None:
             with contextlib.suppress(Exception):
                 await self._chain.aclose()
             self._chain = None
 
-    async def _loop(self) -> None:
+    async def run(self) -> None:
+        """The settlement loop (the owner runs it as a task and cancels it on stop)."""
         while True:
             await asyncio.sleep(self.settings.sync_interval_s)
             try:
@@ -263,10 +270,10 @@ class ChainSync:
                 await self.refresh_root()
             await self._anchor(now)
             # LocalChain runs each transaction on this thread: let requests through between accounts.
-            for client in self.ledger.clients():
+            for client in await self.ledger.clients():
                 await self._settle_client(client, now)
                 await asyncio.sleep(0)
-            for worker in self.ledger.workers():
+            for worker in await self.ledger.workers():
                 await self._settle_worker(worker, now)
                 await asyncio.sleep(0)
             await self._withdraw_fees()
@@ -286,21 +293,18 @@ class ChainSync:
             return
         self.root_config = config
         self._root_read_at = time.time()
-        self.proxy.params = price_params(config)
-        self.proxy.allowed_model_hashes = config.model_hashes or None
-        if self.proxy.trust is not None and config.worker_image_hashes:
-            self.proxy.trust.allow_image_hashes(config.worker_image_hashes)
+        self._on_root(config)
 
     # -- state commits ---------------------------------------------------------------------------
 
     async def _anchor(self, now: float) -> None:
         assert self.proxy_address is not None
         await self._mark_seen()
-        total = self.ledger.statistics().adjusted_tokens
+        total = (await self.ledger.statistics()).adjusted_tokens
         dirty = total != self._committed_total
         if not self.policy.commit_due(now=int(now), last_commit_at=self._last_commit_at, dirty=dirty):
             return
-        seqno = self.ledger.bump_seqno(now)
+        seqno = await self.ledger.bump_seqno(now)
         msg = sign_state_commit(
             self.key, target=self.proxy_address, seqno=seqno, session_hash=self.session_hash
         )
@@ -313,7 +317,7 @@ class ChainSync:
     async def _mark_seen(self) -> None:
         assert self.proxy_address is not None
         state = await read_proxy_state(self.chain, self.proxy_address)
-        if state.session_hash == self.session_hash and self.ledger.mark_committed(
+        if state.session_hash == self.session_hash and await self.ledger.mark_committed(
             state.commit_seqno, state.session_hash
         ):
             self.stats.commits_seen += 1
@@ -324,7 +328,7 @@ class ChainSync:
         assert self.root_config is not None and self.proxy_address is not None
         return client_contract(owner, self.proxy_address, self.key.public, self.root_config.params).address
 
-    def register_client(self, client: str, proof: Any, tls_public_key: bytes) -> bool:
+    async def register_client(self, client: str, proof: Any, tls_public_key: bytes) -> bool:
         """Bind a connecting client to its contract; False unless ``client`` is a wallet address and
         ``proof`` shows the client's TLS key speaks for that wallet (``cocoon.node.ownership``)."""
         owner = parse_address(client)
@@ -332,10 +336,10 @@ class ChainSync:
             return False
         if not verify_owner_proof(proof, tls_public_key, _wallet_address, owner.to_str()):
             return False
-        self.ledger.upsert_client(
+        await self.ledger.upsert_client(
             client,
             contract=self.client_contract(owner).to_str(),
-            price_per_token=self.proxy.params.price_per_token,
+            price_per_token=self.params.price_per_token,
             now=time.time(),
         )
         return True
@@ -343,7 +347,7 @@ class ChainSync:
     async def refresh_client(self, client: str) -> None:
         """Read one client's contract now (on connect and before a balance answer)."""
         async with self._lock:
-            await self._read_client(self.ledger.client_totals(client), time.time())
+            await self._read_client(await self.ledger.client_totals(client), time.time())
 
     async def _read_client(self, totals: ClientTotals, now: float) -> tuple[ClientTotals, int]:
         address = parse_address(totals.contract) if totals.contract else None
@@ -358,7 +362,7 @@ class ChainSync:
         if (balance, stake, charged) == (totals.balance_nano, totals.stake_nano, totals.charged_tokens):
             return totals, state  # unchanged: spare the store a durable write
         # Raises StoreRolledBack when the chain charged more than this store ever billed.
-        new = self.ledger.set_client_chain_state(
+        new = await self.ledger.set_client_chain_state(
             totals.client, balance=balance, stake=stake, charged_tokens=charged, now=now
         )
         return new, state
@@ -421,7 +425,7 @@ class ChainSync:
             paid = 0  # never paid: the first payout deploys it
         if paid == totals.paid_tokens:
             return totals  # unchanged: spare the store a durable write
-        return self.ledger.set_worker_chain_state(totals.worker, paid_tokens=paid, now=now)
+        return await self.ledger.set_worker_chain_state(totals.worker, paid_tokens=paid, now=now)
 
     async def _settle_worker(self, totals: WorkerTotals, now: float) -> None:
         totals = await self._read_worker(totals, now)
@@ -430,7 +434,7 @@ class ChainSync:
             return
         idle = self._worker_tokens.get(totals.worker) == totals.tokens
         self._worker_tokens[totals.worker] = totals.tokens
-        fee = self.proxy.params.worker_fee_per_token
+        fee = self.params.worker_fee_per_token
         unpaid = (totals.committed_tokens - totals.paid_tokens) * fee
         if unpaid <= 0 or not self.policy.worker_payout_due(unpaid, idle=idle):
             return
@@ -443,7 +447,7 @@ class ChainSync:
         await post_signed(self.wallet, msg, state_init=None if deployed else deployable.state_init)
         self.stats.payouts_posted += 1
         totals = await self._read_worker(totals, now)
-        await self.proxy.notify_worker_payment(totals.worker)
+        await self._on_paid(totals.worker)
 
     # -- what peers see --------------------------------------------------------------------------
 

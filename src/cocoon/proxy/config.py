@@ -86,6 +86,13 @@ class ProxyConfig(BaseModel):
     test_credit_nano: int = Field(0, ge=0)
     max_attempts: int = Field(3, ge=1, le=10)  # tries on different workers before the first byte
     first_byte_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # After an app hangs up mid-answer, read the worker's answer this long (not relaying it) for its
+    # own usage, so the prompt it consumed is billed at its count rather than an estimate.
+    cancel_drain_s: float = Field(1.0, ge=0, le=60)
+    # A streaming answer's delivered tokens are recorded durably at most every N tokens or T seconds:
+    # a crash of the proxy charges what was recorded (loses at most one interval).
+    progress_every_tokens: int = Field(32, ge=1, le=1_000_000)
+    progress_every_s: float = Field(1.0, gt=0, le=3600)
     tee: TeeSettings = TeeSettings()  # own attestation, and the policy for workers
     # Clients may run on laptops without a TEE (the reference accepts them "@any"); their
     # certificates are still checked for self-signature, validity and key binding.

@@ -32,9 +32,11 @@ from cocoon.errors import CocoonError
 
 __all__ = [
     "AllBusy",
+    "DuplicateRequest",
     "InsufficientFunds",
     "LedgerError",
     "LedgerInputError",
+    "NoCapableWorker",
     "NoWorkers",
     "PricingError",
     "ProxyError",
@@ -99,6 +101,21 @@ class NoWorkers(ProxyError):
         self.model = model
 
 
+class NoCapableWorker(ProxyError):
+    """Workers serve the model, but none announced a capability the request needs (tools, a JSON
+    schema, …): a 400 naming the parameter, like an engine that cannot honour it."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "unsupported_parameter"
+
+    def __init__(self, model: str, *, capability: str, param: str) -> None:
+        super().__init__(f"no worker for model {model!r} supports `{param}` (needs the {capability!r} capability)")
+        self.model = model
+        self.capability = capability
+        self.param = param  # type: ignore[misc]  # per instance: the parameter this request used
+
+
 class TooExpensive(ProxyError):
     """Workers serve the model, but every one asks a higher coefficient than the client allows."""
 
@@ -128,6 +145,18 @@ class AllBusy(ProxyError):
         super().__init__(f"all workers for {model!r} are busy, try again later")
         self.model = model
         self.retry_after = retry_after
+
+
+class DuplicateRequest(ProxyError):
+    """A request id that is in flight or was already answered: one id is answered once, billed once."""
+
+    http_status = 409
+    error_type = "invalid_request_error"
+    code = "duplicate_request"
+
+    def __init__(self, request_id: str, why: str) -> None:
+        super().__init__(f"request {request_id[:16]}… {why}; send a new request id")
+        self.request_id = request_id
 
 
 class ProxyNotReady(ProxyError):

@@ -1,43 +1,53 @@
-"""The proxy operator's HTTP view: ``GET /stats`` (JSON) and ``GET /metrics`` (Prometheus)."""
+"""The proxy operator's HTTP view: ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus), ``GET /health``.
+
+The app reads through :class:`StatsSource`, a narrow view the proxy service satisfies; it knows nothing
+else of the service.
+"""
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cocoon.core.httpserve import HttpServer, start_http_server
+from cocoon.proxy.ledger import LedgerStatistics
 from cocoon.proxy.metrics import build_registry
+from cocoon.proxy.selection import RegistryStatistics
 
-if TYPE_CHECKING:
-    from cocoon.proxy.service import Proxy
-
-__all__ = ["build_stats_app", "start_stats_server"]
+__all__ = ["StatsSource", "build_stats_app", "start_stats_server"]
 
 
-def build_stats_app(proxy: Proxy) -> FastAPI:
+class StatsSource(Protocol):
+    def statistics(self) -> dict[str, Any]: ...
+
+    def ledger_statistics(self) -> LedgerStatistics: ...
+
+    def registry_statistics(self) -> RegistryStatistics: ...
+
+    def state_name(self) -> str: ...
+
+
+def build_stats_app(source: StatsSource) -> FastAPI:
     app = FastAPI(title="cocoon proxy", docs_url=None, redoc_url=None)
 
     @app.get("/stats")
     async def stats() -> JSONResponse:
-        return JSONResponse(proxy.statistics())
+        return JSONResponse(source.statistics())
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        assert proxy.ledger is not None
-        ledger = proxy.ledger
-        registry = build_registry(ledger.statistics, lambda: proxy.registry.statistics(time.time()))
+        registry = build_registry(source.ledger_statistics, source.registry_statistics)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"state": proxy.state.value}
+        return {"state": source.state_name()}
 
     return app
 
 
-async def start_stats_server(proxy: Proxy, host: str, port: int) -> HttpServer:
-    return await start_http_server(build_stats_app(proxy), host, port)
+async def start_stats_server(source: StatsSource, host: str, port: int) -> HttpServer:
+    return await start_http_server(build_stats_app(source), host, port)

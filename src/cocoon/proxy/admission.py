@@ -1,0 +1,78 @@
+"""Who may join the proxy: a worker's announce checked against what it proved, as a registry record.
+
+Pure: the caller passes the announce (``PeerInfo.info``), the attested hashes and the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cocoon import net
+from cocoon.chain import AddressError, normalize_address
+from cocoon.proxy.selection import WorkerRecord
+
+__all__ = ["WorkerAnnounce", "parse_worker_announce", "payee_key"]
+
+
+def payee_key(owner: str) -> str:
+    """The one spelling of an account (the raw form of a TON address), as the billing store keys it."""
+    try:
+        return normalize_address(owner)
+    except AddressError:
+        return owner
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerAnnounce:
+    record: WorkerRecord
+    owner: str  # the payee (a TON address on a chain), "" when anonymous
+
+
+def parse_worker_announce(
+    info: Mapping[str, Any],
+    *,
+    attested_image: bytes | None,
+    attested_model: bytes | None,
+    allowed_model_hashes: frozenset[bytes] | None,
+    connection_id: int,
+    now: float,
+) -> WorkerAnnounce:
+    """The worker's record, or :class:`~cocoon.net.HandshakeRefused` for a bad or disallowed announce."""
+    try:
+        model = str(info["model"])
+        coefficient = int(info["coefficient"])
+        max_active = int(info["max_active_requests"])
+        proxy_count = max(1, int(info.get("proxy_count", 1)))
+        model_hash = bytes.fromhex(str(info.get("model_hash", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise net.HandshakeRefused(f"bad worker announce: {exc}") from exc
+    if not model or not 0 <= coefficient < 1_000_000_000 or max_active < 1:
+        raise net.HandshakeRefused("worker announce out of range")
+    if attested_model is not None and attested_model != model_hash:
+        raise net.HandshakeRefused("announced model hash differs from the attested one")
+    if allowed_model_hashes is not None and model_hash not in allowed_model_hashes:
+        raise net.HandshakeRefused("model hash not allowed by the root contract")
+    owner = payee_key(str(info.get("owner_address", "")))
+    # A stable id (not the connection's): a failing worker that reconnects keeps its reputation.
+    worker_id = f"{owner or 'anonymous'}/{model}/{info.get('instance', 0)}"
+    if not owner:
+        worker_id += f"/{connection_id}"
+    try:
+        record = WorkerRecord(
+            worker_id=worker_id,
+            model=model,
+            coefficient=coefficient,
+            # Capacity is shared between the proxies a worker serves, as in the reference.
+            max_active=-(-max_active // proxy_count),
+            gpu_class=str(info.get("gpu_class", "unknown")),
+            region=str(info.get("region", "unknown")),
+            image_hash=(attested_image or b"").hex(),
+            model_hash=model_hash.hex(),
+            attested_at=now,
+            connected_at=now,
+        )
+    except ValueError as exc:
+        raise net.HandshakeRefused(f"bad worker announce: {exc}") from exc
+    return WorkerAnnounce(record=record, owner=owner)

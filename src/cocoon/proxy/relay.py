@@ -1,0 +1,504 @@
+"""The async driver of :class:`~cocoon.proxy.attempt.Attempt`: admits a request, runs its tries on
+workers, relays the answer and executes every effect the machine returns.
+
+:class:`Relay` knows nothing of the :class:`~cocoon.proxy.service.Proxy`: it is built from narrow
+parts passed in (the registry, a lookup of worker links, the billing :class:`Books`, a payee lookup
+and a few callbacks), so it can be driven by tests over in-memory links.
+
+Admission: a request id that is in flight or already known to the books is refused before any
+worker is asked (one id is answered once and billed once); then the funds the request may cost are
+reserved. Whatever ends the request, a reservation that was not billed is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cocoon import net
+from cocoon.proxy import errors as perr
+from cocoon.proxy.attempt import (
+    Attempt,
+    AttemptSettings,
+    CancelWorker,
+    Capped,
+    Effect,
+    FirstByte,
+    Phase,
+    RecordProgress,
+    RelayChunk,
+    RelayHead,
+    Report,
+    Result,
+    SendEnd,
+    SendError,
+    Settle,
+    Verdict,
+    wire_code,
+)
+from cocoon.proxy.ledger import AsyncLedger
+from cocoon.proxy.metering import UsageAudit
+from cocoon.proxy.pricing import PriceParams, TokenCounts, reservation
+from cocoon.proxy.selection import WorkerRegistry
+
+__all__ = ["CappedBill", "CappedBills", "ReceiptSigner", "Relay", "RelaySettings"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# (worker's receipt part, worker id, client's request id, coefficient, adjusted tokens, cost)
+# → the countersigned receipt, or None when the part is not signed by the worker's attested key
+ReceiptSigner = Callable[[object, str, bytes, int, int, int], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    first_byte_timeout_s: float = 30.0
+    drain_s: float = 1.0  # after the app hangs up mid-answer, wait this long for the worker's usage
+    attempt: AttemptSettings = field(default_factory=AttemptSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class CappedBill:
+    request_id: str
+    worker_id: str
+    claimed: TokenCounts | None
+    billed: TokenCounts
+    reasons: tuple[str, ...]
+    at: float
+
+
+@dataclass
+class CappedBills:
+    """Evidence of every answer billed below the worker's claim: a count and the latest records."""
+
+    keep: int = 256
+    count: int = 0
+    recent: deque[CappedBill] = field(default_factory=deque)
+
+    def add(self, answer: CappedBill) -> None:
+        self.count += 1
+        self.recent.append(answer)
+        while len(self.recent) > self.keep:
+            self.recent.popleft()
+
+
+class _AppGone(Exception):
+    """Sending to the client failed: it is gone (treated like its cancel)."""
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        registry: WorkerRegistry,
+        links: Callable[[str], net.NodeConnection | None],
+        books: Callable[[], AsyncLedger],
+        payee: Callable[[str], str],
+        params: Callable[[], PriceParams],
+        on_paid: Callable[[str], None],
+        sign_receipt: ReceiptSigner | None,
+        settings: RelaySettings,
+        counters: dict[str, int],
+        audit: UsageAudit | None = None,
+    ) -> None:
+        self.registry = registry
+        self._links = links
+        self._books = books
+        self._payee = payee
+        self._params = params
+        self._on_paid = on_paid
+        self._sign = sign_receipt
+        self.settings = settings
+        self.counters = counters
+        self.audit = audit or UsageAudit()
+        self.capped = CappedBills()
+        self._in_flight: set[str] = set()
+        self._unreleased: set[str] = set()  # reservations the store refused to release (retried)
+        self._lingering: set[asyncio.Future[Any]] = set()
+
+    # -- one request -----------------------------------------------------------------------------
+
+    async def handle(self, client: str, stream: net.IncomingStream) -> None:
+        request = stream.request
+        self.counters["requests"] += 1
+        key = request.request_id.hex()
+        if key in self._in_flight:  # checked and taken before any await: no two runs of one id
+            await self._reject(stream, perr.DuplicateRequest(key, "is in flight"))
+            return
+        self._in_flight.add(key)
+        try:
+            await self._admit_and_run(client, stream, key)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _admit_and_run(self, client: str, stream: net.IncomingStream, key: str) -> None:
+        request = stream.request
+        books = self._books()
+        await self._retry_releases()
+        try:
+            if await books.request(key) is not None:
+                raise perr.DuplicateRequest(key, "was already answered")
+            params = self._params()
+            reserved = reservation(request.max_tokens, len(request.body), request.max_coefficient, params)
+        except perr.ProxyError as exc:
+            await self._reject(stream, exc)
+            return
+        run = _Run(self, stream, key, reserved, params)
+        cancelled = False
+        try:
+            try:
+                await books.reserve(key, client, reserved, time.time(), model=request.model)
+            except perr.ProxyError as exc:
+                run.billed = True  # nothing is held: nothing to release
+                await self._reject(stream, exc)
+                return
+            await run.serve()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            # Runs to its end even if this task is cancelled again (the bill, then the release).
+            await asyncio.shield(self.linger(self._conclude(run, cancelled=cancelled)))
+
+    async def _conclude(self, run: _Run, *, cancelled: bool) -> None:
+        if run.lingering is not None:
+            with contextlib.suppress(Exception):
+                await run.lingering  # the bill of an answer the app hung up on
+        if not run.billed:
+            await self._release(run.key)  # nothing was billed: charge its recorded progress or nothing
+        if run.attempt.result is not None or cancelled:
+            self._count(run.attempt, cancelled=cancelled)
+
+    def _count(self, attempt: Attempt, *, cancelled: bool) -> None:
+        self.counters["retried"] += attempt.retries
+        if cancelled or attempt.result is Result.CANCELLED:
+            self.counters["cancelled"] += 1
+        elif attempt.result is not None:
+            self.counters[attempt.result.value] += 1
+
+    def linger(self, work: Awaitable[T]) -> asyncio.Future[T]:
+        """Run ``work`` as a task the relay waits for before the store closes (:meth:`wait_idle`)."""
+        task = asyncio.ensure_future(work)
+        self._lingering.add(task)
+        task.add_done_callback(self._lingering.discard)
+        return task
+
+    async def wait_idle(self) -> None:
+        """Wait (bounded) for the bills and releases still being written."""
+        if self._lingering:
+            await asyncio.wait(set(self._lingering), timeout=self.settings.drain_s + 10.0)
+
+    async def _reject(self, stream: net.IncomingStream, exc: perr.ProxyError) -> None:
+        self.counters["rejected"] += 1
+        with contextlib.suppress(net.NetError):
+            await stream.send_error(wire_code(exc), str(exc))
+
+    async def _release(self, key: str) -> None:
+        """Free a request's reserved funds; if the store refuses now, retry before later requests."""
+        try:
+            await asyncio.shield(self._books().release(key, now=time.time()))
+        except perr.UnknownRequest:
+            pass  # never reserved (refused, or cancelled before the store saw it)
+        except perr.LedgerError as exc:
+            log.error("billing store refused to release %s (%s); will retry", key, exc)
+            self._unreleased.add(key)
+
+    async def _retry_releases(self) -> None:
+        for key in sorted(self._unreleased):
+            try:
+                await self._books().release(key, now=time.time())
+            except perr.UnknownRequest:
+                pass
+            except perr.LedgerError:
+                return  # the store is still failing: keep the rest for next time
+            self._unreleased.discard(key)
+
+    # -- effects the machine asks for that need no stream ------------------------------------------
+
+    def report(self, effect: Report) -> None:
+        now = time.time()
+        if effect.verdict is Verdict.NEUTRAL:
+            self.registry.abandoned(effect.worker_id, now)
+            return
+        ok = effect.verdict is not Verdict.FAILED
+        self.registry.finished(
+            effect.worker_id, ok=ok, tokens=effect.tokens, duration=effect.duration, now=now
+        )
+        if effect.verdict is Verdict.MISMATCH:
+            self.registry.usage_mismatch(effect.worker_id)
+
+    def record_capped(self, key: str, effect: Capped) -> None:
+        self.counters["capped"] = self.counters.get("capped", 0) + 1
+        self.capped.add(
+            CappedBill(key, effect.worker_id, effect.claimed, effect.billed, effect.reasons, time.time())
+        )
+        log.warning(
+            "capped the bill of %s from worker %s: claimed %s, billed %s (%s)",
+            key,
+            effect.worker_id,
+            effect.claimed,
+            effect.billed,
+            "; ".join(effect.reasons),
+        )
+
+    async def write_bill(self, key: str, effect: Settle) -> bool:
+        """Write one bill durably; False if our own store refused it."""
+        bill = effect.bill
+        owner = self._payee(effect.worker_id)
+        books = self._books()
+        try:
+            if bill.complete:
+                await books.settle(key, owner, bill.charge, time.time(), usage=bill.usage, audit=bill.audit)
+            else:
+                await books.fail(key, bill.charge, worker=owner, now=time.time(), usage=bill.usage)
+        except perr.LedgerError as exc:
+            log.error("billing store failed to bill %s: %s", key, exc)
+            return False
+        self._on_paid(owner)
+        return True
+
+    def end_meta(self, meta: Mapping[str, Any], request_id: bytes) -> Mapping[str, Any]:
+        """Countersign the worker's receipt with what the proxy billed (dropped when not the worker's)."""
+        out = dict(meta)
+        worker_part = out.pop("receipt", None)
+        if self._sign is None or worker_part is None:
+            return out
+        receipt = self._sign(
+            worker_part,
+            str(out["worker_id"]),
+            request_id,
+            int(out["worker_coefficient"]),
+            int(out["adjusted_tokens"]),
+            int(out["cost_nano"]),
+        )
+        if receipt is not None:
+            out["receipt"] = receipt
+            out["worker_key"] = receipt["proxy"]["body"]["worker_key"]
+        return out
+
+
+class _Run:
+    """One request's I/O: the worker stream, the sends to the client, the pending bill."""
+
+    def __init__(
+        self, relay: Relay, stream: net.IncomingStream, key: str, reserved: int, params: PriceParams
+    ) -> None:
+        request = stream.request
+        self.relay = relay
+        self.stream = stream
+        self.key = key
+        self.attempt = Attempt(
+            body=request.body,
+            max_tokens=request.max_tokens,
+            reserved_nano=reserved,
+            params=params,
+            audit=relay.audit,
+            settings=relay.settings.attempt,
+        )
+        self.out: net.OutgoingStream | None = None
+        self.params = params
+        self.billed = False
+        self.lingering: asyncio.Future[None] | None = None  # the finish after the app hung up
+        self._settling: asyncio.Future[bool] | None = None
+        self._progress: asyncio.Future[object] | None = None
+
+    async def serve(self) -> None:
+        try:
+            async with asyncio.timeout(self.stream.request.timeout):
+                await self._route()
+        except TimeoutError:
+            await self._apply(self.attempt.timed_out(time.monotonic()))
+            await self._finish_settling()
+        except _AppGone:
+            await self._after_cancel()
+        except asyncio.CancelledError:
+            self.lingering = self.relay.linger(self._after_cancel())
+            await asyncio.shield(self.lingering)
+            raise
+        finally:
+            await self._cancel_worker("the proxy stopped waiting")
+
+    async def _route(self) -> None:
+        a = self.attempt
+        request = self.stream.request
+        meta = request.meta or {}
+        while a.phase is Phase.ROUTING:
+            try:
+                record = self.relay.registry.choose(
+                    request.model,
+                    max_coefficient=request.max_coefficient,
+                    now=time.time(),
+                    region=meta.get("region"),
+                    gpu_class=meta.get("gpu_class"),
+                    exclude=frozenset(a.tried),
+                )
+            except perr.ProxyError as exc:
+                await self._apply(a.no_worker(exc))
+                return
+            self.relay.registry.started(record.worker_id, time.time())
+            await self._apply(a.begin_try(record.worker_id, record.coefficient, time.monotonic()))
+            await self._try(self.relay._links(record.worker_id))
+        await self._relay_answer()
+
+    async def _try(self, link: net.NodeConnection | None) -> None:
+        """Send the request to one worker and wait for its first message."""
+        a = self.attempt
+        request = self.stream.request
+        if link is None:
+            await self._apply(a.lost("is gone", time.monotonic()))
+            return
+        try:
+            out = self.out = await link.open_stream(
+                endpoint=request.endpoint,
+                model=request.model,
+                body=request.body,
+                max_coefficient=request.max_coefficient,
+                max_tokens=request.max_tokens,
+                timeout=request.timeout * 0.95,
+                request_id=secrets.token_bytes(32),
+                meta={},
+            )
+            async with asyncio.timeout(self.relay.settings.first_byte_timeout_s):
+                first = await anext(aiter(out))
+        except (net.NetError, StopAsyncIteration, TimeoutError) as exc:
+            log.info("worker %s failed before first byte: %r", a.worker_id, exc)
+            await self._cancel_worker("no first byte")
+            await self._apply(a.lost(f"failed before answering ({type(exc).__name__})", time.monotonic()))
+            return
+        await self._apply(a.event(first, time.monotonic()))
+        if a.phase is not Phase.RELAYING:
+            await self._cancel_worker("the proxy moved on")  # a no-op when the stream ended
+
+    async def _relay_answer(self) -> None:
+        a = self.attempt
+        while a.phase is Phase.RELAYING:
+            await self._apply(await self._next_event())
+
+    async def _next_event(self) -> list[Effect]:
+        assert self.out is not None
+        try:
+            message = await anext(self.out)
+        except StopAsyncIteration:
+            return self.attempt.lost("ended its stream without an end", time.monotonic())
+        except net.NetError as exc:
+            log.info("worker %s lost mid-stream: %r", self.attempt.worker_id, exc)
+            return self.attempt.lost("connection lost mid-answer", time.monotonic())
+        return self.attempt.event(message, time.monotonic())
+
+    async def _after_cancel(self) -> None:
+        """The app hung up: free the worker, or drain it for its usage, and finish the bill."""
+        a = self.attempt
+        await self._apply(a.app_cancelled(time.monotonic()))
+        if a.phase is Phase.DRAINING:
+            deadline = asyncio.get_running_loop().time() + self.relay.settings.drain_s
+            while a.phase is Phase.DRAINING:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        effects = await self._next_event()
+                except TimeoutError:
+                    effects = a.drain_expired(time.monotonic())
+                await self._apply(effects)
+        await self._finish_settling()
+
+    async def _finish_settling(self) -> None:
+        """A bill whose write was interrupted (the app left, the deadline passed): see it through."""
+        if self.attempt.phase is Phase.SETTLING and self._settling is not None:
+            ok = await self._settling
+            await self._after_bill(ok)
+
+    # -- effects ---------------------------------------------------------------------------------
+
+    async def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, RelayChunk):
+                await self._send(self.stream.send_chunk(effect.data))
+            elif isinstance(effect, RelayHead):
+                await self._send(self.stream.send_head(effect.status, effect.headers))
+            elif isinstance(effect, FirstByte):
+                self.relay.registry.first_byte(effect.worker_id, effect.ttft)
+                self._assign_worker(effect)
+            elif isinstance(effect, Report):
+                self.relay.report(effect)
+            elif isinstance(effect, RecordProgress):
+                self._record_progress(effect)
+            elif isinstance(effect, CancelWorker):
+                await self._cancel_worker(effect.reason)
+            elif isinstance(effect, Capped):
+                self.relay.record_capped(self.key, effect)
+            elif isinstance(effect, Settle):
+                await self._settle(effect)
+            elif isinstance(effect, SendEnd):
+                with contextlib.suppress(net.NetError):
+                    meta = self.relay.end_meta(effect.meta, self.stream.request.request_id)
+                    await self.stream.send_end(effect.usage, meta)
+            elif isinstance(effect, SendError):
+                with contextlib.suppress(net.NetError):
+                    await self.stream.send_error(effect.code, effect.message, usage=effect.usage)
+
+    async def _send(self, sending: Awaitable[None]) -> None:
+        try:
+            await sending
+        except net.NetError as exc:
+            raise _AppGone(str(exc)) from exc
+
+    def _assign_worker(self, effect: FirstByte) -> None:
+        """Tell the books whom progress is paid to (queued on the writer before any progress record)."""
+        books = self.relay._books()
+        owner = self.relay._payee(effect.worker_id)
+        self._background(
+            books.assign_worker(
+                self.key, owner, coefficient=effect.coefficient, params=self.params, now=time.time()
+            )
+        )
+
+    def _record_progress(self, effect: RecordProgress) -> None:
+        if self._progress is not None and not self._progress.done():
+            return  # the previous record is still being written: the next one will catch up
+        books = self.relay._books()
+        self._background(
+            books.record_progress(
+                self.key,
+                prompt_tokens=effect.prompt_tokens,
+                completion_tokens=effect.completion_tokens,
+                now=time.time(),
+            )
+        )
+
+    def _background(self, write: Awaitable[object]) -> None:
+        """A write off the hot path; the store's single writer keeps them in call order."""
+        self._progress = self.relay.linger(write)
+        self._progress.add_done_callback(_log_progress_failure)
+
+    async def _settle(self, effect: Settle) -> None:
+        if self._progress is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._progress)  # a late progress record must not follow the bill
+        self._settling = asyncio.ensure_future(self.relay.write_bill(self.key, effect))
+        ok = await asyncio.shield(self._settling)
+        await self._after_bill(ok)
+
+    async def _after_bill(self, ok: bool) -> None:
+        self._settling = None
+        self.billed = self.billed or ok
+        now = time.monotonic()
+        await self._apply(self.attempt.settled(now) if ok else self.attempt.store_failed(now))
+
+    async def _cancel_worker(self, reason: str) -> None:
+        out, self.out = self.out, None
+        if out is not None and not out.finished:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(out.cancel(reason))
+
+
+def _log_progress_failure(task: asyncio.Future[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not record progress: %s", task.exception())
