@@ -8,7 +8,9 @@ Policy (one request, ``choose(model, max_coefficient=…, now=…)``):
 1. **Candidates**: connected workers whose model matches (the part before ``@`` is compared when the request
    names no ``@``; otherwise the full id), that are enabled, attested no longer than
    ``attestation_max_age_s`` ago, and match the requested ``region`` / ``gpu_class`` if any.
-   None → :class:`NoWorkers` (HTTP 404).
+   None → :class:`NoWorkers` (HTTP 404). Of those, keep the workers that announced every capability
+   the request needs (tools, JSON schema, …); none → :class:`NoCapableWorker` (HTTP 400 naming the
+   parameter).
 2. **Price**: keep ``coefficient ≤ max_coefficient``. None left → :class:`TooExpensive` naming the lowest
    coefficient that would be served (like the reference's "can run this query with coefficient=…").
 3. **Availability**: drop workers in ``exclude`` (already tried for this request), suspended ones
@@ -38,10 +40,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from cocoon.proxy.errors import AllBusy, NoWorkers, TooExpensive
+from cocoon.oai.capabilities import LEGACY_CAPABILITIES
+from cocoon.proxy.errors import AllBusy, NoCapableWorker, NoWorkers, TooExpensive
 from cocoon.proxy.pricing import MAX_COEFFICIENT
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "WorkerRegistry",
     "WorkerStats",
     "WorkerView",
+    "lacking_capability",
     "model_matches",
 ]
 
@@ -117,6 +121,8 @@ class WorkerRecord:
     model_hash: str = ""
     attested_at: float = 0.0
     connected_at: float = 0.0
+    # What the worker announced it can do (contract 6); a worker from before announced nothing.
+    capabilities: frozenset[str] = LEGACY_CAPABILITIES
 
     def __post_init__(self) -> None:
         if not isinstance(self.worker_id, str) or not self.worker_id:
@@ -136,6 +142,12 @@ class WorkerRecord:
     @property
     def base_model(self) -> str:
         return self.model.split("@", 1)[0]
+
+
+def lacking_capability(record: WorkerRecord, needs: Mapping[str, str]) -> str | None:
+    """The first capability of ``needs`` (capability → the parameter needing it) that ``record``
+    did not announce, or ``None`` when the worker can serve the request."""
+    return next((c for c in needs if c not in record.capabilities), None)
 
 
 def model_matches(requested: str, served: str) -> bool:
@@ -370,8 +382,10 @@ class WorkerRegistry:
         region: str | None = None,
         gpu_class: str | None = None,
         exclude: frozenset[str] = frozenset(),
+        needs: Mapping[str, str] | None = None,
     ) -> WorkerRecord:
-        """Pick the worker for a request, or raise NoWorkers / TooExpensive / AllBusy (see module docstring)."""
+        """Pick the worker for a request, or raise NoWorkers / NoCapableWorker / TooExpensive / AllBusy
+        (see module docstring). ``needs`` maps each capability the request needs to its parameter."""
         self._seen(now)
         matching = [
             r
@@ -387,6 +401,12 @@ class WorkerRegistry:
                 f"{k}={v}" for k, v in (("region", region), ("gpu_class", gpu_class)) if v is not None
             )
             raise NoWorkers(model, detail)
+        if needs:
+            capable = [r for r in matching if lacking_capability(r, needs) is None]
+            if not capable:
+                missing = lacking_capability(matching[0], needs) or ""
+                raise NoCapableWorker(model, capability=missing, param=needs.get(missing, missing))
+            matching = capable
         affordable = [r for r in matching if r.coefficient <= max_coefficient]
         if not affordable:
             raise TooExpensive(
@@ -462,6 +482,14 @@ class WorkerRegistry:
             live.consecutive += 1
             if live.consecutive >= p.suspend_after or live.probation:
                 self._suspend(live, now)
+
+    def abandoned(self, worker_id: str, now: float) -> None:
+        """The request ended by no doing of the worker (the app hung up): its slot is free, nothing is learnt."""
+        self._seen(now)
+        live = self._live.get(worker_id)
+        if live is not None:
+            live.running = max(live.running - 1, 0)
+            live.last_seen = max(live.last_seen, now)
 
     def usage_mismatch(self, worker_id: str, now: float | None = None) -> None:
         """The worker reported more usage than it delivered: a severe failure, suspended at once.
