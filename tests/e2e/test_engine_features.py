@@ -161,14 +161,16 @@ async def test_embeddings_with_the_sdk_and_langchain(model_network: LocalNetwork
 
 
 async def test_image_parts_are_refused_by_name(model_network: LocalNetwork) -> None:
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    question: ChatCompletionMessageParam = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ],
+    }
     async with _oai(model_network) as oai:
         with pytest.raises(openai.BadRequestError) as info:
-            await oai.chat.completions.create(
-                model=MODEL,
-                messages=[{"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}],  # type: ignore[list-item]
-                max_tokens=4,
-            )
+            await oai.chat.completions.create(model=MODEL, messages=[question], max_tokens=4)
     assert "messages[0].content[1].image_url" in str(info.value)
 
 
