@@ -47,7 +47,7 @@ bench: $(STAMP)
 
 # Long campaigns, on demand (CI runs short versions of each inside `make test`).
 fuzz: $(STAMP)
-	COCOON_LONG_FUZZ=1 COCOON_FUZZ_SECONDS=600 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/fuzz
+	COCOON_LONG_FUZZ=1 COCOON_FUZZ_SECONDS=600 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/fuzz tests/proxy/test_money_properties.py
 
 faults-long: $(STAMP)
 	COCOON_LONG_FAULTS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/faults
