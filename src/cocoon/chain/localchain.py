@@ -19,7 +19,7 @@ import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,9 @@ class LocalChain:
         elif version != _SCHEMA_VERSION:
             raise ChainStoreError(f"chain store schema {version!r} is not {_SCHEMA_VERSION!r}")
         self._accounts: dict[str, str] = {}  # raw address -> ShardAccount BOC (base64), as tonpy takes it
+        # raw address -> (the BOC it was parsed from, its state): the proxy re-reads unchanged contracts
+        # every tick, and parsing their code cells was most of a read. Valid while the BOC is the same.
+        self._states: dict[str, tuple[str, AccountState]] = {}
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         self._config = local_config()
         self._tonpy_config = _to_tonpy(self._config)
@@ -263,7 +266,18 @@ class LocalChain:
         return Cell.one_from_boc(base64.b64decode(self._shard_account_b64(address)))
 
     def _state_of(self, address: Address) -> AccountState:
-        sa = ShardAccount.deserialize(self._shard_account(address).begin_parse())
+        key = _raw(address)
+        b64 = self._shard_account_b64(address)
+        cached = self._states.get(key)
+        if cached is not None and cached[0] == b64:
+            return replace(cached[1], address=address)
+        state = self._parse_state(address, b64)
+        self._states[key] = (b64, state)
+        return state
+
+    @staticmethod
+    def _parse_state(address: Address, b64: str) -> AccountState:
+        sa = ShardAccount.deserialize(Cell.one_from_boc(base64.b64decode(b64)).begin_parse())
         acc = sa.account
         if acc is None:
             return AccountState(address, 0, "nonexist", None, None, 0)
