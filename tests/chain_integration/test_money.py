@@ -229,7 +229,9 @@ async def test_app_side_lifecycle_withdraw_and_close(tmp_path: Path, grant_refun
 
         async def invoke(*args: str) -> Any:
             # The CLI is synchronous and the client serves on this loop: run it beside the loop.
-            return await asyncio.to_thread(runner.invoke, client_cli, [*args, "--url", url])
+            # --home: the CLI reads the client's admin token there (the money endpoints need it).
+            home = str(network.config.home)
+            return await asyncio.to_thread(runner.invoke, client_cli, [*args, "--url", url, "--home", home])
 
         async def cli(*args: str) -> Any:
             result = await invoke(*args, "--json")

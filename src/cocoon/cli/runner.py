@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped at 80 columns
 
 
 class CliError(CocoonError):

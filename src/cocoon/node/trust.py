@@ -14,6 +14,7 @@ trust that judges peers also knows every link it let in.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -32,6 +33,7 @@ __all__ = [
     "NodeTrust",
     "RootAllowlist",
     "TeeSettings",
+    "close_refused",
     "make_policy",
     "registered_proxy_addresses",
     "root_allowlist",
@@ -119,6 +121,11 @@ def root_allowlist(role: str, root: RootLists) -> RootAllowlist:
     if role == "proxy":
         return RootAllowlist(frozenset(root.worker_image_hashes), frozenset(root.model_hashes))
     return RootAllowlist(frozenset(root.proxy_image_hashes))
+
+
+async def close_refused(links: Iterable[net.NodeConnection]) -> None:
+    """Close links whose peers the root contract no longer allows (they are told why)."""
+    await asyncio.gather(*(conn.aclose("no longer allowed by the root contract") for conn in links))
 
 
 def make_policy(
@@ -268,12 +275,12 @@ class NodeTrust:
             images = self._local_images if images is None else images & self._local_images
         return self.policy.with_allowlists(image_hashes=images, model_hashes=root.model_hashes or None)
 
-    async def apply_root(self, root: RootAllowlist) -> list[net.NodeConnection]:
-        """Take the root contract's allowlists: new links are judged by them at once, and every live
-        link whose peer no longer passes is closed. Returns the links it closed."""
+    def set_root(self, root: RootAllowlist) -> list[net.NodeConnection]:
+        """Take the root contract's allowlists (new links are judged by them at once); returns the
+        live links whose peer no longer passes, for the caller to close."""
         self.root = root
         self.policy = self._policy_for(root)
-        dropped = []
+        refused = []
         for conn in self.live_links():
             attestation = conn.peer.attestation
             if not isinstance(attestation, tee.PeerAttestation):
@@ -282,9 +289,14 @@ class NodeTrust:
                 self.policy.check(attestation)
             except tee.PolicyRefused as exc:
                 log.warning("closing the link to %s: %s (root contract changed)", conn.peer.address, exc)
-                dropped.append(conn)
-                await conn.aclose(f"no longer allowed by the root contract: {exc}")
-        return dropped
+                refused.append(conn)
+        return refused
+
+    async def apply_root(self, root: RootAllowlist) -> list[net.NodeConnection]:
+        """:meth:`set_root`, then close every live link the root no longer allows; returns them."""
+        refused = self.set_root(root)
+        await close_refused(refused)
+        return refused
 
     def allow_image_hashes(self, hashes: frozenset[bytes]) -> None:
         """Narrow the accepted images to the root contract's list (new links only; prefer
