@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from cocoon.node.localhttp import LocalHttpPolicy, host_allowed, origin_allowed, refusal
+from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy, host_allowed, origin_allowed, refusal
 from cocoon.oai import ErrorKind
 
 DEFAULT = LocalHttpPolicy()
@@ -58,3 +60,41 @@ def test_foreign_origins_are_refused_unless_configured(origin: str) -> None:
 def test_host_is_checked_before_origin() -> None:
     assert refusal("evil.example", "http://localhost", DEFAULT) is ErrorKind.FORBIDDEN_HOST
     assert refusal("localhost", None, DEFAULT) is None
+
+
+async def _call(
+    guard: LocalHttpGuard, method: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[bytes, bytes]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "headers": headers}
+    await guard(scope, None, send)  # type: ignore[arg-type]
+    start = sent[0]
+    return start["status"], dict(start["headers"])
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_the_guard_answers_refusals_preflights_and_cors() -> None:
+    guard = LocalHttpGuard(_app, DEFAULT)
+    assert (await _call(guard, "GET", [(b"host", b"localhost")]))[0] == 200
+    status, headers = await _call(guard, "GET", [(b"host", b"evil.example")])
+    assert status == 403 and headers[b"content-type"] == b"application/json"
+    status, headers = await _call(
+        guard, "OPTIONS", [(b"host", b"localhost"), (b"origin", b"http://localhost:3000")]
+    )
+    assert status == 204 and headers[b"access-control-allow-origin"] == b"http://localhost:3000"
+    status, headers = await _call(
+        guard, "POST", [(b"host", b"localhost"), (b"origin", b"http://localhost:3000")]
+    )
+    assert status == 200 and headers[b"access-control-allow-origin"] == b"http://localhost:3000"
+    status, headers = await _call(
+        guard, "POST", [(b"host", b"localhost"), (b"origin", b"https://evil.example")]
+    )
+    assert status == 403 and b"access-control-allow-origin" not in headers

@@ -11,7 +11,8 @@ both without bothering non-browser callers (SDKs, curl, the CLI), which send no 
 
 :class:`LocalHttpGuard` is a plain ASGI wrapper (a few header lookups per request, no
 ``BaseHTTPMiddleware``), so the client API, the proxy's stats port and a worker's health port can
-all put it in front of their app.
+all put it in front of their app. Pages it allows also get CORS answers (a preflight, and the
+``Access-Control-Allow-Origin`` header), so a local web app can read what it asked for.
 """
 
 from __future__ import annotations
@@ -122,18 +123,56 @@ class LocalHttpGuard:
         self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            host = origin = None
-            for name, value in scope["headers"]:
-                if name == b"host":
-                    host = value.decode("latin-1")
-                elif name == b"origin":
-                    origin = value.decode("latin-1")
-            kind = refusal(host, origin, self.policy)
-            if kind is not None:
-                await _send_json(send, error_status(kind), error_body(kind, _MESSAGES[kind]))
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = origin = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+        kind = refusal(host, origin, self.policy)
+        if kind is not None:
+            await _send_json(send, error_status(kind), error_body(kind, _MESSAGES[kind]))
+        elif origin is None:
+            await self.app(scope, receive, send)
+        elif scope["method"] == "OPTIONS":
+            asked = next((v for n, v in scope["headers"] if n == b"access-control-request-headers"), b"")
+            await _preflight(send, origin, asked)
+        else:
+            await self.app(scope, receive, _with_cors(send, origin))
+
+
+_CORS_HEADERS = [
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-max-age", b"600"),
+    (b"vary", b"origin"),
+]
+
+
+async def _preflight(send: Send, origin: str, asked_headers: bytes) -> None:
+    """An allowed page asks whether it may POST JSON (with the SDK's headers): yes — its Origin
+    was checked above, and headers grant nothing the Bearer token does not."""
+    headers = [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-headers", asked_headers or b"authorization, content-type"),
+        *_CORS_HEADERS,
+    ]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _with_cors(send: Send, origin: str) -> Send:
+    """Let an allowed page read the answer (the browser hides it without this header)."""
+    allow = (b"access-control-allow-origin", origin.encode("latin-1"))
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), allow, (b"vary", b"origin")]}
+        await send(message)
+
+    return sending
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
