@@ -62,7 +62,9 @@ def test_up_prints_every_endpoint_and_stops_cleanly_on_sigint(tmp_path: Path, up
         for address in (endpoints["proxy_workers_address"], endpoints["proxy_clients_address"]):
             host, port = address.rsplit(":", 1)
             socket.create_connection((host, int(port)), timeout=5).close()
-        assert (tmp_path / "net").stat().st_mode & 0o077 == 0
+        home = tmp_path / "net"
+        for directory in (home, *(d for d in home.iterdir() if d.is_dir())):
+            assert directory.stat().st_mode & 0o077 == 0, directory
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=DEADLINE_S)

@@ -164,6 +164,8 @@ class LocalNetwork:
     async def start(self) -> None:
         cfg = self.config
         home = private_dir(cfg.home)
+        for node_home in ("proxy", "client", *(f"worker-{i}" for i in range(cfg.workers))):
+            private_dir(home / node_home)  # made here, not by the services, so they are 0700 too
         try:
             engines = [
                 self._engine_factory(i)
