@@ -18,6 +18,7 @@ from openai import AsyncOpenAI
 
 from cocoon.inference import (
     REFERENCE_USAGE,
+    Capability,
     EmbeddedEngine,
     Endpoint,
     EngineProtocolError,
@@ -295,3 +296,49 @@ async def test_concurrent_streams_share_the_embedded_engine(embedded_url: str) -
             return response.usage.completion_tokens
 
         assert await asyncio.gather(*(one(i) for i in range(4))) == [3, 3, 3, 3]
+
+
+async def test_feature_parameters_pass_through_unchanged_and_embeddings_are_metered() -> None:
+    features = {
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tool_choice": "required",
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object"}},
+        },
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    async with fake_upstream(Script(chunks=1)) as (url, upstream), HttpEngine(url) as engine:
+        assert {
+            "tools",
+            "json_schema",
+            "logprobs",
+        } <= engine.capabilities and "vision" not in engine.capabilities
+        response = await engine.open(Endpoint.CHAT, {**CHAT, **features})
+        await response.read()
+        seen = upstream.calls[-1].body
+        assert {k: seen[k] for k in features} == features  # relayed as sent, nothing dropped
+        embedded = await engine.open(Endpoint.EMBEDDINGS, {"model": "x", "input": ["a", "b"]})
+        body = json.loads(await embedded.read())
+        assert embedded.status == 200 and len(body["data"]) == 2
+        assert upstream.calls[-1].endpoint is Endpoint.EMBEDDINGS
+        assert embedded.usage is not None and embedded.usage.prompt_tokens == REFERENCE_USAGE.prompt_tokens
+
+
+async def test_served_engine_refuses_what_it_lacks_by_name() -> None:
+    narrow = ScriptedEngine(Script(chunks=1), capabilities=frozenset({Capability.CHAT}))
+    chat = {**CHAT, "model": narrow.model_name}
+    async with running_server(build_engine_app(narrow)) as url, httpx.AsyncClient() as http:
+        models = (await http.get(f"{url}/v1/models")).json()
+        assert models["data"][0]["capabilities"] == ["chat"]
+        answer = await http.post(f"{url}/v1/chat/completions", json={**chat, "logprobs": True})
+        assert answer.status_code == 400
+        assert answer.json()["error"] | {"message": ""} == {
+            "message": "",
+            "type": "invalid_request_error",
+            "code": "unsupported_parameter",
+            "param": "logprobs",
+        }
+        assert (await http.post(f"{url}/v1/embeddings", json={"input": "x"})).status_code == 400
+    assert narrow.calls == []

@@ -1,6 +1,6 @@
 """``/v1/embeddings`` for the embedded engine: a second llama instance of the same GGUF, loaded with
 ``embedding=True`` on first use (the weights are memory-mapped, so it shares their pages; measured
-0.13 s and a few MB for SmolLM2-135M), mean-pooled and L2-normalised like OpenAI's vectors.
+0.13-0.17 s to load for SmolLM2-135M), mean-pooled and L2-normalised like OpenAI's vectors.
 
 It runs on its own thread so an embedding does not wait behind a long generation; requests beyond
 ``max_queue`` waiting ones get ``EngineBusy``.
@@ -66,6 +66,15 @@ def parse_embedding_request(body: Mapping[str, Any], *, dimensions: int) -> Embe
     return EmbeddingRequest(inputs=inputs, base64=encoding == "base64")
 
 
+def _mean_unit(rows: list[list[float]]) -> list[float]:
+    """Mean over the tokens, scaled to length 1 (what OpenAI's vectors are)."""
+    import numpy as np  # llama_cpp's own dependency
+
+    mean = np.asarray(rows, dtype=np.float64).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return [float(x) for x in (mean / norm if norm > 0 else mean)]
+
+
 class Embedder:
     """Loads the embedding instance lazily; ``embed`` answers one request (JSON body bytes)."""
 
@@ -84,8 +93,7 @@ class Embedder:
         try:
             return llama_cpp.Llama(
                 model_path=str(self._path),
-                embedding=True,
-                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                embedding=True,  # per-token vectors (the GGUF names no pooling); pooled in _run
                 n_ctx=self._n_ctx,
                 n_batch=self._n_ctx,  # one input must fit one batch
                 n_ubatch=self._n_ctx,
@@ -115,8 +123,8 @@ class Embedder:
             count = len(llama.tokenize(text.encode("utf-8")))
             if count > self._n_ctx:
                 return f"input[{i}] has {count} tokens; this model embeds at most {self._n_ctx}"
-        vectors, tokens = llama.embed(texts, normalize=True, truncate=False, return_count=True)
-        return vectors, tokens
+        per_token, tokens = llama.embed(texts, normalize=False, truncate=False, return_count=True)
+        return [_mean_unit(rows) for rows in per_token], tokens
 
     async def embed(self, request: EmbeddingRequest, *, model: str) -> bytes | oai.InvalidRequest:
         """The answer's JSON body, or the ``InvalidRequest`` to answer with a 400."""
