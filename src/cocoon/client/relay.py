@@ -165,9 +165,9 @@ class _Answer:
     def _cost(self, final: wire.ResponseEnd) -> dict[str, Any]:
         return cost_meta(final, self._digest.digest(), self._stream)
 
-    def _record(self, cost: dict[str, Any], delivered_sha256: str) -> None:
+    def _record(self, cost: dict[str, Any], delivered_sha256: str, *, ok: bool = True) -> None:
         cost["delivered_sha256"] = delivered_sha256  # what the app got (reshaped), for receipts
-        self._deps.spending.record(self._reservation, int(cost.get("cost_nano", 0)), cost)
+        self._deps.spending.record(self._reservation, int(cost.get("cost_nano", 0)), cost, ok=ok)
 
     async def _gather(self) -> tuple[bytes, wire.Message]:
         parts: list[bytes] = []
@@ -207,7 +207,7 @@ class _Answer:
         assert isinstance(final, wire.ResponseEnd)
         cost = self._cost(final)
         content = shaper.whole(body, cost) if status < 400 else body
-        self._record(cost, hashlib.sha256(content).hexdigest())
+        self._record(cost, hashlib.sha256(content).hexdigest(), ok=status < 400)
         headers["x-cocoon-cost-nano"] = str(cost.get("cost_nano", 0))
         headers["x-cocoon-adjusted-tokens"] = str(cost.get("adjusted_tokens", 0))
         return Response(content, status_code=status, headers=headers, media_type="application/json")

@@ -30,12 +30,14 @@ class Spending:
         if reservation is not None and self.budget is not None:
             self.budget.settle(reservation, 0)
 
-    def record(self, reservation: Reservation | None, cost_nano: int, receipt: Mapping[str, Any]) -> None:
-        """An answer was billed ``cost_nano``."""
+    def record(
+        self, reservation: Reservation | None, cost_nano: int, receipt: Mapping[str, Any], *, ok: bool = True
+    ) -> None:
+        """An answer was billed ``cost_nano`` (``ok``: it was not an error answer such as a 400)."""
         if reservation is not None and self.budget is not None:
             self.budget.settle(reservation, cost_nano)
         self.counters["spent_nano"] += cost_nano
-        self.counters["succeeded"] += 1
+        self.counters["succeeded" if ok else "failed"] += 1
         self.receipts.append({"time": time.time(), "cost_nano": cost_nano, **dict(receipt)})
 
     def failed(self, reservation: Reservation | None, *, billed: bool) -> None:
