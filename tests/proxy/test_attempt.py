@@ -270,6 +270,20 @@ def test_app_hangs_up_after_finish_reason_and_the_drained_end_bills_the_whole_an
     assert a.result is Result.CANCELLED
 
 
+def test_the_usage_chunk_and_done_after_the_hang_up_are_not_missed_content() -> None:
+    a = _attempt()
+    _streaming(a, "Hi")
+    a.app_cancelled(3.0)
+    usage = {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+    assert (
+        a.event(wire.ResponseChunk(stream_id=SID, data=b"data: " + json.dumps(usage).encode() + b"\n\n"), 3.1)
+        == []
+    )
+    assert a.event(wire.ResponseChunk(stream_id=SID, data=b"data: [DONE]\n\n"), 3.1) == []
+    [settle] = a.event(_end(prompt=10, completion=1), 3.2)
+    assert isinstance(settle, Settle) and settle.bill.complete
+
+
 def test_app_stops_generation_mid_answer_and_pays_prompt_plus_delivered() -> None:
     a = _attempt()
     _streaming(a, "a", "b")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cocoon import net
+from cocoon.oai.capabilities import parse_capabilities
 from cocoon.chain import AddressError, normalize_address
 from cocoon.proxy.selection import WorkerRecord
 
@@ -72,6 +73,7 @@ def parse_worker_announce(
             model_hash=model_hash.hex(),
             attested_at=now,
             connected_at=now,
+            capabilities=parse_capabilities(info.get("capabilities")),
         )
     except ValueError as exc:
         raise net.HandshakeRefused(f"bad worker announce: {exc}") from exc

@@ -201,7 +201,8 @@ class _Try:
     coefficient: int
     started: float
     tally: RelayTally = field(default_factory=RelayTally)
-    missed: bool = False  # chunks arrived after the app left (it did not get the whole answer)
+    drained: RelayTally = field(default_factory=RelayTally)  # what arrived after the app left
+    missed: bool = False  # content arrived after the app left (it did not get the whole answer)
     app_left: bool = False
     why: str = ""  # why the answer was cut off
     bill: Bill | None = None
@@ -327,7 +328,10 @@ class Attempt:
     def _chunk(self, data: bytes, now: float) -> list[Effect]:
         t = self._current()
         if self.phase is Phase.DRAINING:
-            t.missed = t.missed or bool(data)
+            # Only content the app never got makes the answer cut off; the usage chunk and [DONE]
+            # that follow a finish_reason carry none.
+            t.drained.feed(data)
+            t.missed = t.missed or t.drained.text_bytes > 0 or t.drained.tool_calls > 0
             return []
         if self.phase is not Phase.RELAYING:
             return self.lost("sent a chunk before its head", now)

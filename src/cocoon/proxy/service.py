@@ -329,6 +329,8 @@ class Proxy(Service):
                     "id": model,
                     "workers": len(records),
                     "coefficients": coefficients,
+                    # What the model can do here: the union of its workers' announced capabilities.
+                    "capabilities": sorted({c for r in records for c in r.capabilities}),
                     "price_per_1m": {"prompt": prompt, "completion": completion},
                     # What a reservation is priced at (clients bound their budgets with it).
                     "price_per_token": self.params.price_per_token,

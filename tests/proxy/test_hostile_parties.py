@@ -1,0 +1,314 @@
+"""The proxy against hostile parties built from the project's own classes: real Workers whose engines
+lie, and an app that speaks the node protocol itself (a real Client's link to the proxy) and reuses
+request ids or hangs up at the worst moment. Each test fails without the mechanism it names."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cocoon import net, wire
+from cocoon.client import Client, ClientConfig
+from cocoon.inference import Script, ScriptedEngine, Usage
+from cocoon.node.trust import TeeSettings
+from cocoon.proxy import Proxy, ProxyConfig
+from cocoon.proxy.bill import prompt_estimate
+from cocoon.proxy.ledger import BillingLedger, RequestRecord, RequestState
+from cocoon.worker import Worker, WorkerConfig
+
+MODEL = "scripted-model"
+CLIENT = "app"
+
+
+@dataclass
+class Net:
+    proxy: Proxy
+    workers: list[Worker]
+    client: Client
+
+    @property
+    def link(self) -> net.NodeConnection:
+        return self.client.links()[0]
+
+    @property
+    def ledger(self) -> BillingLedger:
+        assert self.proxy.ledger is not None
+        return self.proxy.ledger
+
+
+@contextlib.asynccontextmanager
+async def _network(tmp_path: Path, engines: Sequence[ScriptedEngine], **proxy: Any) -> AsyncIterator[Net]:
+    tee = TeeSettings(sim_home=tmp_path)
+    config = ProxyConfig(
+        home=tmp_path / "proxy", worker_port=0, client_port=0, stats_port=0, test_credit_nano=10**15, tee=tee
+    )
+    p = Proxy(config.model_copy(update=proxy))
+    await p.start()
+    workers = [
+        Worker(
+            WorkerConfig(
+                home=tmp_path / f"worker-{i}",
+                proxies=[f"127.0.0.1:{p.worker_port}"],
+                health_port=0,
+                owner_address=f"owner-{i}",
+                tee=tee,
+            ),
+            engine=engine,
+        )
+        for i, engine in enumerate(engines)
+    ]
+    client = Client(
+        ClientConfig(
+            home=tmp_path / "client",
+            http_port=0,
+            proxies=[f"127.0.0.1:{p.client_port}"],
+            owner_address=CLIENT,
+            tee=tee,
+        )
+    )
+    try:
+        for w in workers:
+            await w.start()
+        await client.start()
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(w.wait_connected() for w in workers), client.wait_connected())
+            while len(p.registry.records()) < len(workers):  # noqa: ASYNC110 - no registry event
+                await asyncio.sleep(0.02)
+        yield Net(p, workers, client)
+    finally:
+        await client.stop()
+        for w in workers:
+            await w.stop(drain=False)
+        await p.stop()
+
+
+def _body(text: str = "tell me a story", **extra: Any) -> bytes:
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": True, **extra}
+    return json.dumps(chat).encode()
+
+
+async def _open(
+    n: Net, body: bytes, *, request_id: bytes | None = None, max_tokens: int = 100
+) -> net.OutgoingStream:
+    return await n.link.open_stream(
+        endpoint="/v1/chat/completions",
+        model=MODEL,
+        body=body,
+        max_coefficient=1000,
+        max_tokens=max_tokens,
+        timeout=30,
+        request_id=request_id or secrets.token_bytes(32),
+        meta={},
+    )
+
+
+async def _drain(out: net.OutgoingStream) -> list[net.ResponseEvent]:
+    return [event async for event in out]
+
+
+async def _finished(n: Net, request_id: bytes) -> RequestRecord:
+    """The request's final record, once the proxy has written it."""
+    async with asyncio.timeout(10):
+        while True:
+            record = n.ledger.request(request_id.hex())
+            if record is not None and record.state is not RequestState.RESERVED:
+                return record
+            await asyncio.sleep(0.02)  # polling the store: it has no change events
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _content(text: str) -> bytes:
+    return _sse({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]})
+
+
+FINISH = _sse(
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+)
+
+
+def _usage_chunk(prompt: int, completion: int) -> bytes:
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return _sse({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+
+
+# -- 12.1: the charge never exceeds the reservation, completion never exceeds max_tokens ---------------
+
+
+async def test_a_worker_claiming_more_than_max_tokens_is_billed_max_tokens_and_the_cap_is_kept(
+    tmp_path: Path,
+) -> None:
+    # Enough relayed text that the byte audit alone would let 1,300 tokens through.
+    liar = ScriptedEngine(
+        Script(chunks=20, chunk_bytes=64, usage=Usage(prompt_tokens=20, completion_tokens=5000))
+    )
+    async with _network(tmp_path, [liar]) as n:
+        request_id = secrets.token_bytes(32)
+        events = await _drain(await _open(n, _body(), request_id=request_id, max_tokens=100))
+        assert isinstance(events[-1], wire.ResponseEnd)
+        record = await _finished(n, request_id)
+        assert record.usage is not None and record.usage.completion == 100
+        assert record.charge.client_cost_nano <= record.reserved_nano
+        assert n.proxy.counters["capped"] == 1
+        (capped,) = n.proxy.relay.capped.recent
+        assert capped.claimed is not None and capped.claimed.completion == 5000
+        assert any("max_tokens" in reason for reason in capped.reasons)
+        assert n.proxy.statistics()["capped"][0]["request_id"] == request_id.hex()
+
+
+async def test_a_bill_within_every_audit_bound_still_never_exceeds_the_reservation(tmp_path: Path) -> None:
+    body = _body()
+    # A prompt inside the audit's bound (body bytes + slack) plus max_tokens: more than was reserved.
+    claim = Usage(prompt_tokens=len(body) + 200, completion_tokens=100)
+    worker = ScriptedEngine(Script(chunks=20, chunk_bytes=64, usage=claim))
+    async with _network(tmp_path, [worker]) as n:
+        request_id = secrets.token_bytes(32)
+        await _drain(await _open(n, body, request_id=request_id, max_tokens=100))
+        record = await _finished(n, request_id)
+        assert 0 < record.charge.client_cost_nano <= record.reserved_nano
+        assert n.proxy.counters["capped"] == 1
+
+
+# -- 12.3: one request id is answered once and billed once ---------------------------------------------
+
+
+async def test_a_request_id_in_flight_or_answered_is_refused_before_any_worker(tmp_path: Path) -> None:
+    engine = ScriptedEngine(Script(chunks=5, delay=0.02))
+    async with _network(tmp_path, [engine]) as n:
+        request_id = secrets.token_bytes(32)
+        first, second = await asyncio.gather(
+            _open(n, _body(), request_id=request_id), _open(n, _body(), request_id=request_id)
+        )
+        answers = await asyncio.gather(_drain(first), _drain(second))
+        ends = [a for a in answers if isinstance(a[-1], wire.ResponseEnd)]
+        refusals = [a for a in answers if isinstance(a[0], wire.StreamError)]
+        assert len(ends) == 1 and len(refusals) == 1
+        refusal = refusals[0][0]
+        assert isinstance(refusal, wire.StreamError) and refusal.code is wire.ErrorCode.BAD_REQUEST
+        assert "in flight" in refusal.message
+        (again,) = await _drain(await _open(n, _body(), request_id=request_id))
+        assert isinstance(again, wire.StreamError) and "already answered" in again.message
+        assert engine.stats.opened == 1
+        assert n.ledger.client_totals(CLIENT).requests == 1
+
+
+# -- 12.4: hanging up is not free ----------------------------------------------------------------------
+
+
+async def test_hanging_up_at_finish_reason_pays_the_whole_answer_with_its_prompt(tmp_path: Path) -> None:
+    parts = (_content("Hello"), _content(" world"), FINISH, _usage_chunk(34, 2), b"data: [DONE]\n\n")
+    engine = ScriptedEngine(Script(raw=parts, delay=0.05))  # the usage arrives after the app left
+    async with _network(tmp_path, [engine]) as n:
+        request_id = secrets.token_bytes(32)
+        out = await _open(n, _body(), request_id=request_id)
+        async for event in out:
+            if isinstance(event, wire.ResponseChunk) and b"finish_reason" in event.data:
+                await out.cancel("the app saw finish_reason and left")
+                break
+        record = await _finished(n, request_id)
+        assert record.usage is not None
+        assert (record.usage.prompt, record.usage.completion) == (34, 2)
+        assert record.state is RequestState.SETTLED
+
+
+async def test_stopping_generation_pays_the_prompt_consumed_and_the_tokens_delivered(tmp_path: Path) -> None:
+    parts = tuple(_content(f"word{i} ") for i in range(40))
+    engine = ScriptedEngine(Script(raw=parts, delay=0.05))
+    async with _network(tmp_path, [engine], cancel_drain_s=0.2) as n:
+        request_id = secrets.token_bytes(32)
+        body = _body("a question of some length for the prompt estimate")
+        out = await _open(n, body, request_id=request_id)
+        delivered = 0
+        async for event in out:
+            if isinstance(event, wire.ResponseChunk):
+                delivered += 1
+                if delivered == 3:
+                    await out.cancel("stop generating")
+                    break
+        record = await _finished(n, request_id)
+        assert record.usage is not None
+        assert record.usage.prompt == prompt_estimate(body) > 0
+        assert record.usage.completion == 3
+        assert record.charge.client_cost_nano > 0
+        async with asyncio.timeout(5):
+            await engine.calls[0].closed.wait()  # the worker's engine was stopped
+        assert engine.stats.cancelled == 1
+
+
+# -- 12.5: hanging up does not suspend workers ---------------------------------------------------------
+
+
+async def test_six_stop_generating_disconnects_suspend_no_worker(tmp_path: Path) -> None:
+    engines = [
+        ScriptedEngine(Script(raw=tuple(_content("x") for _ in range(50)), delay=0.02)) for _ in range(2)
+    ]
+    async with _network(tmp_path, engines, cancel_drain_s=0.05) as n:
+        for _ in range(6):
+            request_id = secrets.token_bytes(32)
+            out = await _open(n, _body(), request_id=request_id)
+            async for event in out:
+                if isinstance(event, wire.ResponseChunk):
+                    await out.cancel("stop generating")
+                    break
+            await _finished(n, request_id)
+        stats = n.proxy.registry.statistics()
+        assert stats.suspended == 0 and stats.requests_failed == 0
+        assert all(v.stats.running == 0 for v in stats.per_worker)
+        events = await _drain(await _open(n, _body()))
+        assert isinstance(events[0], wire.ResponseHead), events[0]
+        assert n.proxy.counters["cancelled"] == 6
+
+
+# -- 12.6: a crash of the proxy charges the progress it recorded ----------------------------------------
+
+
+def _snapshot(source: Path, target: Path) -> None:
+    """The store exactly as a kill -9 would leave it on disk now (a consistent copy, WAL included)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
+
+
+async def test_a_proxy_crash_mid_answer_charges_the_recorded_progress_at_restart(tmp_path: Path) -> None:
+    engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(60)), delay=0.02))
+    async with _network(tmp_path, [engine], progress_every_tokens=8, progress_every_s=60) as n:
+        request_id = secrets.token_bytes(32)
+        out = await _open(n, _body(), request_id=request_id)
+        async with asyncio.timeout(10):
+            while True:
+                await anext(out)
+                record = n.ledger.request(request_id.hex())
+                progress = None if record is None else record.progress
+                if progress is not None and progress.usage.completion >= 16:
+                    break
+        assert progress.usage.completion % 8 == 0  # bounded intervals, not every delta
+        _snapshot(n.ledger.path, tmp_path / "restarted" / "proxy-ledger.sqlite")
+        await out.cancel("test over")
+    restarted = Proxy(
+        ProxyConfig(
+            home=tmp_path / "restarted",
+            worker_port=0,
+            client_port=0,
+            stats_port=0,
+            tee=TeeSettings(sim_home=tmp_path),
+        )
+    )
+    async with restarted:
+        assert restarted.ledger is not None
+        record = restarted.ledger.request(request_id.hex())
+        assert record is not None and record.state is RequestState.FAILED
+        assert record.usage is not None and record.usage.completion >= 16
+        assert record.charge.client_cost_nano > 0
+        assert restarted.ledger.worker_totals("owner-0").earnings_nano == record.charge.worker_earning_nano
