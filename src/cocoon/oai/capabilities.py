@@ -9,6 +9,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "Capability",
     "Unsupported",
     "parse_capabilities",
+    "required_by_body",
     "required_capabilities",
     "unsupported",
 ]
@@ -114,6 +116,22 @@ def required_capabilities(endpoint: str, body: Mapping[str, Any]) -> dict[Capabi
     if image is not None:
         needs[Capability.VISION] = image
     return needs
+
+
+# A body that mentions none of these needs only its endpoint's capability: no need to parse it.
+_MARKERS = (b'"tools"', b'"response_format"', b'"logprobs"', b'"top_logprobs"', b"image_url", b"input_image")
+
+
+def required_by_body(endpoint: str, raw: bytes) -> dict[Capability, str]:
+    """:func:`required_capabilities` of a raw JSON body (a relay that does not otherwise parse it).
+    A body that is not a JSON object needs only the endpoint; the worker refuses it anyway."""
+    if not any(marker in raw for marker in _MARKERS):
+        return required_capabilities(endpoint, {})
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    return required_capabilities(endpoint, body if isinstance(body, Mapping) else {})
 
 
 def unsupported(endpoint: str, body: Mapping[str, Any], have: Iterable[Capability]) -> Unsupported | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from cocoon import net
+from cocoon.oai.capabilities import required_by_body
 from cocoon.proxy import errors as perr
 from cocoon.proxy.attempt import (
     Attempt,
@@ -331,6 +332,8 @@ class _Run:
         a = self.attempt
         request = self.stream.request
         meta = request.meta or {}
+        # Only workers that announced what the request needs (tools, a JSON schema, …) are candidates.
+        needs = required_by_body(request.endpoint, request.body)
         while a.phase is Phase.ROUTING:
             try:
                 record = self.relay.registry.choose(
@@ -340,6 +343,7 @@ class _Run:
                     region=meta.get("region"),
                     gpu_class=meta.get("gpu_class"),
                     exclude=frozenset(a.tried),
+                    needs=needs,
                 )
             except perr.ProxyError as exc:
                 await self._apply(a.no_worker(exc))

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from cocoon.oai.capabilities import LEGACY_CAPABILITIES
+from cocoon.oai.capabilities import LEGACY_CAPABILITIES, Capability
 from cocoon.proxy.errors import AllBusy, NoCapableWorker, NoWorkers, TooExpensive
 from cocoon.proxy.pricing import MAX_COEFFICIENT
 
@@ -144,7 +144,7 @@ class WorkerRecord:
         return self.model.split("@", 1)[0]
 
 
-def lacking_capability(record: WorkerRecord, needs: Mapping[str, str]) -> str | None:
+def lacking_capability(record: WorkerRecord, needs: Mapping[Capability, str]) -> Capability | None:
     """The first capability of ``needs`` (capability → the parameter needing it) that ``record``
     did not announce, or ``None`` when the worker can serve the request."""
     return next((c for c in needs if c not in record.capabilities), None)
@@ -382,7 +382,7 @@ class WorkerRegistry:
         region: str | None = None,
         gpu_class: str | None = None,
         exclude: frozenset[str] = frozenset(),
-        needs: Mapping[str, str] | None = None,
+        needs: Mapping[Capability, str] | None = None,
     ) -> WorkerRecord:
         """Pick the worker for a request, or raise NoWorkers / NoCapableWorker / TooExpensive / AllBusy
         (see module docstring). ``needs`` maps each capability the request needs to its parameter."""
@@ -404,8 +404,9 @@ class WorkerRegistry:
         if needs:
             capable = [r for r in matching if lacking_capability(r, needs) is None]
             if not capable:
-                missing = lacking_capability(matching[0], needs) or ""
-                raise NoCapableWorker(model, capability=missing, param=needs.get(missing, missing))
+                missing = lacking_capability(matching[0], needs)
+                assert missing is not None
+                raise NoCapableWorker(model, capability=missing.value, param=needs[missing])
             matching = capable
         affordable = [r for r in matching if r.coefficient <= max_coefficient]
         if not affordable:
