@@ -196,53 +196,61 @@ class LocalNetwork:
             await self.proxy.start()
             if cfg.chain:
                 await self._open_client_contract()
-            for index in range(cfg.workers):
-                self._on_step(f"starting worker {index + 1}/{cfg.workers} (loading model)")
-                coefficient = cfg.coefficients[index % len(cfg.coefficients)]
-                worker = Worker(
-                    WorkerConfig(
-                        home=home / f"worker-{index}",
-                        proxies=[f"{cfg.host}:{self.proxy.worker_port}"],
-                        engine=cfg.engine,
-                        coefficient=coefficient,
-                        max_active_requests=cfg.max_active_requests,
-                        health_port=cfg.worker_health_port + index if cfg.worker_health_port else 0,
-                        owner_address=self._worker_owner(index),
-                        tee=self._tee(accept="proxy"),
-                    ),
-                    engine=engines[index],
-                )
-                self.workers.append(worker)
-                await worker.start()
-            self._on_step("starting client")
-            client_chain = (
-                ClientChainSettings(local_path=self.chain_path, **dict(cfg.client_chain))
-                if cfg.chain
-                else None
-            )
-            self.client = Client(
-                ClientConfig(
-                    home=home / "client",
-                    http_host=cfg.host,
-                    http_port=cfg.client_port,
-                    proxies=[f"{cfg.host}:{self.proxy.client_port}"],
-                    owner_address=self._client_owner(),
-                    daily_budget_nano=cfg.daily_budget_nano,
-                    api_keys=list(cfg.client_api_keys),
-                    tee=self._tee(accept="proxy"),
-                    chain=client_chain,
-                ),
-                chain=self.chain,
-            )
-            await self.client.start()
+            await self._start_workers(engines)
+            client = await self._start_client()
             self._on_step("waiting for attested links")
             async with asyncio.timeout(30):
                 await asyncio.gather(*(w.wait_connected() for w in self.workers))
-                await self.client.wait_connected()
+                await client.wait_connected()
                 await self.wait_workers_registered()
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_workers(self, engines: list[Engine]) -> None:
+        cfg = self.config
+        assert self.proxy is not None
+        for index in range(cfg.workers):
+            self._on_step(f"starting worker {index + 1}/{cfg.workers} (loading model)")
+            worker = Worker(
+                WorkerConfig(
+                    home=cfg.home / f"worker-{index}",
+                    proxies=[f"{cfg.host}:{self.proxy.worker_port}"],
+                    engine=cfg.engine,
+                    coefficient=cfg.coefficients[index % len(cfg.coefficients)],
+                    max_active_requests=cfg.max_active_requests,
+                    health_port=cfg.worker_health_port + index if cfg.worker_health_port else 0,
+                    owner_address=self._worker_owner(index),
+                    tee=self._tee(accept="proxy"),
+                ),
+                engine=engines[index],
+            )
+            self.workers.append(worker)
+            await worker.start()
+
+    async def _start_client(self) -> Client:
+        cfg = self.config
+        assert self.proxy is not None
+        self._on_step("starting client")
+        client_chain = (
+            ClientChainSettings(local_path=self.chain_path, **dict(cfg.client_chain)) if cfg.chain else None
+        )
+        self.client = Client(
+            ClientConfig(
+                home=cfg.home / "client",
+                http_host=cfg.host,
+                http_port=cfg.client_port,
+                proxies=[f"{cfg.host}:{self.proxy.client_port}"],
+                owner_address=self._client_owner(),
+                daily_budget_nano=cfg.daily_budget_nano,
+                api_keys=list(cfg.client_api_keys),
+                tee=self._tee(accept="proxy"),
+                chain=client_chain,
+            ),
+            chain=self.chain,
+        )
+        await self.client.start()
+        return self.client
 
     async def _open_chain(self, engines: list[Engine]) -> ProxyChainSettings:
         """Open the chain under home and deploy (or find) the root and the proxy contract."""
