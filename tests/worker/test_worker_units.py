@@ -56,7 +56,7 @@ def test_every_health_view_renders_a_report() -> None:
     for view in [*VIEWS, "all"]:
         console.print(render(view, report))
     text = console.export_text()
-    assert "1.500×" in text and "2.000000000" in text and "a line" in text and "1/1" in text
+    assert "1.500×" in text and "2 TON" in text and "a line" in text and "1/1" in text
 
 
 def test_worker_config_validates() -> None:

@@ -39,8 +39,13 @@ def parse_worker_announce(
     allowed_model_hashes: frozenset[bytes] | None,
     connection_id: int,
     now: float,
+    model_names: Mapping[bytes, str] | None = None,
 ) -> WorkerAnnounce:
-    """The worker's record, or :class:`~cocoon.net.HandshakeRefused` for a bad or disallowed announce."""
+    """The worker's record, or :class:`~cocoon.net.HandshakeRefused` for a bad or disallowed announce.
+
+    ``model_names``: the root contract's name for each allowed model hash; allowed weights announced
+    under another name (to be listed, served and billed as a bigger model) are refused.
+    """
     try:
         model = str(info["model"])
         coefficient = int(info["coefficient"])
@@ -55,6 +60,11 @@ def parse_worker_announce(
         raise net.HandshakeRefused("announced model hash differs from the attested one")
     if allowed_model_hashes is not None and model_hash not in allowed_model_hashes:
         raise net.HandshakeRefused("model hash not allowed by the root contract")
+    bound = (model_names or {}).get(model_hash)
+    if bound is not None and bound != model:
+        raise net.HandshakeRefused(
+            f"the root contract allows this model hash only as {bound!r}, not {model!r}"
+        )
     owner = payee_key(str(info.get("owner_address", "")))
     # A stable id (not the connection's): a failing worker that reconnects keeps its reputation.
     worker_id = f"{owner or 'anonymous'}/{model}/{info.get('instance', 0)}"

@@ -42,13 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytoniq_core.boc.address import Address
-
 from cocoon.chain import (
     STATE_ACTIVE,
     STATE_CLOSING,
     TON,
     AccountNotFound,
+    Address,
+    AddressError,
     Chain,
     ChainError,
     KeyPair,
@@ -71,6 +71,7 @@ from cocoon.chain import (
     sign_state_commit,
     worker_contract,
 )
+from cocoon.chain import parse_address as chain_parse_address
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
 from cocoon.node.ownership import verify_owner_proof
@@ -84,10 +85,10 @@ log = logging.getLogger(__name__)
 
 
 def parse_address(text: str) -> Address | None:
-    """A TON address (raw or user-friendly), or None when ``text`` is not one."""
+    """A TON address (any spelling), or None when ``text`` is not one."""
     try:
-        return Address(text)
-    except Exception:  # pytoniq-core raises plain exceptions for malformed addresses
+        return chain_parse_address(text)
+    except AddressError:
         return None
 
 

@@ -61,6 +61,7 @@ class Proxy(Service):
         self.registry = WorkerRegistry()
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
+        self.allowed_model_names: dict[bytes, str] = {}  # the root's name for each allowed model hash
         self.audit = UsageAudit()
         self._worker_links: dict[str, net.NodeConnection] = {}
         self._client_links: dict[int, net.NodeConnection] = {}
@@ -177,6 +178,7 @@ class Proxy(Service):
         """A root config was read on chain: its prices, allowed worker images and models apply now."""
         self.params = price_params(config)
         self.allowed_model_hashes = config.model_hashes or None
+        self.allowed_model_names = dict(config.models)
         if self.trust is not None and config.worker_image_hashes:
             self.trust.allow_image_hashes(config.worker_image_hashes)
 
@@ -202,6 +204,7 @@ class Proxy(Service):
             allowed_model_hashes=self.allowed_model_hashes,
             connection_id=conn.id,
             now=time.time(),
+            model_names=self.allowed_model_names,
         )
         record = announce.record
         if self.chain_sync is not None:
