@@ -25,3 +25,27 @@ def test_public_api_is_pinned():
     )
     for name in chain.__all__:
         assert getattr(chain, name) is not None
+
+
+def test_only_the_chain_package_imports_pytoniq():
+    """Services take addresses and chains from cocoon.chain (parse_address, open_chain), never pytoniq."""
+    import ast
+    from pathlib import Path
+
+    src = Path(chain.__file__).parents[1]
+    offenders = []
+    for path in src.rglob("*.py"):
+        if path.is_relative_to(src / "chain"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(src)}: {n}" for n in names if n.split(".")[0].startswith("pytoniq")
+            ]
+    assert offenders == []

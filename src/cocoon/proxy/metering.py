@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cocoon.core.native import bundled_model
+from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
 from cocoon.proxy.pricing import TokenCounts
 
 __all__ = [
@@ -188,6 +189,12 @@ def _texts(value: object) -> list[str]:
     return []
 
 
+def _line_end(data: bytes, start: int) -> int:
+    """Index of the first line terminator (LF or CR) at or after ``start``, or -1."""
+    ends = [i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i >= 0]
+    return min(ends) if ends else -1
+
+
 def _utf8(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
@@ -228,8 +235,10 @@ class RelayTally:
     __slots__ = (
         "_buf",
         "_digest",
+        "_line_bytes",
         "_mode",
         "_skip_line",
+        "_sse",
         "_stopped",
         "_texts",
         "chunks",
@@ -253,6 +262,8 @@ class RelayTally:
         self._stopped = False  # a JSON body over its cap: nothing more is parsed
         self._digest = hashlib.sha256()
         self._texts = _Texts()
+        self._sse = SseDecoder(max_line_bytes=MAX_LINE_BYTES)
+        self._line_bytes = 0  # bytes of the SSE line being fed so far
 
     @classmethod
     def from_counts(cls, *, text_bytes: int, deltas: int = 0, tool_calls: int = 0) -> RelayTally:
@@ -305,30 +316,44 @@ class RelayTally:
             self._buf.clear()
 
     def _feed_sse(self, data: bytes) -> None:
-        if self._skip_line:
-            end = data.find(b"\n")
-            if end < 0:
-                return
-            self._skip_line = False
-            data = data[end + 1 :]
-        self._buf += data
-        if b"\n" in data:
-            lines = bytes(self._buf).split(b"\n")
-            self._buf = bytearray(lines.pop())
-            self._sse_lines(lines)
-        if len(self._buf) > MAX_LINE_BYTES:
-            self.protocol_violation = self._skip_line = True
-            self._buf.clear()
+        # Fed line by line, so that an over-long line loses only itself, never the events before it.
+        pos = 0
+        while pos < len(data):
+            if self._skip_line:  # the rest of an over-long line: dropped up to its end
+                end = _line_end(data, pos)
+                if end < 0:
+                    return
+                pos, self._skip_line = end + 1, False
+                continue
+            nl = data.find(b"\n", pos)
+            piece = data[pos:] if nl < 0 else data[pos : nl + 1]
+            pos += len(piece)
+            line = self._line_bytes + len(piece)
+            self._line_bytes = 0 if nl >= 0 else line
+            try:
+                if line > MAX_LINE_BYTES + 2:  # + its CR LF
+                    # Counted here too: the decoder skips a long comment line that ends within one feed.
+                    raise SseLineTooLong(f"SSE line longer than {MAX_LINE_BYTES} bytes")
+                events = self._sse.feed(piece)
+            except SseLineTooLong:
+                self.protocol_violation = True
+                self._skip_line = nl < 0
+                self._sse = SseDecoder(max_line_bytes=MAX_LINE_BYTES)
+                self._line_bytes = 0
+                continue
+            self._events(events)
 
     def finish(self) -> None:
         """End of the answer: parse what is still buffered."""
         if self._stopped:
             return
+        if self._mode == "sse":
+            if not self._skip_line:
+                self._events(self._sse.finish())
+            return
         raw = bytes(self._buf)
         self._buf.clear()
-        if self._mode == "sse" and not self._skip_line:
-            self._sse_lines(raw.split(b"\n"))
-        elif self._mode == "json":
+        if self._mode == "json":
             try:
                 self._value(json.loads(raw), streamed=False)
             except ValueError:
@@ -336,19 +361,12 @@ class RelayTally:
                     with contextlib.suppress(ValueError):
                         self._value(json.loads(line), streamed=False)
 
-    def _sse_lines(self, lines: list[bytes]) -> None:
-        for line in lines:
-            if len(line) > MAX_LINE_BYTES:
-                self.protocol_violation = True
-                continue
-            line = line.rstrip(b"\r")
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if not payload or payload == b"[DONE]":
+    def _events(self, events: list[SseEvent]) -> None:
+        for event in events:
+            if event.is_done:
                 continue
             with contextlib.suppress(ValueError):
-                self._value(json.loads(payload), streamed=True)
+                self._value(event.json(), streamed=True)
 
     def _value(self, value: object, *, streamed: bool) -> None:
         if not isinstance(value, Mapping):
