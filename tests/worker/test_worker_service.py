@@ -66,3 +66,22 @@ async def test_worker_announces_and_enforces_its_engines_capabilities(tmp_path: 
             )
         assert answer.choices[0].message.content
         assert len(plain.calls) == 1  # the refused requests never reached the engine
+
+
+async def test_requests_needing_tools_go_only_to_workers_that_have_them(tmp_path: Path) -> None:
+    plain = ScriptedEngine(Script(chunks=1), capabilities=frozenset({Capability.CHAT}))
+    capable = ScriptedEngine(Script(chunks=1), capabilities=frozenset({Capability.CHAT, Capability.TOOLS}))
+    async for network in _network(tmp_path, [plain, capable]):
+        async with openai.AsyncOpenAI(base_url=network.base_url, api_key="x", max_retries=0) as oai:
+            (entry,) = (await oai.models.list()).data
+            assert (entry.model_extra or {})["capabilities"] == ["chat", "tools"]  # the union over workers
+            for _ in range(4):
+                await oai.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "hi"}], tools=TOOLS
+                )
+            with pytest.raises(openai.BadRequestError) as info:
+                await oai.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "hi"}], logprobs=True
+                )
+        assert "logprobs" in str(info.value)
+        assert len(capable.calls) == 4 and plain.calls == []
