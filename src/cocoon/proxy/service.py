@@ -26,9 +26,10 @@ from typing import Any
 
 from cocoon import net, wire
 from cocoon.chain import Chain, RootConfig
+from cocoon.node.evidence import challenge_nonce, collect_evidence, sign_evidence
 from cocoon.node.receipt import countersign
 from cocoon.node.service import Service
-from cocoon.node.trust import NodeTrust, make_policy
+from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
 from cocoon.proxy import errors as perr
 from cocoon.proxy.admission import parse_worker_announce, payee_key
 from cocoon.proxy.attempt import AttemptSettings
@@ -50,10 +51,14 @@ log = logging.getLogger(__name__)
 class Proxy(Service):
     role = "proxy"
 
-    def __init__(self, config: ProxyConfig, *, chain: Chain | None = None) -> None:
-        """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own."""
+    def __init__(
+        self, config: ProxyConfig, *, chain: Chain | None = None, links: net.Links | None = None
+    ) -> None:
+        """``chain``: an open chain to share (in-process networks); else ``config.chain`` opens its own.
+        ``links``: how its ports accept links (TCP unless given; a ``net.MemoryHub`` in tests)."""
         super().__init__(logger=log)
         self.config = config
+        self._links = links
         self._chain = chain
         self.chain_sync: ChainSync | None = None  # set when config.chain is given
         self.trust: NodeTrust | None = None
@@ -118,7 +123,7 @@ class Proxy(Service):
         stale = await books.release_stale(now=now, older_than=now)
         if stale:
             log.warning("ended %d requests left reserved by a previous run", len(stale))
-        self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy")
+        self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy", links=self._links)
         if self.config.chain is not None:
             # Prices, allowed hashes and the rollback check come from the chain before serving.
             sync = self.chain_sync = ChainSync(
@@ -144,11 +149,10 @@ class Proxy(Service):
     async def _serve_ports(self, stack: contextlib.AsyncExitStack) -> None:
         assert self.trust is not None
         info = self.announce()
-        workers = await net.serve(
+        # Worker links are judged by the node's policy, and re-judged whenever the root changes.
+        workers = await self.trust.serve(
             self.config.host,
             self.config.worker_port,
-            ssl_context=self.trust.server_context(),
-            verifier=self.trust.verify_peer,
             role=wire.Role.PROXY,
             info=info,
             handler=_WorkerSide(self),
@@ -162,14 +166,13 @@ class Proxy(Service):
             home=self.config.home,
             allowed=None,
         )
-        clients = await net.serve(
+        clients = await self.trust.serve(
             self.config.host,
             self.config.client_port,
-            ssl_context=self.trust.server_context(),
-            verifier=self.trust.verifier(client_policy),
             role=wire.Role.PROXY,
             info=info,
             handler=_ClientSide(self),
+            policy=client_policy,
         )
         stack.push_async_callback(_quietly(clients.aclose))
         self.client_port = clients.port
@@ -179,8 +182,12 @@ class Proxy(Service):
         self.params = price_params(config)
         self.allowed_model_hashes = config.model_hashes or None
         self.allowed_model_names = dict(config.models)
-        if self.trust is not None and config.worker_image_hashes:
-            self.trust.allow_image_hashes(config.worker_image_hashes)
+        if self.trust is not None:
+            # New worker links are judged by the root's images and models at once; live ones it no
+            # longer allows are closed.
+            refused = self.trust.set_root(root_allowlist("proxy", config))
+            if refused:
+                self.spawn(close_refused(refused), name="root-refused")
 
     def announce(self) -> dict[str, Any]:
         assert self.trust is not None
@@ -446,12 +453,15 @@ class _ClientSide(net.NullHandler):
                 await proxy.chain_sync.refresh_client(proxy.client_id(conn))
             return dataclasses.asdict(await proxy._books().client_totals(proxy.client_id(conn)))
         if method == "attestation":
-            return self._attestation(params)
+            return await self._attestation(params)
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
-    def _attestation(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def _attestation(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Fresh evidence for the app's nonce: the proxy's, and each worker's (asked now)."""
         proxy = self.proxy
-        return {
+        nonce = challenge_nonce(params)
+        evidence = await collect_evidence(dict(proxy._worker_links), nonce)
+        report: dict[str, Any] = {
             "proxy": {
                 "image_hash": (proxy.trust.image_hash or b"").hex() if proxy.trust else "",
                 "public_key": proxy.trust.identity.public_key.hex() if proxy.trust else "",
@@ -463,12 +473,19 @@ class _ClientSide(net.NullHandler):
                     "image_hash": r.image_hash,
                     "model_hash": r.model_hash,
                     "attestation": _attestation_json(proxy._worker_links.get(r.worker_id)),
+                    "evidence": evidence.get(r.worker_id),
                 }
                 for r in proxy.registry.records()
             ],
-            "nonce": params.get("nonce"),
+            "nonce": nonce,
             "time": int(time.time()),
         }
+        if proxy.trust is not None:
+            claims = {"role": "proxy", "workers": sorted(evidence)}
+            report["evidence"] = sign_evidence(
+                proxy.trust.identity, nonce=nonce, now=int(time.time()), claims=claims
+            )
+        return report
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy._client_links.pop(conn.id, None)
