@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cocoon.core.statedir import private_dir
 from cocoon.proxy.errors import LedgerError, StoreBusy
 from cocoon.proxy.ledger.schema import init_schema
 from cocoon.proxy.ledger.validate import normalized
@@ -24,14 +25,11 @@ from cocoon.proxy.ledger.validate import normalized
 __all__ = ["LedgerStore"]
 
 _PRIVATE_FILE = 0o600
-_PRIVATE_DIR = 0o700
 
 
 def _private_files(path: Path) -> None:
     """Make missing folders 0700 and the store's files 0600 (SQLite gives -wal/-shm the database's mode)."""
-    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    for folder in reversed(missing):
-        folder.mkdir(mode=_PRIVATE_DIR, exist_ok=True)
+    private_dir(path.parent)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, _PRIVATE_FILE))
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
         if name.exists() and os.stat(name).st_mode & 0o077:

@@ -1,7 +1,7 @@
 """Input checks for every ledger operation: bad input raises :class:`LedgerInputError` before anything is written.
 
 Account keys (clients, workers) and contract addresses that are TON addresses are normalised to the one raw
-form ``"<wc>:<64 hex>"`` (:func:`cocoon.chain.normalize_address`), so the raw, bounceable, non-bounceable and
+form ``"<wc>:<64 hex>"`` (:func:`cocoon.chain.address_key`), so the raw, bounceable, non-bounceable and
 testnet spellings of one wallet are one account. Keys that are not addresses (``key:<hex>`` ids of clients
 without a wallet, test names) are kept as they are.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-from cocoon.chain import AddressError, normalize_address
+from cocoon.chain import address_key
 from cocoon.proxy.errors import LedgerInputError
 from cocoon.proxy.pricing import MAX_NANO, Charge, PriceParams, TokenCounts
 
@@ -55,10 +55,7 @@ def ident(name: str, value: object, *, allow_empty: bool = False) -> str:
 
 def normalized(value: str) -> str:
     """The raw form of a TON address; anything that is not an address unchanged."""
-    try:
-        return normalize_address(value)
-    except AddressError:
-        return value
+    return address_key(value)
 
 
 def account(name: str, value: object, *, allow_empty: bool = False) -> str:
