@@ -76,3 +76,48 @@ async def test_a_revoked_proxy_image_drops_the_workers_link(tmp_path: Path) -> N
             await worker.stop()
         await proxy.stop()
         await chain.aclose()
+
+
+async def test_a_revoked_worker_image_drops_the_proxys_link_to_it(tmp_path: Path) -> None:
+    from cocoon import tee as tee_room
+    from cocoon.chain import fetch_root_config
+    from cocoon.node.trust import ROLE_MEASUREMENTS
+
+    tee = TeeSettings(sim_home=tmp_path)
+    worker_image = tee_room.make_backend(
+        "sim", home=tmp_path, measurements=ROLE_MEASUREMENTS["worker"]
+    ).image_hash()
+    assert worker_image is not None
+    chain = LocalChain(tmp_path / "chain.sqlite")
+    handles = await bootstrap_local_network(
+        chain,
+        owner=KeyPair.generate(),
+        proxy_image_hashes=[],
+        worker_image_hashes=[worker_image, b"\x09" * 32],
+        models={},
+        proxy_addresses=[],
+    )
+    proxy = Proxy(ProxyConfig(home=tmp_path / "proxy", worker_port=0, client_port=0, stats_port=0, tee=tee))
+    await proxy.start()
+    worker = Worker(
+        WorkerConfig(
+            home=tmp_path / "worker", proxies=[f"127.0.0.1:{proxy.worker_port}"], health_port=0, tee=tee
+        ),
+        engine=ScriptedEngine(Script(chunks=1)),
+    )
+    try:
+        proxy._apply_root(await fetch_root_config(chain, handles.root))  # what ChainSync hands it
+        await worker.start()
+        async with asyncio.timeout(20):
+            await worker.wait_connected()
+        assert proxy.trust is not None
+        (link,) = proxy.trust.live_links()
+        await send_root_op(handles.owner, handles.root, Op.DEL_WORKER_TYPE, hash=worker_image)
+        proxy._apply_root(await fetch_root_config(chain, handles.root))
+        async with asyncio.timeout(10):
+            await link.wait_closed()
+        assert proxy.trust.live_links() == []
+    finally:
+        await worker.stop()
+        await proxy.stop()
+        await chain.aclose()
