@@ -9,8 +9,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import llama_cpp
 import pytest
-from llama_cpp.llama_grammar import LlamaGrammar
 
 from cocoon.inference import Capability, Endpoint
 from cocoon.inference._answer import ChoiceShaper
@@ -33,6 +33,8 @@ from cocoon.inference._generation import (
     run_generation,
 )
 from cocoon.inference._openai import parse_request
+from cocoon.inference._prepare import check_grammar
+from cocoon.inference.models import embedded_model_path
 from cocoon.oai.capabilities import (
     EMBEDDED_CAPABILITIES,
     LEGACY_CAPABILITIES,
@@ -50,6 +52,16 @@ WEATHER = {
     },
 }
 USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Iterator[Any]:
+    """SmolLM2's vocabulary alone (no weights): what llama.cpp parses grammars against."""
+    model = llama_cpp.Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+    try:
+        yield llama_cpp.llama_model_get_vocab(model.model)
+    finally:
+        model.close()
 
 
 def test_tools_and_choice_are_parsed() -> None:
@@ -121,7 +133,7 @@ def test_harmless_values_of_refused_parameters_pass() -> None:
     assert request.messages == ({"role": "user", "content": "hi"},)
 
 
-def test_schema_grammars_compile_for_llama_cpp() -> None:
+def test_schema_grammars_compile_for_llama_cpp(vocab: Any) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     for text in (
         schema_grammar(schema),
@@ -129,7 +141,9 @@ def test_schema_grammars_compile_for_llama_cpp() -> None:
         call_grammar(parse_output_rules(True, {"tools": [WEATHER]}).tools, "required", with_open=True),
         call_grammar(parse_output_rules(True, {"tools": [WEATHER]}).tools, "auto", with_open=False),
     ):
-        assert LlamaGrammar.from_string(text, verbose=False) is not None
+        check_grammar(vocab, text, param="response_format")
+    with pytest.raises(UnsupportedParameter):
+        check_grammar(vocab, "root ::= (", param="tools")  # would be a NULL sampler in llama.cpp
     with pytest.raises(InvalidRequest) as info:
         schema_grammar({"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}})
     assert info.value.param == "response_format"
@@ -308,7 +322,7 @@ def test_logprobs_come_with_the_text_of_their_tokens() -> None:
     assert [alt[0] for alt in entries[0].top] == ["Hi", " there"]  # the two likeliest, best first
 
 
-def test_integer_bounds_are_enforced_not_ignored() -> None:
+def test_integer_bounds_are_enforced_not_ignored(vocab: Any) -> None:
     small = schema_grammar(
         {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 3}}}
     )
@@ -317,7 +331,7 @@ def test_integer_bounds_are_enforced_not_ignored() -> None:
     assert "[1-9] [0-9]{0,15}" in positive and '"-"' not in positive
     assert '"-"' not in schema_grammar({"type": "integer", "minimum": 0})
     for text in (small, positive):
-        assert LlamaGrammar.from_string(text, verbose=False) is not None
+        check_grammar(vocab, text, param="response_format")
 
 
 @pytest.mark.parametrize(

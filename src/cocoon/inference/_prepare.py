@@ -17,7 +17,7 @@ from cocoon.inference._protocol import Endpoint
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-__all__ = ["Loaded", "prepare_job"]
+__all__ = ["Loaded", "check_grammar", "prepare_job"]
 
 
 @dataclass(slots=True)
@@ -34,25 +34,35 @@ class Loaded:
         return np.ctypeslib.as_array(self.llama._ctx.get_logits_ith(-1), shape=(self.n_vocab,))
 
 
-def _grammar(text: str) -> Any:
+def check_grammar(vocab: Any, text: str, *, param: str) -> None:
+    """Parse ``text`` as llama.cpp will. llama-cpp-python checks nothing before it adds a grammar
+    to the sampler (one that fails to parse would be a NULL sampler on the engine thread), so every
+    grammar is parsed here first; one that fails is the request's 400."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+    if not sampler:
+        raise features.UnsupportedParameter("the output grammar for this request does not parse", param=param)
+    llama_cpp.llama_sampler_free(sampler)
+
+
+def _grammar(loaded: Loaded, text: str, *, param: str) -> Any:
+    import llama_cpp
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    try:
-        return LlamaGrammar.from_string(text, verbose=False)
-    except ValueError as exc:
-        raise features.InvalidRequest(
-            f"cannot build the output grammar: {exc}", param="response_format"
-        ) from exc
+    check_grammar(llama_cpp.llama_model_get_vocab(loaded.llama.model), text, param=param)
+    return LlamaGrammar.from_string(text, verbose=False)
 
 
 def _grammars(loaded: Loaded, rules: features.OutputRules) -> tuple[Any, LazyGrammar | None]:
     if rules.json_schema is not None:
-        return _grammar(features.schema_grammar(rules.json_schema)), None
+        return _grammar(loaded, features.schema_grammar(rules.json_schema), param="response_format"), None
     if not rules.calls_tools:
         return None, None
     if rules.tool_choice != "auto":
-        return _grammar(features.call_grammar(rules.tools, rules.tool_choice, with_open=True)), None
-    after_open = _grammar(features.call_grammar(rules.tools, "auto", with_open=False))
+        text = features.call_grammar(rules.tools, rules.tool_choice, with_open=True)
+        return _grammar(loaded, text, param="tools"), None
+    after_open = _grammar(loaded, features.call_grammar(rules.tools, "auto", with_open=False), param="tools")
     trigger_tokens = loaded.llama.tokenize(features.TOOL_CALL_OPEN.encode(), add_bos=False, special=False)
     trigger = LazyGrammar(
         trigger=features.TOOL_CALL_OPEN, trigger_tokens=tuple(trigger_tokens), grammar=after_open
