@@ -23,6 +23,7 @@ from typing import Any
 
 from cocoon.inference.errors import EngineProtocolError
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong, Usage
+from cocoon.oai.sse import SseNotAnEvent
 
 __all__ = ["DEFAULT_MAX_JSON_BYTES", "DEFAULT_MAX_LINE_BYTES", "BodyKind", "MeterStats", "UsageMeter"]
 
@@ -76,7 +77,8 @@ class UsageMeter:
         self._max_line = max_line_bytes
         self._max_json = max_json_bytes
         self._buf = bytearray()  # JSON bodies (and the first bytes while the kind is unknown)
-        self._sse = SseDecoder(max_line_bytes=max_line_bytes)
+        # Strict: a relay must notice an upstream that sends something other than an event stream.
+        self._sse = SseDecoder(max_line_bytes=max_line_bytes, strict=True)
         self._usage = Usage()
         self._usage_seen = False
         self._bytes = 0
@@ -195,13 +197,11 @@ class UsageMeter:
         # The body stopped in the middle of an event: read what is whole, remember the cut.
         self._truncated = self._truncated or self._sse.buffered > 0
         self._handle_events(self._decode_sse(b"", final=True), lenient=self._truncated)
-        if not self._events and not self._done:
-            raise EngineProtocolError(f"not an SSE line anywhere: {self._bytes} bytes without a data event")
 
     def _decode_sse(self, data: bytes, *, final: bool) -> list[SseEvent]:
         try:
             return self._sse.finish() if final else self._sse.feed(data)
-        except SseLineTooLong as exc:
+        except (SseLineTooLong, SseNotAnEvent) as exc:
             raise EngineProtocolError(str(exc)) from exc
 
     def _handle_events(self, events: list[SseEvent], *, lenient: bool = False) -> None:

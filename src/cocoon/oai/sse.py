@@ -23,6 +23,7 @@ __all__ = [
     "SseDecoder",
     "SseEvent",
     "SseLineTooLong",
+    "SseNotAnEvent",
     "encode_sse",
 ]
 
@@ -33,6 +34,10 @@ DEFAULT_MAX_LINE_BYTES = 1 << 20
 
 class SseLineTooLong(OaiError, ValueError):
     """An SSE line (or one event's data) exceeded the decoder's limit."""
+
+
+class SseNotAnEvent(OaiError, ValueError):
+    """A strict decoder met a line that is no SSE field (a body that is not an event stream)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +59,11 @@ class SseEvent:
 class SseDecoder:
     """Feed bytes in any split; get whole events back. ``finish()`` dispatches a trailing event."""
 
-    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, strict: bool = False) -> None:
         if max_line_bytes < 16:
             raise ValueError("max_line_bytes must be at least 16")
         self._max_line = max_line_bytes
+        self._strict = strict  # unknown field names raise SseNotAnEvent instead of being skipped
         self._buf = bytearray()
         self._scan_from = 0  # bytes of _buf already known to hold no line end
         self._data: list[bytes] = []
@@ -132,6 +138,8 @@ class SseDecoder:
             self._data.append(value)
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
+        elif self._strict and name not in (b"id", b"retry"):
+            raise SseNotAnEvent(f"not an SSE line: {line[:80]!r}")
 
     def _dispatch(self, events: list[SseEvent]) -> None:
         if self._data:
