@@ -236,7 +236,8 @@ def test_simulation_fast_workers_get_most_traffic() -> None:
     profiles |= {f"slow{i}": Profile(ttft=2.0, tps=20) for i in range(5)}
     profiles["failing"] = Profile(ttft=0.05, tps=500, fail=lambda now: True)
     profiles["liar"] = Profile(ttft=0.05, tps=500, lies=True)
-    profiles["pricey"] = Profile(ttft=0.05, tps=500, coefficient=3900)
+    # As fast as the fast ones but asks 3.9× the price: explored, then rarely chosen.
+    profiles["pricey"] = Profile(ttft=0.1, tps=200, coefficient=3900)
     traffic, reg, errors = simulate(profiles, duration=120.0, interval=0.05)
     total = sum(traffic.values())
     assert total + sum(errors.values()) == 2400
@@ -247,6 +248,7 @@ def test_simulation_fast_workers_get_most_traffic() -> None:
     # a failing worker's reputation sinks below the healthy ones at once; a liar is suspended at every lie
     assert traffic["failing"] < 0.02 * total, traffic
     assert traffic["liar"] < 0.02 * total, traffic
+    assert 1 <= traffic["pricey"] < 0.2 * total, traffic  # the overflow when the fast ones fill up
     s = reg.stats("failing", 120.0)
     assert s.total_ok == 0 and s.total_failed >= 1
     assert reg.stats("liar", 120.0).usage_mismatches == traffic["liar"]
@@ -305,3 +307,69 @@ def test_now_defaults_to_latest_event_time() -> None:
     assert reg.stats("w").suspended_until == 111.0
     assert reg.statistics().suspended == 1
     assert reg.statistics(200.0).suspended == 0
+
+
+# ---------------------------------------------------------------- exploration and spreading
+
+
+def _within(traffic: Counter[str], workers: list[str], tolerance: float) -> bool:
+    mean = sum(traffic[w] for w in workers) / len(workers)
+    return all(abs(traffic[w] - mean) <= tolerance * mean for w in workers)
+
+
+def test_identical_workers_share_sequential_load_within_20_percent() -> None:
+    # One request at a time: no load differs, only the noise on measured latency.
+    profiles = {f"w{i}": Profile(ttft=0.1, tps=200) for i in range(4)}
+    traffic, _, errors = simulate(profiles, duration=200.0, interval=1.0)
+    assert not errors and sum(traffic.values()) == 200
+    assert _within(traffic, list(profiles), 0.2), traffic
+
+
+def test_identical_workers_share_a_busy_stream_within_20_percent() -> None:
+    profiles = {f"w{i}": Profile(ttft=0.1, tps=200) for i in range(3)}
+    traffic, _, _ = simulate(profiles, duration=60.0, interval=0.05)
+    assert _within(traffic, list(profiles), 0.2), traffic
+
+
+def test_a_burst_spreads_over_identical_workers() -> None:
+    reg = WorkerRegistry()
+    for wid in ("a", "b"):
+        reg.add(rec(wid, max_active=8))
+    for k in range(20):  # warm-up: both measured, a little differently
+        w = reg.choose(MODEL, max_coefficient=4000, now=float(k)).worker_id
+        reg.started(w, float(k))
+        reg.first_byte(w, 0.10 if w == "a" else 0.12)
+        reg.finished(w, True, 100, 0.5, float(k) + 0.5)
+    burst: Counter[str] = Counter()
+    for _ in range(6):
+        w = reg.choose(MODEL, max_coefficient=4000, now=30.0).worker_id
+        reg.started(w, 30.0)
+        burst[w] += 1
+    assert burst == Counter({"a": 3, "b": 3})
+
+
+def test_a_newcomer_is_explored_and_then_gets_its_share() -> None:
+    reg = WorkerRegistry()
+    reg.add(rec("old"))
+    now = 0.0
+    for _ in range(57):
+        reg.started("old", now)
+        reg.first_byte("old", 0.05)
+        reg.finished("old", True, 100, 0.3, now + 0.3)
+        now += 1.0
+    reg.add(rec("new", connected_at=now))
+    picks: Counter[str] = Counter()
+    for _ in range(20):
+        w = reg.choose(MODEL, max_coefficient=4000, now=now).worker_id
+        picks[w] += 1
+        reg.started(w, now)
+        reg.first_byte(w, 0.05)
+        reg.finished(w, True, 100, 0.3, now + 0.3)
+        now += 1.0
+    assert _within(picks, ["old", "new"], 0.2), picks
+
+
+def test_a_slower_newcomer_is_tried_then_loses_to_the_faster_worker() -> None:
+    profiles = {"fast": Profile(ttft=0.1, tps=200), "slow": Profile(ttft=2.0, tps=20)}
+    traffic, _, _ = simulate(profiles, duration=100.0, interval=1.0)
+    assert 1 <= traffic["slow"] <= 5 and traffic["fast"] >= 95, traffic

@@ -23,9 +23,14 @@ Policy (one request, ``choose(model, max_coefficient=…, now=…)``):
        reputation = 1 + failure_weight × failures / (successes + failures + prior_weight)
        score      = latency × price × reputation
 
-   EWMAs start at ``prior_ttft_s`` / ``prior_duration_s`` so a new worker is tried. Success and failure
-   counts decay exponentially with period ``decay_s`` (600 s, like the reference's stats), so old failures
-   fade. Ties break on (running, coefficient, worker_id): deterministic.
+   A worker not measured yet is scored with the best latencies measured among the candidates (optimism:
+   a newcomer is explored at once; ``prior_ttft_s`` / ``prior_duration_s`` when nobody was measured).
+   Success and failure counts decay exponentially with period ``decay_s`` (600 s, like the reference's
+   stats), so old failures fade. **Equals share**: candidates at about the best's price × reputation
+   (within ``spread_tolerance``) whose score is within ``spread_tolerance`` of the best, or whose latency
+   is within ``spread_floor_s`` of it, are equals; the least used of them (decayed count of requests sent;
+   a newcomer starts at its least-used peer's count) wins, then (running, coefficient, worker_id):
+   deterministic. So identical workers share load instead of the luckiest latency sample taking it all.
 5. **Suspension**: ``suspend_after`` consecutive failures, or one usage mismatch (a worker that over-reports
    usage, a severe failure also counted ``mismatch_weight`` times in the failure rate), suspend a worker for
    ``backoff_base_s × 2^level`` (capped at ``backoff_max_s``); ``level`` grows with each suspension and shrinks
@@ -44,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from cocoon.oai.capabilities import LEGACY_CAPABILITIES, Capability
-from cocoon.proxy.errors import AllBusy, NoCapableWorker, NoWorkers, TooExpensive
+from cocoon.proxy.errors import AllBusy, ModelUnavailable, NoCapableWorker, NoWorkers, TooExpensive
 from cocoon.proxy.pricing import MAX_COEFFICIENT
 
 __all__ = [
@@ -85,6 +90,12 @@ class SelectionPolicy:
     backoff_max_s: float = 600.0
     sample_window: int = 2048  # recent latencies kept for percentiles
     remember: int = 10_000  # disconnected workers whose reputation is kept
+    # Workers at about the best's price and reputation whose scores are this close to the best count as
+    # equal: the least used of them gets the request (identical workers share load instead of the
+    # luckiest EWMA taking it all). Latencies within spread_floor_s of the best are equal too (noise on
+    # fast local links).
+    spread_tolerance: float = 0.25
+    spread_floor_s: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0 < self.ewma_alpha <= 1:
@@ -100,11 +111,14 @@ class SelectionPolicy:
                 raise ValueError(f"{name} must be positive")
         if self.backoff_max_s < self.backoff_base_s:
             raise ValueError("backoff_max_s must be ≥ backoff_base_s")
+        if self.spread_tolerance < 0 or self.spread_floor_s < 0:
+            raise ValueError("spread_tolerance and spread_floor_s must be ≥ 0")
         if self.suspend_after < 1 or self.sample_window < 1 or self.remember < 0:
             raise ValueError("suspend_after and sample_window must be ≥ 1, remember ≥ 0")
 
 
 DEFAULT_POLICY = SelectionPolicy()
+MAX_MODELS_SEEN = 4096  # names remembered to tell "not served now" from "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +234,7 @@ class _Live:
     duration: float | None = None
     ok: float = 0.0
     bad: float = 0.0
+    assigned: float = 0.0  # requests sent to it (decayed): the fairness tie-break among equals
     decayed_at: float = 0.0
     consecutive: int = 0
     suspended_until: float = -math.inf
@@ -237,6 +252,7 @@ class _Live:
             f = math.exp(-(now - self.decayed_at) / period)
             self.ok *= f
             self.bad *= f
+            self.assigned *= f
             self.decayed_at = now
 
 
@@ -283,6 +299,7 @@ class WorkerRegistry:
         self._policy = policy
         self._records: dict[str, WorkerRecord] = {}
         self._disabled: set[str] = set()
+        self._models_seen: set[str] = set()  # served here before: "unavailable", not "not found"
         self._live: dict[str, _Live] = {}
         self._ttft_samples: deque[float] = deque(maxlen=policy.sample_window)
         self._duration_samples: deque[float] = deque(maxlen=policy.sample_window)
@@ -305,9 +322,19 @@ class WorkerRegistry:
         """Register (or re-register after a reconnect) a worker; its reputation is kept."""
         if not isinstance(record, WorkerRecord):
             raise TypeError("record must be a WorkerRecord")
+        if record.worker_id not in self._live:
+            # A newcomer joins at the least-used peer's count: it gets its fair share from now on,
+            # not every request until it has caught up with workers that served for hours.
+            peers = [self._live[w] for w, r in self._records.items() if r.base_model == record.base_model]
+            for peer in peers:
+                peer.decay(record.connected_at, self._policy.decay_s)
+            floor = min((peer.assigned for peer in peers), default=0.0)
+            self._live[record.worker_id] = _Live(decayed_at=record.connected_at, assigned=floor)
         self._records[record.worker_id] = record
+        if len(self._models_seen) < MAX_MODELS_SEEN:
+            self._models_seen.add(record.model)
         self._seen(record.connected_at)
-        live = self._live.setdefault(record.worker_id, _Live(decayed_at=record.connected_at))
+        live = self._live[record.worker_id]
         live.last_seen = max(live.last_seen, record.connected_at)
         self._disabled.discard(record.worker_id)
 
@@ -364,14 +391,76 @@ class WorkerRegistry:
     def _attested(self, rec: WorkerRecord, now: float) -> bool:
         return now - rec.attested_at <= self._policy.attestation_max_age_s
 
-    def _score(self, rec: WorkerRecord, live: _Live) -> float:
+    def _prior(self, records: Iterable[WorkerRecord]) -> tuple[float, float]:
+        """Latency priors for workers not measured yet: the best measured among ``records`` (optimism
+        under uncertainty: a newcomer is tried as if it were as fast as the best peer), else the policy's."""
+        lives = [self._live[r.worker_id] for r in records]
+        ttfts = [x.ttft for x in lives if x.ttft is not None]
+        durations = [x.duration for x in lives if x.duration is not None]
+        return (
+            min(ttfts, default=self._policy.prior_ttft_s),
+            min(durations, default=self._policy.prior_duration_s),
+        )
+
+    def _parts(
+        self, rec: WorkerRecord, live: _Live, prior: tuple[float, float] | None
+    ) -> tuple[float, float]:
+        """(expected latency, price × reputation factor); the score is their product."""
         p = self._policy
-        ttft = live.ttft if live.ttft is not None else p.prior_ttft_s
-        duration = live.duration if live.duration is not None else p.prior_duration_s
+        prior_ttft, prior_duration = prior or (p.prior_ttft_s, p.prior_duration_s)
+        ttft = live.ttft if live.ttft is not None else prior_ttft
+        duration = live.duration if live.duration is not None else prior_duration
         latency = ttft + (live.running / self._capacity(rec, live)) * duration * p.load_weight
         price = 1.0 + p.price_weight * rec.coefficient / 1000.0
         rate = live.bad / (live.ok + live.bad + p.prior_weight)
-        return latency * price * (1.0 + p.failure_weight * rate)
+        return latency, price * (1.0 + p.failure_weight * rate)
+
+    def _score(self, rec: WorkerRecord, live: _Live, prior: tuple[float, float] | None = None) -> float:
+        latency, factor = self._parts(rec, live, prior)
+        return latency * factor
+
+    def _pick(
+        self, candidates: list[WorkerRecord], exclude: frozenset[str], now: float
+    ) -> tuple[WorkerRecord | None, float]:
+        """The worker to use among ``candidates`` and the soonest end of a suspension (for AllBusy).
+
+        The best score wins, except that workers about as good as the best are equals: the least
+        used of those gets it (then the least loaded, then the cheapest, then by id: deterministic).
+        """
+        p = self._policy
+        prior = self._prior(candidates)
+        soonest = math.inf
+        scored: list[tuple[float, float, WorkerRecord, _Live]] = []
+        for r in candidates:
+            live = self._live[r.worker_id]
+            if r.worker_id in exclude:
+                continue
+            if now < live.suspended_until:
+                soonest = min(soonest, live.suspended_until - now)
+                continue
+            if live.running >= self._capacity(r, live):
+                continue
+            live.decay(now, p.decay_s)
+            latency, factor = self._parts(r, live, prior)
+            scored.append((latency, factor, r, live))
+        if not scored:
+            return None, soonest
+        best_latency, best_factor, _, _ = min(scored, key=lambda x: (x[0] * x[1], x[2].worker_id))
+        best = best_latency * best_factor
+        tolerance = 1.0 + p.spread_tolerance
+
+        def equal(latency: float, factor: float) -> bool:
+            # Equals ask about the same price and have the same reputation, and are about as fast.
+            if not best_factor / tolerance <= factor <= best_factor * tolerance:
+                return False
+            return latency * factor <= best * tolerance or latency <= best_latency + p.spread_floor_s
+
+        near = [
+            (live.assigned, live.running, r.coefficient, r.worker_id, r)
+            for lat, f, r, live in scored
+            if equal(lat, f)
+        ]
+        return min(near, key=lambda x: x[:4])[4], soonest
 
     def choose(
         self,
@@ -400,7 +489,10 @@ class WorkerRegistry:
             detail = ", ".join(
                 f"{k}={v}" for k, v in (("region", region), ("gpu_class", gpu_class)) if v is not None
             )
-            raise NoWorkers(model, detail)
+            known = model in self._models_seen or any(
+                model_matches(model, r.model) for r in self._records.values()
+            )
+            raise (ModelUnavailable if known else NoWorkers)(model, detail)
         if needs:
             capable = [r for r in matching if lacking_capability(r, needs) is None]
             if not capable:
@@ -413,22 +505,7 @@ class WorkerRegistry:
             raise TooExpensive(
                 model, min_coefficient=min(r.coefficient for r in matching), max_coefficient=max_coefficient
             )
-        best: tuple[float, int, int, str] | None = None
-        chosen: WorkerRecord | None = None
-        soonest = math.inf
-        for r in affordable:
-            live = self._live[r.worker_id]
-            if r.worker_id in exclude:
-                continue
-            if now < live.suspended_until:
-                soonest = min(soonest, live.suspended_until - now)
-                continue
-            if live.running >= self._capacity(r, live):
-                continue
-            live.decay(now, self._policy.decay_s)
-            key = (self._score(r, live), live.running, r.coefficient, r.worker_id)
-            if best is None or key < best:
-                best, chosen = key, r
+        chosen, soonest = self._pick(affordable, exclude, now)
         if chosen is None:
             raise AllBusy(model, retry_after=None if soonest == math.inf else soonest)
         return chosen
@@ -440,7 +517,9 @@ class WorkerRegistry:
         self._seen(now)
         live = self._live.get(worker_id)
         if live is not None:
+            live.decay(now, self._policy.decay_s)
             live.running += 1
+            live.assigned += 1.0
             live.last_seen = max(live.last_seen, now)
 
     def first_byte(self, worker_id: str, ttft: float) -> None:
