@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from cocoon.tee.errors import BackendError, QuoteInvalid
 from cocoon.tee.quote import parse_quote
+from cocoon.tee.sim import sim_platform
 
 __all__ = ["TSM_REPORT_DIR", "NoneBackend", "TdxBackend", "TeeBackend", "make_backend"]
 
@@ -151,8 +152,6 @@ def make_backend(
     if kind == "tdx":
         return TdxBackend(tsm_dir)
     if kind == "sim":
-        from cocoon.tee.sim import sim_platform
-
         if home is None:
             raise BackendError("the sim backend needs a home directory for its platform")
         return sim_platform(home).backend(measurements)

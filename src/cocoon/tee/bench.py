@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cocoon.tee.backends import NoneBackend
+from cocoon.tee.collateral import StaticCollateral
 from cocoon.tee.identity import NodeIdentity
 from cocoon.tee.policy import AttestationPolicy
 from cocoon.tee.quote import parse_quote
@@ -140,8 +141,6 @@ def bench_quote_verification(
     platform: SimPlatform, *, n: int = 300, fixture: tuple[Path, Path, int] | None = None
 ) -> list[BenchResult]:
     """Quote verification with collateral already in hand (what a cache hit on collateral costs)."""
-    from cocoon.tee.collateral import StaticCollateral
-
     now = int(time.time())
     results = []
     quote = platform.backend({"image": "bench"}).quote(bytes(64))
