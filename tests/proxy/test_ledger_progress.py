@@ -132,3 +132,24 @@ def test_capped_answer_evidence_is_kept_with_the_settlement(ledger: BillingLedge
         ledger.settle("r3", "w1", charge_of(1, 1), 2.0, audit="evidence")  # type: ignore[arg-type]
     assert ledger._debug_rows() == before
     assert len(ledger.capped_answers()) == 1
+
+
+def test_settle_many_keeps_evidence_too(ledger: BillingLedger) -> None:
+    from cocoon.proxy.ledger import Settlement
+
+    tally = RelayTally()
+    tally.add_text("tiny")
+    audit = UsageAudit().check(TokenCounts(completion=900), tally)
+    ledger.reserve("r1", "alice", TON, 1.0)
+    ledger.reserve("r2", "alice", TON, 1.0)
+    charge = price(audit.billable, 1000, PARAMS)
+    out = ledger.settle_many(
+        [
+            Settlement("r1", "w1", charge, usage=audit.billable, audit=audit),
+            Settlement("r2", None, charge, ok=False, audit=audit),
+        ],
+        2.0,
+    )
+    assert type(out[1]).__name__ == "LedgerInputError"  # a delivered charge needs its worker
+    (ev,) = ledger.capped_answers()
+    assert ev.request_id == "r1" and ev.claimed.completion == 900 and ev.relayed_text == "tiny"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cocoon.proxy.metering import AuditResult
 from cocoon.proxy.pricing import Charge, PriceParams, TokenCounts
 
 __all__ = [
@@ -126,3 +127,4 @@ class Settlement:
     charge: Charge
     ok: bool = True
     usage: TokenCounts | None = None
+    audit: AuditResult | None = None  # kept as evidence when it capped the claim (as :meth:`settle` does)

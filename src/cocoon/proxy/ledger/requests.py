@@ -110,6 +110,9 @@ class Requests(LedgerStore):
     ) -> RequestRecord:
         """Durably record the tokens relayed so far of a running answer (counts only grow).
 
+        Record what the proxy would bill for the answer cut off now: the audited counts (bounded by what was
+        relayed and by ``max_tokens``), not the worker's claim.
+
         A crash or release from here on charges this progress (bounded by the reservation). On a request that
         already finished it changes nothing (a late record racing the settlement) and returns the record.
         """

@@ -78,7 +78,10 @@ class Settling(LedgerStore):
                     final = RequestState.SETTLED if item.ok else RequestState.FAILED
                     db.execute("SAVEPOINT item")
                     try:
-                        results.append(rows.finish_request(db, request_id, worker, charge, usage, t, final))
+                        done = rows.finish_request(db, request_id, worker, charge, usage, t, final)
+                        if worker is not None:
+                            store_capped_answer(db, request_id, worker, done.model, item.audit, t)
+                        results.append(done)
                     except BaseException:
                         db.execute("ROLLBACK TO item")
                         raise
