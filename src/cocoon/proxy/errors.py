@@ -4,6 +4,7 @@
     └── ProxyError                     500 server_error      something went wrong in the proxy
         ├── InsufficientFunds          402 insufficient_quota the client's contract cannot cover the reservation
         ├── NoWorkers                  404 not_found_error    no (usable) worker serves this model
+        │   └── ModelUnavailable       503 server_error       it was served here before, no worker serves it now
         ├── TooExpensive               400 invalid_request_error  workers exist, but all above max_coefficient
         ├── AllBusy                    429 rate_limit_error   workers exist, but none has a free slot now
         ├── ProxyNotReady              503 server_error       the proxy is not serving (starting, disabled)
@@ -36,6 +37,7 @@ __all__ = [
     "InsufficientFunds",
     "LedgerError",
     "LedgerInputError",
+    "ModelUnavailable",
     "NoCapableWorker",
     "NoWorkers",
     "PricingError",
@@ -98,6 +100,18 @@ class NoWorkers(ProxyError):
 
     def __init__(self, model: str, detail: str = "") -> None:
         super().__init__(f"no workers for model {model!r}" + (f" ({detail})" if detail else ""))
+        self.model = model
+
+
+class ModelUnavailable(NoWorkers):
+    """The model was served here before, but no usable worker serves it right now: try again later."""
+
+    http_status = 503
+    error_type = "server_error"
+    code = "model_unavailable"
+
+    def __init__(self, model: str, detail: str = "") -> None:
+        ProxyError.__init__(self, f"no worker serves model {model!r} right now" + (f" ({detail})" if detail else ""))
         self.model = model
 
 
