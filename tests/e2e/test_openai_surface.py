@@ -158,6 +158,9 @@ async def test_models_list_and_retrieve_with_capabilities(network: LocalNetwork)
     listed, one = await _in_thread(network, use)
     assert {m.id for m in listed} == {MODEL, PLAIN}
     assert one.id == MODEL and one.object == "model"
+    capabilities = {m.id: set((m.model_extra or {})["capabilities"]) for m in listed}
+    assert {"chat", "tools", "embeddings"} <= capabilities[MODEL]
+    assert capabilities[PLAIN] == {"chat", "completions"}
 
     def missing(sdk: Any) -> None:
         sdk.models.retrieve("no-such-model")
@@ -270,3 +273,24 @@ async def test_budget_is_reserved_per_request_and_survives_a_client_restart(tmp_
             assert again.budget_left() == left  # spent today is on disk, not in memory
         finally:
             await again.stop()
+
+
+async def test_a_model_served_before_but_not_now_is_503_model_unavailable(tmp_path: Path) -> None:
+    engine = ScriptedEngine(Script(chunks=3))
+    config = LocalNetworkConfig.ephemeral(tmp_path, workers=1)
+    async with LocalNetwork(config, engine_factory=lambda i: engine) as net:
+        assert net.proxy is not None
+        await net.workers[0].stop()
+        async with asyncio.timeout(10):
+            while net.proxy.registry.records():  # noqa: ASYNC110 - the registry offers no event
+                await asyncio.sleep(0.02)
+
+        def ask(model: str) -> Callable[[Any], Any]:
+            return lambda sdk: sdk.chat.completions.create(model=model, messages=MESSAGES)
+
+        with pytest.raises(openai.InternalServerError) as gone:
+            await _in_thread(net, ask(MODEL))
+        assert (gone.value.status_code, gone.value.code) == (503, "model_unavailable")
+        with pytest.raises(openai.NotFoundError) as unknown:
+            await _in_thread(net, ask("never-served"))
+        assert (unknown.value.status_code, unknown.value.code) == (404, "model_not_found")

@@ -277,6 +277,9 @@ class Client(Service):
 
     async def price_per_token(self) -> int:
         """nanoTON per adjusted token the proxy bills us, re-read at most every minute."""
+        announced = self.link().peer.info.get("price_per_token")
+        if isinstance(announced, int) and not isinstance(announced, bool) and announced > 0:
+            return announced  # the proxy says it in its handshake
         now = time.monotonic()
         if self._price is None or now - self._price[0] > PRICE_TTL_S:
             models = (await self.query("models")).get("models") or []
