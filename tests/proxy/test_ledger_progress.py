@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cocoon.proxy.errors import LedgerInputError, RequestConflict, UnknownRequest
+from cocoon.proxy.errors import LedgerInputError, ProxyError, RequestConflict, UnknownRequest
 from cocoon.proxy.ledger import BillingLedger, RequestState
 from cocoon.proxy.metering import RelayTally, UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price, price_within
@@ -153,3 +155,32 @@ def test_settle_many_keeps_evidence_too(ledger: BillingLedger) -> None:
     assert type(out[1]).__name__ == "LedgerInputError"  # a delivered charge needs its worker
     (ev,) = ledger.capped_answers()
     assert ev.request_id == "r1" and ev.claimed.completion == 900 and ev.relayed_text == "tiny"
+
+
+_junk = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=300),
+    st.none(),
+    st.sampled_from(["r1", "w1", "", "\x00", "a" * 257, PARAMS]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(op=st.sampled_from(range(4)), args=st.lists(_junk, min_size=5, max_size=5))
+def test_bad_input_to_progress_changes_nothing(ledger: BillingLedger, op: int, args: list[Any]) -> None:
+    if ledger.request("r1") is None:
+        ledger.reserve("r1", "alice", TON, 1.0)
+    a, b, c, d, e = args
+    calls: list[Callable[[], object]] = [
+        lambda: ledger.assign_worker(a, b, coefficient=c, params=d, now=e),
+        lambda: ledger.assign_worker("r1", b, coefficient=c, params=d, now=e),
+        lambda: ledger.record_progress(a, prompt_tokens=b, completion_tokens=c, now=d),
+        lambda: ledger.capped_answers(worker=a),
+    ]
+    before = ledger._debug_rows()
+    try:
+        calls[op]()
+    except ProxyError:
+        assert ledger._debug_rows() == before
