@@ -226,6 +226,7 @@ def test_required_capabilities_name_the_parameter() -> None:
     assert required_capabilities("/v1/chat/completions", {"tools": [WEATHER], "tool_choice": "none"}) == {
         Capability.CHAT: "/v1/chat/completions"
     }
+    assert required_capabilities("/v1/completions", {"logprobs": 0})[Capability.LOGPROBS] == "logprobs"
     lacking = unsupported("/v1/chat/completions", body, EMBEDDED_CAPABILITIES)
     assert lacking is not None and lacking.param == "messages[0].content[0].image_url"
     assert unsupported("/v1/embeddings", {"input": "x"}, LEGACY_CAPABILITIES) is not None

@@ -30,6 +30,7 @@ __all__ = [
     "ToolSpec",
     "UnsupportedParameter",
     "call_grammar",
+    "is_tool_call_text",
     "parse_output_rules",
     "parse_tool_calls",
     "render_tool_messages",

@@ -110,8 +110,9 @@ def required_capabilities(endpoint: str, body: Mapping[str, Any]) -> dict[Capabi
         elif kind == "json_schema":
             needs[Capability.JSON_SCHEMA] = "response_format"
     logprobs = body.get("logprobs")
-    if logprobs not in (None, False) or body.get("top_logprobs") not in (None, 0):
-        needs[Capability.LOGPROBS] = "logprobs" if logprobs not in (None, False) else "top_logprobs"
+    asked = logprobs is not None and logprobs is not False  # completions' `logprobs: 0` asks too
+    if asked or body.get("top_logprobs") not in (None, 0):
+        needs[Capability.LOGPROBS] = "logprobs" if asked else "top_logprobs"
     image = _image_param(body.get("messages"))
     if image is not None:
         needs[Capability.VISION] = image
