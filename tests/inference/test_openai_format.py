@@ -114,7 +114,10 @@ FIELDS = st.sampled_from(
 
 
 @settings(max_examples=150, deadline=None)
-@given(endpoint=st.sampled_from([Endpoint.CHAT, Endpoint.COMPLETIONS]), body=st.dictionaries(FIELDS, JSON, max_size=8))
+@given(
+    endpoint=st.sampled_from([Endpoint.CHAT, Endpoint.COMPLETIONS]),
+    body=st.dictionaries(FIELDS, JSON, max_size=8),
+)
 def test_any_json_body_is_parsed_or_refused_cleanly(endpoint: Endpoint, body: dict[str, Any]) -> None:
     try:
         request = parse_request(endpoint, body)
