@@ -294,3 +294,23 @@ async def test_a_model_served_before_but_not_now_is_503_model_unavailable(tmp_pa
         with pytest.raises(openai.NotFoundError) as unknown:
             await _in_thread(net, ask("never-served"))
         assert (unknown.value.status_code, unknown.value.code) == (404, "model_not_found")
+
+
+@pytest.mark.parametrize("responses_api", [False, True])
+async def test_langchain_chat_model_invokes_and_streams(network: LocalNetwork, responses_api: bool) -> None:
+    from langchain_openai import ChatOpenAI
+
+    def use(_: Any) -> tuple[Any, list[Any]]:
+        llm = ChatOpenAI(
+            model=MODEL,
+            base_url=network.base_url,
+            api_key="x",  # type: ignore[arg-type]
+            max_retries=0,
+            use_responses_api=responses_api,
+        )
+        return llm.invoke("hi"), list(llm.stream("hi"))
+
+    reply, chunks = await _in_thread(network, use)
+    assert reply.text == TEXT
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] > 0
+    assert "".join(chunk.text for chunk in chunks) == TEXT
