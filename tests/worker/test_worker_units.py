@@ -66,3 +66,22 @@ def test_worker_config_validates() -> None:
         WorkerConfig(coefficient=-1)
     with pytest.raises(ValidationError):
         WorkerConfig.model_validate({"engine": {"kind": "http", "url": "ftp://x"}})
+
+
+def test_engine_capabilities_come_from_the_config() -> None:
+    from cocoon.inference import Capability, EmbeddedEngine, HttpEngine
+    from cocoon.worker import build_engine
+
+    config = WorkerConfig.model_validate(
+        {"engine": {"kind": "http", "url": "http://127.0.0.1:8000", "capabilities": ["chat", "vision"]}}
+    )
+    engine = build_engine(config)
+    assert isinstance(engine, HttpEngine)
+    assert engine.capabilities == {Capability.CHAT, Capability.VISION}
+    with pytest.raises(ValidationError):
+        WorkerConfig.model_validate(
+            {"engine": {"kind": "http", "url": "http://x", "capabilities": ["telepathy"]}}
+        )
+    quiet = build_engine(WorkerConfig.model_validate({"engine": {"embeddings": False}}))
+    assert isinstance(quiet, EmbeddedEngine) and Capability.EMBEDDINGS not in quiet.capabilities
+    assert Capability.TOOLS in quiet.capabilities and Capability.VISION not in quiet.capabilities
