@@ -211,6 +211,8 @@ class MemoryHub:
             if isinstance(dialing, NodeConnection):
                 await dialing.aclose("refused")
         if isinstance(dialing, BaseException):
+            if isinstance(accepting, NodeConnection):
+                await accepting.aclose("the dialer gave up")
             raise dialing
         if isinstance(accepting, BaseException):
             raise HandshakeRefused(f"refused by the peer: {accepting}")
