@@ -297,9 +297,3 @@ class NodeTrust:
         refused = self.set_root(root)
         await close_refused(refused)
         return refused
-
-    def allow_image_hashes(self, hashes: frozenset[bytes]) -> None:
-        """Narrow the accepted images to the root contract's list (new links only; prefer
-        :meth:`apply_root`, which also drops live links)."""
-        self.root = RootAllowlist(frozenset(hashes), self.root.model_hashes)
-        self.policy = self._policy_for(self.root)
