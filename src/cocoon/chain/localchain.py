@@ -74,10 +74,24 @@ def _to_tonpy(cell: Cell) -> Any:
     return tonpy.Cell(base64.b64encode(cell.to_boc()).decode())
 
 
-def _from_tonpy(cell: Any) -> Cell:
+def _from_tonpy(cell: Any) -> tuple[Cell, bytes]:
+    """The emulator's cell as a pytoniq cell, and its BOC."""
     import tonpy
 
-    return Cell.one_from_boc(tonpy.Cell(cell).to_boc())
+    boc = _without_crc(base64.b64decode(tonpy.Cell(cell).to_boc()))
+    return Cell.one_from_boc(boc), boc
+
+
+def _without_crc(boc: bytes) -> bytes:
+    """A BOC of our own emulator or store without its CRC32C, which pytoniq would check in pure Python
+    (a twentieth of a transfer); the database and SQLite's own integrity guard these bytes."""
+    if len(boc) > 9 and boc[:4] == _BOC_MAGIC and boc[4] & _BOC_HAS_CRC:
+        return boc[:4] + bytes([boc[4] & ~_BOC_HAS_CRC & 0xFF]) + boc[5:-4]
+    return boc
+
+
+_BOC_MAGIC = bytes.fromhex("b5ee9c72")
+_BOC_HAS_CRC = 0x40  # the flags byte after the magic: has_idx, has_crc32c, has_cache_bits, ...
 
 
 def _empty_shard_account() -> Cell:
@@ -99,8 +113,10 @@ class _Delivered:
     out: list[tuple[Address, Cell]]
 
 
-def tx_record(address: Address, tx_cell: Cell, tx: LeanTx | None = None) -> TxRecord:
-    """Reduce a Transaction cell to a :class:`TxRecord`."""
+def tx_record(
+    address: Address, tx_cell: Cell, tx: LeanTx | None = None, *, boc: bytes | None = None
+) -> TxRecord:
+    """Reduce a Transaction cell to a :class:`TxRecord` (``boc``: the cell's BOC when known)."""
     tx = tx or read_tx(tx_cell)
     exit_code = tx.exit_code
     if tx.compute_ok and not tx.action_ok:
@@ -133,7 +149,7 @@ def tx_record(address: Address, tx_cell: Cell, tx: LeanTx | None = None) -> TxRe
         out_msgs=len(tx.out_msgs),
         aborted=tx.aborted,
         bounced_in=bounced_in,
-        boc=tx_cell.to_boc(),
+        boc=tx_cell.to_boc() if boc is None else boc,
     )
 
 
@@ -277,7 +293,7 @@ class LocalChain:
 
     @staticmethod
     def _parse_state(address: Address, b64: str) -> AccountState:
-        sa = ShardAccount.deserialize(Cell.one_from_boc(base64.b64decode(b64)).begin_parse())
+        sa = ShardAccount.deserialize(Cell.one_from_boc(_without_crc(base64.b64decode(b64))).begin_parse())
         acc = sa.account
         if acc is None:
             return AccountState(address, 0, "nonexist", None, None, 0)
@@ -313,9 +329,9 @@ class LocalChain:
         if not ok:
             return None
         new_shard = str(tonpy.Cell(self._em.emulator.account_cell).to_boc())
-        tx_cell = _from_tonpy(self._em.emulator.transaction_cell)
+        tx_cell, tx_boc = _from_tonpy(self._em.emulator.transaction_cell)
         lean = read_tx(tx_cell)
-        record = tx_record(address, tx_cell, lean)
+        record = tx_record(address, tx_cell, lean, boc=tx_boc)
         out: list[tuple[Address, Cell]] = []
         for raw in lean.out_msgs:
             head = read_msg_head(raw)
@@ -464,7 +480,7 @@ class LocalChain:
         rows = self._db.execute(
             "SELECT boc FROM transactions WHERE address = ? ORDER BY lt DESC LIMIT ?", (_raw(address), limit)
         ).fetchall()
-        return [tx_record(address, Cell.one_from_boc(r[0])) for r in rows]
+        return [tx_record(address, Cell.one_from_boc(bytes(r[0])), boc=bytes(r[0])) for r in rows]
 
     def transaction_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
