@@ -191,6 +191,18 @@ def test_tool_round_trip_messages_are_rendered_for_the_template() -> None:
     assert rendered[3] == {"role": "tool", "content": "sunny, 21 C"}
 
 
+def test_a_call_cut_by_max_tokens_comes_back_as_a_partial_call() -> None:
+    rules = parse_output_rules(True, {"tools": [WEATHER]})
+    cut = ChoiceShaper(rules)
+    cut.add('<tool_call>{"name": "get_weather", "arguments": {"city": "Par', ())
+    done = cut.finish("length")
+    assert done.finish_reason == "length" and done.text == ""
+    assert done.tool_calls[0].name == "get_weather" and done.tool_calls[0].arguments == '{"city": "Par'
+    early = ChoiceShaper(rules)
+    early.add('<tool_call>{"name": "get_wea', ())
+    assert early.finish("length").tool_calls == ()  # not even the name: nothing to call
+
+
 def test_a_streamed_call_is_held_until_known_and_text_passes_at_once() -> None:
     rules = parse_output_rules(True, {"tools": [WEATHER]})
     shaper = ChoiceShaper(rules)

@@ -46,10 +46,15 @@ class ChoiceShaper:
         return self._sent_text
 
     def finish(self, reason: str) -> ChoiceOut:
-        """The whole choice. A call that does not parse (cut by ``max_tokens``) stays text."""
-        calls = features.parse_tool_calls(self._text, self._tools) if self._is_call is not False else None
-        if calls:
-            return ChoiceOut(text="", finish_reason="tool_calls", tool_calls=calls)
+        """The whole choice. A call cut by ``max_tokens`` comes back as OpenAI sends one (its
+        arguments so far, ``finish_reason: length``) once its name is complete; else it is text."""
+        if self._is_call is not False:
+            calls = features.parse_tool_calls(self._text, self._tools)
+            if calls:
+                return ChoiceOut(text="", finish_reason="tool_calls", tool_calls=calls)
+            partial = features.partial_tool_call(self._text, self._tools) if reason == "length" else None
+            if partial is not None:
+                return ChoiceOut(text="", finish_reason="length", tool_calls=[partial])
         return ChoiceOut(
             text=self._text, finish_reason=reason, logprobs=self._entries if self._logprobs else None
         )

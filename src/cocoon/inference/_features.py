@@ -33,6 +33,7 @@ __all__ = [
     "is_tool_call_text",
     "parse_output_rules",
     "parse_tool_calls",
+    "partial_tool_call",
     "render_tool_messages",
     "schema_grammar",
 ]
@@ -282,6 +283,23 @@ def is_tool_call_text(text: str) -> bool | None:
 
 
 _CALL_TEXT = re.compile(re.escape(TOOL_CALL_OPEN) + r"(.*?)" + re.escape(TOOL_CALL_CLOSE), re.DOTALL)
+
+
+_PARTIAL_CALL = re.compile(
+    r'^\s*\{\s*"name"\s*:\s*"([A-Za-z0-9_-]+)"\s*,\s*"arguments"\s*:\s*(.*)$', re.DOTALL
+)
+
+
+def partial_tool_call(text: str, tools: Sequence[ToolSpec]) -> ToolCall | None:
+    """A call cut short (by ``max_tokens``) once its function name is complete: the arguments so
+    far, as OpenAI returns a call cut by ``length``. ``None`` when even the name is unfinished."""
+    head = text.lstrip()
+    if not head.startswith(TOOL_CALL_OPEN):
+        return None
+    match = _PARTIAL_CALL.match(head[len(TOOL_CALL_OPEN) :])
+    if match is None or match.group(1) not in {t.name for t in tools}:
+        return None
+    return ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=match.group(1), arguments=match.group(2))
 
 
 def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> list[ToolCall] | None:

@@ -446,7 +446,7 @@ def _choice_end(shaper: ChoiceShaper, done: ChoiceDone, piece: Callable[..., byt
     if choice.tool_calls:
         return [
             piece(done.index, tool_calls=choice.tool_calls),
-            piece(done.index, finish_reason="tool_calls"),
+            piece(done.index, finish_reason=choice.finish_reason),
         ]
     parts = [piece(done.index, text=held, logprobs=logprobs, text_offset=offset)] if held else []
     return [*parts, piece(done.index, finish_reason=done.finish_reason)]
