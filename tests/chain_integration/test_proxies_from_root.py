@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,14 @@ async def test_worker_takes_model_allowlist_and_proxies_from_the_root(tmp_path: 
         models={b"\x07" * 32: "other-model"},
         proxy_addresses=["127.0.0.1:11001"],
     )
+    renamed = await bootstrap_local_network(
+        chain,
+        owner=KeyPair.generate(),
+        proxy_image_hashes=[],
+        worker_image_hashes=[],
+        models={engine_model_hash: "Qwen/Qwen3-0.6B"},  # our weights, but under another name
+        proxy_addresses=["127.0.0.1:11001"],
+    )
     await chain.aclose()
 
     def worker(root: str) -> Worker:
@@ -93,3 +102,8 @@ async def test_worker_takes_model_allowlist_and_proxies_from_the_root(tmp_path: 
     refused = worker(other.root.to_str())
     with pytest.raises(ServiceError, match="not allowed"):
         await refused.start()
+    # Announcing allowed weights under another name than the root's would only be refused by proxies.
+    with pytest.raises(
+        ServiceError, match=re.escape("allows this model only as 'Qwen/Qwen3-0.6B', not 'scripted-model'")
+    ):
+        await worker(renamed.root.to_str()).start()
