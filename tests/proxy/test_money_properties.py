@@ -23,13 +23,22 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from cocoon.chain import parse_address
 from cocoon.proxy import metering
@@ -40,6 +49,7 @@ from cocoon.proxy.metering import RelayTally, UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price, price_within, reservation
 
 LONG = os.environ.get("COCOON_LONG_FUZZ") == "1"
+FUZZ_SECONDS = float(os.environ.get("COCOON_FUZZ_SECONDS", "600"))
 PARAMS = PriceParams(price_per_token=3, worker_fee_per_token=2)
 MAX_COEFFICIENT = 3000
 TEMPLATE_TOKENS = 12  # what the fake chat template adds to a prompt
@@ -325,18 +335,26 @@ class MoneyMachine(RuleBasedStateMachine):
         assert {c.client for c in self.ledger.clients()} == {normalized(c) for c in CLIENTS}
 
 
-MoneyMachine.TestCase.settings = settings(
-    max_examples=1000 if LONG else 30,
-    stateful_step_count=60 if LONG else 25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+MoneyMachine.TestCase.settings = settings(_SETTINGS, max_examples=30, stateful_step_count=25)
+TestMoneyProperties = MoneyMachine.TestCase
+
+
+@pytest.mark.skipif(not LONG, reason="the long campaign runs with COCOON_LONG_FUZZ=1 (make fuzz)")
+@pytest.mark.timeout(FUZZ_SECONDS + 600)
+def test_long_campaign() -> None:
+    """Batches of fresh random histories until ``COCOON_FUZZ_SECONDS`` have passed."""
+    deadline = time.monotonic() + FUZZ_SECONDS
+    batches = 0
+    while time.monotonic() < deadline:
+        run_state_machine_as_test(
+            MoneyMachine, settings=settings(_SETTINGS, max_examples=50, stateful_step_count=60, database=None)
+        )
+        batches += 1
+    print(f"money properties: {batches * 50} histories of up to 60 steps in {FUZZ_SECONDS:.0f} s")
 
 
 @pytest.fixture(autouse=True)
 def _short_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     """A junk line only has to be over the limit; a small limit keeps the campaign fast."""
     monkeypatch.setattr(metering, "MAX_LINE_BYTES", 512)
-
-
-TestMoneyProperties = MoneyMachine.TestCase

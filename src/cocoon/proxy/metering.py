@@ -9,9 +9,11 @@ it relays, and a few facts bound honest counts:
   at temperature 0.7 and 1.2). So ``completion ≤ Σ tokens(text of each choice and field) × (1 + ratio) +
   slack``; the slack covers end-of-sequence and think/tool tags that parsers strip.
 * **Completion, by bytes** (no tokenizer): every generated token decodes to at least one byte, but real text
-  packs several: an ASCII letter costs at most ``letter_weight`` tokens, a space ``space_weight``, anything
-  else one token per byte. Measured on SmolLM2's BPE with random strings (the worst honest case): lowercase
-  0.60, mixed case 0.73, base64 0.81, hex 0.90, digits 1.0 tokens per byte; English prose ≈ 0.22.
+  packs several: a common English word (:mod:`cocoon.proxy.metering_words`) is one token in every mainstream
+  vocabulary, any other ASCII letter costs at most ``letter_weight`` tokens, a space ``space_weight``,
+  anything else one token per byte (:func:`estimate_tokens`). Measured on SmolLM2's BPE with random strings
+  (the worst honest case): lowercase 0.60, mixed case 0.73, base64 0.81, hex 0.90, digits 1.0 tokens per
+  byte; English prose ≈ 0.22, which this estimate bounds at ≈ 2.5× (bytes alone: ≈ 4.5×).
 * **Prompt**: the prompt is rendered from the request body, whose JSON is at least its text; the chat template
   adds a few tokens per message and may add a default system prompt or tool instructions, hence ``prompt ≤
   tokens(body) + slack`` (tokenizer), ``≤ estimate(body) + slack`` (body, no tokenizer) or ``≤ body bytes +
@@ -35,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +46,7 @@ from typing import Any, Protocol
 
 from cocoon.core.native import bundled_model
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
+from cocoon.proxy.metering_words import COMMON_WORDS
 from cocoon.proxy.pricing import TokenCounts
 
 __all__ = [
@@ -101,12 +105,35 @@ class AuditPolicy:
 DEFAULT_AUDIT_POLICY = AuditPolicy()
 
 
-def estimate_tokens(data: bytes, policy: AuditPolicy = DEFAULT_AUDIT_POLICY) -> int:
-    """Most tokens an honest BPE tokenizer spends on ``data`` by byte class (see the module docstring)."""
-    letters = sum(data.count(c) for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    spaces = data.count(b" ")
-    other = len(data) - letters - spaces
-    return math.ceil(letters * policy.letter_weight + spaces * policy.space_weight) + other
+# Pre-tokens as BPE tokenizers split text (tokens never cross them): a word, a number, other symbols, spaces.
+_PIECES = re.compile(r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+")
+
+
+def estimate_tokens(text: str, policy: AuditPolicy = DEFAULT_AUDIT_POLICY) -> int:
+    """Most tokens an honest BPE tokenizer spends on ``text`` (see the module docstring).
+
+    A common English word (:data:`~cocoon.proxy.metering_words.COMMON_WORDS`) costs one token, two when
+    capitalised; any other ASCII letter ``letter_weight``, a space ``space_weight``, any other byte one.
+    """
+    total = 0.0
+    for match in _PIECES.finditer(text):
+        piece = match.group()
+        word = piece.lstrip(" ")
+        space = policy.space_weight * (len(piece) - len(word))
+        if not word:
+            total += space
+        elif word.isascii() and word.isalpha():
+            if word in COMMON_WORDS:
+                total += 1
+            elif word.lower() in COMMON_WORDS and word[1:].islower():
+                total += 2
+            else:
+                total += policy.letter_weight * len(word) + space
+        elif word.isspace():
+            total += space + len(word.encode("utf-8", "surrogatepass"))
+        else:
+            total += len(word.encode("utf-8", "surrogatepass")) + space
+    return math.ceil(total)
 
 
 # ---------------------------------------------------------------- tokenizers
@@ -474,7 +501,7 @@ class UsageAudit:
         return min(by_tokens, by_bytes)
 
     def _text_estimate(self, relayed: RelayTally) -> int:
-        kept = sum(estimate_tokens(t.encode("utf-8", "surrogatepass"), self._policy) for t in relayed.texts())
+        kept = sum(estimate_tokens(t, self._policy) for t in relayed.texts())
         return kept + relayed.untokenized_bytes
 
     def prompt_bound(
@@ -485,7 +512,7 @@ class UsageAudit:
             if tokenizer is not None:
                 text = request_body.decode("utf-8", "replace")
                 return tokenizer.count(text) + p.tokenizer_prompt_slack_tokens
-            return estimate_tokens(request_body, p) + p.prompt_slack_tokens
+            return estimate_tokens(request_body.decode("utf-8", "replace"), p) + p.prompt_slack_tokens
         if request_bytes is not None:
             return max(request_bytes, 0) + p.prompt_slack_tokens
         return None
