@@ -260,6 +260,9 @@ async def test_six_stop_generating_disconnects_suspend_no_worker(tmp_path: Path)
                     await out.cancel("stop generating")
                     break
             await _finished(n, request_id)
+        async with asyncio.timeout(5):  # the registry hears right after the bill is written
+            while n.proxy.registry.statistics().running:  # noqa: ASYNC110 - no registry event
+                await asyncio.sleep(0.01)
         stats = n.proxy.registry.statistics()
         assert stats.suspended == 0 and stats.requests_failed == 0
         assert all(v.stats.running == 0 for v in stats.per_worker)

@@ -135,34 +135,19 @@ class Relay:
         if key in self._in_flight:  # checked and taken before any await: no two runs of one id
             await self._reject(stream, perr.DuplicateRequest(key, "is in flight"))
             return
-        self._in_flight.add(key)
         try:
-            await self._admit_and_run(client, stream, key)
-        finally:
-            self._in_flight.discard(key)
-
-    async def _admit_and_run(self, client: str, stream: net.IncomingStream, key: str) -> None:
-        request = stream.request
-        books = self._books()
-        await self._retry_releases()
-        try:
-            if await books.request(key) is not None:
-                raise perr.DuplicateRequest(key, "was already answered")
             params = self._params()
             reserved = reservation(request.max_tokens, len(request.body), request.max_coefficient, params)
         except perr.ProxyError as exc:
             await self._reject(stream, exc)
             return
+        self._in_flight.add(key)  # held until the request's bill and release are written
         run = _Run(self, stream, key, reserved, params)
         cancelled = False
         try:
-            try:
-                await books.reserve(key, client, reserved, time.time(), model=request.model)
-            except perr.ProxyError as exc:
-                run.billed = True  # nothing is held: nothing to release
-                await self._reject(stream, exc)
-                return
-            await run.serve()
+            await self._retry_releases()
+            if await self._reserve(run, client):
+                await run.serve()
         except asyncio.CancelledError:
             cancelled = True
             raise
@@ -170,14 +155,32 @@ class Relay:
             # Runs to its end even if this task is cancelled again (the bill, then the release).
             await asyncio.shield(self.linger(self._conclude(run, cancelled=cancelled)))
 
+    async def _reserve(self, run: _Run, client: str) -> bool:
+        """Hold the request's funds; False (and the client told why) when the store refuses."""
+        request = run.stream.request
+        try:
+            await self._books().reserve(run.key, client, run.reserved, time.time(), model=request.model)
+        except perr.RequestConflict:  # the store knows this id: it was answered (or ended) before
+            refusal: perr.ProxyError = perr.DuplicateRequest(run.key, "was already answered")
+        except perr.ProxyError as exc:
+            refusal = exc
+        else:
+            return True
+        run.billed = True  # nothing of ours is held: nothing to release
+        await self._reject(run.stream, refusal)
+        return False
+
     async def _conclude(self, run: _Run, *, cancelled: bool) -> None:
-        if run.lingering is not None:
-            with contextlib.suppress(Exception):
-                await run.lingering  # the bill of an answer the app hung up on
-        if not run.billed:
-            await self._release(run.key)  # nothing was billed: charge its recorded progress or nothing
-        if run.attempt.result is not None or cancelled:
-            self._count(run.attempt, cancelled=cancelled)
+        try:
+            if run.lingering is not None:
+                with contextlib.suppress(Exception):
+                    await run.lingering  # the bill of an answer the app hung up on
+            if not run.billed:
+                await self._release(run.key)  # nothing was billed: charge its recorded progress or nothing
+            if run.attempt.result is not None or cancelled:
+                self._count(run.attempt, cancelled=cancelled)
+        finally:
+            self._in_flight.discard(run.key)
 
     def _count(self, attempt: Attempt, *, cancelled: bool) -> None:
         self.counters["retried"] += attempt.retries
@@ -307,6 +310,7 @@ class _Run:
         )
         self.out: net.OutgoingStream | None = None
         self.params = params
+        self.reserved = reserved
         self.billed = False
         self.lingering: asyncio.Future[None] | None = None  # the finish after the app hung up
         self._settling: asyncio.Future[bool] | None = None
