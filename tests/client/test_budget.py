@@ -15,41 +15,45 @@ def _store(path: Path, day: list[str], **limits: int) -> BudgetStore:
     return BudgetStore(path / "budget.sqlite", scopes, today=lambda: day[0])
 
 
-def test_a_reservation_that_could_overshoot_is_refused_and_holds_nothing(tmp_path: Path) -> None:
+async def test_a_reservation_that_could_overshoot_is_refused_and_holds_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path, ["d1"], all=100)
-    held = store.reserve(60)
+    held = await store.reserve(60)
     with pytest.raises(ApiError) as info:
-        store.reserve(41)
+        await store.reserve(41)
     assert info.value.kind is ErrorKind.BUDGET_EXCEEDED and info.value.status == 402
     assert store.left() == 40
-    store.settle(held, 25)  # the real cost replaces the reservation
+    store.settle_soon(held, 25)  # the real cost replaces the reservation
+    await store.flush()
     assert store.left() == 75
-    store.reserve(75)
+    await store.reserve(75)
     assert store.left() == 0
+    store.close()
 
 
-def test_spending_survives_a_restart_and_open_reservations_count_as_spent(tmp_path: Path) -> None:
+async def test_spending_survives_a_restart_and_open_reservations_count_as_spent(tmp_path: Path) -> None:
     day = ["d1"]
     store = _store(tmp_path, day, all=100)
-    store.settle(store.reserve(30), 30)
-    store.reserve(20)  # in flight when the process dies
+    store.settle_soon(await store.reserve(30), 30)
+    await store.reserve(20)  # in flight when the process dies
     store.close()
     again = _store(tmp_path, day, all=100)
     assert again.left() == 50 and again.spent() == 50
     day[0] = "d2"
     assert again.left() == 100  # a new UTC day
+    again.close()
 
 
-def test_each_key_has_its_own_limit_under_the_global_one(tmp_path: Path) -> None:
+async def test_each_key_has_its_own_limit_under_the_global_one(tmp_path: Path) -> None:
     store = _store(tmp_path, ["d1"], all=100, **{"sk-team-aaaa": 30})
     team = key_scope("sk-team-aaaa")
-    store.reserve(30, team)
+    await store.reserve(30, team)
     with pytest.raises(ApiError, match="API key"):
-        store.reserve(1, team)
-    store.reserve(70, key_scope("sk-other-bbbb"))  # no own limit: only the global one
+        await store.reserve(1, team)
+    await store.reserve(70, key_scope("sk-other-bbbb"))  # no own limit: only the global one
     with pytest.raises(ApiError, match="daily budget"):
-        store.reserve(1, key_scope("sk-other-bbbb"))
+        await store.reserve(1, key_scope("sk-other-bbbb"))
     assert store.left(team) == 0 and store.left() == 0
+    store.close()
 
 
 def test_reservation_is_the_proxys_bound() -> None:

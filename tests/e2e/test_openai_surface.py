@@ -264,6 +264,8 @@ async def test_budget_is_reserved_per_request_and_survives_a_client_restart(tmp_
         await _in_thread(
             net, lambda api: api.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8)
         )
+        assert net.client.spending.budget is not None
+        await net.client.spending.budget.flush()  # the settlement is queued on the store's writer
         left = net.client.budget_left()
         assert left is not None and 0 < 10**15 - left == net.client.counters["spent_nano"]
         await net.client.stop()

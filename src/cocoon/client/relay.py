@@ -63,7 +63,7 @@ async def _reserve(deps: ApiDeps, request: Request, out: Outbound) -> Reservatio
         max_coefficient=out.max_coefficient,
         price_per_token=per_token,
     )
-    return deps.spending.reserve(amount, key_scope_of(request))
+    return await deps.spending.reserve(amount, key_scope_of(request))
 
 
 async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper) -> Response:

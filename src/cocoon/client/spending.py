@@ -23,19 +23,15 @@ class Spending:
     def left(self, scope: str = ALL_KEYS) -> int | None:
         return None if self.budget is None else self.budget.left(scope)
 
-    def reserve(self, amount: int, key_scope: str | None) -> Reservation | None:
-        return None if self.budget is None else self.budget.reserve(amount, key_scope)
-
-    def release(self, reservation: Reservation | None) -> None:
-        if reservation is not None and self.budget is not None:
-            self.budget.settle(reservation, 0)
+    async def reserve(self, amount: int, key_scope: str | None) -> Reservation | None:
+        return None if self.budget is None else await self.budget.reserve(amount, key_scope)
 
     def record(
         self, reservation: Reservation | None, cost_nano: int, receipt: Mapping[str, Any], *, ok: bool = True
     ) -> None:
         """An answer was billed ``cost_nano`` (``ok``: it was not an error answer such as a 400)."""
         if reservation is not None and self.budget is not None:
-            self.budget.settle(reservation, cost_nano)
+            self.budget.settle_soon(reservation, cost_nano)
         self.counters["spent_nano"] += cost_nano
         self.counters["succeeded" if ok else "failed"] += 1
         self.receipts.append({"time": time.time(), "cost_nano": cost_nano, **dict(receipt)})
@@ -44,4 +40,4 @@ class Spending:
         """A request failed; ``billed``: part of it may have been charged (cost unknown: keep it all)."""
         self.counters["failed"] += 1
         if reservation is not None and self.budget is not None:
-            self.budget.settle(reservation, reservation.amount if billed else 0)
+            self.budget.settle_soon(reservation, reservation.amount if billed else 0)
