@@ -162,3 +162,68 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
         before = led._debug_rows()
     with BillingLedger(path) as led:
         assert led._debug_rows() == before
+
+
+PROGRESS_CHILD = r"""
+import sys
+import types
+from pathlib import Path
+
+import cocoon
+
+_pkg = types.ModuleType("cocoon.proxy")
+_pkg.__path__ = [str(Path(cocoon.__file__).parent / "proxy")]
+sys.modules["cocoon.proxy"] = _pkg
+
+from cocoon.proxy.ledger import BillingLedger
+from cocoon.proxy.pricing import PriceParams
+
+PARAMS = PriceParams(price_per_token=2000, worker_fee_per_token=1000)
+ledger = BillingLedger(Path(sys.argv[1]))
+rid = sys.argv[2]
+ledger.reserve(rid, "alice", 10**12, 1.0)
+ledger.assign_worker(rid, "w1", coefficient=1000, params=PARAMS, now=1.0)
+print("ready", flush=True)
+k = 0
+while True:
+    k += 1
+    ledger.record_progress(rid, prompt_tokens=50, completion_tokens=k, now=2.0)
+    print(k, flush=True)  # the proxy relays the next piece only after its progress is on disk
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_answer_charges_the_last_recorded_progress(tmp_path: Path) -> None:
+    """A proxy killed mid-stream: the restart charges what it had durably recorded, never less."""
+    from cocoon.proxy.pricing import TokenCounts, price
+
+    from .helpers import PARAMS
+
+    path = tmp_path / "billing.db"
+    funded_ledger(path, "alice", balance=10**18, stake=10**18).close()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    rng = random.Random(99)
+    billed = 0
+    for round_ in range(3):
+        rid = f"stream{round_}"
+        child = subprocess.Popen(
+            [sys.executable, "-c", PROGRESS_CHILD, str(path), rid], stdout=subprocess.PIPE, env=env
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.05, 0.3))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        seen = [int(x) for x in child.stdout.read().split()]
+        child.stdout.close()
+        last = seen[-1] if seen else 0
+        with BillingLedger(path) as ledger:
+            assert ledger.release_stale(now=10.0, older_than=10.0) == [rid]
+            rec = ledger.request(rid)
+            assert rec is not None and rec.state is RequestState.FAILED and rec.usage is not None
+            # at least the last record the relay saw confirmed, at most the one being written at the kill
+            assert last <= rec.usage.completion <= last + 1, (last, rec.usage)
+            assert rec.charge == price(TokenCounts(prompt=50, completion=rec.usage.completion), 1000, PARAMS)
+            billed += rec.charge.client_cost_nano
+            alice = ledger.client_totals("alice")
+            assert (alice.cost_nano, alice.reserved_nano) == (billed, 0)
