@@ -252,7 +252,9 @@ async def test_attestation_binds_the_nonce(network: LocalNetwork) -> None:
         bad = await http.get(f"{network.base_url}/attestation", params={"nonce": "<script>"})
     assert report["nonce"] == "n-0123456789"
     assert report["proxy"]["verified"]["backend"] == "sim"
-    assert isinstance(report["proxy"]["nonce_bound"], bool)
+    assert report["proxy"]["nonce_bound"] is True, report["proxy"]["nonce_problem"]
+    workers = report["proxy_report"]["workers"]
+    assert len(workers) == 2 and all(w["nonce_bound"] for w in workers)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "nonce"
 
 
