@@ -168,7 +168,10 @@ async def test_one_stream(link: Link) -> None:
     assert events[-1] == wire.ResponseEnd(stream_id=1, usage=USAGE, meta={"worker": "w1"})
 
 
-async def test_many_concurrent_streams_multiplexed(link: Link) -> None:
+async def test_many_concurrent_streams_multiplexed(proxy_node: Node, worker_node: Node) -> None:
+    # Keep-alive and stall limits far above what a loaded CI machine needs: this is about multiplexing.
+    relaxed = net.NetConfig(**{**_fast(), "ping_interval": 10.0, "idle_timeout": 30.0, "stall_timeout": 20.0})
+    link = await open_link(proxy_node, worker_node, config=relaxed)
     link.server_handler.chunk_delay = 0.001
 
     async def one(i: int) -> list[bytes]:
@@ -177,10 +180,14 @@ async def test_many_concurrent_streams_multiplexed(link: Link) -> None:
         assert isinstance(events[-1], wire.ResponseEnd)
         return [e.data for e in events if isinstance(e, wire.ResponseChunk)]
 
-    results = await asyncio.gather(*(one(i) for i in range(100)))
-    for i, chunks in enumerate(results):
-        assert chunks == [f"{i}-{j}".encode() for j in range(20)]
-    assert link.client.statistics()["streams_open"] == 0
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(100)))
+        for i, chunks in enumerate(results):
+            assert chunks == [f"{i}-{j}".encode() for j in range(20)]
+        assert link.client.statistics()["streams_open"] == 0
+    finally:
+        await link.client.aclose()
+        await link.server.aclose()
 
 
 async def test_stream_errors(link: Link) -> None:
