@@ -193,9 +193,7 @@ class ChainSync:
     async def open(self) -> None:
         """Everything before serving (module docstring, steps 1–4); raises instead of serving unsafely."""
         if self._chain is None:
-            if self.settings.local_path is not None:
-                self.settings.local_path.expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self._chain = open_chain(self.settings, clock=time.time)
+            self._chain = open_chain(self.settings, clock=time.time)  # makes missing folders 0700
         self._wallet = WalletClient(self.chain, Wallet(self.wallet_key))
         await self.refresh_root()
         assert self.root_config is not None
