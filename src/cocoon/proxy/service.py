@@ -114,7 +114,7 @@ class Proxy(Service):
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
-        self.config.home.mkdir(parents=True, exist_ok=True)
+        # The store makes the home (and missing parents) 0700 and its files 0600.
         books = self.books = AsyncLedger.open(self.config.home / "proxy-ledger.sqlite")
         stack.push_async_callback(books.aclose)
         # Requests still reserved belong to a previous process that died before settling them: each is
