@@ -315,3 +315,21 @@ async def test_a_proxy_crash_mid_answer_charges_the_recorded_progress_at_restart
         assert record.usage is not None and record.usage.completion >= 16
         assert record.charge.client_cost_nano > 0
         assert restarted.ledger.worker_totals("owner-0").earnings_nano == record.charge.worker_earning_nano
+
+
+async def test_stopping_the_proxy_mid_answer_bills_it_before_the_store_closes(tmp_path: Path) -> None:
+    engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(200)), delay=0.02))
+    async with _network(tmp_path, [engine], cancel_drain_s=0.1) as n:
+        request_id = secrets.token_bytes(32)
+        out = await _open(n, _body(), request_id=request_id)
+        for _ in range(4):  # head and three deltas
+            await anext(out)
+        path = n.ledger.path
+        await n.proxy.stop()
+        with contextlib.suppress(net.NetError):
+            await _drain(out)
+    with BillingLedger(path) as ledger:
+        record = ledger.request(request_id.hex())
+        assert record is not None and record.state is RequestState.FAILED
+        assert record.usage is not None and record.usage.completion >= 3
+        assert ledger.client_totals(CLIENT).reserved_nano == 0
