@@ -118,7 +118,9 @@ class _Worker(net.NullHandler):
         self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         if method == "attestation":
-            return answer_challenge(self.identity, params, now=int(time.time()), claims={"role": "worker"})
+            return await answer_challenge(
+                self.identity, params, now=int(time.time()), claims={"role": "worker"}
+            )
         return await super().on_query(conn, method, params)
 
 

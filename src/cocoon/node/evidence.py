@@ -36,6 +36,7 @@ __all__ = [
     "DOMAIN",
     "EvidenceError",
     "answer_challenge",
+    "asign_evidence",
     "challenge_nonce",
     "check_evidence",
     "collect_evidence",
@@ -89,7 +90,14 @@ def sign_evidence(
     return {"claims": signed, "signature": signature.hex()}
 
 
-def answer_challenge(
+async def asign_evidence(
+    identity: tee.NodeIdentity, *, nonce: str, now: int, claims: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`sign_evidence` off the event loop (a TDX quote is a configfs-tsm round trip)."""
+    return await asyncio.to_thread(sign_evidence, identity, nonce=nonce, now=now, claims=claims)
+
+
+async def answer_challenge(
     identity: tee.NodeIdentity,
     params: Mapping[str, Any],
     *,
@@ -97,7 +105,8 @@ def answer_challenge(
     claims: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A node's answer to an ``attestation`` query: ``{"evidence": ...}`` for the asked nonce."""
-    return {"evidence": sign_evidence(identity, nonce=challenge_nonce(params), now=now, claims=claims)}
+    nonce = challenge_nonce(params)
+    return {"evidence": await asign_evidence(identity, nonce=nonce, now=now, claims=claims)}
 
 
 async def collect_evidence(

@@ -397,7 +397,9 @@ class _ProxyLinkHandler:
         if method == "attestation" and self.worker.trust is not None:
             # Fresh evidence for the app's nonce, signed by the key this link attested.
             claims = {"role": "worker", "model": self.worker.engine.model_name}
-            return answer_challenge(self.worker.trust.identity, params, now=int(time.time()), claims=claims)
+            return await answer_challenge(
+                self.worker.trust.identity, params, now=int(time.time()), claims=claims
+            )
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
