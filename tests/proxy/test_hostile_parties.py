@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from cocoon import net, wire
 from cocoon.client import Client, ClientConfig
 from cocoon.inference import Script, ScriptedEngine, Usage
@@ -333,3 +335,18 @@ async def test_stopping_the_proxy_mid_answer_bills_it_before_the_store_closes(tm
         assert record is not None and record.state is RequestState.FAILED
         assert record.usage is not None and record.usage.completion >= 3
         assert ledger.client_totals(CLIENT).reserved_nano == 0
+
+
+async def test_an_app_closing_its_http_stream_at_finish_reason_pays_the_prompt(tmp_path: Path) -> None:
+    parts = (_content("Hello"), _content(" world"), FINISH, _usage_chunk(34, 2), b"data: [DONE]\n\n")
+    engine = ScriptedEngine(Script(raw=parts, delay=0.05))
+    async with _network(tmp_path, [engine]) as n, httpx.AsyncClient(timeout=20) as http:
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        async with http.stream("POST", f"{n.client.base_url}/chat/completions", json=chat) as reply:
+            async for line in reply.aiter_lines():
+                if "finish_reason" in line and '"stop"' in line:
+                    break  # the app has what it wanted and hangs up
+        async with asyncio.timeout(10):
+            while n.ledger.client_totals(CLIENT).reserved_nano or not n.ledger.client_totals(CLIENT).tokens:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert n.ledger.client_totals(CLIENT).tokens == 34 + 2  # prompt and completion, coefficient 1×
