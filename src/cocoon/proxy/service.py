@@ -26,7 +26,7 @@ from typing import Any
 
 from cocoon import net, wire
 from cocoon.chain import Chain, RootConfig
-from cocoon.node.evidence import challenge_nonce, collect_evidence, sign_evidence
+from cocoon.node.evidence import asign_evidence, challenge_nonce, collect_evidence
 from cocoon.node.receipt import countersign
 from cocoon.node.service import Service
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
@@ -482,7 +482,7 @@ class _ClientSide(net.NullHandler):
         }
         if proxy.trust is not None:
             claims = {"role": "proxy", "workers": sorted(evidence)}
-            report["evidence"] = sign_evidence(
+            report["evidence"] = await asign_evidence(
                 proxy.trust.identity, nonce=nonce, now=int(time.time()), claims=claims
             )
         return report
