@@ -459,3 +459,38 @@ async def test_root_binds_each_model_hash_to_one_name(world):
             root_body(Op.ADD_MODEL_TYPE, hash=h8, name=bad)
     with pytest.raises(MessageError, match="needs the name"):
         root_body(Op.ADD_MODEL_TYPE, hash=h8)
+
+
+def test_root_data_with_a_malformed_model_name_is_refused():
+    from pytoniq_core import HashMap
+
+    from cocoon.chain.messages import RootState, parse_root_state
+
+    owner = net.Address("0:" + "11" * 32)
+    good = RootState.init_data(owner, net.default_params(), models={b"\x01" * 32: "ok"})
+    assert parse_root_state(good).models == {b"\x01" * 32: "ok"}
+    for value in (
+        begin_cell().store_uint(2, 8).store_bytes(b"\xff\xfe"),  # not UTF-8
+        begin_cell().store_uint(2, 8).store_bytes(b"ok").store_uint(1, 1),  # trailing bits
+        begin_cell().store_uint(3, 8).store_bytes(b"a\nb"),  # a control character
+        begin_cell(),  # the old layout: no name
+    ):
+        hm = HashMap(256, value_serializer=lambda v, b: b.store_cell(v))
+        hm.set_int_key(1, value.end_cell())
+        data = good.begin_parse()
+        root = data.load_address()
+        version = data.load_uint(32)
+        inner = data.load_ref().begin_parse()
+        params = data.load_ref()
+        rebuilt = (
+            begin_cell()
+            .store_maybe_ref(inner.load_maybe_ref())
+            .store_maybe_ref(inner.load_maybe_ref())
+            .store_uint(inner.load_uint(32), 32)
+            .store_maybe_ref(inner.load_maybe_ref())
+            .store_maybe_ref(hm.serialize())
+            .end_cell()
+        )
+        bad = begin_cell().store_address(root).store_uint(version, 32).store_ref(rebuilt).store_ref(params)
+        with pytest.raises(MessageError):
+            parse_root_state(bad.end_cell())
