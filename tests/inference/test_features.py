@@ -84,6 +84,7 @@ def test_tools_and_choice_are_parsed() -> None:
             "tool_choice",
         ),
         ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [], "tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "xml"}}, "response_format"),
         ({"response_format": {"type": "json_schema", "json_schema": {"schema": 3}}}, "response_format"),
         ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format"),

@@ -130,6 +130,8 @@ def _tools(body: Mapping[str, Any]) -> tuple[tuple[ToolSpec, ...], str]:
             raise InvalidRequest(f"tool_choice names an unknown function {mode!r}", param="tool_choice")
     else:
         raise InvalidRequest("'tool_choice' must be none, auto, required or a function", param="tool_choice")
+    if mode == "required" and not tools:
+        raise InvalidRequest("'tool_choice' required needs at least one tool", param="tool_choice")
     if mode == "none" or not tools:
         return (), "auto"
     if body.get("parallel_tool_calls") not in (None, True, False):
