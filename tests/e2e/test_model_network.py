@@ -143,5 +143,7 @@ async def test_curl_style_stream_is_sse_with_done(model_network: LocalNetwork) -
         raw = b"".join([part async for part in reply.aiter_bytes()])
     events = [e for e in raw.split(b"\n\n") if e.strip()]
     assert events[-1] == b"data: [DONE]"
-    usage_events = [json.loads(e[6:]) for e in events[:-1] if b'"usage":{' in e]
-    assert usage_events and usage_events[-1]["usage"]["completion_tokens"] > 0
+    # As OpenAI: no usage chunk unless stream_options.include_usage asks; the cost is in a comment.
+    assert not [e for e in events if b'"usage":{' in e]
+    comment = next(e for e in events if e.startswith(b": cocoon "))
+    assert json.loads(comment[len(b": cocoon ") :])["cost_nano"] > 0
