@@ -56,9 +56,9 @@ class _FakeProxy:
         worker = {
             "worker_id": "w0",
             "attestation": {"public_key": self.worker.public_key.hex()},
-            **answer_challenge(self.worker, asked, now=now),
+            **(await answer_challenge(self.worker, asked, now=now)),
         }
-        return {**answer_challenge(self.signer, asked, now=now), "workers": [worker]}
+        return {**(await answer_challenge(self.signer, asked, now=now)), "workers": [worker]}
 
     def attestation_policy(self) -> tee.AttestationPolicy | None:
         return None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from cocoon import net
+from cocoon import net, tee
 from cocoon.client.ports import ProxyAccess
 from cocoon.node.evidence import EvidenceError, check_evidence, verify_evidence
 from cocoon.oai import ApiError, ErrorKind
@@ -53,7 +53,11 @@ def _verified_json(link: net.NodeConnection) -> dict[str, Any]:
     return verified if isinstance(verified, dict) else {}
 
 
-def _worker_entries(report: Mapping[str, Any], nonce: str, now: float) -> list[dict[str, Any]]:
+def _worker_entries(
+    report: Mapping[str, Any], nonce: str, now: float, policy: tee.AttestationPolicy | None
+) -> list[dict[str, Any]]:
+    """Each worker's evidence, checked with the key the proxy reported and, where the policy needs
+    one, a fresh quote from the image the proxy reported (so the hardware vouches, not the proxy)."""
     out = []
     for worker in report.get("workers") or []:
         if not isinstance(worker, Mapping):
@@ -61,7 +65,15 @@ def _worker_entries(report: Mapping[str, Any], nonce: str, now: float) -> list[d
         entry = dict(worker)
         attestation = worker.get("attestation")
         key = attestation.get("public_key") if isinstance(attestation, Mapping) else None
-        ok, why = check_evidence(worker.get("evidence"), nonce=nonce, public_key_hex=str(key or ""), now=now)
+        image = attestation.get("image_hash") if isinstance(attestation, Mapping) else None
+        ok, why = check_evidence(
+            worker.get("evidence"),
+            nonce=nonce,
+            public_key_hex=str(key or ""),
+            now=now,
+            policy=policy,
+            attested_image_hex=image if isinstance(image, str) else None,
+        )
         entry["nonce_bound"], entry["nonce_problem"] = ok, why
         out.append(entry)
     return out
@@ -83,7 +95,7 @@ async def attestation_report(proxy: ProxyAccess, nonce: str | None) -> dict[str,
     verified = _verified_json(link)
     ok, why = _proxy_evidence(proxy, answer, verified, nonce, now)
     report = dict(answer)
-    report["workers"] = _worker_entries(answer, nonce, now)
+    report["workers"] = _worker_entries(answer, nonce, now, proxy.attestation_policy())
     return {
         "nonce": nonce,
         "proxy": {

@@ -179,16 +179,25 @@ def _check_quote(
         raise EvidenceError("the fresh quote comes from another image than the attested certificate")
 
 
-def check_evidence(evidence: object, *, nonce: str, public_key_hex: str, now: float) -> tuple[bool, str]:
+def check_evidence(
+    evidence: object,
+    *,
+    nonce: str,
+    public_key_hex: str,
+    now: float,
+    policy: tee.AttestationPolicy | None = None,
+    attested_image_hex: str | None = None,
+) -> tuple[bool, str]:
     """:func:`verify_evidence` as (ok, problem) for reports that show rather than raise."""
     try:
         key = bytes.fromhex(public_key_hex)
+        image = bytes.fromhex(attested_image_hex) if attested_image_hex else None
         if len(key) != 32:
             raise ValueError("not an Ed25519 key")
     except ValueError:
         return False, "no attested key to check the evidence with"
     try:
-        verify_evidence(evidence, nonce=nonce, public_key=key, now=now)
+        verify_evidence(evidence, nonce=nonce, public_key=key, now=now, policy=policy, attested_image=image)
     except EvidenceError as exc:
         return False, str(exc)
     return True, ""
