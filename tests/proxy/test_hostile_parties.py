@@ -9,86 +9,18 @@ import contextlib
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cocoon import net, wire
-from cocoon.client import Client, ClientConfig
 from cocoon.inference import Script, ScriptedEngine, Usage
 from cocoon.node.trust import TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.bill import prompt_estimate
 from cocoon.proxy.ledger import BillingLedger, RequestRecord, RequestState
-from cocoon.worker import Worker, WorkerConfig
-
-MODEL = "scripted-model"
-CLIENT = "app"
-
-
-@dataclass
-class Net:
-    proxy: Proxy
-    workers: list[Worker]
-    client: Client
-
-    @property
-    def link(self) -> net.NodeConnection:
-        return self.client.links()[0]
-
-    @property
-    def ledger(self) -> BillingLedger:
-        assert self.proxy.ledger is not None
-        return self.proxy.ledger
-
-
-@contextlib.asynccontextmanager
-async def _network(tmp_path: Path, engines: Sequence[ScriptedEngine], **proxy: Any) -> AsyncIterator[Net]:
-    tee = TeeSettings(sim_home=tmp_path)
-    config = ProxyConfig(
-        home=tmp_path / "proxy", worker_port=0, client_port=0, stats_port=0, test_credit_nano=10**15, tee=tee
-    )
-    p = Proxy(config.model_copy(update=proxy))
-    await p.start()
-    workers = [
-        Worker(
-            WorkerConfig(
-                home=tmp_path / f"worker-{i}",
-                proxies=[f"127.0.0.1:{p.worker_port}"],
-                health_port=0,
-                owner_address=f"owner-{i}",
-                tee=tee,
-            ),
-            engine=engine,
-        )
-        for i, engine in enumerate(engines)
-    ]
-    client = Client(
-        ClientConfig(
-            home=tmp_path / "client",
-            http_port=0,
-            proxies=[f"127.0.0.1:{p.client_port}"],
-            owner_address=CLIENT,
-            tee=tee,
-        )
-    )
-    try:
-        for w in workers:
-            await w.start()
-        await client.start()
-        async with asyncio.timeout(20):
-            await asyncio.gather(*(w.wait_connected() for w in workers), client.wait_connected())
-            while len(p.registry.records()) < len(workers):  # noqa: ASYNC110 - no registry event
-                await asyncio.sleep(0.02)
-        yield Net(p, workers, client)
-    finally:
-        await client.stop()
-        for w in workers:
-            await w.stop(drain=False)
-        await p.stop()
+from tests.proxy.netkit import CLIENT, MODEL, Net, network
 
 
 def _body(text: str = "tell me a story", **extra: Any) -> bytes:
@@ -153,7 +85,7 @@ async def test_a_worker_claiming_more_than_max_tokens_is_billed_max_tokens_and_t
     liar = ScriptedEngine(
         Script(chunks=20, chunk_bytes=64, usage=Usage(prompt_tokens=20, completion_tokens=5000))
     )
-    async with _network(tmp_path, [liar]) as n:
+    async with network(tmp_path, [liar]) as n:
         request_id = secrets.token_bytes(32)
         events = await _drain(await _open(n, _body(), request_id=request_id, max_tokens=100))
         assert isinstance(events[-1], wire.ResponseEnd)
@@ -172,7 +104,7 @@ async def test_a_bill_within_every_audit_bound_still_never_exceeds_the_reservati
     # A prompt inside the audit's bound (body bytes + slack) plus max_tokens: more than was reserved.
     claim = Usage(prompt_tokens=len(body) + 200, completion_tokens=100)
     worker = ScriptedEngine(Script(chunks=20, chunk_bytes=64, usage=claim))
-    async with _network(tmp_path, [worker]) as n:
+    async with network(tmp_path, [worker]) as n:
         request_id = secrets.token_bytes(32)
         await _drain(await _open(n, body, request_id=request_id, max_tokens=100))
         record = await _finished(n, request_id)
@@ -185,7 +117,7 @@ async def test_a_bill_within_every_audit_bound_still_never_exceeds_the_reservati
 
 async def test_a_request_id_in_flight_or_answered_is_refused_before_any_worker(tmp_path: Path) -> None:
     engine = ScriptedEngine(Script(chunks=5, delay=0.02))
-    async with _network(tmp_path, [engine]) as n:
+    async with network(tmp_path, [engine]) as n:
         request_id = secrets.token_bytes(32)
         first, second = await asyncio.gather(
             _open(n, _body(), request_id=request_id), _open(n, _body(), request_id=request_id)
@@ -209,7 +141,7 @@ async def test_a_request_id_in_flight_or_answered_is_refused_before_any_worker(t
 async def test_hanging_up_at_finish_reason_pays_the_whole_answer_with_its_prompt(tmp_path: Path) -> None:
     parts = (_content("Hello"), _content(" world"), FINISH, _usage_chunk(34, 2), b"data: [DONE]\n\n")
     engine = ScriptedEngine(Script(raw=parts, delay=0.05))  # the usage arrives after the app left
-    async with _network(tmp_path, [engine]) as n:
+    async with network(tmp_path, [engine]) as n:
         request_id = secrets.token_bytes(32)
         out = await _open(n, _body(), request_id=request_id)
         async for event in out:
@@ -225,7 +157,7 @@ async def test_hanging_up_at_finish_reason_pays_the_whole_answer_with_its_prompt
 async def test_stopping_generation_pays_the_prompt_consumed_and_the_tokens_delivered(tmp_path: Path) -> None:
     parts = tuple(_content(f"word{i} ") for i in range(40))
     engine = ScriptedEngine(Script(raw=parts, delay=0.05))
-    async with _network(tmp_path, [engine], cancel_drain_s=0.2) as n:
+    async with network(tmp_path, [engine], cancel_drain_s=0.2) as n:
         request_id = secrets.token_bytes(32)
         body = _body("a question of some length for the prompt estimate")
         out = await _open(n, body, request_id=request_id)
@@ -253,7 +185,7 @@ async def test_six_stop_generating_disconnects_suspend_no_worker(tmp_path: Path)
     engines = [
         ScriptedEngine(Script(raw=tuple(_content("x") for _ in range(50)), delay=0.02)) for _ in range(2)
     ]
-    async with _network(tmp_path, engines, cancel_drain_s=0.05) as n:
+    async with network(tmp_path, engines, cancel_drain_s=0.05) as n:
         for _ in range(6):
             request_id = secrets.token_bytes(32)
             out = await _open(n, _body(), request_id=request_id)
@@ -288,7 +220,7 @@ def _snapshot(source: Path, target: Path) -> None:
 
 async def test_a_proxy_crash_mid_answer_charges_the_recorded_progress_at_restart(tmp_path: Path) -> None:
     engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(60)), delay=0.02))
-    async with _network(tmp_path, [engine], progress_every_tokens=8, progress_every_s=60) as n:
+    async with network(tmp_path, [engine], progress_every_tokens=8, progress_every_s=60) as n:
         request_id = secrets.token_bytes(32)
         out = await _open(n, _body(), request_id=request_id)
         async with asyncio.timeout(10):
@@ -321,7 +253,7 @@ async def test_a_proxy_crash_mid_answer_charges_the_recorded_progress_at_restart
 
 async def test_stopping_the_proxy_mid_answer_bills_it_before_the_store_closes(tmp_path: Path) -> None:
     engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(200)), delay=0.02))
-    async with _network(tmp_path, [engine], cancel_drain_s=0.1) as n:
+    async with network(tmp_path, [engine], cancel_drain_s=0.1) as n:
         request_id = secrets.token_bytes(32)
         out = await _open(n, _body(), request_id=request_id)
         for _ in range(4):  # head and three deltas
@@ -340,7 +272,7 @@ async def test_stopping_the_proxy_mid_answer_bills_it_before_the_store_closes(tm
 async def test_an_app_closing_its_http_stream_at_finish_reason_pays_the_prompt(tmp_path: Path) -> None:
     parts = (_content("Hello"), _content(" world"), FINISH, _usage_chunk(34, 2), b"data: [DONE]\n\n")
     engine = ScriptedEngine(Script(raw=parts, delay=0.05))
-    async with _network(tmp_path, [engine]) as n, httpx.AsyncClient(timeout=20) as http:
+    async with network(tmp_path, [engine]) as n, httpx.AsyncClient(timeout=20) as http:
         chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
         async with http.stream("POST", f"{n.client.base_url}/chat/completions", json=chat) as reply:
             async for line in reply.aiter_lines():
