@@ -147,3 +147,34 @@ async def test_the_proxy_collects_each_workers_evidence_for_the_apps_nonce(
     finally:
         await proxy_side.aclose()
         await worker_side.aclose()
+
+
+def test_check_evidence_verifies_the_quote_when_given_a_policy(platform: tee.SimPlatform) -> None:
+    worker, proxy = _node(platform, "cocoon-worker"), _node(platform, "cocoon-proxy")
+    assert worker.image_hash is not None and proxy.image_hash is not None
+    now = int(time.time())
+    evidence = sign_evidence(worker, nonce="n", now=now)
+    policy = tee.AttestationPolicy.sim(platform)
+    key = worker.public_key.hex()
+    good = check_evidence(
+        evidence,
+        nonce="n",
+        public_key_hex=key,
+        now=now,
+        policy=policy,
+        attested_image_hex=worker.image_hash.hex(),
+    )
+    assert good == (True, "")
+    ok, why = check_evidence(
+        evidence,
+        nonce="n",
+        public_key_hex=key,
+        now=now,
+        policy=policy,
+        attested_image_hex=proxy.image_hash.hex(),
+    )
+    assert not ok and "another image" in why
+    unquoted = {k: v for k, v in evidence["claims"].items() if k != "quote"}
+    bare = {"claims": unquoted, "signature": worker.private_key.sign(DOMAIN + _canonical(unquoted)).hex()}
+    ok, why = check_evidence(bare, nonce="n", public_key_hex=key, now=now, policy=policy)
+    assert not ok and "needs a fresh quote" in why
