@@ -14,6 +14,7 @@ from cocoon.chain.messages import (
     ExitCode,
     Op,
     parse_proxy_state,
+    parse_root_state,
     parse_worker_state,
     root_body,
 )
@@ -444,7 +445,7 @@ async def test_root_binds_each_model_hash_to_one_name(world):
     for name_bits in (
         begin_cell().store_uint(0, 8),  # empty name
         begin_cell().store_uint(5, 8).store_bytes(b"abc"),  # length lies
-        begin_cell().store_uint(65, 8).store_bytes(b"x" * 65),  # too long
+        begin_cell().store_uint(81, 8).store_bytes(b"x" * 81),  # too long
         begin_cell(),  # no name at all (the old layout)
     ):
         body = begin_cell().store_uint(Op.ADD_MODEL_TYPE, 32).store_uint(0, 64).store_bytes(h8)
@@ -454,7 +455,7 @@ async def test_root_binds_each_model_hash_to_one_name(world):
             )
             net.ensure_success(trace, world.root)
     assert (await net.fetch_root_config(world.chain, world.root)).version == cfg.version
-    for bad in ("", " padded", "x" * 65, "tab\there", 42):
+    for bad in ("", " padded", "x" * 81, "é" * 41, "tab\there", 42):
         with pytest.raises(MessageError):
             root_body(Op.ADD_MODEL_TYPE, hash=h8, name=bad)
     with pytest.raises(MessageError, match="needs the name"):
@@ -494,3 +495,23 @@ def test_root_data_with_a_malformed_model_name_is_refused():
         bad = begin_cell().store_address(root).store_uint(version, 32).store_ref(rebuilt).store_ref(params)
         with pytest.raises(MessageError):
             parse_root_state(bad.end_cell())
+
+
+async def test_the_longest_model_name_fits_a_single_entry_root(tmp_path):
+    """80 bytes is the bound: it fits the allow message and the leaf of a one-entry dict (the longest
+    label), both when the contract stores it and when the Python side builds the initial data."""
+    longest = "org/" + "m" * 76
+    chain = LocalChain(tmp_path / "c.sqlite")
+    h = await net.bootstrap_local_network(
+        chain,
+        owner=KeyPair.generate(),
+        proxy_image_hashes=[],
+        worker_image_hashes=[],
+        models={},
+        proxy_addresses=[],
+    )
+    await net.send_root_op(h.owner, h.root, Op.ADD_MODEL_TYPE, hash=b"\xff" * 32, name=longest)
+    assert (await net.fetch_root_config(chain, h.root)).models == {b"\xff" * 32: longest}
+    built = net.root_contract(h.owner.address, h.config.params, models={b"\x01" * 32: longest})
+    assert parse_root_state(built.data).models == {b"\x01" * 32: longest}
+    chain.close()

@@ -19,7 +19,7 @@ say, we decided and the contracts (``contracts/*.tolk``) implement exactly what 
 * root register/update proxy store ``type:1 len:7 bytes[len]`` where the bytes are the proxy's address
   string (``host:port``); change params ``0x022fa189 qid ^params``; change owner ``0xc4a1ae54 qid addr``;
 * root allow model ``0xc146134d qid hash:256 len:8 name[len]``: each allowed model hash is bound to
-  the name workers serve it under (1..64 bytes of UTF-8); ``model_hashes`` maps hash → ``len:8 name``.
+  the name workers serve it under (1..80 bytes of UTF-8); ``model_hashes`` maps hash → ``len:8 name``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ STATE_CLOSED = 2
 
 MAX_COINS = (1 << 120) - 1
 MAX_PROXY_ADDRESS_BYTES = 127
-MAX_MODEL_NAME_BYTES = 64  # root.tolk checks the same bound
+MAX_MODEL_NAME_BYTES = 80  # root.tolk checks the same bound (the allow message fits no more)
 
 
 class Op(IntEnum):
@@ -275,7 +275,7 @@ def _proxy_info(address: str) -> Cell:
 
 
 def check_model_name(name: object) -> str:
-    """A served model name as the root binds it: 1..64 bytes of UTF-8, printable, no outer spaces."""
+    """A served model name as the root binds it: 1..80 bytes of UTF-8, printable, no outer spaces."""
     if not isinstance(name, str):
         raise MessageError(f"a model name must be a string, not {type(name).__name__}")
     size = len(name.encode())
