@@ -97,6 +97,9 @@ async def test_a_worker_claiming_more_than_max_tokens_is_billed_max_tokens_and_t
         assert capped.claimed is not None and capped.claimed.completion == 5000
         assert any("max_tokens" in reason for reason in capped.reasons)
         assert n.proxy.statistics()["capped"][0]["request_id"] == request_id.hex()
+        (kept,) = n.ledger.capped_answers()  # the store keeps the evidence with the settlement
+        assert kept.request_id == request_id.hex() and kept.claimed.completion == 5000
+        assert kept.billable.completion == 100
 
 
 async def test_a_bill_within_every_audit_bound_still_never_exceeds_the_reservation(tmp_path: Path) -> None:

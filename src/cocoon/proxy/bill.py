@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cocoon.proxy.metering import AuditResult, RelayTally, UsageAudit
 from cocoon.proxy.pricing import MAX_TOKENS, Charge, PriceParams, TokenCounts, price, price_within
@@ -48,7 +48,7 @@ class Bill:
     complete: bool  # the answer ended normally (else: cut off)
     claimed: TokenCounts | None  # what the worker reported, if it did
     over_reported: bool  # the claim exceeded what was relayed: the worker's fault
-    audit: AuditResult | None  # the relay audit of the claim (the store keeps it as evidence when it capped)
+    audit: AuditResult | None  # the audit of the claim; when any cap bit, marked capped (the store keeps it)
     capped: tuple[str, ...]  # why the claim was cut down (empty: billed as claimed)
 
     @property
@@ -59,16 +59,23 @@ class Bill:
 def bill_complete(claimed: TokenCounts, tally: RelayTally, terms: Terms, audit: UsageAudit) -> Bill:
     """An answer that ended with the worker's usage: billed as claimed, within the three caps."""
     result = audit.check(claimed, tally, request_bytes=terms.request_bytes)
-    usage, reasons = _cap(result.billable, terms, list(result.reasons))
+    usage, reasons = _cap(result.billable, terms, list(result.reasons) if result.billable != claimed else [])
     return Bill(
         usage=usage,
         charge=price(usage, terms.coefficient, terms.params),
         complete=True,
         claimed=claimed,
         over_reported=result.over_reported,
-        audit=result,
+        audit=_evidence(result, usage, reasons),
         capped=tuple(reasons),
     )
+
+
+def _evidence(result: AuditResult, billed: TokenCounts, reasons: list[str]) -> AuditResult:
+    """The audit as the store keeps it: any cap (relay bound, max_tokens, reservation) is evidence."""
+    if not reasons:
+        return result
+    return replace(result, billable=billed, over_reported=True, reasons=tuple(reasons))
 
 
 def bill_cut_off(
