@@ -370,3 +370,11 @@ def test_prompt_estimate_reads_only_message_text_and_never_fails() -> None:
     }
     assert prompt_estimate(json.dumps(body).encode()) == 3 + 2 * 3
     assert prompt_estimate(json.dumps({"prompt": "x" * 40}).encode()) == 10
+
+
+def test_an_under_report_is_billed_as_claimed_and_is_not_a_cap() -> None:
+    a = _attempt()
+    _streaming(a, *"abcdef")
+    [settle] = a.event(_end(prompt=10, completion=1), 5.0)
+    assert isinstance(settle, Settle)
+    assert settle.bill.usage == TokenCounts(prompt=10, completion=1) and settle.bill.capped == ()
