@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -73,7 +74,7 @@ class Client(Service):
         return self.spending.counters
 
     @property
-    def receipts(self) -> Any:
+    def receipts(self) -> deque[dict[str, Any]]:
         return self.spending.receipts
 
     @property
