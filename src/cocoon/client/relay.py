@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,12 +98,25 @@ async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper
     headers = {k: v for k, v in first.headers if k.lower() not in _HOP_HEADERS}
     if not out.stream or first.status >= 400:
         return await answer.collect(first.status, headers, request, shaper)
+    # Start the relay now, so its clean-up (cancel upstream, settle the budget) runs even if the
+    # app hangs up before the response body is ever pulled.
+    relay = answer.relay(shaper)
+    opening = await anext(relay)
     return StreamingResponse(
-        answer.relay(shaper),
+        _after(opening, relay),
         status_code=first.status,
         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         media_type="text/event-stream",
     )
+
+
+async def _after(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for part in rest:
+            yield part
+    finally:
+        await rest.aclose()
 
 
 async def _next_event(events: AsyncIterator[wire.Message], timeout: float) -> wire.Message:
@@ -212,7 +225,7 @@ class _Answer:
         headers["x-cocoon-adjusted-tokens"] = str(cost.get("adjusted_tokens", 0))
         return Response(content, status_code=status, headers=headers, media_type="application/json")
 
-    async def relay(self, shaper: Shaper) -> AsyncIterator[bytes]:
+    async def relay(self, shaper: Shaper) -> AsyncGenerator[bytes]:
         finished = False
         delivered = hashlib.sha256()
         try:
