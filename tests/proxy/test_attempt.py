@@ -378,3 +378,28 @@ def test_an_under_report_is_billed_as_claimed_and_is_not_a_cap() -> None:
     [settle] = a.event(_end(prompt=10, completion=1), 5.0)
     assert isinstance(settle, Settle)
     assert settle.bill.usage == TokenCounts(prompt=10, completion=1) and settle.bill.capped == ()
+
+
+def test_a_json_body_cut_by_the_hang_up_is_billed_as_cut_off_and_blames_nobody() -> None:
+    a = _attempt()
+    a.begin_try("w1", 1000, now=0.0)
+    a.event(
+        wire.ResponseHead(stream_id=SID, status=200, headers=(("content-type", "application/json"),)), 0.5
+    )
+    a.event(wire.ResponseChunk(stream_id=SID, data=b'{"choices": [{"message": {"content": "Hel'), 1.0)
+    a.app_cancelled(1.1)
+    a.event(wire.ResponseChunk(stream_id=SID, data=b'lo"}}]}'), 1.2)
+    [settle] = a.event(_end(prompt=10, completion=90), 1.3)
+    assert isinstance(settle, Settle) and not settle.bill.complete
+    assert settle.bill.usage.prompt == 10
+    assert _of(a.settled(1.4), Report)[0].verdict is Verdict.NEUTRAL
+
+
+def test_an_over_report_after_the_app_left_is_capped_but_not_blamed() -> None:
+    a = _attempt()
+    _streaming(a, "ab")
+    a.app_cancelled(2.0)
+    effects = a.event(_end(prompt=10, completion=90), 2.1)
+    settle = effects[-1]
+    assert isinstance(settle, Settle) and settle.bill.usage.completion < 90
+    assert _of(a.settled(2.2), Report)[0].verdict is Verdict.OK

@@ -203,6 +203,7 @@ class _Try:
     tally: RelayTally = field(default_factory=RelayTally)
     drained: RelayTally = field(default_factory=RelayTally)  # what arrived after the app left
     missed: bool = False  # content arrived after the app left (it did not get the whole answer)
+    streamed: bool = False  # the answer is an SSE stream (else one JSON body)
     app_left: bool = False
     why: str = ""  # why the answer was cut off
     bill: Bill | None = None
@@ -322,6 +323,9 @@ class Attempt:
             return self.lost("sent a second head", now)
         t = self._current()
         self.phase = Phase.RELAYING
+        t.streamed = any(
+            k.lower() == "content-type" and v.startswith("text/event-stream") for k, v in head.headers
+        )
         ttft = max(now - t.started, 0.0)
         return [FirstByte(t.worker_id, t.coefficient, ttft), RelayHead(head.status, head.headers)]
 
@@ -330,8 +334,10 @@ class Attempt:
         if self.phase is Phase.DRAINING:
             # Only content the app never got makes the answer cut off; the usage chunk and [DONE]
             # that follow a finish_reason carry none.
+            # A body that is not a stream was cut wherever the app left; a stream only if content came.
             t.drained.feed(data)
-            t.missed = t.missed or t.drained.text_bytes > 0 or t.drained.tool_calls > 0
+            content = t.drained.text_bytes > 0 or t.drained.tool_calls > 0
+            t.missed = t.missed or (bool(data) and not t.streamed) or content
             return []
         if self.phase is not Phase.RELAYING:
             return self.lost("sent a chunk before its head", now)
@@ -436,10 +442,10 @@ class Attempt:
         usage = _wire_usage(bill.usage)
         if not bill.complete:
             verdict = Verdict.NEUTRAL if t.app_left else Verdict.FAILED
-            report = self._report(Verdict.MISMATCH if bill.over_reported else verdict, 0, now)
+            report = self._report(self._blame(bill, verdict), 0, now)
             result = Result.CANCELLED if t.app_left else Result.FAILED
             return [report, *self._done(result, SendError(wire.ErrorCode.UNAVAILABLE, t.why, usage))]
-        verdict = Verdict.MISMATCH if bill.over_reported else Verdict.OK
+        verdict = self._blame(bill, Verdict.OK)
         meta = {
             **dict(t.worker_meta),
             "cost_nano": bill.charge.client_cost_nano,
@@ -469,6 +475,11 @@ class Attempt:
         return [report, *self._done(Result.CANCELLED if t.app_left else Result.FAILED, error)]
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _blame(self, bill: Bill, verdict: Verdict) -> Verdict:
+        """An over-report is the worker's fault only when the app saw the whole relay: after it left,
+        what was relayed is not the whole answer, so the audit's bound is no evidence against it."""
+        return Verdict.MISMATCH if bill.over_reported and not self._current().app_left else verdict
 
     def _terms(self, t: _Try) -> Terms:
         return Terms(

@@ -112,9 +112,9 @@ class Relay:
         audit: UsageAudit | None = None,
     ) -> None:
         self.registry = registry
-        self._links = links
-        self._books = books
-        self._payee = payee
+        self.links = links
+        self.books = books
+        self.payee = payee
         self._params = params
         self._on_paid = on_paid
         self._sign = sign_receipt
@@ -159,7 +159,7 @@ class Relay:
         """Hold the request's funds; False (and the client told why) when the store refuses."""
         request = run.stream.request
         try:
-            await self._books().reserve(run.key, client, run.reserved, time.time(), model=request.model)
+            await self.books().reserve(run.key, client, run.reserved, time.time(), model=request.model)
         except perr.RequestConflict:  # the store knows this id: it was answered (or ended) before
             refusal: perr.ProxyError = perr.DuplicateRequest(run.key, "was already answered")
         except perr.ProxyError as exc:
@@ -209,7 +209,7 @@ class Relay:
     async def _release(self, key: str) -> None:
         """Free a request's reserved funds; if the store refuses now, retry before later requests."""
         try:
-            await asyncio.shield(self._books().release(key, now=time.time()))
+            await asyncio.shield(self.books().release(key, now=time.time()))
         except perr.UnknownRequest:
             pass  # never reserved (refused, or cancelled before the store saw it)
         except perr.LedgerError as exc:
@@ -219,7 +219,7 @@ class Relay:
     async def _retry_releases(self) -> None:
         for key in sorted(self._unreleased):
             try:
-                await self._books().release(key, now=time.time())
+                await self.books().release(key, now=time.time())
             except perr.UnknownRequest:
                 pass
             except perr.LedgerError:
@@ -257,8 +257,8 @@ class Relay:
     async def write_bill(self, key: str, effect: Settle) -> bool:
         """Write one bill durably; False if our own store refused it."""
         bill = effect.bill
-        owner = self._payee(effect.worker_id)
-        books = self._books()
+        owner = self.payee(effect.worker_id)
+        books = self.books()
         try:
             if bill.complete:
                 await books.settle(key, owner, bill.charge, time.time(), usage=bill.usage, audit=bill.audit)
@@ -354,7 +354,7 @@ class _Run:
                 return
             self.relay.registry.started(record.worker_id, time.time())
             await self._apply(a.begin_try(record.worker_id, record.coefficient, time.monotonic()))
-            await self._try(self.relay._links(record.worker_id))
+            await self._try(self.relay.links(record.worker_id))
         await self._relay_answer()
 
     async def _try(self, link: net.NodeConnection | None) -> None:
@@ -460,8 +460,8 @@ class _Run:
 
     def _assign_worker(self, effect: FirstByte) -> None:
         """Tell the books whom progress is paid to (queued on the writer before any progress record)."""
-        books = self.relay._books()
-        owner = self.relay._payee(effect.worker_id)
+        books = self.relay.books()
+        owner = self.relay.payee(effect.worker_id)
         self._background(
             books.assign_worker(
                 self.key, owner, coefficient=effect.coefficient, params=self.params, now=time.time()
@@ -471,7 +471,7 @@ class _Run:
     def _record_progress(self, effect: RecordProgress) -> None:
         if self._progress is not None and not self._progress.done():
             return  # the previous record is still being written: the next one will catch up
-        books = self.relay._books()
+        books = self.relay.books()
         self._background(
             books.record_progress(
                 self.key,
