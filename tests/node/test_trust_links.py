@@ -193,3 +193,39 @@ async def test_a_worker_service_runs_over_memory_links(tmp_path: Path, hub: net.
     finally:
         await worker.stop()
         await listener.aclose()
+
+
+async def test_a_renewed_certificate_is_presented_to_new_links_and_live_ones_stay(tmp_path: Path) -> None:
+    """Over real TLS: after renewal the listener presents the fresh certificate (same key), and the
+    link made before it keeps working."""
+    settings = TeeSettings(sim_home=tmp_path, cert_lifetime_s=120)
+    proxy = NodeTrust(settings, home=tmp_path / "proxy", role="proxy")
+    worker = NodeTrust(settings, home=tmp_path / "worker", role="worker")
+    listener = await proxy.serve("127.0.0.1", 0, role=wire.Role.PROXY, info={}, handler=_Echo())
+
+    async def dial() -> net.NodeConnection:
+        return await net.dial(
+            "127.0.0.1",
+            listener.port,
+            ssl_context=worker.client_context(),
+            verifier=worker.verify_peer,
+            role=wire.Role.WORKER,
+            info={},
+            handler=net.NullHandler(),
+        )
+
+    before = await dial()
+    old = proxy.identity
+    try:
+        assert not proxy.refresh()  # not due yet
+        assert proxy.refresh(now=old.not_before + 61)  # half the lifetime gone
+        assert proxy.identity.cert_der != old.cert_der and proxy.identity.public_key == old.public_key
+        after = await dial()
+        seen = after.peer.attestation
+        assert isinstance(seen, tee.PeerAttestation) and seen.cert_sha256 == proxy.identity.cert_sha256
+        assert seen.public_key == before.peer.attestation.public_key  # type: ignore[attr-defined]
+        assert await before.query("still", {}) == {"echo": "still"}
+        await after.aclose()
+    finally:
+        await before.aclose()
+        await listener.aclose()

@@ -324,6 +324,12 @@ def test_identity_rotation(platform: SimPlatform, now: int) -> None:
     assert fresh.public_key != ident.public_key and fresh.not_after > ident.not_after
     att = AttestationPolicy.sim(platform).verify_certificate(fresh.cert_der, now=now + 1800)
     assert att.claims["role"] == "w" and att.image_hash == ident.image_hash
+    kept = ident.rotated(now + 1800, keep_key=True)  # a renewal: fresh certificate and quote, same key
+    assert kept.public_key == ident.public_key and kept.cert_der != ident.cert_der
+    assert (
+        AttestationPolicy.sim(platform).verify_certificate(kept.cert_der, now=now + 1800).public_key
+        == ident.public_key
+    )
     with pytest.raises(CertificateInvalid):
         NodeIdentity.create(platform.backend({"image": "w"}), now=now, lifetime_s=2 * 86400)
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cocoon import net, tee, wire
 from cocoon.errors import ConfigError
+from cocoon.tee.tls import load_certificate
 
 __all__ = [
     "ROLE_MEASUREMENTS",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("cocoon.node")
+RENEW_CHECK_S = 300.0  # how often a node checks whether its certificate is due for renewal
 
 # The simulated images of the three roles: the sim platform derives distinct measurements (and so
 # distinct image hashes) from the image name, as different VM images would have.
@@ -179,6 +181,8 @@ class NodeTrust:
             extra_claims=self._extra_claims,
             lifetime_s=settings.cert_lifetime_s,
         )
+        self._server_ctx = self.identity.server_context()
+        self._client_ctx = self.identity.client_context()
         # The node's own setting narrows whatever the root contract allows.
         self._local_images = frozenset(bytes.fromhex(h) for h in settings.allowed_image_hashes) or None
         self.policy = make_policy(
@@ -192,19 +196,43 @@ class NodeTrust:
     def image_hash(self) -> bytes | None:
         return self.identity.image_hash
 
-    def refresh(self) -> bool:
-        """Rotate the certificate when it nears expiry; True if it changed."""
-        now = int(time.time())
+    def refresh(self, now: int | None = None) -> bool:
+        """Renew the certificate (fresh quote, same key) once half its lifetime is gone; True if it
+        changed. Handshakes started afterwards present it, over every listener and dialer (they
+        share this node's TLS contexts); live links keep theirs, and since the key is the same,
+        their receipts and evidence stay bound to what they attested."""
+        now = int(time.time()) if now is None else now
         if not self.identity.needs_rotation(now):
             return False
-        self.identity = self.identity.rotated(now)
+        self._install(self.identity.rotated(now, keep_key=True))
         return True
 
+    def _install(self, identity: tee.NodeIdentity) -> None:
+        self.identity = identity
+        for ctx in (self._server_ctx, self._client_ctx):
+            load_certificate(ctx, cert_pem=identity.cert_pem, key_pem=identity.key_pem)
+
+    async def keep_fresh(self, *, interval_s: float = RENEW_CHECK_S) -> None:
+        """Renew the certificate whenever due, until cancelled (run it as a service task). The quote
+        is made in a thread; the new certificate is installed on the event loop."""
+        while True:
+            await asyncio.sleep(interval_s)
+            now = int(time.time())
+            if not self.identity.needs_rotation(now):
+                continue
+            try:
+                renewed = await asyncio.to_thread(self.identity.rotated, now, keep_key=True)
+            except Exception as exc:  # a TEE hiccup: keep the certificate in force, retry next tick
+                log.warning("renewing the RA-TLS certificate failed: %s", exc)
+                continue
+            self._install(renewed)
+            log.info("renewed the RA-TLS certificate (valid until %d)", renewed.not_after)
+
     def server_context(self) -> ssl.SSLContext:
-        return self.identity.server_context()
+        return self._server_ctx
 
     def client_context(self) -> ssl.SSLContext:
-        return self.identity.client_context()
+        return self._client_ctx
 
     def verify_peer(self, cert_der: bytes) -> tee.PeerAttestation:
         """The peer check of this node's links, under the allowlists in force now."""

@@ -113,14 +113,16 @@ class NodeIdentity:
         """True once half the lifetime is gone: peers never see a certificate close to expiry."""
         return now >= self.not_before + self.lifetime_s // 2
 
-    def rotated(self, now: int) -> NodeIdentity:
-        """A new identity (new key, fresh quote) with the same backend, model hash and extra claims."""
+    def rotated(self, now: int, *, keep_key: bool = False) -> NodeIdentity:
+        """A new identity (fresh certificate and quote) with the same backend, model hash and extra
+        claims; a new key unless ``keep_key`` (live links, receipts and evidence then stay bound)."""
         return NodeIdentity.create(
             self.backend,
             now=now,
             model_hash=self.model_hash,
             extra_claims=self.extra_claims,
             lifetime_s=self.lifetime_s,
+            private_key=self.private_key if keep_key else None,
         )
 
     def attestation(self, *, now: int) -> PeerAttestation:

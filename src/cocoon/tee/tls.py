@@ -36,6 +36,7 @@ from cocoon.errors import CocoonError
 __all__ = [
     "TlsSetupError",
     "create_ssl_context",
+    "load_certificate",
     "make_plain_certificate",
     "peer_certificate_der",
     "pem_pair",
@@ -116,7 +117,16 @@ def create_ssl_context(*, server: bool, cert_pem: bytes, key_pem: bytes) -> ssl.
     ctx.options |= ssl.OP_NO_TICKET
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
-    # The cert and key are loaded from a private temporary directory: ssl only reads files.
+    load_certificate(ctx, cert_pem=cert_pem, key_pem=key_pem)
+    mode = _SSL_VERIFY_PEER | (_SSL_VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
+    _bindings().install(ctx, mode)
+    return ctx
+
+
+def load_certificate(ctx: ssl.SSLContext, *, cert_pem: bytes, key_pem: bytes) -> None:
+    """Load (or replace: a rotated certificate) the context's certificate and key; handshakes
+    started afterwards present it, live connections keep theirs."""
+    # From a private temporary directory: ssl only reads files.
     with tempfile.TemporaryDirectory(prefix="cocoon-tls-") as tmp:
         cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
         cert_path.write_bytes(cert_pem)
@@ -126,9 +136,6 @@ def create_ssl_context(*, server: bool, cert_pem: bytes, key_pem: bytes) -> ssl.
             ctx.load_cert_chain(cert_path, key_path)
         except ssl.SSLError as exc:
             raise TlsSetupError(f"certificate/key rejected by OpenSSL: {exc}") from exc
-    mode = _SSL_VERIFY_PEER | (_SSL_VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
-    _bindings().install(ctx, mode)
-    return ctx
 
 
 def peer_certificate_der(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bytes:
