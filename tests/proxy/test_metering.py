@@ -373,3 +373,13 @@ def test_byte_estimate_bounds_real_text(smollm2: metering.Tokenizer) -> None:
             assert tokens <= estimate, (path.name, i, piece[:40])
             ratios.append(estimate / max(tokens, 1))
     assert sorted(ratios)[len(ratios) // 2] < 3.0  # typically ~2.4× the real count; bytes alone are ~4×
+
+
+def test_audit_finds_the_tokenizer_by_model(smollm2: metering.Tokenizer) -> None:
+    tally = tally_stream(stream_of(ENGLISH))
+    claim = TokenCounts(completion=2 * smollm2.count(ENGLISH))
+    assert UsageAudit().check(claim, tally, model="SmolLM2-135M-Instruct").over_reported
+    assert UsageAudit().check(claim, tally, model="SmolLM2-135M-Instruct").basis.startswith("tokenizer:")
+    assert not UsageAudit().check(claim, tally, model="another-model").over_reported  # by bytes: passes
+    empty = metering.TokenizerRegistry()
+    assert UsageAudit(tokenizers=empty).check(claim, tally, model="SmolLM2-135M-Instruct").basis == "bytes"

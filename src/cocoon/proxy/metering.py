@@ -480,10 +480,22 @@ class AuditResult:
 
 
 class UsageAudit:
-    """Decides whether a usage claim is plausible for what was relayed, and what is billable."""
+    """Decides whether a usage claim is plausible for what was relayed, and what is billable.
 
-    def __init__(self, policy: AuditPolicy = DEFAULT_AUDIT_POLICY) -> None:
+    ``tokenizers`` (default: the bundled SmolLM2 under its served name) supplies the tokenizer for
+    ``check(..., model=...)``; tokenizing costs about 1 ms per KB of text, so audit long answers off the
+    event loop.
+    """
+
+    def __init__(
+        self, policy: AuditPolicy = DEFAULT_AUDIT_POLICY, *, tokenizers: TokenizerRegistry | None = None
+    ) -> None:
         self._policy = policy
+        self._tokenizers = TokenizerRegistry.with_bundled() if tokenizers is None else tokenizers
+
+    @property
+    def tokenizers(self) -> TokenizerRegistry:
+        return self._tokenizers
 
     @property
     def policy(self) -> AuditPolicy:
@@ -525,13 +537,17 @@ class UsageAudit:
         request_bytes: int | None = None,
         request_body: bytes | None = None,
         max_tokens: int | None = None,
+        model: str | None = None,
         tokenizer: Tokenizer | None = None,
     ) -> AuditResult:
         """Audit one finished (or cut-off) answer.
 
         ``request_body`` (or only its size, ``request_bytes``) bounds the prompt when the prompt is rendered
-        from it; ``max_tokens`` is the request's completion limit; ``tokenizer`` the model's, when known.
+        from it; ``max_tokens`` is the request's completion limit; ``model`` names the served model, whose
+        tokenizer (if :attr:`tokenizers` has it, or ``tokenizer`` given directly) bounds the counts.
         """
+        if tokenizer is None and model is not None:
+            tokenizer = self._tokenizers.get(model)
         reasons: list[str] = []
         c_bound = self.completion_bound(relayed, tokenizer)
         if max_tokens is not None and max_tokens >= 0:
