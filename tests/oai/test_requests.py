@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -19,7 +21,7 @@ def test_chat_request_accepts_openai_fields_and_keeps_unknown_ones() -> None:
 
 
 def test_tools_response_format_logprobs_and_image_parts_are_kept_for_the_worker() -> None:
-    body = {
+    body: dict[str, Any] = {
         "model": "m",
         "messages": [
             {

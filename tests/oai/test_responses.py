@@ -8,15 +8,16 @@ from typing import Any
 import pytest
 
 from cocoon.oai import ApiError, ErrorKind, SseDecoder, Usage
-from cocoon.oai.responses import ResponsesStream, chat_to_response, responses_to_chat
+from cocoon.oai.responses import ResponsesContext, ResponsesStream, chat_to_response, responses_to_chat
 
-IDS = {"response_id": "resp_abc", "created_at": 1700000000}
+
+def _translate(body: dict[str, Any]) -> tuple[dict[str, Any], ResponsesContext]:
+    return responses_to_chat(body, response_id="resp_abc", created_at=1700000000)
 
 
 def test_text_input_instructions_and_limits_become_a_chat_body() -> None:
-    chat, ctx = responses_to_chat(
-        {"model": "m", "input": "hi", "instructions": "be brief", "max_output_tokens": 5, "temperature": 0.1},
-        **IDS,
+    chat, ctx = _translate(
+        {"model": "m", "input": "hi", "instructions": "be brief", "max_output_tokens": 5, "temperature": 0.1}
     )
     assert chat == {
         "model": "m",
@@ -28,7 +29,7 @@ def test_text_input_instructions_and_limits_become_a_chat_body() -> None:
 
 
 def test_message_items_parts_tools_and_formats_are_translated() -> None:
-    chat, _ = responses_to_chat(
+    chat, _ = _translate(
         {
             "model": "m",
             "input": [
@@ -44,8 +45,7 @@ def test_message_items_parts_tools_and_formats_are_translated() -> None:
             "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
             "tool_choice": {"type": "function", "name": "f"},
             "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}},
-        },
-        **IDS,
+        }
     )
     assert chat["messages"][0]["content"][1] == {
         "type": "image_url",
@@ -71,20 +71,20 @@ def test_message_items_parts_tools_and_formats_are_translated() -> None:
 )
 def test_what_cannot_be_translated_is_refused_by_name(extra: dict[str, Any], param: str) -> None:
     with pytest.raises(ApiError) as info:
-        responses_to_chat({"model": "m", "input": "hi", **extra}, **IDS)
+        _translate({"model": "m", "input": "hi", **extra})
     assert info.value.kind is ErrorKind.UNSUPPORTED_PARAMETER and info.value.param == param
 
 
 def test_invalid_input_is_invalid_request() -> None:
     with pytest.raises(ApiError) as info:
-        responses_to_chat({"model": "m", "input": []}, **IDS)
+        _translate({"model": "m", "input": []})
     assert info.value.kind is ErrorKind.INVALID_REQUEST and info.value.param == "input"
 
 
 def test_chat_answer_becomes_a_response_object() -> None:
-    _, ctx = responses_to_chat({"model": "m", "input": "hi"}, **IDS)
+    _, ctx = _translate({"model": "m", "input": "hi"})
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-    chat = {
+    chat: dict[str, Any] = {
         "choices": [{"message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
         "usage": usage,
     }
@@ -103,7 +103,7 @@ def _events(raw: bytes) -> list[dict[str, Any]]:
 
 
 def test_stream_events_in_order_with_usage_and_numbering() -> None:
-    _, ctx = responses_to_chat({"model": "m", "input": "hi"}, **IDS)
+    _, ctx = _translate({"model": "m", "input": "hi"})
     stream = ResponsesStream(ctx)
     raw = stream.opening()
     raw += stream.feed({"choices": [{"delta": {"role": "assistant"}}]})
@@ -132,7 +132,7 @@ def test_stream_events_in_order_with_usage_and_numbering() -> None:
 
 
 def test_stream_function_calls_and_failure() -> None:
-    _, ctx = responses_to_chat({"model": "m", "input": "hi"}, **IDS)
+    _, ctx = _translate({"model": "m", "input": "hi"})
     stream = ResponsesStream(ctx)
     stream.feed(
         {
