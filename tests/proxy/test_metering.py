@@ -383,3 +383,79 @@ def test_audit_finds_the_tokenizer_by_model(smollm2: metering.Tokenizer) -> None
     assert not UsageAudit().check(claim, tally, model="another-model").over_reported  # by bytes: passes
     empty = metering.TokenizerRegistry()
     assert UsageAudit(tokenizers=empty).check(claim, tally, model="SmolLM2-135M-Instruct").basis == "bytes"
+
+
+def test_tokenizer_prompt_bound_holds_for_the_embedded_engines_rendering(smollm2: metering.Tokenizer) -> None:
+    """Prompts rendered as the embedded engine renders them (chat template, tool instructions, earlier calls)
+    never exceed the audit's prompt bound for the request body they came from."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from cocoon.inference._features import ToolSpec, render_tool_messages
+
+    path = _embedded_model()
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+    def text_of(token: int) -> str:
+        return llm.detokenize([token], special=True).decode() if token >= 0 else ""
+
+    template = Jinja2ChatFormatter(
+        template=llm.metadata["tokenizer.chat_template"],
+        eos_token=text_of(llm.token_eos()),
+        bos_token=text_of(llm.token_bos()),
+    )
+    params = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "description": "Weather now", "parameters": params},
+    }
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    conversations: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
+        ([{"role": "user", "content": "Hi"}], []),
+        ([{"role": "user", "content": t} for t in TEXTS], []),
+        (
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}],
+            [tool],
+        ),
+        (
+            [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": None, "tool_calls": [call] * 3},
+                {"role": "tool", "tool_call_id": "c1", "content": '{"temp": 21}'},
+            ],
+            [tool],
+        ),
+    ]
+    audit = UsageAudit()
+    for messages, tools in conversations:
+        body = json.dumps(
+            {"model": "m", "messages": messages, "tools": tools}
+            if tools
+            else {"model": "m", "messages": messages}
+        ).encode()
+        internal = [
+            {
+                "role": m["role"],
+                "content": m.get("content"),
+                "tool_calls": [
+                    {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+                    for c in m.get("tool_calls", [])
+                ],
+            }
+            for m in messages
+        ]
+        specs = [
+            ToolSpec(t["function"]["name"], t["function"]["description"], t["function"]["parameters"])
+            for t in tools
+        ]
+        rendered = template(messages=render_tool_messages(internal, specs))  # type: ignore[arg-type]
+        honest = len(llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True))
+        for tokenizer in (smollm2, None):
+            res = audit.check(
+                TokenCounts(prompt=honest), RelayTally(), request_body=body, tokenizer=tokenizer
+            )
+            assert not res.over_reported, (messages[0], honest, res.prompt_bound, tokenizer)
