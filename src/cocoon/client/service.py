@@ -89,6 +89,7 @@ class Client(Service):
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         self.trust = NodeTrust(self.config.tee, home=self.config.home, role="client", links=self._links)
+        self.spawn(self.trust.keep_fresh(), name="cert-renewal")
         info: dict[str, Any] = {"owner_address": self.config.owner_address}
         if self.config.chain is not None:
             info["owner_address"] = self._open_chain(stack)

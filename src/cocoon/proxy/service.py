@@ -124,6 +124,7 @@ class Proxy(Service):
         if stale:
             log.warning("ended %d requests left reserved by a previous run", len(stale))
         self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy", links=self._links)
+        self.spawn(self.trust.keep_fresh(), name="cert-renewal")
         if self.config.chain is not None:
             # Prices, allowed hashes and the rollback check come from the chain before serving.
             sync = self.chain_sync = ChainSync(

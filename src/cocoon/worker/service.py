@@ -127,6 +127,7 @@ class Worker(Service):
             extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
             links=self._links,
         )
+        self.spawn(self.trust.keep_fresh(), name="cert-renewal")
         self._health = await start_http_server(
             build_health_app(self, self._logs), self.config.health_host, self.config.health_port
         )
