@@ -10,6 +10,8 @@ import pytest
 from cocoon import wire
 from cocoon.proxy import errors as perr
 from cocoon.proxy.attempt import (
+    EVENTS,
+    TRANSITIONS,
     Attempt,
     AttemptSettings,
     CancelWorker,
@@ -403,3 +405,64 @@ def test_an_over_report_after_the_app_left_is_capped_but_not_blamed() -> None:
     settle = effects[-1]
     assert isinstance(settle, Settle) and settle.bill.usage.completion < 90
     assert _of(a.settled(2.2), Report)[0].verdict is Verdict.OK
+
+
+# -- the transition table ----------------------------------------------------------------------------
+
+
+def _in(phase: Phase) -> Attempt:
+    """A machine brought to ``phase`` by ordinary events."""
+    a = _attempt()
+    if phase is Phase.ROUTING:
+        return a
+    a.begin_try("w1", 1000, now=0.0)
+    if phase is Phase.WAITING:
+        return a
+    a.event(_head(), 0.5)
+    a.event(_delta("a"), 1.0)
+    if phase is Phase.RELAYING:
+        return a
+    if phase is Phase.DRAINING:
+        a.app_cancelled(2.0)
+        return a
+    a.event(_end(), 2.0)
+    if phase is Phase.SETTLING:
+        return a
+    a.settled(3.0)
+    assert _phase(a) is Phase.DONE
+    return a
+
+
+def _fire(a: Attempt, event: str) -> list[Effect]:
+    calls = {
+        "begin_try": lambda: a.begin_try("w2", 1000, now=5.0),
+        "no_worker": lambda: a.no_worker(perr.NoWorkers("m")),
+        "message": lambda: a.event(_delta("b"), 5.0),
+        "lost": lambda: a.lost("gone", 5.0),
+        "app_cancelled": lambda: a.app_cancelled(5.0),
+        "drain_expired": lambda: a.drain_expired(5.0),
+        "timed_out": lambda: a.timed_out(5.0),
+        "settled": lambda: a.settled(5.0),
+        "store_failed": lambda: a.store_failed(5.0),
+    }
+    return calls[event]()
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+@pytest.mark.parametrize("event", sorted(EVENTS))
+def test_every_event_in_every_phase_moves_as_the_table_says(phase: Phase, event: str) -> None:
+    a = _in(phase)
+    allowed = TRANSITIONS[phase].get(event)
+    if allowed is None:
+        with pytest.raises(perr.ProxyError):
+            _fire(a, event)
+        assert _phase(a) is phase  # a refused event changes nothing
+        return
+    _fire(a, event)
+    assert _phase(a) in allowed
+
+
+def test_the_table_covers_every_phase_and_every_event_is_reachable() -> None:
+    assert set(TRANSITIONS) == set(Phase)
+    moving = {e for p, row in TRANSITIONS.items() for e, to in row.items() if to != {p}}
+    assert moving == EVENTS  # no event is only ever ignored

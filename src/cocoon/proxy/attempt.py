@@ -30,9 +30,10 @@ Rules the machine keeps:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from cocoon import wire
 from cocoon.proxy import errors as perr
@@ -41,7 +42,9 @@ from cocoon.proxy.metering import RelayTally, UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts
 
 __all__ = [
+    "EVENTS",
     "RETRYABLE",
+    "TRANSITIONS",
     "Attempt",
     "AttemptSettings",
     "CancelWorker",
@@ -93,6 +96,87 @@ class Result(enum.Enum):
     FAILED = "failed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+
+
+_SAME = {phase: frozenset({phase}) for phase in Phase}
+
+# Every transition, as data: TRANSITIONS[phase][event] = the phases the event may lead to. An event
+# missing from a phase's row is illegal there (ProxyError). "message" is any message of the worker's
+# stream (head, chunk, end, error); outside the stream phases it is ignored.
+TRANSITIONS: dict[Phase, dict[str, frozenset[Phase]]] = {
+    Phase.ROUTING: {
+        "begin_try": frozenset({Phase.WAITING}),
+        "no_worker": frozenset({Phase.DONE}),
+        "message": _SAME[Phase.ROUTING],
+        "lost": _SAME[Phase.ROUTING],
+        "app_cancelled": frozenset({Phase.DONE}),
+        "drain_expired": _SAME[Phase.ROUTING],
+        "timed_out": frozenset({Phase.DONE}),
+    },
+    Phase.WAITING: {
+        "message": frozenset({Phase.RELAYING, Phase.ROUTING, Phase.DONE}),
+        "lost": frozenset({Phase.ROUTING, Phase.DONE}),
+        "app_cancelled": frozenset({Phase.DONE}),
+        "drain_expired": _SAME[Phase.WAITING],
+        "timed_out": frozenset({Phase.DONE}),
+    },
+    Phase.RELAYING: {
+        "message": frozenset({Phase.RELAYING, Phase.SETTLING}),
+        "lost": frozenset({Phase.SETTLING}),
+        "app_cancelled": frozenset({Phase.DRAINING}),
+        "drain_expired": _SAME[Phase.RELAYING],
+        "timed_out": frozenset({Phase.SETTLING}),
+    },
+    Phase.DRAINING: {
+        "message": frozenset({Phase.DRAINING, Phase.SETTLING}),
+        "lost": frozenset({Phase.SETTLING}),
+        "app_cancelled": _SAME[Phase.DRAINING],
+        "drain_expired": frozenset({Phase.SETTLING}),
+        "timed_out": frozenset({Phase.SETTLING}),
+    },
+    Phase.SETTLING: {
+        "message": _SAME[Phase.SETTLING],
+        "lost": _SAME[Phase.SETTLING],
+        "app_cancelled": _SAME[Phase.SETTLING],
+        "drain_expired": _SAME[Phase.SETTLING],
+        "timed_out": _SAME[Phase.SETTLING],
+        "settled": frozenset({Phase.DONE}),
+        "store_failed": frozenset({Phase.DONE}),
+    },
+    Phase.DONE: {
+        event: _SAME[Phase.DONE]
+        for event in ("message", "lost", "app_cancelled", "drain_expired", "timed_out")
+    },
+}
+EVENTS = frozenset(event for row in TRANSITIONS.values() for event in row)
+
+P = ParamSpec("P")
+
+
+def _moves(
+    event: str,
+) -> Callable[
+    [Callable[Concatenate[Attempt, P], list[Effect]]], Callable[Concatenate[Attempt, P], list[Effect]]
+]:
+    """Check an event against :data:`TRANSITIONS`: refused where illegal, its move verified."""
+
+    def wrap(
+        method: Callable[Concatenate[Attempt, P], list[Effect]],
+    ) -> Callable[Concatenate[Attempt, P], list[Effect]]:
+        @functools.wraps(method)
+        def run(self: Attempt, /, *args: P.args, **kwargs: P.kwargs) -> list[Effect]:
+            before = self.phase
+            allowed = TRANSITIONS[before].get(event)
+            if allowed is None:
+                raise perr.ProxyError(f"attempt is {before.value}: {event} is not allowed")
+            effects = method(self, *args, **kwargs)
+            if self.phase not in allowed:  # a bug in this module, never the peers' doing
+                raise AssertionError(f"{event} moved {before.value} → {self.phase.value}")
+            return effects
+
+        return run
+
+    return wrap
 
 
 # -- effects (what the driver must do, in order) ---------------------------------------------------
@@ -274,17 +358,17 @@ class Attempt:
 
     # -- routing ---------------------------------------------------------------------------------
 
+    @_moves("begin_try")
     def begin_try(self, worker_id: str, coefficient: int, now: float) -> list[Effect]:
-        self._expect(Phase.ROUTING)
         self.tries += 1
         self.tried.add(worker_id)
         self._try = _Try(worker_id, coefficient, started=now, progress_at=now)
         self.phase = Phase.WAITING
         return []
 
+    @_moves("no_worker")
     def no_worker(self, exc: perr.ProxyError) -> list[Effect]:
         """Selection found no worker: an error to the client (a failure if an earlier try ran)."""
-        self._expect(Phase.ROUTING)
         if self.tries and isinstance(exc, perr.NoWorkers):
             return self._give_up()
         return self._done(Result.REJECTED, SendError(wire_code(exc), str(exc)))
@@ -304,6 +388,7 @@ class Attempt:
 
     # -- the worker's answer ---------------------------------------------------------------------
 
+    @_moves("message")
     def event(self, message: wire.Message, now: float) -> list[Effect]:
         """One message from the worker's stream (head, chunk, end or error)."""
         if self.phase not in (Phase.WAITING, Phase.RELAYING, Phase.DRAINING):
@@ -371,6 +456,7 @@ class Attempt:
         claimed = None if error.usage is None else counts_of(error.usage)
         return self._cut_off(claimed, error.message)
 
+    @_moves("lost")
     def lost(self, why: str, now: float) -> list[Effect]:
         """The worker's stream broke (link lost, protocol broken, no first byte in time)."""
         if self.phase is Phase.WAITING:
@@ -381,6 +467,7 @@ class Attempt:
 
     # -- the app and the deadlines ---------------------------------------------------------------
 
+    @_moves("app_cancelled")
     def app_cancelled(self, now: float) -> list[Effect]:
         """The app hung up. Before the first byte: free the worker. After: drain for its usage."""
         if self.phase is Phase.ROUTING:
@@ -395,12 +482,14 @@ class Attempt:
             self.phase = Phase.DRAINING
         return []
 
+    @_moves("drain_expired")
     def drain_expired(self, now: float) -> list[Effect]:
         """The worker did not end within the drain after the app left: stop it, bill what was delivered."""
         if self.phase is not Phase.DRAINING:
             return []
         return [CancelWorker("client cancelled"), *self._cut_off(None, self._current().why)]
 
+    @_moves("timed_out")
     def timed_out(self, now: float) -> list[Effect]:
         """The request's deadline passed in the proxy."""
         message = "request timed out in the proxy"
@@ -433,9 +522,9 @@ class Attempt:
         effects.append(Settle(t.worker_id, bill))
         return effects
 
+    @_moves("settled")
     def settled(self, now: float) -> list[Effect]:
         """The bill is on disk: release the answer's end (or the cut-off error) to the client."""
-        self._expect(Phase.SETTLING)
         t = self._current()
         bill = t.bill
         assert bill is not None
@@ -459,9 +548,9 @@ class Attempt:
         result = Result.CANCELLED if t.app_left else Result.SUCCEEDED
         return [report, *self._done(result, SendEnd(usage, meta))]
 
+    @_moves("store_failed")
     def store_failed(self, now: float) -> list[Effect]:
         """Our own store refused the bill: not the worker's fault; the answer is withheld."""
-        self._expect(Phase.SETTLING)
         t = self._current()
         bill = t.bill
         assert bill is not None
@@ -508,7 +597,3 @@ class Attempt:
         if self._try is None:
             raise perr.ProxyError(f"no try is running (phase {self.phase.value})")
         return self._try
-
-    def _expect(self, phase: Phase) -> None:
-        if self.phase is not phase:
-            raise perr.ProxyError(f"attempt is {self.phase.value}, not {phase.value}")
