@@ -14,6 +14,7 @@ from cocoon.proxy.pricing import (
     TokenCounts,
     adjust,
     price,
+    price_within,
     reservation,
 )
 
@@ -166,3 +167,49 @@ def test_same_numbers_as_chain_pricing(
     assert ours.client_cost_nano == theirs.client_cost
     assert ours.worker_earning_nano == theirs.worker_earning
     assert reservation(1000, 10, coef, params) == chain_pricing.reservation_tokens(1000, 10, coef) * 2000
+
+
+def test_price_within_cuts_completion_then_prompt() -> None:
+    usage = TokenCounts(prompt=100, cached=50, completion=80, reasoning=40)
+    full = price(usage, 1000, PARAMS)
+    assert price_within(usage, 1000, PARAMS, full.client_cost_nano) == (usage, full)
+    limit = price(TokenCounts(prompt=100, cached=50, completion=30), 1000, PARAMS).client_cost_nano
+    cut, charge = price_within(usage, 1000, PARAMS, limit)
+    assert cut == TokenCounts(prompt=100, cached=50, completion=30, reasoning=30)
+    assert charge.client_cost_nano <= limit
+    cut, charge = price_within(
+        usage, 1000, PARAMS, price(TokenCounts(prompt=20), 1000, PARAMS).client_cost_nano
+    )
+    assert cut == TokenCounts(prompt=20, cached=20, completion=0) and charge.client_cost_nano <= limit
+    assert price_within(usage, 1000, PARAMS, 0)[1].client_cost_nano == 0
+    odd = PriceParams(price_per_token=7, worker_fee_per_token=3, completion_mult=23_456)
+    for limit in (0, 1, 6, 7, 8, 100, 1000):
+        cut, charge = price_within(usage, 1777, odd, limit)
+        assert charge.client_cost_nano <= limit and charge == price(cut, 1777, odd)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompt=st.integers(0, 10**6),
+    completion=st.integers(0, 10**6),
+    coef=st.integers(0, 5000),
+    mult=st.integers(0, 40_000),
+    limit=st.integers(0, 10**10),
+)
+def test_price_within_is_the_largest_bill_that_fits(
+    prompt: int, completion: int, coef: int, mult: int, limit: int
+) -> None:
+    params = PriceParams(price_per_token=7, worker_fee_per_token=5, completion_mult=mult)
+    usage = TokenCounts(prompt=prompt, cached=prompt // 3, completion=completion, reasoning=completion // 2)
+    cut, charge = price_within(usage, coef, params, limit)
+    assert charge == price(cut, coef, params) and charge.client_cost_nano <= limit
+    assert cut.prompt <= usage.prompt and cut.completion <= usage.completion
+    if (
+        cut.completion < usage.completion and cut.prompt == usage.prompt
+    ):  # one more completion token: too much
+        more = TokenCounts(
+            cut.prompt, cut.cached, cut.completion + 1, min(usage.reasoning, cut.completion + 1)
+        )
+        assert price(more, coef, params).client_cost_nano > limit
+    if cut.prompt < usage.prompt:  # prompt is cut only once no completion fits
+        assert cut.completion == 0
