@@ -39,7 +39,7 @@ from cocoon.proxy.ledger import AsyncLedger, BillingLedger, LedgerStatistics
 from cocoon.proxy.metering import UsageAudit
 from cocoon.proxy.metrics import stats_json
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price
-from cocoon.proxy.relay import Relay, RelaySettings
+from cocoon.proxy.relay import CappedBill, Relay, RelaySettings
 from cocoon.proxy.selection import RegistryStatistics, WorkerRecord, WorkerRegistry
 from cocoon.proxy.stats_http import start_stats_server
 
@@ -386,7 +386,7 @@ class Proxy(Service):
         return out
 
 
-def _capped_json(capped: Any) -> dict[str, Any]:
+def _capped_json(capped: CappedBill) -> dict[str, Any]:
     return {
         "request_id": capped.request_id,
         "worker_id": capped.worker_id,
