@@ -158,7 +158,8 @@ class Requests(LedgerStore):
         # Releasing for free needs no disk sync (a restart releases anyway); charging progress moves money.
         with self._read() as db:
             peek = rows.request_record(db, request_id)
-        with self._tx(durable=peek is None or peek.progress is not None) as db:
+        charges = peek is None or (peek.progress is not None and peek.progress.usage.total > 0)
+        with self._tx(durable=charges) as db:
             record = rows.request_record(db, request_id)
             if record is None:
                 raise UnknownRequest(f"unknown request {request_id}")
