@@ -459,3 +459,15 @@ def test_tokenizer_prompt_bound_holds_for_the_embedded_engines_rendering(smollm2
                 TokenCounts(prompt=honest), RelayTally(), request_body=body, tokenizer=tokenizer
             )
             assert not res.over_reported, (messages[0], honest, res.prompt_bound, tokenizer)
+
+
+def test_text_past_the_kept_cap_counts_one_token_per_byte() -> None:
+    tally = RelayTally()
+    big = "word " * ((metering.MAX_KEPT_TEXT // 5) + 1000)
+    tally.add_text(big)
+    assert tally.text_bytes == len(big) and tally.untokenized_bytes == len(big)  # one piece over the cap
+    assert UsageAudit().completion_bound(tally) >= len(big)
+    small = RelayTally()
+    for _ in range(3):
+        small.add_text("word " * 1000)
+    assert small.untokenized_bytes == 0 and small.texts() == ["word " * 3000]

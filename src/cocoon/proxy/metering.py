@@ -64,7 +64,7 @@ __all__ = [
 
 MAX_LINE_BYTES = 1 << 20  # an SSE line longer than this is a protocol violation (its bytes count as nothing)
 MAX_JSON_BYTES = 16 << 20
-MAX_KEPT_TEXT = 4 << 20  # text kept for the tokenizer; bytes beyond it are bounded one token per byte
+MAX_KEPT_TEXT = 1 << 20  # text kept for the tokenizer (per answer); bytes beyond it count one token each
 MAX_EVIDENCE_TEXT = 64 << 10  # text kept as evidence of a capped answer
 
 # Text-bearing fields of an OpenAI chat message / delta (reasoning: vLLM/SGLang use both spellings).
