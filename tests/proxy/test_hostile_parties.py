@@ -174,7 +174,7 @@ async def test_stopping_generation_pays_the_prompt_consumed_and_the_tokens_deliv
         record = await _finished(n, request_id)
         assert record.usage is not None
         assert record.usage.prompt == prompt_estimate(body) > 0
-        assert record.usage.completion == 3
+        assert 3 <= record.usage.completion <= 4  # what was relayed before the hang-up reached the proxy
         assert record.charge.client_cost_nano > 0
         async with asyncio.timeout(5):
             await engine.calls[0].closed.wait()  # the worker's engine was stopped

@@ -64,6 +64,9 @@ ReceiptSigner = Callable[[object, str, bytes, int, int, int], Mapping[str, Any] 
 class RelaySettings:
     first_byte_timeout_s: float = 30.0
     drain_s: float = 1.0  # after the app hangs up mid-answer, wait this long for the worker's usage
+    # Progress records queued on the store's one writer at most (all requests): under load a record
+    # waits for the next interval rather than delay the bills queued behind it.
+    max_progress_writes: int = 8
     attempt: AttemptSettings = field(default_factory=AttemptSettings)
 
 
@@ -125,6 +128,7 @@ class Relay:
         self._in_flight: set[str] = set()
         self._unreleased: set[str] = set()  # reservations the store refused to release (retried)
         self._lingering: set[asyncio.Future[Any]] = set()
+        self.progress_writes = 0  # progress records queued on the store's writer now
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -195,6 +199,9 @@ class Relay:
         self._lingering.add(task)
         task.add_done_callback(self._lingering.discard)
         return task
+
+    def progress_written(self, _: asyncio.Future[object]) -> None:
+        self.progress_writes -= 1
 
     async def wait_idle(self) -> None:
         """Wait (bounded) for the bills and releases still being written."""
@@ -469,17 +476,22 @@ class _Run:
         )
 
     def _record_progress(self, effect: RecordProgress) -> None:
+        relay = self.relay
         if self._progress is not None and not self._progress.done():
             return  # the previous record is still being written: the next one will catch up
-        books = self.relay.books()
+        if relay.progress_writes >= relay.settings.max_progress_writes:
+            return  # the writer is busy: bills go first, progress waits for the next interval
+        relay.progress_writes += 1
         self._background(
-            books.record_progress(
+            relay.books().record_progress(
                 self.key,
                 prompt_tokens=effect.prompt_tokens,
                 completion_tokens=effect.completion_tokens,
                 now=time.time(),
             )
         )
+        assert self._progress is not None
+        self._progress.add_done_callback(relay.progress_written)
 
     def _background(self, write: Awaitable[object]) -> None:
         """A write off the hot path; the store's single writer keeps them in call order."""
