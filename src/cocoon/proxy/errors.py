@@ -111,7 +111,9 @@ class ModelUnavailable(NoWorkers):
     code = "model_unavailable"
 
     def __init__(self, model: str, detail: str = "") -> None:
-        ProxyError.__init__(self, f"no worker serves model {model!r} right now" + (f" ({detail})" if detail else ""))
+        ProxyError.__init__(
+            self, f"no worker serves model {model!r} right now" + (f" ({detail})" if detail else "")
+        )
         self.model = model
 
 
@@ -124,7 +126,9 @@ class NoCapableWorker(ProxyError):
     code = "unsupported_parameter"
 
     def __init__(self, model: str, *, capability: str, param: str) -> None:
-        super().__init__(f"no worker for model {model!r} supports `{param}` (needs the {capability!r} capability)")
+        super().__init__(
+            f"no worker for model {model!r} supports `{param}` (needs the {capability!r} capability)"
+        )
         self.model = model
         self.capability = capability
         self.param = param  # type: ignore[misc]  # per instance: the parameter this request used
