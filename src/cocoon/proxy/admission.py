@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cocoon import net
-from cocoon.oai.capabilities import parse_capabilities
 from cocoon.chain import AddressError, normalize_address
+from cocoon.oai.capabilities import parse_capabilities
 from cocoon.proxy.selection import WorkerRecord
 
 __all__ = ["WorkerAnnounce", "parse_worker_announce", "payee_key"]
