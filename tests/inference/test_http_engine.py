@@ -106,7 +106,7 @@ async def test_upstream_down() -> None:
     engine = HttpEngine(f"http://127.0.0.1:{free_port()}", timeouts=EngineTimeouts(connect=1))
     with pytest.raises(EngineUnavailable) as info:
         await engine.start()
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
     assert not await engine.healthy()
     with pytest.raises(EngineUnavailable):  # never started
         await engine.open(Endpoint.CHAT, CHAT)
@@ -212,7 +212,7 @@ async def test_stalled_upstream_times_out() -> None:
         response = await engine.open(Endpoint.CHAT, {**CHAT, "stream": True})
         with pytest.raises(EngineTimeout) as info:
             await response.read()
-        assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+        assert isinstance(info.value.__cause__, TimeoutError)
         stats = engine.statistics()
         assert stats.timeouts == 1 and stats.requests == 1 and stats.in_flight == 0
 

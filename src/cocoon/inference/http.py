@@ -3,14 +3,16 @@
 Bytes are relayed as the upstream sends them; a :class:`UsageMeter` reads the usage on the way
 through. Streaming requests get ``stream_options.include_usage = true`` (as COCOON rewrites them) so
 the usage chunk always arrives. A non-2xx answer comes back as a response with the upstream's status
-and JSON error body; transport failures become :class:`EngineError` subclasses, chained
-``from`` the httpx exception by :func:`map_httpx_errors`, the one place they are translated.
+and JSON error body; transport failures become :class:`EngineError` subclasses, chained ``from``
+their cause by :mod:`cocoon.inference.http1`. :func:`map_httpx_errors` does the same for callers
+that talk to an upstream with httpx themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from cocoon.inference.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
+from cocoon.inference.http1 import Timeouts, UpstreamPool, UpstreamResponse
 from cocoon.oai.capabilities import HTTP_DEFAULT_CAPABILITIES, Capability
 
 __all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "HttpEngineStats", "map_httpx_errors"]
@@ -52,8 +55,8 @@ class EngineTimeouts:
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"timeout {name} must be a positive number of seconds")
 
-    def to_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+    def to_pool(self) -> Timeouts:
+        return Timeouts(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 DEFAULT_TIMEOUTS = EngineTimeouts()
@@ -101,14 +104,16 @@ class _State(enum.Enum):
 class HttpEngine:
     """An :class:`~cocoon.inference.Engine` in front of an OpenAI-compatible HTTP server.
 
-    ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/v1`` is accepted).
-    ``model_name`` is discovered from ``GET /v1/models`` at ``start()`` when not given. With
-    ``rewrite_model`` the request's ``model`` is replaced by the served name, so the network-wide
-    model id need not match the upstream's. Pass ``client`` to reuse a pool or inject a transport;
-    the engine then does not close it. ``model_path`` names the upstream's weight files when they
-    are visible here, so the worker can hash them. ``capabilities`` is what the upstream can do
-    (tools, structured output, logprobs by default; embeddings and vision when its model can):
-    those parameters pass through unchanged and are metered like any answer.
+    ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/v1`` is accepted;
+    ``https://`` verifies the server against the certifi roots). ``model_name`` is discovered from
+    ``GET /v1/models`` at ``start()`` when not given. With ``rewrite_model`` the request's ``model``
+    is replaced by the served name, so the network-wide model id need not match the upstream's.
+    Requests go over a lean kept-alive HTTP/1.1 pool (:mod:`cocoon.inference.http1`) that hands on
+    whatever body bytes one read delivered, so a fast upstream's events travel on together while a
+    slow one's tokens still leave the moment they arrive. ``model_path`` names the upstream's weight
+    files when they are visible here, so the worker can hash them. ``capabilities`` is what the
+    upstream can do (tools, structured output, logprobs by default; embeddings and vision when its
+    model can): those parameters pass through unchanged and are metered like any answer.
     """
 
     def __init__(
@@ -120,7 +125,6 @@ class HttpEngine:
         timeouts: EngineTimeouts = DEFAULT_TIMEOUTS,
         rewrite_model: bool = True,
         max_connections: int = 256,
-        client: httpx.AsyncClient | None = None,
         model_path: Path | str | None = None,
         capabilities: Iterable[Capability] = HTTP_DEFAULT_CAPABILITIES,
     ) -> None:
@@ -137,19 +141,11 @@ class HttpEngine:
         # parameter the upstream might silently ignore.
         self.capabilities = frozenset(capabilities)
         self._explicit_model = model_name is not None
-        self._timeouts = timeouts
         self._rewrite_model = rewrite_model
-        headers = {"accept-encoding": "identity"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=timeouts.to_httpx(),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
-            headers=headers,
-            trust_env=False,  # no hidden proxies: the upstream is what the config names
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._pool = UpstreamPool(
+            url, timeouts=timeouts.to_pool(), max_connections=max_connections, headers=headers
         )
-        self._extra_headers = headers if client is not None else {}
         self._state = _State.NEW
         self._requests = self._in_flight = self._upstream_errors = 0
         self._unreachable = self._timed_out = self._busy = self._protocol_errors = 0
@@ -171,17 +167,18 @@ class HttpEngine:
 
     async def list_models(self) -> list[str]:
         """The model ids the upstream lists in ``GET /v1/models``."""
-        with map_httpx_errors("GET /v1/models"):
-            response = await self._client.get(f"{self.base_url}/v1/models", headers=self._extra_headers)
-        if response.status_code != 200:
-            raise EngineUnavailable(f"GET /v1/models answered {response.status_code}")
+        response = await self._pool.request("GET", "/v1/models")
         try:
-            data = response.json()["data"]
+            content = await response.read(MAX_ERROR_BODY)
+        finally:
+            response.release()
+        if response.status != 200:
+            raise EngineUnavailable(f"GET /v1/models answered {response.status}")
+        try:
+            data = json.loads(content)["data"]
             return [str(item["id"]) for item in data]
         except (ValueError, KeyError, TypeError) as exc:
-            raise EngineProtocolError(
-                f"GET /v1/models sent an unexpected body: {response.text[:200]!r}"
-            ) from exc
+            raise EngineProtocolError(f"GET /v1/models sent an unexpected body: {content[:200]!r}") from exc
 
     async def healthy(self) -> bool:
         if self._state is _State.CLOSED:
@@ -196,8 +193,7 @@ class HttpEngine:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._owns_client:
-            await self._client.aclose()
+        await self._pool.aclose()
 
     async def __aenter__(self) -> HttpEngine:
         await self.start()
@@ -212,44 +208,41 @@ class HttpEngine:
         payload = force_include_usage(body)
         if self._rewrite_model and self.model_name:
             payload["model"] = self.model_name
-        request = self._client.build_request(
-            "POST", f"{self.base_url}{endpoint.value}", json=payload, headers=self._extra_headers
-        )
         self._requests += 1
         try:
-            with map_httpx_errors(f"POST {endpoint.value}"):
-                response = await self._client.send(request, stream=True)
+            response = await self._pool.request("POST", endpoint.value, json.dumps(payload).encode())
         except EngineError as exc:
             self._count_error(exc)
             raise
-        headers = tuple((k, v) for k, v in response.headers.items() if k.lower() in _RELAYED_HEADERS)
-        if not response.is_success:
+        headers = tuple((k, v) for k, v in response.headers if k in _RELAYED_HEADERS)
+        if not 200 <= response.status < 300:
             self._upstream_errors += 1
             try:
-                content = await _read_capped(response, MAX_ERROR_BODY)
+                content = await response.read(MAX_ERROR_BODY)
+            except EngineError:
+                content = b""  # the status says enough; a broken error body is not worth more
             finally:
-                await response.aclose()
+                response.release()
             return EngineResponse.from_bytes(
-                status=response.status_code, headers=headers or JSON_HEADERS, content=content
+                status=response.status, headers=headers or JSON_HEADERS, content=content
             )
         self._in_flight += 1
 
         async def close() -> None:
             self._in_flight -= 1
-            await response.aclose()
+            response.release()
 
         return EngineResponse(
-            status=response.status_code,
+            status=response.status,
             headers=headers or JSON_HEADERS,
-            body=self._relay(response, endpoint),
+            body=self._relay(response),
             on_close=close,
         )
 
-    async def _relay(self, response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[bytes]:
+    async def _relay(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         try:
-            with map_httpx_errors(f"reading {endpoint.value}"):
-                async for part in response.aiter_bytes():
-                    yield part
+            async for part in response.chunks():
+                yield part
         except EngineError as exc:
             self._count_error(exc)
             raise
@@ -276,15 +269,3 @@ class HttpEngine:
             busy=self._busy,
             protocol_errors=self._protocol_errors,
         )
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    with map_httpx_errors("reading the upstream's error body"):
-        async for part in response.aiter_bytes():
-            parts.append(part)
-            size += len(part)
-            if size >= limit:
-                break
-    return b"".join(parts)[:limit]
