@@ -439,8 +439,9 @@ class LocalChain:
         return self.run_get_method_sync(address, method, args)
 
     def run_get_method_sync(
-        self, address: Address, method: str, args: list[int | Cell] | None = None
+        self, address: Address, method: str | int, args: list[int | Cell] | None = None
     ) -> list[StackValue]:
+        """``method``: a name, or its numeric id (what a liteserver query carries)."""
         from tonpy.tvm.c7 import C7
         from tonpy.tvm.tvm import TVM, method_name_to_id
 
@@ -460,7 +461,7 @@ class LocalChain:
             )
         )
         stack: list[Any] = [(_to_tonpy(a) if isinstance(a, Cell) else a) for a in (args or [])]
-        stack.append(method_name_to_id(method))
+        stack.append(method if isinstance(method, int) else method_name_to_id(method))
         tvm.set_stack(stack)
         tvm.set_gas_limit(GET_METHOD_GAS)
         try:
@@ -481,6 +482,26 @@ class LocalChain:
             "SELECT boc FROM transactions WHERE address = ? ORDER BY lt DESC LIMIT ?", (_raw(address), limit)
         ).fetchall()
         return [tx_record(address, Cell.one_from_boc(bytes(r[0])), boc=bytes(r[0])) for r in rows]
+
+    def transactions_from(self, address: Address, *, max_lt: int, limit: int) -> list[bytes]:
+        """BOCs of ``address``'s transactions at or below ``max_lt``, newest first (what a liteserver's
+        getTransactions walks)."""
+        self._check_open()
+        rows = self._db.execute(
+            "SELECT boc FROM transactions WHERE address = ? AND lt <= ? ORDER BY lt DESC LIMIT ?",
+            (_raw(address), max_lt, limit),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def shard_account(self, address: Address) -> Cell:
+        """The account's ShardAccount cell as the chain holds it now (account_none when unknown)."""
+        self._check_open()
+        self._sync_cache()
+        return self._shard_account(address)
+
+    def last_lt(self) -> int:
+        """The logical time of the newest transaction (it grows with every one)."""
+        return int(self._meta("lt") or 0)
 
     def transaction_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
