@@ -112,7 +112,8 @@ async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper
 
 async def _after(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
     try:
-        yield first
+        if first:
+            yield first
         async for part in rest:
             yield part
     finally:
@@ -226,8 +227,10 @@ class _Answer:
         return Response(content, status_code=status, headers=headers, media_type="application/json")
 
     async def relay(self, shaper: Shaper) -> AsyncGenerator[bytes]:
+        """The app's body: everything that has arrived goes out in one write, nothing waits to batch."""
         finished = False
         delivered = hashlib.sha256()
+        pending = bytearray()
         try:
             opening = shaper.start()
             delivered.update(opening)
@@ -235,33 +238,35 @@ class _Answer:
             async for event in self._events:
                 if isinstance(event, wire.ResponseChunk):
                     self._digest.update(event.data)
-                    ready = shaper.feed(event.data)
-                    if ready:
-                        delivered.update(ready)
-                        yield ready
+                    pending += shaper.feed(event.data)
+                    if pending and not self._stream.ready:
+                        delivered.update(pending)
+                        yield bytes(pending)
+                        pending.clear()
                 elif isinstance(event, wire.ResponseEnd):
                     finished = True
                     cost = self._cost(event)
-                    tail = shaper.end(_usage(event.usage), cost)
-                    delivered.update(tail)
+                    pending += shaper.end(_usage(event.usage), cost)
+                    delivered.update(pending)
                     self._record(cost, delivered.hexdigest())
-                    yield tail
+                    yield bytes(pending)
                     return
                 elif isinstance(event, wire.StreamError):
                     finished = True
                     self._deps.spending.failed(self._reservation, billed=True)
-                    yield shaper.fail(from_wire(event.code, event.message))
+                    yield bytes(pending) + shaper.fail(from_wire(event.code, event.message))
                     return
         except net.NetError as exc:
             finished = True
             self._deps.spending.failed(self._reservation, billed=True)
-            yield shaper.fail(ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}"))
+            error = ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}")
+            yield bytes(pending) + shaper.fail(error)
         except ApiError as exc:  # the worker's stream broke the protocol: stop it, tell the app
             finished = True
             self._deps.spending.failed(self._reservation, billed=True)
             with contextlib.suppress(Exception):
                 await self._stream.cancel("upstream protocol violation")
-            yield shaper.fail(exc)
+            yield bytes(pending) + shaper.fail(exc)
         finally:
             if not finished:
                 # The app hung up (or we were cancelled): tell the proxy, which tells the worker.

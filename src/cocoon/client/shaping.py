@@ -70,6 +70,7 @@ class ChatShaper:
         self._decoder = SseDecoder(max_line_bytes=MAX_SSE_LINE)
         self._usage_chunk: dict[str, Any] | None = None
         self._last: dict[str, Any] = {}
+        self._last_raw: bytes | None = None  # the last event, when it was relayed unparsed
 
     def start(self) -> bytes:
         return b""
@@ -79,7 +80,13 @@ class ChatShaper:
         for event in _events(self._decoder, data):
             if event.is_done:
                 continue  # sent by end(), after the usage chunk
+            if b'"usage"' not in event.data:
+                # No usage here: relayed as it is, parsed only if end() needs its id and model.
+                out += encode_sse(event.data, event=event.event)
+                self._last_raw = event.data
+                continue
             obj = _json_object(event)
+            self._last_raw = None
             if obj is None or obj.get("usage") is None:
                 out += encode_sse(event.data, event=event.event)
                 self._last = obj or self._last
@@ -99,6 +106,8 @@ class ChatShaper:
     def _final_usage_chunk(self, usage: Usage) -> dict[str, Any]:
         if self._usage_chunk is not None:
             return self._usage_chunk
+        if self._last_raw is not None:
+            self._last = _json_object(SseEvent(self._last_raw)) or self._last
         meta: dict[str, Any] = {
             k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last
         }

@@ -83,6 +83,14 @@ class OutgoingStream:
         return self._done
 
     @property
+    def ready(self) -> bool:
+        """An event has already arrived and the next ``__anext__`` returns it without waiting.
+
+        A relay uses it to write everything that has arrived in one send, never to wait for more.
+        """
+        return bool(self._items)
+
+    @property
     def peer(self) -> PeerInfo:
         """The node answering this stream (its attestation is what the link's verifier returned)."""
         return self._conn.peer
