@@ -10,6 +10,7 @@ Typical use::
     peer = policy.verify_certificate(peer_certificate_der(ssl_object), now=now)
 """
 
+from cocoon.tee import nvgpu
 from cocoon.tee.backends import NoneBackend, TdxBackend, TeeBackend, make_backend
 from cocoon.tee.claims import Claims
 from cocoon.tee.collateral import (
@@ -82,6 +83,7 @@ __all__ = [
     "image_hash",
     "make_attested_certificate",
     "make_backend",
+    "nvgpu",
     "parse_certificate",
     "parse_quote",
     "peer_certificate_der",

@@ -1,0 +1,43 @@
+"""NVIDIA GPU attestation: reports, their certificate chains, RIM golden values, verification.
+
+Our own verifier, written with the project's ``cryptography`` (and lxml for the RIMs' XML
+signatures) after the layout NVIDIA's ``nv-local-gpu-verifier`` reads, and checked against the
+sample report, chain and RIMs NVIDIA ships with it (``tests/fixtures/gpu``).
+"""
+
+from cocoon.tee.nvgpu.evidence import (
+    MAX_GPU_EVIDENCE,
+    GpuEvidenceItem,
+    GpuVerdict,
+    RimSource,
+    chain_der,
+    compare_measurements,
+    evidence_from_claims,
+    gpu_nonce,
+    rim_ids,
+    verify_gpu_report,
+)
+from cocoon.tee.nvgpu.report import GpuReport, parse_gpu_report
+from cocoon.tee.nvgpu.rim import GoldenMeasurement, Rim, verify_rim
+from cocoon.tee.nvgpu.rimstore import NVIDIA_RIM_SERVICE, RimCache, RimDirectory
+
+__all__ = [
+    "MAX_GPU_EVIDENCE",
+    "NVIDIA_RIM_SERVICE",
+    "GoldenMeasurement",
+    "GpuEvidenceItem",
+    "GpuReport",
+    "GpuVerdict",
+    "Rim",
+    "RimCache",
+    "RimDirectory",
+    "RimSource",
+    "chain_der",
+    "compare_measurements",
+    "evidence_from_claims",
+    "gpu_nonce",
+    "parse_gpu_report",
+    "rim_ids",
+    "verify_gpu_report",
+    "verify_rim",
+]
