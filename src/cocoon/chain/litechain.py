@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from cocoon.chain._ton import Address, Cell, ShardAccount
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import ChainError, GetMethodError, MessageError
+from cocoon.chain.liteserver.tl import DEV_CHAIN_CAPABILITY
 from cocoon.chain.localchain import tx_record
 
 __all__ = ["LiteChain", "LiteClientLike"]
@@ -37,21 +38,31 @@ class LiteClientLike(Protocol):
 
     async def get_transactions(self, address: Address, count: int) -> list[Any]: ...
 
+    async def get_version(self) -> dict[str, Any]: ...
+
 
 _STATUS = {"account_uninit": "uninit", "account_active": "active", "account_frozen": "frozen"}
 
 
 class LiteChain:
-    """A real TON network through liteservers. ``clock`` defaults to the local wall clock."""
+    """A TON network through liteservers. ``clock`` defaults to the local wall clock.
 
-    def __init__(self, client: LiteClientLike, *, clock: Callable[[], float] = time.time) -> None:
+    ``dev_chain``: True for `cocoon chain serve` (a development chain: LiteChain checks the server
+    says so in liteServer.version, and refuses it otherwise); False for TON (a server that says it
+    is a development chain is refused); None checks nothing (a recorded stand-in client).
+    """
+
+    def __init__(
+        self, client: LiteClientLike, *, clock: Callable[[], float] = time.time, dev_chain: bool | None = None
+    ) -> None:
         self._client = client
         self._clock = clock
+        self._dev_chain = dev_chain
         self._started = False
         self._closed = False
 
     @classmethod
-    def from_config(cls, path: Path | str, *, trust_level: int = 2) -> LiteChain:
+    def from_config(cls, path: Path | str, *, trust_level: int = 2, dev_chain: bool = False) -> LiteChain:
         """Build from a TON global config JSON (``global.config.json`` of testnet/mainnet)."""
         try:
             config = json.loads(Path(path).read_text())
@@ -67,10 +78,12 @@ class LiteChain:
             client = LiteBalancer.from_config(config, trust_level=trust_level)
         except Exception as exc:  # pytoniq raises KeyError/ValueError/nacl errors on bad entries
             raise ChainError(f"bad global config {path}: {exc}") from exc
-        return cls(client)
+        return cls(client, dev_chain=dev_chain)
 
     @classmethod
-    def from_liteservers(cls, servers: list[tuple[str, int, str]], *, trust_level: int = 2) -> LiteChain:
+    def from_liteservers(
+        cls, servers: list[tuple[str, int, str]], *, trust_level: int = 2, dev_chain: bool = False
+    ) -> LiteChain:
         """Build from listed liteservers: (host, port, base64 Ed25519 public key) each."""
         if not servers:
             raise ChainError("no liteservers given")
@@ -84,7 +97,7 @@ class LiteChain:
             clients = [LiteClient(host, port, key, trust_level=trust_level) for host, port, key in servers]
         except Exception as exc:  # pytoniq raises binascii / nacl errors on a bad key
             raise ChainError(f"bad liteserver entry: {exc}") from exc
-        return cls(LiteBalancer(clients))
+        return cls(LiteBalancer(clients), dev_chain=dev_chain)
 
     async def _ready(self) -> None:
         if self._closed:
@@ -95,6 +108,31 @@ class LiteChain:
             except Exception as exc:  # pytoniq raises its own types and OSError alike
                 raise ChainError(f"cannot reach the liteservers: {exc}") from exc
             self._started = True
+            try:
+                await self._check_kind()
+            except BaseException:
+                self._started = False
+                await self._client.close_all()
+                raise
+
+    async def _check_kind(self) -> None:
+        """A development chain's made-up proofs are accepted only when the settings say so, and
+        only from a server that says it is one: proofs are never relaxed for TON."""
+        if self._dev_chain is None:
+            return
+        try:
+            version = await self._client.get_version()
+            is_dev = bool(int(version["capabilities"]) & DEV_CHAIN_CAPABILITY)
+        except Exception as exc:
+            raise ChainError(f"liteserver did not say its version: {exc}") from exc
+        if self._dev_chain and not is_dev:
+            raise ChainError(
+                "dev_chain is set but the liteserver is a TON liteserver; proofs are never relaxed for TON"
+            )
+        if is_dev and not self._dev_chain:
+            raise ChainError(
+                "the liteserver serves a development chain (`cocoon chain serve`); set dev_chain = true to use it"
+            )
 
     async def now(self) -> int:
         return int(self._clock())

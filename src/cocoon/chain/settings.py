@@ -12,6 +12,13 @@ and for TON testnet/mainnet through liteservers, either a global config file or 
     kind = "lite"
     config_path = "testnet-global.config.json"
     # or: liteservers = [{ host = "5.9.10.47", port = 19949, public_key = "<base64>" }]
+
+and for a development chain shared over the network (``cocoon chain serve --config-out F``)::
+
+    [proxy.chain]
+    kind = "lite"
+    config_path = "global.config.json"
+    dev_chain = true
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ class ChainSettings(BaseModel):
     liteservers: list[LiteServer] = Field(default_factory=list, max_length=64)  # lite, instead of a file
     # lite: 2 trusts the liteservers' answers, 1 checks block links, 0 also needs config_path's init block.
     trust_level: int = Field(2, ge=0, le=2)
+    # lite, development only: the liteservers are `cocoon chain serve` (made-up blocks, unsigned
+    # proofs). LiteChain then insists every server says so; without it, it refuses such servers.
+    dev_chain: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -79,6 +89,10 @@ class ChainSettings(BaseModel):
                 raise ValueError("local_path is for kind = 'embedded'")
             if self.trust_level == 0 and self.config_path is None:
                 raise ValueError("trust_level 0 needs config_path (its init block)")
+            if self.dev_chain and self.trust_level != 2:
+                raise ValueError("dev_chain has no validator signatures to check: it needs trust_level 2")
+        if self.dev_chain and self.kind != "lite":
+            raise ValueError("dev_chain is for kind = 'lite' (a `cocoon chain serve` server)")
         return self
 
 
@@ -88,7 +102,11 @@ def open_chain(settings: ChainSettings, *, clock: Callable[[], float] = time.tim
         assert settings.local_path is not None  # the validator guarantees it
         return LocalChain(settings.local_path.expanduser(), clock=clock)
     if settings.config_path is not None:
-        return LiteChain.from_config(settings.config_path.expanduser(), trust_level=settings.trust_level)
+        return LiteChain.from_config(
+            settings.config_path.expanduser(), trust_level=settings.trust_level, dev_chain=settings.dev_chain
+        )
     return LiteChain.from_liteservers(
-        [(s.host, s.port, s.public_key) for s in settings.liteservers], trust_level=settings.trust_level
+        [(s.host, s.port, s.public_key) for s in settings.liteservers],
+        trust_level=settings.trust_level,
+        dev_chain=settings.dev_chain,
     )

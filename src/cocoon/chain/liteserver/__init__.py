@@ -4,8 +4,8 @@ chain through the same LiteChain that talks to testnet and mainnet."""
 
 from cocoon.chain.liteserver.adnl import AdnlError, ServerKey
 from cocoon.chain.liteserver.globalconfig import global_config, write_global_config
-from cocoon.chain.liteserver.queries import DEV_CHAIN_CAPABILITY
 from cocoon.chain.liteserver.server import DevLiteServer
+from cocoon.chain.liteserver.tl import DEV_CHAIN_CAPABILITY
 
 __all__ = [
     "DEV_CHAIN_CAPABILITY",

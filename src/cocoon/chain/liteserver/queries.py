@@ -18,6 +18,7 @@ from cocoon.chain.errors import AccountNotFound, ChainError, GetMethodError, Tra
 from cocoon.chain.liteserver import blocks
 from cocoon.chain.liteserver.backend import ChainBackend, Head
 from cocoon.chain.liteserver.tl import (
+    DEV_CHAIN_CAPABILITY,
     ERROR_NOT_READY,
     ERROR_PROTOCOL,
     ERROR_UNKNOWN,
@@ -26,12 +27,9 @@ from cocoon.chain.liteserver.tl import (
     encode_error,
 )
 
-__all__ = ["DEV_CHAIN_CAPABILITY", "SERVER_VERSION", "LiteHandler"]
+__all__ = ["SERVER_VERSION", "LiteHandler"]
 
 SERVER_VERSION = 0x101  # what TON's liteserver reports today
-# liteServer.version capabilities: TON's define bits 0-2; bit 40 says "a development chain: block
-# ids and proofs are made up", which LiteChain checks before it relaxes anything.
-DEV_CHAIN_CAPABILITY = 1 << 40
 CAPABILITIES = 0b111 | DEV_CHAIN_CAPABILITY
 MAX_TRANSACTIONS = 16  # per getTransactions, as pytoniq asks
 WAIT_POLL_S = 0.05

@@ -13,8 +13,20 @@ from pytoniq_core.tl.generator import TlGenerator, TlSchemas
 
 from cocoon.chain.liteserver.adnl import AdnlError
 
-__all__ = ["LiteQuery", "Ping", "decode_packet", "encode_answer", "encode_error", "encode_pong", "schemas"]
+__all__ = [
+    "DEV_CHAIN_CAPABILITY",
+    "LiteQuery",
+    "Ping",
+    "decode_packet",
+    "encode_answer",
+    "encode_error",
+    "encode_pong",
+    "schemas",
+]
 
+# liteServer.version capabilities: TON's define bits 0-2; bit 40 says "a development chain: block
+# ids and proofs are made up" (`cocoon chain serve`), which LiteChain checks before it relaxes anything.
+DEV_CHAIN_CAPABILITY = 1 << 40
 ERROR_NOT_READY = 651  # the codes of TON's liteserver (td::Status codes it answers with)
 ERROR_TIMEOUT = 652
 ERROR_PROTOCOL = 653
