@@ -43,6 +43,7 @@ def test_exported_names() -> None:
         "image_hash",
         "make_attested_certificate",
         "make_backend",
+        "nvgpu",
         "parse_certificate",
         "parse_quote",
         "peer_certificate_der",

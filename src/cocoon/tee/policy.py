@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives import hashes
+
 from cocoon.tee.collateral import CollateralSource, collateral_expiry
 from cocoon.tee.errors import (
     CertificateExpired,
@@ -31,6 +33,7 @@ from cocoon.tee.errors import (
     KeyBindingError,
     PolicyRefused,
 )
+from cocoon.tee.nvgpu.evidence import GpuPolicy, GpuVerdict
 from cocoon.tee.quote import ParsedQuote, parse_quote
 from cocoon.tee.ratls import CLOCK_SKEW_S, MAX_LIFETIME_S, RaTlsCertificate, parse_certificate
 from cocoon.tee.verify import INTEL_ROOT_KEY_ID, TCB_STATUSES, root_key_id, verify_quote
@@ -69,6 +72,12 @@ class PeerAttestation:
     root_key_id: bytes | None = None
     cert_sha256: bytes = b""
     verified_quote: bool = False  # False: the quote (if any) was bound to the key but not signature-checked
+    gpus: tuple[GpuVerdict, ...] = ()  # GPUs whose NVIDIA evidence verified (bound to this key)
+
+    @property
+    def confidential_gpu(self) -> bool:
+        """At least one GPU proved CC mode with measurements checked against NVIDIA's RIMs."""
+        return any(g.measurements_checked for g in self.gpus)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +96,8 @@ class PeerAttestation:
             "root_key_id": self.root_key_id.hex() if self.root_key_id is not None else None,
             "cert_sha256": self.cert_sha256.hex(),
             "verified_quote": self.verified_quote,
+            "gpus": [g.to_json() for g in self.gpus],
+            "confidential_gpu": self.confidential_gpu,
         }
 
 
@@ -165,6 +176,7 @@ class AttestationPolicy:
     allow_debug: bool = False
     clock_skew_s: int = DEFAULT_CLOCK_SKEW_S
     max_claims_age_s: int = MAX_LIFETIME_S + DEFAULT_CLOCK_SKEW_S
+    gpu: GpuPolicy = field(default_factory=GpuPolicy)  # GPU evidence in the claims: always verified
     cache: VerdictCache = field(default_factory=VerdictCache, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -242,6 +254,10 @@ class AttestationPolicy:
         """The same policy with a new image-hash allowlist (it comes from the root contract at run time)."""
         return dataclasses.replace(self, allowed_image_hashes=_frozen_bytes(hashes))
 
+    def with_gpu_policy(self, gpu: GpuPolicy) -> AttestationPolicy:
+        """The same policy judging GPU evidence by ``gpu`` (e.g. requiring a verified CC GPU)."""
+        return dataclasses.replace(self, gpu=gpu)
+
     def with_allowlists(
         self, *, image_hashes: Iterable[bytes] | None, model_hashes: Iterable[bytes] | None
     ) -> AttestationPolicy:
@@ -313,7 +329,9 @@ class AttestationPolicy:
         return await asyncio.to_thread(self.verify_certificate, cert_der, now=now)
 
     def _cache_scope(self) -> str:
-        return f"{self.kind}:{hashlib.sha256(self.root_ca_der or b'intel').hexdigest()[:16]}:{id(self.collateral_source)}"
+        # GPU verdicts are part of the cached evidence: another RIM source or GPU root is another scope
+        gpu = f"{id(self.gpu.rims)}:{self.gpu.device_root.fingerprint(hashes.SHA256()).hex()[:16]}"
+        return f"{self.kind}:{hashlib.sha256(self.root_ca_der or b'intel').hexdigest()[:16]}:{id(self.collateral_source)}:{gpu}"
 
     def _check_time(self, cert: RaTlsCertificate, now: int) -> None:
         if now < cert.not_before - self.clock_skew_s:
@@ -335,6 +353,7 @@ class AttestationPolicy:
         if cert.claims.public_key != cert.public_key:
             raise KeyBindingError("claims name a different public key than the certificate's")
         common: dict[str, Any] = {
+            "gpus": self.gpu.verify_claims(cert.claims.extra.get("gpu"), public_key=cert.public_key, now=now),
             "public_key": cert.public_key,
             "model_hash": cert.claims.model_hash,
             "claims": MappingProxyType(cert.claims.to_json()),
@@ -405,6 +424,8 @@ class AttestationPolicy:
     def _check_policy(self, att: PeerAttestation) -> None:
         if att.debug and not self.allow_debug:
             raise PolicyRefused("peer runs a debug TD")
+        if not self.gpu.admits(att.gpus):
+            raise PolicyRefused("peer has no GPU with verified confidential-computing evidence")
         if att.tcb_status is not None and att.tcb_status not in self.allowed_tcb_statuses:
             raise PolicyRefused(
                 f"peer TCB status {att.tcb_status} is not allowed (advisories: {', '.join(att.advisory_ids) or '-'})"

@@ -8,6 +8,7 @@ sample report, chain and RIMs NVIDIA ships with it (``tests/fixtures/gpu``).
 from cocoon.tee.nvgpu.evidence import (
     MAX_GPU_EVIDENCE,
     GpuEvidenceItem,
+    GpuPolicy,
     GpuVerdict,
     RimSource,
     chain_der,
@@ -26,6 +27,7 @@ __all__ = [
     "NVIDIA_RIM_SERVICE",
     "GoldenMeasurement",
     "GpuEvidenceItem",
+    "GpuPolicy",
     "GpuReport",
     "GpuVerdict",
     "Rim",

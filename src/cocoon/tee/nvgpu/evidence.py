@@ -49,6 +49,7 @@ from cocoon.tee.nvgpu.roots import NVIDIA_DEVICE_ROOT_PEM, NVIDIA_RIM_ROOT_PEM
 __all__ = [
     "MAX_GPU_EVIDENCE",
     "GpuEvidenceItem",
+    "GpuPolicy",
     "GpuVerdict",
     "RimSource",
     "chain_der",
@@ -216,3 +217,39 @@ def verify_gpu_report(
 def chain_der(certs: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
     """DER blobs of parsed certificates (what :class:`GpuEvidenceItem` carries)."""
     return tuple(c.public_bytes(Encoding.DER) for c in certs)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPolicy:
+    """How a node judges the GPU evidence in a peer's claims.
+
+    Evidence that is present is always verified (forged or replayed evidence refuses the peer);
+    ``rims`` adds the golden-measurement check; ``require_cc`` refuses peers without at least one
+    GPU whose evidence passed it (so it needs ``rims``)."""
+
+    rims: RimSource | None = None
+    require_cc: bool = False
+    device_root: x509.Certificate = DEVICE_ROOT
+    rim_root: x509.Certificate = RIM_ROOT
+
+    def __post_init__(self) -> None:
+        if self.require_cc and self.rims is None:
+            raise ValueError("requiring a confidential GPU needs a RIM source for the golden measurements")
+
+    def verify_claims(self, gpu_claims: Any, *, public_key: bytes, now: int) -> tuple[GpuVerdict, ...]:
+        """Verify every evidence item of a ``gpu`` claim against the peer's key-bound nonce."""
+        nonce = gpu_nonce(public_key)
+        return tuple(
+            verify_gpu_report(
+                item,
+                nonce=nonce,
+                now=now,
+                rims=self.rims,
+                device_root=self.device_root,
+                rim_root=self.rim_root,
+            )
+            for item in evidence_from_claims(gpu_claims)
+        )
+
+    def admits(self, verdicts: Sequence[GpuVerdict]) -> bool:
+        return not self.require_cc or any(v.measurements_checked for v in verdicts)
