@@ -4,7 +4,8 @@
 
 It talks to a *lite client* object with pytoniq's ``LiteBalancer`` methods (``start_up``,
 ``close_all``, ``raw_get_account_state``, ``run_get_method``, ``raw_send_message``,
-``get_transactions``). :meth:`LiteChain.from_config` builds one from a global config file (needs
+``get_transactions``, ``get_version``): :class:`~cocoon.chain.litepeers.LitePeers` over pytoniq
+``LiteClient``s (failover between servers). :meth:`LiteChain.from_config` builds one from a global config file (needs
 the optional ``pytoniq`` package); tests pass a recorded stand-in.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from cocoon.chain._ton import Address, Cell, ShardAccount
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import ChainError, GetMethodError, MessageError
+from cocoon.chain.litepeers import LitePeers
 from cocoon.chain.liteserver.tl import DEV_CHAIN_CAPABILITY
 from cocoon.chain.localchain import tx_record
 
@@ -71,14 +73,17 @@ class LiteChain:
         if not isinstance(config, dict) or not config.get("liteservers"):
             raise ChainError(f"{path} has no liteservers")
         try:
-            from pytoniq import LiteBalancer  # type: ignore[attr-defined,unused-ignore]
+            from pytoniq import LiteClient  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:
             raise ChainError("LiteChain needs the optional package `pytoniq` (pip install pytoniq)") from exc
         try:
-            client = LiteBalancer.from_config(config, trust_level=trust_level)
+            clients = [
+                LiteClient.from_config(config, i, trust_level=trust_level)
+                for i in range(len(config["liteservers"]))
+            ]
         except Exception as exc:  # pytoniq raises KeyError/ValueError/nacl errors on bad entries
             raise ChainError(f"bad global config {path}: {exc}") from exc
-        return cls(client, dev_chain=dev_chain)
+        return cls(LitePeers(clients), dev_chain=dev_chain)
 
     @classmethod
     def from_liteservers(
@@ -90,14 +95,14 @@ class LiteChain:
         if trust_level < 1:
             raise ChainError("listed liteservers need trust_level >= 1 (level 0 needs a config's init block)")
         try:
-            from pytoniq import LiteBalancer, LiteClient  # type: ignore[attr-defined,unused-ignore]
+            from pytoniq import LiteClient  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:
             raise ChainError("LiteChain needs the optional package `pytoniq` (pip install pytoniq)") from exc
         try:
             clients = [LiteClient(host, port, key, trust_level=trust_level) for host, port, key in servers]
         except Exception as exc:  # pytoniq raises binascii / nacl errors on a bad key
             raise ChainError(f"bad liteserver entry: {exc}") from exc
-        return cls(LiteBalancer(clients), dev_chain=dev_chain)
+        return cls(LitePeers(clients), dev_chain=dev_chain)
 
     async def _ready(self) -> None:
         if self._closed:

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cocoon.cli.chain_serve import serve
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, record
 from cocoon.cli.runner import cli_errors, default_home, fail
 from cocoon.core.amounts import format_ton, parse_ton
@@ -43,6 +44,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(root_app, name="root")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(client_app, name="client")
+app.command("serve")(serve)
 
 out = Console()
 

@@ -42,7 +42,7 @@ class DevLiteServer:
         self._handler = LiteHandler(self._backend)
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
+        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.queries: dict[str, int] = {}  # query name -> how many were asked (logged and tested)
 
     @property
@@ -59,13 +59,13 @@ class DevLiteServer:
         if len(self._conns) >= MAX_CONNECTIONS or task is None:
             writer.close()
             return
-        self._conns.add(task)
+        self._conns[task] = writer
         try:
             await self._serve(reader, writer)
         except (AdnlError, asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
             log.debug("liteserver connection dropped: %s", exc)
         finally:
-            self._conns.discard(task)
+            self._conns.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -102,12 +102,15 @@ class DevLiteServer:
         if answer is not None and not writer.is_closing():
             writer.write(session.seal(answer))  # seal and write together: the stream cipher's order
 
+    async def stop(self) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Stop listening, cut every connection (as a killed server would) and close the chain."""
         if self._server is not None:
             self._server.close()
-            for task in list(self._conns):
-                task.cancel()
+            for writer in list(self._conns.values()):
+                writer.transport.abort()  # the handlers see the connection reset and end
             await asyncio.gather(*self._conns, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
