@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cocoon.client.attestation import attestation_report
+from cocoon.client.dashboard import client_dashboard
 from cocoon.client.http_errors import error_response
 from cocoon.client.ports import ApiDeps
 from cocoon.client.routes_cocoon import cocoon_router, money_router
@@ -65,5 +66,6 @@ def build_app(deps: ApiDeps) -> LocalHttpGuard:
     async def health() -> dict[str, Any]:
         return deps.proxy.statistics()
 
+    app.mount("/dashboard", client_dashboard(deps))  # the operator dashboard (read-only)
     policy = LocalHttpPolicy.of(deps.config.allowed_hosts, deps.config.allowed_origins)
     return LocalHttpGuard(app, policy)

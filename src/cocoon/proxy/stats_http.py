@@ -1,4 +1,5 @@
-"""The proxy operator's HTTP view: ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus), ``GET /health``.
+"""The proxy operator's HTTP view: ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus), ``GET /health``,
+and the operator dashboard at ``/dashboard/`` (``/`` leads there).
 
 The app reads through :class:`StatsSource`, a narrow view the proxy service satisfies; it knows nothing
 else of the service.
@@ -9,13 +10,15 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cocoon.core.httpserve import HttpServer, start_http_server
+from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.dashboard import proxy_dashboard
 from cocoon.proxy.ledger import LedgerStatistics
 from cocoon.proxy.metrics import build_registry
-from cocoon.proxy.selection import RegistryStatistics
+from cocoon.proxy.selection import RegistryStatistics, WorkerRegistry
 
 __all__ = ["StatsSource", "build_stats_app", "start_stats_server"]
 
@@ -28,6 +31,12 @@ class StatsSource(Protocol):
     def registry_statistics(self) -> RegistryStatistics: ...
 
     def state_name(self) -> str: ...
+
+    @property
+    def registry(self) -> WorkerRegistry: ...  # the dashboard's disable / enable actions
+
+    @property
+    def config(self) -> ProxyConfig: ...  # the dashboard's operator token lives in config.home
 
 
 def build_stats_app(source: StatsSource) -> FastAPI:
@@ -46,6 +55,11 @@ def build_stats_app(source: StatsSource) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"state": source.state_name()}
 
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    app.mount("/dashboard", proxy_dashboard(source, source.config.home))
     return app
 
 

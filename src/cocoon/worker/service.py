@@ -103,6 +103,7 @@ class Worker(Service):
         self._health: HttpServer | None = None
         self._logs = LogRing()
         self._drain_on_stop = True
+        self.draining = False  # the owner's drain (dashboard): refuse new requests, finish running ones
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -263,7 +264,7 @@ class Worker(Service):
 
     async def serve(self, stream: net.IncomingStream) -> None:
         request = stream.request
-        if self.state is not ServiceState.RUNNING:
+        if self.state is not ServiceState.RUNNING or self.draining:
             await stream.send_error(wire.ErrorCode.BUSY, "worker is draining")
             return
         if self._active >= self.config.max_active_requests:
