@@ -23,6 +23,10 @@ demo: $(STAMP)
 	$(BIN)/cocoon demo
 
 test: $(STAMP)
+	@# The dashboard's browser test drives Debian's chromium (Playwright's own download is not used).
+	@if [ -z "$$COCOON_CHROMIUM" ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the dashboard's browser test will be skipped"; fi
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
