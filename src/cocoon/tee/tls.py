@@ -115,6 +115,10 @@ def create_ssl_context(*, server: bool, cert_pem: bytes, key_pem: bytes) -> ssl.
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
     ctx.options |= ssl.OP_NO_TICKET
+    if server:
+        # Under TLS 1.3 OP_NO_TICKET alone means *stateful* tickets: two per handshake, each
+        # session (peer certificate and all) kept in the server's cache. No tickets at all.
+        ctx.num_tickets = 0
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
     load_certificate(ctx, cert_pem=cert_pem, key_pem=key_pem)
