@@ -19,14 +19,16 @@ def test_no_driver_means_no_gpu_evidence() -> None:
     assert evidence.kind == "none" and not evidence.confidential
 
 
-def test_nvidia_cc_mode_on_is_confidential() -> None:
+def test_nvidia_cc_mode_on_without_signed_reports_is_not_confidential() -> None:
+    """``nvidia-smi`` saying CC is on is the host's word; only signed reports count (tests/worker/test_gpu.py)."""
+
     def runner(argv: Sequence[str]) -> str:
         if "conf-compute" in argv:
             return "CC status: ON\n"
         return "NVIDIA H100 80GB HBM3, GPU-1234, 580.95.05, 81559\n"
 
     evidence = collect_gpu_evidence(runner)
-    assert evidence.kind == "nvidia" and evidence.cc_mode == "on" and evidence.confidential
+    assert evidence.kind == "nvidia" and evidence.cc_mode == "on" and not evidence.confidential
     assert evidence.gpus[0].memory_mib == 81559
     assert evidence.to_claims()["gpus"][0]["uuid"] == "GPU-1234"
 

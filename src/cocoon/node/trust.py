@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from cocoon import net, tee, wire
@@ -66,6 +67,11 @@ class TeeSettings(BaseModel):
     # Where the simulated platform (its PKI) lives; nodes that must trust each other share it.
     # Default: the node's own home.
     sim_home: Path | None = None
+    # Peers' NVIDIA GPU evidence is always verified when present (signature, chain, key-bound nonce,
+    # golden measurements from the RIMs); this also refuses peers without a verified CC GPU.
+    require_cc_gpu: bool = False
+    # Offline RIMs (<id>.swidtag); default: <home>/rim-cache, filled from NVIDIA's RIM service.
+    gpu_rim_dir: Path | None = None
 
 
 def validate_host_ports(values: list[str]) -> list[str]:
@@ -138,14 +144,27 @@ def make_policy(
     home: Path,
     allowed: frozenset[bytes] | None,
 ) -> tee.AttestationPolicy:
+    gpu = gpu_policy(kind, settings, sim_home=sim_home, home=home)
     if kind == "sim":
-        return tee.AttestationPolicy.sim(tee.sim_platform(sim_home), allowed_image_hashes=allowed)
+        sim = tee.AttestationPolicy.sim(tee.sim_platform(sim_home), allowed_image_hashes=allowed)
+        return sim.with_gpu_policy(gpu)
     if kind == "tdx":
         if not settings.pccs_url:
             raise ConfigError("tee.peer_policy = 'tdx' needs tee.pccs_url for quote collateral")
         source = tee.PccsCollateral(settings.pccs_url, cache_dir=home / "collateral-cache")
-        return tee.AttestationPolicy.tdx(collateral_source=source, allowed_image_hashes=allowed)
-    return tee.AttestationPolicy.any(allowed_image_hashes=allowed)
+        tdx = tee.AttestationPolicy.tdx(collateral_source=source, allowed_image_hashes=allowed)
+        return tdx.with_gpu_policy(gpu)
+    return tee.AttestationPolicy.any(allowed_image_hashes=allowed).with_gpu_policy(gpu)
+
+
+def gpu_policy(kind: str, settings: TeeSettings, *, sim_home: Path, home: Path) -> tee.nvgpu.GpuPolicy:
+    """How peers' GPU evidence is judged: under the simulated NVIDIA roots of the sim platform, or
+    NVIDIA's real ones with RIMs from ``gpu_rim_dir`` or a cache of NVIDIA's RIM service."""
+    if kind == "sim":
+        return tee.nvgpu.sim_gpu(sim_home).policy(require_cc=settings.require_cc_gpu)
+    rim_dir = settings.gpu_rim_dir
+    rims = tee.nvgpu.RimDirectory(rim_dir) if rim_dir else tee.nvgpu.RimCache(home / "rim-cache")
+    return tee.nvgpu.GpuPolicy(rims=rims, require_cc=settings.require_cc_gpu)
 
 
 class NodeTrust:
@@ -165,7 +184,10 @@ class NodeTrust:
         model_hash: bytes | None = None,
         extra_claims: Mapping[str, Any] | None = None,
         links: net.Links | None = None,
+        private_key: Ed25519PrivateKey | None = None,
     ) -> None:
+        """``private_key``: the identity key when the node made it first (its GPU evidence is bound
+        to it, or the seal service released it); a fresh one otherwise."""
         self.settings = settings
         self.role = role
         self.links: net.Links = links or net.TCP_LINKS
@@ -180,6 +202,7 @@ class NodeTrust:
             model_hash=model_hash,
             extra_claims=self._extra_claims,
             lifetime_s=settings.cert_lifetime_s,
+            private_key=private_key,
         )
         self._server_ctx = self.identity.server_context()
         self._client_ctx = self.identity.client_context()

@@ -58,6 +58,9 @@ class WorkerConfig(BaseModel):
     coefficient: int = Field(1000, ge=0, lt=1_000_000_000)  # price multiplier in per mille
     max_active_requests: int = Field(DEFAULT_MAX_ACTIVE_REQUESTS, ge=1, le=10_000)
     gpu_class: str = Field("cpu", min_length=1, max_length=64)
+    # GPU evidence in the claims: "auto" asks the NVIDIA GPUs (signed reports in CC mode), "sim" the
+    # sim platform's simulated GPU (development), "none" claims no GPU.
+    gpu: Literal["auto", "none", "sim"] = "auto"
     region: str = Field("local", min_length=1, max_length=32)
     health_host: str = "127.0.0.1"
     health_port: int = Field(DEFAULT_WORKER_HEALTH_PORT, ge=0, le=65535)

@@ -21,6 +21,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from cocoon import net, wire
 from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.errors import ServiceError
@@ -41,7 +44,7 @@ from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.service import Service
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
-from cocoon.worker.gpu import GpuEvidence, collect_gpu_evidence
+from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
 from cocoon.worker.logs import LogRing, worker_logger
 
@@ -119,7 +122,11 @@ class Worker(Service):
                 f"model hash {self.model_hash.hex()} of {self.engine.model_name} is not allowed "
                 "(not in allowed_model_hashes / the root contract)"
             )
-        self.gpu = await asyncio.to_thread(collect_gpu_evidence)
+        # The GPUs' reports answer a nonce bound to the identity key, so the key comes first.
+        key = Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        sim_home = self.config.tee.sim_home or self.config.home
+        self.gpu = await asyncio.to_thread(evidence_for_key, self.config.gpu, public, sim_home=sim_home)
         self.trust = NodeTrust(
             self.config.tee,
             home=self.config.home,
@@ -127,6 +134,7 @@ class Worker(Service):
             model_hash=self.model_hash,
             extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
             links=self._links,
+            private_key=key,
         )
         self.spawn(self.trust.keep_fresh(), name="cert-renewal")
         self._health = await start_http_server(
@@ -246,7 +254,7 @@ class Worker(Service):
                 "backend": self.config.tee.backend,
                 "cert_not_after": self.trust.identity.not_after if self.trust else None,
             },
-            "gpu": self.gpu.to_claims() | {"confidential": self.gpu.confidential, "error": self.gpu.error},
+            "gpu": self.gpu.summary(),
             "coefficient": self.config.coefficient,
             "active_requests": self._active,
             "max_active_requests": self.config.max_active_requests,

@@ -21,6 +21,7 @@ from cocoon.tee.nvgpu.evidence import (
 from cocoon.tee.nvgpu.report import GpuReport, parse_gpu_report
 from cocoon.tee.nvgpu.rim import GoldenMeasurement, Rim, verify_rim
 from cocoon.tee.nvgpu.rimstore import NVIDIA_RIM_SERVICE, RimCache, RimDirectory
+from cocoon.tee.nvgpu.sim import SimGpu, sim_gpu
 
 __all__ = [
     "MAX_GPU_EVIDENCE",
@@ -34,12 +35,14 @@ __all__ = [
     "RimCache",
     "RimDirectory",
     "RimSource",
+    "SimGpu",
     "chain_der",
     "compare_measurements",
     "evidence_from_claims",
     "gpu_nonce",
     "parse_gpu_report",
     "rim_ids",
+    "sim_gpu",
     "verify_gpu_report",
     "verify_rim",
 ]

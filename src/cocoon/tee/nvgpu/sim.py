@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import struct
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +27,7 @@ from lxml import etree
 
 from cocoon.tee import _der
 from cocoon.tee.errors import CollateralUnavailable
+from cocoon.tee.sim import sim_platform
 from cocoon.tee.nvgpu.evidence import GpuEvidenceItem, GpuPolicy, rim_ids
 from cocoon.tee.nvgpu.report import (
     NONCE_SIZE,
@@ -37,7 +40,7 @@ from cocoon.tee.nvgpu.report import (
     parse_gpu_report,
 )
 
-__all__ = ["SimGpu"]
+__all__ = ["SimGpu", "sim_gpu"]
 
 DRIVER_VERSION = "550.90.07"
 VBIOS_BYTES = bytes.fromhex("009f009601000000")  # 96.00.9f.00.01
@@ -207,3 +210,14 @@ class SimGpu:
                 cert.public_bytes(Encoding.DER)
             ).decode()
         return etree.tostring(root)
+
+
+@functools.lru_cache(maxsize=16)
+def _sim_gpu(seed: bytes) -> SimGpu:
+    return SimGpu(seed)
+
+
+def sim_gpu(sim_home: Path) -> SimGpu:
+    """The simulated GPU of a simulated platform: every node sharing ``sim_home`` (its PKI) gets
+    the same one, so their policies pin the same simulated NVIDIA roots."""
+    return _sim_gpu(hashlib.sha256(b"cocoon-sim-gpu" + sim_platform(sim_home).root_ca_der).digest())
