@@ -82,7 +82,8 @@ class DevLiteServer:
                     if isinstance(packet, Ping):
                         writer.write(session.seal(encode_pong(packet.random_id)))
                     elif isinstance(packet, LiteQuery):
-                        self.queries[packet.name] = self.queries.get(packet.name, 0) + 1
+                        name = packet.name if packet.wait is None else f"waitMasterchainSeqno+{packet.name}"
+                        self.queries[name] = self.queries.get(name, 0) + 1
                         if len(inflight) >= MAX_INFLIGHT:
                             busy = encode_error(
                                 packet.query_id, ERROR_NOT_READY, "too many queries in flight"
