@@ -69,7 +69,7 @@ class DashboardSettings:
         self.actions = {a.name: a for a in actions}
         self.operator_token = operator_token
         self.policy = policy or LocalHttpPolicy()
-        self.history = history or MetricHistory(min_interval_s=min(poll_s, 2.0))
+        self.history = history if history is not None else MetricHistory(min_interval_s=min(poll_s, 2.0))
         self.poll_s = poll_s
         self.clock = clock
 
