@@ -14,6 +14,7 @@ def test_public_api_is_pinned():
             "code",
             "errors",
             "litechain",
+            "litepeers",
             "liteserver",
             "localchain",
             "messages",

@@ -91,14 +91,15 @@ def _global_config(key_b64: str) -> dict:
     }
 
 
-def test_from_config_builds_a_balancer(tmp_path):
+def test_from_config_builds_failover_peers(tmp_path):
     pytest.importorskip("pytoniq")
     from cocoon.chain import KeyPair
 
     good = tmp_path / "global.config.json"
     good.write_text(json.dumps(_global_config(base64.b64encode(KeyPair.generate().public).decode())))
     chain = LiteChain.from_config(good)
-    assert type(chain._client).__name__ == "LiteBalancer"  # built, not started: no network touched
+    # one pytoniq LiteClient per listed server behind LitePeers (failover); built, not started
+    assert type(chain._client).__name__ == "LitePeers" and len(chain._client._clients) == 1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(_global_config("not base64!")))
     with pytest.raises(ChainError, match="bad global config"):

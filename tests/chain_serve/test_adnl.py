@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (pytoniq ships no annotations)
 """The server side of ADNL/TCP against pytoniq's own client: handshake, framing, ping, refusals."""
 
 from __future__ import annotations
