@@ -44,7 +44,8 @@ from cocoon.proxy.attempt import (
     Verdict,
     wire_code,
 )
-from cocoon.proxy.ledger import AsyncLedger
+from cocoon.proxy.bill_queue import BillQueue
+from cocoon.proxy.ledger import AsyncLedger, Settlement
 from cocoon.proxy.metering import UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts, reservation
 from cocoon.proxy.selection import WorkerRegistry
@@ -129,6 +130,7 @@ class Relay:
         self._unreleased: set[str] = set()  # reservations the store refused to release (retried)
         self._lingering: set[asyncio.Future[Any]] = set()
         self.progress_writes = 0  # progress records queued on the store's writer now
+        self.bills = BillQueue(books, run=self.linger)
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -262,15 +264,20 @@ class Relay:
         )
 
     async def write_bill(self, key: str, effect: Settle) -> bool:
-        """Write one bill durably; False if our own store refused it."""
+        """Write one bill durably (batched with the bills of concurrent requests); False if our own
+        store refused it."""
         bill = effect.bill
         owner = self.payee(effect.worker_id)
-        books = self.books()
+        item = Settlement(
+            request_id=key,
+            worker=owner,
+            charge=bill.charge,
+            ok=bill.complete,
+            usage=bill.usage,
+            audit=bill.audit if bill.complete else None,
+        )
         try:
-            if bill.complete:
-                await books.settle(key, owner, bill.charge, time.time(), usage=bill.usage, audit=bill.audit)
-            else:
-                await books.fail(key, bill.charge, worker=owner, now=time.time(), usage=bill.usage)
+            await self.bills.write(item)
         except perr.LedgerError as exc:
             log.error("billing store failed to bill %s: %s", key, exc)
             return False
