@@ -8,6 +8,11 @@ and a few callbacks), so it can be driven by tests over in-memory links.
 Admission: a request id that is in flight or already known to the books is refused before any
 worker is asked (one id is answered once and billed once); then the funds the request may cost are
 reserved. Whatever ends the request, a reservation that was not billed is released.
+
+Writes: bills go through :class:`~cocoon.proxy.bill_queue.BillQueue` (concurrent bills share one
+durable commit); progress records are fire-and-forget on the store's writer, at most
+``max_progress_writes`` queued at once so bills never wait behind them. Work that must outlive a
+cancelled request (its bill, its release) runs as a task :meth:`Relay.wait_idle` waits for.
 """
 
 from __future__ import annotations
