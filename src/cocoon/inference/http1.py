@@ -219,8 +219,15 @@ class UpstreamPool:
     """Kept-alive connections to one origin; at most ``max_connections`` requests at a time."""
 
     def __init__(
-        self, base_url: str, *, timeouts: Timeouts, max_connections: int, headers: Mapping[str, str]
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts,
+        max_connections: int,
+        headers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` for ``https://`` (default: verify against the certifi roots)."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -236,7 +243,7 @@ class UpstreamPool:
         self._max = max_connections
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None  # made on first use, inside the running loop
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
         self._closed = False
 
     async def request(
