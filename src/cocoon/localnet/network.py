@@ -70,6 +70,9 @@ class LocalNetworkConfig:
     # chain: ClientChainSettings fields to override (e.g. auto_top_up_nano)
     client_chain: Mapping[str, Any] = field(default_factory=dict)
     client_api_keys: tuple[str, ...] = ()  # Bearer keys the client's API demands (none: open)
+    # chain: the proxy and client reach the chain through these liteservers (a `cocoon chain serve`
+    # global config of this home's chain file) instead of sharing this process's LocalChain.
+    lite_config: Path | None = None
 
     @classmethod
     def ephemeral(cls, home: Path, **kwargs: object) -> LocalNetworkConfig:
@@ -191,7 +194,7 @@ class LocalNetwork:
                     tee=self._tee(accept="worker"),
                     chain=proxy_chain,
                 ),
-                chain=self.chain,
+                chain=None if cfg.lite_config else self.chain,
             )
             await self.proxy.start()
             if cfg.chain:
@@ -233,7 +236,7 @@ class LocalNetwork:
         assert self.proxy is not None
         self._on_step("starting client")
         client_chain = (
-            ClientChainSettings(local_path=self.chain_path, **dict(cfg.client_chain)) if cfg.chain else None
+            ClientChainSettings(**self._chain_source(), **dict(cfg.client_chain)) if cfg.chain else None
         )
         self.client = Client(
             ClientConfig(
@@ -247,7 +250,7 @@ class LocalNetwork:
                 tee=self._tee(accept="proxy"),
                 chain=client_chain,
             ),
-            chain=self.chain,
+            chain=None if cfg.lite_config else self.chain,
         )
         await self.client.start()
         return self.client
@@ -288,10 +291,16 @@ class LocalNetwork:
         wallet = KeyPair.from_seed(load_or_create_seed(proxy_home / "chain-wallet.key"))
         await self.handles.open_proxy(signing, wallet)
         return ProxyChainSettings(
-            local_path=self.chain_path,
+            **self._chain_source(),
             root_address=self.handles.root.to_str(),  # type: ignore[no-untyped-call]
             **dict(cfg.proxy_chain),
         )
+
+    def _chain_source(self) -> dict[str, Any]:
+        """The connection fields of the services' chain settings: the file, or the liteservers."""
+        if self.config.lite_config is None:
+            return {"local_path": self.chain_path}
+        return {"kind": "lite", "config_path": self.config.lite_config, "dev_chain": True}
 
     async def _open_client_contract(self) -> None:
         """Fund the client's contract from the faucet on first start (``client_credit_nano``)."""
