@@ -25,6 +25,7 @@ import hashlib
 import os
 import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,13 @@ __all__ = [
     "file_root",
     "merkle_root",
     "model_hash",
+    "model_size",
 ]
 
 CHUNK_SIZE = 1 << 20
 MODEL_HASH_DOMAIN = b"cocoon-model-hash-v1"
 _LEAF, _NODE, _ENTRY, _ROOT = b"\x00", b"\x01", b"\x02", b"\x03"
+Progress = Callable[[int], None]  # bytes just hashed
 
 
 def _u64(value: int) -> bytes:
@@ -61,8 +64,8 @@ def merkle_root(leaves: list[bytes]) -> bytes:
     return hashlib.sha256(_NODE + merkle_root(leaves[:split]) + merkle_root(leaves[split:])).digest()
 
 
-def file_root(path: Path) -> tuple[int, bytes]:
-    """(size, Merkle root of the 1 MiB chunk leaves) of one file."""
+def file_root(path: Path, progress: Progress | None = None) -> tuple[int, bytes]:
+    """(size, Merkle root of the 1 MiB chunk leaves) of one file; ``progress`` gets each chunk's size."""
     leaves: list[bytes] = []
     size = 0
     try:
@@ -70,6 +73,8 @@ def file_root(path: Path) -> tuple[int, bytes]:
             while chunk := f.read(CHUNK_SIZE):
                 size += len(chunk)
                 leaves.append(hashlib.sha256(_LEAF + chunk).digest())
+                if progress is not None:
+                    progress(len(chunk))
     except OSError as exc:
         raise ModelError(f"cannot read model file {path}: {exc}") from exc
     if not leaves:
@@ -87,16 +92,18 @@ class ModelHashCache:
     hits: int = 0
     misses: int = 0
 
-    def root(self, path: Path) -> tuple[int, bytes]:
+    def root(self, path: Path, progress: Progress | None = None) -> tuple[int, bytes]:
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         with self._lock:
             cached = self._roots.get(key)
             if cached is not None:
                 self.hits += 1
+                if progress is not None:
+                    progress(st.st_size)
                 return st.st_size, cached
             self.misses += 1
-        size, root = file_root(path)
+        size, root = file_root(path, progress)
         if size == st.st_size:  # a file that changed while we read it is not cached
             with self._lock:
                 self._roots[key] = root
@@ -124,18 +131,30 @@ def _files(path: Path) -> list[tuple[bytes, Path]]:
     return sorted(found)
 
 
-def model_hash(path: Path | str, *, cache: ModelHashCache | None = None, workers: int = 1) -> bytes:
+def model_size(path: Path | str) -> int:
+    """The bytes :func:`model_hash` reads (for progress bars)."""
+    return sum(full.stat().st_size for _, full in _files(Path(path)))
+
+
+def model_hash(
+    path: Path | str,
+    *,
+    cache: ModelHashCache | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> bytes:
     """The 32-byte model hash of a weight file or directory (see the module docstring).
 
     ``workers`` > 1 hashes that many files at once (SHA-256 releases the GIL, so sharded
     checkpoints hash about that many times faster on a machine with the cores and disk for it).
+    ``progress`` is called with the size of every chunk read (from the hashing threads).
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
     files = _files(Path(path))
 
     def root_of(full: Path) -> tuple[int, bytes]:
-        return cache.root(full) if cache is not None else file_root(full)
+        return cache.root(full, progress) if cache is not None else file_root(full, progress)
 
     if workers == 1 or len(files) == 1:
         roots = [root_of(full) for _, full in files]

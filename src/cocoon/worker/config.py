@@ -22,7 +22,10 @@ class EngineSettings(BaseModel):
 
     kind: Literal["embedded", "http"] = "embedded"
     url: str | None = None  # http: the OpenAI-compatible upstream, e.g. http://127.0.0.1:8000
-    model_path: Path | None = None  # embedded: a GGUF file; default is the bundled SmolLM2
+    # embedded: a GGUF file (default: the bundled SmolLM2); http: the directory the upstream was
+    # started from, hashed as the model hash (the upstream must report that path, or the worker
+    # refuses to start)
+    model_path: Path | None = None
     model_name: str | None = None  # served name; http: discovered from /v1/models when unset
     n_ctx: int = Field(2048, ge=256, le=131072)
     n_threads: int | None = Field(None, ge=1, le=256)

@@ -35,7 +35,6 @@ from cocoon.inference import (
     EngineResponse,
     HttpEngine,
     check_capabilities,
-    model_hash,
 )
 from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
@@ -47,6 +46,7 @@ from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
 from cocoon.worker.logs import LogRing, worker_logger
+from cocoon.worker.weights import hash_weights, verify_engine_weights
 
 if TYPE_CHECKING:  # the chain is loaded only when a root contract is configured
     from cocoon.chain import RootConfig
@@ -61,7 +61,12 @@ def build_engine(config: WorkerConfig) -> Engine:
     if settings.kind == "http":
         if settings.url is None:
             raise ValueError("engine.url is required for the http engine")
-        return HttpEngine(settings.url, model_name=settings.model_name, capabilities=settings.capabilities)
+        return HttpEngine(
+            settings.url,
+            model_name=settings.model_name,
+            model_path=settings.model_path,
+            capabilities=settings.capabilities,
+        )
     return EmbeddedEngine(
         model_path=settings.model_path,
         model_name=settings.model_name,
@@ -115,6 +120,9 @@ class Worker(Service):
         await self.engine.start()
         self.log.addHandler(self._logs)
         stack.callback(self.log.removeHandler, self._logs)
+        if isinstance(self.engine, HttpEngine) and self.engine.model_path is not None:
+            # The hash is of these weights only if the engine says it serves them.
+            await verify_engine_weights(self.engine.base_url, self.engine.model_name, self.engine.model_path)
         self.model_hash = await asyncio.to_thread(self._compute_model_hash)
         allowed, proxies = await self._root_lists()
         if allowed and self.model_hash.hex() not in allowed:
@@ -221,9 +229,9 @@ class Worker(Service):
     def _compute_model_hash(self) -> bytes:
         path = getattr(self.engine, "model_path", None)
         if path is not None:
-            return model_hash(path)
-        # An HTTP upstream's weights are not visible from here: like the reference, identify the
-        # model by the SHA-256 of its full served name (name@commit:verity in production).
+            return hash_weights(path, log=self.log)
+        # An HTTP upstream without engine.model_path: its weights are not visible from here; like
+        # the reference, identify the model by the SHA-256 of its full served name.
         return hashlib.sha256(self.engine.model_name.encode()).digest()
 
     def announce(self) -> dict[str, Any]:
