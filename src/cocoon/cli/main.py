@@ -38,10 +38,12 @@ app = cli_app(
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The level goes on the console handler too: a worker's own logger runs at INFO (for its /logs
+    # view), and its records reach the root's handlers whatever the root logger's level is.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 @app.callback()
