@@ -285,3 +285,24 @@ async def test_an_app_closing_its_http_stream_at_finish_reason_pays_the_prompt(t
             while n.ledger.client_totals(CLIENT).reserved_nano or not n.ledger.client_totals(CLIENT).tokens:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         assert n.ledger.client_totals(CLIENT).tokens == 34 + 2  # prompt and completion, coefficient 1×
+
+
+async def test_six_apps_stopping_generation_over_http_leave_both_workers_serving(tmp_path: Path) -> None:
+    engines = [
+        ScriptedEngine(Script(raw=tuple(_content("x") for _ in range(100)), delay=0.02)) for _ in range(2)
+    ]
+    async with network(tmp_path, engines, cancel_drain_s=0.05) as n, httpx.AsyncClient(timeout=20) as http:
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        url = f"{n.client.base_url}/chat/completions"
+        for _ in range(6):
+            async with http.stream("POST", url, json=chat) as reply:
+                async for line in reply.aiter_lines():
+                    if '"content"' in line:
+                        break  # "stop generating"
+        async with asyncio.timeout(10):
+            while n.proxy.counters["cancelled"] < 6 or n.proxy.registry.statistics().running:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert n.proxy.registry.statistics().suspended == 0
+        reply = await http.post(url, json=chat)  # the next app is served, not refused (429)
+        assert reply.status_code == 200, reply.text
+        assert reply.text.count('"content"') == 100
