@@ -83,3 +83,35 @@ def test_encode_round_trips_through_the_decoder() -> None:
     ]
     assert events[-1].event == "response.done"
     assert encode_sse(DONE) == SSE_DONE
+
+
+QUICK = (
+    b'data: {"n":0}\n\ndata:  two spaces\n\ndata:\n\n'
+    b": comment\n\n"
+    b'data: {"n":1}\n\nevent: named\ndata: x\n\ndata: {"n":2}\n\ndata: a\ndata: b\n\n'
+    b'data: {"n":3}\r\n\r\ndata: {"n":4}\n\ndata: [DONE]\n\n'
+)
+QUICK_EXPECTED = [
+    SseEvent(b'{"n":0}'),
+    SseEvent(b" two spaces"),
+    SseEvent(b""),
+    SseEvent(b'{"n":1}'),
+    SseEvent(b"x", "named"),
+    SseEvent(b'{"n":2}'),
+    SseEvent(b"a\nb"),
+    SseEvent(b'{"n":3}'),
+    SseEvent(b'{"n":4}'),
+    SseEvent(DONE),
+]
+
+
+def test_runs_of_one_line_events_decode_the_same_in_every_split() -> None:
+    for size in range(1, len(QUICK) + 1):
+        assert _decode_in_pieces(QUICK, size) == QUICK_EXPECTED, size
+
+
+def test_an_over_long_line_in_a_run_of_one_line_events_still_raises() -> None:
+    decoder = SseDecoder(max_line_bytes=16)
+    assert decoder.feed(b"data: short\n\n") == [SseEvent(b"short")]
+    with pytest.raises(SseLineTooLong):
+        decoder.feed(b"data: " + b"x" * 16 + b"\n\n")

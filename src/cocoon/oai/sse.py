@@ -10,6 +10,7 @@ decides what a broken upstream means (a relay treats it as a protocol violation)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = [
 DONE = b"[DONE]"
 SSE_DONE = b"data: [DONE]\n\n"
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+_SIMPLE_EVENTS = re.compile(rb"(?:data: ?[^\r\n]*\n\n)+")
+_SIMPLE_DATA = re.compile(rb"data: ?([^\r\n]*)\n\n")
 
 
 class SseLineTooLong(OaiError, ValueError):
@@ -77,6 +80,30 @@ class SseDecoder:
         return len(self._buf) + self._data_size
 
     def feed(self, data: bytes) -> list[SseEvent]:
+        events: list[SseEvent] = []
+        if not self._at_boundary():
+            # Finish the event in progress line by line; what follows its blank line may be quick.
+            cut = data.find(b"\n\n") + 2
+            if cut < 2:
+                return self._feed_lines(data)
+            events, data = self._feed_lines(data[:cut]), data[cut:]
+            if not self._at_boundary():  # pragma: no cover - a blank line always dispatches
+                return events + self._feed_lines(data)
+        # The common case, a run of one-line ``data: ...`` events, is parsed by one regex (in C).
+        run = _SIMPLE_EVENTS.match(data)
+        if run is not None:
+            values = _SIMPLE_DATA.findall(data, 0, run.end())
+            if max(map(len, values)) < self._max_line:  # else the line path raises SseLineTooLong
+                events += [SseEvent(value) for value in values]
+                data = data[run.end() :]
+        if data:
+            events += self._feed_lines(data)
+        return events
+
+    def _at_boundary(self) -> bool:
+        return not (self._buf or self._data or self._pending_cr or self._event is not None)
+
+    def _feed_lines(self, data: bytes) -> list[SseEvent]:
         if self._pending_cr and data[:1] == b"\n":
             data = data[1:]
         self._pending_cr = False
