@@ -372,6 +372,8 @@ def test_prompt_estimate_reads_only_message_text_and_never_fails() -> None:
     }
     assert prompt_estimate(json.dumps(body).encode()) == 3 + 2 * 3
     assert prompt_estimate(json.dumps({"prompt": "x" * 40}).encode()) == 10
+    assert prompt_estimate(json.dumps({"prompt": [1, 2, 3]}).encode()) == 3  # token ids count exactly
+    assert prompt_estimate(json.dumps({"prompt": [[1, 2], [3]]}).encode()) == 3
 
 
 def test_an_under_report_is_billed_as_claimed_and_is_not_a_cap() -> None:

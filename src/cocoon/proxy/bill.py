@@ -144,9 +144,22 @@ def prompt_estimate(body: bytes) -> int:
             if isinstance(message, Mapping):
                 messages += 1
                 chars += _text_chars(message.get("content"))
-    chars += _text_chars(request.get("prompt"))
-    tokens = math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * messages
+    prompt = request.get("prompt")
+    ids = _token_ids(prompt)  # a prompt given as token ids counts exactly
+    chars += 0 if ids else _text_chars(prompt)
+    tokens = ids + math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * messages
     return min(tokens, MAX_TOKENS)
+
+
+def _token_ids(value: object) -> int:
+    """How many token ids a completions prompt holds (a list of ids, or a list of such lists)."""
+    if not isinstance(value, list) or not value:
+        return 0
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        return len(value)
+    if all(isinstance(x, list) for x in value):
+        return sum(_token_ids(x) for x in value)
+    return 0
 
 
 def _text_chars(value: object) -> int:
