@@ -97,6 +97,9 @@ async def test_a_worker_claiming_more_than_max_tokens_is_billed_max_tokens_and_t
         assert capped.claimed is not None and capped.claimed.completion == 5000
         assert any("max_tokens" in reason for reason in capped.reasons)
         assert n.proxy.statistics()["capped"][0]["request_id"] == request_id.hex()
+        async with httpx.AsyncClient() as http:  # the operator's counter
+            metrics = (await http.get(f"http://127.0.0.1:{n.proxy.stats_port}/metrics")).text
+        assert "cocoon_proxy_relay_capped_total 1.0" in metrics
         (kept,) = n.ledger.capped_answers()  # the store keeps the evidence with the settlement
         assert kept.request_id == request_id.hex() and kept.claimed.completion == 5000
         assert kept.billable.completion == 100

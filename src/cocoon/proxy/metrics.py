@@ -9,7 +9,7 @@ live counters that the service increments as requests pass (outcomes, retries, p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -27,6 +27,7 @@ PREFIX = "cocoon_proxy"
 
 LedgerSource = Callable[[], LedgerStatistics]
 WorkersSource = Callable[[], RegistryStatistics]
+CountersSource = Callable[[], Mapping[str, int]]
 
 
 def _le(bound: float) -> str:
@@ -42,15 +43,22 @@ def _histogram(
 
 
 class _ProxyCollector(Collector):
-    def __init__(self, ledger: LedgerSource | None, workers: WorkersSource | None) -> None:
+    def __init__(
+        self, ledger: LedgerSource | None, workers: WorkersSource | None, counters: CountersSource | None
+    ) -> None:
         self._ledger = ledger
         self._workers = workers
+        self._counters = counters
 
     def collect(self) -> Iterable[Metric]:
         if self._workers is not None:
             yield from self._collect_workers(self._workers())
         if self._ledger is not None:
             yield from self._collect_ledger(self._ledger())
+        if self._counters is not None:
+            for name, value in sorted(self._counters().items()):
+                # requests, succeeded, failed, retried, rejected, cancelled, capped (bills cut to a bound)
+                yield CounterMetricFamily(f"{PREFIX}_relay_{name}", f"Client requests: {name}", value=value)
 
     @staticmethod
     def _collect_workers(r: RegistryStatistics) -> Iterable[Metric]:
@@ -177,7 +185,9 @@ class RequestMetrics:
 
 
 def build_registry(
-    ledger_statistics: LedgerSource | None = None, worker_statistics: WorkersSource | None = None
+    ledger_statistics: LedgerSource | None = None,
+    worker_statistics: WorkersSource | None = None,
+    counters: CountersSource | None = None,
 ) -> CollectorRegistry:
     """A fresh registry whose metrics come from the given snapshot callables at each scrape.
 
@@ -185,7 +195,7 @@ def build_registry(
     ``prometheus_client.generate_latest(registry)``.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ProxyCollector(ledger_statistics, worker_statistics))
+    registry.register(_ProxyCollector(ledger_statistics, worker_statistics, counters))
     return registry
 
 

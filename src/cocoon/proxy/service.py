@@ -363,6 +363,9 @@ class Proxy(Service):
     def state_name(self) -> str:
         return self.state.value
 
+    def request_counters(self) -> Mapping[str, int]:
+        return dict(self.counters)
+
     def statistics(self) -> dict[str, Any]:
         ledger = self._books().sync
         out = stats_json(

@@ -7,6 +7,7 @@ else of the service.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -32,6 +33,8 @@ class StatsSource(Protocol):
 
     def state_name(self) -> str: ...
 
+    def request_counters(self) -> Mapping[str, int]: ...
+
     @property
     def registry(self) -> WorkerRegistry: ...  # the dashboard's disable / enable actions
 
@@ -48,7 +51,9 @@ def build_stats_app(source: StatsSource) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        registry = build_registry(source.ledger_statistics, source.registry_statistics)
+        registry = build_registry(
+            source.ledger_statistics, source.registry_statistics, source.request_counters
+        )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
