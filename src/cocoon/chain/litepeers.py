@@ -49,7 +49,7 @@ class LitePeers:
         client = self._clients[i]
         self._last_dial[i] = self._clock()
         try:
-            await client.close()  # a half-dead client must drop its tasks before it connects again
+            await _close(client)  # a half-dead client must drop its tasks before it connects again
             await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
             return True
         except Exception as exc:  # OSError, TimeoutError, pytoniq's errors: the server is down
@@ -83,7 +83,7 @@ class LitePeers:
                     exc,
                 )
                 last = exc
-                await client.close()
+                await _close(client)
                 continue
             self._current = i
             return result
@@ -91,7 +91,7 @@ class LitePeers:
 
     async def close_all(self) -> None:
         for client in self._clients:
-            await client.close()
+            await _close(client)
 
     async def raw_get_account_state(self, address: Address) -> tuple[Any, Any]:
         return await self._on_any(lambda c: c.raw_get_account_state(address))
@@ -107,3 +107,11 @@ class LitePeers:
 
     async def get_version(self) -> dict[str, Any]:
         return await self._on_any(lambda c: c.get_version())
+
+
+async def _close(client: Any) -> None:
+    """Close a pytoniq client, its listener first: pytoniq's close() forgets pending queries before
+    it stops the listener, which then crashes on an answer still on the way (a logged KeyError)."""
+    if client.listener is not None and not client.listener.done():
+        client.listener.cancel()
+    await client.close()

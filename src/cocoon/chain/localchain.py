@@ -261,6 +261,7 @@ class LocalChain:
         return int(row[0])
 
     def total_balances(self) -> int:
+        self._sync_cache()  # another process (a liteserver, the CLI) may have moved money since
         return sum(self._state_of(addr).balance for addr in self.addresses())
 
     def addresses(self) -> list[Address]:

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cocoon.cli.chain_serve import serve
+from cocoon.cli.chain_serve import serve, served_bench
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, record
 from cocoon.cli.runner import cli_errors, default_home, fail
 from cocoon.core.amounts import format_ton, parse_ton
@@ -296,9 +296,16 @@ def local_bench(
     memory: Annotated[
         bool, typer.Option(help="Keep the bench chain in memory instead of SQLite on disk.")
     ] = False,
+    served: Annotated[
+        bool,
+        typer.Option(help="Instead: the signed charges in-process and through `cocoon chain serve`, same run."),
+    ] = False,
 ) -> None:
     """Measure LocalChain transactions per second and gas per Cocoon operation (a fresh chain)."""
     c: Ctx = ctx.obj
+    if served:
+        served_bench(c.dir, c.json, charges)
+        return
     from cocoon.chain.bench import run_bench
 
     private_dir(c.dir)

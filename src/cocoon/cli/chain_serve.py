@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from cocoon.cli.runner import cli_errors, fail, run_async, serve_node
+from cocoon.cli.runner import cli_errors, fail, print_summary, run_async, serve_node
 
-__all__ = ["serve"]
+__all__ = ["serve", "served_bench"]
 
 
 def serve(
@@ -74,3 +74,23 @@ async def _serve(
         return f"{ip}:{server.port} {public_key}"
 
     await serve_node(server, "liteserver", summary, line)
+
+
+def served_bench(chain_dir: Path, as_json: bool, charges: int) -> None:
+    """``cocoon chain local bench --served``: settlement tx/s in-process vs through the liteserver."""
+    import json
+
+    from cocoon.chain.liteserver.bench import run_served_bench
+    from cocoon.core.statedir import private_dir
+
+    home = private_dir(chain_dir / "served-bench")
+    r = run_async(run_served_bench(charges, home))
+    rows = {
+        "embedded (in-process)": f"{r.embedded_txs} tx in {r.embedded_seconds:.2f} s = {r.embedded_tx_per_s:.0f} tx/s",
+        "through `cocoon chain serve`": f"{r.served_txs} tx in {r.served_seconds:.2f} s = {r.served_tx_per_s:.0f} tx/s",
+    }
+    if as_json:
+        payload = {"charges": charges, "embedded_tx_per_s": round(r.embedded_tx_per_s, 1)}
+        typer.echo(json.dumps(payload | {"served_tx_per_s": round(r.served_tx_per_s, 1)}))
+        return
+    print_summary(f"{charges} signed client charges each way", rows)
