@@ -50,7 +50,8 @@ async def raw_server(
         connections += 1
         try:
             while not reader.at_eof():
-                requests.append(await _read_request(reader))
+                request = await _read_request(reader)
+                requests.append(b"%d " % connections + request)
                 await reply(reader, writer)
                 if writer.is_closing():
                     return
@@ -92,9 +93,9 @@ async def test_fifty_events_written_at_once_come_out_as_one_piece_on_one_kept_al
             pieces = [piece async for piece in response.chunks()]
             assert pieces == [b"".join(events)]  # everything one read delivered, in one piece
         await upstream.aclose()
-    assert len(requests) == 2
+    assert [r[:2] for r in requests] == [b"1 ", b"1 "]  # both on the first connection
     head = requests[0].decode()
-    assert head.startswith("POST /v1/chat/completions HTTP/1.1\r\n")
+    assert head.startswith("1 POST /v1/chat/completions HTTP/1.1\r\n")
     assert "authorization: Bearer k\r\n" in head and "content-length: 7\r\n" in head
     assert requests[0].endswith(b'{"a":1}')
 
@@ -126,18 +127,20 @@ async def test_content_length_and_close_delimited_bodies() -> None:
         w.write(b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"ok": true}')
         w.close()
 
-    async with raw_server(sized) as (url, _):
+    async with raw_server(sized) as (url, requests):
         upstream = pool(url)
-        response = await upstream.request("GET", "/v1/models")
-        assert response.status == 404 and await response.read(1 << 20) == b"nope!"
+        for _ in range(2):
+            response = await upstream.request("GET", "/v1/models")
+            assert response.status == 404 and await response.read(1 << 20) == b"nope!"
         await upstream.aclose()
+    assert [r[:2] for r in requests] == [b"1 ", b"1 "]  # a sized body keeps the socket
     async with raw_server(until_close) as (url, requests):
         upstream = pool(url)
         for _ in range(2):  # the closed socket is not reused
             response = await upstream.request("GET", "/v1/models")
             assert await response.read(1 << 20) == b'{"ok": true}'
         await upstream.aclose()
-    assert len(requests) == 2
+    assert [r[:2] for r in requests] == [b"1 ", b"2 "]
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.complete = False
         self._framed = False  # content-length or chunked: the end is in the bytes, not at EOF
+        self._keep_alive = False
         self._body = bytearray()
         self._paused = False
 
@@ -109,6 +110,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        self._keep_alive = self._parser.should_keep_alive()  # llhttp forgets it once the body ends
         self.head_done = True
 
     def on_body(self, body: bytes) -> None:
@@ -121,9 +123,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return (
-            self.complete and self.lost is None and self.broken is None and self._parser.should_keep_alive()
-        )
+        return self.complete and self._keep_alive and self.lost is None and self.broken is None
 
     def take_body(self) -> bytes:
         data = bytes(self._body)
