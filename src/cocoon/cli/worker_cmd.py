@@ -1,18 +1,27 @@
-"""``cocoon worker``: run a worker node, or compute a model hash."""
+"""``cocoon worker``: run a worker node (or ``--check`` its config against the proxies), write a
+config (``init``), or compute a model hash."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
+from cocoon.cli.runner import default_home, fail
+
+if TYPE_CHECKING:
+    from cocoon.worker import WorkerConfig
 
 __all__ = ["app"]
 
-app = cli_app(help="Run a worker node (--config FILE), or hash a model's weights.")
+console = Console(soft_wrap=True)
+app = cli_app(help="Run a worker node (--config FILE), check or write its config, or hash a model's weights.")
 
 
 @app.callback(invoke_without_command=True)
@@ -23,6 +32,12 @@ def run_worker(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address the health endpoint listens on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port of the health endpoint (0 = any free port).")] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Start as configured, wait for every proxy to admit it, stop; serve nothing."
+        ),
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -39,6 +54,8 @@ def run_worker(
     with cli_errors():
         node_config = load_config(WorkerConfig, config, section="worker", overrides=overrides)
         private_dir(node_config.home)  # keys and ledgers: readable by the owner only
+        if check:
+            raise _check(node_config, options.json)
         worker = Worker(node_config)
 
     def summary() -> dict[str, str]:
@@ -49,6 +66,22 @@ def run_worker(
         }
 
     run_async(serve_node(worker, "worker", summary))
+
+
+def _check(config: WorkerConfig, as_json: bool) -> typer.Exit:
+    from cocoon.cli.runner import run_async
+    from cocoon.worker.check import check_worker
+
+    lines = run_async(check_worker(config))
+    ok = all(line.ok for line in lines)
+    if as_json:
+        typer.echo(json.dumps({"ok": ok, "checks": [dataclasses.asdict(line) for line in lines]}))
+    else:
+        for line in lines:
+            mark = "[green]ok[/]  " if line.ok else "[red]FAIL[/]"
+            console.print(f"{mark} {line.what}: ", Text(line.detail), sep="", soft_wrap=True)
+        console.print("[green]ready to serve[/]" if ok else "[red]this worker would not serve[/]")
+    return typer.Exit(0 if ok else 1)
 
 
 @app.command("model-hash")
@@ -66,3 +99,126 @@ def model_hash_cmd(
         typer.echo(json.dumps({"path": str(path), "model_hash": digest}))
     else:
         typer.echo(digest)
+
+
+def _wallet_address(key_file: Path) -> str:
+    """The address of the wallet whose key is (or is now made) in ``key_file``."""
+    from cocoon.chain import KeyPair, Wallet
+    from cocoon.core.keyfile import load_or_create_seed
+
+    return str(Wallet(KeyPair.from_seed(load_or_create_seed(key_file))).address.to_str())  # type: ignore[no-untyped-call]
+
+
+def _proxy_image_hash(network_home: Path) -> str:
+    from cocoon import tee
+    from cocoon.node.trust import ROLE_MEASUREMENTS
+
+    return tee.sim_platform(network_home).backend(ROLE_MEASUREMENTS["proxy"]).image_hash().hex()
+
+
+def _write_config(text: str, out: Path, force: bool) -> None:
+    """Write ``text`` to ``out`` only if it loads as a worker config (and ``out`` is new, or ``force``)."""
+    import tomllib
+
+    from cocoon.core.settings import load_config
+    from cocoon.worker import WorkerConfig
+
+    if out.exists() and not force:
+        raise fail(f"{out} exists; pass --force to replace it")
+    section = tomllib.loads(text)["worker"]
+    WorkerConfig.model_validate(section)  # the same checks `cocoon worker --config` runs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    load_config(WorkerConfig, tmp, section="worker", environ={})
+    tmp.replace(out)
+
+
+@app.command("init")
+def init_cmd(
+    ctx: typer.Context,
+    network: Annotated[
+        str, typer.Option(help="local: join `cocoon up` on this machine; real: TDX + TON.")
+    ] = "local",
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the config (default: <home>/worker.toml).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    proxy: Annotated[
+        list[str] | None, typer.Option(help="A proxy's workers address HOST:PORT (repeatable).")
+    ] = None,
+    engine_url: Annotated[str | None, typer.Option(help="Serve this OpenAI-compatible upstream.")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="GGUF for the embedded engine (local; default bundled).")
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="The name the model is served under.")] = None,
+    health_port: Annotated[int | None, typer.Option(min=0, max=65535, help="Health/dashboard port.")] = None,
+    network_home: Annotated[
+        Path | None, typer.Option(help="local: the `cocoon up` home (default ~/.cocoon/local).")
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="real: your TON wallet address (paid here).")] = None,
+    root: Annotated[str | None, typer.Option(help="real: the root contract's address.")] = None,
+    lite_config: Annotated[Path | None, typer.Option(help="real: TON global config (liteservers).")] = None,
+    gpu_class: Annotated[str, typer.Option(help="real: the GPU class you announce.")] = "H100",
+    region: Annotated[str, typer.Option(help="real: the region you announce.")] = "eu",
+    pccs_url: Annotated[str | None, typer.Option(help="real: PCCS for TDX collateral.")] = None,
+) -> None:
+    """Write a worker config that works: for the local network of `cocoon up`, or a real one."""
+    from cocoon.cli.runner import cli_errors
+    from cocoon.worker.init_config import (
+        EngineChoice,
+        LocalWorkerPlan,
+        RealWorkerPlan,
+        local_worker_toml,
+        real_worker_toml,
+    )
+
+    options = global_options(ctx)
+    if network not in ("local", "real"):
+        raise typer.BadParameter("--network is local or real")
+    engine = EngineChoice(url=engine_url, model_path=model, model_name=model_name)
+    with cli_errors():
+        if network == "local":
+            home = (options.home or default_home() / "worker").expanduser().resolve()
+            net_home = (network_home or default_home() / "local").expanduser().resolve()
+            plan = LocalWorkerPlan(
+                home=home,
+                network_home=net_home,
+                owner_address=_wallet_address(home / "wallet.key"),
+                proxy_image_hash=_proxy_image_hash(net_home),
+                proxies=tuple(proxy or ("127.0.0.1:11001",)),
+                health_port=12100 if health_port is None else health_port,
+                engine=engine,
+            )
+            text = local_worker_toml(plan)
+        else:
+            missing = [name for name, v in (("--owner", owner), ("--root", root), ("--lite-config", lite_config), ("--engine-url", engine_url)) if not v]  # fmt: skip
+            if missing:
+                raise fail(f"--network real needs {', '.join(missing)}")
+            assert owner and root and lite_config
+            home = (options.home or Path("/var/lib/cocoon/worker")).expanduser()
+            real = RealWorkerPlan(
+                home=home,
+                owner_address=owner,
+                root_address=root,
+                lite_config=lite_config.expanduser().resolve(),
+                engine=engine,
+                proxies=tuple(proxy or ()),
+                gpu_class=gpu_class,
+                region=region,
+                pccs_url=pccs_url,
+                health_port=12000 if health_port is None else health_port,
+            )
+            text = real_worker_toml(real)
+        target = (out or home / "worker.toml").expanduser()
+        try:
+            _write_config(text, target, force)
+        except ValueError as exc:  # pydantic's ValidationError included: a bad --owner, --proxy, ...
+            raise fail(f"the config would not load: {exc}") from None
+    if options.json:
+        typer.echo(json.dumps({"config": str(target), "network": network, "home": str(home)}))
+    else:
+        console.print(f"wrote {target}")
+        console.print(
+            f"next: cocoon worker --config {target} --check   then   cocoon worker --config {target}"
+        )

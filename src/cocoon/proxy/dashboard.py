@@ -129,7 +129,7 @@ def _workers_table(stats: Mapping[str, Any]) -> Table:
         rows.append(
             Row(
                 (
-                    cell(w["worker_id"]),
+                    cell(w["worker_id"], "hash"),
                     cell(w.get("model")),
                     _worker_state(w),
                     cell(f"{w.get('running', 0)} / {w.get('capacity', 0)}"),

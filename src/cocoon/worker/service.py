@@ -267,7 +267,11 @@ class Worker(Service):
             "active_requests": self._active,
             "max_active_requests": self.config.max_active_requests,
             "proxies": [
-                {"address": addr, "connected": d.connection is not None}
+                {
+                    "address": addr,
+                    "connected": d.connection is not None,
+                    "last_error": str(d.last_error) if d.last_error else None,  # why the link is down
+                }
                 for addr, d in zip(self.config.proxies, self._dialers, strict=False)
             ],
             "tokens_per_s": round(tokens / self._generation_s, 2) if self._generation_s else 0.0,
