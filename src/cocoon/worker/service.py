@@ -45,6 +45,7 @@ from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
+from cocoon.worker.limits import bound_generation
 from cocoon.worker.logs import LogRing, worker_logger
 from cocoon.worker.weights import hash_weights, verify_engine_weights
 
@@ -305,6 +306,7 @@ class Worker(Service):
         if body.get("model") != self.engine.model_name:
             await stream.send_error(wire.ErrorCode.NOT_FOUND, f"this worker serves {self.engine.model_name}")
             return
+        body = bound_generation(endpoint, body, request.max_tokens)
         self._active += 1
         self._idle.clear()
         started = time.monotonic()
