@@ -366,3 +366,35 @@ def serve_pccs_cmd(
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+@app.command("seal-server")
+def seal_server_cmd(
+    ctx: typer.Context,
+    socket_path: Annotated[
+        Path | None, typer.Option("--socket", help="Unix socket to listen on (default <home>/seal.sock).")
+    ] = None,
+) -> None:
+    """Run the sealing enclave of the simulated platform in --home as its own process (development).
+
+    Nodes with tee.seal_address = "unix:<socket>" get their sealed root from it; on real hardware the
+    host runs an SGX seal server with the same protocol on vsock port 12345."""
+    import asyncio
+    import contextlib
+
+    from cocoon.cli.runner import cli_errors
+    from cocoon.tee import sim_platform
+    from cocoon.tee.seal import SimSealService
+
+    home = _home(ctx)
+    path = socket_path or home / "seal.sock"
+
+    async def serve() -> None:
+        async with SimSealService(sim_platform(home), path):
+            console.print(
+                f"seal server (simulated enclave) at unix:{escape(str(path))}; Ctrl-C stops", soft_wrap=True
+            )
+            await asyncio.Event().wait()
+
+    with cli_errors(), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

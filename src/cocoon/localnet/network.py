@@ -30,6 +30,7 @@ from cocoon.client.config import ClientChainSettings
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.core.statedir import private_dir
 from cocoon.inference import Engine, model_hash
+from cocoon.node.secrets import open_node_secrets
 from cocoon.node.trust import ROLE_MEASUREMENTS, TeeSettings
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.config import PricingSettings, ProxyChainSettings
@@ -57,6 +58,9 @@ class LocalNetworkConfig:
     worker_health_port: int = 12000  # worker i listens on this + i (0 = any free port)
     engine: EngineSettings = field(default_factory=lambda: EngineSettings())
     tee_backend: str = "sim"
+    # "unix:PATH" of a seal server (`cocoon tee seal-server`): every node's secrets (identity, wallet
+    # and signing keys) are derived from what it releases to the node's image, none is written.
+    seal_address: str | None = None
     coefficients: tuple[int, ...] = (1000,)
     daily_budget_nano: int = 0
     # chain=False: test credit the proxy grants a new client; chain=True: what the faucet puts in the
@@ -145,6 +149,7 @@ class LocalNetwork:
             backend="sim",
             peer_policy="sim",
             sim_home=self.config.home,
+            seal_address=self.config.seal_address,
             allowed_image_hashes=[expected.hex()] if expected else [],
         )
 
@@ -158,6 +163,15 @@ class LocalNetwork:
             return "local-client"
         return self._wallet_address(self.config.home / "client" / "wallet.key")
 
+    def _seal_node_homes(self) -> None:
+        """Seal every node's home under its own image's root (what its node would get itself)."""
+        homes = [("proxy", "proxy"), ("client", "client")]
+        homes += [(f"worker-{i}", "worker") for i in range(self.config.workers)]
+        settings = self._tee(accept=None)
+        for name, role in homes:
+            home = self.config.home / name
+            open_node_secrets(settings, home=home, role=role, measurements=ROLE_MEASUREMENTS[role])
+
     @staticmethod
     def _wallet_address(key_file: Path) -> str:
         from cocoon.chain import KeyPair, Wallet
@@ -169,6 +183,8 @@ class LocalNetwork:
         home = private_dir(cfg.home)
         for node_home in ("proxy", "client", *(f"worker-{i}" for i in range(cfg.workers))):
             private_dir(home / node_home)  # made here, not by the services, so they are 0700 too
+        if cfg.seal_address:  # before any key below is derived from a node home
+            await asyncio.to_thread(self._seal_node_homes)
         try:
             engines = [
                 self._engine_factory(i)

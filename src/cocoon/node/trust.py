@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cocoon import net, tee, wire
 from cocoon.errors import ConfigError
+from cocoon.node.secrets import open_node_secrets
 from cocoon.tee.tls import load_certificate
 
 __all__ = [
@@ -72,6 +73,12 @@ class TeeSettings(BaseModel):
     require_cc_gpu: bool = False
     # Offline RIMs (<id>.swidtag); default: <home>/rim-cache, filled from NVIDIA's RIM service.
     gpu_rim_dir: Path | None = None
+    # The seal service that releases this node's secrets to its measured image: "unix:/path"
+    # (`cocoon tee seal-server`) or "vsock:<cid>:<port>"; tdx default "vsock:2:12345", "off" = none.
+    # With it no secret is written to the home (node/secrets.py).
+    seal_address: str | None = None
+    seal_mr_enclaves: list[str] = Field(default_factory=list)  # tdx: the seal server's MRENCLAVE (hex)
+    key_version: int = Field(1, ge=1, le=1_000_000)  # raise to rotate every sealed key
 
 
 def validate_host_ports(values: list[str]) -> list[str]:
@@ -187,7 +194,7 @@ class NodeTrust:
         private_key: Ed25519PrivateKey | None = None,
     ) -> None:
         """``private_key``: the identity key when the node made it first (its GPU evidence is bound
-        to it, or the seal service released it); a fresh one otherwise."""
+        to it); otherwise :func:`open_node_secrets` gives it (sealed, or fresh)."""
         self.settings = settings
         self.role = role
         self.links: net.Links = links or net.TCP_LINKS
@@ -195,6 +202,9 @@ class NodeTrust:
         self._extra_claims = dict(extra_claims or {})
         measurements = ROLE_MEASUREMENTS.get(role)
         sim_home = settings.sim_home or home
+        if private_key is None:
+            secrets = open_node_secrets(settings, home=home, role=role, measurements=measurements)
+            private_key = secrets.identity_key
         self._backend = tee.make_backend(settings.backend, home=sim_home, measurements=measurements)
         self.identity = tee.NodeIdentity.create(
             self._backend,

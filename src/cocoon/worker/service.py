@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cocoon import net, wire
@@ -40,8 +39,9 @@ from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.rootwatch import apply_root_once, watch_root
+from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
-from cocoon.node.trust import NodeTrust, registered_proxy_addresses
+from cocoon.node.trust import ROLE_MEASUREMENTS, NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
@@ -81,6 +81,9 @@ async def _quietly(close: Callable[[], Awaitable[object]]) -> None:
     """A clean-up that must not stop the ones after it."""
     with contextlib.suppress(Exception):
         await close()
+
+
+WORKER_IMAGE = ROLE_MEASUREMENTS["worker"]
 
 
 class Worker(Service):
@@ -132,7 +135,10 @@ class Worker(Service):
                 "(not in allowed_model_hashes / the root contract)"
             )
         # The GPUs' reports answer a nonce bound to the identity key, so the key comes first.
-        key = Ed25519PrivateKey.generate()
+        secrets = await asyncio.to_thread(
+            open_node_secrets, self.config.tee, home=self.config.home, role="worker", measurements=WORKER_IMAGE
+        )
+        key = secrets.identity_key  # sealed (derived from the seal service's root) or fresh
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         sim_home = self.config.tee.sim_home or self.config.home
         self.gpu = await asyncio.to_thread(evidence_for_key, self.config.gpu, public, sim_home=sim_home)

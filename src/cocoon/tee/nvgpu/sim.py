@@ -27,7 +27,6 @@ from lxml import etree
 
 from cocoon.tee import _der
 from cocoon.tee.errors import CollateralUnavailable
-from cocoon.tee.sim import sim_platform
 from cocoon.tee.nvgpu.evidence import GpuEvidenceItem, GpuPolicy, rim_ids
 from cocoon.tee.nvgpu.report import (
     NONCE_SIZE,
@@ -39,6 +38,7 @@ from cocoon.tee.nvgpu.report import (
     OPAQUE_VBIOS_VERSION,
     parse_gpu_report,
 )
+from cocoon.tee.sim import sim_platform
 
 __all__ = ["SimGpu", "sim_gpu"]
 
