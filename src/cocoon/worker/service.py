@@ -41,6 +41,7 @@ from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
+from cocoon.node.statements import STATEMENT, HeldStatements
 from cocoon.node.trust import ROLE_MEASUREMENTS, NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
@@ -111,6 +112,8 @@ class Worker(Service):
         self._generation_s = 0.0
         self.recent_errors: deque[str] = deque(maxlen=20)
         self.payments: dict[str, Mapping[str, Any]] = {}  # proxy address → latest signed payment status
+        # The proxies' signed payouts, held so the owner can claim them (cocoon worker claim).
+        self.statements = HeldStatements(config.home, logger=self.log)
         self.gpu: GpuEvidence = GpuEvidence(kind="none")
         self._health: HttpServer | None = None
         self._logs = LogRing()
@@ -411,6 +414,7 @@ class _ProxyLinkHandler:
 
     async def on_connect(self, conn: net.NodeConnection) -> None:
         self.worker.log.info("connected to proxy %s (image %s)", conn.peer.address, _image(conn))
+        await self.worker.statements.on_connect(conn)  # refuses a proxy whose books rolled back
 
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         try:
@@ -435,6 +439,8 @@ class _ProxyLinkHandler:
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
         if method == "payment":
             self.worker.payments[conn.peer.address] = dict(params)
+        elif method == STATEMENT:
+            self.worker.statements.on_notice(conn, params)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.worker.log.info("proxy link %s closed: %s", conn.peer.address, exc)
