@@ -109,7 +109,17 @@ from cocoon.chain.network import (
     send_root_op,
     worker_contract,
 )
-from cocoon.chain.payments import PostingPolicy, SignedMessage, parse_signed, sign, sign_state_commit, verify
+from cocoon.chain.payments import (
+    PostingPolicy,
+    SignedMessage,
+    parse_signed,
+    parse_signed_boc,
+    sign,
+    sign_state_commit,
+    state_init_boc,
+    state_init_for,
+    verify,
+)
 from cocoon.chain.pricing import Multipliers, Price, TokenUsage, adjust, price
 from cocoon.chain.settings import ChainSettings, LiteServer, open_chain
 from cocoon.chain.wallet import KeyPair, OutMsg, Wallet, WalletClient
@@ -179,6 +189,7 @@ __all__ = [
     "parse_proxy_state",
     "parse_root_state",
     "parse_signed",
+    "parse_signed_boc",
     "parse_worker_state",
     "post_signed",
     "price",
@@ -192,6 +203,8 @@ __all__ = [
     "send_root_op",
     "sign",
     "sign_state_commit",
+    "state_init_boc",
+    "state_init_for",
     "verify",
     "worker_contract",
 ]

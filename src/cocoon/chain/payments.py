@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from cocoon.chain._ton import Address, Cell, Slice, begin_cell
+from cocoon.chain._ton import Address, Cell, Slice, StateInit, begin_cell
 from cocoon.chain.errors import MessageError, SignatureError
 from cocoon.chain.messages import Op
 from cocoon.chain.wallet import KeyPair
@@ -28,8 +28,11 @@ __all__ = [
     "PostingPolicy",
     "SignedMessage",
     "parse_signed",
+    "parse_signed_boc",
     "sign",
     "sign_state_commit",
+    "state_init_boc",
+    "state_init_for",
     "verify",
 ]
 
@@ -165,6 +168,32 @@ def parse_signed(body: Cell) -> tuple[SignedMessage, Address | None]:
     if target is None:
         raise MessageError("signed message has no target address")
     return SignedMessage(op, qid, counter, target, sig, session), excess
+
+
+def parse_signed_boc(boc: bytes) -> SignedMessage:
+    """A signed message from the BOC of its envelope (as :meth:`SignedMessage.to_boc` makes it)."""
+    try:
+        cell = Cell.one_from_boc(boc)
+    except Exception as exc:
+        raise MessageError(f"not a BOC: {exc}") from exc
+    return parse_signed(cell)[0]
+
+
+def state_init_boc(state_init: StateInit) -> bytes:
+    return state_init.serialize().to_boc()
+
+
+def state_init_for(boc: bytes, target: Address) -> StateInit:
+    """The StateInit in ``boc``, checked to be the one whose address is ``target`` (so whoever sent it
+    cannot make a post deploy anything but the contract the signed message is for)."""
+    try:
+        cell = Cell.one_from_boc(boc)
+        state_init = StateInit.deserialize(cell.begin_parse())
+    except Exception as exc:
+        raise MessageError(f"malformed StateInit: {exc}") from exc
+    if Address((target.wc, cell.hash)) != target:
+        raise MessageError(f"the StateInit is not that of {target.to_str()}")
+    return state_init
 
 
 def _end(s: Slice) -> None:

@@ -69,12 +69,14 @@ from cocoon.chain import (
     send_proxy_op,
     sign,
     sign_state_commit,
+    state_init_boc,
     worker_contract,
 )
 from cocoon.chain import parse_address as chain_parse_address
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
 from cocoon.node.ownership import verify_owner_proof
+from cocoon.node.statements import statement_params
 from cocoon.proxy.config import ProxyChainSettings
 from cocoon.proxy.ledger import AsyncLedger, ClientTotals, WorkerTotals
 from cocoon.proxy.pricing import PriceParams
@@ -133,11 +135,13 @@ class ChainSync:
         on_root: Callable[[RootConfig], None],
         on_paid: Callable[[str], Awaitable[None]],
         chain: Chain | None = None,
+        on_charged: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self._on_root = on_root
-        self._on_paid = on_paid
+        self._on_paid = on_paid  # a worker's payout or statement moved
+        self._on_charged = on_charged  # a client's statement moved
         self._chain = chain
         self._own_chain = chain is None
         self.key = KeyPair.from_seed(
@@ -167,6 +171,7 @@ class ChainSync:
         self._last_commit_at: int | None = None
         self._committed_total = -1  # Σ client tokens at the last commit posted
         self._worker_tokens: dict[str, int] = {}  # tokens per worker at the previous tick (idle check)
+        self._stated: dict[str, int] = {}  # committed tokens of the last statement each payee was sent
         self._lock = asyncio.Lock()  # one settlement pass at a time (loop, queries, start)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -367,6 +372,18 @@ class ChainSync:
         return new, state
 
     async def _settle_client(self, totals: ClientTotals, now: float) -> None:
+        await self._settle_client_on_chain(totals, now)
+        if self._on_charged is not None and self._statement_moved("client:" + totals.client, totals):
+            await self._on_charged(totals.client)
+
+    def _statement_moved(self, key: str, totals: ClientTotals | WorkerTotals) -> bool:
+        """True once per new committed total: the payee gets each statement once (and at connect)."""
+        if totals.committed_tokens <= 0 or self._stated.get(key) == totals.committed_tokens:
+            return False
+        self._stated[key] = totals.committed_tokens
+        return True
+
+    async def _settle_client_on_chain(self, totals: ClientTotals, now: float) -> None:
         totals, state = await self._read_client(totals, now)
         target = parse_address(totals.contract) if totals.contract else None
         if target is None:
@@ -427,6 +444,11 @@ class ChainSync:
         return await self.ledger.set_worker_chain_state(totals.worker, paid_tokens=paid, now=now)
 
     async def _settle_worker(self, totals: WorkerTotals, now: float) -> None:
+        await self._settle_worker_on_chain(totals, now)
+        if self._statement_moved("worker:" + totals.worker, totals):
+            await self._on_paid(totals.worker)
+
+    async def _settle_worker_on_chain(self, totals: WorkerTotals, now: float) -> None:
         totals = await self._read_worker(totals, now)
         owner = parse_address(totals.worker)
         if owner is None or not totals.contract:
@@ -447,6 +469,37 @@ class ChainSync:
         self.stats.payouts_posted += 1
         totals = await self._read_worker(totals, now)
         await self._on_paid(totals.worker)
+
+    # -- statements: the signed cumulative messages their payees hold ------------------------------
+
+    def worker_statement(self, totals: WorkerTotals) -> dict[str, str] | None:
+        """A signed payout for every committed token of this worker owner (None before the first)."""
+        owner = parse_address(totals.worker)
+        if owner is None or not totals.contract or totals.committed_tokens <= 0:
+            return None
+        assert self.root_config is not None and self.proxy_address is not None
+        deployable = worker_contract(owner, self.proxy_address, self.key.public, self.root_config.params)
+        msg = sign(
+            self.key, Op.WORKER_PAYOUT_SIGNED, target=deployable.address, counter=totals.committed_tokens
+        )
+        return self._statement(msg, state_init_boc(deployable.state_init))
+
+    def client_statement(self, totals: ClientTotals) -> dict[str, str] | None:
+        """A signed charge for every committed token of this client (None before the first)."""
+        target = parse_address(totals.contract) if totals.contract else None
+        if target is None or totals.committed_tokens <= 0:
+            return None
+        msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=target, counter=totals.committed_tokens)
+        return self._statement(msg, b"")
+
+    def _statement(self, msg: Any, state_init: bytes) -> dict[str, str]:
+        assert self.proxy_address is not None
+        return statement_params(
+            proxy_contract=self.proxy_address.to_str(),
+            signing_key=self.key.public,
+            message=msg,
+            state_init=state_init,
+        )
 
     # -- what peers see --------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from cocoon.chain import Chain, RootConfig
 from cocoon.node.evidence import asign_evidence, challenge_nonce, collect_evidence
 from cocoon.node.receipt import countersign
 from cocoon.node.service import Service
+from cocoon.node.statements import STATEMENT
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
 from cocoon.proxy import errors as perr
 from cocoon.proxy.admission import parse_worker_announce, payee_key
@@ -73,6 +74,7 @@ class Proxy(Service):
         self._worker_owner: dict[str, str] = {}  # worker id → payee (owner address)
         self._conn_worker: dict[int, str] = {}  # connection id → worker id
         self._payees_to_notify: set[str] = set()
+        self._clients_to_notify: set[str] = set()
         self._notify_due = asyncio.Event()
         self.counters = dict.fromkeys(
             ("requests", "succeeded", "failed", "retried", "rejected", "cancelled", "capped"), 0
@@ -133,6 +135,7 @@ class Proxy(Service):
                 ledger=books,
                 on_root=self._apply_root,
                 on_paid=self._queue_payment_notice,
+                on_charged=self._queue_charge_notice,
                 chain=self._chain,
             )
             stack.push_async_callback(_quietly(sync.aclose))
@@ -242,6 +245,10 @@ class Proxy(Service):
     async def _queue_payment_notice(self, owner: str) -> None:
         self._paid(owner)
 
+    async def _queue_charge_notice(self, client: str) -> None:
+        self._clients_to_notify.add(client)
+        self._notify_due.set()
+
     async def _notify_payments(self) -> None:
         """One notifier, so notices reach a worker in order and each carries the totals of its send."""
         while True:
@@ -249,6 +256,8 @@ class Proxy(Service):
             self._notify_due.clear()
             while self._payees_to_notify:
                 await self.notify_worker_payment(self._payees_to_notify.pop())
+            while self._clients_to_notify:
+                await self.notify_client_statement(self._clients_to_notify.pop())
 
     async def notify_worker_payment(self, owner: str) -> None:
         """Tell the worker(s) paid to ``owner`` what they earned and what was paid out (cumulative)."""
@@ -264,11 +273,49 @@ class Proxy(Service):
             "paid_tokens": totals.paid_tokens,
             "worker_contract": totals.contract,
         }
+        statement = self.chain_sync.worker_statement(totals) if self.chain_sync is not None else None
         for worker_id, payee in list(self._worker_owner.items()):
             link = self._worker_links.get(worker_id)
             if payee == owner and link is not None and not link.closed:
                 with contextlib.suppress(net.NetError):
                     await link.notify("payment", params)
+                    if statement is not None:  # the signed IOU the worker can post itself
+                        await link.notify(STATEMENT, statement)
+
+    async def notify_client_statement(self, client: str) -> None:
+        """Hand a client its latest signed cumulative charge (it holds it against a rollback)."""
+        if self.chain_sync is None:
+            return
+        try:
+            statement = self.chain_sync.client_statement(await self._books().client_totals(client))
+        except perr.LedgerError:
+            return
+        if statement is None:
+            return
+        for link in list(self._client_links.values()):
+            if not link.closed and self.client_id(link) == client:
+                with contextlib.suppress(net.NetError):
+                    await link.notify(STATEMENT, statement)
+
+    async def worker_statement(self, conn: net.NodeConnection) -> Mapping[str, Any]:
+        """The statement query of a worker link: its owner's latest signed payout ({} when none)."""
+        owner = self._worker_owner.get(self._conn_worker.get(conn.id, ""))
+        if self.chain_sync is None or owner is None:
+            return {}
+        try:
+            totals = await self._books().worker_totals(owner)
+        except perr.LedgerError:
+            return {}
+        return self.chain_sync.worker_statement(totals) or {}
+
+    async def client_statement(self, conn: net.NodeConnection) -> Mapping[str, Any]:
+        if self.chain_sync is None:
+            return {}
+        try:
+            totals = await self._books().client_totals(self.client_id(conn))
+        except perr.LedgerError:
+            return {}
+        return self.chain_sync.client_statement(totals) or {}
 
     def _countersign(
         self,
@@ -424,6 +471,13 @@ class _WorkerSide(net.NullHandler):
         record = await self.proxy.admit_worker(conn)
         log.info("worker %s joined: %s ×%s", record.worker_id, record.model, record.coefficient / 1000)
 
+    async def on_query(
+        self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        if method == STATEMENT:
+            return await self.proxy.worker_statement(conn)
+        raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
+
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy.drop_worker(conn)
 
@@ -458,6 +512,8 @@ class _ClientSide(net.NullHandler):
             return dataclasses.asdict(await proxy._books().client_totals(proxy.client_id(conn)))
         if method == "attestation":
             return await self._attestation(params)
+        if method == STATEMENT:
+            return await proxy.client_statement(conn)
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def _attestation(self, params: Mapping[str, Any]) -> Mapping[str, Any]:

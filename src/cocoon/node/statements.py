@@ -1,0 +1,255 @@
+"""Payment statements: the proxy's signed cumulative IOUs, held by the party they pay.
+
+A statement is a proxy-signed cumulative message (a worker payout, a client charge:
+:mod:`cocoon.chain.payments`) handed to its payee instead of only posted by the proxy. The proxy
+sends one as a ``statement`` notify after each settlement pass that moved it, and answers a
+``statement`` query at connect. The payee (:class:`HeldStatements`) checks the signature under the
+signing key the proxy announced in its hello, keeps the highest statement per target contract in
+``<home>/statements.json`` (0600, replaced atomically), and at every connect compares the proxy's
+current statement with it: a lower one (or none, when we hold one) means the proxy's books were
+rolled back, and the payee refuses that proxy with an alert. :func:`claim` posts a held statement on
+chain, so the payee is paid even when the proxy stalls or vanishes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cocoon import net
+from cocoon.chain import (
+    AddressError,
+    Chain,
+    ChainError,
+    MessageError,
+    Op,
+    SignedMessage,
+    TxRecord,
+    WalletClient,
+    normalize_address,
+    parse_signed_boc,
+    post_signed,
+    state_init_for,
+    verify,
+)
+from cocoon.core.statedir import private_dir
+from cocoon.errors import CocoonError
+
+__all__ = [
+    "STATEMENT",
+    "HeldStatements",
+    "Statement",
+    "StatementError",
+    "StatementRolledBack",
+    "StatementStore",
+    "check_not_below",
+    "claim",
+    "statement_params",
+]
+
+STATEMENT = "statement"  # the notify and the query that carry statements
+STORE_NAME = "statements.json"
+_PAYEE_OPS = {Op.WORKER_PAYOUT_SIGNED: "worker", Op.CLIENT_CHARGE_SIGNED: "client"}
+
+log = logging.getLogger(__name__)
+
+
+class StatementError(CocoonError):
+    """A statement that is malformed, mis-signed, not ours, or a store that cannot be read."""
+
+
+class StatementRolledBack(StatementError):
+    """The proxy's statement is below the one we hold: its books lost what it signed before."""
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One signed cumulative message with the proxy facts needed to check and post it."""
+
+    proxy_contract: str  # raw address of the proxy contract that signed it
+    signing_key: bytes  # the proxy contract's public key
+    message: SignedMessage
+    state_init: bytes = b""  # BOC of the target's StateInit (its first post deploys it), or b""
+
+    @property
+    def target(self) -> str:
+        return normalize_address(str(self.message.target.to_str()))  # type: ignore[no-untyped-call]
+
+    @property
+    def counter(self) -> int:
+        return self.message.counter
+
+    def to_params(self) -> dict[str, str]:
+        return {
+            "proxy_contract": self.proxy_contract,
+            "signing_key": self.signing_key.hex(),
+            "message": base64.b64encode(self.message.to_boc()).decode(),
+            "state_init": base64.b64encode(self.state_init).decode(),
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Statement:
+        """Parse and check the signature; raises :class:`StatementError` on anything wrong."""
+        try:
+            proxy_contract = normalize_address(str(params["proxy_contract"]))
+            key = bytes.fromhex(str(params["signing_key"]))
+            message = parse_signed_boc(base64.b64decode(str(params["message"]), validate=True))
+            state_init = base64.b64decode(str(params.get("state_init", "")), validate=True)
+            if message.op not in _PAYEE_OPS:
+                raise StatementError(f"{message.op!r} is not a payment statement")
+            verify(message, key)
+            if state_init:
+                state_init_for(state_init, message.target)
+        except StatementError:
+            raise
+        except (KeyError, TypeError, ValueError, binascii.Error, AddressError, ChainError) as exc:
+            raise StatementError(f"bad statement: {exc}") from exc
+        return cls(proxy_contract, key, message, state_init)
+
+
+class StatementStore:
+    """The highest statement per target contract, in one JSON file (0600, atomic replace)."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / STORE_NAME
+        self._home = home
+
+    def load(self) -> dict[str, Statement]:
+        if not self.path.exists():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text())
+            return {target: Statement.from_params(params) for target, params in doc["statements"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, StatementError) as exc:
+            raise StatementError(f"{self.path} cannot be read: {exc}") from exc
+
+    def held(self, target: str) -> Statement | None:
+        return self.load().get(target)
+
+    def record(self, statement: Statement) -> bool:
+        """Keep ``statement`` if it is above what we hold; True when kept. A lower one raises
+        :class:`StatementRolledBack` and changes nothing."""
+        held = self.load()
+        old = held.get(statement.target)
+        if old is not None:
+            check_not_below(old, statement)
+            if statement.counter == old.counter:
+                return False
+        held[statement.target] = statement
+        self._write(held)
+        return True
+
+    def _write(self, held: Mapping[str, Statement]) -> None:
+        private_dir(self._home)
+        data = json.dumps({"statements": {t: s.to_params() for t, s in held.items()}}, indent=1)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        with contextlib.suppress(OSError):  # the rename is durable only once the directory is
+            dir_fd = os.open(self._home, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+def check_not_below(held: Statement, new: Statement) -> None:
+    if new.counter < held.counter:
+        raise StatementRolledBack(
+            f"the proxy {new.proxy_contract} now signs {new.counter} tokens for {new.target}, "
+            f"below the {held.counter} it signed before: its books were rolled back"
+        )
+
+
+class HeldStatements:
+    """The payee's side of a proxy link (worker or client): take statements, check at connect."""
+
+    def __init__(self, home: Path, *, logger: logging.Logger | None = None) -> None:
+        self.store = StatementStore(home)
+        self.log = logger or log
+        self.alerts: list[str] = []  # rollbacks seen (status views, tests)
+
+    def _check_announce(self, conn: net.NodeConnection, statement: Statement) -> None:
+        chain = conn.peer.info.get("chain")
+        if not isinstance(chain, Mapping):
+            raise StatementError("the proxy announced no chain facts")
+        if statement.signing_key.hex() != chain.get("signing_key") or (
+            statement.proxy_contract != _raw(chain.get("proxy_contract"))
+        ):
+            raise StatementError("the statement is not signed by the proxy contract it announced")
+
+    async def on_connect(self, conn: net.NodeConnection) -> None:
+        """Ask the proxy for our statement; refuse it (HandshakeRefused) when it rolled back."""
+        if not isinstance(conn.peer.info.get("chain"), Mapping):
+            return  # a proxy off chain signs nothing
+        answer = await conn.query(STATEMENT, {})
+        try:
+            if not answer:
+                return  # nothing signed for us yet: we hold nothing from a new target either
+            statement = Statement.from_params(answer)
+            self._check_announce(conn, statement)
+            self.store.record(statement)
+        except StatementRolledBack as exc:
+            self._alert(exc)
+            raise net.HandshakeRefused(str(exc)) from exc
+        except StatementError as exc:
+            raise net.HandshakeRefused(f"bad payment statement: {exc}") from exc
+
+    def on_notice(self, conn: net.NodeConnection, params: Mapping[str, Any]) -> Statement | None:
+        """A statement the proxy pushed; kept when valid and higher, else logged and dropped."""
+        try:
+            statement = Statement.from_params(params)
+            self._check_announce(conn, statement)
+            self.store.record(statement)
+        except StatementRolledBack as exc:
+            self._alert(exc)
+            return None
+        except StatementError as exc:
+            self.log.warning("dropped a payment statement from %s: %s", conn.peer.address, exc)
+            return None
+        return statement
+
+    def _alert(self, exc: StatementError) -> None:
+        self.alerts.append(str(exc))
+        self.log.error("ALERT: refusing the proxy: %s", exc)
+
+
+def _raw(text: object) -> str:
+    try:
+        return normalize_address(str(text))
+    except AddressError:
+        return ""
+
+
+async def claim(chain: Chain, poster: WalletClient, statement: Statement) -> list[TxRecord]:
+    """Post a held statement on chain from ``poster`` (who pays the gas and gets the excess back);
+    deploys the target with the statement's StateInit when it is not active yet."""
+    target = statement.message.target
+    state_init = None
+    if not (await chain.get_account(target)).active:
+        if not statement.state_init:
+            raise StatementError(f"{statement.target} is not deployed and the statement has no StateInit")
+        try:
+            state_init = state_init_for(statement.state_init, target)
+        except MessageError as exc:
+            raise StatementError(str(exc)) from exc
+    return await post_signed(poster, statement.message, state_init=state_init)
+
+
+def statement_params(
+    *, proxy_contract: str, signing_key: bytes, message: SignedMessage, state_init: bytes = b""
+) -> dict[str, str]:
+    """What the proxy sends (the notify's and the query answer's params)."""
+    return Statement(normalize_address(proxy_contract), signing_key, message, state_init).to_params()
