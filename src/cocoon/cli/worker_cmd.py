@@ -17,6 +17,7 @@ from cocoon.cli.runner import default_home, fail
 
 if TYPE_CHECKING:
     from cocoon.worker import WorkerConfig
+    from cocoon.worker.init_config import EngineChoice
 
 __all__ = ["app"]
 
@@ -134,6 +135,29 @@ def _write_config(text: str, out: Path, force: bool) -> None:
     tmp.replace(out)
 
 
+def _local_toml(
+    home: Path,
+    network_home: Path | None,
+    proxy: list[str] | None,
+    health_port: int | None,
+    engine: EngineChoice,
+) -> str:
+    """A worker beside `cocoon up`: the network's sim platform, its proxy's image, a wallet of its own."""
+    from cocoon.worker.init_config import LocalWorkerPlan, local_worker_toml
+
+    net_home = (network_home or default_home() / "local").expanduser().resolve()
+    plan = LocalWorkerPlan(
+        home=home,
+        network_home=net_home,
+        owner_address=_wallet_address(home / "wallet.key"),
+        proxy_image_hash=_proxy_image_hash(net_home),
+        proxies=tuple(proxy or ("127.0.0.1:11001",)),
+        health_port=12100 if health_port is None else health_port,
+        engine=engine,
+    )
+    return local_worker_toml(plan)
+
+
 @app.command("init")
 def init_cmd(
     ctx: typer.Context,
@@ -165,13 +189,7 @@ def init_cmd(
 ) -> None:
     """Write a worker config that works: for the local network of `cocoon up`, or a real one."""
     from cocoon.cli.runner import cli_errors
-    from cocoon.worker.init_config import (
-        EngineChoice,
-        LocalWorkerPlan,
-        RealWorkerPlan,
-        local_worker_toml,
-        real_worker_toml,
-    )
+    from cocoon.worker.init_config import EngineChoice, RealWorkerPlan, real_worker_toml
 
     options = global_options(ctx)
     if network not in ("local", "real"):
@@ -180,17 +198,7 @@ def init_cmd(
     with cli_errors():
         if network == "local":
             home = (options.home or default_home() / "worker").expanduser().resolve()
-            net_home = (network_home or default_home() / "local").expanduser().resolve()
-            plan = LocalWorkerPlan(
-                home=home,
-                network_home=net_home,
-                owner_address=_wallet_address(home / "wallet.key"),
-                proxy_image_hash=_proxy_image_hash(net_home),
-                proxies=tuple(proxy or ("127.0.0.1:11001",)),
-                health_port=12100 if health_port is None else health_port,
-                engine=engine,
-            )
-            text = local_worker_toml(plan)
+            text = _local_toml(home, network_home, proxy, health_port, engine)
         else:
             missing = [name for name, v in (("--owner", owner), ("--root", root), ("--lite-config", lite_config), ("--engine-url", engine_url)) if not v]  # fmt: skip
             if missing:

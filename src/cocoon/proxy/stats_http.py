@@ -7,6 +7,7 @@ else of the service.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -15,10 +16,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cocoon.core.httpserve import HttpServer, start_http_server
+from cocoon.proxy.chain_sync import ChainSync
 from cocoon.proxy.config import ProxyConfig
 from cocoon.proxy.dashboard import proxy_dashboard
 from cocoon.proxy.ledger import LedgerStatistics
 from cocoon.proxy.metrics import build_registry
+from cocoon.proxy.ops_metrics import register_ops_metrics
 from cocoon.proxy.selection import RegistryStatistics, WorkerRegistry
 
 __all__ = ["StatsSource", "build_stats_app", "start_stats_server"]
@@ -41,9 +44,13 @@ class StatsSource(Protocol):
     @property
     def config(self) -> ProxyConfig: ...  # the dashboard's operator token lives in config.home
 
+    @property
+    def chain_sync(self) -> ChainSync | None: ...  # the settlement loop's progress and errors
+
 
 def build_stats_app(source: StatsSource) -> FastAPI:
     app = FastAPI(title="cocoon proxy", docs_url=None, redoc_url=None)
+    started = time.monotonic()
 
     @app.get("/stats")
     async def stats() -> JSONResponse:
@@ -53,6 +60,10 @@ def build_stats_app(source: StatsSource) -> FastAPI:
     async def metrics() -> Response:
         registry = build_registry(
             source.ledger_statistics, source.registry_statistics, source.request_counters
+        )
+        sync = source.chain_sync  # settlement progress and errors; process health
+        register_ops_metrics(
+            registry, lambda: None if sync is None else sync.stats, lambda: time.monotonic() - started
         )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
