@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Send
 
 from cocoon import net, wire
 from cocoon.client.auth import key_scope_of
@@ -102,12 +103,33 @@ async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper
     # app hangs up before the response body is ever pulled.
     relay = answer.relay(shaper)
     opening = await anext(relay)
-    return StreamingResponse(
+    return _SseResponse(
         _after(opening, relay),
         status_code=first.status,
         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         media_type="text/event-stream",
     )
+
+
+class _Final(bytes):
+    """An answer's last piece: it goes out with the end of the HTTP body, in one write."""
+
+
+class _SseResponse(StreamingResponse):
+    """A streamed answer whose last piece also ends the chunked body (starlette writes the end alone)."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            last = isinstance(chunk, _Final)
+            body = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+            await send({"type": "http.response.body", "body": body, "more_body": not last})
+            if last:
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _after(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
@@ -249,24 +271,24 @@ class _Answer:
                     pending += shaper.end(_usage(event.usage), cost)
                     delivered.update(pending)
                     self._record(cost, delivered.hexdigest())
-                    yield bytes(pending)
+                    yield _Final(pending)
                     return
                 elif isinstance(event, wire.StreamError):
                     finished = True
                     self._deps.spending.failed(self._reservation, billed=True)
-                    yield bytes(pending) + shaper.fail(from_wire(event.code, event.message))
+                    yield _Final(pending + shaper.fail(from_wire(event.code, event.message)))
                     return
         except net.NetError as exc:
             finished = True
             self._deps.spending.failed(self._reservation, billed=True)
             error = ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}")
-            yield bytes(pending) + shaper.fail(error)
+            yield _Final(pending + shaper.fail(error))
         except ApiError as exc:  # the worker's stream broke the protocol: stop it, tell the app
             finished = True
             self._deps.spending.failed(self._reservation, billed=True)
             with contextlib.suppress(Exception):
                 await self._stream.cancel("upstream protocol violation")
-            yield bytes(pending) + shaper.fail(exc)
+            yield _Final(pending + shaper.fail(exc))
         finally:
             if not finished:
                 # The app hung up (or we were cancelled): tell the proxy, which tells the worker.
