@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import os
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from cocoon.tee import CollateralUnavailable, KeyBindingError, QuoteInvalid, nvgpu
+from cocoon.tee import AttestationError, CollateralUnavailable, KeyBindingError, QuoteInvalid, nvgpu
 from cocoon.tee.nvgpu.chain import load_chain
 from cocoon.tee.nvgpu.rim import GoldenMeasurement, Rim
 
@@ -225,3 +228,31 @@ def test_rim_cache_fetches_once_and_keeps_the_file(tmp_path: Path) -> None:
         cache.rim("../../etc/passwd")
     with pytest.raises(CollateralUnavailable, match="could not be fetched"):
         nvgpu.RimCache(tmp_path / "other", fetch=lambda url: b"not json").rim("NV_GPU_VBIOS_1")
+
+
+@settings(max_examples=int(os.environ.get("COCOON_GPU_FUZZ_EXAMPLES", "60")), deadline=None)
+@given(st.data())
+def test_mutated_evidence_is_refused_with_attestation_errors_only(data: st.DataObject) -> None:
+    """Hostile evidence never crashes the verifier: every mutation is a clean AttestationError."""
+    item = sample()
+    report = bytearray(item.report)
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, len(report) - 1))
+        if kind == "flip":
+            report[at] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del report[at : at + data.draw(st.integers(1, 64))]
+        else:
+            report[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    certs = list(item.certs)
+    if data.draw(st.booleans()):  # not the root: the GPU's copy of it is replaced by the pinned one
+        index = data.draw(st.integers(0, len(certs) - 2))
+        der = bytearray(certs[index])
+        der[data.draw(st.integers(0, len(der) - 1))] ^= 0xFF
+        certs[index] = bytes(der)
+    assume(bytes(report) != item.report or tuple(certs) != item.certs)  # flips can cancel out
+    with pytest.raises(AttestationError):
+        nvgpu.verify_gpu_report(
+            nvgpu.GpuEvidenceItem(report=bytes(report), certs=tuple(certs)), nonce=SAMPLE_NONCE, now=RIM_TIME
+        )

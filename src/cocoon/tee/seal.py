@@ -25,7 +25,8 @@ import hashlib
 import hmac
 import socket
 import struct
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -66,6 +67,7 @@ __all__ = [
     "encode_response",
     "open_response",
     "request_sealed_key",
+    "sim_seal_server_thread",
     "tdx_report",
 ]
 
@@ -307,6 +309,39 @@ class SimSealService:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+@contextlib.contextmanager
+def sim_seal_server_thread(platform: SealingPlatform, path: Path) -> Iterator[SimSealService]:
+    """A :class:`SimSealService` on its own thread and event loop, as if it were another process:
+    nodes in this process may then ask it while they block their own loop (services fetch their
+    sealed root synchronously while they start)."""
+    ready = threading.Event()
+    stopping: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    service = SimSealService(platform, path)
+    failure: list[BaseException] = []
+
+    async def serve() -> None:
+        try:
+            async with service:
+                stopping.append((asyncio.get_running_loop(), asyncio.Event()))
+                ready.set()
+                await stopping[0][1].wait()
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="cocoon-seal-server", daemon=True)
+    thread.start()
+    ready.wait()
+    if failure:
+        raise SealError(f"the seal server did not start: {failure[0]}")
+    try:
+        yield service
+    finally:
+        loop, stop = stopping[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
 
 
 # ---------------------------------------------------------------------- client

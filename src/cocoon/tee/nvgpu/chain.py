@@ -51,7 +51,13 @@ def _is_ca(cert: x509.Certificate) -> bool:
 def verify_chain(certs: Sequence[x509.Certificate], root: x509.Certificate, *, now: int, what: str) -> None:
     """``certs`` is leaf first; the last one is replaced by the pinned ``root`` when it claims the
     root's name, or chained to it otherwise. Raises :class:`QuoteInvalid`."""
-    chain = list(certs)
+    try:
+        _verify_chain(list(certs), root, now=now, what=what)
+    except ValueError as exc:  # cryptography parses fields lazily: a malformed one shows up here
+        raise QuoteInvalid(f"{what} certificate chain is malformed: {exc}") from exc
+
+
+def _verify_chain(chain: list[x509.Certificate], root: x509.Certificate, *, now: int, what: str) -> None:
     if chain and chain[-1].subject == root.subject:
         chain = chain[:-1]
     chain.append(root)
@@ -123,12 +129,16 @@ def _first_fwid_digest(data: bytes, start: int = 0, end: int | None = None, dept
 
 def leaf_fwid(cert: x509.Certificate) -> bytes | None:
     """The first FWID digest of the TCG DICE TcbInfo extension, or None when there is none."""
-    for ext in cert.extensions:
+    try:
+        extensions = list(cert.extensions)
+    except ValueError as exc:
+        raise QuoteInvalid(f"GPU attestation certificate has malformed extensions: {exc}") from exc
+    for ext in extensions:
         if ext.oid.dotted_string in DICE_TCB_INFO_OIDS and isinstance(ext.value, x509.UnrecognizedExtension):
             try:
                 return _first_fwid_digest(ext.value.value)
             except (ValueError, IndexError) as exc:
                 raise QuoteInvalid(f"GPU attestation certificate has a malformed TcbInfo: {exc}") from exc
-    if any(ext.oid == ExtensionOID.BASIC_CONSTRAINTS and ext.value.ca for ext in cert.extensions):
+    if any(ext.oid == ExtensionOID.BASIC_CONSTRAINTS and ext.value.ca for ext in extensions):
         raise QuoteInvalid("the GPU attestation certificate is a CA certificate")
     return None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -167,7 +167,10 @@ def compare_measurements(report: GpuReport, driver: Rim, vbios: Rim) -> None:
 
 
 def _check_signature(report: GpuReport, leaf: x509.Certificate) -> None:
-    key = leaf.public_key()
+    try:
+        key = leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise QuoteInvalid(f"the GPU attestation key is unreadable: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise QuoteInvalid("the GPU attestation key is not a P-384 key")
     half = len(report.signature) // 2
