@@ -3,12 +3,9 @@ TCB + key version), stable across restarts, never on disk; the seal server runs 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from cocoon.core.keyfile import is_sealed, load_or_create_seed, sealed_seed, uns
 from cocoon.errors import ConfigError
 from cocoon.node import NodeTrust, TeeSettings
 from cocoon.node.secrets import open_node_secrets, seal_address
-from cocoon.tee.seal import SimSealService
+from cocoon.tee.seal import sim_seal_server_thread
 from cocoon.tee.sealing import SealAddress, node_key
 
 IMAGE = {"image": "cocoon-client"}
@@ -36,33 +33,9 @@ def sock(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("seal") / "seal.sock"  # unix socket paths must stay short
 
 
-@contextlib.contextmanager
-def threaded_seal_server(home: Path, sock: Path) -> Iterator[None]:
-    """The simulated enclave on its own event loop and thread, as if it were another process:
-    nodes ask it while blocking their own loop, as services do at start."""
-    ready, loop_box = threading.Event(), []
-    stop: list[asyncio.Event] = []
-
-    async def serve() -> None:
-        async with SimSealService(tee.sim_platform(home), sock):
-            stop.append(asyncio.Event())
-            loop_box.append(asyncio.get_running_loop())
-            ready.set()
-            await stop[0].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield
-    finally:
-        loop_box[0].call_soon_threadsafe(stop[0].set)
-        thread.join(10)
-
-
 @pytest.fixture
 def seal_server(tmp_path: Path, sock: Path) -> Iterator[None]:
-    with threaded_seal_server(tmp_path, sock):
+    with sim_seal_server_thread(tee.sim_platform(tmp_path), sock):
         yield
 
 
