@@ -24,6 +24,7 @@ __all__ = ["LitePeers"]
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 3.0
 RECONNECT_S = 2.0
+LISTEN_POLL_S = 0.001
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +35,10 @@ class LitePeers:
         if not clients:
             raise ValueError("no liteservers")
         self._clients = clients
+        for client in clients:
+            # pytoniq's listener naps this long whenever no query is pending (20 ms by default), so
+            # an answer to the next query waited for the nap: half the time of a settlement post
+            client.delta = LISTEN_POLL_S
         self._clock = clock
         self._current = 0
         self._last_dial = [float("-inf")] * len(clients)
@@ -71,7 +76,7 @@ class LitePeers:
                 else:
                     continue
             try:
-                result = await call(client)
+                result = await _while_connected(client, call)
             except (LiteServerError, RunGetMethodError):
                 self._current = i
                 raise  # the server answered: an error of the query, not of the server
@@ -115,3 +120,21 @@ async def _close(client: Any) -> None:
     if client.listener is not None and not client.listener.done():
         client.listener.cancel()
     await client.close()
+
+
+async def _while_connected(client: Any, call: Callable[[Any], Awaitable[T]]) -> T:
+    """``call(client)``, given up as soon as the client's listener ends (the connection is gone).
+    pytoniq registers a query after writing it, so a connection lost in between leaves the query
+    waiting out its 10 s timeout; the listener ending says so at once."""
+    listener = client.listener
+    job = asyncio.ensure_future(call(client))
+    if listener is None:
+        return await job
+    done, _ = await asyncio.wait({job, listener}, return_when=asyncio.FIRST_COMPLETED)
+    if job in done:
+        return job.result()
+    job.cancel()
+    await asyncio.wait({job})  # unlike awaiting it, raises nothing of the job's, only our own cancel
+    if not job.cancelled():
+        job.exception()  # retrieved: no "exception was never retrieved" at exit
+    raise ConnectionError("the liteserver connection closed")
