@@ -448,4 +448,4 @@ class _ProxyLinkHandler:
 
 def _image(conn: net.NodeConnection) -> str:
     image = getattr(conn.peer.attestation, "image_hash", None)
-    return image.hex()[:16] if image else "none"
+    return image.hex() if image else "none"
