@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import openai
 import pytest
+from typer.testing import CliRunner
 
 from cocoon.chain import (
     TON,
@@ -22,6 +24,7 @@ from cocoon.chain import (
     WalletClient,
     read_worker_state,
 )
+from cocoon.cli.main import app as cli
 from cocoon.core.keyfile import load_seed
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
@@ -108,17 +111,34 @@ async def test_worker_claims_its_payout_when_the_proxy_stops_before_posting(tmp_
         key = KeyPair.from_seed(load_seed(tmp_path / "worker-0" / "wallet.key"))
         wallet: WalletClient = await network.handles.funded_wallet(key, 2 * TON)
         before = await wallet.balance()
-        # What the worker holds survives it: read it back from the file alone.
-        (from_disk,) = StatementStore(tmp_path / "worker-0").load().values()
-        await claim(chain, wallet, from_disk)
+        # The owner runs `cocoon worker claim` on the worker's home: it reads the held statement
+        # from the file alone and posts it from the owner's wallet.
+        assert network.handles is not None
+        toml = tmp_path / "worker.toml"
+        toml.write_text(
+            f'[worker]\nhome = "{tmp_path / "worker-0"}"\n'
+            f'[worker.root]\nkind = "embedded"\nlocal_path = "{network.chain_path}"\n'
+            f'root_address = "{network.handles.root.to_str()}"\n'
+        )
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["--json", "worker", "claim", "--config", str(toml)]
+        )
+        assert result.exit_code == 0, result.output
+        (claimed,) = json.loads(result.output)
+        assert claimed == {"target": statement.target, "counter": tokens, "before": 0, "posted": True}
         assert (await read_worker_state(chain, statement.message.target)).tokens == tokens
         gained = await wallet.balance() - before
         # Paid what it earned, less the gas of its own post (well under 0.1 TON).
         assert tokens * FEE - TON // 10 < gained <= tokens * FEE
         # A replay moves nothing: the contract has paid that counter already.
+        (from_disk,) = StatementStore(tmp_path / "worker-0").load().values()
         with pytest.raises(TransactionFailed):
             await claim(chain, wallet, from_disk)
         assert (await read_worker_state(chain, statement.message.target)).tokens == tokens
+        again = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["--json", "worker", "claim", "--config", str(toml)]
+        )
+        assert json.loads(again.output)[0]["posted"] is False
     finally:
         await network.stop()
 

@@ -19,6 +19,7 @@ from cocoon.cli import (
     bench_cmd,
     chain_cmd,
     chat_cmd,
+    claim_cmd,
     client_cmd,
     health_cmd,
     network_cmd,
@@ -70,6 +71,8 @@ app.command()(network_cmd.up)
 app.command()(network_cmd.demo)
 app.command("chat")(chat_cmd.command)
 app.command("health")(health_cmd.command)
+worker_cmd.app.command("claim")(claim_cmd.worker_claim)
+client_cmd.app.command("claim")(claim_cmd.client_claim)
 for _name, _module in (
     ("worker", worker_cmd),
     ("proxy", proxy_cmd),

@@ -30,6 +30,7 @@ from cocoon.errors import ConfigError
 from cocoon.node.ownership import make_owner_proof
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.service import Service
+from cocoon.node.statements import STATEMENT, HeldStatements
 from cocoon.node.trust import NodeTrust, registered_proxy_addresses
 
 if TYPE_CHECKING:  # cocoon.chain loads the TVM emulator: only when a chain is configured
@@ -68,6 +69,8 @@ class Client(Service):
         self.admin_token = ""
         self.clock_skew: dict[str, float] = {}  # proxy address → seconds (proxy − us)
         self._price: tuple[float, int] | None = None  # (when read, nanoTON per adjusted token)
+        # The proxies' signed charges: what we owe at most, compared at every connect.
+        self.statements = HeldStatements(config.home, logger=log)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -315,7 +318,7 @@ class Client(Service):
 
 
 class _ProxyLink(net.NullHandler):
-    """The client's side of a proxy link: proxies send it nothing but answers."""
+    """The client's side of a proxy link: proxies send it answers and signed charge statements."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -335,6 +338,11 @@ class _ProxyLink(net.NullHandler):
                 f"clock skew with the proxy is {skew:.0f} s (max {MAX_CLOCK_SKEW_S:.0f} s)"
             )
         log.info("connected to proxy %s (clock skew %.3f s)", conn.peer.address, skew)
+        await self.client.statements.on_connect(conn)  # refuses a proxy whose books rolled back
+
+    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        if method == STATEMENT:
+            self.client.statements.on_notice(conn, params)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         log.info("proxy link %s closed: %s", conn.peer.address, exc)

@@ -26,6 +26,7 @@ from typing import Any
 
 from cocoon import net
 from cocoon.chain import (
+    AccountNotFound,
     AddressError,
     Chain,
     ChainError,
@@ -37,6 +38,8 @@ from cocoon.chain import (
     normalize_address,
     parse_signed_boc,
     post_signed,
+    read_client_state,
+    read_worker_state,
     state_init_for,
     verify,
 )
@@ -45,6 +48,7 @@ from cocoon.errors import CocoonError
 
 __all__ = [
     "STATEMENT",
+    "ClaimResult",
     "HeldStatements",
     "Statement",
     "StatementError",
@@ -52,6 +56,7 @@ __all__ = [
     "StatementStore",
     "check_not_below",
     "claim",
+    "claim_held",
     "statement_params",
 ]
 
@@ -253,3 +258,33 @@ def statement_params(
 ) -> dict[str, str]:
     """What the proxy sends (the notify's and the query answer's params)."""
     return Statement(normalize_address(proxy_contract), signing_key, message, state_init).to_params()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    target: str
+    counter: int  # what the statement pays up to
+    before: int  # what the contract had paid (or charged) before
+    posted: bool  # False: the contract was already at or above the statement
+
+
+async def _on_chain_counter(chain: Chain, statement: Statement) -> int:
+    target = statement.message.target
+    try:
+        if statement.message.op == Op.WORKER_PAYOUT_SIGNED:
+            return (await read_worker_state(chain, target)).tokens
+        return (await read_client_state(chain, target)).tokens_used
+    except AccountNotFound:
+        return 0  # never paid: the first post deploys it
+
+
+async def claim_held(chain: Chain, poster: WalletClient, store: StatementStore) -> list[ClaimResult]:
+    """Post every held statement the chain has not caught up with (``cocoon worker|client claim``)."""
+    results = []
+    for statement in store.load().values():
+        before = await _on_chain_counter(chain, statement)
+        posted = before < statement.counter
+        if posted:
+            await claim(chain, poster, statement)
+        results.append(ClaimResult(statement.target, statement.counter, before, posted))
+    return results
