@@ -327,11 +327,17 @@ class UpstreamPool:
         return self._ssl
 
     def give_back(self, conn: _Connection) -> None:
+        now = asyncio.get_running_loop().time()
         if conn.reusable and not self._closed:
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = now
             self._idle.append(conn)
         else:
             conn.abort()
+        # The oldest idle sockets are first: a burst's extra connections go once they expire.
+        while self._idle and (
+            self._idle[0].lost is not None or now - self._idle[0].idle_since >= _KEEPALIVE_S
+        ):
+            self._idle.pop(0).abort()
         if self._slots is not None:
             self._slots.release()
 
