@@ -112,6 +112,9 @@ class Dialer:
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
         self._connect = connect
+        # Asked after each failed attempt: True stops dialling (a refusal that retrying cannot change).
+        self.give_up: Callable[[NetError], bool] | None = None
+        self.refused: NetError | None = None  # the failure it gave up on
 
     async def start(self) -> None:
         """Begin dialling in the background (returns at once; see :meth:`wait_connected`)."""
@@ -126,6 +129,8 @@ class Dialer:
         while True:
             if self._closing:
                 raise LinkClosed("this Dialer is closed")
+            if self.refused is not None:
+                raise self.refused
             self._raise_if_crashed()
             conn = self.connection
             if conn is not None and not conn.closed:
@@ -164,6 +169,10 @@ class Dialer:
                 failures += 1
                 self.last_error = exc
                 log.info("dial %s:%d failed (%s); attempt %d", self.host, self.port, exc, failures)
+                if self.give_up is not None and self.give_up(exc):
+                    self.refused = exc
+                    self._changed.set()
+                    return
             else:
                 failures = 0
                 self.connects += 1
