@@ -136,7 +136,8 @@ class LiteChain:
             )
         if is_dev and not self._dev_chain:
             raise ChainError(
-                "the liteserver serves a development chain (`cocoon chain serve`); set dev_chain = true to use it"
+                "the liteserver serves a development chain (`cocoon chain serve`); set dev_chain = true "
+                "(`cocoon chain --dev-chain`) to use it"
             )
 
     async def now(self) -> int:

@@ -54,6 +54,7 @@ class Ctx:
     home: Path
     json: bool
     lite_config: Path | None = None
+    dev_chain: bool = False
 
     @property
     def dir(self) -> Path:
@@ -93,9 +94,13 @@ def _chain(
             "`local` commands and the faucet stay local.",
         ),
     ] = None,
+    dev_chain: Annotated[
+        bool,
+        typer.Option("--dev-chain", help="--lite-config names `cocoon chain serve` servers (development only)."),
+    ] = False,
 ) -> None:
     options = record(ctx, home, as_json)
-    ctx.obj = Ctx(options.home or default_home(), options.json, lite_config)
+    ctx.obj = Ctx(options.home or default_home(), options.json, lite_config, dev_chain)
 
 
 # ---------------------------------------------------------------- helpers
@@ -172,7 +177,7 @@ async def _open_chain(c: Ctx) -> AsyncIterator[Any]:
     if c.lite_config is not None:
         from cocoon.chain import LiteChain
 
-        lite = LiteChain.from_config(c.lite_config)
+        lite = LiteChain.from_config(c.lite_config, dev_chain=c.dev_chain)
         try:
             yield lite
         finally:

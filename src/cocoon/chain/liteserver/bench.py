@@ -34,7 +34,7 @@ from cocoon.chain.network import (
 from cocoon.chain.payments import sign
 from cocoon.chain.wallet import KeyPair, Wallet, WalletClient
 
-__all__ = ["ServedBench", "run_served_bench"]
+__all__ = ["ServedBench", "run_served_bench", "serve_process"]
 
 START_TIMEOUT_S = 60.0
 
@@ -57,7 +57,7 @@ class ServedBench:
 
 
 @contextlib.contextmanager
-def _served(home: Path) -> Iterator[Path]:
+def serve_process(home: Path) -> Iterator[Path]:
     """A `cocoon chain serve` process on ``home``'s chain; yields its global config."""
     config = home / "global.config.json"
     config.unlink(missing_ok=True)  # the server merges into an existing config: start from none
@@ -130,7 +130,7 @@ async def run_served_bench(charges: int = 200, home: Path | None = None) -> Serv
         n0, t0 = chain.transaction_count(), time.perf_counter()
         await _charges(chain, key, alice, client_sc, 1, charges)
         embedded_s, n1 = time.perf_counter() - t0, chain.transaction_count()
-        config = stack.enter_context(_served(root))
+        config = stack.enter_context(serve_process(root))
         async with LiteChain.from_config(config, dev_chain=True) as lite:
             await lite.get_account(alice.address)  # connected before the clock starts
             t1 = time.perf_counter()
