@@ -158,6 +158,7 @@ async def _network_model_run(
             max_tokens=max_tokens,
             temperature=0,
             stream=True,
+            stream_options={"include_usage": True},  # the client sends usage only when asked
         )
         async for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
