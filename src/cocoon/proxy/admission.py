@@ -5,16 +5,19 @@ Pure: the caller passes the announce (``PeerInfo.info``), the attested hashes an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cocoon import net
 from cocoon.chain import AddressError, normalize_address
+from cocoon.node.refusal import refuse_for_good
 from cocoon.oai.capabilities import parse_capabilities
 from cocoon.proxy.selection import WorkerRecord
 
 __all__ = ["WorkerAnnounce", "parse_worker_announce", "payee_key"]
+
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def payee_key(owner: str) -> str:
@@ -41,7 +44,8 @@ def parse_worker_announce(
     now: float,
     model_names: Mapping[bytes, str] | None = None,
 ) -> WorkerAnnounce:
-    """The worker's record, or :class:`~cocoon.net.HandshakeRefused` for a bad or disallowed announce.
+    """The worker's record, or :class:`~cocoon.net.HandshakeRefused` for a bad or disallowed announce
+    (each a refusal for good: the same worker announcing again gets the same answer).
 
     ``model_names``: the root contract's name for each allowed model hash; allowed weights announced
     under another name (to be listed, served and billed as a bigger model) are refused.
@@ -53,21 +57,23 @@ def parse_worker_announce(
         proxy_count = max(1, int(info.get("proxy_count", 1)))
         model_hash = bytes.fromhex(str(info.get("model_hash", "")))
     except (KeyError, TypeError, ValueError) as exc:
-        raise net.HandshakeRefused(f"bad worker announce: {exc}") from exc
+        raise refuse_for_good(f"bad worker announce: {exc}") from exc
     if not model or not 0 <= coefficient < 1_000_000_000 or max_active < 1:
-        raise net.HandshakeRefused("worker announce out of range")
+        raise refuse_for_good("worker announce out of range")
     if attested_model is not None and attested_model != model_hash:
-        raise net.HandshakeRefused("announced model hash differs from the attested one")
+        raise refuse_for_good("announced model hash differs from the attested one")
     if allowed_model_hashes is not None and model_hash not in allowed_model_hashes:
-        raise net.HandshakeRefused("model hash not allowed by the root contract")
+        raise refuse_for_good("model hash not allowed by the root contract")
     bound = (model_names or {}).get(model_hash)
     if bound is not None and bound != model:
-        raise net.HandshakeRefused(
-            f"the root contract allows this model hash only as {bound!r}, not {model!r}"
-        )
+        raise refuse_for_good(f"the root contract allows this model hash only as {bound!r}, not {model!r}")
     owner = payee_key(str(info.get("owner_address", "")))
-    # A stable id (not the connection's): a failing worker that reconnects keeps its reputation.
-    worker_id = f"{owner or 'anonymous'}/{model}/{info.get('instance', 0)}"
+    instance = str(info.get("instance", "0"))
+    if not _INSTANCE.fullmatch(instance):
+        raise refuse_for_good("instance must be 1-64 letters, digits, '.', '_' or '-'")
+    # A stable id (not the connection's): a failing worker that reconnects keeps its reputation, and
+    # each GPU of one owner (its own home, its own instance id) is a worker of its own.
+    worker_id = f"{owner or 'anonymous'}/{model}/{instance}"
     if not owner:
         worker_id += f"/{connection_id}"
     try:
@@ -86,5 +92,5 @@ def parse_worker_announce(
             capabilities=parse_capabilities(info.get("capabilities")),
         )
     except ValueError as exc:
-        raise net.HandshakeRefused(f"bad worker announce: {exc}") from exc
+        raise refuse_for_good(f"bad worker announce: {exc}") from exc
     return WorkerAnnounce(record=record, owner=owner)

@@ -28,6 +28,7 @@ from cocoon import net, wire
 from cocoon.chain import Chain, RootConfig
 from cocoon.node.evidence import asign_evidence, challenge_nonce, collect_evidence
 from cocoon.node.receipt import countersign
+from cocoon.node.refusal import refuse_for_good
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
@@ -233,7 +234,7 @@ class Proxy(Service):
         assert self.chain_sync is not None
         address = parse_address(owner)
         if address is None:
-            raise net.HandshakeRefused("owner_address must be the worker's TON wallet address")
+            raise refuse_for_good("owner_address must be the worker's TON wallet address")
         contract = self.chain_sync.worker_contract(address).to_str()  # type: ignore[no-untyped-call]
         await self._books().upsert_worker(owner, contract=contract, now=time.time())
 
@@ -467,7 +468,7 @@ class _WorkerSide(net.NullHandler):
 
     async def on_connect(self, conn: net.NodeConnection) -> None:
         if conn.peer.role is not wire.Role.WORKER:
-            raise net.HandshakeRefused("this port is for workers")
+            raise refuse_for_good("this port is for workers")
         record = await self.proxy.admit_worker(conn)
         log.info("worker %s joined: %s ×%s", record.worker_id, record.model, record.coefficient / 1000)
 

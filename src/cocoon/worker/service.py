@@ -38,6 +38,7 @@ from cocoon.inference import (
 from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
+from cocoon.node.refusal import RefusalWatch
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
@@ -46,6 +47,7 @@ from cocoon.node.trust import ROLE_MEASUREMENTS, NodeTrust, registered_proxy_add
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
+from cocoon.worker.instance import instance_id
 from cocoon.worker.limits import bound_generation
 from cocoon.worker.logs import LogRing, worker_logger
 from cocoon.worker.weights import hash_weights, verify_engine_weights
@@ -114,6 +116,7 @@ class Worker(Service):
         self.payments: dict[str, Mapping[str, Any]] = {}  # proxy address → latest signed payment status
         # The proxies' signed payouts, held so the owner can claim them (cocoon worker claim).
         self.statements = HeldStatements(config.home, logger=self.log)
+        self.refusals = RefusalWatch(self.log)  # proxies that refused this worker for good
         self.gpu: GpuEvidence = GpuEvidence(kind="none")
         self._health: HttpServer | None = None
         self._logs = LogRing()
@@ -169,6 +172,7 @@ class Worker(Service):
                 address, role=wire.Role.WORKER, info=self.announce(), handler=_ProxyLinkHandler(self)
             )
             stack.push_async_callback(_quietly, dialer.aclose)
+            self.refusals.watch(dialer)  # a refusal for good stops that dialer instead of retrying
             await dialer.start()
             self._dialers.append(dialer)
         self._started_at = time.monotonic()
@@ -255,6 +259,7 @@ class Worker(Service):
             "gpu_class": self.config.gpu_class,
             "region": self.config.region,
             "owner_address": self.config.owner_address,
+            "instance": instance_id(self.config.home),  # one per home: GPUs of one owner stay apart
         }
 
     def statistics(self) -> dict[str, Any]:
