@@ -89,6 +89,38 @@ def _fetch_stats(url: str) -> dict[str, Any]:
     return stats
 
 
+def _workers_table(workers: list[dict[str, Any]]) -> Table:
+    """One row per connected worker: load, reputation, suspensions, attestation freshness."""
+    import time
+
+    from rich import box
+
+    from cocoon.health.views import format_duration
+
+    # No vertical rules: the numbers stay whole at 80 columns and a long worker id folds.
+    table = Table(title="workers", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("worker", overflow="fold", min_width=16)
+    for column in ("state", "load", "TTFT", "fail", "ok/failed", "susp.", "attested ago"):
+        table.add_column(column, no_wrap=True)
+    now = time.time()
+    for w in workers:
+        state = "disabled" if not w.get("enabled", True) else "suspended" if w.get("suspended") else "serving"
+        ttft = w.get("ttft_s")
+        table.add_row(
+            str(w.get("worker_id")),
+            state,
+            f"{w.get('running', 0)} / {w.get('capacity', 0)}",
+            "—" if ttft is None else f"{ttft * 1000:.1f} ms",
+            f"{w.get('failure_rate', 0.0):.3f}",
+            f"{w.get('requests_ok', 0)} / {w.get('requests_failed', 0)}",
+            str(w.get("suspensions", 0)),
+            format_duration(now - float(w.get("attested_at") or now)),
+        )
+    if not workers:
+        table.add_row("no worker connected", "", "", "", "", "", "", "")
+    return table
+
+
 @app.command()
 def status(
     ctx: typer.Context,
@@ -103,7 +135,7 @@ def status(
     summary.add_row("state", str(stats.get("state")))
     summary.add_row("clients connected", str(stats.get("clients_connected")))
     for key, value in stats.get("requests", {}).items():
-        summary.add_row(f"requests {key}", str(value))
+        summary.add_row("requests" if key == "requests" else f"  {key}", str(value))
     billing = stats.get("billing", {})
     for key in ("revenue_nano", "worker_earnings_nano", "proxy_fees_nano", "reserved_nano"):
         if key in billing:
@@ -117,6 +149,7 @@ def status(
             "TTFT p50 / p99", " / ".join(f"{ttft.get(q, 0) * 1000:.1f} ms" for q in ("p50", "p99"))
         )
     console.print(summary)
+    console.print(_workers_table(stats.get("workers", {}).get("list", [])))
     models = Table(title="models")
     for column in ("model", "workers", "coefficients", "completion price / 1M tokens"):
         models.add_column(column)

@@ -256,6 +256,7 @@ def stats_json(
                     "requests_ok": v.stats.total_ok,
                     "requests_failed": v.stats.total_failed,
                     "usage_mismatches": v.stats.usage_mismatches,
+                    "suspensions": v.stats.suspensions,
                 }
                 for v in workers.per_worker
             ],
