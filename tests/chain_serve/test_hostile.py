@@ -81,3 +81,20 @@ async def test_protocol_violations_drop_only_that_connection(served: Served, cli
         assert await asyncio.wait_for(rogue.reader.read(), 5) == b""  # dropped
         rogue.writer.close()
     assert (await client.get_time())["now"] > 0
+
+
+async def test_a_failure_inside_the_server_is_still_an_answer(
+    client: LiteClient, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cocoon.chain.liteserver.backend import ChainBackend
+
+    async def broken(self: ChainBackend, address: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ChainBackend, "account", broken)
+    block = client.last_mc_block.to_dict()
+    account = _account(0, served.wallet.address.hash_part.hex())
+    with pytest.raises(LiteServerError, match="internal error answering getAccountState"):
+        await asyncio.wait_for(
+            client.liteserver_request("getAccountState", {"id": block, "account": account}), 5
+        )

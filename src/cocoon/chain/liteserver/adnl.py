@@ -22,7 +22,7 @@ from cocoon.chain.errors import ChainError
 __all__ = ["HANDSHAKE_BYTES", "AdnlError", "AdnlSession", "ServerKey", "frame"]
 
 HANDSHAKE_BYTES = 256
-MAX_PACKET = 1 << 24  # TL's longest bytes field; real liteservers cap lower
+MAX_PACKET = 1 << 20  # what one client packet may carry: queries are small (a message BOC at most)
 _PUB_ED25519_TAG = bytes.fromhex("c6b41348")  # pub.ed25519 constructor, little-endian
 _P = 2**255 - 19
 

@@ -7,6 +7,7 @@ liteServer.error, as a real liteserver answers what it cannot serve."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ SERVER_VERSION = 0x101  # what TON's liteserver reports today
 CAPABILITIES = 0b111 | DEV_CHAIN_CAPABILITY
 MAX_TRANSACTIONS = 16  # per getTransactions, as pytoniq asks
 WAIT_POLL_S = 0.05
+log = logging.getLogger(__name__)
 
 
 class QueryError(Exception):
@@ -97,6 +99,9 @@ class LiteHandler:
             return encode_error(query.query_id, ERROR_PROTOCOL, f"malformed {query.name}: {exc}")
         except ChainError as exc:
             return encode_error(query.query_id, ERROR_UNKNOWN, str(exc))
+        except Exception:  # a bug here must still answer, or the client waits out its timeout
+            log.exception("liteserver failed answering %s", query.name)
+            return encode_error(query.query_id, ERROR_UNKNOWN, f"internal error answering {query.name}")
 
     async def _wait(self, seqno: int, timeout_ms: int) -> bool:
         deadline = asyncio.get_running_loop().time() + max(0, min(timeout_ms, 60_000)) / 1000
