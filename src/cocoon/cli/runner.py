@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -21,6 +21,7 @@ from rich.text import Text
 from cocoon.errors import CocoonError
 
 __all__ = [
+    "EXIT_REFUSED",
     "CliError",
     "cli_errors",
     "console",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+EXIT_REFUSED = 3  # a node every peer refused for good (bad owner address, model not allowed)
 console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped at 80 columns
 
 
@@ -104,18 +106,42 @@ async def serve_node(
     name: str,
     summary: Callable[[], Mapping[str, str]],
     stdout_line: Callable[[], str] | None = None,
+    *,
+    refused: Callable[[], Awaitable[str]] | None = None,
 ) -> None:
     """Start ``node``, print where it listens, serve until SIGINT/SIGTERM, stop it.
 
     ``stdout_line`` (evaluated after start) goes to stdout alone, for scripts: the client's base URL.
+    ``refused``: returns once every peer refused the node for good; it then stops and exits with
+    :data:`EXIT_REFUSED` and the reasons (a worker whose owner or model no proxy accepts).
     """
     with console.status(f"starting {name}"):
         await node.start()
     print_summary(f"{name} running (Ctrl-C to stop)", summary())
     if stdout_line is not None:
         typer.echo(stdout_line())
+    reason = ""
     try:
-        await wait_for_signal()
+        reason = await _signal_or(refused)
     finally:
         with console.status(f"stopping {name}"):
             await node.stop()
+    if reason:
+        raise fail(f"{name} refused for good: {reason}", code=EXIT_REFUSED)
+
+
+async def _signal_or(refused: Callable[[], Awaitable[str]] | None) -> str:
+    """"" after a signal, else the reasons ``refused`` returned first."""
+    import asyncio
+
+    if refused is None:
+        await wait_for_signal()
+        return ""
+    signal_task = asyncio.ensure_future(wait_for_signal())
+    refused_task = asyncio.ensure_future(refused())
+    try:
+        await asyncio.wait([signal_task, refused_task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (signal_task, refused_task):
+            task.cancel()
+    return refused_task.result() if refused_task.done() and not refused_task.cancelled() else ""

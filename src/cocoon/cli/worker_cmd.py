@@ -66,7 +66,8 @@ def run_worker(
             "home": str(worker.config.home),
         }
 
-    run_async(serve_node(worker, "worker", summary))
+    # A worker every proxy refuses for good (owner, model) exits with EXIT_REFUSED instead of retrying.
+    run_async(serve_node(worker, "worker", summary, refused=worker.refusals.wait))
 
 
 def _check(config: WorkerConfig, as_json: bool) -> typer.Exit:
