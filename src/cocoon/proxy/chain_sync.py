@@ -25,6 +25,10 @@ its contract (balance, stake, tokens charged → the ledger, which then frees fu
 cumulative charge for the committed tokens when it is worth the fee; for every worker read what its
 contract paid out and post a signed payout when due, then tell the worker (``notify("payment")``).
 
+Each pass that moved a payee's committed total also hands that payee its signed cumulative
+statement (``worker_statement`` / ``client_statement``: the very message the contract accepts), so
+workers and clients hold what they are owed and can post it themselves (:mod:`cocoon.node.statements`).
+
 On a LocalChain a post executes at once, so a charge or payout is visible to the next read; on a
 remote chain it lands later and the next tick picks it up. IOUs are only ever signed for committed
 tokens (reference §4.8): what is on chain never exceeds what a restored store could prove.
