@@ -1,9 +1,10 @@
 """What ``/metrics`` adds for the proxy's operator beyond billing and workers: the settlement loop's
-progress and errors (from :class:`~cocoon.proxy.chain_sync.SyncStats`) and process health."""
+progress and errors (from :class:`~cocoon.proxy.chain_sync.SyncStats`), requests refused before any
+worker by reason, and process health."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
@@ -39,8 +40,28 @@ class _ChainSyncCollector(Collector):
             yield CounterMetricFamily(f"{PREFIX}_chain_sync_{field}", doc, value=getattr(stats, field))
 
 
+class _RejectionsCollector(Collector):
+    def __init__(self, rejections: Callable[[], Mapping[str, int]]) -> None:
+        self._rejections = rejections
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            f"{PREFIX}_rejections",
+            "Requests refused before any worker, by reason (OpenAI error code)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._rejections().items()):
+            family.add_metric([reason], count)
+        yield family
+
+
 def register_ops_metrics(
-    registry: CollectorRegistry, sync_stats: Callable[[], SyncStats | None], uptime_s: Callable[[], float]
+    registry: CollectorRegistry,
+    sync_stats: Callable[[], SyncStats | None],
+    uptime_s: Callable[[], float],
+    *,
+    rejections: Callable[[], Mapping[str, int]] = dict,
 ) -> None:
     registry.register(_ChainSyncCollector(sync_stats))
+    registry.register(_RejectionsCollector(rejections))
     register_process_metrics(registry, "proxy", uptime_s)

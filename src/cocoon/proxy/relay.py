@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -131,6 +131,7 @@ class Relay:
         self.counters = counters
         self.audit = audit or UsageAudit()
         self.capped = CappedBills()
+        self.rejections: Counter[str] = Counter()  # refused before any worker, by OpenAI error code
         self._in_flight: set[str] = set()
         self._unreleased: set[str] = set()  # reservations the store refused to release (retried)
         self._lingering: set[asyncio.Future[Any]] = set()
@@ -217,6 +218,7 @@ class Relay:
 
     async def _reject(self, stream: net.IncomingStream, exc: perr.ProxyError) -> None:
         self.counters["rejected"] += 1
+        self.rejections[exc.code] += 1
         with contextlib.suppress(net.NetError):
             await stream.send_error(wire_code(exc), str(exc))
 
@@ -369,7 +371,10 @@ class _Run:
                     needs=needs,
                 )
             except perr.ProxyError as exc:
-                await self._apply(a.no_worker(exc))
+                effects = a.no_worker(exc)
+                if a.result is Result.REJECTED:
+                    self.relay.rejections[exc.code] += 1
+                await self._apply(effects)
                 return
             self.relay.registry.started(record.worker_id, time.time())
             await self._apply(a.begin_try(record.worker_id, record.coefficient, time.monotonic()))

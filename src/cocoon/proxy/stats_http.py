@@ -22,6 +22,7 @@ from cocoon.proxy.dashboard import proxy_dashboard
 from cocoon.proxy.ledger import LedgerStatistics
 from cocoon.proxy.metrics import build_registry
 from cocoon.proxy.ops_metrics import register_ops_metrics
+from cocoon.proxy.relay import Relay
 from cocoon.proxy.selection import RegistryStatistics, WorkerRegistry
 
 __all__ = ["StatsSource", "build_stats_app", "start_stats_server"]
@@ -47,6 +48,9 @@ class StatsSource(Protocol):
     @property
     def chain_sync(self) -> ChainSync | None: ...  # the settlement loop's progress and errors
 
+    @property
+    def relay(self) -> Relay: ...  # requests refused before any worker, by reason
+
 
 def build_stats_app(source: StatsSource) -> FastAPI:
     app = FastAPI(title="cocoon proxy", docs_url=None, redoc_url=None)
@@ -63,7 +67,10 @@ def build_stats_app(source: StatsSource) -> FastAPI:
         )
         sync = source.chain_sync  # settlement progress and errors; process health
         register_ops_metrics(
-            registry, lambda: None if sync is None else sync.stats, lambda: time.monotonic() - started
+            registry,
+            lambda: None if sync is None else sync.stats,
+            lambda: time.monotonic() - started,
+            rejections=lambda: source.relay.rejections,
         )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
