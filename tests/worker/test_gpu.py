@@ -41,7 +41,9 @@ def test_cc_mode_reports_answer_the_key_bound_nonce_and_verify() -> None:
     nonce = nvgpu.gpu_nonce(KEY)
     evidence = collect_gpu_evidence(_runner("ON"), nonce=nonce, attester=_attester(calls))
     assert calls == [(0, nonce), (1, nonce)] and evidence.confidential and evidence.error is None
-    assert len(evidence.reports[0].certs) == 1  # the GPU's copy of the root is dropped; verifiers pin theirs
+    assert (
+        len(evidence.reports[0].certs) == 2
+    )  # leaf and ICA: the GPU's copy of the root is dropped; verifiers pin theirs
     verdicts = GPU.policy(require_cc=True).verify_claims(
         evidence.to_claims(), public_key=KEY, now=1_780_000_000
     )

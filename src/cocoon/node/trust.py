@@ -166,12 +166,14 @@ def make_policy(
 
 def gpu_policy(kind: str, settings: TeeSettings, *, sim_home: Path, home: Path) -> tee.nvgpu.GpuPolicy:
     """How peers' GPU evidence is judged: under the simulated NVIDIA roots of the sim platform, or
-    NVIDIA's real ones with RIMs from ``gpu_rim_dir`` or a cache of NVIDIA's RIM service."""
+    NVIDIA's real ones with RIMs from ``gpu_rim_dir`` or a cache of NVIDIA's RIM service, and
+    revocation from NVIDIA's OCSP service (both cached under ``home``)."""
     if kind == "sim":
         return tee.nvgpu.sim_gpu(sim_home).policy(require_cc=settings.require_cc_gpu)
     rim_dir = settings.gpu_rim_dir
     rims = tee.nvgpu.RimDirectory(rim_dir) if rim_dir else tee.nvgpu.RimCache(home / "rim-cache")
-    return tee.nvgpu.GpuPolicy(rims=rims, require_cc=settings.require_cc_gpu)
+    revocation = tee.nvgpu.OcspCache(home / "ocsp-cache")  # NVIDIA's OCSP service, answers kept
+    return tee.nvgpu.GpuPolicy(rims=rims, require_cc=settings.require_cc_gpu, revocation=revocation)
 
 
 class NodeTrust:

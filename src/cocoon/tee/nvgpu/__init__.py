@@ -18,6 +18,7 @@ from cocoon.tee.nvgpu.evidence import (
     rim_ids,
     verify_gpu_report,
 )
+from cocoon.tee.nvgpu.ocsp import NVIDIA_OCSP_SERVICE, OcspCache, RevocationSource
 from cocoon.tee.nvgpu.report import GpuReport, parse_gpu_report
 from cocoon.tee.nvgpu.rim import GoldenMeasurement, Rim, verify_rim
 from cocoon.tee.nvgpu.rimstore import NVIDIA_RIM_SERVICE, RimCache, RimDirectory
@@ -25,12 +26,15 @@ from cocoon.tee.nvgpu.sim import SimGpu, sim_gpu
 
 __all__ = [
     "MAX_GPU_EVIDENCE",
+    "NVIDIA_OCSP_SERVICE",
     "NVIDIA_RIM_SERVICE",
     "GoldenMeasurement",
     "GpuEvidenceItem",
     "GpuPolicy",
     "GpuReport",
     "GpuVerdict",
+    "OcspCache",
+    "RevocationSource",
     "Rim",
     "RimCache",
     "RimDirectory",

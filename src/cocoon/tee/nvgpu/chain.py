@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from cocoon.tee.errors import QuoteInvalid
 
-__all__ = ["DICE_TCB_INFO_OIDS", "leaf_fwid", "load_chain", "verify_chain"]
+__all__ = ["DICE_TCB_INFO_OIDS", "completed_chain", "leaf_fwid", "load_chain", "verify_chain"]
 
 DICE_TCB_INFO_OIDS = ("2.23.133.5.4.1", "2.23.133.5.4.1.1")
 MAX_CHAIN = 8
@@ -57,10 +57,16 @@ def verify_chain(certs: Sequence[x509.Certificate], root: x509.Certificate, *, n
         raise QuoteInvalid(f"{what} certificate chain is malformed: {exc}") from exc
 
 
-def _verify_chain(chain: list[x509.Certificate], root: x509.Certificate, *, now: int, what: str) -> None:
+def completed_chain(certs: Sequence[x509.Certificate], root: x509.Certificate) -> list[x509.Certificate]:
+    """``certs`` with the pinned ``root`` at the end (in place of the sender's copy of it)."""
+    chain = list(certs)
     if chain and chain[-1].subject == root.subject:
         chain = chain[:-1]
-    chain.append(root)
+    return [*chain, root]
+
+
+def _verify_chain(chain: list[x509.Certificate], root: x509.Certificate, *, now: int, what: str) -> None:
+    chain = completed_chain(chain, root)
     moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
     for index, cert in enumerate(chain):
         if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:

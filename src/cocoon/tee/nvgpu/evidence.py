@@ -10,9 +10,9 @@ A verifier checks, per GPU (:func:`verify_gpu_report`):
 3. the report's P-384 signature under the attestation certificate;
 4. the nonce the report answered;
 5. with a :class:`RimSource`, the runtime measurements against the golden values of the driver
-   and VBIOS RIMs, themselves verified (XML signature, chain to NVIDIA's CoRIM root).
-
-Certificate revocation (NVIDIA's OCSP service) is not consulted yet.
+   and VBIOS RIMs, themselves verified (XML signature, chain to NVIDIA's CoRIM root);
+6. with a :class:`~cocoon.tee.nvgpu.ocsp.RevocationSource`, that no certificate of either chain is
+   revoked (NVIDIA's OCSP service, answers cached until their next update).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cocoon.tee.errors import KeyBindingError, QuoteInvalid
-from cocoon.tee.nvgpu.chain import leaf_fwid, load_chain, verify_chain
+from cocoon.tee.nvgpu.chain import completed_chain, leaf_fwid, load_chain, verify_chain
+from cocoon.tee.nvgpu.ocsp import RevocationSource, check_chain_revocation
 from cocoon.tee.nvgpu.report import (
     NONCE_SIZE,
     OPAQUE_CHIP_SKU,
@@ -191,12 +192,15 @@ def verify_gpu_report(
     rims: RimSource | None = None,
     device_root: x509.Certificate = DEVICE_ROOT,
     rim_root: x509.Certificate = RIM_ROOT,
+    revocation: RevocationSource | None = None,
 ) -> GpuVerdict:
     """Verify one GPU's evidence (see the module notes); raises :class:`QuoteInvalid`, or
     :class:`KeyBindingError` when a genuine report answered another nonce (replayed)."""
     report = parse_gpu_report(item.report)
     chain = load_chain(list(item.certs))
     verify_chain(chain, device_root, now=now, what="GPU")
+    if revocation is not None:  # the attestation key's own certificate is made at boot: not listed
+        check_chain_revocation(completed_chain(chain, device_root), revocation, now=now, skip_leaf=True)
     fwid = leaf_fwid(chain[0])
     if report.fwid and fwid != report.fwid:
         raise QuoteInvalid("the FWID of the GPU report differs from its attestation certificate's")
@@ -206,8 +210,8 @@ def verify_gpu_report(
     if rims is None:
         return GpuVerdict(report.driver_version, report.vbios_version, report.fwid, False)
     driver_id, vbios_id = rim_ids(report)
-    driver = verify_rim(rims.rim(driver_id), kind="driver", root_ca=rim_root, now=now)
-    vbios = verify_rim(rims.rim(vbios_id), kind="vbios", root_ca=rim_root, now=now)
+    driver = verify_rim(rims.rim(driver_id), kind="driver", root_ca=rim_root, now=now, revocation=revocation)
+    vbios = verify_rim(rims.rim(vbios_id), kind="vbios", root_ca=rim_root, now=now, revocation=revocation)
     compare_measurements(report, driver, vbios)
     warnings = tuple(
         f"{rim.kind} RIM is for {rim.version}, the GPU runs {running}"
@@ -234,6 +238,7 @@ class GpuPolicy:
     require_cc: bool = False
     device_root: x509.Certificate = DEVICE_ROOT
     rim_root: x509.Certificate = RIM_ROOT
+    revocation: RevocationSource | None = None  # OCSP (NVIDIA's service, cached); None: not checked
 
     def __post_init__(self) -> None:
         if self.require_cc and self.rims is None:
@@ -250,6 +255,7 @@ class GpuPolicy:
                 rims=self.rims,
                 device_root=self.device_root,
                 rim_root=self.rim_root,
+                revocation=self.revocation,
             )
             for item in evidence_from_claims(gpu_claims)
         )

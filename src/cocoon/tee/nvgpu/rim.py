@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from cocoon.tee.errors import QuoteInvalid
-from cocoon.tee.nvgpu.chain import load_chain, verify_chain
+from cocoon.tee.nvgpu.chain import completed_chain, load_chain, verify_chain
+from cocoon.tee.nvgpu.ocsp import RevocationSource, check_chain_revocation
 
 __all__ = ["GoldenMeasurement", "Rim", "verify_rim"]
 
@@ -105,7 +106,9 @@ def _without_signature(root: etree._Element) -> bytes:
     return etree.tostring(doc, method="c14n")
 
 
-def _check_signature(root: etree._Element, root_ca: x509.Certificate, now: int) -> x509.Certificate:
+def _check_signature(
+    root: etree._Element, root_ca: x509.Certificate, now: int, revocation: RevocationSource | None
+) -> x509.Certificate:
     if root.find(f"{_DS}Signature") is None:
         raise QuoteInvalid("RIM is not signed")
     signature = _one(root, f"{_DS}Signature", "Signature")
@@ -128,6 +131,8 @@ def _check_signature(root: etree._Element, root_ca: x509.Certificate, now: int) 
     ]
     chain = load_chain(certs)
     verify_chain(chain, root_ca, now=now, what="RIM")
+    if revocation is not None:
+        check_chain_revocation(completed_chain(chain, root_ca), revocation, now=now, skip_leaf=False)
     raw_sig = base64.b64decode(
         "".join((_one(signature, f"{_DS}SignatureValue", "SignatureValue").text or "").split())
     )
@@ -168,10 +173,13 @@ def _measurements(root: etree._Element) -> dict[int, GoldenMeasurement]:
     return out
 
 
-def verify_rim(xml: bytes, *, kind: str, root_ca: x509.Certificate, now: int) -> Rim:
-    """Verify a RIM's XML signature and chain at ``now`` and read its golden measurements."""
+def verify_rim(
+    xml: bytes, *, kind: str, root_ca: x509.Certificate, now: int, revocation: RevocationSource | None = None
+) -> Rim:
+    """Verify a RIM's XML signature and chain at ``now`` (and, given ``revocation``, that no
+    certificate of it is revoked) and read its golden measurements."""
     root = _parse(xml)
-    signer = _check_signature(root, root_ca, now)
+    signer = _check_signature(root, root_ca, now, revocation)
     meta = _one(root, f"{_SWID}Meta", "Meta")
     return Rim(
         kind=kind,

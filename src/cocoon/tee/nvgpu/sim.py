@@ -22,12 +22,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from cocoon.tee import _der
 from cocoon.tee.errors import CollateralUnavailable
 from cocoon.tee.nvgpu.evidence import GpuEvidenceItem, GpuPolicy, rim_ids
+from cocoon.tee.nvgpu.ocsp import OcspCache
 from cocoon.tee.nvgpu.report import (
     NONCE_SIZE,
     OPAQUE_CHIP_SKU,
@@ -97,7 +99,8 @@ class SimGpu:
 
     def __init__(self, seed: bytes) -> None:
         self.seed = bytes(seed)
-        root_key, self._ak = _key(seed, "device-root"), _key(seed, "attestation-key")
+        root_key, ica_key = _key(seed, "device-root"), _key(seed, "device-ica")
+        self._ak = _key(seed, "attestation-key")
         rim_root_key, self._rim_signer = _key(seed, "rim-root"), _key(seed, "rim-signer")
         self.fwid = hashlib.sha384(seed + b"fwid").digest()
         self.measurements = {
@@ -107,18 +110,22 @@ class SimGpu:
             x509.ObjectIdentifier("2.23.133.5.4.1"),
             _der.sequence(_der.sequence(_der.oid("2.16.840.1.101.3.4.2.2"), _der.octets(self.fwid))),
         )
-        self.device_root = _cert("Sim NVIDIA Device Identity CA", root_key, None, ca=True)
-        self._leaf = _cert(
-            "Sim GH100 Attestation Key",
-            self._ak,
-            ("Sim NVIDIA Device Identity CA", root_key),
-            ca=False,
-            extra=tcb,
+        root_name, ica_name, rim_root_name = (
+            "Sim NVIDIA Device Identity CA",
+            "Sim GH100 Provisioner ICA",
+            "Sim NVIDIA CoRIM signing Root CA",
         )
-        self.rim_root = _cert("Sim NVIDIA CoRIM signing Root CA", rim_root_key, None, ca=True)
-        self._rim_leaf = _cert(
-            "Sim RIM Signer", self._rim_signer, ("Sim NVIDIA CoRIM signing Root CA", rim_root_key), ca=False
-        )
+        self.device_root = _cert(root_name, root_key, None, ca=True)
+        self.ica = _cert(ica_name, ica_key, (root_name, root_key), ca=True)
+        self._leaf = _cert("Sim GH100 Attestation Key", self._ak, (ica_name, ica_key), ca=False, extra=tcb)
+        self.rim_root = _cert(rim_root_name, rim_root_key, None, ca=True)
+        self.rim_signer = _cert("Sim RIM Signer", self._rim_signer, (rim_root_name, rim_root_key), ca=False)
+        # The OCSP responder: each root answers for the certificates it issued.
+        self._issuers = {
+            self.ica.serial_number: (self.device_root, root_key),
+            self.rim_signer.serial_number: (self.rim_root, rim_root_key),
+        }
+        self.revoked: set[int] = set()  # serial numbers the responder reports revoked
 
     def policy(self, *, require_cc: bool = False, with_rims: bool = True) -> GpuPolicy:
         """A GPU policy that pins this simulation's roots (and uses its RIM service)."""
@@ -127,7 +134,38 @@ class SimGpu:
             require_cc=require_cc,
             device_root=self.device_root,
             rim_root=self.rim_root,
+            revocation=OcspCache(post=self.ocsp_answer),
         )
+
+    def ocsp_answer(self, url: str, request_der: bytes) -> bytes:
+        """What NVIDIA's OCSP service answers (a :data:`~cocoon.tee.nvgpu.ocsp.Post`)."""
+        request = ocsp.load_der_ocsp_request(request_der)
+        found = self._issuers.get(request.serial_number)
+        if found is None:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.UNAUTHORIZED
+            ).public_bytes(Encoding.DER)
+        issuer, key = found
+        cert = self.ica if request.serial_number == self.ica.serial_number else self.rim_signer
+        revoked = request.serial_number in self.revoked
+        start = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+        answer = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=cert,
+                issuer=issuer,
+                algorithm=hashes.SHA384(),
+                cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+                this_update=start,
+                next_update=datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC),
+                revocation_time=start if revoked else None,
+                revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+            .certificates([issuer])
+            .sign(key, hashes.SHA384())
+        )
+        return answer.public_bytes(Encoding.DER)
 
     def evidence(self, nonce: bytes, *, measurements: dict[int, bytes] | None = None) -> GpuEvidenceItem:
         """A report answering ``nonce`` (optionally with other measurements: a tampered GPU)."""
@@ -158,7 +196,7 @@ class SimGpu:
             + opaque
         )
         signature = _raw_signature(self._ak, request + response)
-        certs = tuple(c.public_bytes(Encoding.DER) for c in (self._leaf, self.device_root))
+        certs = tuple(c.public_bytes(Encoding.DER) for c in (self._leaf, self.ica, self.device_root))
         return GpuEvidenceItem(report=request + response + signature, certs=certs)
 
     # -- the RIM service ------------------------------------------------------------------------------
@@ -205,7 +243,7 @@ class SimGpu:
         signed = _raw_signature(self._rim_signer, etree.tostring(info, method="c14n"))
         etree.SubElement(signature, f"{ds}SignatureValue").text = base64.b64encode(signed).decode()
         x509_data = etree.SubElement(etree.SubElement(signature, f"{ds}KeyInfo"), f"{ds}X509Data")
-        for cert in (self._rim_leaf, self.rim_root):
+        for cert in (self.rim_signer, self.rim_root):
             etree.SubElement(x509_data, f"{ds}X509Certificate").text = base64.b64encode(
                 cert.public_bytes(Encoding.DER)
             ).decode()
