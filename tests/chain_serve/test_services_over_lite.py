@@ -108,3 +108,49 @@ async def test_requests_settle_through_the_liteserver(tmp_path: Path) -> None:
 
 async def _maybe(value: Any) -> Any:
     return await value if asyncio.iscoroutine(value) else value
+
+
+async def test_an_unreachable_chain_pauses_settlement_and_it_resumes(tmp_path: Path) -> None:
+    home, config = tmp_path / "net", tmp_path / "global.config.json"
+    server = DevLiteServer(home / "chain" / "local.sqlite", ServerKey(os.urandom(32)))
+    await server.start()
+    port, key = server.port, server.key
+    write_global_config(config, liteserver_entry("127.0.0.1", port, key.public))
+    net_config = LocalNetworkConfig.ephemeral(
+        home, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=EAGER, lite_config=config
+    )
+    network = LocalNetwork(net_config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=3)))
+    await network.start()
+    try:
+        assert network.proxy is not None and network.proxy.chain_sync is not None
+        assert network.proxy.ledger is not None and network.chain is not None
+        sync, ledger, chain = network.proxy.chain_sync, network.proxy.ledger, network.chain
+
+        async def charged_all() -> bool:
+            (client,) = await _maybe(ledger.clients())
+            state = await read_client_state(chain, parse_address(client.contract))
+            return bool(state.tokens_used == client.tokens > 0)
+
+        async with openai.AsyncOpenAI(
+            base_url=network.base_url, api_key="x", max_retries=0, timeout=30
+        ) as oai:
+            await oai.chat.completions.create(**CHAT)
+            await _eventually(charged_all)
+            await server.aclose()  # the chain goes away
+            errors = sync.statistics()["errors"]
+            for _ in range(2):  # service goes on without it
+                reply = await oai.chat.completions.create(**CHAT)
+                assert reply.choices[0].message.content
+
+            async def paused() -> bool:
+                return bool(sync.statistics()["errors"] > errors)
+
+            await _eventually(paused)
+            assert not await charged_all()  # what the two answers cost is not on chain yet
+            server = DevLiteServer(home / "chain" / "local.sqlite", key, port=port)
+            await server.start()  # back on the address the config names
+            await _eventually(charged_all)  # settlement resumes by itself
+        assert chain.total_balances() + chain.total_fees() == chain.minted
+    finally:
+        await network.stop()
+        await server.aclose()

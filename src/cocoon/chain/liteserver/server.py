@@ -43,6 +43,7 @@ class DevLiteServer:
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
         self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._closed = False
         self.queries: dict[str, int] = {}  # query name -> how many were asked (logged and tested)
 
     @property
@@ -107,7 +108,11 @@ class DevLiteServer:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop listening, cut every connection (as a killed server would) and close the chain."""
+        """Stop listening, cut every connection (as a killed server would) and close the chain.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self._server is not None:
             self._server.close()
             for writer in list(self._conns.values()):
