@@ -98,6 +98,16 @@ async def test_worker_claims_its_payout_when_the_proxy_stops_before_posting(tmp_
         statement = await _held_statement(network)
         assert network.proxy is not None and network.proxy.chain_sync is not None
         assert network.proxy.chain_sync.stats.payouts_posted == 0
+        # The client holds its signed charge too (what it owes at most, checked at every connect).
+        assert network.client is not None and network.proxy.ledger is not None
+        client_store = network.client.statements.store
+
+        async def client_holds_all() -> bool:
+            (totals,) = network.proxy.ledger.clients()  # type: ignore[union-attr]
+            held = list(client_store.load().values())
+            return bool(held and held[0].counter == totals.committed_tokens > 0)
+
+        await _eventually(client_holds_all)
         store_file = tmp_path / "worker-0" / STORE_NAME
         assert stat.S_IMODE(store_file.stat().st_mode) == 0o600
         tokens = _worker_totals(network).committed_tokens
@@ -118,7 +128,7 @@ async def test_worker_claims_its_payout_when_the_proxy_stops_before_posting(tmp_
         toml.write_text(
             f'[worker]\nhome = "{tmp_path / "worker-0"}"\n'
             f'[worker.root]\nkind = "embedded"\nlocal_path = "{network.chain_path}"\n'
-            f'root_address = "{network.handles.root.to_str()}"\n'
+            f'root_address = "{network.handles.root.to_str()}"\n'  # type: ignore[no-untyped-call]
         )
         result = await asyncio.to_thread(
             CliRunner().invoke, cli, ["--json", "worker", "claim", "--config", str(toml)]

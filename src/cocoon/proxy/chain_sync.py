@@ -177,6 +177,7 @@ class ChainSync:
         self._worker_tokens: dict[str, int] = {}  # tokens per worker at the previous tick (idle check)
         self._stated: dict[str, int] = {}  # committed tokens of the last statement each payee was sent
         self._lock = asyncio.Lock()  # one settlement pass at a time (loop, queries, start)
+        self.closing = False  # set by proxy.closing: the contract is being closed, the loop stands aside
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -272,6 +273,8 @@ class ChainSync:
     async def tick(self) -> None:
         """One settlement pass (the loop calls it; tests may call it directly)."""
         async with self._lock:
+            if self.closing:
+                return
             now = time.time()
             self.stats.ticks += 1
             if now - self._root_read_at >= self.settings.root_refresh_s:
@@ -305,12 +308,18 @@ class ChainSync:
 
     # -- state commits ---------------------------------------------------------------------------
 
-    async def _anchor(self, now: float) -> None:
+    async def commit_now(self, now: float) -> None:
+        """Anchor everything billed so far now (before a close request), due or not."""
+        async with self._lock:
+            await self._anchor(now, force=True)
+
+    async def _anchor(self, now: float, *, force: bool = False) -> None:
         assert self.proxy_address is not None
         await self._mark_seen()
         total = (await self.ledger.statistics()).adjusted_tokens
         dirty = total != self._committed_total
-        if not self.policy.commit_due(now=int(now), last_commit_at=self._last_commit_at, dirty=dirty):
+        due = self.policy.commit_due(now=int(now), last_commit_at=self._last_commit_at, dirty=dirty)
+        if not (due or force):
             return
         seqno = await self.ledger.bump_seqno(now)
         msg = sign_state_commit(
