@@ -55,7 +55,9 @@ class LitePeers:
         self._last_dial[i] = self._clock()
         try:
             await _close(client)  # a half-dead client must drop its tasks before it connects again
-            await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
+            # trust level 0 first proves the chain from the config's init block: no time limit
+            # (LiteBalancer waits for it too)
+            await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S if client.trust_level >= 1 else None)
             return True
         except Exception as exc:  # OSError, TimeoutError, pytoniq's errors: the server is down
             log.info("liteserver %s:%s unreachable: %s", client.server.host, client.server.port, exc)
