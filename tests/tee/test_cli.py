@@ -93,3 +93,32 @@ def test_bench_runs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     names = [r["name"] for r in json.loads(result.output)]
     assert any("cold" in n for n in names) and any("cached collateral" in n for n in names)
+
+
+GPU = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
+GPU_NONCE = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
+RIM_NOW = "1717200000"  # 2024-06-01: NVIDIA's sample RIM signers are valid then
+
+
+def test_verify_gpu_on_nvidias_sample(tmp_path: Path) -> None:
+    args = [
+        "verify-gpu",
+        str(GPU / "hopperAttestationReport.txt"),
+        "--certs",
+        str(GPU / "hopperCertChain.txt"),
+    ]
+    ok = runner.invoke(app, ["--json", *args, "--nonce", GPU_NONCE])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["driver"] == "550.90.07"
+    replayed = runner.invoke(app, [*args, "--nonce", "00" * 32])
+    assert replayed.exit_code == 1 and "another nonce" in replayed.output
+    rims = tmp_path / "rims"
+    rims.mkdir()
+    (rims / "NV_GPU_DRIVER_GH100_550.90.07.swidtag").write_bytes(
+        (GPU / "Driver_RIM_test_no_gpu.swidtag").read_bytes()
+    )
+    (rims / "NV_GPU_VBIOS_1010_0200_882_96009F0001.swidtag").write_bytes(
+        (GPU / "1010_0200_882_96005E0001_test_no_gpu.swidtag").read_bytes()
+    )
+    measured = runner.invoke(app, [*args, "--nonce", GPU_NONCE, "--rims", str(rims), "--now", RIM_NOW])
+    assert measured.exit_code == 1 and "differ from the golden values" in measured.output  # as NVIDIA finds

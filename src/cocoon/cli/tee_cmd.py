@@ -368,6 +368,57 @@ def serve_pccs_cmd(
             pass
 
 
+@app.command("verify-gpu")
+def verify_gpu_cmd(
+    ctx: typer.Context,
+    report: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="An NVIDIA attestation report (raw or hex).")
+    ],
+    certs: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="The GPU's certificate chain (PEM).")
+    ],
+    nonce: Annotated[str, typer.Option(help="The nonce the report must answer (64 hex digits).")],
+    rims: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="RIM folder (<id>.swidtag): check measurements."),
+    ] = None,
+    ocsp: Annotated[bool, typer.Option(help="Check revocation with NVIDIA's OCSP service.")] = False,
+    now: Annotated[int | None, typer.Option(help="Verification time, unix seconds (default: now).")] = None,
+) -> None:
+    """Verify one GPU attestation report with our own verifier: chain to NVIDIA's root, FWID,
+    signature, nonce, and with --rims the golden measurements; exit 0 only if it passes."""
+    from cocoon.tee import AttestationError, nvgpu
+    from cocoon.tee.nvgpu.chain import load_chain
+
+    as_json = global_options(ctx).json
+    try:
+        raw = report.read_bytes()
+        text = raw.strip()  # NVIDIA's samples are hex text; NVML gives raw bytes
+        data = (
+            bytes.fromhex(text.decode())
+            if text and all(c in b"0123456789abcdefABCDEF" for c in text)
+            else raw
+        )
+        item = nvgpu.GpuEvidenceItem(report=data, certs=nvgpu.chain_der(load_chain(certs.read_bytes())))
+        verdict = nvgpu.verify_gpu_report(
+            item,
+            nonce=bytes.fromhex(nonce),
+            now=int(time.time()) if now is None else now,
+            rims=nvgpu.RimDirectory(rims) if rims is not None else None,
+            revocation=nvgpu.OcspCache() if ocsp else None,
+        )
+    except (AttestationError, ValueError, UnicodeDecodeError) as exc:
+        _fail(str(exc), as_json)
+        return
+    if as_json:
+        typer.echo(json.dumps({"valid": True, **verdict.to_json()}, indent=2))
+        return
+    console.print(_table(str(report), verdict.to_json()))
+    console.print(
+        "[green]valid[/]" + ("" if verdict.measurements_checked else " (measurements not checked: no --rims)")
+    )
+
+
 @app.command("seal-server")
 def seal_server_cmd(
     ctx: typer.Context,
