@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -138,3 +140,19 @@ def test_worker_metrics_cover_requests_tokens_links_earnings_gpus_and_process() 
 def test_worker_metrics_without_gpus_have_no_gpu_samples() -> None:
     samples = _scrape(STATS, None)
     assert not any(name.startswith("cocoon_worker_gpu") for name, _ in samples)
+
+
+async def test_the_health_port_refuses_foreign_names_unless_allowed(tmp_path: Path) -> None:
+    from cocoon.inference import Script, ScriptedEngine
+    from cocoon.worker import Worker, WorkerConfig
+
+    config = WorkerConfig(
+        home=tmp_path / "w", proxies=["127.0.0.1:1"], health_port=0, health_allowed_hosts=["metrics.internal"]
+    )
+    async with Worker(config, engine=ScriptedEngine(Script())) as worker, httpx.AsyncClient() as http:
+        for path in ("/metrics", "/health", "/dashboard/api/state"):
+            assert (
+                await http.get(worker.health_url + path, headers={"host": "evil.example"})
+            ).status_code == 403
+            allowed = await http.get(worker.health_url + path, headers={"host": "metrics.internal:12000"})
+            assert allowed.status_code == 200, path

@@ -67,6 +67,9 @@ class WorkerConfig(BaseModel):
     region: str = Field("local", min_length=1, max_length=32)
     health_host: str = "127.0.0.1"
     health_port: int = Field(DEFAULT_WORKER_HEALTH_PORT, ge=0, le=65535)
+    # Host names the health port answers besides localhost and IP literals (the DNS-rebinding guard),
+    # e.g. the name Prometheus scrapes /metrics by when health_host is not loopback.
+    health_allowed_hosts: list[str] = Field(default_factory=list, max_length=64)
     drain_timeout_s: float = Field(30.0, ge=0, le=3600)
     # Model hashes (hex) this worker may serve, normally the root contract's list; empty = no check.
     # A worker whose weights hash to anything else refuses to start rather than be refused by proxies.

@@ -23,7 +23,7 @@ from cocoon.node.dashboard import (
     dashboard_app,
     write_operator_token,
 )
-from cocoon.node.localhttp import LocalHttpGuard
+from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
 from cocoon.worker.logs import LogRing
 
 __all__ = ["WORKER_CHARTS", "Drainable", "worker_dashboard", "worker_snapshot"]
@@ -217,6 +217,7 @@ def worker_dashboard(
     report: Callable[[], Awaitable[dict[str, Any]]],
     *,
     with_gpu_charts: bool = False,
+    policy: LocalHttpPolicy | None = None,
 ) -> LocalHttpGuard:
     """The worker's dashboard app; its operator token is written to ``home/operator.token``."""
 
@@ -228,5 +229,6 @@ def worker_dashboard(
         charts=WORKER_CHARTS + (GPU_CHARTS if with_gpu_charts else ()),
         actions=_drain_actions(worker),
         operator_token=write_operator_token(home),
+        policy=policy,
     )
     return dashboard_app(snapshot, settings)

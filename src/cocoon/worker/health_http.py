@@ -72,8 +72,14 @@ def build_health_app(worker: WorkerReport, logs: LogRing) -> LocalHttpGuard:
         return RedirectResponse("/dashboard/")
 
     with_gpus = worker.statistics().get("gpu", {}).get("kind") == "nvidia"
+    policy = LocalHttpPolicy.of(worker.config.health_allowed_hosts)
     dashboard = worker_dashboard(
-        worker, worker.config.home, logs, lambda: health_report(worker), with_gpu_charts=with_gpus
+        worker,
+        worker.config.home,
+        logs,
+        lambda: health_report(worker),
+        with_gpu_charts=with_gpus,
+        policy=policy,
     )
     app.mount("/dashboard", dashboard)
-    return LocalHttpGuard(app, LocalHttpPolicy())
+    return LocalHttpGuard(app, policy)
