@@ -68,6 +68,7 @@ def run_proxy(
             "workers connect to": f"{cfg.host}:{proxy.worker_port}",
             "clients connect to": f"{cfg.host}:{proxy.client_port}",
             "operator view": f"http://{cfg.stats_host}:{proxy.stats_port}/stats",
+            "dashboard": f"http://{cfg.stats_host}:{proxy.stats_port}/dashboard/",
             "home": str(cfg.home),
         }
 

@@ -62,6 +62,7 @@ def run_worker(
     def summary() -> dict[str, str]:
         return {
             "health": worker.health_url,
+            "dashboard": f"{worker.health_url}/dashboard/ (operator token: {worker.config.home / 'operator.token'})",
             "proxies": ", ".join(worker.config.proxies) or "-",
             "home": str(worker.config.home),
         }
