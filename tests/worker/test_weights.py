@@ -3,6 +3,7 @@ refuses to serve when the engine reports another model path (or none)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from pathlib import Path
@@ -19,7 +20,13 @@ from cocoon.inference.server import running_server
 from cocoon.node.trust import TeeSettings
 from cocoon.worker import Worker, WorkerConfig
 from cocoon.worker.config import EngineSettings
-from cocoon.worker.weights import hash_weights, paths_from_answers, same_path, verify_engine_weights
+from cocoon.worker.weights import (
+    hash_weights,
+    paths_from_answers,
+    same_path,
+    verify_engine_weights,
+    watch_engine_weights,
+)
 
 
 def _weights(root: Path, text: bytes = b"weights") -> Path:
@@ -128,3 +135,53 @@ async def test_a_worker_pointed_at_other_weights_than_its_engine_serves_refuses_
         with pytest.raises(ServiceError, match=re.escape(f"from {served}, not from {announced}")):
             await worker.start()
         assert worker.model_hash is None and worker.trust is None  # nothing announced, no identity made
+
+
+async def test_a_running_worker_stops_taking_requests_when_its_engine_changes_weights(tmp_path: Path) -> None:
+    weights = _weights(tmp_path / "w")
+    answers = _vllm("m", str(weights))
+    async with running_server(_upstream(answers)) as url:
+        worker = _worker(tmp_path, url, weights)
+        try:
+            await worker.start()
+            assert any(t.get_name() == "worker-weights-watch" for t in worker.tasks)
+        finally:
+            await worker.stop()
+
+    changed = asyncio.Event()
+    reasons: list[str] = []
+
+    def on_mismatch(why: str) -> None:
+        reasons.append(why)
+        changed.set()
+
+    state = {"root": str(weights)}
+    asked = [0]
+    three_rounds = asyncio.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            asked[0] += 1
+            if asked[0] == 3:
+                three_rounds.set()
+            return httpx.Response(200, json={"data": [{"id": "m", "root": state["root"]}]})
+        return httpx.Response(404)
+
+    watch = asyncio.create_task(
+        watch_engine_weights(
+            "http://e",
+            "m",
+            weights,
+            on_mismatch=on_mismatch,
+            interval_s=0,
+            transport=httpx.MockTransport(handler),
+        )
+    )
+    async with asyncio.timeout(5):
+        await three_rounds.wait()
+    assert not changed.is_set()  # three rounds with the right path: nothing happened
+    state["root"] = "/models/other"  # the engine restarted from other weights
+    async with asyncio.timeout(5):
+        await changed.wait()
+    await watch
+    assert "/models/other" in reasons[0]

@@ -50,7 +50,7 @@ from cocoon.worker.health_http import build_health_app
 from cocoon.worker.instance import instance_id
 from cocoon.worker.limits import bound_generation
 from cocoon.worker.logs import LogRing, worker_logger
-from cocoon.worker.weights import hash_weights, verify_engine_weights
+from cocoon.worker.weights import hash_weights, verify_engine_weights, watch_engine_weights
 
 if TYPE_CHECKING:  # the chain is loaded only when a root contract is configured
     from cocoon.chain import RootConfig
@@ -131,8 +131,10 @@ class Worker(Service):
         self.log.addHandler(self._logs)
         stack.callback(self.log.removeHandler, self._logs)
         if isinstance(self.engine, HttpEngine) and self.engine.model_path is not None:
-            # The hash is of these weights only if the engine says it serves them.
-            await verify_engine_weights(self.engine.base_url, self.engine.model_name, self.engine.model_path)
+            # The hash is of these weights only if the engine says it serves them (and keeps saying so).
+            engine = (self.engine.base_url, self.engine.model_name, self.engine.model_path)
+            await verify_engine_weights(*engine)
+            self.spawn(watch_engine_weights(*engine, on_mismatch=self._weights_changed), name="weights-watch")
         self.model_hash = await asyncio.to_thread(self._compute_model_hash)
         allowed, proxies = await self._root_lists()
         if allowed and self.model_hash.hex() not in allowed:
@@ -142,7 +144,11 @@ class Worker(Service):
             )
         # The GPUs' reports answer a nonce bound to the identity key, so the key comes first.
         secrets = await asyncio.to_thread(
-            open_node_secrets, self.config.tee, home=self.config.home, role="worker", measurements=WORKER_IMAGE
+            open_node_secrets,
+            self.config.tee,
+            home=self.config.home,
+            role="worker",
+            measurements=WORKER_IMAGE,
         )
         key = secrets.identity_key  # sealed (derived from the seal service's root) or fresh
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -239,6 +245,11 @@ class Worker(Service):
         return await self.engine.healthy()
 
     # -- what the worker tells proxies -----------------------------------------------------------
+
+    def _weights_changed(self, why: str) -> None:
+        self.draining = True  # new requests are refused as busy; running ones finish
+        self.recent_errors.append(why)
+        self.log.error("%s: no longer taking requests", why)
 
     def _compute_model_hash(self) -> bytes:
         path = getattr(self.engine, "model_path", None)

@@ -13,11 +13,12 @@ directory is a dm-verity volume mounted read-only (README), so what was hashed c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,19 @@ from cocoon.errors import ServiceError
 from cocoon.inference import model_hash
 from cocoon.inference.model_hash import model_size
 
-__all__ = ["engine_model_paths", "hash_weights", "paths_from_answers", "same_path", "verify_engine_weights"]
+__all__ = [
+    "engine_model_paths",
+    "hash_weights",
+    "paths_from_answers",
+    "same_path",
+    "verify_engine_weights",
+    "watch_engine_weights",
+]
 
 _PROBES = ("/v1/models", "/get_model_info", "/props")
 MAX_ANSWER = 1 << 20
 _LOG_EVERY = 0.1  # without a terminal: a log line per 10 %
+WEIGHTS_CHECK_S = 60.0  # how often a running worker asks its engine again
 
 
 def paths_from_answers(answers: Mapping[str, Any], model_name: str) -> list[str]:
@@ -129,3 +138,24 @@ def hash_weights(path: Path, *, log: logging.Logger, interactive: bool | None = 
         digest = model_hash(path, workers=4, progress=advance)
     log.info("model hash of %s: %s", path, digest.hex())
     return digest
+
+
+async def watch_engine_weights(
+    url: str,
+    model_name: str,
+    weights: Path,
+    *,
+    on_mismatch: Callable[[str], None],
+    interval_s: float = WEIGHTS_CHECK_S,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """Ask the engine again every ``interval_s``: an engine restarted from other weights while the
+    worker runs would serve them under the announced hash. ``on_mismatch`` is called once (the
+    worker then stops taking requests); rounds in which the engine answers nothing are skipped."""
+    while True:
+        await asyncio.sleep(interval_s)
+        reported = await engine_model_paths(url, model_name, transport=transport)
+        wrong = [path for path in reported if not same_path(path, weights)]
+        if wrong:
+            on_mismatch(f"the engine at {url} now serves {model_name!r} from {wrong[0]}, not from {weights}")
+            return
