@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from cocoon import net, wire
 from cocoon.client.auth import key_scope_of
@@ -116,7 +116,27 @@ class _Final(bytes):
 
 
 class _SseResponse(StreamingResponse):
-    """A streamed answer whose last piece also ends the chunked body (starlette writes the end alone)."""
+    """A streamed answer whose last piece also ends the chunked body (starlette writes the end alone),
+    raced against the app hanging up with two plain asyncio tasks (starlette starts an anyio task
+    group per response, whose library sniffing costs more than the race itself)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        streaming = asyncio.ensure_future(self.stream_response(send))
+        watching = asyncio.ensure_future(self.listen_for_disconnect(receive))
+        try:
+            await asyncio.wait((streaming, watching), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # The app hung up (the relay's clean-up cancels upstream), or the answer is complete.
+            streaming.cancel()
+            watching.cancel()
+            await asyncio.wait((streaming, watching))
+        if not streaming.cancelled() and (error := streaming.exception()) is not None:
+            raise error
+        if self.background is not None:
+            await self.background()
 
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
