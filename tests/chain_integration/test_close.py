@@ -25,7 +25,7 @@ from cocoon.chain import parse_address as addr
 from cocoon.core.keyfile import load_seed
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
-from cocoon.proxy.closing import close_step
+from cocoon.proxy.closing import close_proxy, close_step
 
 CHAT: dict[str, Any] = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 FEE = 1000
@@ -90,8 +90,10 @@ async def test_close_refunds_clients_pays_workers_and_returns_the_stake(tmp_path
         proxy_state = await read_proxy_state(chain, sync.proxy_address)
         holdings = proxy_state.balance + proxy_state.stake
         owner_before = await sync.wallet.balance()
+        # The owner completes the close later, the proxy stopped, from its home (cocoon proxy close).
+        await proxy.stop()
         chain.advance(proxy_state.unlock_ts - await chain.now() + 1)
-        last = await close_step(sync, time.time())
+        last = await close_proxy(proxy.config, chain=chain)
         assert last.closed and last.state == STATE_CLOSED
         gained = await sync.wallet.balance() - owner_before
         assert holdings - TON // 10 < gained <= holdings  # fees and stake, less the post's gas

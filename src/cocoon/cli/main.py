@@ -21,6 +21,7 @@ from cocoon.cli import (
     chat_cmd,
     claim_cmd,
     client_cmd,
+    close_cmd,
     health_cmd,
     network_cmd,
     proxy_cmd,
@@ -73,6 +74,7 @@ app.command("chat")(chat_cmd.command)
 app.command("health")(health_cmd.command)
 worker_cmd.app.command("claim")(claim_cmd.worker_claim)
 client_cmd.app.command("claim")(claim_cmd.client_claim)
+proxy_cmd.app.command("close")(close_cmd.proxy_close)
 for _name, _module in (
     ("worker", worker_cmd),
     ("proxy", proxy_cmd),

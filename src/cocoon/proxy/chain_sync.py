@@ -219,7 +219,8 @@ class ChainSync:
                 f"proxy contract {address.to_str()} is not deployed: open it with the proxy's signing key "
                 f"and wallet (LocalNetworkHandles.open_proxy) before starting the proxy"
             ) from None
-        if state.public_key != self.key.public or state.state != STATE_ACTIVE:
+        usable = (STATE_ACTIVE, STATE_CLOSING) if self.closing else (STATE_ACTIVE,)
+        if state.public_key != self.key.public or state.state not in usable:
             raise ConfigError(f"proxy contract {address.to_str()} is not an active contract of this key")
         self.proxy_address = address
         # Rollback defence: a store older than what we anchored on chain must not serve.
@@ -229,6 +230,8 @@ class ChainSync:
             await self._read_client(client, now)
         for worker in await self.ledger.workers():
             await self._read_worker(worker, now)
+        if state.state == STATE_CLOSING:
+            return  # a closing contract takes no more commits (proxy.closing finishes the close)
         await self.ledger.start_session(self.session_hash, now)
         async with self._lock:
             await self._anchor(now)

@@ -21,12 +21,14 @@ is simply run again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from cocoon.chain import (
     STATE_ACTIVE,
     STATE_CLOSED,
     AccountNotFound,
+    Chain,
     Op,
     post_signed,
     read_client_state,
@@ -35,10 +37,12 @@ from cocoon.chain import (
     sign,
     worker_contract,
 )
+from cocoon.errors import ConfigError
 from cocoon.proxy.chain_sync import ChainSync, parse_address
-from cocoon.proxy.ledger import ClientTotals, WorkerTotals
+from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.ledger import AsyncLedger, ClientTotals, WorkerTotals
 
-__all__ = ["CloseReport", "close_step"]
+__all__ = ["CloseReport", "close_proxy", "close_step"]
 
 
 @dataclass
@@ -112,3 +116,30 @@ async def _settle_worker(sync: ChainSync, totals: WorkerTotals, report: CloseRep
     )
     await post_signed(sync.wallet, msg, state_init=state_init)
     report.workers_paid.append(totals.worker)
+
+
+async def close_proxy(config: ProxyConfig, *, chain: Chain | None = None) -> CloseReport:
+    """One close step for a proxy that is not running (``cocoon proxy close``), from its home."""
+    if config.chain is None:
+        raise ConfigError("closing needs [proxy.chain]: the proxy contract to close")
+    books = AsyncLedger.open(config.home / "proxy-ledger.sqlite")
+    try:
+        sync = ChainSync(
+            config.chain, home=config.home, ledger=books, on_root=_ignore, on_paid=_nobody, chain=chain
+        )
+        sync.closing = True
+        try:
+            await sync.open()
+            return await close_step(sync, time.time())
+        finally:
+            await sync.aclose()
+    finally:
+        await books.aclose()
+
+
+def _ignore(_config: object) -> None:
+    """Prices and allowlists do not matter to a close."""
+
+
+async def _nobody(_owner: str) -> None:
+    """No worker is connected to be told."""
