@@ -21,6 +21,7 @@ def test_public_api_is_pinned():
             "network",
             "payments",
             "pricing",
+            "threaded",
             "wallet",
             "_tvmconfig",
         }

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from cocoon.chain import ChainSettings, KeyPair, LiteChain, LiteServer, LocalChain, open_chain
+from cocoon.chain.threaded import ThreadedLocalChain
 
 _KEY = base64.b64encode(KeyPair.generate().public).decode()
 
@@ -20,7 +21,7 @@ async def test_embedded_chain_store_is_private(tmp_path) -> None:
     path = tmp_path / "new" / "chain" / "local.sqlite"
     chain = open_chain(ChainSettings(local_path=path))
     try:
-        assert isinstance(chain, LocalChain)
+        assert isinstance(chain, ThreadedLocalChain)  # LocalChain on a thread of its own
         assert await chain.now() > 0
         assert _mode(path) == 0o600
         assert _mode(path.parent) == 0o700 and _mode(path.parent.parent) == 0o700

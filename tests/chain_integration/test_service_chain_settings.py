@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cocoon.chain import KeyPair, LiteChain, LocalChain, Wallet, normalize_address, open_chain
+from cocoon.chain import KeyPair, LiteChain, Wallet, normalize_address, open_chain
+from cocoon.chain.threaded import ThreadedLocalChain
 from cocoon.client import ClientConfig
 from cocoon.core.settings import load_config
 from cocoon.errors import ConfigError
@@ -43,7 +44,7 @@ async def test_an_old_local_path_section_opens_the_embedded_chain(tmp_path, serv
     assert settings.kind == "embedded" and settings.local_path == db
     chain = open_chain(settings)
     try:
-        assert isinstance(chain, LocalChain) and db.exists()
+        assert isinstance(chain, ThreadedLocalChain) and db.exists()  # LocalChain off the event loop
     finally:
         await chain.aclose()
 

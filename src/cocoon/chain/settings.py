@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cocoon.chain.api import Chain
 from cocoon.chain.litechain import LiteChain
-from cocoon.chain.localchain import LocalChain
+from cocoon.chain.threaded import ThreadedLocalChain
 
 __all__ = ["ChainSettings", "LiteServer", "open_chain"]
 
@@ -100,7 +100,8 @@ def open_chain(settings: ChainSettings, *, clock: Callable[[], float] = time.tim
     """Open the chain ``settings`` name. The embedded chain's time follows ``clock``."""
     if settings.kind == "embedded":
         assert settings.local_path is not None  # the validator guarantees it
-        return LocalChain(settings.local_path.expanduser(), clock=clock)
+        # on a thread of its own: a service's event loop never waits for the TVM or SQLite
+        return ThreadedLocalChain(settings.local_path.expanduser(), clock=clock)
     if settings.config_path is not None:
         return LiteChain.from_config(
             settings.config_path.expanduser(), trust_level=settings.trust_level, dev_chain=settings.dev_chain
