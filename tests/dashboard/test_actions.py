@@ -40,6 +40,11 @@ async def test_drain_and_disable_take_a_worker_out_of_rotation(tmp_path: Path) -
             await http.post(resume, headers={"authorization": f"Bearer {worker_token}"})
         ).status_code == 200
         assert not first.draining
+        # A worker that stopped because its engine serves other weights cannot be resumed from the page.
+        first.draining, first.weights_changed = True, "the engine now serves other weights"
+        refused = await http.post(resume, headers={"authorization": f"Bearer {worker_token}"})
+        assert refused.status_code == 400 and "other weights" in refused.text and first.draining
+        first.draining, first.weights_changed = False, None
 
         # The proxy's side: disable the second worker; the first takes everything.
         proxy_token = (config.home / "proxy" / "operator.token").read_text().strip()

@@ -80,6 +80,7 @@ GPU_CHARTS = (
 
 class Drainable(Protocol):
     draining: bool
+    weights_changed: str | None  # set when the engine serves other weights: resuming is refused
 
 
 def _gpu_metrics(gpus: list[Mapping[str, Any]]) -> dict[str, float]:
@@ -201,6 +202,8 @@ def _drain_actions(worker: Drainable) -> tuple[Action, Action]:
         return "draining: new requests are refused as busy (proxies send them elsewhere); running ones finish"
 
     async def resume(_target: str) -> str:
+        if worker.weights_changed:
+            raise ValueError(f"cannot resume: {worker.weights_changed}; restart with the announced weights")
         worker.draining = False
         return "accepting requests again"
 

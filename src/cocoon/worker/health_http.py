@@ -30,6 +30,7 @@ class WorkerReport(Protocol):
     """What the health view reads from a worker (and the dashboard's drain action sets)."""
 
     draining: bool
+    weights_changed: str | None
 
     @property
     def config(self) -> WorkerConfig: ...

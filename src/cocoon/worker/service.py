@@ -122,6 +122,7 @@ class Worker(Service):
         self._logs = LogRing()
         self._drain_on_stop = True
         self.draining = False  # the owner's drain (dashboard): refuse new requests, finish running ones
+        self.weights_changed: str | None = None  # why serving stopped for good (no resume from the dashboard)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class Worker(Service):
 
     def _weights_changed(self, why: str) -> None:
         self.draining = True  # new requests are refused as busy; running ones finish
+        self.weights_changed = why
         self.recent_errors.append(why)
         self.log.error("%s: no longer taking requests", why)
 
