@@ -4,6 +4,7 @@ forged or replayed evidence, at the handshake."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cocoon import net, tee, wire
-from cocoon.node import NodeTrust, TeeSettings
+from cocoon.node import NodeTrust, TeeSettings, make_policy
 from cocoon.tee.nvgpu.chain import load_chain
 from cocoon.worker.gpu import evidence_for_key
 
@@ -106,3 +107,18 @@ async def test_a_default_proxy_still_refuses_forged_evidence_but_admits_none(tmp
             await _dial(hub, listener.port, _worker(tmp_path, replayed, key))
     finally:
         await listener.aclose()
+
+
+def test_only_a_proxy_judging_workers_requires_a_cc_gpu(tmp_path: Path) -> None:
+    settings = TeeSettings(sim_home=tmp_path, require_cc_gpu=True)
+    proxy = NodeTrust(TeeSettings(sim_home=tmp_path), home=tmp_path / "proxy", role="proxy")
+    for role in ("client", "worker"):  # they judge proxies, which have no GPU
+        judge = NodeTrust(settings, home=tmp_path / role, role=role)
+        assert judge.verify_peer(proxy.identity.cert_der).gpus == ()
+    requiring = NodeTrust(settings, home=tmp_path / "proxy2", role="proxy")
+    with pytest.raises(tee.PolicyRefused, match="confidential-computing"):
+        requiring.verify_peer(proxy.identity.cert_der)
+    # the proxy's client port policy (make_policy without the requirement) admits GPU-less clients
+    client_port = make_policy("sim", settings, sim_home=tmp_path, home=tmp_path / "proxy2", allowed=None)
+    client = NodeTrust(TeeSettings(sim_home=tmp_path), home=tmp_path / "c", role="client")
+    assert client_port.verify_certificate(client.identity.cert_der, now=int(time.time())).gpus == ()

@@ -69,7 +69,8 @@ class TeeSettings(BaseModel):
     # Default: the node's own home.
     sim_home: Path | None = None
     # Peers' NVIDIA GPU evidence is always verified when present (signature, chain, key-bound nonce,
-    # golden measurements from the RIMs); this also refuses peers without a verified CC GPU.
+    # golden measurements from the RIMs); on a proxy this also refuses workers without a verified
+    # CC GPU (its client port and other roles' nodes are not affected).
     require_cc_gpu: bool = False
     # Offline RIMs (<id>.swidtag); default: <home>/rim-cache, filled from NVIDIA's RIM service.
     gpu_rim_dir: Path | None = None
@@ -150,8 +151,10 @@ def make_policy(
     sim_home: Path,
     home: Path,
     allowed: frozenset[bytes] | None,
+    require_cc_gpu: bool = False,
 ) -> tee.AttestationPolicy:
-    gpu = gpu_policy(kind, settings, sim_home=sim_home, home=home)
+    """``require_cc_gpu``: refuse peers without a verified confidential GPU (a proxy judging workers)."""
+    gpu = gpu_policy(kind, settings, sim_home=sim_home, home=home, require_cc=require_cc_gpu)
     if kind == "sim":
         sim = tee.AttestationPolicy.sim(tee.sim_platform(sim_home), allowed_image_hashes=allowed)
         return sim.with_gpu_policy(gpu)
@@ -164,16 +167,18 @@ def make_policy(
     return tee.AttestationPolicy.any(allowed_image_hashes=allowed).with_gpu_policy(gpu)
 
 
-def gpu_policy(kind: str, settings: TeeSettings, *, sim_home: Path, home: Path) -> tee.nvgpu.GpuPolicy:
+def gpu_policy(
+    kind: str, settings: TeeSettings, *, sim_home: Path, home: Path, require_cc: bool = False
+) -> tee.nvgpu.GpuPolicy:
     """How peers' GPU evidence is judged: under the simulated NVIDIA roots of the sim platform, or
     NVIDIA's real ones with RIMs from ``gpu_rim_dir`` or a cache of NVIDIA's RIM service, and
     revocation from NVIDIA's OCSP service (both cached under ``home``)."""
     if kind == "sim":
-        return tee.nvgpu.sim_gpu(sim_home).policy(require_cc=settings.require_cc_gpu)
+        return tee.nvgpu.sim_gpu(sim_home).policy(require_cc=require_cc)
     rim_dir = settings.gpu_rim_dir
     rims = tee.nvgpu.RimDirectory(rim_dir) if rim_dir else tee.nvgpu.RimCache(home / "rim-cache")
     revocation = tee.nvgpu.OcspCache(home / "ocsp-cache")  # NVIDIA's OCSP service, answers kept
-    return tee.nvgpu.GpuPolicy(rims=rims, require_cc=settings.require_cc_gpu, revocation=revocation)
+    return tee.nvgpu.GpuPolicy(rims=rims, require_cc=require_cc, revocation=revocation)
 
 
 class NodeTrust:
@@ -221,7 +226,12 @@ class NodeTrust:
         # The node's own setting narrows whatever the root contract allows.
         self._local_images = frozenset(bytes.fromhex(h) for h in settings.allowed_image_hashes) or None
         self.policy = make_policy(
-            settings.peer_policy, settings, sim_home=sim_home, home=home, allowed=self._local_images
+            settings.peer_policy,
+            settings,
+            sim_home=sim_home,
+            home=home,
+            allowed=self._local_images,
+            require_cc_gpu=settings.require_cc_gpu and role == "proxy",  # only workers have GPUs
         )
         self.root = RootAllowlist()
         self._listeners: list[net.Listener] = []
