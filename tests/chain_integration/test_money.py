@@ -153,7 +153,9 @@ async def test_requests_settle_on_chain_and_money_is_conserved(tmp_path: Path) -
 
         async def told() -> bool:
             # Payouts may come in steps (a commit can land between requests): wait for the last notice.
-            return any(p.get("paid_nano") == worker.tokens * FEE for p in network.workers[0].payments.values())
+            return any(
+                p.get("paid_nano") == worker.tokens * FEE for p in network.workers[0].payments.values()
+            )
 
         await _eventually(told)
         (payment,) = network.workers[0].payments.values()

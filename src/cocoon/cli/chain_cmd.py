@@ -96,7 +96,9 @@ def _chain(
     ] = None,
     dev_chain: Annotated[
         bool,
-        typer.Option("--dev-chain", help="--lite-config names `cocoon chain serve` servers (development only)."),
+        typer.Option(
+            "--dev-chain", help="--lite-config names `cocoon chain serve` servers (development only)."
+        ),
     ] = False,
 ) -> None:
     options = record(ctx, home, as_json)
@@ -303,7 +305,9 @@ def local_bench(
     ] = False,
     served: Annotated[
         bool,
-        typer.Option(help="Instead: the signed charges in-process and through `cocoon chain serve`, same run."),
+        typer.Option(
+            help="Instead: the signed charges in-process and through `cocoon chain serve`, same run."
+        ),
     ] = False,
 ) -> None:
     """Measure LocalChain transactions per second and gas per Cocoon operation (a fresh chain)."""

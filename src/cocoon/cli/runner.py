@@ -131,7 +131,7 @@ async def serve_node(
 
 
 async def _signal_or(refused: Callable[[], Awaitable[str]] | None) -> str:
-    """"" after a signal, else the reasons ``refused`` returned first."""
+    """ "" after a signal, else the reasons ``refused`` returned first."""
     import asyncio
 
     if refused is None:
