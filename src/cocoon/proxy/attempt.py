@@ -326,11 +326,13 @@ class Attempt:
         body: bytes,
         max_tokens: int,
         reserved_nano: int,
+        model: str = "",
         params: PriceParams,
         audit: UsageAudit,
         settings: AttemptSettings = AttemptSettings(),
     ) -> None:
         self._body = body
+        self._model = model
         self._max_tokens = max_tokens
         self._reserved = reserved_nano
         self._params = params
@@ -575,6 +577,7 @@ class Attempt:
             max_tokens=self._max_tokens,
             request_bytes=len(self._body),
             reserved_nano=self._reserved,
+            model=self._model,
             coefficient=t.coefficient,
             params=self._params,
         )

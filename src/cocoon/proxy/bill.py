@@ -39,6 +39,7 @@ class Terms:
     reserved_nano: int  # funds held for the request
     coefficient: int  # the serving worker's price coefficient
     params: PriceParams
+    model: str = ""  # the served model: its tokenizer (when the proxy has it) bounds the claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class Bill:
 
 def bill_complete(claimed: TokenCounts, tally: RelayTally, terms: Terms, audit: UsageAudit) -> Bill:
     """An answer that ended with the worker's usage: billed as claimed, within the three caps."""
-    result = audit.check(claimed, tally, request_bytes=terms.request_bytes)
+    result = audit.check(claimed, tally, request_bytes=terms.request_bytes, model=terms.model or None)
     usage, reasons = _cap(result.billable, terms, list(result.reasons) if result.billable != claimed else [])
     return Bill(
         usage=usage,
@@ -95,7 +96,7 @@ def bill_cut_off(
     over = False
     result: AuditResult | None = None
     if claimed is not None:
-        result = audit.check(claimed, tally, request_bytes=terms.request_bytes)
+        result = audit.check(claimed, tally, request_bytes=terms.request_bytes, model=terms.model or None)
         over = result.over_reported and claimed.prompt > result.billable.prompt
         prompt, cached = result.billable.prompt, result.billable.cached
         reasons.extend(r for r in result.reasons if r.startswith("prompt"))

@@ -323,6 +323,7 @@ class _Run:
         self.key = key
         self.attempt = Attempt(
             body=request.body,
+            model=request.model,
             max_tokens=request.max_tokens,
             reserved_nano=reserved,
             params=params,
