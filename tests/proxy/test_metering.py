@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -471,3 +472,108 @@ def test_text_past_the_kept_cap_counts_one_token_per_byte() -> None:
     for _ in range(3):
         small.add_text("word " * 1000)
     assert small.untokenized_bytes == 0 and small.texts() == ["word " * 3000]
+
+
+# ---------------------------------------------------------------- chunk-wise feeding equals the line loop
+
+_LIMIT = 160  # a small line limit, so that over-long lines (and chunks past it) are cheap to generate
+_SNIPPETS = st.text(alphabet='ab é東🦀\n"\\', max_size=16)  # multi-byte UTF-8 that random cuts split
+
+
+def _event_lines(kind: str, text: str, size: int) -> list[str]:
+    """One SSE event (or junk) as its lines, without their line ends."""
+    delta: dict[str, Any] = {"content": text}
+    if kind == "reasoning":
+        delta = {"reasoning_content": text}
+    elif kind == "tool":
+        delta = {"tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": text}}]}
+    body = json.dumps({"choices": [{"index": 0, "delta": delta}]}, ensure_ascii=False)
+    if kind == "split":  # one event's data over two lines, joined with a newline (JSON whitespace)
+        return ["data: " + body[:12], "data: " + body[12:], ""]
+    if kind == "usage":
+        return ['data: {"choices":[],"usage":{"completion_tokens":3}}', ""]
+    if kind == "comment":
+        return [": keep-alive"]
+    if kind == "long-comment":
+        return [": " + "y" * size]
+    if kind == "long-data":
+        return ["data: " + "x" * size, ""]
+    if kind == "done":
+        return ["data: [DONE]", ""]
+    return ["data: " + body, ""]
+
+
+_STREAMS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["content", "reasoning", "tool", "split", "usage", "comment", "long-comment", "long-data"]
+        ),
+        _SNIPPETS,
+        st.integers(_LIMIT - 12, 3 * _LIMIT),  # junk lengths around the limit and well past it
+    ),
+    max_size=14,
+)
+
+
+class _PerLineTally(RelayTally):
+    """The tally as it was: every SSE line fed to the decoder on its own."""
+
+    def _feed_sse(self, data: bytes) -> None:
+        self._feed_sse_lines(data)
+
+
+def _outcome(tally: RelayTally) -> tuple[Any, ...]:
+    class Chars:  # a stand-in tokenizer: one token per character
+        name = "chars"
+
+        def count(self, text: str) -> int:
+            return len(text)
+
+    audit = UsageAudit(tokenizers=metering.TokenizerRegistry())
+    claim = TokenCounts(prompt=1, completion=10**6)
+    by_tokens = audit.check(claim, tally, tokenizer=Chars())
+    by_bytes = audit.check(claim, tally, max_tokens=10**5)
+    return (
+        tally.text_bytes,
+        tally.deltas,
+        tally.chunks,
+        tally.tool_calls,
+        tally.protocol_violation,
+        tally.raw_bytes,
+        tally.raw_sha256,
+        tally.texts(),
+        tally.untokenized_bytes,
+        by_tokens.billable,
+        by_tokens.completion_bound,
+        by_bytes.billable,
+        by_bytes.completion_bound,
+    )
+
+
+@given(
+    events=_STREAMS,
+    end=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(0, 4000), max_size=16),
+)
+def test_chunk_wise_tally_equals_the_per_line_tally(
+    events: list[tuple[str, str, int]], end: str, cuts: list[int]
+) -> None:
+    """Whole chunks through the decoder's fast path bill exactly what the line loop billed, for any split:
+    inside a line, inside a multi-byte character, across an over-long line."""
+    lines = [line for kind, text, size in events for line in _event_lines(kind, text, size)]
+    raw = "".join(line + end for line in [*lines, *_event_lines("done", "", 0)]).encode()
+    points = sorted({0, len(raw), *(c % (len(raw) + 1) for c in cuts)})
+    with mock.patch.object(metering, "MAX_LINE_BYTES", _LIMIT):
+        reference = _PerLineTally()
+        for line in raw.split(b"\n"):  # line by line, as the tally used to feed its decoder
+            reference.feed(line + b"\n" if reference.raw_bytes + len(line) < len(raw) else line)
+        same_cuts, chunk_wise = _PerLineTally(), RelayTally()
+        for a, b in itertools.pairwise(points):
+            same_cuts.feed(raw[a:b])
+            chunk_wise.feed(raw[a:b])
+        for tally in (reference, same_cuts, chunk_wise):
+            tally.finish()
+    assert _outcome(chunk_wise) == _outcome(same_cuts)
+    if end != "\r":
+        # The line limit counts LF-ended lines: a CR-only stream is one line, so its split matters (as before).
+        assert _outcome(chunk_wise) == _outcome(reference)

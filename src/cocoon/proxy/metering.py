@@ -42,7 +42,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from cocoon.core.native import bundled_model
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
@@ -216,6 +216,26 @@ def _texts(value: object) -> list[str]:
     return []
 
 
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)  # ABC checks are slow: JSON gives dicts
+
+
+def _is_list(value: object) -> TypeGuard[Sequence[Any]]:
+    if type(value) is list:
+        return True
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+
+
+_JSON = json.JSONDecoder()
+
+
+def _event_json(data: bytes) -> object:
+    """``json.loads(data)``, sooner for the usual event: an object opening with a key is UTF-8 to ``loads``."""
+    if data[:2] == b'{"':
+        return _JSON.decode(data.decode("utf-8", "surrogatepass"))
+    return json.loads(data)
+
+
 def _line_end(data: bytes, start: int) -> int:
     """Index of the first line terminator (LF or CR) at or after ``start``, or -1."""
     ends = [i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i >= 0]
@@ -343,6 +363,18 @@ class RelayTally:
             self._buf.clear()
 
     def _feed_sse(self, data: bytes) -> None:
+        size = len(data)
+        fits = self._line_bytes + size <= MAX_LINE_BYTES + 2 and self._sse.buffered + size <= MAX_LINE_BYTES
+        if fits and not self._skip_line:
+            # No line or event of this chunk can reach the limit, so the decoder cannot raise: one feed
+            # (whose fast path splits a run of simple events at once) does what the line loop would do.
+            last = data.rfind(b"\n")
+            self._line_bytes = self._line_bytes + size if last < 0 else size - last - 1
+            self._events(self._sse.feed(data))
+            return
+        self._feed_sse_lines(data)
+
+    def _feed_sse_lines(self, data: bytes) -> None:
         # Fed line by line, so that an over-long line loses only itself, never the events before it.
         pos = 0
         while pos < len(data):
@@ -393,10 +425,10 @@ class RelayTally:
             if event.is_done:
                 continue
             with contextlib.suppress(ValueError):
-                self._value(event.json(), streamed=True)
+                self._value(_event_json(event.data), streamed=True)
 
     def _value(self, value: object, *, streamed: bool) -> None:
-        if not isinstance(value, Mapping):
+        if not _is_mapping(value):
             return
         if streamed:
             self.add_chunk(value)
@@ -415,14 +447,20 @@ class RelayTally:
         return size
 
     def _message(self, index: int, msg: Mapping[str, Any], *, streamed: bool) -> int:
-        n = sum(self._text((index, f), t) for f in _TEXT_FIELDS for t in _texts(msg.get(f)))
+        n = 0
+        for f in _TEXT_FIELDS:
+            value = msg.get(f)
+            if type(value) is str:  # the common delta: skip the list machinery of _texts
+                n += self._text((index, f), value)
+            elif value is not None:
+                n += sum(self._text((index, f), t) for t in _texts(value))
         calls = msg.get("tool_calls")
-        if isinstance(calls, Sequence) and not isinstance(calls, str | bytes | bytearray):
+        if calls is not None and _is_list(calls):
             for call in calls:
-                if not isinstance(call, Mapping):
+                if not _is_mapping(call):
                     continue
                 fn = call.get("function")
-                if isinstance(fn, Mapping):
+                if _is_mapping(fn):
                     for part in ("name", "arguments"):
                         n += sum(self._text((index, f"tool.{part}"), t) for t in _texts(fn.get(part)))
                 # A stream announces a call once (with its id) and then streams its arguments.
@@ -432,24 +470,25 @@ class RelayTally:
 
     def _choices(self, body: Mapping[str, Any], keys: tuple[str, ...], *, streamed: bool) -> None:
         choices = body.get("choices")
-        if not isinstance(choices, Sequence) or isinstance(choices, str | bytes | bytearray):
+        if not _is_list(choices):
             return
         for position, choice in enumerate(choices):
-            if not isinstance(choice, Mapping):
+            if not _is_mapping(choice):
                 continue
             index = choice.get("index")
             index = index if isinstance(index, int) and not isinstance(index, bool) else position
-            n = sum(self._text((index, "text"), t) for t in _texts(choice.get("text")))  # legacy completions
+            legacy = choice.get("text")  # legacy completions
+            n = 0 if legacy is None else sum(self._text((index, "text"), t) for t in _texts(legacy))
             for key in keys:
                 msg = choice.get(key)
-                if isinstance(msg, Mapping):
+                if msg is not None and _is_mapping(msg):
                     n += self._message(index, msg, streamed=streamed)
             if streamed and n > 0:
                 self.deltas += 1
 
     def add_chunk(self, chunk: Mapping[str, Any]) -> None:
         """One streamed ``chat.completion.chunk`` (or ``text_completion`` chunk), already JSON-decoded."""
-        if not isinstance(chunk, Mapping):
+        if not _is_mapping(chunk):
             return
         self.chunks += 1
         self._choices(chunk, ("delta",), streamed=True)
