@@ -155,9 +155,12 @@ class GgufTokenizer:
 
     def __init__(self, path: Path, name: str) -> None:
         import llama_cpp  # optional dependency: only where a GGUF tokenizer is used
+        from llama_cpp._utils import suppress_stdout_stderr
 
         self._name = name
-        self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        # llama.cpp prints context warnings to the process's stderr even with verbose=False.
+        with suppress_stdout_stderr(disable=False):
+            self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         self._lock = threading.Lock()  # llama.cpp's tokenizer is not documented as thread-safe
 
     @property
