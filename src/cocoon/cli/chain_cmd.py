@@ -12,7 +12,8 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Iterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -129,15 +130,8 @@ def _s(address: Any) -> str:
     return str(address.to_str())
 
 
-def _hash(value: str) -> bytes:
-    """A 64-hex-digit hash, or any other string hashed with SHA-256 (model names)."""
-    v = value.strip().lower()
-    if len(v) == 64:
-        try:
-            return bytes.fromhex(v)
-        except ValueError:
-            pass
-    return hashlib.sha256(value.encode()).digest()
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_LOOKS_LIKE_HASH = re.compile(r"(0x)?[0-9a-fA-F]{32,}")
 
 
 def _cell(key: str, value: Any) -> tuple[str, str]:
@@ -255,8 +249,7 @@ def local_start(
         from cocoon.chain import WalletClient
 
         with _local(c, create=True) as chain:
-            wpath = _wallet_path(c, "owner")
-            w = _load_wallet(c, "owner") if wpath.exists() else _new_wallet(c, "owner")
+            w = _owner_wallet(c)
             wc = WalletClient(chain, w)
             if await wc.balance() == 0:
                 await chain.faucet(w.address, _ton(fund))
@@ -434,18 +427,66 @@ RootOpt = Annotated[
 WalletOpt = Annotated[str, typer.Option("--wallet", help="Wallet that signs.")]
 
 
-def _root_op(c: Ctx, wallet: str, root: str | None, op_name: str, **kw: Any) -> None:
-    from cocoon.chain import Op, WalletClient, fetch_root_config, send_root_op
+def _hex64(value: str, what: str) -> bytes:
+    """Exactly 64 hex digits (a typo of one digit is an error, never silently hashed)."""
+    v = value.strip()
+    if not _HEX64.fullmatch(v):
+        raise _fail(f"{what} is exactly 64 hex digits, got {len(v)} characters: {value!r}")
+    return bytes.fromhex(v)
+
+
+def _proxy_host_port(value: str) -> str:
+    """``host:port`` as proxies listen (the root stores the text; a typo would be registered)."""
+    host, sep, port = value.rpartition(":")
+    ok = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    if not ok or any(ch.isspace() for ch in value) or len(value.encode()) > 127:
+        raise _fail(f"a proxy address is HOST:PORT (port 1..65535, at most 127 bytes), got {value!r}")
+    return value
+
+
+RootCheck = Callable[[Any], None]
+
+
+def _root_op(
+    c: Ctx,
+    wallet: str,
+    root: str | None,
+    op_name: str,
+    change: str,
+    check: RootCheck | None = None,
+    **kw: Any,
+) -> None:
+    """Send one owner message to the root: ``check`` sees the current config first and refuses
+    before anything is sent; a contract refusal is translated into a sentence."""
+    from cocoon.chain import Op, TransactionFailed, WalletClient, fetch_root_config, send_root_op
+    from cocoon.chain.exit_codes import explain_exit
 
     w = _load_wallet(c, wallet)
     raddr = _root_address(c, root)
 
-    async def go() -> int:
+    async def go() -> dict[str, Any]:
         async with _open_chain(c) as chain:
-            await send_root_op(WalletClient(chain, w), raddr, Op[op_name], **kw)
-            return (await fetch_root_config(chain, raddr)).version
+            if check is not None:
+                check(await fetch_root_config(chain, raddr))
+            try:
+                trace = await send_root_op(WalletClient(chain, w), raddr, Op[op_name], **kw)
+            except TransactionFailed as exc:
+                raise _fail(f"the root refused to {change}: {explain_exit(exc.exit_code)}") from None
+            version = (await fetch_root_config(chain, raddr)).version
+        tx = next((t for t in trace if t.address == raddr), None)
+        return {
+            "op": op_name.lower(),
+            "change": change,
+            "transaction": tx.hash.hex() if tx is not None else "-",
+            "version": version,
+        }
 
-    _emit(c, "root", {"op": op_name.lower(), "version": _run(go())})
+    _emit(c, "root", _run(go()))
+
+
+def _refuse_unless(present: bool, message: str) -> None:
+    if not present:
+        raise _fail(message)
 
 
 @root_app.command("deploy")
@@ -463,6 +504,11 @@ def root_deploy(
 
     if worker_fee > price:
         raise _fail("worker fee must not exceed the price")
+    if c.lite_config is None and not c.db.exists():
+        raise _fail(
+            f"no local chain in {c.dir}: run `cocoon chain local start` (it makes the owner wallet), "
+            "or `cocoon chain root init` for everything at once"
+        )
     w = _load_wallet(c, wallet)
     params = default_params(
         price_per_token=price, worker_fee_per_token=worker_fee, unique_id=unique_id, is_test=test
@@ -477,6 +523,104 @@ def root_deploy(
     st["root"] = _s(addr)
     c.save_state(st)
     _emit(c, "root", {"root": _s(addr), "owner": _s(w.address)})
+
+
+@root_app.command("init")
+def root_init(
+    ctx: typer.Context,
+    fund: Annotated[str, typer.Option(help="TON the faucet gives the owner wallet.")] = "1000",
+    model: Annotated[
+        Path | None, typer.Option(help="GGUF (or model directory) to allow; default the bundled SmolLM2.")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Name it is served under; default the file name up to its first dot.")
+    ] = None,
+    network_home: Annotated[
+        Path | None,
+        typer.Option(help="The `cocoon up` home whose sim images to allow (default ~/.cocoon/local)."),
+    ] = None,
+) -> None:
+    """Local case in one go: the local chain, a funded owner wallet, a root, the local images and model."""
+    c: Ctx = ctx.obj
+    if c.lite_config is not None:
+        raise _fail("`root init` is for the local chain; on a real network use `root deploy` and `allow-*`")
+    if c.state().get("root") and c.db.exists():
+        raise _fail(f"a root exists already here ({c.state()['root']}): see `cocoon chain root show`")
+    images = _local_images((network_home or default_home() / "local").expanduser())
+    served = _local_model(model, model_name)
+    _run(_init_local_root(c, _ton(fund), images, served))
+
+
+def _local_images(network_home: Path) -> dict[str, bytes]:
+    from cocoon import tee
+    from cocoon.node.trust import ROLE_MEASUREMENTS
+
+    platform = tee.sim_platform(network_home)
+    return {role: platform.backend(ROLE_MEASUREMENTS[role]).image_hash() for role in ("proxy", "worker")}
+
+
+def _local_model(path: Path | None, name: str | None) -> tuple[bytes, str] | None:
+    from cocoon.core.native import bundled_model
+    from cocoon.inference.model_hash import model_hash
+
+    path = path or bundled_model()
+    if path is None:
+        return None
+    if not path.exists():
+        raise _fail(f"no model at {path}")
+    return model_hash(path), name or path.name.split(".", 1)[0]
+
+
+async def _init_local_root(
+    c: Ctx, fund: int, images: dict[str, bytes], model: tuple[bytes, str] | None
+) -> None:
+    from cocoon.chain import Op, WalletClient, default_params, deploy_root, send_root_op
+
+    with _local(c, create=True) as chain:
+        wc = WalletClient(chain, _owner_wallet(c))
+        if await wc.balance() == 0:
+            await chain.faucet(wc.address, fund)
+        raddr = await deploy_root(wc, default_params())
+        st = c.state()
+        st["root"] = _s(raddr)
+        c.save_state(st)
+        sends: list[tuple[str, Op, dict[str, Any]]] = [
+            (
+                f"allow {role} image {h.hex()}",
+                Op.ADD_PROXY_TYPE if role == "proxy" else Op.ADD_WORKER_TYPE,
+                {"hash": h},
+            )
+            for role, h in images.items()
+        ]
+        if model is not None:
+            sends.append(
+                (
+                    f"allow model {model[0].hex()} as {model[1]!r}",
+                    Op.ADD_MODEL_TYPE,
+                    {"hash": model[0], "name": model[1]},
+                )
+            )
+        changes = []
+        for change, op, kw in sends:
+            trace = await send_root_op(wc, raddr, op, **kw)
+            tx = next(t for t in trace if t.address == raddr)
+            changes.append({"change": change, "transaction": tx.hash.hex()})
+    if c.json:
+        out.print_json(
+            json.dumps({"chain": str(c.db), "owner": _s(wc.address), "root": _s(raddr), "changes": changes})
+        )
+        return
+    _emit(c, "root", {"chain": str(c.db), "owner": _s(wc.address), "root": _s(raddr)})
+    for row in changes:
+        out.print(f"{row['change']}  [dim]tx {row['transaction']}[/]")
+    if model is None:
+        out.print(
+            "no bundled model installed: allow one with `cocoon chain root allow-model NAME --hash HEX`"
+        )
+
+
+def _owner_wallet(c: Ctx) -> Any:
+    return _load_wallet(c, "owner") if _wallet_path(c, "owner").exists() else _new_wallet(c, "owner")
 
 
 @root_app.command("show")
@@ -535,14 +679,18 @@ def root_allow_image(
     """Allow (or remove) a TEE image hash for proxies or workers."""
     if kind not in ("proxy", "worker"):
         raise _fail("--kind is proxy or worker")
-    try:
-        h = bytes.fromhex(image_hash)
-    except ValueError:
-        h = b""
-    if len(h) != 32:
-        raise _fail("an image hash is 64 hex digits")
+    h = _hex64(image_hash, "an image hash")
+
+    def check(cfg: Any) -> None:
+        allowed = cfg.proxy_image_hashes if kind == "proxy" else cfg.worker_image_hashes
+        if remove:
+            _refuse_unless(h in allowed, f"the root does not allow {kind} image {h.hex()}: nothing to remove")
+        else:
+            _refuse_unless(h not in allowed, f"the root allows {kind} image {h.hex()} already")
+
     op = f"{'DEL' if remove else 'ADD'}_{kind.upper()}_TYPE"
-    _root_op(ctx.obj, wallet, root, op, hash=h)
+    change = f"{'remove' if remove else 'allow'} {kind} image {h.hex()}"
+    _root_op(ctx.obj, wallet, root, op, change, check, hash=h)
 
 
 @root_app.command("allow-model")
@@ -560,13 +708,28 @@ def root_allow_model(
     root: RootOpt = None,
 ) -> None:
     """Allow (or remove) a model: its hash, bound to the one name workers may announce it under."""
-    h = _hash(model_hash if model_hash is not None else name)
-    if model_hash is not None and h.hex() != model_hash.strip().lower():
-        raise _fail("--hash is 64 hex digits")
-    if remove:
-        _root_op(ctx.obj, wallet, root, "DEL_MODEL_TYPE", hash=h)
+    if model_hash is not None:
+        h = _hex64(model_hash, "--hash")
+    elif _LOOKS_LIKE_HASH.fullmatch(name.strip()):
+        # A hash typed where the name goes (one digit short, say) would be hashed into a new model id.
+        raise _fail(
+            f"{name!r} looks like a hash, not a model name: pass it as --hash HEX with the served NAME"
+        )
     else:
-        _root_op(ctx.obj, wallet, root, "ADD_MODEL_TYPE", hash=h, name=name)
+        h = hashlib.sha256(name.encode()).digest()
+
+    def check(cfg: Any) -> None:
+        if remove:
+            _refuse_unless(
+                h in cfg.model_hashes, f"the root does not allow model {h.hex()}: nothing to remove"
+            )
+
+    if remove:
+        _root_op(ctx.obj, wallet, root, "DEL_MODEL_TYPE", f"remove model {h.hex()}", check, hash=h)
+    else:
+        _root_op(
+            ctx.obj, wallet, root, "ADD_MODEL_TYPE", f"allow model {h.hex()} as {name!r}", hash=h, name=name
+        )
 
 
 @root_app.command("add-proxy")
@@ -577,7 +740,37 @@ def root_add_proxy(
     root: RootOpt = None,
 ) -> None:
     """Register a proxy address."""
-    _root_op(ctx.obj, wallet, root, "REGISTER_PROXY", address=address)
+    addr = _proxy_host_port(address)
+
+    def check(cfg: Any) -> None:
+        known = {a: s for s, a in cfg.registered_proxies}
+        _refuse_unless(addr not in known, f"proxy {addr} is registered already (seqno {known.get(addr)})")
+
+    _root_op(ctx.obj, wallet, root, "REGISTER_PROXY", f"register proxy {addr}", check, address=addr)
+
+
+@root_app.command("remove-proxy")
+def root_remove_proxy(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="host:port of a registered proxy.")],
+    wallet: WalletOpt = "owner",
+    root: RootOpt = None,
+) -> None:
+    """Unregister a proxy address."""
+    c: Ctx = ctx.obj
+    from cocoon.chain import fetch_root_config
+
+    addr = _proxy_host_port(address)
+    raddr = _root_address(c, root)
+
+    async def registered() -> dict[str, int]:
+        async with _open_chain(c) as chain:
+            return {a: s for s, a in (await fetch_root_config(chain, raddr)).registered_proxies}
+
+    seqno = _run(registered()).get(addr)
+    if seqno is None:
+        raise _fail(f"proxy {addr} is not registered in the root: nothing to remove")
+    _root_op(c, wallet, root, "UNREGISTER_PROXY", f"unregister proxy {addr} (seqno {seqno})", seqno=seqno)
 
 
 @root_app.command("set-params")
@@ -629,7 +822,7 @@ def root_set_params(
         new = replace(cur, **changes)
     except (ChainError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    _root_op(c, wallet, root, "CHANGE_PARAMS", params=new)
+    _root_op(c, wallet, root, "CHANGE_PARAMS", "change the parameters", params=new)
 
 
 # ---------------------------------------------------------------- client
