@@ -611,8 +611,12 @@ async def _init_local_root(
         )
         return
     _emit(c, "root", {"chain": str(c.db), "owner": _s(wc.address), "root": _s(raddr)})
+    t = Table(title="changes")
+    t.add_column("change")
+    t.add_column("transaction", no_wrap=True)
     for row in changes:
-        out.print(f"{row['change']}  [dim]tx {row['transaction']}[/]")
+        t.add_row(row["change"], row["transaction"])
+    out.print(t)
     if model is None:
         out.print(
             "no bundled model installed: allow one with `cocoon chain root allow-model NAME --hash HEX`"
