@@ -4,43 +4,18 @@ answer to one nonce does not pass for another."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import httpx
 
-from cocoon.client import Client, ClientConfig
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.node.evidence import check_evidence
-from cocoon.node.trust import TeeSettings
-from cocoon.proxy import Proxy, ProxyConfig
-from cocoon.worker import Worker, WorkerConfig
+from tests.e2e.nodes import started_nodes
 
 
 async def test_attestation_is_fresh_and_bound_to_the_nonce(tmp_path: Path) -> None:
-    tee = TeeSettings(sim_home=tmp_path)
-    proxy = Proxy(ProxyConfig(home=tmp_path / "proxy", worker_port=0, client_port=0, stats_port=0, tee=tee))
-    await proxy.start()
-    worker = Worker(
-        WorkerConfig(
-            home=tmp_path / "worker", proxies=[f"127.0.0.1:{proxy.worker_port}"], health_port=0, tee=tee
-        ),
-        engine=ScriptedEngine(Script(chunks=1)),
-    )
-    client = Client(
-        ClientConfig(
-            home=tmp_path / "client", http_port=0, proxies=[f"127.0.0.1:{proxy.client_port}"], tee=tee
-        )
-    )
-    try:
-        await worker.start()
-        await client.start()
-        async with asyncio.timeout(20):
-            await worker.wait_connected()
-            await client.wait_connected()
-            while not proxy.registry.records():  # noqa: ASYNC110 - the proxy admits the worker on hello
-                await asyncio.sleep(0.05)
+    async with started_nodes(tmp_path, ScriptedEngine(Script(chunks=1))) as (_proxy, _worker, client):
         async with httpx.AsyncClient(timeout=20) as http:
             first = (await http.get(f"{client.base_url}/attestation", params={"nonce": "first"})).json()
             second = (await http.get(f"{client.base_url}/attestation", params={"nonce": "second"})).json()
@@ -60,7 +35,3 @@ async def test_attestation_is_fresh_and_bound_to_the_nonce(tmp_path: Path) -> No
         )
         assert second["proxy"]["nonce_bound"] is True
         assert second["proxy_report"]["evidence"]["signature"] != evidence["signature"]
-    finally:
-        await client.stop()
-        await worker.stop()
-        await proxy.stop()

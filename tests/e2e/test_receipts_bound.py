@@ -3,7 +3,6 @@ completion id, and checkable offline against the exact bytes the app received.""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from pathlib import Path
@@ -12,48 +11,19 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cocoon.client import Client, ClientConfig
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.node.receipt import ReceiptError, sign_worker_part, verify_record
-from cocoon.node.trust import TeeSettings
-from cocoon.proxy import Proxy, ProxyConfig
-from cocoon.worker import Worker, WorkerConfig
+from tests.e2e.nodes import started_nodes
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
 async def test_receipts_name_the_attested_keys_and_match_the_app_bytes(tmp_path: Path) -> None:
-    tee = TeeSettings(sim_home=tmp_path)
-    proxy = Proxy(
-        ProxyConfig(
-            home=tmp_path / "proxy",
-            worker_port=0,
-            client_port=0,
-            stats_port=0,
-            test_credit_nano=10**12,
-            tee=tee,
-        )
-    )
-    await proxy.start()
-    worker = Worker(
-        WorkerConfig(
-            home=tmp_path / "worker", proxies=[f"127.0.0.1:{proxy.worker_port}"], health_port=0, tee=tee
-        ),
-        engine=ScriptedEngine(Script(chunks=3)),
-    )
-    client = Client(
-        ClientConfig(
-            home=tmp_path / "client", http_port=0, proxies=[f"127.0.0.1:{proxy.client_port}"], tee=tee
-        )
-    )
-    try:
-        await worker.start()
-        await client.start()
-        async with asyncio.timeout(20):
-            await worker.wait_connected()
-            await client.wait_connected()
-            while not proxy.registry.records():  # noqa: ASYNC110 - the proxy admits the worker on hello
-                await asyncio.sleep(0.05)
+    async with started_nodes(tmp_path, ScriptedEngine(Script(chunks=3)), test_credit_nano=10**12) as (
+        proxy,
+        worker,
+        client,
+    ):
         async with httpx.AsyncClient(timeout=20) as http:
             plain = await http.post(f"{client.base_url}/chat/completions", json=CHAT)
             streamed = await http.post(f"{client.base_url}/chat/completions", json={**CHAT, "stream": True})
@@ -85,7 +55,3 @@ async def test_receipts_name_the_attested_keys_and_match_the_app_bytes(tmp_path:
         )
         with pytest.raises(ReceiptError):
             verify_record(forged, response_bytes=plain.content)
-    finally:
-        await client.stop()
-        await worker.stop()
-        await proxy.stop()
