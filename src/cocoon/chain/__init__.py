@@ -69,6 +69,7 @@ from cocoon.chain.errors import (
 )
 from cocoon.chain.litechain import LiteChain
 from cocoon.chain.localchain import FAUCET_ADDRESS, LocalChain
+from cocoon.chain.market import DEFAULT_COLLATERAL, DEFAULT_SERVICE_CLASSES, Collateral, ServiceClass
 from cocoon.chain.messages import (
     STATE_ACTIVE,
     STATE_CLOSED,
@@ -126,6 +127,8 @@ from cocoon.chain.wallet import KeyPair, OutMsg, Wallet, WalletClient
 
 __all__ = [
     "CONTRACT_NAMES",
+    "DEFAULT_COLLATERAL",
+    "DEFAULT_SERVICE_CLASSES",
     "FAUCET_ADDRESS",
     "STATE_ACTIVE",
     "STATE_CLOSED",
@@ -140,6 +143,7 @@ __all__ = [
     "ChainSettings",
     "ChainStoreError",
     "ClientState",
+    "Collateral",
     "CompiledContract",
     "ExitCode",
     "GetMethodError",
@@ -159,6 +163,7 @@ __all__ = [
     "ProxyState",
     "RootConfig",
     "RootState",
+    "ServiceClass",
     "SignatureError",
     "SignedMessage",
     "StackValue",

@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from cocoon.chain._ton import Address, Cell, StateInit
 from cocoon.chain.api import Chain, TxRecord
 from cocoon.chain.code import load_contract
 from cocoon.chain.errors import AccountNotFound, ChainError, TransactionFailed
+from cocoon.chain.market import DEFAULT_COLLATERAL, DEFAULT_SERVICE_CLASSES, Collateral, ServiceClass
 from cocoon.chain.messages import (
     ClientState,
     Op,
@@ -153,6 +154,9 @@ class RootConfig:
     registered_proxies: tuple[tuple[int, str], ...]
     last_proxy_seqno: int
     params: Params
+    # Market terms (cocoon.chain.market); a root that holds none gets the defaults.
+    service_classes: Mapping[str, ServiceClass] = field(default_factory=lambda: DEFAULT_SERVICE_CLASSES)
+    collateral: Collateral = DEFAULT_COLLATERAL
 
     @property
     def model_hashes(self) -> frozenset[bytes]:
