@@ -79,6 +79,9 @@ class ProxyConfig(BaseModel):
     client_port: int = Field(DEFAULT_CLIENT_PORT, ge=0, le=65535)
     stats_host: str = "127.0.0.1"
     stats_port: int = Field(DEFAULT_STATS_PORT, ge=0, le=65535)
+    # Host names the stats port (/stats, /metrics, /dashboard/) answers besides localhost and IP
+    # literals (the DNS-rebinding guard), e.g. the name Prometheus scrapes it by.
+    stats_allowed_hosts: list[str] = Field(default_factory=list, max_length=64)
     owner_address: str = ""
     pricing: PricingSettings = PricingSettings()
     # Local/test networks only: credit a newly seen client with this much (nanoTON) when no chain

@@ -23,7 +23,7 @@ from cocoon.node.dashboard import (
     dashboard_app,
     write_operator_token,
 )
-from cocoon.node.localhttp import LocalHttpGuard
+from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
 from cocoon.proxy.selection import WorkerRegistry
 
 __all__ = ["PROXY_CHARTS", "ProxyDashboardSource", "proxy_dashboard", "proxy_snapshot"]
@@ -272,7 +272,9 @@ def _enable_action(source: ProxyDashboardSource, enabled: bool) -> Action:
     return Action("disable", "disable", run, table="workers", confirm="Stop sending requests to {target}?")
 
 
-def proxy_dashboard(source: ProxyDashboardSource, home: Path) -> LocalHttpGuard:
+def proxy_dashboard(
+    source: ProxyDashboardSource, home: Path, policy: LocalHttpPolicy | None = None
+) -> LocalHttpGuard:
     """The proxy's dashboard app; its operator token is written to ``home/operator.token``."""
 
     async def snapshot() -> Snapshot:
@@ -283,5 +285,6 @@ def proxy_dashboard(source: ProxyDashboardSource, home: Path) -> LocalHttpGuard:
         charts=PROXY_CHARTS,
         actions=(_enable_action(source, False), _enable_action(source, True)),
         operator_token=write_operator_token(home),
+        policy=policy,
     )
     return dashboard_app(snapshot, settings)

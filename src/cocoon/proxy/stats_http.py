@@ -1,6 +1,10 @@
 """The proxy operator's HTTP view: ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus), ``GET /health``,
 and the operator dashboard at ``/dashboard/`` (``/`` leads there).
 
+Every route sits behind the Host/Origin guard of local ports (:mod:`cocoon.node.localhttp`): a page
+that rebinds its own name to this address is refused; ``localhost``, IP literals and the names in
+``stats_allowed_hosts`` (a Prometheus scraper's) pass.
+
 The app reads through :class:`StatsSource`, a narrow view the proxy service satisfies; it knows nothing
 else of the service.
 """
@@ -16,6 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cocoon.core.httpserve import HttpServer, start_http_server
+from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
 from cocoon.proxy.chain_sync import ChainSync
 from cocoon.proxy.config import ProxyConfig
 from cocoon.proxy.dashboard import proxy_dashboard
@@ -52,7 +57,7 @@ class StatsSource(Protocol):
     def relay(self) -> Relay: ...  # requests refused before any worker, by reason
 
 
-def build_stats_app(source: StatsSource) -> FastAPI:
+def build_stats_app(source: StatsSource) -> LocalHttpGuard:
     app = FastAPI(title="cocoon proxy", docs_url=None, redoc_url=None)
     started = time.monotonic()
 
@@ -82,8 +87,9 @@ def build_stats_app(source: StatsSource) -> FastAPI:
     async def root() -> RedirectResponse:
         return RedirectResponse("/dashboard/")
 
-    app.mount("/dashboard", proxy_dashboard(source, source.config.home))
-    return app
+    policy = LocalHttpPolicy.of(source.config.stats_allowed_hosts)
+    app.mount("/dashboard", proxy_dashboard(source, source.config.home, policy))
+    return LocalHttpGuard(app, policy)
 
 
 async def start_stats_server(source: StatsSource, host: str, port: int) -> HttpServer:
