@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("cocoon.node")
-RENEW_CHECK_S = 300.0  # how often a node checks whether its certificate is due for renewal
+# How often a node checks whether its certificate is due for renewal: cheap arithmetic, so often enough
+# that after a clock step (host suspend, NTP) the node renews within about a second.
+RENEW_CHECK_S = 1.0
 
 # The simulated images of the three roles: the sim platform derives distinct measurements (and so
 # distinct image hashes) from the image name, as different VM images would have.
@@ -236,6 +238,8 @@ class NodeTrust:
         self.root = RootAllowlist()
         self._listeners: list[net.Listener] = []
         self._dialers: list[net.Dialer] = []
+        # Told of every renewed identity (a worker hands its new certificate to its proxies).
+        self.renewal_listeners: list[Callable[[tee.NodeIdentity], None]] = []
 
     @property
     def image_hash(self) -> bytes | None:
@@ -256,12 +260,14 @@ class NodeTrust:
         self.identity = identity
         for ctx in (self._server_ctx, self._client_ctx):
             load_certificate(ctx, cert_pem=identity.cert_pem, key_pem=identity.key_pem)
+        for listener in self.renewal_listeners:
+            listener(identity)
 
-    async def keep_fresh(self, *, interval_s: float = RENEW_CHECK_S) -> None:
+    async def keep_fresh(self, *, interval_s: float | None = None) -> None:
         """Renew the certificate whenever due, until cancelled (run it as a service task). The quote
         is made in a thread; the new certificate is installed on the event loop."""
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(RENEW_CHECK_S if interval_s is None else interval_s)
             now = int(time.time())
             if not self.identity.needs_rotation(now):
                 continue
