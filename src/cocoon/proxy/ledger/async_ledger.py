@@ -114,6 +114,10 @@ class AsyncLedger:
     start_session = _write(BillingLedger.start_session)
     bump_seqno = _write(BillingLedger.bump_seqno)
     mark_committed = _write(BillingLedger.mark_committed)
+    save_reputation = _write(BillingLedger.save_reputation)  # trust: reputation, evidence, anchors
+    add_misbehaviour = _write(BillingLedger.add_misbehaviour)
+    set_slash_state = _write(BillingLedger.set_slash_state)
+    save_anchor = _write(BillingLedger.save_anchor)
 
     # reads: concurrent, each on its thread's own connection
     available = _read(BillingLedger.available)
@@ -129,3 +133,6 @@ class AsyncLedger:
     check_worker_report = _read(BillingLedger.check_worker_report)
     check_client_report = _read(BillingLedger.check_client_report)
     seqno = _read(_seqno)
+    reputation = _read(BillingLedger.reputation)
+    misbehaviour = _read(BillingLedger.misbehaviour)
+    anchor = _read(BillingLedger.anchor)

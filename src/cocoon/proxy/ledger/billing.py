@@ -31,11 +31,12 @@ from cocoon.proxy.ledger.evidence import Evidence
 from cocoon.proxy.ledger.requests import Requests
 from cocoon.proxy.ledger.settlement import Settling
 from cocoon.proxy.ledger.statistics import Statistics
+from cocoon.proxy.ledger.trust import TrustRecords
 
 __all__ = ["BillingLedger"]
 
 
-class BillingLedger(Accounts, Requests, Settling, Anchoring, Evidence, Statistics):
+class BillingLedger(Accounts, Requests, Settling, Anchoring, Evidence, Statistics, TrustRecords):
     """SQLite billing store (WAL, synchronous=FULL, one writer). Use as a context manager or call :meth:`close`."""
 
     def __enter__(self) -> BillingLedger:

@@ -2,7 +2,9 @@
 
 Version 2 adds what a running answer has relayed (``requests.progress_*``, with the worker's coefficient and
 the prices it is paid at), the evidence of capped answers, and merges accounts whose keys are spellings of
-one TON address (version 1 keyed accounts by whatever string a peer announced).
+one TON address (version 1 keyed accounts by whatever string a peer announced). Version 3 adds the workers'
+lasting reputation, the signed evidence of misbehaviour with its slash, and the anchored statistics
+(:mod:`.trust`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from cocoon.proxy.errors import LedgerError
 
 __all__ = ["SCHEMA_VERSION", "init_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS clients (
@@ -115,21 +117,53 @@ CREATE TABLE IF NOT EXISTS capped_answers (
 CREATE INDEX IF NOT EXISTS capped_by_worker ON capped_answers(worker);
 """
 
+_V3_TRUST = """
+CREATE TABLE IF NOT EXISTS worker_reputation (
+    worker_id       TEXT PRIMARY KEY,
+    record          TEXT NOT NULL,
+    updated_at      REAL NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS misbehaviour (
+    evidence_id     TEXT PRIMARY KEY,
+    worker_id       TEXT NOT NULL,
+    owner           TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    request_id      TEXT NOT NULL,
+    document        TEXT NOT NULL,
+    slash_state     TEXT NOT NULL CHECK (slash_state IN ('none', 'due', 'posted', 'executed', 'voided', 'failed')),
+    slash_amount    INTEGER NOT NULL DEFAULT 0,
+    slash_deadline  REAL,
+    slash_note      TEXT NOT NULL DEFAULT '',
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS misbehaviour_by_worker ON misbehaviour(worker_id);
+CREATE UNIQUE INDEX IF NOT EXISTS misbehaviour_once ON misbehaviour(kind, request_id, worker_id);
+CREATE TABLE IF NOT EXISTS reputation_anchors (
+    seqno           INTEGER PRIMARY KEY,
+    session_hash    BLOB NOT NULL,
+    document        TEXT NOT NULL,
+    created_at      REAL NOT NULL
+) STRICT;
+"""
+
 
 def init_schema(conn: sqlite3.Connection, normalize: Callable[[str], str]) -> None:
     """Create or upgrade the tables in one transaction; ``normalize`` maps an account key to its one spelling."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, 1, SCHEMA_VERSION):
+    if version not in (0, 1, 2, SCHEMA_VERSION):
         raise LedgerError(f"billing store schema version {version} is not supported")
     if version == SCHEMA_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        _run_script(conn, _TABLES)
-        for statement in _V2_COLUMNS:
-            conn.execute(statement)
-        _run_script(conn, _V2_EVIDENCE)
-        _merge_spellings(conn, normalize)
+        if version < 2:
+            _run_script(conn, _TABLES)
+            for statement in _V2_COLUMNS:
+                conn.execute(statement)
+            _run_script(conn, _V2_EVIDENCE)
+            _merge_spellings(conn, normalize)
+        _run_script(conn, _V3_TRUST)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
