@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,7 +104,20 @@ def _chain(
     ] = False,
 ) -> None:
     options = record(ctx, home, as_json)
-    ctx.obj = Ctx(options.home or default_home(), options.json, lite_config, dev_chain)
+    ctx.obj = Ctx(options.home or _default_chain_home(), options.json, lite_config, dev_chain)
+
+
+def _default_chain_home() -> Path:
+    """The default home, or the `cocoon up` network's (``<home>/local``) when only that one has a
+    local chain: its root and owner wallet are there (a note says so on stderr)."""
+    home = default_home()
+    up_home = home / "local"
+    if not (home / "chain" / "local.sqlite").exists() and (up_home / "chain" / "local.sqlite").exists():
+        from cocoon.cli.runner import console
+
+        console.print(f"[dim]using the chain of the `cocoon up` network in {up_home}[/]")
+        return up_home
+    return home
 
 
 # ---------------------------------------------------------------- helpers
@@ -160,7 +174,9 @@ def _local(c: Ctx, *, create: bool = False) -> Iterator[Any]:
     if not create and not c.db.exists():
         raise _fail(f"no local chain in {c.dir} (run `cocoon chain local start`)")
     private_dir(c.dir)
-    chain = LocalChain(c.db)
+    # A `cocoon up` chain follows the wall clock; opened without it, time would go back (refused).
+    wall = c.db.exists() and c.state().get("clock") == "wall"
+    chain = LocalChain(c.db, clock=time.time if wall else None)
     try:
         yield chain
     finally:
@@ -230,7 +246,10 @@ def _addr(value: str) -> Any:
 def _root_address(c: Ctx, root: str | None) -> Any:
     value = root or c.state().get("root")
     if not value:
-        raise _fail("no root contract (run `cocoon chain root deploy` or pass --root)")
+        raise _fail(
+            f"no root contract in {c.dir} (run `cocoon chain root init` or `root deploy`, pass --root, "
+            "or --home the `cocoon up` home, by default ~/.cocoon/local)"
+        )
     return _addr(value)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -302,6 +304,7 @@ class LocalNetwork:
                 reasoning_multiplier=p.reasoning_mult,
             ),
         )
+        _leave_chain_state(cfg.home / "chain", self.handles)
         proxy_home = cfg.home / "proxy"
         signing = KeyPair.from_seed(load_or_create_seed(proxy_home / "chain-signing.key"))
         wallet = KeyPair.from_seed(load_or_create_seed(proxy_home / "chain-wallet.key"))
@@ -366,6 +369,30 @@ class LocalNetwork:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _leave_chain_state(chain_dir: Path, handles: LocalNetworkHandles) -> None:
+    """Leave the root's address and its owner wallet where ``cocoon chain`` looks (``state.json``,
+    ``wallets/owner.json`` under ``home/chain``), so `cocoon chain --home HOME root show` and the
+    owner's `allow-*` commands work on this network. An owner wallet already there is kept."""
+    state_file = chain_dir / "state.json"
+    try:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    except (OSError, ValueError):
+        state = {}
+    state = state if isinstance(state, dict) else {}
+    state["root"] = handles.root.to_str()  # type: ignore[no-untyped-call]
+    state["clock"] = "wall"  # this chain's time follows the wall clock: the CLI must not go back
+    tmp = chain_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(state_file)
+    wallet = handles.owner.wallet
+    owner_file = private_dir(chain_dir / "wallets") / "owner.json"
+    doc = {"seed": wallet.key.seed.hex(), "public": wallet.key.public.hex(), "subwallet": wallet.subwallet}
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(owner_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
 
 
 def _model_hash(engine: Engine) -> bytes | None:
