@@ -1,0 +1,21 @@
+"""The associated data that binds a sealed request and its answer to the routing fields around it."""
+
+from __future__ import annotations
+
+import json
+
+from cocoon.e2ee.errors import SealError
+
+__all__ = ["routing_aad"]
+
+
+def routing_aad(endpoint: str, model: str, max_tokens: int | None, envelope_id: str) -> bytes:
+    """Canonical bytes of what the proxy sees and must not change between the app and the worker."""
+    if not all(isinstance(v, str) for v in (endpoint, model, envelope_id)):
+        raise SealError("endpoint, model and envelope id must be strings")
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
+    ):
+        raise SealError("max_tokens must be a non-negative integer or None")
+    fields = ["cocoon-e2ee/v1/route", str(endpoint), model, max_tokens, envelope_id]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,74 @@
+"""Sealed requests and answers open for the right worker, with the right aad, and only then."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocoon.e2ee import (
+    AnswerOpener,
+    AnswerSealer,
+    SealedRequest,
+    SealError,
+    SealKeyPair,
+    Suite,
+    open_request,
+    routing_aad,
+    seal_request,
+)
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_every_recipient_opens_the_same_body_and_key(
+    suite: Suite, pairs: dict[Suite, list[SealKeyPair]], aad: bytes
+) -> None:
+    keys = pairs[suite]
+    sealed = seal_request(b"the prompt", [k.recipient(f"w{i}") for i, k in enumerate(keys)], aad=aad)
+    data = sealed.to_bytes()
+    assert b"the prompt" not in data
+    assert SealedRequest.from_bytes(data).key_ids == tuple(k.key_id for k in keys)
+    for key in keys:
+        opened = open_request(data, key, aad=aad)
+        assert opened.body == b"the prompt"
+        assert opened.content_key == sealed.content_key
+
+
+def test_mixed_suites_in_one_request(pairs: dict[Suite, list[SealKeyPair]], aad: bytes) -> None:
+    hybrid, classical = pairs[Suite.HYBRID][0], pairs[Suite.CLASSICAL][0]
+    data = seal_request(b"x", [hybrid.recipient(), classical.recipient()], aad=aad).to_bytes()
+    assert open_request(data, hybrid, aad=aad).body == open_request(data, classical, aad=aad).body == b"x"
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_a_key_not_sealed_to_is_refused(
+    suite: Suite, pairs: dict[Suite, list[SealKeyPair]], aad: bytes
+) -> None:
+    data = seal_request(b"x", [pairs[suite][0].recipient()], aad=aad).to_bytes()
+    with pytest.raises(SealError, match="not sealed to key"):
+        open_request(data, pairs[suite][1], aad=aad)
+
+
+def test_another_aad_is_refused(pairs: dict[Suite, list[SealKeyPair]], aad: bytes) -> None:
+    key = pairs[Suite.HYBRID][0]
+    data = seal_request(b"x", [key.recipient()], aad=aad).to_bytes()
+    other = routing_aad("/v1/chat/completions", "qwen", 65, "env-1")  # max_tokens changed on the way
+    with pytest.raises(SealError, match="wrapped content key does not open"):
+        open_request(data, key, aad=other)
+
+
+def test_answer_stream_round_trip(aad: bytes) -> None:
+    key = b"k" * 32
+    sealer, opener = AnswerSealer(key, aad=aad), AnswerOpener(key, aad=aad)
+    frames = [sealer.seal(b"one"), sealer.seal(b""), sealer.seal(b"three")]
+    end = sealer.finish(b'{"usage":1}')
+    assert [opener.open(f) for f in frames] == [b"one", b"", b"three"]
+    assert not opener.complete
+    assert opener.open_final(end) == b'{"usage":1}'
+    assert opener.complete and opener.frames == 4 == sealer.frames
+
+
+def test_parsed_request_has_no_content_key(pairs: dict[Suite, list[SealKeyPair]], aad: bytes) -> None:
+    data = seal_request(b"x", [pairs[Suite.CLASSICAL][0].recipient()], aad=aad).to_bytes()
+    parsed = SealedRequest.from_bytes(data)
+    assert parsed.to_bytes() == data
+    with pytest.raises(SealError, match="content key"):
+        _ = parsed.content_key
