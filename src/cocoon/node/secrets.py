@@ -7,6 +7,9 @@ statements and evidence) from it, and seals the node's home: every key file the 
 there (wallet keys, chain signing keys) is derived instead (:func:`cocoon.core.keyfile.seal_home`).
 The ``sim`` backend takes the same path against ``cocoon tee seal-server``. Without sealing the
 identity key is made fresh at each start and key files stay files, as before.
+
+A sealed node also gets ``seal_seed``, the root of its end-to-end sealing keys
+(:mod:`cocoon.node.sealkeys`), so a restarted worker re-derives the keys its certificates publish.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class SealSettings(Protocol):
 class NodeSecrets:
     identity_key: Ed25519PrivateKey
     sealed: bool  # True: derived from the seal service's root, nothing secret on disk
+    seal_seed: bytes | None = None  # sealed nodes: the root of their e2ee sealing keys
 
 
 def seal_address(settings: SealSettings) -> SealAddress | None:
@@ -97,4 +101,4 @@ def open_node_secrets(
     )
     seal_home(home, root)
     identity = Ed25519PrivateKey.from_private_bytes(node_key(root, "tls-identity"))
-    return NodeSecrets(identity_key=identity, sealed=True)
+    return NodeSecrets(identity_key=identity, sealed=True, seal_seed=node_key(root, "e2ee-seal"))

@@ -198,17 +198,19 @@ class NodeTrust:
         home: Path,
         role: str,
         model_hash: bytes | None = None,
-        extra_claims: Mapping[str, Any] | None = None,
+        extra_claims: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         links: net.Links | None = None,
         private_key: Ed25519PrivateKey | None = None,
     ) -> None:
         """``private_key``: the identity key when the node made it first (its GPU evidence is bound
-        to it); otherwise :func:`open_node_secrets` gives it (sealed, or fresh)."""
+        to it); otherwise :func:`open_node_secrets` gives it (sealed, or fresh). ``extra_claims``: a
+        mapping, or a callable evaluated (on the event loop) at every certificate issue, so claims
+        such as a worker's sealing keys rotate with the certificate."""
         self.settings = settings
         self.role = role
         self.links: net.Links = links or net.TCP_LINKS
         self._model_hash = model_hash
-        self._extra_claims = dict(extra_claims or {})
+        self._extra_claims = extra_claims if callable(extra_claims) else dict(extra_claims or {})
         measurements = ROLE_MEASUREMENTS.get(role)
         sim_home = settings.sim_home or home
         if private_key is None:
@@ -219,7 +221,7 @@ class NodeTrust:
             self._backend,
             now=int(time.time()),
             model_hash=model_hash,
-            extra_claims=self._extra_claims,
+            extra_claims=self._claims_now(),
             lifetime_s=settings.cert_lifetime_s,
             private_key=private_key,
         )
@@ -253,8 +255,23 @@ class NodeTrust:
         now = int(time.time()) if now is None else now
         if not self.identity.needs_rotation(now):
             return False
-        self._install(self.identity.rotated(now, keep_key=True))
+        self._install(self._renewed(now, self._claims_now()))
         return True
+
+    def _claims_now(self) -> dict[str, Any]:
+        claims = self._extra_claims
+        return dict(claims() if callable(claims) else claims)
+
+    def _renewed(self, now: int, extra_claims: Mapping[str, Any]) -> tee.NodeIdentity:
+        """A fresh certificate and quote for the same key, with the claims of this issue."""
+        return tee.NodeIdentity.create(
+            self._backend,
+            now=now,
+            model_hash=self._model_hash,
+            extra_claims=extra_claims,
+            lifetime_s=self.identity.lifetime_s,
+            private_key=self.identity.private_key,
+        )
 
     def _install(self, identity: tee.NodeIdentity) -> None:
         self.identity = identity
@@ -272,7 +289,7 @@ class NodeTrust:
             if not self.identity.needs_rotation(now):
                 continue
             try:
-                renewed = await asyncio.to_thread(self.identity.rotated, now, keep_key=True)
+                renewed = await asyncio.to_thread(self._renewed, now, self._claims_now())
             except Exception as exc:  # a TEE hiccup: keep the certificate in force, retry next tick
                 log.warning("renewing the RA-TLS certificate failed: %s", exc)
                 continue

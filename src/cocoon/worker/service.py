@@ -40,6 +40,7 @@ from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.refusal import RefusalWatch
 from cocoon.node.rootwatch import apply_root_once, watch_root
+from cocoon.node.sealkeys import SealKeys
 from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT, HeldStatements
@@ -103,6 +104,7 @@ class Worker(Service):
         self._links = links
         self.engine = engine if engine is not None else build_engine(config)
         self.trust: NodeTrust | None = None
+        self.seal_keys: SealKeys | None = None  # e2ee keys in the claims, rotated with the certificate
         self.model_hash: bytes | None = None
         self._dialers: list[net.Dialer] = []
         self._active = 0
@@ -155,12 +157,14 @@ class Worker(Service):
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         sim_home = self.config.tee.sim_home or self.config.home
         self.gpu = await asyncio.to_thread(evidence_for_key, self.config.gpu, public, sim_home=sim_home)
+        seal_keys = self.seal_keys = SealKeys(lifetime_s=self.config.tee.cert_lifetime_s, seed=secrets.seal_seed)
+        claims = {"model": self.engine.model_name, "gpu": self.gpu.to_claims()}
         self.trust = NodeTrust(
             self.config.tee,
             home=self.config.home,
             role="worker",
             model_hash=self.model_hash,
-            extra_claims={"model": self.engine.model_name, "gpu": self.gpu.to_claims()},
+            extra_claims=lambda: {**claims, "e2ee": seal_keys.rotate()},  # each certificate: new keys
             links=self._links,
             private_key=key,
         )
