@@ -19,10 +19,15 @@ from cocoon.worker import Worker, WorkerConfig
 
 @contextlib.asynccontextmanager
 async def started_nodes(
-    home: Path, engine: Engine, *, links: net.Links | None = None, **proxy_settings: Any
+    home: Path,
+    engine: Engine,
+    *,
+    links: net.Links | None = None,
+    tee_settings: TeeSettings | None = None,
+    **proxy_settings: Any,
 ) -> AsyncIterator[tuple[Proxy, Worker, Client]]:
     """Start proxy, worker and client; yield once the proxy has admitted the worker; stop all three."""
-    tee = TeeSettings(sim_home=home)
+    tee = tee_settings or TeeSettings(sim_home=home)
     proxy = Proxy(
         ProxyConfig(
             home=home / "proxy", worker_port=0, client_port=0, stats_port=0, tee=tee, **proxy_settings

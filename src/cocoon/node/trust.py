@@ -158,7 +158,13 @@ def make_policy(
     """``require_cc_gpu``: refuse peers without a verified confidential GPU (a proxy judging workers)."""
     gpu = gpu_policy(kind, settings, sim_home=sim_home, home=home, require_cc=require_cc_gpu)
     if kind == "sim":
-        sim = tee.AttestationPolicy.sim(tee.sim_platform(sim_home), allowed_image_hashes=allowed)
+        # With tee.pccs_url the sim platform's collateral comes from a PCCS serving it (refreshed
+        # before its nextUpdate, cached), as on TDX; else straight from the platform.
+        cache = home / "collateral-cache"
+        pccs = tee.PccsCollateral(settings.pccs_url, cache_dir=cache) if settings.pccs_url else None
+        sim = tee.AttestationPolicy.sim(
+            tee.sim_platform(sim_home), allowed_image_hashes=allowed, collateral_source=pccs
+        )
         return sim.with_gpu_policy(gpu)
     if kind == "tdx":
         if not settings.pccs_url:

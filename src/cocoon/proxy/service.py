@@ -29,6 +29,7 @@ from cocoon.chain import Chain, RootConfig
 from cocoon.node.evidence import asign_evidence, challenge_nonce, collect_evidence
 from cocoon.node.receipt import countersign
 from cocoon.node.refusal import refuse_for_good
+from cocoon.node.renewal import RENEWED, accept_renewal
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
@@ -478,6 +479,13 @@ class _WorkerSide(net.NullHandler):
         if method == STATEMENT:
             return await self.proxy.worker_statement(conn)
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
+
+    async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
+        worker_id = self.proxy._conn_worker.get(conn.id)
+        if method == RENEWED and worker_id is not None and self.proxy.trust is not None:
+            # Re-verified like a handshake; the worker then counts as attested now, not at connect.
+            attested = lambda at: self.proxy.registry.update_attestation(worker_id, at)  # noqa: E731
+            await accept_renewal(self.proxy.trust.policy, conn, params, now=time.time(), attested=attested)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy.drop_worker(conn)

@@ -41,6 +41,7 @@ from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.refusal import RefusalWatch
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.sealkeys import SealKeys
+from cocoon.node.renewal import RenewalPusher
 from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT, HeldStatements
@@ -172,6 +173,9 @@ class Worker(Service):
         self._health = await start_http_server(
             build_health_app(self, self._logs), self.config.health_host, self.config.health_port
         )
+        # Live proxy links get each renewed certificate: the proxy keeps choosing a worker linked > a day.
+        links = lambda: [d.connection for d in self._dialers if d.connection is not None]  # noqa: E731
+        self.spawn(RenewalPusher(self.trust, links, logger=self.log).run(), name="renewal-push")
         stack.push_async_callback(_quietly, self._health.aclose)
         if self.config.root is not None:
             # Proxies are judged by the root's image allowlist from the first dial, and again (live
