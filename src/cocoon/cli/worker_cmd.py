@@ -92,16 +92,36 @@ def model_hash_cmd(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A model file or directory.", exists=True)],
 ) -> None:
-    """Print the reproducible model hash (SHA-256 Merkle over the weight files) to allow on chain."""
-    from cocoon.cli.runner import cli_errors
-    from cocoon.inference import model_hash
+    """Print the model hash (SHA-256 Merkle over the weight files) to allow on chain.
 
+    The worker computes the same at start (one function). Left out of a directory: __pycache__,
+    .git and other VCS/editor folders, .cache, and OS/editor junk files (see the README); a
+    progress bar over the bytes shows on a terminal (stderr).
+    """
+    import logging
+
+    from cocoon.cli.runner import cli_errors
+    from cocoon.inference.model_hash import model_files
+    from cocoon.worker.weights import hash_weights
+
+    log = logging.getLogger("cocoon.cli.model_hash")
     with cli_errors():
-        digest = model_hash(path).hex()
+        files = model_files(path)
+        digest = hash_weights(path, log=log).hex()
     if global_options(ctx).json:
-        typer.echo(json.dumps({"path": str(path), "model_hash": digest}))
-    else:
-        typer.echo(digest)
+        doc = {
+            "path": str(path),
+            "model_hash": digest,
+            "files": len(files.files),
+            "bytes": files.size,
+            "skipped": files.skipped,
+        }
+        typer.echo(json.dumps(doc))
+        return
+    typer.echo(digest)
+    if files.skipped:
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(Text(f"left out (not weights): {', '.join(files.skipped)}"), style="dim")
 
 
 def _wallet_address(key_file: Path) -> str:

@@ -3,9 +3,14 @@
 Definition (version 1; every integer is unsigned 64-bit big-endian, ``H`` is SHA-256):
 
 1. The model is a file or a directory. A directory contributes every regular file below it
-   (symlinks to files are followed, symlinked directories are not entered); a single file counts as
-   a directory holding just that file. Each file is named by its path relative to the directory,
-   with ``/`` separators, UTF-8 encoded. Files are sorted by those bytes.
+   (symlinks to files are followed, symlinked directories are not entered) except what tools leave
+   beside weights (:data:`SKIPPED_DIRS`, :data:`SKIPPED_FILES`): directories named ``__pycache__``,
+   ``.git``, ``.hg``, ``.svn``, ``.idea``, ``.vscode``, ``.ipynb_checkpoints`` or ``.cache`` (the
+   Hugging Face download metadata) are not entered, and files named ``.DS_Store``, ``Thumbs.db``,
+   ``desktop.ini``, ``*.pyc``, ``._*`` (macOS), ``*~``, ``.*.swp``/``.swo``/``.swx`` (vim) and
+   ``.#*`` (emacs) are left out. A single file counts as a directory holding just that file, whatever
+   its name. Each file is named by its path relative to the directory, with ``/`` separators, UTF-8
+   encoded. Files are sorted by those bytes.
 2. A file's content is cut into 1 MiB (1 048 576 byte) chunks; an empty file has one empty chunk.
    ``leaf = H(0x00 || chunk)``.
 3. The file root is the RFC 6962 tree hash over its leaves: one leaf is its own root; otherwise
@@ -21,6 +26,7 @@ does not depend on the file system, timestamps or permissions. Results are cache
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import stat
@@ -36,10 +42,14 @@ from cocoon.inference.models import embedded_model_path
 __all__ = [
     "CHUNK_SIZE",
     "MODEL_HASH_DOMAIN",
+    "SKIPPED_DIRS",
+    "SKIPPED_FILES",
+    "ModelFiles",
     "ModelHashCache",
     "embedded_model_hash",
     "file_root",
     "merkle_root",
+    "model_files",
     "model_hash",
     "model_size",
 ]
@@ -48,6 +58,26 @@ CHUNK_SIZE = 1 << 20
 MODEL_HASH_DOMAIN = b"cocoon-model-hash-v1"
 _LEAF, _NODE, _ENTRY, _ROOT = b"\x00", b"\x01", b"\x02", b"\x03"
 Progress = Callable[[int], None]  # bytes just hashed
+# What editors, VCS, Python and operating systems leave in a model folder: never weights.
+SKIPPED_DIRS = frozenset(
+    {"__pycache__", ".git", ".hg", ".svn", ".idea", ".vscode", ".ipynb_checkpoints", ".cache"}
+)
+SKIPPED_FILES = (
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    "*.pyc",
+    "._*",
+    "*~",
+    ".*.swp",
+    ".*.swo",
+    ".*.swx",
+    ".#*",
+)
+
+
+def _junk_file(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SKIPPED_FILES)
 
 
 def _u64(value: int) -> bytes:
@@ -110,30 +140,51 @@ class ModelHashCache:
         return size, root
 
 
-def _files(path: Path) -> list[tuple[bytes, Path]]:
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    """What :func:`model_hash` reads under a path (relative name, full path, sorted) and what it
+    leaves out by the rule above (relative names of skipped files and directories)."""
+
+    files: list[tuple[bytes, Path]]
+    skipped: list[str]
+
+    @property
+    def size(self) -> int:
+        return sum(full.stat().st_size for _, full in self.files)
+
+
+def model_files(path: Path | str) -> ModelFiles:
+    path = Path(path)
     if path.is_file():
-        return [(path.name.encode("utf-8"), path)]
+        return ModelFiles([(path.name.encode("utf-8"), path)], [])
     if not path.is_dir():
         raise ModelError(f"model path is neither a file nor a directory: {path}")
     found: list[tuple[bytes, Path]] = []
-    for root, _dirs, names in os.walk(path, followlinks=False):
+    skipped: list[str] = []
+    for root, dirs, names in os.walk(path, followlinks=False):
+        here = Path(root)
+        skipped += sorted((here / d).relative_to(path).as_posix() + "/" for d in dirs if d in SKIPPED_DIRS)
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
         for name in names:
-            full = Path(root) / name
+            full = here / name
+            rel = full.relative_to(path).as_posix()
+            if _junk_file(name):
+                skipped.append(rel)
+                continue
             try:
                 mode = full.stat().st_mode  # follows a symlink to its file
             except OSError as exc:
                 raise ModelError(f"cannot stat {full}: {exc}") from exc
             if stat.S_ISREG(mode):
-                rel = full.relative_to(path).as_posix()
                 found.append((rel.encode("utf-8", "surrogateescape"), full))
     if not found:
         raise ModelError(f"model directory has no files: {path}")
-    return sorted(found)
+    return ModelFiles(sorted(found), sorted(skipped))
 
 
 def model_size(path: Path | str) -> int:
     """The bytes :func:`model_hash` reads (for progress bars)."""
-    return sum(full.stat().st_size for _, full in _files(Path(path)))
+    return model_files(path).size
 
 
 def model_hash(
@@ -151,7 +202,7 @@ def model_hash(
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
-    files = _files(Path(path))
+    files = model_files(path).files
 
     def root_of(full: Path) -> tuple[int, bytes]:
         return cache.root(full, progress) if cache is not None else file_root(full, progress)

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from cocoon.errors import ServiceError
 from cocoon.inference import model_hash
-from cocoon.inference.model_hash import model_size
+from cocoon.inference.model_hash import model_files
 
 __all__ = [
     "engine_model_paths",
@@ -107,11 +108,22 @@ async def verify_engine_weights(
     return reported[0]
 
 
-def hash_weights(path: Path, *, log: logging.Logger, interactive: bool | None = None) -> bytes:
-    """:func:`model_hash` of ``path`` with a progress bar on a terminal, log lines otherwise."""
-    total = model_size(path)
+def hash_weights(
+    path: Path,
+    *,
+    log: logging.Logger,
+    interactive: bool | None = None,
+    console: Console | None = None,
+) -> bytes:
+    """:func:`model_hash` of ``path`` with a progress bar over bytes on a terminal (stderr, or
+    ``console``), log lines otherwise. The worker at start and `cocoon worker model-hash` both call
+    this, so the hash an owner allows is the one the worker announces."""
+    files = model_files(path)
+    total = files.size
     interactive = sys.stderr.isatty() if interactive is None else interactive
     log.info("hashing the weights in %s (%.1f GiB)", path, total / 2**30)
+    if files.skipped:
+        log.info("left out of the hash (not weights): %s", ", ".join(files.skipped))
     if interactive:
         columns = (
             "{task.description}",
@@ -120,7 +132,7 @@ def hash_weights(path: Path, *, log: logging.Logger, interactive: bool | None = 
             TransferSpeedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, transient=True) as bar:
+        with Progress(*columns, transient=True, console=console or Console(stderr=True)) as bar:
             task = bar.add_task(f"hashing {path.name}", total=total)
             digest = model_hash(path, workers=4, progress=lambda n: bar.advance(task, n))
     else:
