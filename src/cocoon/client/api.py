@@ -60,7 +60,7 @@ def build_app(deps: ApiDeps) -> LocalHttpGuard:
 
     @app.get("/v1/attestation", dependencies=keyed)
     async def attestation(nonce: str | None = None) -> dict[str, Any]:
-        return await attestation_report(deps.proxy, nonce)
+        return await attestation_report(deps.proxy, nonce, sealing=deps.sealing)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

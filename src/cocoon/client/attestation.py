@@ -18,6 +18,7 @@ from typing import Any
 
 from cocoon import net, tee
 from cocoon.client.ports import ProxyAccess
+from cocoon.client.sealing import Sealing
 from cocoon.node.evidence import EvidenceError, check_evidence, verify_evidence
 from cocoon.oai import ApiError, ErrorKind
 
@@ -79,7 +80,11 @@ def _worker_entries(
     return out
 
 
-async def attestation_report(proxy: ProxyAccess, nonce: str | None) -> dict[str, Any]:
+async def attestation_report(
+    proxy: ProxyAccess, nonce: str | None, *, sealing: Sealing | None = None
+) -> dict[str, Any]:
+    """``sealing``: also say whether answers are sealed end to end (the mode, the worker keys this
+    client verified itself, answers sealed and plain)."""
     if nonce is None:
         nonce = secrets.token_hex(16)
     elif not _NONCE.fullmatch(nonce):
@@ -105,4 +110,5 @@ async def attestation_report(proxy: ProxyAccess, nonce: str | None) -> dict[str,
             "nonce_problem": why,
         },
         "proxy_report": report,
+        "e2ee": {"mode": "off"} if sealing is None else sealing.report(),
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -80,6 +80,10 @@ class ClientConfig(BaseModel):
     allowed_hosts: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=1 << 30)
     tee: TeeSettings = TeeSettings()
+    # Prompts and answers sealed end to end for the worker (the proxy cannot read them): "auto" seals
+    # whenever a worker with keys verifies and falls back to plain otherwise, "required" refuses
+    # instead, "off" never seals (client/sealing.py).
+    e2ee: Literal["auto", "required", "off"] = "auto"
     chain: ClientChainSettings | None = None  # None: the proxy funds the client (local test credit)
 
     _proxies_are_addresses = field_validator("proxies")(validate_host_ports)

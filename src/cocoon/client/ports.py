@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from cocoon import net, tee
 from cocoon.client.auth import Auth
 from cocoon.client.config import ClientConfig
+from cocoon.client.sealing import Sealing
 from cocoon.client.spending import Spending
 
 __all__ = ["ApiDeps", "ContractOps", "ContractView", "ProxyAccess"]
@@ -69,3 +70,4 @@ class ApiDeps:
     proxy: ProxyAccess
     spending: Spending
     auth: Auth
+    sealing: Sealing | None = None  # None: requests go plain (tests' fakes)

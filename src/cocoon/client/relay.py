@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Request
@@ -24,6 +24,7 @@ from cocoon.client.auth import key_scope_of
 from cocoon.client.budget import Reservation, reservation_nano
 from cocoon.client.http_errors import from_wire
 from cocoon.client.ports import ApiDeps
+from cocoon.client.sealing import SealedCall, is_stale_keys_refusal
 from cocoon.client.shaping import Shaper
 from cocoon.node.receipt import client_record
 from cocoon.oai import ApiError, ErrorKind, Usage
@@ -64,12 +65,27 @@ async def _reserve(deps: ApiDeps, request: Request, out: Outbound) -> Reservatio
         max_coefficient=out.max_coefficient,
         price_per_token=per_token,
     )
+    max_cost = out.meta.get("max_cost")  # the proxy never bills above it: hold no more
+    if isinstance(max_cost, int):
+        amount = min(amount, max_cost)
     return await deps.spending.reserve(amount, key_scope_of(request))
 
 
-async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper) -> Response:
-    reservation = await _reserve(deps, request, out)
-    deps.spending.counters["requests"] += 1
+async def _sealed(deps: ApiDeps, out: Outbound) -> tuple[Outbound, SealedCall | None]:
+    """The request as it goes to the proxy: sealed for verified workers unless sealing is off (or
+    ``auto`` finds none)."""
+    if deps.sealing is None:
+        return out, None
+    call = await deps.sealing.seal(
+        endpoint=out.endpoint, model=out.model, max_tokens=out.max_tokens, body=out.body, meta=out.meta
+    )
+    return (out, None) if call is None else (replace(out, body=call.body, meta=call.meta), call)
+
+
+async def _start(
+    deps: ApiDeps, out: Outbound, reservation: Reservation | None
+) -> tuple[net.OutgoingStream, AsyncIterator[wire.Message], wire.Message]:
+    """Send the request and wait for its first message (a head, or the proxy's refusal)."""
     try:
         stream = await deps.proxy.open_stream(
             endpoint=out.endpoint,
@@ -91,11 +107,24 @@ async def forward(deps: ApiDeps, request: Request, out: Outbound, shaper: Shaper
         with contextlib.suppress(Exception):
             await stream.cancel("client gave up")
         raise
+    return stream, events, first
+
+
+async def forward(deps: ApiDeps, request: Request, plain: Outbound, shaper: Shaper) -> Response:
+    out, call = await _sealed(deps, plain)
+    reservation = await _reserve(deps, request, out)
+    deps.spending.counters["requests"] += 1
+    stream, events, first = await _start(deps, out, reservation)
+    if call is not None and deps.sealing is not None and is_stale_keys_refusal(first):
+        # The keys we sealed for are no longer served (rotated, the workers left): once more, fresh.
+        deps.sealing.forget(plain.model)
+        out, call = await _sealed(deps, plain)
+        stream, events, first = await _start(deps, out, reservation)
     if isinstance(first, wire.StreamError):
         deps.spending.failed(reservation, billed=False)  # refused at admission: nothing was billed
         raise from_wire(first.code, first.message)
     assert isinstance(first, wire.ResponseHead)
-    answer = _Answer(deps, stream, events, reservation, out.timeout)
+    answer = _Answer(deps, stream, events, reservation, out.timeout, call)
     headers = {k: v for k, v in first.headers if k.lower() not in _HOP_HEADERS}
     if not out.stream or first.status >= 400:
         return await answer.collect(first.status, headers, request, shaper)
@@ -210,20 +239,39 @@ class _Answer:
         events: AsyncIterator[wire.Message],
         reservation: Reservation | None,
         timeout: float,
+        sealed: SealedCall | None = None,
     ) -> None:
         self._deps = deps
         self._stream = stream
         self._events = events
         self._reservation = reservation
         self._timeout = timeout
+        self._sealed = sealed  # the opener of a sealed answer (None: the answer comes plain)
         self._digest = hashlib.sha256()  # what came from the proxy (the worker signed it)
 
     def _cost(self, final: wire.ResponseEnd) -> dict[str, Any]:
-        return cost_meta(final, self._digest.digest(), self._stream)
+        """The answer's record; for a sealed answer its end marker is checked first (ApiError)."""
+        e2ee = None if self._sealed is None else self._sealed.finish(final)
+        cost = cost_meta(final, self._digest.digest(), self._stream)
+        cost.pop("e2ee", None)  # the worker's sealed end marker: checked, not kept
+        cost["sealed"] = self._sealed is not None and self._sealed.complete
+        if e2ee is not None:
+            cost["e2ee"] = e2ee
+        return cost
+
+    def _plain(self, data: bytes) -> bytes:
+        """An answer chunk as the worker wrote it (a sealed frame opened, in order, or ApiError)."""
+        self._digest.update(data)
+        return data if self._sealed is None else self._sealed.open(data)
 
     def _record(self, cost: dict[str, Any], delivered_sha256: str, *, ok: bool = True) -> None:
         cost["delivered_sha256"] = delivered_sha256  # what the app got (reshaped), for receipts
+        self._counted(ok=True)
         self._deps.spending.record(self._reservation, int(cost.get("cost_nano", 0)), cost, ok=ok)
+
+    def _counted(self, *, ok: bool) -> None:
+        if self._deps.sealing is not None:
+            self._deps.sealing.counted(self._sealed, ok=ok)
 
     async def _gather(self) -> tuple[bytes, wire.Message]:
         parts: list[bytes] = []
@@ -231,8 +279,7 @@ class _Answer:
             event = await _next_event(self._events, self._timeout)
             if not isinstance(event, wire.ResponseChunk):
                 return b"".join(parts), event
-            self._digest.update(event.data)
-            parts.append(event.data)
+            parts.append(self._plain(event.data))
 
     async def collect(
         self, status: int, headers: dict[str, str], request: Request, shaper: Shaper
@@ -254,14 +301,14 @@ class _Answer:
             return Response(status_code=499)
         try:
             body, final = gather_task.result()
+            if isinstance(final, wire.StreamError):
+                raise from_wire(final.code, final.message)
+            assert isinstance(final, wire.ResponseEnd)
+            cost = self._cost(final)
         except BaseException:
+            self._counted(ok=False)
             self._deps.spending.failed(self._reservation, billed=True)
             raise
-        if isinstance(final, wire.StreamError):
-            self._deps.spending.failed(self._reservation, billed=True)
-            raise from_wire(final.code, final.message)
-        assert isinstance(final, wire.ResponseEnd)
-        cost = self._cost(final)
         content = shaper.whole(body, cost) if status < 400 else body
         self._record(cost, hashlib.sha256(content).hexdigest(), ok=status < 400)
         headers["x-cocoon-cost-nano"] = str(cost.get("cost_nano", 0))
@@ -279,8 +326,7 @@ class _Answer:
             yield opening
             async for event in self._events:
                 if isinstance(event, wire.ResponseChunk):
-                    self._digest.update(event.data)
-                    pending += shaper.feed(event.data)
+                    pending += shaper.feed(self._plain(event.data))
                     if pending and not self._stream.ready:
                         delivered.update(pending)
                         yield bytes(pending)
@@ -295,6 +341,7 @@ class _Answer:
                     return
                 elif isinstance(event, wire.StreamError):
                     finished = True
+                    self._counted(ok=False)
                     self._deps.spending.failed(self._reservation, billed=True)
                     yield _Final(pending + shaper.fail(from_wire(event.code, event.message)))
                     return
@@ -303,8 +350,9 @@ class _Answer:
             self._deps.spending.failed(self._reservation, billed=True)
             error = ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}")
             yield _Final(pending + shaper.fail(error))
-        except ApiError as exc:  # the worker's stream broke the protocol: stop it, tell the app
+        except ApiError as exc:  # the stream broke the protocol or its seal: stop it, tell the app
             finished = True
+            self._counted(ok=False)
             self._deps.spending.failed(self._reservation, billed=True)
             with contextlib.suppress(Exception):
                 await self._stream.cancel("upstream protocol violation")

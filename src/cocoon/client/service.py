@@ -23,6 +23,7 @@ from cocoon.client.budget import ALL_KEYS, BudgetStore, key_scope
 from cocoon.client.config import ClientConfig
 from cocoon.client.errors import ClientChainError
 from cocoon.client.ports import ApiDeps
+from cocoon.client.sealing import Sealing, WorkerKeyCache
 from cocoon.client.spending import Spending
 from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.core.keyfile import load_or_create_seed
@@ -69,6 +70,8 @@ class Client(Service):
         self.admin_token = ""
         self.clock_skew: dict[str, float] = {}  # proxy address → seconds (proxy − us)
         self._price: tuple[float, int] | None = None  # (when read, nanoTON per adjusted token)
+        self._root: RootConfig | None = None  # the root contract as last read (worker allowlists)
+        self.sealing: Sealing | None = None  # set at start
         # The proxies' signed charges: what we owe at most, compared at every connect.
         self.statements = HeldStatements(config.home, logger=log)
 
@@ -117,7 +120,9 @@ class Client(Service):
             self.spending.budget = budget
         self.admin_token = write_admin_token(self.config.home)
         auth = Auth(self.config.keys, self.admin_token)
-        app = build_app(ApiDeps(config=self.config, proxy=self, spending=self.spending, auth=auth))
+        self.sealing = Sealing(self.config.e2ee, WorkerKeyCache(self.query, self.worker_policy))
+        deps = ApiDeps(config=self.config, proxy=self, spending=self.spending, auth=auth, sealing=self.sealing)
+        app = build_app(deps)
         self._http = await start_http_server(app, self.config.http_host, self.config.http_port)
         stack.push_async_callback(_quietly, self._http.aclose)
         if self.config.chain is not None and self.config.chain.auto_top_up_nano:
@@ -214,7 +219,8 @@ class Client(Service):
 
         settings = self.config.chain
         assert settings is not None and settings.root_address and self._chain is not None
-        return await fetch_root_config(self._chain, parse_address(settings.root_address))
+        self._root = await fetch_root_config(self._chain, parse_address(settings.root_address))
+        return self._root
 
     def _open_chain(self, stack: contextlib.AsyncExitStack) -> str:
         """Load the wallet key and open the chain; returns the owner address to announce."""
@@ -297,6 +303,16 @@ class Client(Service):
 
     def attestation_policy(self) -> tee.AttestationPolicy | None:
         return self.trust.policy if self.trust is not None else None
+
+    def worker_policy(self) -> tee.AttestationPolicy | None:
+        """How this client judges the workers it seals to: its own TEE policy, with the root's worker
+        image and model allowlists when a root is configured (any attested image otherwise)."""
+        if self.trust is None:
+            return None
+        if self._root is None:
+            return self.trust.policy.with_allowlists(image_hashes=None, model_hashes=None)
+        images, models = self._root.worker_image_hashes, self._root.model_hashes
+        return self.trust.policy.with_allowlists(image_hashes=images or None, model_hashes=models or None)
 
     def budget_left(self) -> int | None:
         return self.spending.left()

@@ -112,8 +112,10 @@ def sign_worker_part(
     usage: Mapping[str, int],
     issued_at: int,
     completion_id: str = "",
+    sealed: bool = False,
 ) -> dict[str, Any]:
-    body = {
+    """``sealed``: the answer went out as sealed frames (``response_sha256`` covers the frames)."""
+    body: dict[str, Any] = {
         "v": VERSION,
         "model": model,
         "completion_id": completion_id,
@@ -123,6 +125,8 @@ def sign_worker_part(
         "issued_at": int(issued_at),
         "worker_key": key.public_key().public_bytes_raw().hex(),
     }
+    if sealed:
+        body["sealed"] = True  # absent on plain answers, so their receipts stay as they were
     return {"body": body, "sig": _b64(key.sign(WORKER_DOMAIN + canonical(body)))}
 
 
@@ -192,6 +196,7 @@ class VerifiedReceipt:
     request_id: bytes
     response_sha256: bytes
     issued_at: int
+    sealed: bool = False  # the worker signed that the answer was sealed end to end
 
 
 def _check_part(part: Any, domain: bytes, key_field: str, expected_key: bytes) -> dict[str, Any]:
@@ -274,6 +279,7 @@ def verify_receipt(
         request_id=signed_request,
         response_sha256=response_sha256,
         issued_at=int(worker.get("issued_at", 0)),
+        sealed=worker.get("sealed") is True,
     )
 
 
@@ -314,6 +320,7 @@ def client_record(
         record["receipt_error"] = str(exc)
         return record
     record["completion_id"] = verified.completion_id
+    record["sealed"] = verified.sealed
     if verified.response_sha256 != received_sha256:
         record["receipt_error"] = "the worker signed other bytes than those received"
     elif verified.cost_nano != meta.get("cost_nano"):

@@ -40,6 +40,7 @@ from cocoon.proxy import errors as perr
 from cocoon.proxy.bill import Bill, Terms, bill_complete, bill_cut_off, prompt_estimate
 from cocoon.proxy.metering import RelayTally, UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts
+from cocoon.proxy.sealed import SealedTally
 
 __all__ = [
     "EVENTS",
@@ -330,8 +331,13 @@ class Attempt:
         params: PriceParams,
         audit: UsageAudit,
         settings: AttemptSettings = AttemptSettings(),
+        sealed_plain_bytes: int | None = None,
     ) -> None:
+        """``sealed_plain_bytes``: the body is sealed (:mod:`.sealed`) with this much plaintext, which
+        bounds the prompt; the answer comes as sealed frames, metered by their sizes."""
         self._body = body
+        self._sealed = sealed_plain_bytes is not None
+        self._request_bytes = len(body) if sealed_plain_bytes is None else sealed_plain_bytes
         self._model = model
         self._max_tokens = max_tokens
         self._reserved = reserved_nano
@@ -365,6 +371,8 @@ class Attempt:
         self.tries += 1
         self.tried.add(worker_id)
         self._try = _Try(worker_id, coefficient, started=now, progress_at=now)
+        if self._sealed:
+            self._try.tally, self._try.drained = SealedTally(), SealedTally()
         self.phase = Phase.WAITING
         return []
 
@@ -575,7 +583,7 @@ class Attempt:
     def _terms(self, t: _Try) -> Terms:
         return Terms(
             max_tokens=self._max_tokens,
-            request_bytes=len(self._body),
+            request_bytes=self._request_bytes,
             reserved_nano=self._reserved,
             model=self._model,
             coefficient=t.coefficient,

@@ -53,6 +53,7 @@ from cocoon.proxy.bill_queue import BillQueue
 from cocoon.proxy.ledger import AsyncLedger, Settlement
 from cocoon.proxy.metering import UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts, reservation
+from cocoon.proxy.sealed import SealedKeysGone, SealedMeta, WorkerKeyBook, parse_sealed_meta
 from cocoon.proxy.selection import WorkerRegistry
 
 __all__ = ["CappedBill", "CappedBills", "ReceiptSigner", "Relay", "RelaySettings"]
@@ -137,6 +138,7 @@ class Relay:
         self._lingering: set[asyncio.Future[Any]] = set()
         self.progress_writes = 0  # progress records queued on the store's writer now
         self.bills = BillQueue(books, run=self.linger)
+        self.sealed_keys = WorkerKeyBook(links)  # whose e2ee keys open which sealed requests
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -150,11 +152,12 @@ class Relay:
         try:
             params = self._params()
             reserved = reservation(request.max_tokens, len(request.body), request.max_coefficient, params)
+            sealed = parse_sealed_meta(request.endpoint, request.meta, request.body)
         except perr.ProxyError as exc:
             await self._reject(stream, exc)
             return
         self._in_flight.add(key)  # held until the request's bill and release are written
-        run = _Run(self, stream, key, reserved, params)
+        run = _Run(self, stream, key, reserved, params, sealed)
         cancelled = False
         try:
             await self._retry_releases()
@@ -315,12 +318,19 @@ class _Run:
     """One request's I/O: the worker stream, the sends to the client, the pending bill."""
 
     def __init__(
-        self, relay: Relay, stream: net.IncomingStream, key: str, reserved: int, params: PriceParams
+        self,
+        relay: Relay,
+        stream: net.IncomingStream,
+        key: str,
+        reserved: int,
+        params: PriceParams,
+        sealed: SealedMeta | None = None,
     ) -> None:
         request = stream.request
         self.relay = relay
         self.stream = stream
         self.key = key
+        self.sealed = sealed
         self.attempt = Attempt(
             body=request.body,
             model=request.model,
@@ -329,6 +339,7 @@ class _Run:
             params=params,
             audit=relay.audit,
             settings=relay.settings.attempt,
+            sealed_plain_bytes=None if sealed is None else sealed.plain_bytes,
         )
         self.out: net.OutgoingStream | None = None
         self.params = params
@@ -358,17 +369,20 @@ class _Run:
         a = self.attempt
         request = self.stream.request
         meta = request.meta or {}
-        # Only workers that announced what the request needs (tools, a JSON schema, …) are candidates.
-        needs = required_by_body(request.endpoint, request.body)
+        # Only workers that announced what the request needs (tools, a JSON schema, …) are candidates;
+        # a sealed request says what it needs, and only workers holding its keys can open it.
+        sealed = self.sealed
+        needs = required_by_body(request.endpoint, request.body) if sealed is None else sealed.needs
         while a.phase is Phase.ROUTING:
             try:
+                unable = self._unable_to_open()
                 record = self.relay.registry.choose(
                     request.model,
                     max_coefficient=request.max_coefficient,
                     now=time.time(),
                     region=meta.get("region"),
                     gpu_class=meta.get("gpu_class"),
-                    exclude=frozenset(a.tried),
+                    exclude=frozenset(a.tried) | unable,
                     needs=needs,
                 )
             except perr.ProxyError as exc:
@@ -398,7 +412,7 @@ class _Run:
                 max_tokens=request.max_tokens,
                 timeout=request.timeout * 0.95,
                 request_id=secrets.token_bytes(32),
-                meta={},
+                meta={} if self.sealed is None else {"e2ee": self.sealed.forward},
             )
             async with asyncio.timeout(self.relay.settings.first_byte_timeout_s):
                 first = await anext(aiter(out))
@@ -410,6 +424,17 @@ class _Run:
         await self._apply(a.event(first, time.monotonic()))
         if a.phase is not Phase.RELAYING:
             await self._cancel_worker("the proxy moved on")  # a no-op when the stream ended
+
+    def _unable_to_open(self) -> frozenset[str]:
+        """Workers that cannot open this sealed request (none for a plain one); raises when no
+        connected worker can."""
+        if self.sealed is None:
+            return frozenset()
+        workers = {r.worker_id for r in self.relay.registry.records()}
+        holders = self.relay.sealed_keys.holders(workers, self.sealed.key_ids)
+        if not holders:
+            raise SealedKeysGone(self.stream.request.model)
+        return frozenset(workers - holders)
 
     async def _relay_answer(self) -> None:
         a = self.attempt

@@ -521,6 +521,9 @@ class _ClientSide(net.NullHandler):
             return dataclasses.asdict(await proxy._books().client_totals(proxy.client_id(conn)))
         if method == "attestation":
             return await self._attestation(params)
+        if method == "worker_keys" and proxy.trust is not None:  # sealed requests (proxy/sealed.py)
+            records = proxy.registry.records()
+            return await proxy.relay.sealed_keys.answer(params, records, proxy.trust.verify_peer, time.time())
         if method == STATEMENT:
             return await proxy.client_statement(conn)
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")

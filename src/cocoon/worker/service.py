@@ -13,6 +13,7 @@ capabilities so proxies route such requests only to workers that have them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cocoon import net, wire
 from cocoon.core.httpserve import HttpServer, start_http_server
+from cocoon.e2ee import SealKeyPair
 from cocoon.errors import ServiceError
 from cocoon.inference import (
     EmbeddedEngine,
@@ -52,6 +54,7 @@ from cocoon.worker.health_http import build_health_app
 from cocoon.worker.instance import instance_id
 from cocoon.worker.limits import bound_generation
 from cocoon.worker.logs import LogRing, worker_logger
+from cocoon.worker.sealing import SealedAnswer, SealedRefusal, is_sealed, open_sealed
 from cocoon.worker.weights import hash_weights, verify_engine_weights, watch_engine_weights
 
 if TYPE_CHECKING:  # the chain is loaded only when a root contract is configured
@@ -331,8 +334,15 @@ class Worker(Service):
         if endpoint is None:
             await stream.send_error(wire.ErrorCode.NOT_FOUND, f"unsupported endpoint {request.endpoint}")
             return
+        sealed: SealedAnswer | None = None
         try:
-            body = json.loads(request.body)
+            if is_sealed(request):  # opened with a key from this TEE; the answer is sealed back
+                sealed = open_sealed(request, self._seal_key)
+        except SealedRefusal as exc:
+            await stream.send_error(exc.code, exc.message)
+            return
+        try:
+            body = json.loads(request.body if sealed is None else sealed.body)
             if not isinstance(body, dict):
                 raise ValueError("body is not a JSON object")
         except ValueError as exc:
@@ -349,7 +359,7 @@ class Worker(Service):
         if task is not None:
             self._running.add(task)
         try:
-            await self._run(stream, endpoint, body, started)
+            await self._run(stream, endpoint, body, started, sealed)
         finally:
             if task is not None:
                 self._running.discard(task)
@@ -366,7 +376,12 @@ class Worker(Service):
         return await self.engine.open(endpoint, body)
 
     async def _run(
-        self, stream: net.IncomingStream, endpoint: Endpoint, body: dict[str, Any], t0: float
+        self,
+        stream: net.IncomingStream,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        t0: float,
+        sealed: SealedAnswer | None = None,
     ) -> None:
         try:
             response = await self._open_engine(endpoint, body)
@@ -381,8 +396,9 @@ class Worker(Service):
             await stream.send_head(response.status, response.headers)
             try:
                 async for chunk in response:
-                    digest.update(chunk)
-                    await stream.send_chunk(chunk)
+                    data = chunk if sealed is None else sealed.seal(chunk)
+                    digest.update(data)  # the bytes sent: the receipt covers what the client gets
+                    await stream.send_chunk(data)
             except EngineError as exc:
                 # Broken after the first byte: the proxy bills only what it relayed.
                 self.counters["failed"] += 1
@@ -394,15 +410,21 @@ class Worker(Service):
         self.counters["served"] += 1
         self.counters["completion_tokens"] += wire_usage.completion_tokens
         self._generation_s += time.monotonic() - t0
-        await stream.send_end(
-            wire_usage,
-            {
-                "worker_time_s": round(time.monotonic() - t0, 4),
-                "receipt": self._receipt(stream.request.body, digest, wire_usage),
-            },
-        )
+        meta: dict[str, Any] = {
+            "worker_time_s": round(time.monotonic() - t0, 4),
+            "receipt": self._receipt(stream.request.body, digest, wire_usage, sealed=sealed is not None),
+        }
+        if sealed is not None:
+            meta["e2ee"] = sealed.end_meta(wire_usage)
+        await stream.send_end(wire_usage, meta)
 
-    def _receipt(self, request_body: bytes, digest: ResponseDigest, usage: wire.Usage) -> dict[str, Any]:
+    def _seal_key(self, key_id: bytes) -> SealKeyPair | None:
+        """The sealing key pair with this id, if this worker holds it (current or not yet expired)."""
+        return None if self.seal_keys is None else self.seal_keys.find(key_id)
+
+    def _receipt(
+        self, request_body: bytes, digest: ResponseDigest, usage: wire.Usage, *, sealed: bool = False
+    ) -> dict[str, Any]:
         """The worker's signed statement of this answer, with the key its quote binds."""
         assert self.trust is not None
         return sign_worker_part(
@@ -418,6 +440,7 @@ class Worker(Service):
                 "reasoning_tokens": usage.reasoning_tokens,
             },
             issued_at=int(time.time()),
+            sealed=sealed,
         )
 
 
@@ -454,6 +477,8 @@ class _ProxyLinkHandler:
     ) -> Mapping[str, Any]:
         if method == "status":
             return self.worker.statistics()
+        if method == "certificate" and self.worker.trust is not None:  # for clients' sealing keys
+            return {"certificate": base64.b64encode(self.worker.trust.identity.cert_der).decode()}
         if method == "attestation" and self.worker.trust is not None:
             # Fresh evidence for the app's nonce, signed by the key this link attested.
             claims = {"role": "worker", "model": self.worker.engine.model_name}

@@ -1,0 +1,51 @@
+"""Sealed requests and answers through a whole network (proxy, worker, client over RA-TLS, sim TEE):
+the client seals for the worker it verified itself, the proxy routes, meters and bills without
+the plaintext, and the app gets the answer with receipts and /v1/attestation saying it was sealed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from cocoon.inference import Script, ScriptedEngine
+from cocoon.node.receipt import verify_record
+from tests.e2e.nodes import started_nodes
+
+CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _receipts(http: httpx.AsyncClient, base_url: str) -> list[dict[str, object]]:
+    records = (await http.get(f"{base_url.removesuffix('/v1')}/cocoon/receipts")).json()["receipts"]
+    assert isinstance(records, list)
+    return records
+
+
+async def test_answers_are_sealed_by_default_and_the_receipts_say_so(tmp_path: Path) -> None:
+    engine = ScriptedEngine(Script(chunks=3))
+    async with started_nodes(tmp_path, engine, test_credit_nano=10**12) as (proxy, worker, client):
+        async with httpx.AsyncClient(timeout=20) as http:
+            plain = await http.post(f"{client.base_url}/chat/completions", json=CHAT)
+            streamed = await http.post(f"{client.base_url}/chat/completions", json={**CHAT, "stream": True})
+            records = await _receipts(http, client.base_url)
+            report = (await http.get(f"{client.base_url}/attestation")).json()
+        assert plain.status_code == streamed.status_code == 200, plain.text
+        assert json.loads(plain.content)["choices"][0]["message"]["content"]
+        assert b"data: [DONE]" in streamed.content
+        assert len(records) == 2
+        for record, raw in zip(records, (plain.content, streamed.content), strict=True):
+            assert record["sealed"] is True and record["receipt_verified"] is True
+            e2ee = record["e2ee"]
+            assert isinstance(e2ee, dict) and e2ee["complete"] and e2ee["usage_matches_receipt"]
+            assert e2ee["completion_id"] and str(e2ee["completion_id"]).encode() in raw
+            verified = verify_record(record, response_bytes=raw)
+            assert verified.sealed  # the worker signed that it sealed the answer
+        # The engine saw the app's own body (opened inside the worker), not the envelope.
+        assert engine.calls[0].body["messages"] == CHAT["messages"]
+        assert report["e2ee"]["mode"] == "auto"
+        assert report["e2ee"]["answers"]["sealed"] == 2
+        keys = report["e2ee"]["workers"]["scripted-model"]
+        assert worker.seal_keys is not None
+        assert [k["key_id"] for k in keys] == [worker.seal_keys.current.key_id.hex()]
+        assert proxy.counters["succeeded"] == 2
