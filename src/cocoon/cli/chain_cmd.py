@@ -690,6 +690,58 @@ def root_show(ctx: typer.Context, root: RootOpt = None) -> None:
     )
 
 
+@root_app.command("history")
+def root_history(
+    ctx: typer.Context,
+    root: RootOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Newest transactions to read.")] = 1000,
+) -> None:
+    """Every change to the root's allowlists and parameters (from its transactions), oldest first."""
+    c: Ctx = ctx.obj
+    from cocoon.cli.root_history import root_changes
+
+    raddr = _root_address(c, root)
+
+    async def go() -> Any:
+        async with _open_chain(c) as chain:
+            return await chain.get_transactions(raddr, limit)
+
+    changes = root_changes(_run(go()))
+    if c.json:
+        out.print_json(json.dumps({"root": _s(raddr), "changes": [ch.to_json() for ch in changes]}))
+        return
+    _print_history(_s(raddr), changes)
+
+
+_HISTORY_TABLE_WIDTH = 150  # time, change, a readable argument and a whole hash side by side
+
+
+def _print_history(root: str, changes: list[Any]) -> None:
+    """A table on a wide terminal; on a narrow one each change over two lines, so that the hash
+    is never cut or folded (it stays one copyable word)."""
+    title = f"changes to root {root}"
+    if out.width < _HISTORY_TABLE_WIDTH:
+        from rich.text import Text
+
+        out.print(Text(title, style="bold"))
+        for ch in changes:
+            out.print(Text.assemble((ch.iso_time, "cyan"), "  ", (ch.op, "bold"), "  ", ch.argument))
+            out.print(Text(f"    tx {ch.transaction.hex()}", style="dim"), no_wrap=True, crop=False)
+        if not changes:
+            out.print("no change found")
+        return
+    t = Table(title=title)
+    t.add_column("time (UTC)", no_wrap=True)
+    t.add_column("change", no_wrap=True)
+    t.add_column("argument", overflow="fold")
+    t.add_column("transaction", no_wrap=True, min_width=64)
+    for ch in changes:
+        t.add_row(ch.iso_time, ch.op, ch.argument, ch.transaction.hex())
+    if not changes:
+        t.add_row("—", "no change found", "", "")
+    out.print(t)
+
+
 @root_app.command("allow-image")
 def root_allow_image(
     ctx: typer.Context,
