@@ -1,4 +1,4 @@
-"""cocoon.chain — TON for Cocoon: contracts, the embedded chain, payments.
+r"""cocoon.chain — TON for Cocoon: contracts, the embedded chain, payments.
 
 The services talk to a chain only through :class:`Chain` (async; ``LocalChain`` and ``LiteChain``
 implement it)::
@@ -31,6 +31,14 @@ Money (proxy side, pure):
   ``SignedMessage.body(excess)`` is what gets posted; :func:`post_signed` posts it via a wallet.
 * :class:`PostingPolicy` decides when a post is worth its fee.
 * :mod:`cocoon.chain.pricing` prices usage exactly as the reference (``price``, ``adjust``).
+
+Worker collateral (:mod:`cocoon.chain.slashing`): the owner :func:`stake_worker`\ s into its worker
+contract (``WorkerState.stake``); the proxy :func:`sign_slash_claim`\ s (amount, evidence hash,
+counter) and posts it with :func:`post_signed` (``SLASH_CLAIM_VALUE``); the worker contract asks the
+root for its dispute window and bound (``WorkerState.pending_slash``); the owner may
+:func:`dispute_slash` with a :func:`sign_slash_receipt` receipt of the same proxy for the same
+evidence; after the window anyone may :func:`execute_slash` (the amount goes to the root owner).
+:func:`stake_refusal` says why a worker's stake does not meet ``RootConfig.collateral``.
 
 Contracts (Tolk, compiled by ``make contracts``; code in ``contracts/build``): root, proxy, client,
 worker and a v3-style wallet. Layouts and our own choices are in :mod:`cocoon.chain.messages` and
@@ -78,6 +86,8 @@ from cocoon.chain.messages import (
     ExitCode,
     Op,
     Params,
+    PendingSlash,
+    ProxyEntry,
     ProxyState,
     RootState,
     WorkerState,
@@ -116,6 +126,7 @@ from cocoon.chain.payments import (
     parse_signed,
     parse_signed_boc,
     sign,
+    sign_slash_claim,
     sign_state_commit,
     state_init_boc,
     state_init_for,
@@ -123,6 +134,16 @@ from cocoon.chain.payments import (
 )
 from cocoon.chain.pricing import Multipliers, Price, TokenUsage, adjust, price
 from cocoon.chain.settings import ChainSettings, LiteServer, open_chain
+from cocoon.chain.slashing import (
+    SLASH_CLAIM_VALUE,
+    SlashReceipt,
+    dispute_slash,
+    execute_slash,
+    sign_slash_receipt,
+    stake_refusal,
+    stake_worker,
+    stake_worker_body,
+)
 from cocoon.chain.wallet import KeyPair, OutMsg, Wallet, WalletClient
 
 __all__ = [
@@ -130,6 +151,7 @@ __all__ = [
     "DEFAULT_COLLATERAL",
     "DEFAULT_SERVICE_CLASSES",
     "FAUCET_ADDRESS",
+    "SLASH_CLAIM_VALUE",
     "STATE_ACTIVE",
     "STATE_CLOSED",
     "STATE_CLOSING",
@@ -158,14 +180,17 @@ __all__ = [
     "Op",
     "OutMsg",
     "Params",
+    "PendingSlash",
     "PostingPolicy",
     "Price",
+    "ProxyEntry",
     "ProxyState",
     "RootConfig",
     "RootState",
     "ServiceClass",
     "SignatureError",
     "SignedMessage",
+    "SlashReceipt",
     "StackValue",
     "TokenUsage",
     "TransactionFailed",
@@ -182,7 +207,9 @@ __all__ = [
     "decode_body",
     "default_params",
     "deploy_root",
+    "dispute_slash",
     "ensure_success",
+    "execute_slash",
     "fetch_root_config",
     "load_contract",
     "normalize_address",
@@ -207,7 +234,12 @@ __all__ = [
     "send_proxy_op",
     "send_root_op",
     "sign",
+    "sign_slash_claim",
+    "sign_slash_receipt",
     "sign_state_commit",
+    "stake_refusal",
+    "stake_worker",
+    "stake_worker_body",
     "state_init_boc",
     "state_init_for",
     "verify",

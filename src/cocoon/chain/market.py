@@ -15,11 +15,14 @@ from types import MappingProxyType
 __all__ = [
     "DEFAULT_COLLATERAL",
     "DEFAULT_SERVICE_CLASSES",
+    "MAX_DISPUTE_WINDOW_S",
     "Collateral",
     "ServiceClass",
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,15}$")
+MAX_COINS = (1 << 120) - 1
+MAX_DISPUTE_WINDOW_S = 31_536_000  # one year; root.tolk refuses longer windows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +58,21 @@ class Collateral:
     min_worker_stake: int = 0  # nanoton; 0 = no stake needed (a local network by default)
     dispute_window_s: int = 3600  # a slash claim waits this long for the worker's answer
     max_slash_permille: int = 1000  # the most of the stake one slash may take
+
+    def __post_init__(self) -> None:
+        # The root contract checks the same bounds (contracts/root.tolk SetCollateral).
+        for field_name, hi in (
+            ("min_worker_stake", MAX_COINS),
+            ("dispute_window_s", MAX_DISPUTE_WINDOW_S),
+            ("max_slash_permille", 1000),
+        ):
+            value = getattr(self, field_name)
+            if type(value) is not int or not 0 <= value <= hi:
+                raise ValueError(f"collateral: {field_name} must be an int in [0, {hi}]")
+
+    def slash_bound(self, stake: int) -> int:
+        """The most one slash may take from ``stake`` (as the worker contract rounds: down)."""
+        return min(stake, stake * self.max_slash_permille // 1000)
 
 
 DEFAULT_SERVICE_CLASSES: Mapping[str, ServiceClass] = MappingProxyType(

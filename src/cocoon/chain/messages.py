@@ -19,7 +19,15 @@ say, we decided and the contracts (``contracts/*.tolk``) implement exactly what 
 * root register/update proxy store ``type:1 len:7 bytes[len]`` where the bytes are the proxy's address
   string (``host:port``); change params ``0x022fa189 qid ^params``; change owner ``0xc4a1ae54 qid addr``;
 * root allow model ``0xc146134d qid hash:256 len:8 name[len]``: each allowed model hash is bound to
-  the name workers serve it under (1..80 bytes of UTF-8); ``model_hashes`` maps hash → ``len:8 name``.
+  the name workers serve it under (1..80 bytes of UTF-8); ``model_hashes`` maps hash → ``len:8 name``;
+* a proxy entry's bytes are the reference's ``"host:port[ host:port]"``: one address for everyone, or
+  the workers' address, one space, the clients' address (:class:`ProxyEntry`);
+* root data ends with ``market:Maybe ^Market`` (service classes and collateral terms,
+  :mod:`cocoon.chain.market_cells`); set class ``0x5b0e4a7c qid name:128 terms``, remove class
+  ``0xa61f3d92 qid name:128``, set collateral ``0x3e8c1b55 qid min_stake:Coins window:32
+  max_slash:16``, upgrade code ``0xe7d25a0f qid ^code migration:Maybe ^data``;
+* worker contract data ends with ``^(stake:Coins slashed:Coins slash_counter:64 pending:Maybe
+  ^(amount:Coins evidence_hash:256 deadline:32 slash_to:addr))`` (:mod:`cocoon.chain.slashing`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,19 @@ from typing import Any
 
 from cocoon.chain._ton import Address, Builder, Cell, HashMap, Slice, StateInit, begin_cell
 from cocoon.chain.errors import MessageError
+from cocoon.chain.market import Collateral, ServiceClass
+from cocoon.chain.market_cells import (
+    DEFAULT_MARKET,
+    MarketTerms,
+    class_name_key,
+    class_name_of_key,
+    collateral_bits,
+    market_cell,
+    parse_collateral,
+    parse_market,
+    parse_service_class,
+    service_class_bits,
+)
 
 __all__ = [
     "STATE_ACTIVE",
@@ -40,6 +61,8 @@ __all__ = [
     "ExitCode",
     "Op",
     "Params",
+    "PendingSlash",
+    "ProxyEntry",
     "ProxyState",
     "RootState",
     "WorkerState",
@@ -80,6 +103,12 @@ class Op(IntEnum):
     CHANGE_PRICE = 0xC52ED8D4
     CHANGE_PARAMS = 0x022FA189
     CHANGE_OWNER = 0xC4A1AE54
+    SET_SERVICE_CLASS = 0x5B0E4A7C
+    REMOVE_SERVICE_CLASS = 0xA61F3D92
+    SET_COLLATERAL = 0x3E8C1B55
+    UPGRADE_CODE = 0xE7D25A0F
+    ROOT_TERMS_QUERY = 0x6C19D2F0  # proxy contract → root (anyone may ask)
+    ROOT_TERMS = 0xD4A2603B  # root → the asker
     # proxy contract
     CLIENT_PAYMENT = 0x65448FF4
     WORKER_PAYOUT_REQUEST = 0x4D725D2C
@@ -99,6 +128,12 @@ class Op(IntEnum):
     # worker contract
     WORKER_PAYOUT_SIGNED = 0xA040AD28
     WORKER_LAST_PAYOUT_SIGNED = 0xF5F26A36
+    WORKER_STAKE = 0x3A1C5F07
+    WORKER_SLASH_CLAIM_SIGNED = 0x5E1A9C24
+    WORKER_SLASH_DISPUTE = 0x7D0B3E61
+    WORKER_SLASH_EXECUTE = 0x1F6C2A95
+    SLASH_TERMS_QUERY = 0x2B7D94E3  # worker contract → proxy contract
+    SLASH_TERMS = 0x48E5B71A  # proxy contract → worker contract
 
 
 class ExitCode(IntEnum):
@@ -116,6 +151,7 @@ class ExitCode(IntEnum):
     UNKNOWN_OP = 410
     NOT_FOUND = 411
     BAD_ARGUMENT = 412
+    NO_RECEIPT_MATCH = 413
 
 
 def _coins(n: int, name: str) -> int:
@@ -271,7 +307,35 @@ def _proxy_info(address: str) -> Cell:
     raw = address.encode()
     if not 0 < len(raw) <= MAX_PROXY_ADDRESS_BYTES:
         raise MessageError(f"proxy address must be 1..{MAX_PROXY_ADDRESS_BYTES} bytes, got {len(raw)}")
+    # root.tolk checks the same: printable ASCII, at most one space and not at either end.
+    parts = address.split(" ")
+    if not address.isascii() or not address.isprintable() or len(parts) > 2 or not all(parts):
+        raise MessageError(
+            f"proxy entry {address!r} must be 'host:port' or 'workers_host:port clients_host:port'"
+        )
     return begin_cell().store_uint(0, 1).store_uint(len(raw), 7).store_bytes(raw).end_cell()
+
+
+def proxy_entry_text(worker_address: str, client_address: str | None = None) -> str:
+    """The entry string for one proxy: one address, or the workers' and the clients' addresses."""
+    if client_address is None or client_address == worker_address:
+        return worker_address
+    return f"{worker_address} {client_address}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyEntry:
+    """A proxy the root registers: workers dial ``worker_address``, clients ``client_address``
+    (the same for a one-address entry)."""
+
+    seqno: int
+    worker_address: str
+    client_address: str
+
+    @classmethod
+    def from_text(cls, seqno: int, text: str) -> ProxyEntry:
+        parts = text.split(" ")
+        return cls(seqno, parts[0], parts[-1])
 
 
 def check_model_name(name: object) -> str:
@@ -330,10 +394,15 @@ class RootState:
     worker_hashes: frozenset[bytes]
     models: Mapping[bytes, str]  # allowed model hash → the name it must be served under
     params: Params
+    market: MarketTerms = DEFAULT_MARKET
 
     @property
     def model_hashes(self) -> frozenset[bytes]:
         return frozenset(self.models)
+
+    @property
+    def proxy_entries(self) -> tuple[ProxyEntry, ...]:
+        return tuple(ProxyEntry.from_text(seqno, text) for seqno, text in self.registered_proxies)
 
     @staticmethod
     def init_data(
@@ -345,6 +414,8 @@ class RootState:
         models: Mapping[bytes, str] | None = None,
         proxies: list[str] | None = None,
         version: int = 1,
+        service_classes: Mapping[str, ServiceClass] | None = None,
+        collateral: Collateral | None = None,
     ) -> Cell:
         proxies = proxies or []
         reg: Cell | None = None
@@ -362,12 +433,16 @@ class RootState:
             .store_maybe_ref(_model_map(models or {}))
             .end_cell()
         )
+        market = (
+            None if not service_classes and collateral is None else market_cell(service_classes, collateral)
+        )
         return (
             begin_cell()
             .store_address(owner)
             .store_uint(version, 32)
             .store_ref(data)
             .store_ref(params.to_cell())
+            .store_maybe_ref(market)
             .end_cell()
         )
 
@@ -409,7 +484,9 @@ def parse_root_state(data: Cell) -> RootState:
         last = d.load_uint(32)
         worker_hashes = _load_hash_set(d)
         models = _load_model_map(d)
-        return RootState(owner, version, proxy_hashes, proxies, last, worker_hashes, models, params)
+        # Roots of before the market ref end after params: defaults for them.
+        market = parse_market(s.load_maybe_ref() if s.remaining_bits else None)
+        return RootState(owner, version, proxy_hashes, proxies, last, worker_hashes, models, params, market)
 
     return _parse(data, read, "root data")
 
@@ -525,6 +602,22 @@ def parse_client_state(data: Cell) -> ClientState:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingSlash:
+    """A slash claim the worker contract holds: ``deadline`` 0 = the root's terms have not arrived yet
+    (then ``amount`` is the claimed amount, not yet bounded, and ``slash_to`` is None)."""
+
+    amount: int
+    evidence_hash: bytes
+    deadline: int
+    slash_to: Address | None
+
+    @property
+    def open(self) -> bool:
+        """The dispute window runs (terms arrived); executable once chain time reaches ``deadline``."""
+        return self.deadline != 0
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerState:
     owner: Address
     proxy_sc: Address
@@ -532,9 +625,14 @@ class WorkerState:
     state: int
     tokens: int
     params: Params
+    stake: int = 0  # what the owner staked, less executed slashes and what a close gave back
+    slashed: int = 0  # paid out of the stake by executed slashes, all time
+    slash_counter: int = 0  # highest slash claim counter the contract took
+    pending_slash: PendingSlash | None = None
 
     @staticmethod
     def init_data(owner: Address, proxy_sc: Address, proxy_public_key: bytes, params: Params) -> Cell:
+        collateral = begin_cell().store_coins(0).store_coins(0).store_uint(0, 64).store_maybe_ref(None)
         return (
             begin_cell()
             .store_address(owner)
@@ -543,8 +641,22 @@ class WorkerState:
             .store_uint(STATE_ACTIVE, 2)
             .store_uint(0, 64)
             .store_ref(params.without_code().to_cell())
+            .store_ref(collateral.end_cell())
             .end_cell()
         )
+
+
+def _pending_slash(cell: Cell | None) -> PendingSlash | None:
+    if cell is None:
+        return None
+    p = cell.begin_parse()
+    amount = p.load_coins()
+    evidence = p.load_bytes(32)
+    deadline = p.load_uint(32)
+    slash_to = p.load_address()
+    if p.remaining_bits or p.remaining_refs:
+        raise MessageError("pending slash has trailing data")
+    return PendingSlash(amount, evidence, deadline, slash_to if isinstance(slash_to, Address) else None)
 
 
 def parse_worker_state(data: Cell) -> WorkerState:
@@ -555,7 +667,12 @@ def parse_worker_state(data: Cell) -> WorkerState:
         st = s.load_uint(2)
         tokens = s.load_uint(64)
         params = Params.from_cell(s.load_ref())
-        return WorkerState(owner, proxy_sc, pk, st, tokens, params)
+        c = s.load_ref().begin_parse()
+        stake, slashed, counter = c.load_coins(), c.load_coins(), c.load_uint(64)
+        pending = _pending_slash(c.load_maybe_ref())
+        if c.remaining_bits or c.remaining_refs:
+            raise MessageError("worker collateral has trailing data")
+        return WorkerState(owner, proxy_sc, pk, st, tokens, params, stake, slashed, counter, pending)
 
     return _parse(data, read, "worker contract data")
 
@@ -599,8 +716,26 @@ def root_body(op: Op, query_id: int = 0, **kw: Any) -> Cell:
     elif op == Op.CHANGE_OWNER:
         b.store_address(kw["new_owner"])
     else:
-        raise MessageError(f"{op!r} is not a root message")
+        _market_root_body(b, op, kw)
     return b.end_cell()
+
+
+def _market_root_body(b: Builder, op: Op, kw: Mapping[str, Any]) -> None:
+    """Root messages of this round: market terms and the code upgrade."""
+    try:
+        if op == Op.SET_SERVICE_CLASS:
+            sc: ServiceClass = kw["service_class"]
+            service_class_bits(b.store_uint(class_name_key(sc.name), 128), sc)
+        elif op == Op.REMOVE_SERVICE_CLASS:
+            b.store_uint(class_name_key(kw["name"]), 128)
+        elif op == Op.SET_COLLATERAL:
+            collateral_bits(b, kw["collateral"])
+        elif op == Op.UPGRADE_CODE:
+            b.store_ref(kw["code"]).store_maybe_ref(kw.get("migration"))
+        else:
+            raise MessageError(f"{op!r} is not a root message")
+    except ValueError as exc:
+        raise MessageError(str(exc)) from exc
 
 
 def client_body(
@@ -645,6 +780,31 @@ class DecodedBody:
     fields: dict[str, Any]
 
 
+def _decode_market_fields(s: Slice, op: Op, f: dict[str, Any]) -> None:
+    """Fields of the market, upgrade and collateral messages (``decode_body``)."""
+    if op == Op.SET_SERVICE_CLASS:
+        name = class_name_of_key(s.load_uint(128))
+        f["service_class"] = parse_service_class(name, s, exact=False)
+    elif op == Op.REMOVE_SERVICE_CLASS:
+        f["name"] = class_name_of_key(s.load_uint(128))
+    elif op == Op.SET_COLLATERAL:
+        f["collateral"] = parse_collateral(s, exact=False)
+    elif op == Op.UPGRADE_CODE:
+        f["code"] = s.load_ref()
+        f["migration"] = s.load_maybe_ref()
+    elif op == Op.WORKER_STAKE:
+        f["amount"] = s.load_coins()
+        f["excess"] = s.load_address()
+    elif op in (Op.WORKER_SLASH_EXECUTE, Op.SLASH_TERMS_QUERY):
+        f["excess"] = s.load_address()
+    elif op == Op.WORKER_SLASH_DISPUTE:
+        f["excess"] = s.load_address()
+        f["signature"] = s.load_bytes(64)
+        f["receipt"] = s.load_ref()
+    else:
+        raise MessageError(f"{op!r} cannot be decoded here")
+
+
 _SIGNED_OPS = {
     Op.PROXY_SAVE_STATE,
     Op.PROXY_CLOSE_REQUEST_SIGNED,
@@ -653,6 +813,7 @@ _SIGNED_OPS = {
     Op.CLIENT_GRANT_REFUND_SIGNED,
     Op.WORKER_PAYOUT_SIGNED,
     Op.WORKER_LAST_PAYOUT_SIGNED,
+    Op.WORKER_SLASH_CLAIM_SIGNED,
 }
 
 
@@ -714,6 +875,8 @@ def decode_body(cell: Cell) -> DecodedBody:
             f["params"] = Params.from_cell(s.load_ref())
         elif op == Op.CHANGE_OWNER:
             f["new_owner"] = s.load_address()
+        else:
+            _decode_market_fields(s, op, f)
         return DecodedBody(op, qid, f)
 
     return _parse(cell, read, "message body")

@@ -16,6 +16,7 @@ from cocoon.chain.messages import (
     ClientState,
     Op,
     Params,
+    ProxyEntry,
     ProxyState,
     RootState,
     WorkerState,
@@ -94,8 +95,11 @@ def root_contract(
     worker_hashes: list[bytes] | None = None,
     models: Mapping[bytes, str] | None = None,
     proxies: list[str] | None = None,
+    service_classes: Mapping[str, ServiceClass] | None = None,
+    collateral: Collateral | None = None,
 ) -> Deployable:
-    """The root contract; ``models`` binds each allowed model hash to the name it is served under."""
+    """The root contract; ``models`` binds each allowed model hash to the name it is served under.
+    Without ``service_classes`` / ``collateral`` the root holds none (the defaults apply)."""
     data = RootState.init_data(
         owner,
         params,
@@ -103,6 +107,8 @@ def root_contract(
         worker_hashes=worker_hashes,
         models=models,
         proxies=proxies,
+        service_classes=service_classes,
+        collateral=collateral,
     )
     return Deployable(load_contract("root").code, data)
 
@@ -161,6 +167,11 @@ class RootConfig:
     @property
     def model_hashes(self) -> frozenset[bytes]:
         return frozenset(self.models)
+
+    @property
+    def proxy_entries(self) -> tuple[ProxyEntry, ...]:
+        """The registered proxies with the address workers dial and the one clients dial."""
+        return tuple(ProxyEntry.from_text(seqno, text) for seqno, text in self.registered_proxies)
 
     def model_refusal(self, model_hash: bytes, announced_name: str) -> str | None:
         """Why a worker announcing ``announced_name`` for weights hashing to ``model_hash`` must be
@@ -234,6 +245,8 @@ class RootConfig:
             registered_proxies=st.registered_proxies,
             last_proxy_seqno=st.last_proxy_seqno,
             params=st.params,
+            service_classes=st.market.service_classes,
+            collateral=st.market.collateral,
         )
 
 

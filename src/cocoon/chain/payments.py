@@ -6,7 +6,8 @@ Layout (reference §4.4): the signed inner cell is ``op:32 qid:64 counter:64 tar
 commit appends ``session_hash:256``; cocoon: its counter is the commit seqno); the signature is
 Ed25519 over the inner cell's hash by the proxy key. The envelope a contract receives is
 ``op:32 qid:64 excess:addr signature:512 ^inner``; the holder may re-wrap it with its own excess
-address, since the signature covers only the inner cell. Counters are cumulative: a contract takes
+address, since the signature covers only the inner cell. A slash claim (cocoon) appends
+``amount:Coins evidence_hash:256`` to the inner cell; its counter is the slash claim counter. Counters are cumulative: a contract takes
 a message only if its counter is above what it has already paid, so replays and lower amounts fail
 on chain, and ``target`` binds the message to one contract.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "parse_signed",
     "parse_signed_boc",
     "sign",
+    "sign_slash_claim",
     "sign_state_commit",
     "state_init_boc",
     "state_init_for",
@@ -45,6 +47,7 @@ SIGNED_OPS = frozenset(
         Op.PROXY_SAVE_STATE,
         Op.PROXY_CLOSE_REQUEST_SIGNED,
         Op.PROXY_CLOSE_COMPLETE_SIGNED,
+        Op.WORKER_SLASH_CLAIM_SIGNED,
     }
 )
 _U64 = (1 << 64) - 1
@@ -60,6 +63,7 @@ class SignedMessage:
     target: Address
     signature: bytes
     session_hash: bytes | None = None
+    slash: tuple[int, bytes] | None = None  # slash claims only: (amount nanoTON, evidence hash)
 
     def __post_init__(self) -> None:
         if self.op not in SIGNED_OPS:
@@ -72,10 +76,22 @@ class SignedMessage:
             raise MessageError("session_hash goes with state commits and only with them")
         if self.session_hash is not None and len(self.session_hash) != 32:
             raise MessageError("session_hash must be 32 bytes")
+        if (self.op == Op.WORKER_SLASH_CLAIM_SIGNED) != (self.slash is not None):
+            raise MessageError("slash (amount, evidence hash) goes with slash claims and only with them")
+        if self.slash is not None:
+            _check_slash(*self.slash)
+
+    @property
+    def amount(self) -> int | None:
+        return None if self.slash is None else self.slash[0]
+
+    @property
+    def evidence_hash(self) -> bytes | None:
+        return None if self.slash is None else self.slash[1]
 
     @property
     def inner(self) -> Cell:
-        return _inner(self.op, self.query_id, self.counter, self.target, self.session_hash)
+        return _inner(self.op, self.query_id, self.counter, self.target, self.session_hash, self.slash)
 
     def body(self, excess: Address | None = None) -> Cell:
         """The envelope to post on chain, excess going to ``excess``."""
@@ -93,7 +109,21 @@ class SignedMessage:
         return self.body(excess).to_boc()
 
 
-def _inner(op: Op, query_id: int, counter: int, target: Address, session_hash: bytes | None) -> Cell:
+def _check_slash(amount: int, evidence_hash: bytes) -> None:
+    if type(amount) is not int or not 0 < amount < (1 << 120):
+        raise MessageError(f"slash amount {amount!r} must be a positive coin amount")
+    if len(evidence_hash) != 32:
+        raise MessageError("evidence_hash must be 32 bytes")
+
+
+def _inner(
+    op: Op,
+    query_id: int,
+    counter: int,
+    target: Address,
+    session_hash: bytes | None,
+    slash: tuple[int, bytes] | None = None,
+) -> Cell:
     b = (
         begin_cell()
         .store_uint(int(op), 32)
@@ -103,6 +133,8 @@ def _inner(op: Op, query_id: int, counter: int, target: Address, session_hash: b
     )
     if session_hash is not None:
         b.store_bytes(session_hash)
+    if slash is not None:
+        b.store_coins(slash[0]).store_bytes(slash[1])
     return b.end_cell()
 
 
@@ -110,6 +142,8 @@ def sign(key: KeyPair, op: Op, *, target: Address, counter: int, query_id: int =
     """Sign a cumulative payment (charge, refund grant, payout) or a close request for ``target``."""
     if op == Op.PROXY_SAVE_STATE:
         raise MessageError("use sign_state_commit for state commits")
+    if op == Op.WORKER_SLASH_CLAIM_SIGNED:
+        raise MessageError("use sign_slash_claim for slash claims")
     if not 0 <= counter <= _U64 or not 0 <= query_id <= _U64:
         raise MessageError("query_id and counter must fit in 64 bits")
     sig = key.sign(_inner(op, query_id, counter, target, None).hash)
@@ -125,6 +159,29 @@ def sign_state_commit(
         raise MessageError("seqno must fit in 64 bits")
     inner = _inner(Op.PROXY_SAVE_STATE, query_id, seqno, target, session_hash)
     return SignedMessage(Op.PROXY_SAVE_STATE, query_id, seqno, target, key.sign(inner.hash), session_hash)
+
+
+def sign_slash_claim(
+    key: KeyPair,
+    worker_sc: Address,
+    *,
+    amount: int,
+    evidence_hash: bytes,
+    counter: int,
+    query_id: int = 0,
+) -> SignedMessage:
+    """A proxy-signed claim that ``worker_sc``'s stake owes ``amount`` for the misbehaviour whose
+    evidence hashes to ``evidence_hash``. ``counter`` must exceed every earlier claim's on that
+    contract. Post it with :func:`cocoon.chain.post_signed` (``SLASH_CLAIM_VALUE`` attached): the worker
+    contract asks the root for its dispute window and bound, and the slash waits that long."""
+    _check_slash(amount, evidence_hash)
+    if not 0 <= counter <= _U64 or not 0 <= query_id <= _U64:
+        raise MessageError("query_id and counter must fit in 64 bits")
+    slash = (amount, evidence_hash)
+    inner = _inner(Op.WORKER_SLASH_CLAIM_SIGNED, query_id, counter, worker_sc, None, slash)
+    return SignedMessage(
+        Op.WORKER_SLASH_CLAIM_SIGNED, query_id, counter, worker_sc, key.sign(inner.hash), slash=slash
+    )
 
 
 def verify(msg: SignedMessage, public_key: bytes, *, target: Address | None = None) -> None:
@@ -154,6 +211,7 @@ def parse_signed(body: Cell) -> tuple[SignedMessage, Address | None]:
         counter = i.load_uint(64)
         target = i.load_address()
         session = i.load_bytes(32) if inner_op == Op.PROXY_SAVE_STATE else None
+        slash = (i.load_coins(), i.load_bytes(32)) if inner_op == Op.WORKER_SLASH_CLAIM_SIGNED else None
         _end(i)
     except MessageError:
         raise
@@ -167,7 +225,7 @@ def parse_signed(body: Cell) -> tuple[SignedMessage, Address | None]:
         raise MessageError(f"unknown op 0x{raw_op:08x}") from None
     if target is None:
         raise MessageError("signed message has no target address")
-    return SignedMessage(op, qid, counter, target, sig, session), excess
+    return SignedMessage(op, qid, counter, target, sig, session, slash), excess
 
 
 def parse_signed_boc(boc: bytes) -> SignedMessage:
