@@ -119,7 +119,7 @@ class RecipientKey:
         if not isinstance(claim, Mapping):
             raise SealError("an e2ee claim must be a mapping")
         name = claim.get("suite")
-        if name not in set(Suite):
+        if not isinstance(name, str) or name not in set(Suite):
             raise SealError(f"unknown sealing suite {name!r}")
         suite = Suite(name)
         public_bytes = _hex_field(claim, "public_key", params(suite).public_key_size)
