@@ -72,3 +72,26 @@ def test_parsed_request_has_no_content_key(pairs: dict[Suite, list[SealKeyPair]]
     assert parsed.to_bytes() == data
     with pytest.raises(SealError, match="content key"):
         _ = parsed.content_key
+
+
+def test_answer_frames_hide_chunk_lengths_within_a_pad_block(aad: bytes) -> None:
+    key = b"k" * 32
+    sealer = AnswerSealer(key, aad=aad)
+    sealer.seal(b"first")  # frame 0 also carries the salt
+    sizes = {len(sealer.seal(b"t" * n)) for n in range(64)}
+    assert sizes == {6 + 64 + 16}  # header, one pad block, tag
+    assert len(sealer.seal(b"t" * 64)) == 6 + 128 + 16
+    plain = AnswerSealer(key, aad=aad, pad_to=1)
+    plain.seal(b"")
+    assert len(plain.seal(b"abc")) == 6 + 3 + 1 + 16
+    for bad in (0, 4097, True):
+        with pytest.raises(SealError, match="pad_to"):
+            AnswerSealer(key, aad=aad, pad_to=bad)
+
+
+def test_padding_without_its_marker_is_refused() -> None:
+    from cocoon.e2ee.stream import _pad, _unpad
+
+    assert _unpad(_pad(b"ab\x00\x80\x00", 16), 0) == b"ab\x00\x80\x00"  # zeros and 0x80 inside survive
+    with pytest.raises(SealError, match="padding marker"):
+        _unpad(b"ab\x00\x00", 3)

@@ -19,7 +19,7 @@ from cocoon.e2ee.request import (
     open_request,
     seal_request,
 )
-from cocoon.e2ee.stream import MAX_CHUNK_SIZE, AnswerOpener, AnswerSealer
+from cocoon.e2ee.stream import MAX_CHUNK_SIZE, PAD_TO, AnswerOpener, AnswerSealer
 from cocoon.e2ee.suites import Suite
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_BODY_SIZE",
     "MAX_CHUNK_SIZE",
     "MAX_RECIPIENTS",
+    "PAD_TO",
     "AnswerOpener",
     "AnswerSealer",
     "OpenedRequest",

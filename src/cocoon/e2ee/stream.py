@@ -7,7 +7,8 @@ share a key and nonce. Frame layout (big-endian)::
     version u8 = 1 | kind u8 (1 data, 2 end) | seq u32 | salt 16 (frame 0 only) | ciphertext || tag
 
 The nonce is the derived base nonce XOR ``seq``; the AEAD's associated data is the frame header
-plus SHA-256 of the caller's ``aad``. The opener expects sequence numbers 0, 1, 2, ... and exactly
+plus SHA-256 of the caller's ``aad``. Inside, each plaintext is padded (``0x80`` then zeros) to a
+multiple of ``pad_to`` bytes (64 by default), so frame sizes do not give away each token's length. The opener expects sequence numbers 0, 1, 2, ... and exactly
 one end frame, so reordering, dropping, duplicating, truncating, or adding frames after the end
 each raise :class:`SealError` (and leave the opener as it was).
 """
@@ -25,13 +26,15 @@ from cocoon.e2ee.errors import SealError
 from cocoon.e2ee.reader import Reader
 from cocoon.e2ee.suites import CONTENT_KEY_SIZE, NONCE_SIZE, TAG_SIZE, expand
 
-__all__ = ["MAX_CHUNK_SIZE", "AnswerOpener", "AnswerSealer", "Frame", "parse_frame"]
+__all__ = ["MAX_CHUNK_SIZE", "PAD_TO", "AnswerOpener", "AnswerSealer", "Frame", "parse_frame"]
 
 VERSION = 1
 DATA, END = 1, 2
 SALT_SIZE = 16
 MAX_CHUNK_SIZE = 4 * 1024 * 1024  # a wire frame's limit
 MAX_SEQ = 2**32 - 1
+PAD_TO = 64  # one SSE event of one token fits in one or a few blocks: sizes say little
+MAX_PAD_TO = 4096
 _DIRECTION = "answer/worker-to-client"
 
 
@@ -57,7 +60,7 @@ def parse_frame(data: bytes) -> Frame:
     seq = reader.u32("sequence number")
     salt = reader.take(SALT_SIZE, "salt") if seq == 0 else None
     ciphertext = reader.rest()
-    if not TAG_SIZE <= len(ciphertext) <= MAX_CHUNK_SIZE + TAG_SIZE:
+    if not 1 + TAG_SIZE <= len(ciphertext) <= MAX_CHUNK_SIZE + MAX_PAD_TO + TAG_SIZE:
         raise SealError(f"answer frame ciphertext of {len(ciphertext)} bytes is out of bounds")
     header = bytes(data[: len(data) - len(ciphertext)])
     return Frame(kind, seq, salt, header, ciphertext)
@@ -69,6 +72,18 @@ def _check(content_key: bytes, aad: bytes) -> bytes:
     if not isinstance(aad, bytes):
         raise SealError("aad must be bytes")
     return hashlib.sha256(aad).digest()
+
+
+def _pad(plaintext: bytes, pad_to: int) -> bytes:
+    padded = len(plaintext) + 1
+    return plaintext + b"\x80" + bytes(-padded % pad_to)
+
+
+def _unpad(padded: bytes, seq: int) -> bytes:
+    stripped = padded.rstrip(b"\x00")
+    if not stripped.endswith(b"\x80"):
+        raise SealError(f"answer frame {seq} has no padding marker")
+    return stripped[:-1]
 
 
 class _Keys:
@@ -84,8 +99,12 @@ class _Keys:
 class AnswerSealer:
     """The worker's side: :meth:`seal` each chunk in order, then :meth:`finish` once."""
 
-    def __init__(self, content_key: bytes, *, aad: bytes) -> None:
+    def __init__(self, content_key: bytes, *, aad: bytes, pad_to: int = PAD_TO) -> None:
+        """``pad_to``: plaintexts are padded to a multiple of it (1 to hide nothing, at most 4096)."""
         self._aad_digest = _check(content_key, aad)
+        if isinstance(pad_to, bool) or not isinstance(pad_to, int) or not 1 <= pad_to <= MAX_PAD_TO:
+            raise SealError(f"pad_to must be 1..{MAX_PAD_TO}")
+        self._pad_to = pad_to
         self._salt = os.urandom(SALT_SIZE)
         self._keys = _Keys(content_key, self._salt)
         self._seq = 0
@@ -115,7 +134,8 @@ class AnswerSealer:
         header = (
             bytes([VERSION, kind]) + self._seq.to_bytes(4, "big") + (self._salt if self._seq == 0 else b"")
         )
-        sealed = self._keys.cipher.encrypt(self._keys.nonce(self._seq), plaintext, header + self._aad_digest)
+        padded = _pad(plaintext, self._pad_to)
+        sealed = self._keys.cipher.encrypt(self._keys.nonce(self._seq), padded, header + self._aad_digest)
         self._seq += 1
         return header + sealed
 
@@ -184,7 +204,8 @@ class AnswerOpener:
             raise SealError(
                 f"answer frame {parsed.seq} does not open (tampered, or another key or aad)"
             ) from None
+        chunk = _unpad(plaintext, parsed.seq)
         self._keys = keys
         self._seq += 1
         self.complete = parsed.kind == END
-        return plaintext
+        return chunk
