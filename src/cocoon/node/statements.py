@@ -9,6 +9,13 @@ signing key the proxy announced in its hello, keeps the highest statement per ta
 current statement with it: a lower one (or none, when we hold one) means the proxy's books were
 rolled back, and the payee refuses that proxy with an alert. :func:`claim` posts a held statement on
 chain, so the payee is paid even when the proxy stalls or vanishes.
+
+The check runs the other way too (the reference's ``compareBalanceWithProxy``, from the proxy's
+side): in its ``statement`` query the payee reports the statement it holds for the proxy contract
+it dials (``{"held": ...}``), and the proxy compares it with its books
+(:func:`check_payee_report`): one it never signed means the payee claims too much
+(:class:`ClaimsUnsigned`), one it signed above what its books billed means its own books lost
+writes (:class:`BooksRolledBack`). Either way the proxy alerts and refuses that link.
 """
 
 from __future__ import annotations
@@ -48,13 +55,17 @@ from cocoon.errors import CocoonError
 
 __all__ = [
     "STATEMENT",
+    "BooksRolledBack",
     "ClaimResult",
+    "ClaimsUnsigned",
+    "HeldMismatch",
     "HeldStatements",
     "Statement",
     "StatementError",
     "StatementRolledBack",
     "StatementStore",
     "check_not_below",
+    "check_payee_report",
     "claim",
     "claim_held",
     "statement_params",
@@ -73,6 +84,18 @@ class StatementError(CocoonError):
 
 class StatementRolledBack(StatementError):
     """The proxy's statement is below the one we hold: its books lost what it signed before."""
+
+
+class HeldMismatch(StatementError):
+    """What a payee holds disagrees with the proxy's books (the proxy's side of the check)."""
+
+
+class ClaimsUnsigned(HeldMismatch):
+    """The payee reports a statement this proxy contract never signed for it: it claims too much."""
+
+
+class BooksRolledBack(HeldMismatch):
+    """The payee holds our valid statement for more than our books billed: they lost writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +201,31 @@ def check_not_below(held: Statement, new: Statement) -> None:
         )
 
 
+def check_payee_report(
+    held: object, *, signing_key: bytes, proxy_contract: str, target: str, books_tokens: int
+) -> Statement:
+    """The statement a payee reports holding, checked against the proxy's own facts: signed by
+    ``signing_key`` for ``proxy_contract``, paying ``target``, and not above ``books_tokens`` (all the
+    payee was ever billed for in the proxy's books). Raises :class:`ClaimsUnsigned` or
+    :class:`BooksRolledBack`."""
+    if not isinstance(held, Mapping):
+        raise ClaimsUnsigned("the reported statement is not a statement")
+    try:
+        statement = Statement.from_params(held)
+    except StatementError as exc:
+        raise ClaimsUnsigned(f"the reported statement does not verify: {exc}") from exc
+    if statement.signing_key != signing_key or statement.proxy_contract != _raw(proxy_contract):
+        raise ClaimsUnsigned("the reported statement is not signed by this proxy contract's key")
+    if statement.target != _raw(target):
+        raise ClaimsUnsigned(f"the reported statement pays {statement.target}, not this payee's {target}")
+    if statement.counter > books_tokens:
+        raise BooksRolledBack(
+            f"{statement.target} holds our signed statement for {statement.counter} tokens but our books "
+            f"billed it only {books_tokens}: the proxy's books were rolled back"
+        )
+    return statement
+
+
 class HeldStatements:
     """The payee's side of a proxy link (worker or client): take statements, check at connect."""
 
@@ -195,11 +243,24 @@ class HeldStatements:
         ):
             raise StatementError("the statement is not signed by the proxy contract it announced")
 
+    def held_for(self, proxy_contract: object) -> Statement | None:
+        """The highest statement we hold from ``proxy_contract`` (one target per proxy contract)."""
+        raw = _raw(proxy_contract)
+        held = [s for s in self.store.load().values() if s.proxy_contract == raw]
+        return max(held, key=lambda s: s.counter, default=None)
+
     async def on_connect(self, conn: net.NodeConnection) -> None:
-        """Ask the proxy for our statement; refuse it (HandshakeRefused) when it rolled back."""
-        if not isinstance(conn.peer.info.get("chain"), Mapping):
+        """Report what we hold and ask the proxy for our statement; refuse it (HandshakeRefused)
+        when it rolled back or refuses our report."""
+        chain = conn.peer.info.get("chain")
+        if not isinstance(chain, Mapping):
             return  # a proxy off chain signs nothing
-        answer = await conn.query(STATEMENT, {})
+        held = self.held_for(chain.get("proxy_contract"))
+        try:
+            answer = await conn.query(STATEMENT, {"held": held.to_params()} if held else {})
+        except net.QueryFailed as exc:
+            self._alert(StatementError(f"the proxy refused our held statement: {exc}"))
+            raise net.HandshakeRefused(f"the proxy refused our held statement: {exc}") from exc
         try:
             if not answer:
                 return  # nothing signed for us yet: we hold nothing from a new target either

@@ -42,7 +42,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ from cocoon.chain import parse_address as chain_parse_address
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
 from cocoon.node.ownership import verify_owner_proof
-from cocoon.node.statements import statement_params
+from cocoon.node.statements import HeldMismatch, check_payee_report, statement_params
 from cocoon.proxy.config import ProxyChainSettings
 from cocoon.proxy.ledger import AsyncLedger, ClientTotals, WorkerTotals
 from cocoon.proxy.pricing import PriceParams
@@ -127,6 +127,7 @@ class SyncStats:
     refunds_granted: int = 0
     fees_withdrawn: int = 0  # times
     last_error: str = ""
+    alerts: list[str] = field(default_factory=list)  # payees' held statements that disagreed with our books
 
 
 class ChainSync:
@@ -178,6 +179,15 @@ class ChainSync:
         self._stated: dict[str, int] = {}  # committed tokens of the last statement each payee was sent
         self._lock = asyncio.Lock()  # one settlement pass at a time (loop, queries, start)
         self.closing = False  # set by proxy.closing: the contract is being closed, the loop stands aside
+        # (seqno, session hash) → the 32 bytes a state commit carries instead of the bare session hash
+        # (proxy.integrity: the session bound to the anchored worker statistics); None: the session hash.
+        self.commit_hash: Callable[[int, bytes], Awaitable[bytes]] | None = None
+        self._posted_hashes: list[bytes] = [self.session_hash]  # commits of this session (the last 16)
+
+    @property
+    def posting(self) -> asyncio.Lock:
+        """Held by each settlement pass: others posting from the proxy wallet take it too (one seqno)."""
+        return self._lock
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -325,9 +335,10 @@ class ChainSync:
         if not (due or force):
             return
         seqno = await self.ledger.bump_seqno(now)
-        msg = sign_state_commit(
-            self.key, target=self.proxy_address, seqno=seqno, session_hash=self.session_hash
-        )
+        # With commit_hash set the commit binds the session to what the proxy publishes (reputation).
+        posted = self.session_hash if self.commit_hash is None else await self.commit_hash(seqno, self.session_hash)
+        self._posted_hashes = [*self._posted_hashes[-15:], posted]
+        msg = sign_state_commit(self.key, target=self.proxy_address, seqno=seqno, session_hash=posted)
         await post_signed(self.wallet, msg)
         self.stats.commits_posted += 1
         self._last_commit_at = int(now)
@@ -337,7 +348,7 @@ class ChainSync:
     async def _mark_seen(self) -> None:
         assert self.proxy_address is not None
         state = await read_proxy_state(self.chain, self.proxy_address)
-        if state.session_hash == self.session_hash and await self.ledger.mark_committed(
+        if state.session_hash in self._posted_hashes and await self.ledger.mark_committed(
             state.commit_seqno, state.session_hash
         ):
             self.stats.commits_seen += 1
@@ -508,6 +519,26 @@ class ChainSync:
         msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=target, counter=totals.committed_tokens)
         return self._statement(msg, b"")
 
+    def check_held(self, totals: ClientTotals | WorkerTotals, held: object) -> None:
+        """A payee's report of the statement it holds from us, against our books (reference
+        ``compareBalanceWithProxy``, from our side): raises :class:`HeldMismatch` and alerts when we
+        never signed it (the payee claims too much) or signed more than our books hold (we lost writes)."""
+        if held is None:
+            return  # holds nothing from this contract yet
+        assert self.proxy_address is not None
+        try:
+            check_payee_report(
+                held,
+                signing_key=self.key.public,
+                proxy_contract=self.proxy_address.to_str(),
+                target=totals.contract,
+                books_tokens=totals.tokens,
+            )
+        except HeldMismatch as exc:
+            self.stats.alerts.append(str(exc))
+            log.error("ALERT: refusing a payee's link: %s", exc)
+            raise
+
     def _statement(self, msg: Any, state_init: bytes) -> dict[str, str]:
         assert self.proxy_address is not None
         return statement_params(
@@ -541,4 +572,5 @@ class ChainSync:
             "payouts_posted": self.stats.payouts_posted,
             "refunds_granted": self.stats.refunds_granted,
             "fees_withdrawn": self.stats.fees_withdrawn,
+            "alerts": list(self.stats.alerts[-20:]),
         }

@@ -31,7 +31,7 @@ from cocoon.node.receipt import countersign
 from cocoon.node.refusal import refuse_for_good
 from cocoon.node.renewal import RENEWED, accept_renewal
 from cocoon.node.service import Service
-from cocoon.node.statements import STATEMENT
+from cocoon.node.statements import STATEMENT, HeldMismatch
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
 from cocoon.proxy import errors as perr
 from cocoon.proxy.admission import parse_worker_announce, payee_key
@@ -299,8 +299,9 @@ class Proxy(Service):
                 with contextlib.suppress(net.NetError):
                     await link.notify(STATEMENT, statement)
 
-    async def worker_statement(self, conn: net.NodeConnection) -> Mapping[str, Any]:
-        """The statement query of a worker link: its owner's latest signed payout ({} when none)."""
+    async def worker_statement(self, conn: net.NodeConnection, held: object = None) -> Mapping[str, Any]:
+        """The statement query of a worker link: its owner's latest signed payout ({} when none),
+        after checking the one it reports holding (``held``) against our books."""
         owner = self._worker_owner.get(self._conn_worker.get(conn.id, ""))
         if self.chain_sync is None or owner is None:
             return {}
@@ -310,7 +311,18 @@ class Proxy(Service):
             return {}
         return self.chain_sync.worker_statement(totals) or {}
 
-    async def client_statement(self, conn: net.NodeConnection) -> Mapping[str, Any]:
+        self._check_held(conn, totals, held)
+    def _check_held(self, conn: net.NodeConnection, totals: Any, held: object) -> None:
+        """A payee whose held statement disagrees with our books is refused (the alert is raised)."""
+        assert self.chain_sync is not None
+        try:
+            self.chain_sync.check_held(totals, held)
+        except HeldMismatch as exc:
+            self.drop_worker(conn)  # never chosen again on this link; the link closes after the answer
+            self.spawn(conn.aclose(f"held statement refused: {exc}"), name="held-refused")
+            raise net.QueryFailed(wire.ErrorCode.BAD_REQUEST, str(exc)) from exc
+
+    async def client_statement(self, conn: net.NodeConnection, held: object = None) -> Mapping[str, Any]:
         if self.chain_sync is None:
             return {}
         try:
@@ -319,6 +331,7 @@ class Proxy(Service):
             return {}
         return self.chain_sync.client_statement(totals) or {}
 
+        self._check_held(conn, totals, held)
     def _countersign(
         self,
         worker_part: object,
@@ -477,7 +490,7 @@ class _WorkerSide(net.NullHandler):
         self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         if method == STATEMENT:
-            return await self.proxy.worker_statement(conn)
+            return await self.proxy.worker_statement(conn, params.get("held"))
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
@@ -525,7 +538,7 @@ class _ClientSide(net.NullHandler):
             records = proxy.registry.records()
             return await proxy.relay.sealed_keys.answer(params, records, proxy.trust.verify_peer, time.time())
         if method == STATEMENT:
-            return await proxy.client_statement(conn)
+            return await proxy.client_statement(conn, params.get("held"))
         raise net.QueryFailed(wire.ErrorCode.NOT_FOUND, f"unknown query {method}")
 
     async def _attestation(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
