@@ -41,7 +41,9 @@ async def set_collateral(world, **kw):
 
 
 def contract(world, key=None):
-    return net.worker_contract(world.worker.address, world.proxy_sc, (key or world.proxy_key).public, world.params)
+    return net.worker_contract(
+        world.worker.address, world.proxy_sc, (key or world.proxy_key).public, world.params
+    )
 
 
 async def test_stake_claim_execute_pays_the_root_owner_never_the_proxy(world):
@@ -143,7 +145,9 @@ async def test_payouts_never_touch_the_stake_and_close_returns_it(world):
     await set_collateral(world, dispute_window_s=100, max_slash_permille=250)
     wc = contract(world)
     await stake_worker(world.worker, wc, 4 * TON)
-    await net.post_signed(world.proxy_owner, sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=600))
+    await net.post_signed(
+        world.proxy_owner, sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=600)
+    )
     st = await worker_state(world, wc)
     assert st.tokens == 600 and st.stake == 4 * TON
     assert (await world.chain.get_account(wc.address)).balance >= 4 * TON

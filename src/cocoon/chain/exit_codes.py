@@ -16,12 +16,13 @@ EXIT_SENTENCES: dict[int, str] = {
     404: "the inner operation or query id differs from the signed envelope",
     405: "the cumulative counter did not grow (a replay or a lower amount)",
     406: "the attached value does not cover the amount plus gas",
-    407: "the withdrawal would leave less than the stake",
-    408: "the contract is closed or not in the state this operation needs",
-    409: "the close delay has not passed yet",
+    407: "the withdrawal would leave less than the stake (or, for a slash claim, nothing is staked)",
+    408: "the contract is closed or not in the state this operation needs (e.g. a slash is already pending, or its dispute window has passed)",
+    409: "the close delay or the slash's dispute window has not passed yet",
     410: "the contract does not know this message",
     411: "the contract holds no such entry",
-    412: "an argument is malformed (a zero hash, an empty or too long name or address ...)",
+    412: "an argument is malformed (a zero hash, an empty or too long name or address, a bound out of range ...)",
+    413: "the receipt is for another worker contract or another evidence hash than the pending slash",
 }
 
 
