@@ -133,3 +133,19 @@ def test_sealed_nodes_get_a_stable_seal_seed_and_others_none(tmp_path: Path, soc
         again = open_node_secrets(settings, home=tmp_path / "w", role="worker", measurements=image)
     assert first.seal_seed is not None and len(first.seal_seed) == 32
     assert first.seal_seed == again.seal_seed  # a restart derives the same sealing keys
+
+
+async def test_a_sealed_worker_restarted_still_opens_requests_sealed_to_its_published_key(
+    tmp_path: Path, sock: Path
+) -> None:
+    tee_settings = TeeSettings(sim_home=tmp_path, seal_address=f"unix:{sock}")
+    config = WorkerConfig(home=tmp_path / "w", health_port=0, tee=tee_settings)
+    with sim_seal_server_thread(tee.sim_platform(tmp_path), sock):
+        async with Worker(config, engine=ScriptedEngine(Script(chunks=1))) as first:
+            assert first.seal_keys is not None and first.seal_keys.sealed
+            published = first.seal_keys.claims()
+        sealed = _seal_to(published)  # a client sealed to it while the worker was down
+        async with Worker(config, engine=ScriptedEngine(Script(chunks=1))) as again:
+            assert again.seal_keys is not None
+            pair = again.seal_keys.find(bytes.fromhex(published[0]["key_id"]))
+            assert pair is not None and open_request(sealed, pair, aad=AAD).body == b"prompt"
