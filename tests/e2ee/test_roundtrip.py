@@ -95,3 +95,34 @@ def test_padding_without_its_marker_is_refused() -> None:
     assert _unpad(_pad(b"ab\x00\x80\x00", 16), 0) == b"ab\x00\x80\x00"  # zeros and 0x80 inside survive
     with pytest.raises(SealError, match="padding marker"):
         _unpad(b"ab\x00\x00", 3)
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_derived_keys_are_deterministic_per_seed_and_suite(suite: Suite) -> None:
+    seed = bytes(range(32))
+    one, again = SealKeyPair.derive(suite, seed), SealKeyPair.derive(suite, seed)
+    assert one.public_bytes == again.public_bytes and one.key_id == again.key_id
+    assert SealKeyPair.derive(suite, seed[::-1]).key_id != one.key_id
+    other = Suite.CLASSICAL if suite is Suite.HYBRID else Suite.HYBRID
+    assert SealKeyPair.derive(other, seed).key_id != one.key_id
+    data = seal_request(b"x", [one.recipient()], aad=b"")
+    assert open_request(data.to_bytes(), again, aad=b"").content_key == data.content_key
+    with pytest.raises(SealError, match="at least 32"):
+        SealKeyPair.derive(suite, seed[:31])
+    assert "key_id=" in repr(one) and one.public_bytes.hex() not in repr(one.recipient("w"))
+
+
+def test_routing_aad_is_canonical_and_unambiguous() -> None:
+    base = routing_aad("/v1/chat/completions", "m", 16, "id")
+    assert base == routing_aad("/v1/chat/completions", "m", 16, "id")
+    changed = [
+        routing_aad("/v1/completions", "m", 16, "id"),
+        routing_aad("/v1/chat/completions", "m2", 16, "id"),
+        routing_aad("/v1/chat/completions", "m", None, "id"),
+        routing_aad("/v1/chat/completions", "m", 16, "id2"),
+        routing_aad("/v1/chat/completions", 'm",16,"i', 0, "d"),  # a field cannot run into the next
+    ]
+    assert len({base, *changed}) == 6
+    for bad in ((1, "m", 1, "i"), ("e", "m", -1, "i"), ("e", "m", True, "i"), ("e", "m", 1.5, "i")):
+        with pytest.raises(SealError):
+            routing_aad(*bad)  # type: ignore[arg-type]
