@@ -14,9 +14,21 @@ from pathlib import Path
 import pytest
 from pytoniq_core import Address, Cell, begin_cell
 
-from cocoon.chain import KeyPair, LocalChain, Op, sign, sign_state_commit
+from cocoon.chain import (
+    Collateral,
+    KeyPair,
+    LocalChain,
+    Op,
+    ServiceClass,
+    load_contract,
+    sign,
+    sign_slash_claim,
+    sign_slash_receipt,
+    sign_state_commit,
+)
 from cocoon.chain import network as net
 from cocoon.chain.messages import client_body, proxy_body, root_body
+from cocoon.chain.slashing import slash_dispute_body, slash_execute_body, stake_worker_body
 
 CONTRACTS = Path(__file__).parents[2] / "src" / "cocoon" / "chain" / "contracts"
 TON = net.TON
@@ -65,10 +77,10 @@ def scenario() -> tuple[list[dict], list[Address]]:
     now = T0
     steps: list[dict] = []
 
-    def step(src, dest, value, body=None, init=None, bounce=True):  # type: ignore[no-untyped-def]
+    def step(src, dest, value, body=None, init=None, bounce=True, at=None):  # type: ignore[no-untyped-def]
         steps.append(
             {
-                "now": now,
+                "now": now if at is None else at,
                 "src": src.to_str(is_user_friendly=False),
                 "dest": dest.to_str(is_user_friendly=False),
                 "value": value,
@@ -93,6 +105,16 @@ def scenario() -> tuple[list[dict], list[Address]]:
         root_body(Op.CHANGE_PRICE, 4, price_per_token=2000, worker_fee_per_token=1500),
     )
     step(OWNER, root.address, op, root_body(Op.UNREGISTER_PROXY, 5, seqno=77))
+    step(OWNER, root.address, op, root_body(Op.REGISTER_PROXY, 3, address="10.0.0.3:9001 10.0.0.3:9000"))
+    bad_entry = begin_cell().store_uint(Op.REGISTER_PROXY, 32).store_uint(3, 64).store_uint(0, 1)
+    step(OWNER, root.address, op, bad_entry.store_uint(4, 7).store_bytes(b"a  b").end_cell())  # two spaces
+    gold = ServiceClass(name="gold", price_multiplier=2500, target_ttft_ms=900, max_retries=4)
+    step(OWNER, root.address, op, root_body(Op.SET_SERVICE_CLASS, 7, service_class=gold))
+    step(OWNER, root.address, op, root_body(Op.REMOVE_SERVICE_CLASS, 7, name="elastic"))  # not held: 411
+    terms = Collateral(min_worker_stake=TON, dispute_window_s=300, max_slash_permille=400)
+    step(OWNER, root.address, op, root_body(Op.SET_COLLATERAL, 8, collateral=terms))
+    step(STRANGER, root.address, op, root_body(Op.UPGRADE_CODE, 9, code=load_contract("wallet").code))
+    step(OWNER, root.address, op, root_body(Op.UPGRADE_CODE, 9, code=root.code))
     step(
         OWNER,
         root.address,
@@ -142,6 +164,7 @@ def scenario() -> tuple[list[dict], list[Address]]:
     pay = sign(key, Op.WORKER_PAYOUT_SIGNED, target=worker.address, counter=600)
     step(WORKER, worker.address, op, pay.body(WORKER), worker.state_init)
     step(WORKER, worker.address, op, pay.body(WORKER))
+    now = collateral_steps(step, now, key, rogue, worker.address, op)
     rogue_pay = sign(rogue, Op.WORKER_PAYOUT_SIGNED, target=rogue_worker.address, counter=10**6)
     step(WORKER, rogue_worker.address, op, rogue_pay.body(WORKER), rogue_worker.state_init)
     commit = sign_state_commit(key, target=proxy.address, seqno=5, session_hash=b"\x05" * 32)
@@ -176,6 +199,41 @@ def scenario() -> tuple[list[dict], list[Address]]:
     now += params.proxy_delay_before_close
     step(PROXY_OWNER, proxy.address, op, complete.body())
     return steps, [root.address, proxy.address, client.address, worker.address, rogue_worker.address]
+
+
+def collateral_steps(add_step, now, key, rogue, worker, op):  # type: ignore[no-untyped-def]
+    """Stake, a claim that asks the root for its terms through the proxy contract, disputes, execution."""
+
+    def step(*args, **kw):  # type: ignore[no-untyped-def]
+        add_step(*args, at=now, **kw)
+
+    step(WORKER, worker, 3 * TON + op, stake_worker_body(3 * TON, excess=WORKER))
+    step(STRANGER, worker, 3 * TON + op, stake_worker_body(TON, excess=STRANGER))  # not the owner
+    evidence = b"\x0e" * 32
+    claim = sign_slash_claim(key, worker, amount=5 * TON, evidence_hash=evidence, counter=1)
+    step(
+        PROXY_OWNER,
+        worker,
+        op,
+        sign_slash_claim(rogue, worker, amount=TON, evidence_hash=evidence, counter=1).body(),
+    )
+    step(PROXY_OWNER, worker, op, claim.body(PROXY_OWNER))
+    step(PROXY_OWNER, worker, op, claim.body(PROXY_OWNER))  # replay
+    wrong = sign_slash_receipt(key, worker, evidence_hash=b"\x0f" * 32)
+    step(WORKER, worker, op, slash_dispute_body(wrong, excess=WORKER))
+    step(
+        WORKER,
+        worker,
+        op,
+        slash_dispute_body(sign_slash_receipt(key, worker, evidence_hash=evidence), excess=WORKER),
+    )
+    step(STRANGER, worker, op, slash_execute_body(excess=STRANGER))  # nothing pending
+    second = sign_slash_claim(key, worker, amount=TON, evidence_hash=evidence, counter=2)
+    step(PROXY_OWNER, worker, op, second.body(PROXY_OWNER))
+    step(STRANGER, worker, op, slash_execute_body(excess=STRANGER))  # too early
+    now += 300
+    step(STRANGER, worker, op, slash_execute_body(excess=STRANGER))
+    return now
 
 
 def run_local(steps: list[dict], watch: list[Address]) -> dict:
@@ -232,4 +290,4 @@ def test_localchain_matches_sandbox(tmp_path):
     assert local["data"] == sandbox["data"]
     # the scenario exercises refusals, not only happy paths
     exits = {tx["exit"] for st in local["steps"] for tx in st}
-    assert {401, 402, 403, 405, 407, 408, 409} <= exits
+    assert {401, 402, 403, 405, 407, 408, 409, 411, 412, 413} <= exits

@@ -668,3 +668,182 @@ class WorkerRegistry:
             duration_count=self._duration_hist.n,
             per_worker=tuple(views),
         )
+
+    # ------------------------------------------------------------ lasting reputation (proxy.reputation)
+
+    def export_reputation(self) -> dict[str, dict[str, float | int | bool | None]]:
+        """Every known worker's statistics as JSON-able values (running requests excluded), for the store."""
+        out: dict[str, dict[str, float | int | bool | None]] = {}
+        for worker_id, live in self._live.items():
+            record: dict[str, float | int | bool | None] = {
+                name: getattr(live, name) for name in _PERSISTED_FLOATS + _PERSISTED_INTS
+            }
+            record["suspended_until"] = live.suspended_until if math.isfinite(live.suspended_until) else None
+            record["probation"] = live.probation
+            out[worker_id] = record
+        return out
+
+    def restore_reputation(self, records: Mapping[str, Mapping[str, object]]) -> int:
+        """Take back exported statistics (at start, before workers connect); a worker already known here
+        keeps its live record, a malformed record is skipped. Returns how many were restored."""
+        restored = 0
+        for worker_id, record in records.items():
+            if not isinstance(worker_id, str) or not worker_id or worker_id in self._live:
+                continue
+            live = _restored_live(record)
+            if live is not None:
+                self._live[worker_id] = live
+                self._seen(live.last_seen)
+                restored += 1
+        self._trim()
+        return restored
+
+    def spot_check_failed(self, worker_id: str, now: float) -> None:
+        """The worker's answer to a canary contradicts its model's fingerprint: severe, suspended at once
+        (like a usage mismatch, but not counted as one)."""
+        live = self._live.get(worker_id)
+        if live is None:
+            return
+        now = self._seen(now)
+        live.decay(now, self._policy.decay_s)
+        live.bad += self._policy.mismatch_weight
+        live.total_failed += 1
+        self._suspend(live, now)
+
+    def is_suspended(self, worker_id: str, now: float) -> bool:
+        live = self._live.get(worker_id)
+        return live is not None and now < live.suspended_until
+
+
+_PERSISTED_FLOATS = ("ttft", "tps", "duration", "ok", "bad", "assigned", "decayed_at", "last_seen")
+_PERSISTED_INTS = (
+    "consecutive",
+    "level",
+    "total_ok",
+    "total_failed",
+    "total_tokens",
+    "mismatches",
+    "suspensions",
+)
+
+
+def _restored_live(record: Mapping[str, object]) -> _Live | None:
+    """A :class:`_Live` from an exported record, or None when any value is out of shape."""
+    if not isinstance(record, Mapping):
+        return None
+    live = _Live()
+    for name in _PERSISTED_FLOATS:
+        value = record.get(name)
+        optional = name in ("ttft", "tps", "duration")
+        if value is None and optional:
+            continue
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            return None
+        setattr(live, name, float(value))
+    for name in _PERSISTED_INTS:
+        value = record.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
+            return None
+        setattr(live, name, value)
+    until = record.get("suspended_until")
+    if until is not None:
+        if not isinstance(until, int | float) or isinstance(until, bool) or not math.isfinite(until):
+            return None
+        live.suspended_until = float(until)
+    probation = record.get("probation")
+    if not isinstance(probation, bool):
+        return None
+    live.probation = probation
+    live.level = min(live.level, 30)
+    return live
+
+
+def _meeting(
+    model: str, records: list[WorkerRecord], job: Job, admitted: Callable[[ServiceClass, str], bool]
+) -> list[WorkerRecord]:
+    """The workers whose attested hardware and measured class admission meet ``job``."""
+    if job.min_hardware is not None or job.confidential_gpu:
+        equipped = [r for r in records if job.hardware_ok(r.hardware, r.confidential_gpu)]
+        if not equipped:
+            want = f"{job.min_hardware} or better" if job.min_hardware else "hardware"
+            want += " with a confidential GPU (TDX and GPU CC on)" if job.confidential_gpu else ""
+            attested = ", ".join(
+                sorted({r.hardware + (" cc" if r.confidential_gpu else "") for r in records})
+            )
+            raise ConstraintUnmet(
+                job.hardware_param, f"no worker for model {model!r} has {want} (attested: {attested})"
+            )
+        records = equipped
+    cls = job.service_class
+    if cls is not None:
+        members = [r for r in records if admitted(cls, r.worker_id)]
+        if not members:
+            raise ClassUnavailable(model, cls.name)
+        records = members
+    return records
+
+
+def _measured(live: _Live, perf: Performance, classes: tuple[str, ...], now: float) -> dict[str, Any]:
+    """The measured fields of :class:`WorkerStats`."""
+    since = now - live.first_seen if live.first_seen is not None else 0.0
+    uptime = live.uptime(now)
+    return {
+        "ttft_p90_s": perf.ttft_p90_s,
+        "decode_p10_tps": perf.decode_p10_tps,
+        "observations": perf.observations,
+        "bandwidth_bps": live.relayed_bytes / live.relay_s if live.relay_s > 0 else None,
+        "relayed_bytes": live.relayed_bytes,
+        "uptime_s": uptime,
+        "uptime_ratio": min(uptime / since, 1.0)
+        if since > 0
+        else (1.0 if live.session_start is not None else 0.0),
+        "service_classes": classes,
+    }
+
+
+def market_view(registry: WorkerRegistry, model: str, now: float) -> dict[str, Any]:
+    """For ``/v1/models`` and the dashboard: the attested hardware of the workers serving ``model``
+    (its full id), the service classes with how many workers each admits, and what was measured."""
+    workers = []
+    admitted: dict[str, int] = dict.fromkeys(registry.service_classes, 0)
+    for rec in registry.records():
+        if rec.model != model:
+            continue
+        st = registry.stats(rec.worker_id, now)
+        for name in st.service_classes:
+            admitted[name] += 1
+        workers.append(worker_market_json(rec, st))
+    return {
+        "hardware": sorted({w["hardware"] for w in workers}, key=HARDWARE_CLASSES.index),
+        "service_classes": {
+            name: {
+                "price_multiplier": c.price_multiplier,
+                "target_ttft_ms": c.target_ttft_ms,
+                "min_tokens_per_s": c.min_tokens_per_s,
+                "max_retries": c.max_retries,
+                "min_success_rate_permille": c.min_success_rate_permille,
+                "workers_admitted": admitted[name],
+            }
+            for name, c in sorted(registry.service_classes.items())
+        },
+        "worker_market": workers,
+    }
+
+
+def _within_cost(records: list[WorkerRecord], job: Job) -> list[WorkerRecord]:
+    """The workers that can serve the whole request within its ``max_cost``, or ConstraintUnmet."""
+    cls = job.service_class
+    within = [r for r in records if job.affordable(class_coefficient(r.coefficient, cls))]
+    if not within:
+        cheapest = min(job.reservation_at(class_coefficient(r.coefficient, cls)) for r in records)
+        raise ConstraintUnmet(
+            "max_cost",
+            f"{job.max_cost} nanoTON cannot cover this request: the cheapest worker reserves "
+            f"{cheapest} nanoTON for max_tokens={job.max_tokens}",
+        )
+    return within
