@@ -161,7 +161,8 @@ class Worker(Service):
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         sim_home = self.config.tee.sim_home or self.config.home
         self.gpu = await asyncio.to_thread(evidence_for_key, self.config.gpu, public, sim_home=sim_home)
-        seal_keys = self.seal_keys = SealKeys(lifetime_s=self.config.tee.cert_lifetime_s, seed=secrets.seal_seed)
+        lifetime = self.config.tee.cert_lifetime_s
+        seal_keys = self.seal_keys = SealKeys(lifetime_s=lifetime, seed=secrets.seal_seed)
         claims = {"model": self.engine.model_name, "gpu": self.gpu.to_claims()}
         self.trust = NodeTrust(
             self.config.tee,
