@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_CLIENT_PORT",
     "DEFAULT_STATS_PORT",
     "DEFAULT_WORKER_PORT",
+    "IntegritySettings",
     "PricingSettings",
     "ProxyChainSettings",
     "ProxyConfig",
@@ -70,6 +71,20 @@ class ProxyChainSettings(ChainSettings):
     _root_is_an_address = field_validator("root_address")(check_address)
 
 
+class IntegritySettings(BaseModel):
+    """Spot checks, evidence and slashing, lasting reputation (``[proxy.integrity]``, proxy.integrity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spot_check_every_requests: int = Field(50, ge=0, le=1_000_000)  # mean requests per round; 0 = off
+    spot_check_max_interval_s: float = Field(600.0, gt=0)  # a round at least this often per model hash
+    spot_check_workers: int = Field(3, ge=1, le=16)  # workers of one model hash asked the same canary
+    spot_check_max_tokens: int = Field(24, ge=1, le=4096)
+    spot_check_trusted_workers: list[str] = Field(default_factory=list, max_length=1024)
+    slash_permille: int = Field(100, ge=0, le=1000)  # of a worker's stake per proven misbehaviour
+    save_interval_s: float = Field(5.0, gt=0, le=3600)  # reputation saved this often while it changes
+
+
 class ProxyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,6 +116,7 @@ class ProxyConfig(BaseModel):
     # certificates are still checked for self-signature, validity and key binding.
     client_peer_policy: Literal["sim", "tdx", "any"] = "any"
     chain: ProxyChainSettings | None = None  # None: no chain (test credit, `pricing` above)
+    integrity: IntegritySettings = IntegritySettings()
 
     @model_validator(mode="after")
     def _owner_is_a_wallet_on_a_chain(self) -> Self:

@@ -86,6 +86,8 @@ PROXY_CHARTS = (
 class ProxyDashboardSource(Protocol):
     """What the page reads from the proxy service."""
 
+    draining: bool  # the operator's drain: new client requests refused, running ones finish
+
     @property
     def registry(self) -> WorkerRegistry: ...
 
@@ -231,6 +233,7 @@ def proxy_snapshot(stats: Mapping[str, Any]) -> Snapshot:
         ("state", cell(stats.get("state"), "ok" if stats.get("state") == "running" else "warn")),
         ("workers", cell(f"{workers.get('count', 0)} ({workers.get('suspended', 0)} suspended)")),
         ("clients connected", cell(stats.get("clients_connected", 0), "number")),
+        ("accepting requests", _accepting(stats.get("accepting_requests", True))),
         ("requests", cell(requests.get("requests", 0), "number")),
         ("succeeded / failed", cell(f"{requests.get('succeeded', 0)} / {requests.get('failed', 0)}")),
         ("billed to clients", cell(billing.get("revenue_nano", 0), "ton")),
@@ -272,6 +275,28 @@ def _enable_action(source: ProxyDashboardSource, enabled: bool) -> Action:
     return Action("disable", "disable", run, table="workers", confirm="Stop sending requests to {target}?")
 
 
+def _accepting(accepting: bool) -> Any:
+    return cell("yes" if accepting else "no (draining)", "ok" if accepting else "warn")
+
+
+def _drain_actions(source: ProxyDashboardSource) -> tuple[Action, Action]:
+    """Drain the whole proxy (for maintenance): clients' new requests are refused as busy (a client
+    with another proxy goes there), running answers finish and are billed; resume undoes it."""
+
+    async def drain(_target: str) -> str:
+        source.draining = True
+        return "draining: new requests are refused as busy; running answers finish"
+
+    async def resume(_target: str) -> str:
+        source.draining = False
+        return "accepting requests again"
+
+    return (
+        Action("drain", "drain proxy", drain, confirm="Refuse every new request on this proxy?"),
+        Action("resume", "resume proxy", resume),
+    )
+
+
 def proxy_dashboard(
     source: ProxyDashboardSource, home: Path, policy: LocalHttpPolicy | None = None
 ) -> LocalHttpGuard:
@@ -283,7 +308,7 @@ def proxy_dashboard(
     settings = DashboardSettings(
         role="proxy",
         charts=PROXY_CHARTS,
-        actions=(_enable_action(source, False), _enable_action(source, True)),
+        actions=(_enable_action(source, False), _enable_action(source, True), *_drain_actions(source)),
         operator_token=write_operator_token(home),
         policy=policy,
     )

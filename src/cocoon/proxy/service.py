@@ -38,12 +38,15 @@ from cocoon.proxy.admission import parse_worker_announce, payee_key
 from cocoon.proxy.attempt import AttemptSettings
 from cocoon.proxy.chain_sync import ChainSync, parse_address, price_params
 from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.integrity import Integrity
 from cocoon.proxy.ledger import AsyncLedger, BillingLedger, LedgerStatistics
 from cocoon.proxy.metering import UsageAudit
 from cocoon.proxy.metrics import stats_json
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price
 from cocoon.proxy.relay import CappedBill, Relay, RelaySettings
-from cocoon.proxy.selection import RegistryStatistics, WorkerRecord, WorkerRegistry
+from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
+from cocoon.proxy.selection import RegistryStatistics, WorkerRecord
+from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.stats_http import start_stats_server
 
 __all__ = ["Proxy"]
@@ -66,7 +69,7 @@ class Proxy(Service):
         self.chain_sync: ChainSync | None = None  # set when config.chain is given
         self.trust: NodeTrust | None = None
         self.books: AsyncLedger | None = None
-        self.registry = WorkerRegistry()
+        self.registry = TrackedRegistry(ReputationBook())  # selection, keeping each worker's lasting record
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
         self.allowed_model_names: dict[bytes, str] = {}  # the root's name for each allowed model hash
@@ -101,6 +104,16 @@ class Proxy(Service):
             counters=self.counters,
             audit=self.audit,
         )
+        self.integrity = Integrity(  # lasting reputation, spot checks, evidence and slashes
+            registry=self.registry,
+            links=self._worker_links.get,
+            books=self._books,
+            sign_key=lambda: self.trust.identity.private_key if self.trust is not None else None,
+            owner_of=lambda worker_id: self._worker_owner.get(worker_id, worker_id),
+            capped=self.relay.capped,
+            spawn=lambda work: self.spawn(work, name="integrity"),
+            settings=config.integrity,
+        )
         self.worker_port = config.worker_port
         self.client_port = config.client_port
         self.stats_port = config.stats_port
@@ -127,6 +140,8 @@ class Proxy(Service):
         stale = await books.release_stale(now=now, older_than=now)
         if stale:
             log.warning("ended %d requests left reserved by a previous run", len(stale))
+        await self.integrity.open()  # workers' records and suspensions, before any worker connects
+        stack.push_async_callback(_quietly(self.integrity.save))  # at stop, once the bills are written
         self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy", links=self._links)
         self.spawn(self.trust.keep_fresh(), name="cert-renewal")
         if self.config.chain is not None:
@@ -141,7 +156,9 @@ class Proxy(Service):
                 chain=self._chain,
             )
             stack.push_async_callback(_quietly(sync.aclose))
+            sync.commit_hash = self.integrity.anchor  # commits anchor the published worker statistics
             await sync.open()
+            self.integrity.use_chain(ChainSlashing(sync))
         # In-flight answers finish their bills before the store closes (registered after it: runs first).
         stack.push_async_callback(self.relay.wait_idle)
         await self._serve_ports(stack)
@@ -149,6 +166,7 @@ class Proxy(Service):
         stack.push_async_callback(_quietly(stats.aclose))
         self.stats_port = stats.port
         self.spawn(self._notify_payments(), name="payment-notices")
+        self.spawn(self.integrity.run(), name="integrity")
         if self.chain_sync is not None:
             self.spawn(self.chain_sync.run(), name="chain-sync")
 
@@ -345,7 +363,7 @@ class Proxy(Service):
         if self.trust is None or link is None:
             return None
         # Countersigned only if the worker's key (the one attested on its link) signed it.
-        return countersign(
+        receipt = countersign(
             self.trust.identity.private_key,
             worker_part,
             worker_attestation=link.peer.attestation,
@@ -354,6 +372,9 @@ class Proxy(Service):
             adjusted_tokens=adjusted,
             cost_nano=cost,
         )
+        if receipt is not None:  # a capped bill becomes evidence; an accepted one, a slash receipt
+            self.integrity.answered(request_id.hex(), worker_id, worker_part, adjusted)
+        return receipt
 
     def drop_worker(self, conn: net.NodeConnection) -> None:
         worker_id = self._conn_worker.pop(conn.id, None)
@@ -524,6 +545,8 @@ class _ClientSide(net.NullHandler):
         self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         proxy = self.proxy
+        if method == "worker_stats":  # signed per-worker statistics, and the ones anchored on chain
+            return await proxy.integrity.published(params)
         if method == "time":
             return {"time": time.time()}
         if method == "models":

@@ -46,6 +46,7 @@ from cocoon.node.sealkeys import SealKeys
 from cocoon.node.renewal import RenewalPusher
 from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
+from cocoon.node.slashreceipts import SLASH_RECEIPT, HeldReceipts
 from cocoon.node.statements import STATEMENT, HeldStatements
 from cocoon.node.trust import ROLE_MEASUREMENTS, NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
@@ -122,6 +123,7 @@ class Worker(Service):
         self.payments: dict[str, Mapping[str, Any]] = {}  # proxy address → latest signed payment status
         # The proxies' signed payouts, held so the owner can claim them (cocoon worker claim).
         self.statements = HeldStatements(config.home, logger=self.log)
+        self.slash_receipts = HeldReceipts(config.home)  # the proxy's word against its own slash claims
         self.refusals = RefusalWatch(self.log)  # proxies that refused this worker for good
         self.gpu: GpuEvidence = GpuEvidence(kind="none")
         self._health: HttpServer | None = None
@@ -493,6 +495,8 @@ class _ProxyLinkHandler:
             self.worker.payments[conn.peer.address] = dict(params)
         elif method == STATEMENT:
             self.worker.statements.on_notice(conn, params)
+        elif method == SLASH_RECEIPT:
+            self.worker.slash_receipts.on_notice(conn, params)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.worker.log.info("proxy link %s closed: %s", conn.peer.address, exc)
