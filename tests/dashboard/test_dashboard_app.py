@@ -112,7 +112,7 @@ async def test_state_document_carries_history_and_the_page_is_locked_down() -> N
         [chart] = state["charts"]
         assert len(chart["series"][0]["points"]) == 2  # three samples, two rates
         assert state["actions"] == [
-            {"name": "disable", "label": "disable", "table": "workers", "confirm": ""}
+            {"name": "disable", "label": "disable", "table": "workers", "confirm": "", "prompt": ""}
         ]
 
 

@@ -16,7 +16,10 @@ from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
 from cocoon.cli.runner import default_home, fail
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cocoon.worker import WorkerConfig
+    from cocoon.worker.controls import Reloadable
     from cocoon.worker.init_config import EngineChoice
 
 __all__ = ["app"]
@@ -67,8 +70,104 @@ def run_worker(
             "home": str(worker.config.home),
         }
 
-    # A worker every proxy refuses for good (owner, model) exits with EXIT_REFUSED instead of retrying.
-    run_async(serve_node(worker, "worker", summary, refused=worker.refusals.wait))
+    async def serve() -> None:
+        if config is not None:  # SIGHUP: read the file again, apply what can change live
+            load = lambda: load_config(WorkerConfig, config, section="worker", overrides=overrides)  # noqa: E731
+            reload_on_sighup(worker, load)
+        # A worker every proxy refuses for good (owner, model) exits with EXIT_REFUSED instead of retrying.
+        await serve_node(worker, "worker", summary, refused=worker.refusals.wait)
+
+    run_async(serve())
+
+
+def reload_on_sighup(worker: Reloadable, load: Callable[[], WorkerConfig]) -> Callable[[], None]:
+    """From now on SIGHUP reloads the config into ``worker`` (live fields only, see
+    :mod:`cocoon.worker.controls`); returns the undo. Needs a running event loop."""
+    import asyncio
+    import signal
+
+    from cocoon.worker.controls import reload_live
+
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(reload_live(worker, load))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    def undo() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return undo
+
+
+def _operator_action(
+    ctx: typer.Context, url: str, token_file: Path | None, action: str, target: str = ""
+) -> None:
+    """Run one of the worker dashboard's operator actions on a running worker."""
+    import httpx
+
+    options = global_options(ctx)
+    path = token_file or (options.home or default_home() / "worker") / "operator.token"
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        token = ""
+    if not token:
+        raise fail(f"no operator token in {path} (the worker writes it at start; pass --token-file)")
+    try:
+        with httpx.Client(timeout=10) as http:
+            answer = http.post(
+                f"{url.rstrip('/')}/dashboard/api/actions/{action}",
+                json={"target": target},
+                headers={"authorization": f"Bearer {token}"},
+            )
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the worker at {url}: {exc}") from None
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    if answer.status_code != 200:
+        message = body.get("error", {}).get("message", answer.text) if isinstance(body, dict) else answer.text
+        raise fail(f"the worker refused: {message}")
+    if options.json:
+        typer.echo(json.dumps({"ok": True, "action": action, "message": body.get("message", "")}))
+    else:
+        console.print(Text(str(body.get("message", "done"))))
+
+
+UrlOpt = Annotated[str, typer.Option(help="The worker's health endpoint.")]
+TokenFileOpt = Annotated[
+    Path | None, typer.Option(help="The worker's operator.token (default: <home>/operator.token).")
+]
+_DEFAULT_URL = "http://127.0.0.1:12000"
+
+
+@app.command("set-price")
+def set_price_cmd(
+    ctx: typer.Context,
+    coefficient: Annotated[int, typer.Argument(min=0, help="Price coefficient, per mille (1000 = 1x).")],
+    url: UrlOpt = _DEFAULT_URL,
+    token_file: TokenFileOpt = None,
+) -> None:
+    """Change a running worker's price coefficient now; its proxies price the next requests with it."""
+    _operator_action(ctx, url, token_file, "set-price", str(coefficient))
+
+
+@app.command("drain")
+def drain_cmd(ctx: typer.Context, url: UrlOpt = _DEFAULT_URL, token_file: TokenFileOpt = None) -> None:
+    """Pause a running worker: proxies stop sending it requests, running ones finish."""
+    _operator_action(ctx, url, token_file, "drain")
+
+
+@app.command("resume")
+def resume_cmd(ctx: typer.Context, url: UrlOpt = _DEFAULT_URL, token_file: TokenFileOpt = None) -> None:
+    """Let a paused worker take requests again."""
+    _operator_action(ctx, url, token_file, "resume")
 
 
 def _check(config: WorkerConfig, as_json: bool) -> typer.Exit:

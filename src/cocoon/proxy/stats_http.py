@@ -34,6 +34,8 @@ __all__ = ["StatsSource", "build_stats_app", "start_stats_server"]
 
 
 class StatsSource(Protocol):
+    draining: bool  # the dashboard's drain / resume of the whole proxy
+
     def statistics(self) -> dict[str, Any]: ...
 
     def ledger_statistics(self) -> LedgerStatistics: ...

@@ -1,5 +1,6 @@
 """The worker's page of the operator dashboard: requests, tokens, load, earnings and GPUs over time,
-its proxy links, GPUs, recent errors and log lines; drain / resume behind the operator token.
+its proxy links, GPUs, recent errors and log lines; drain / resume and set-price (the price
+coefficient, target = per mille) behind the operator token.
 
 It reads the ``GET /health`` document (so the page and ``cocoon health`` agree). Draining makes the
 worker refuse new requests as busy (proxies send them elsewhere) while running ones finish.
@@ -79,8 +80,14 @@ GPU_CHARTS = (
 
 
 class Drainable(Protocol):
+    """What the dashboard's actions change on the worker (each tells its proxies at once)."""
+
     draining: bool
     weights_changed: str | None  # set when the engine serves other weights: resuming is refused
+
+    async def set_accepting(self, accepting: bool) -> None: ...
+
+    async def apply_live(self, changes: Mapping[str, Any]) -> None: ...
 
 
 def _gpu_metrics(gpus: list[Mapping[str, Any]]) -> dict[str, float]:
@@ -196,20 +203,29 @@ def worker_snapshot(h: Mapping[str, Any], log_lines: list[str]) -> Snapshot:
     )
 
 
-def _drain_actions(worker: Drainable) -> tuple[Action, Action]:
+def _control_actions(worker: Drainable) -> tuple[Action, ...]:
     async def drain(_target: str) -> str:
-        worker.draining = True
-        return "draining: new requests are refused as busy (proxies send them elsewhere); running ones finish"
+        await worker.set_accepting(False)
+        return "draining: new requests are refused and proxies stop sending them; running ones finish"
 
     async def resume(_target: str) -> str:
-        if worker.weights_changed:
-            raise ValueError(f"cannot resume: {worker.weights_changed}; restart with the announced weights")
-        worker.draining = False
+        await worker.set_accepting(True)  # ValueError (400) when the engine changed its weights
         return "accepting requests again"
+
+    async def set_price(target: str) -> str:
+        try:
+            coefficient = int(target.strip())
+        except ValueError:
+            raise ValueError(
+                f"the price coefficient is an integer per mille (1000 = 1x), got {target!r}"
+            ) from None
+        await worker.apply_live({"coefficient": coefficient})  # ValueError when out of range
+        return f"price coefficient now {coefficient / 1000:.3f}x: proxies price the next requests with it"
 
     return (
         Action("drain", "drain", drain, confirm="Refuse new requests on this worker?"),
         Action("resume", "resume", resume),
+        Action("set-price", "set price", set_price, prompt="New price coefficient, per mille (1000 = 1x):"),
     )
 
 
@@ -230,7 +246,7 @@ def worker_dashboard(
     settings = DashboardSettings(
         role="worker",
         charts=WORKER_CHARTS + (GPU_CHARTS if with_gpu_charts else ()),
-        actions=_drain_actions(worker),
+        actions=_control_actions(worker),
         operator_token=write_operator_token(home),
         policy=policy,
     )

@@ -9,6 +9,7 @@ service.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -38,6 +39,10 @@ class WorkerReport(Protocol):
     def statistics(self) -> dict[str, Any]: ...
 
     async def engine_healthy(self) -> bool: ...
+
+    async def set_accepting(self, accepting: bool) -> None: ...  # the dashboard's drain / resume
+
+    async def apply_live(self, changes: Mapping[str, Any]) -> None: ...  # its set-price
 
 
 async def health_report(worker: WorkerReport) -> dict[str, Any]:

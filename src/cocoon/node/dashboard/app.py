@@ -109,7 +109,7 @@ def _state_json(settings: DashboardSettings, snapshot: Snapshot, now: float) -> 
         "charts": [settings.history.chart_json(chart) for chart in settings.charts],
         "tables": [table.to_json() for table in snapshot.tables],
         "actions": [
-            {"name": a.name, "label": a.label, "table": a.table, "confirm": a.confirm}
+            {"name": a.name, "label": a.label, "table": a.table, "confirm": a.confirm, "prompt": a.prompt}
             for a in settings.actions.values()
         ],
         "operator_actions": settings.operator_token is not None,

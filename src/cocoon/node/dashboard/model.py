@@ -110,6 +110,7 @@ class Action:
     run: Callable[[str], Awaitable[str]]
     table: str | None = None
     confirm: str = ""  # asked in the browser before running, when set
+    prompt: str = ""  # when set, the browser asks for the target with this question (node-wide actions)
 
 
 @dataclass(frozen=True, slots=True)

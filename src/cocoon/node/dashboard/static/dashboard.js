@@ -154,6 +154,11 @@
   }
 
   async function runAction(action, target) {
+    if (action.prompt) {
+      const given = window.prompt(action.prompt, "");
+      if (given === null) return;
+      target = given.trim();
+    }
     if (action.confirm && !window.confirm(action.confirm.replace("{target}", target))) return;
     try {
       const answer = await fetch(`api/actions/${encodeURIComponent(action.name)}`, {
