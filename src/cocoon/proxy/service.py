@@ -70,6 +70,7 @@ class Proxy(Service):
         self.trust: NodeTrust | None = None
         self.books: AsyncLedger | None = None
         self.registry = TrackedRegistry(ReputationBook())  # selection, keeping each worker's lasting record
+        self.draining = False  # the operator's drain (dashboard): new requests refused, running ones finish
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
         self.allowed_model_names: dict[bytes, str] = {}  # the root's name for each allowed model hash
@@ -433,6 +434,9 @@ class Proxy(Service):
         return out
 
     async def handle_request(self, client_conn: net.NodeConnection, stream: net.IncomingStream) -> None:
+        if self.draining:
+            await stream.send_error(wire.ErrorCode.BUSY, "this proxy is draining: try another proxy")
+            return
         await self.relay.handle(self.client_id(client_conn), stream)
 
     # -- what the operator sees (stats_http.StatsSource) -------------------------------------------
@@ -462,6 +466,7 @@ class Proxy(Service):
                 "state": self.state.value,
                 "image_hash": (self.trust.image_hash or b"").hex() if self.trust else "",
                 "clients_connected": len(self._client_links),
+                "accepting_requests": not self.draining,
                 "requests": dict(self.counters),
                 "models": self.models(),
                 "capped": [_capped_json(c) for c in self.relay.capped.recent],
