@@ -20,7 +20,9 @@ from cocoon.tee.errors import CertificateInvalid
 __all__ = ["CLAIMS_VERSION", "MAX_CLAIMS_SIZE", "Claims"]
 
 CLAIMS_VERSION = 1
-MAX_CLAIMS_SIZE = 16 * 1024
+# Room for an 8-GPU box: each GPU's attestation report with its certificate chain is about 7 KiB,
+# the sealing keys (hybrid + classical) about 2.7 KiB.
+MAX_CLAIMS_SIZE = 128 * 1024
 _RESERVED = frozenset({"v", "public_key", "backend", "timestamp", "model_hash"})
 
 
@@ -56,9 +58,15 @@ class Claims:
         if self.model_hash is not None:
             doc["model_hash"] = self.model_hash.hex()
         try:
-            return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+            encoded = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
         except (TypeError, ValueError) as exc:
             raise CertificateInvalid(f"extra claims are not JSON-serialisable: {exc}") from exc
+        if len(encoded) > MAX_CLAIMS_SIZE:
+            # Fail at the node's own start, not at every peer that would refuse the certificate.
+            raise CertificateInvalid(
+                f"claims are {len(encoded)} bytes, over the {MAX_CLAIMS_SIZE}-byte limit"
+            )
+        return encoded
 
     def report_data(self) -> bytes:
         """The 64 bytes a quote must carry: SHA-512 of the encoded claims."""
