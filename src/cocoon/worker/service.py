@@ -41,15 +41,17 @@ from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.refusal import RefusalWatch
+from cocoon.node.renewal import RenewalPusher
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.sealkeys import SealKeys
-from cocoon.node.renewal import RenewalPusher
 from cocoon.node.secrets import open_node_secrets
 from cocoon.node.service import Service
 from cocoon.node.slashreceipts import SLASH_RECEIPT, HeldReceipts
 from cocoon.node.statements import STATEMENT, HeldStatements
 from cocoon.node.trust import ROLE_MEASUREMENTS, NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
+from cocoon.worker.controls import live_update, tell_proxies, update_notice
+from cocoon.worker.earnings import record_payment, with_estimates
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
 from cocoon.worker.instance import instance_id
@@ -105,7 +107,8 @@ class Worker(Service):
     ) -> None:
         """``links``: how proxy links are made (TCP unless given; a ``net.MemoryHub`` in tests)."""
         super().__init__(logger=worker_logger())
-        self.config = config
+        self.config = config  # replaced by apply_live (its live fields change while running)
+        self._started_config = config  # what the announce of every link says
         self._links = links
         self.engine = engine if engine is not None else build_engine(config)
         self.trust: NodeTrust | None = None
@@ -176,12 +179,12 @@ class Worker(Service):
             private_key=key,
         )
         self.spawn(self.trust.keep_fresh(), name="cert-renewal")
-        self._health = await start_http_server(
-            build_health_app(self, self._logs), self.config.health_host, self.config.health_port
-        )
         # Live proxy links get each renewed certificate: the proxy keeps choosing a worker linked > a day.
         links = lambda: [d.connection for d in self._dialers if d.connection is not None]  # noqa: E731
         self.spawn(RenewalPusher(self.trust, links, logger=self.log).run(), name="renewal-push")
+        self._health = await start_http_server(
+            build_health_app(self, self._logs), self.config.health_host, self.config.health_port
+        )
         stack.push_async_callback(_quietly, self._health.aclose)
         if self.config.root is not None:
             # Proxies are judged by the root's image allowlist from the first dial, and again (live
@@ -266,6 +269,30 @@ class Worker(Service):
         self.weights_changed = why
         self.recent_errors.append(why)
         self.log.error("%s: no longer taking requests", why)
+        self.spawn(self._tell_proxies(), name="pause-notice")
+
+    # -- controls at run time (worker.controls) ----------------------------------------------------
+
+    async def apply_live(self, changes: Mapping[str, Any]) -> None:
+        """Change live settings (coefficient, max_active_requests, drain_timeout_s) now; ValueError
+        (nothing changed) for another field or a bad value. Every proxy is told on its link."""
+        self.config = live_update(self.config, changes)
+        self.log.info("settings changed while running: %s", dict(changes))
+        await self._tell_proxies()
+
+    async def set_accepting(self, accepting: bool) -> None:
+        """Pause / drain (False: new requests refused, running ones finish) or resume (True)."""
+        if accepting and self.weights_changed:
+            raise ValueError(f"cannot resume: {self.weights_changed}; restart with the announced weights")
+        self.draining = not accepting
+        self.log.info("taking new requests" if accepting else "paused: running requests finish, no new ones")
+        await self._tell_proxies()
+
+    async def _tell_proxies(self, links: list[net.NodeConnection] | None = None) -> None:
+        notice = update_notice(self.config, accepting=not self.draining)
+        if links is not None and notice == update_notice(self._started_config, accepting=True):
+            return  # a new link's announce says it all already
+        await tell_proxies(links if links is not None else [d.connection for d in self._dialers], notice)
 
     def _compute_model_hash(self) -> bytes:
         path = getattr(self.engine, "model_path", None)
@@ -318,7 +345,7 @@ class Worker(Service):
             ],
             "tokens_per_s": round(tokens / self._generation_s, 2) if self._generation_s else 0.0,
             **self.counters,
-            "payments": dict(self.payments),
+            "payments": with_estimates(self.payments),  # each with its next-payout estimate
             "recent_errors": list(self.recent_errors),
         }
 
@@ -467,6 +494,7 @@ class _ProxyLinkHandler:
     async def on_connect(self, conn: net.NodeConnection) -> None:
         self.worker.log.info("connected to proxy %s (image %s)", conn.peer.address, _image(conn))
         await self.worker.statements.on_connect(conn)  # refuses a proxy whose books rolled back
+        await self.worker._tell_proxies([conn])  # the announce carries the start values: update them
 
     async def on_stream(self, conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         try:
@@ -492,7 +520,8 @@ class _ProxyLinkHandler:
 
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
         if method == "payment":
-            self.worker.payments[conn.peer.address] = dict(params)
+            previous = self.worker.payments.get(conn.peer.address)
+            self.worker.payments[conn.peer.address] = record_payment(previous, params, time.time())
         elif method == STATEMENT:
             self.worker.statements.on_notice(conn, params)
         elif method == SLASH_RECEIPT:
