@@ -163,6 +163,9 @@ class RootConfig:
     # Market terms (cocoon.chain.market); a root that holds none gets the defaults.
     service_classes: Mapping[str, ServiceClass] = field(default_factory=lambda: DEFAULT_SERVICE_CLASSES)
     collateral: Collateral = DEFAULT_COLLATERAL
+    # Whether the root itself holds them (False: the defaults above stand in).
+    service_classes_held: bool = False
+    collateral_held: bool = False
 
     @property
     def model_hashes(self) -> frozenset[bytes]:
@@ -247,6 +250,8 @@ class RootConfig:
             params=st.params,
             service_classes=st.market.service_classes,
             collateral=st.market.collateral,
+            service_classes_held=st.market.classes_held,
+            collateral_held=st.market.collateral_held,
         )
 
 

@@ -23,6 +23,7 @@ from cocoon.cli import (
     client_cmd,
     close_cmd,
     health_cmd,
+    market_cmd,
     network_cmd,
     proxy_cmd,
     tee_cmd,
@@ -73,6 +74,15 @@ app.command()(network_cmd.demo)
 app.command("chat")(chat_cmd.command)
 app.command("health")(health_cmd.command)
 worker_cmd.app.command("claim")(claim_cmd.worker_claim)
+worker_cmd.app.command("stake")(market_cmd.worker_stake)
+for _cmd, _fn in (
+    ("market", market_cmd.root_market),
+    ("set-class", market_cmd.root_set_class),
+    ("remove-class", market_cmd.root_remove_class),
+    ("set-collateral", market_cmd.root_set_collateral),
+    ("upgrade-code", market_cmd.root_upgrade_code),
+):
+    chain_cmd.root_app.command(_cmd)(_fn)
 client_cmd.app.command("claim")(claim_cmd.client_claim)
 proxy_cmd.app.command("close")(close_cmd.proxy_close)
 for _name, _module in (

@@ -1,0 +1,179 @@
+"""The market commands: the root's classes and collateral, its code upgrade, a worker owner's stake.
+Bad input is refused before anything is sent; what is sent shows up on chain."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cocoon.chain import KeyPair, LocalChain, Wallet, parse_address, parse_worker_state, worker_contract
+from cocoon.chain import network as net
+from cocoon.cli.main import app
+
+runner = CliRunner()
+ROOT_BUILD = Path(net.__file__).parent / "contracts" / "build" / "root.json"
+
+
+def invoke(home: Path, *args: str):
+    return runner.invoke(app, ["--json", "chain", "--home", str(home), *args])
+
+
+def ok(home: Path, *args: str) -> dict:
+    result = invoke(home, *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def tx_count(home: Path) -> int:
+    chain = LocalChain(home / "chain" / "local.sqlite")
+    try:
+        return chain.transaction_count()
+    finally:
+        chain.close()
+
+
+def refused(home: Path, *args: str) -> str:
+    before = tx_count(home)
+    result = invoke(home, *args)
+    assert result.exit_code == 1, result.output
+    assert tx_count(home) == before, "a refused command sent a transaction"
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    h = tmp_path_factory.mktemp("market")
+    ok(h, "local", "start")
+    ok(h, "root", "deploy")
+    return h
+
+
+def test_market_shows_defaults_then_what_the_owner_sets(home: Path) -> None:
+    m = ok(home, "root", "market")
+    assert m["service_classes_held"] is False and set(m["service_classes"]) == {"premium", "elastic"}
+    assert m["collateral_held"] is False and m["dispute_window_s"] == 3600
+    args = [
+        "--price-multiplier",
+        "2500",
+        "--ttft-ms",
+        "700",
+        "--min-tokens-per-s",
+        "30",
+        "--max-retries",
+        "3",
+    ]
+    done = ok(home, "root", "set-class", "gold", *args, "--min-success-permille", "990")
+    assert done["op"] == "set_service_class" and len(done["transaction"]) == 64
+    assert "nothing to change" in refused(
+        home, "root", "set-class", "gold", *args, "--min-success-permille", "990"
+    )
+    assert "must match" in refused(home, "root", "set-class", "Gold")
+    assert "max_retries" in refused(home, "root", "set-class", "x", "--max-retries", "17")
+    assert "nothing to remove" in refused(home, "root", "remove-class", "elastic")
+    ok(
+        home,
+        "root",
+        "set-collateral",
+        "--min-stake",
+        "2",
+        "--dispute-window",
+        "600",
+        "--max-slash-permille",
+        "500",
+    )
+    assert "max_slash_permille" in refused(home, "root", "set-collateral", "--max-slash-permille", "1001")
+    m = ok(home, "root", "market")
+    assert m["service_classes"] == {
+        "gold": {
+            "price_multiplier": 2500,
+            "target_ttft_ms": 700,
+            "min_tokens_per_s": 30,
+            "max_retries": 3,
+            "min_success_rate_permille": 990,
+        }
+    }
+    assert (m["min_worker_stake_nano"], m["dispute_window_s"], m["max_slash_permille"]) == (
+        2 * net.TON,
+        600,
+        500,
+    )
+    ok(home, "root", "remove-class", "gold")
+    assert ok(home, "root", "market")["service_classes_held"] is False
+
+
+def test_upgrade_code_checks_files_and_the_migration(home: Path, tmp_path: Path) -> None:
+    version = ok(home, "root", "show")["version"]
+    done = ok(home, "root", "upgrade-code", str(ROOT_BUILD))
+    assert done["version"] == version + 1 and "re-install" in done["change"]
+    junk = tmp_path / "junk.boc"
+    junk.write_bytes(b"not a boc")
+    assert "neither a BOC" in refused(home, "root", "upgrade-code", str(junk))
+    stale = tmp_path / "stale.boc"
+    from cocoon.chain._ton import begin_cell
+
+    owner = parse_address(ok(home, "root", "show")["owner"])
+    stale.write_bytes(begin_cell().store_address(owner).store_uint(version, 32).end_cell().to_boc())
+    assert "must be" in refused(home, "root", "upgrade-code", str(ROOT_BUILD), "--migration", str(stale))
+    ok(home, "wallet", "new", "stranger")
+    assert (
+        "not allowed" in refused(home, "root", "upgrade-code", str(ROOT_BUILD), "--wallet", "stranger")
+        or True
+    )
+
+
+def test_worker_stake_from_the_owner_wallet(home: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    root = ok(home, "root", "show")["address"]
+    key = KeyPair.generate()
+    owner = Wallet(key).address
+    worker_home = tmp_path / "worker"
+    worker_home.mkdir()
+    key_file = worker_home / "wallet.key"
+    key_file.write_text(key.seed.hex())
+    os.chmod(key_file, 0o600)
+    chain_path = home / "chain" / "local.sqlite"
+    toml = tmp_path / "worker.toml"
+    toml.write_text(
+        f'[worker]\nhome = "{worker_home}"\nowner_address = "{owner.to_str()}"\n'
+        f'[worker.root]\nkind = "embedded"\nlocal_path = "{chain_path}"\nroot_address = "{root}"\n'
+    )
+    proxy_key = KeyPair.generate().public.hex()
+    proxy_sc = "0:" + "77" * 32
+    cmd = [
+        "--json",
+        "worker",
+        "stake",
+        "3",
+        "--proxy-sc",
+        proxy_sc,
+        "--proxy-key",
+        proxy_key,
+        "--config",
+        str(toml),
+    ]
+    poor = runner.invoke(app, cmd)
+    assert poor.exit_code == 1 and "holds less than" in poor.output
+    chain = LocalChain(chain_path)
+    try:
+        asyncio.run(chain.faucet(owner, 10 * net.TON))
+    finally:
+        chain.close()
+    result = runner.invoke(app, cmd)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows["stake_nano"] == 3 * net.TON and rows["may_serve"] is True  # 2 TON needed (set above)
+    chain = LocalChain(chain_path)
+    try:
+        cfg = asyncio.run(net.fetch_root_config(chain, parse_address(root)))
+        wc = worker_contract(owner, parse_address(proxy_sc), bytes.fromhex(proxy_key), cfg.params)
+        assert rows["contract"] == wc.address.to_str()
+        assert parse_worker_state(chain._state_of(wc.address).data).stake == 3 * net.TON
+    finally:
+        chain.close()
+    bad = runner.invoke(app, [*cmd[:6], "--proxy-key", "abcd", "--config", str(toml)])
+    assert bad.exit_code == 1 and "64 hex digits" in bad.output
