@@ -43,6 +43,7 @@ __all__ = [
     "VerifiedWorker",
     "WorkerKeyCache",
     "is_stale_keys_refusal",
+    "seal_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class Sealing:
                     param="model",
                 )
             return None
-        return _seal(endpoint, model, max_tokens, body, meta, workers)
+        return seal_for(endpoint, model, max_tokens, body, meta, workers)
 
     def forget(self, model: str) -> None:
         self.cache.forget(model)
@@ -271,7 +272,7 @@ class Sealing:
         }
 
 
-def _seal(
+def seal_for(
     endpoint: str,
     model: str,
     max_tokens: int,
@@ -279,6 +280,7 @@ def _seal(
     meta: Mapping[str, Any],
     workers: Sequence[VerifiedWorker],
 ) -> SealedCall:
+    """Seal ``body`` once for ``workers``; the routing fields bind it (contract 3 of round three)."""
     envelope_id = secrets.token_hex(16)
     aad = routing_aad(endpoint, model, max_tokens, envelope_id)
     sealed = seal_request(body, [w.key for w in workers], aad=aad)

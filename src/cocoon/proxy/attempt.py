@@ -450,6 +450,8 @@ class Attempt:
         if self.phase is Phase.WAITING:
             return self.lost("ended before its head", now)
         t = self._current()
+        if isinstance(t.tally, SealedTally):
+            t.missed = t.tally.attest(end.meta, missed=t.missed)  # the worker's count of the plaintext
         if self.phase is Phase.DRAINING and t.missed:
             return self._cut_off(counts_of(end.usage), t.why)
         t.tally.finish()

@@ -13,7 +13,11 @@ whose answer comes back as sealed frames. The proxy therefore:
   (:class:`SealedTally`): every generated token decodes to at least one byte of the answer's
   plaintext, and a frame's plaintext is its size less :data:`FRAME_OVERHEAD`, so
   ``completion ≤ Σ (frame bytes − FRAME_OVERHEAD) × (1 + completion_slack_ratio) + completion_slack``
-  (the answer's JSON or SSE framing only loosens it for an honest worker); the prompt is bounded by the
+  (the answer's JSON or SSE framing only loosens it for an honest worker). The attested worker image
+  also counts what the plaintext carries (text bytes, deltas, tool calls, the frame of the last
+  content: ``worker/sealing.py``) and the proxy takes that count wherever it is lower
+  (:meth:`SealedTally.attest`): a lying engine's usage is then bounded by the text it really sent,
+  as for a plain answer; a lying count can only lower the bill. The prompt is bounded by the
   body's plaintext size (the envelope's ciphertext less its tag) plus the prompt slack, as a plain
   body's size bounds it; ``max_tokens`` and the reservation cap the bill as always (:mod:`.bill`).
 """
@@ -32,7 +36,7 @@ from cocoon import net, wire
 from cocoon.e2ee import SealedRequest, SealError
 from cocoon.oai.capabilities import Capability, required_capabilities
 from cocoon.proxy import errors as perr
-from cocoon.proxy.metering import RelayTally
+from cocoon.proxy.metering import DEFAULT_AUDIT_POLICY, RelayTally
 from cocoon.proxy.selection import WorkerRecord, model_matches
 
 __all__ = [
@@ -178,6 +182,23 @@ class SealedTally(RelayTally):
 
     def finish(self) -> None:
         """Nothing is buffered: a frame is counted whole when it is relayed."""
+
+    def attest(self, meta: Mapping[str, Any], *, missed: bool) -> bool:
+        """Tighten the counts with what the worker's attested image counted of the plaintext
+        (``meta["e2ee"]["content"]``): never above what the sealed sizes allow. Returns whether the
+        app missed content (it hung up before the frame that completed the last content); without
+        a well-formed count, ``missed`` as the sizes alone say it."""
+        e2ee = meta.get("e2ee")
+        raw = e2ee.get("content") if isinstance(e2ee, Mapping) else None
+        fields = ("text_bytes", "deltas", "tool_calls", "content_frames")
+        counts = [_int(raw.get(f)) for f in fields] if isinstance(raw, Mapping) else [None]
+        if any(c is None for c in counts):
+            return missed
+        text_bytes, deltas, tool_calls, content_frames = (int(c or 0) for c in counts)
+        slack = DEFAULT_AUDIT_POLICY.tool_call_slack_tokens * tool_calls  # folded into the byte bound
+        self.text_bytes = self._texts.dropped = min(self.text_bytes, text_bytes + slack)
+        self.deltas = min(self.deltas, deltas)
+        return content_frames > self.frames
 
 
 # (verified attestation) from a certificate, by the proxy's own policy for workers

@@ -12,6 +12,7 @@ completion id, which the proxy never sees.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +21,13 @@ from typing import Any
 from cocoon import wire
 from cocoon.e2ee import AnswerSealer, SealedRequest, SealError, SealKeyPair, open_request, routing_aad
 from cocoon.node.receipt import ResponseDigest
+from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
 
-__all__ = ["STALE_PHRASE", "SealedAnswer", "SealedRefusal", "is_sealed", "open_sealed"]
+__all__ = ["STALE_PHRASE", "WITHHELD", "SealedAnswer", "SealedRefusal", "is_sealed", "open_sealed"]
 
 STALE_PHRASE = "e2ee keys"  # in refusals a fresh worker_keys answer may cure (contract 3)
+# An engine's error text may quote the prompt or the answer: a sealed request's errors go out without it.
+WITHHELD = "details withheld: the request is sealed"
 MAX_ENVELOPE_ID = 64
 
 FindKey = Callable[[bytes], SealKeyPair | None]
@@ -50,6 +54,101 @@ def _envelope_id(meta: Mapping[str, Any] | None) -> str:
     return envelope
 
 
+_TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")  # as the proxy's relay tally
+MAX_JSON_BYTES = 16 << 20
+
+
+def _text_bytes(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, list):
+        return sum(_text_bytes(p.get("text")) for p in value if isinstance(p, Mapping))
+    return 0
+
+
+class ContentTally:
+    """What the plaintext of an answer carries, counted here for the proxy that cannot read it: text
+    bytes, non-empty deltas, tool calls, and how many frames it took to carry the last content (so
+    the proxy knows whether the frames it relayed before an app hung up held the whole answer).
+
+    The same fields as the proxy's relay tally of a plain answer; the proxy takes them only as a
+    tightening of what the sealed sizes allow (never above them), from the attested worker image.
+    """
+
+    def __init__(self) -> None:
+        self.text_bytes = self.deltas = self.tool_calls = 0
+        self.content_frames = 0  # frames up to the last that completed content
+        self._frames = 0
+        self._mode: str | None = None
+        self._sse = SseDecoder(max_line_bytes=MAX_JSON_BYTES)
+        self._json = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._frames += 1
+        if self._mode is None and chunk.strip():
+            self._mode = "json" if chunk.lstrip()[:1] in (b"{", b"[") else "sse"
+        if self._mode == "json":
+            if len(self._json) + len(chunk) <= MAX_JSON_BYTES:
+                self._json += chunk
+            self.content_frames = self._frames if chunk.strip() else self.content_frames
+            return
+        try:
+            events = self._sse.feed(chunk)
+        except SseLineTooLong:
+            self._sse = SseDecoder(max_line_bytes=MAX_JSON_BYTES)
+            return
+        if sum(self._event(e) for e in events):
+            self.content_frames = self._frames
+
+    def finish(self) -> dict[str, int]:
+        if self._mode == "json":
+            with contextlib.suppress(ValueError, RecursionError):
+                self._choices(json.loads(self._json), streamed=False)
+        return {
+            "text_bytes": self.text_bytes,
+            "deltas": self.deltas,
+            "tool_calls": self.tool_calls,
+            "content_frames": self.content_frames,
+        }
+
+    def _event(self, event: SseEvent) -> int:
+        if event.is_done:
+            return 0
+        try:
+            return self._choices(event.json(), streamed=True)
+        except (ValueError, RecursionError):
+            return 0
+
+    def _choices(self, body: object, *, streamed: bool) -> int:
+        choices = body.get("choices") if isinstance(body, Mapping) else None
+        total = 0
+        for choice in choices if isinstance(choices, list) else []:
+            if not isinstance(choice, Mapping):
+                continue
+            n = _text_bytes(choice.get("text"))
+            for key in ("delta", "message"):
+                message = choice.get(key)
+                if isinstance(message, Mapping):
+                    n += sum(_text_bytes(message.get(f)) for f in _TEXT_FIELDS) + self._calls(
+                        message, streamed
+                    )
+            if streamed and n:
+                self.deltas += 1
+            total += n
+        self.text_bytes += total
+        return total
+
+    def _calls(self, message: Mapping[str, Any], streamed: bool) -> int:
+        calls = message.get("tool_calls")
+        n = 0
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                n += _text_bytes(function.get("name")) + _text_bytes(function.get("arguments"))
+                self.tool_calls += 1 if not streamed or call.get("id") else 0
+        return n
+
+
 @dataclass(slots=True)
 class SealedAnswer:
     """One sealed request opened: its body, and the sealer of its answer."""
@@ -59,9 +158,11 @@ class SealedAnswer:
     frames: int = 0
     sealed_bytes: int = 0
     plain: ResponseDigest = field(default_factory=ResponseDigest)  # of the plaintext: for the trailer
+    content: ContentTally = field(default_factory=ContentTally)  # what it carries: for the proxy's bound
 
     def seal(self, chunk: bytes) -> bytes:
         self.plain.update(chunk)
+        self.content.feed(chunk)
         frame = self.sealer.seal(chunk)
         self.frames += 1
         self.sealed_bytes += len(frame)
@@ -85,6 +186,7 @@ class SealedAnswer:
             "v": 1,
             "frames": self.frames,
             "bytes": self.sealed_bytes,
+            "content": self.content.finish(),
             "end": base64.b64encode(end).decode(),
         }
 

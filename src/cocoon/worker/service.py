@@ -57,7 +57,7 @@ from cocoon.worker.health_http import build_health_app
 from cocoon.worker.instance import instance_id
 from cocoon.worker.limits import bound_generation
 from cocoon.worker.logs import LogRing, worker_logger
-from cocoon.worker.sealing import SealedAnswer, SealedRefusal, is_sealed, open_sealed
+from cocoon.worker.sealing import WITHHELD, SealedAnswer, SealedRefusal, is_sealed, open_sealed
 from cocoon.worker.weights import hash_weights, verify_engine_weights, watch_engine_weights
 
 if TYPE_CHECKING:  # the chain is loaded only when a root contract is configured
@@ -419,7 +419,7 @@ class Worker(Service):
             self.counters["failed"] += 1
             self.recent_errors.append(f"engine: {exc}")
             code = wire.ErrorCode.BUSY if type(exc).__name__ == "EngineBusy" else wire.ErrorCode.UNAVAILABLE
-            await stream.send_error(code, str(exc))
+            await stream.send_error(code, str(exc) if sealed is None else WITHHELD)
             return
         digest = ResponseDigest()
         async with response:
@@ -433,7 +433,8 @@ class Worker(Service):
                 # Broken after the first byte: the proxy bills only what it relayed.
                 self.counters["failed"] += 1
                 self.recent_errors.append(f"engine mid-answer: {exc}")
-                await stream.send_error(wire.ErrorCode.UNAVAILABLE, f"engine failed mid-answer: {exc}")
+                why = f"engine failed mid-answer: {exc if sealed is None else WITHHELD}"
+                await stream.send_error(wire.ErrorCode.UNAVAILABLE, why)
                 return
             usage = response.usage
         wire_usage = _to_wire_usage(usage)
