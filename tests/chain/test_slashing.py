@@ -183,3 +183,27 @@ def test_execute_body_is_strict():
     body = slash_execute_body(excess=Address("0:" + "11" * 32), query_id=3)
     d = decode_body(body)
     assert d.op == Op.WORKER_SLASH_EXECUTE and d.query_id == 3
+
+
+def test_every_collateral_message_decodes():
+    from cocoon.chain import decode_body
+    from cocoon.chain._ton import begin_cell
+    from cocoon.chain.slashing import slash_dispute_body
+
+    a = Address("0:" + "22" * 32)
+    receipt = sign_slash_receipt(type_key(), a, evidence_hash=EVIDENCE, tokens=5)
+    assert decode_body(slash_dispute_body(receipt, excess=a)).fields["receipt"].hash == receipt.cell.hash
+    assert decode_body(stake_worker_body(7, excess=a)).fields["amount"] == 7
+    claim = sign_slash_claim(type_key(), a, amount=9, evidence_hash=EVIDENCE, counter=2)
+    assert decode_body(claim.body(a)).op == Op.WORKER_SLASH_CLAIM_SIGNED
+    terms = begin_cell().store_uint(Op.SLASH_TERMS, 32).store_uint(1, 64).store_address(a).store_address(a)
+    f = decode_body(terms.store_uint(60, 32).store_uint(500, 16).end_cell()).fields
+    assert (f["dispute_window_s"], f["max_slash_permille"]) == (60, 500)
+    excesses = begin_cell().store_uint(Op.EXCESSES, 32).store_uint(3, 64).end_cell()
+    assert decode_body(excesses).query_id == 3
+
+
+def type_key():
+    from cocoon.chain import KeyPair
+
+    return KeyPair.from_seed(b"\x05" * 32)

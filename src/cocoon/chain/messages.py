@@ -795,14 +795,27 @@ def _decode_market_fields(s: Slice, op: Op, f: dict[str, Any]) -> None:
     elif op == Op.WORKER_STAKE:
         f["amount"] = s.load_coins()
         f["excess"] = s.load_address()
-    elif op in (Op.WORKER_SLASH_EXECUTE, Op.SLASH_TERMS_QUERY):
+    elif op == Op.WORKER_SLASH_EXECUTE:
         f["excess"] = s.load_address()
     elif op == Op.WORKER_SLASH_DISPUTE:
         f["excess"] = s.load_address()
         f["signature"] = s.load_bytes(64)
         f["receipt"] = s.load_ref()
     else:
-        raise MessageError(f"{op!r} cannot be decoded here")
+        _decode_terms_relay(s, op, f)
+
+
+def _decode_terms_relay(s: Slice, op: Op, f: dict[str, Any]) -> None:
+    """The slash terms on their way worker → proxy contract → root → proxy contract → worker."""
+    if op not in (Op.SLASH_TERMS_QUERY, Op.ROOT_TERMS_QUERY, Op.ROOT_TERMS, Op.SLASH_TERMS):
+        return  # excesses and payouts: op and query id only
+    if op in (Op.ROOT_TERMS_QUERY, Op.ROOT_TERMS):
+        f["worker"] = s.load_address()
+    f["excess"] = s.load_address()
+    if op in (Op.ROOT_TERMS, Op.SLASH_TERMS):
+        f["slash_to"] = s.load_address()
+        f["dispute_window_s"] = s.load_uint(32)
+        f["max_slash_permille"] = s.load_uint(16)
 
 
 _SIGNED_OPS = {
