@@ -31,8 +31,9 @@ def test_a_majority_of_two_makes_the_reference_and_fails_the_odd_one_out() -> No
     book = FingerprintBook()
     (first,) = book.observe("h", 1, _answer("a", "honest"))
     assert first.passed and not first.judged and "learnt" in first.reason
-    (second,) = book.observe("h", 1, _answer("b", "honest"))
+    second, first_judged = book.observe("h", 1, _answer("b", "honest"))
     assert second.passed and second.reference == first.answer.digest
+    assert first_judged.worker_id == "a" and first_judged.passed and first_judged.judged  # judged now
     (third,) = book.observe("h", 1, _answer("c", "smaller model"))
     assert not third.passed and "fingerprint" in third.reason
 
@@ -43,7 +44,7 @@ def test_a_liar_answering_first_is_failed_once_the_honest_majority_forms() -> No
     assert book.observe("h", 7, _answer("a", "big"))[0].passed  # one against one: a tie, no verdict
     findings = book.observe("h", 7, _answer("b", "big"))
     verdicts = {f.worker_id: f.passed for f in findings}
-    assert verdicts == {"b": True, "liar": False}
+    assert verdicts == {"b": True, "a": True, "liar": False}
     assert book.observe("h", 7, _answer("c", "big"))[0].passed  # the liar is failed once, not again
     assert book.known("h") == [7] and book.known("other") == []
 
@@ -117,8 +118,12 @@ async def test_an_honest_pair_is_never_flagged_and_canaries_are_billed_to_nobody
         for _ in range(40):
             findings = await n.proxy.integrity.spot.check(_model_hash(n))
             assert all(f.passed for f in findings), [f.reason for f in findings if not f.passed]
-            checks += len(findings)
-        assert checks == 80
+            checks += sum(f.judged for f in findings)
+        assert (
+            checks == 80
+        )  # each answer judged once (a first answer when the second one forms the reference)
+        books = [n.proxy.registry.book.get(r.worker_id) for r in n.proxy.registry.records()]
+        assert [(b.spot_passed, b.spot_failed) for b in books if b is not None] == [(40, 0), (40, 0)]
         assert not await n.proxy.books.misbehaviour()  # type: ignore[union-attr]
         assert all(n.proxy.registry.stats(r.worker_id).suspensions == 0 for r in n.proxy.registry.records())
         after = n.ledger.client_totals(CLIENT)

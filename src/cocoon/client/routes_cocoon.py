@@ -1,4 +1,4 @@
-"""Cocoon's own routes: receipts, balance, and the contract's money endpoints (admin token)."""
+"""Cocoon's own routes: receipts, balance, workers' statistics, and the contract's money endpoints (admin token)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from cocoon import net
 from cocoon.client.bodies import read_json
 from cocoon.client.errors import ClientChainError
 from cocoon.client.ports import ApiDeps, ContractOps, ContractView
+from cocoon.node.receipt import attested_key
+from cocoon.node.trustdocs import WORKER_STATS, DocumentError, verify_document
 from cocoon.oai import ApiError, ErrorKind, kind_for_status
 
 __all__ = ["cocoon_router", "money_router"]
@@ -66,6 +68,23 @@ def cocoon_router(deps: ApiDeps) -> APIRouter:
         if deps.config.chain is not None:
             out["chain"] = await _chain_call(deps, lambda account: account.view(), changes=False)
         return out
+
+    @router.get("/cocoon/v1/workers")
+    async def workers() -> dict[str, Any]:
+        """The proxy's per-worker statistics, checked against the key attested on our link to it."""
+        try:
+            answer = await deps.proxy.query("worker_stats")
+            proxy_key = attested_key(deps.proxy.link().peer.attestation)
+        except net.NetError as exc:
+            raise ApiError(ErrorKind.PROXY_UNAVAILABLE, f"no proxy available: {exc}") from exc
+        if proxy_key is None:
+            raise ApiError(ErrorKind.PROXY_UNAVAILABLE, "the proxy link has no attested key to check with")
+        try:
+            body = verify_document(answer.get("stats"), proxy_key=proxy_key, kind=WORKER_STATS)
+        except DocumentError as exc:
+            raise ApiError(ErrorKind.PROXY_UNAVAILABLE, f"the proxy's statistics do not verify: {exc}") from exc
+        # ``anchored``: the statistics a state commit carries; check them with node.trustdocs.verify_anchored.
+        return {"verified": True, "proxy_key": proxy_key.hex(), **body, "anchored": answer.get("anchored")}
 
     return router
 

@@ -202,6 +202,7 @@ class SpotFailure:
 class _Prompt:
     answers: dict[str, Answer] = field(default_factory=dict)  # worker id → its first answer
     failed: set[str] = field(default_factory=set)  # workers already failed by a reference
+    judged: set[str] = field(default_factory=set)  # workers whose first answer met a reference
 
 
 class FingerprintBook:
@@ -263,26 +264,27 @@ class FingerprintBook:
         if not passed:
             prompt.failed.add(answer.worker_id)
         judged = reference is not None
+        if judged:
+            prompt.judged.add(answer.worker_id)
         findings.append(Finding(answer.worker_id, passed, reason, reference, answer, judged))
         if reference is not None and first is None:
-            findings.extend(self._retro(prompt, reference, answer.worker_id))
+            findings.extend(self._retro(prompt, reference))
         return findings
 
-    def _retro(self, prompt: _Prompt, reference: str, skip: str) -> list[Finding]:
+    def _retro(self, prompt: _Prompt, reference: str) -> list[Finding]:
+        """Judge the earlier first answers no reference could judge when they came."""
         out = []
         for worker_id, earlier in prompt.answers.items():
-            if worker_id == skip or worker_id in prompt.failed or earlier.digest == reference:
+            if worker_id in prompt.judged or worker_id in prompt.failed:
                 continue
-            prompt.failed.add(worker_id)
-            out.append(
-                Finding(
-                    worker_id,
-                    False,
-                    "earlier answer differs from the model's fingerprint",
-                    reference,
-                    earlier,
-                )
+            prompt.judged.add(worker_id)
+            passed = earlier.digest == reference
+            if not passed:
+                prompt.failed.add(worker_id)
+            reason = (
+                "earlier answer " + ("matches" if passed else "differs from") + " the model's fingerprint"
             )
+            out.append(Finding(worker_id, passed, reason, reference, earlier))
         return out
 
 
