@@ -45,7 +45,7 @@ REPORT: dict[str, Any] = {
 
 def _text(view: str, report: dict[str, Any], width: int = 200) -> str:
     console = Console(record=True, width=width)
-    console.print(render(view, report))
+    console.print(render(view, report), crop=False)  # as `cocoon health` prints
     return console.export_text()
 
 
@@ -62,8 +62,8 @@ def test_tdx_view_shows_whole_hashes_and_a_date() -> None:
     assert HASH in text and HASH[::-1] in text
     assert "UTC (in" in text and str(int(NOW + 86_400)) not in text
     narrow = _text("tdx", REPORT, width=60)
-    assert "…" not in narrow  # folded, never cut
-    assert HASH[:20] in narrow.replace(" ", "")
+    assert "…" not in narrow  # never cut
+    assert HASH in narrow and HASH[::-1] in narrow  # nor folded: one copyable word each
 
 
 def test_gpu_view_has_live_readings() -> None:
@@ -86,3 +86,41 @@ def test_status_and_services_say_draining_and_why_a_link_is_down() -> None:
 def test_every_view_renders_an_empty_report() -> None:
     for view in [*VIEWS, "all"]:
         assert _text(view, {})
+
+
+PAYMENT = {
+    "earned_nano": 3_000_000_000,
+    "paid_nano": 1_000_000_000,
+    "adjusted_tokens": 3_000_000,
+    "worker_contract": "0:" + HASH,
+    "worker_fee_per_token": 1000,
+    "payout_threshold_nano": 10_000_000_000,
+    "idle_payout_threshold_nano": 200_000_000,
+    "received_at": NOW,
+    "first": {"at": NOW - 1000, "adjusted_tokens": 2_000_000},
+}
+
+
+def test_earnings_show_the_threshold_and_an_estimate_and_whole_addresses() -> None:
+    from cocoon.node.earnings import payout_estimate
+
+    estimate = payout_estimate(PAYMENT)
+    assert estimate is not None
+    # 10 TON threshold, 2 TON unpaid: 8 TON more at 1000 nanoTON per adjusted token
+    assert estimate["tokens_to_payout"] == 8_000_000 and estimate["unpaid_nano"] == 2_000_000_000
+    assert estimate["adjusted_tokens_per_s"] == 1000.0 and estimate["seconds_to_payout"] == 8000.0
+    report = {"payments": {"127.0.0.1:11001": {**PAYMENT, "next_payout": estimate}}}
+    text = " ".join(_text("earnings", report, width=80).split())
+    assert "after about 8,000,000 more adjusted tokens (at 10 TON unpaid)" in text
+    assert "about 2.2 h at the current rate" in text and "once idle with 0.2 TON unpaid" in text
+    assert "0:" + HASH in text  # the worker contract, whole at 80 columns
+    assert "2 TON" in text  # unpaid
+
+
+def test_earnings_without_a_chain_say_so() -> None:
+    report = {"payments": {"p:1": {"earned_nano": 5, "paid_nano": 0, "next_payout": None}}}
+    assert "no payout threshold" in _text("earnings", report)
+
+
+def test_gpu_uuids_are_whole_at_80_columns() -> None:
+    assert UUID in _text("gpu", REPORT, width=80)

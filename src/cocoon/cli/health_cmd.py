@@ -51,7 +51,7 @@ def command(
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
         return
     if not watch:
-        console.print(render(view, report))
+        console.print(render(view, report), crop=False)  # hashes stay whole: the terminal wraps them
         return
     from rich.live import Live
 

@@ -91,35 +91,48 @@ def _fetch_stats(url: str) -> dict[str, Any]:
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> Table:
-    """One row per connected worker: load, reputation, suspensions, attestation freshness."""
+    """One row per connected worker: load, reputation, suspensions, attestation freshness; the
+    worker ids, whole, follow the table (see :func:`_worker_ids`)."""
     import time
 
     from rich import box
 
     from cocoon.health.views import format_duration
 
-    # No vertical rules: the numbers stay whole at 80 columns and a long worker id folds.
     table = Table(title="workers", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("worker", overflow="fold", min_width=16)
-    for column in ("state", "load", "TTFT", "fail", "ok/failed", "susp.", "attested ago"):
+    table.add_column("#", justify="right")
+    for column in ("state", "load", "TTFT", "fail", "ok/failed", "susp.", "×", "attested ago"):
         table.add_column(column, no_wrap=True)
     now = time.time()
-    for w in workers:
+    for index, w in enumerate(workers):
         state = "disabled" if not w.get("enabled", True) else "suspended" if w.get("suspended") else "serving"
         ttft = w.get("ttft_s")
         table.add_row(
-            str(w.get("worker_id")),
+            str(index),
             state,
             f"{w.get('running', 0)} / {w.get('capacity', 0)}",
             "—" if ttft is None else f"{ttft * 1000:.1f} ms",
             f"{w.get('failure_rate', 0.0):.3f}",
             f"{w.get('requests_ok', 0)} / {w.get('requests_failed', 0)}",
             str(w.get("suspensions", 0)),
+            f"{int(w.get('coefficient', 1000)) / 1000:g}",
             format_duration(now - float(w.get("attested_at") or now)),
         )
     if not workers:
-        table.add_row("no worker connected", "", "", "", "", "", "", "")
+        table.add_row("", "no worker connected", "", "", "", "", "", "", "")
     return table
+
+
+def _worker_ids(workers: list[dict[str, Any]]) -> Any:
+    """``#i`` → the whole worker id and when it attested (ISO, with its age): copyable lines."""
+    from cocoon.health.views import format_time, long_values
+
+    return long_values(
+        [
+            (f"#{i}", f"{w.get('worker_id')}  attested {format_time(w.get('attested_at'))}")
+            for i, w in enumerate(workers)
+        ]
+    )
 
 
 @app.command()
@@ -134,6 +147,8 @@ def status(
         return
     summary = Table(title="proxy", show_header=False)
     summary.add_row("state", str(stats.get("state")))
+    if stats.get("accepting_requests") is False:
+        summary.add_row("accepting requests", "no (draining)")
     summary.add_row("clients connected", str(stats.get("clients_connected")))
     for key, value in stats.get("requests", {}).items():
         summary.add_row("requests" if key == "requests" else f"  {key}", str(value))
@@ -150,7 +165,14 @@ def status(
             "TTFT p50 / p99", " / ".join(f"{ttft.get(q, 0) * 1000:.1f} ms" for q in ("p50", "p99"))
         )
     console.print(summary)
-    console.print(_workers_table(stats.get("workers", {}).get("list", [])))
+    if stats.get("image_hash"):
+        from cocoon.health.views import long_values
+
+        console.print(long_values([("image hash", stats["image_hash"])]), crop=False)
+    listed = stats.get("workers", {}).get("list", [])
+    console.print(_workers_table(listed))
+    if listed:
+        console.print(_worker_ids(listed), crop=False)  # whole ids: never folded or cut
     models = Table(title="models")
     for column in ("model", "workers", "coefficients", "completion price / 1M tokens"):
         models.add_column(column)

@@ -1,7 +1,9 @@
 """Rich renderings of a worker's health report (the JSON of ``GET /health``), one per view.
 
-Times show as UTC dates with their distance from now, durations in h/min/s, hashes and UUIDs whole
-(long values fold onto the next line instead of being cut).
+Times show as UTC dates with their distance from now, durations in h/min/s. Hashes, UUIDs and
+contract addresses are whole and copyable: each on a line of its own below its table, never folded
+or cut (print with ``crop=False``; the terminal wraps a line wider than itself, and copying it gives
+the value back in one piece).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cocoon.core.amounts import format_ton
+from cocoon.node.earnings import describe_payout
 
-__all__ = ["VIEWS", "format_duration", "format_time", "render"]
+__all__ = ["VIEWS", "format_duration", "format_time", "long_values", "render"]
 
 
 def format_duration(seconds: float) -> str:
@@ -52,6 +55,21 @@ def _kv(title: str, rows: list[tuple[str, Any]]) -> Table:
     for key, value in rows:
         table.add_row(key, "" if value is None else str(value))
     return table
+
+
+def long_values(rows: list[tuple[str, Any]]) -> RenderableType:
+    """``label  value`` lines whose value is never wrapped or cut (hashes, UUIDs, addresses)."""
+    width = max((len(label) for label, _ in rows), default=0)
+    lines = [
+        Text.assemble(
+            (f"{label:<{width}}  ", "bold cyan"),
+            str(value) if value else "—",
+            no_wrap=True,
+            overflow="ignore",
+        )
+        for label, value in rows
+    ]
+    return Group(*lines)
 
 
 def _status(h: Mapping[str, Any]) -> RenderableType:
@@ -108,15 +126,15 @@ def _svc(h: Mapping[str, Any]) -> RenderableType:
 
 def _tdx(h: Mapping[str, Any]) -> RenderableType:
     att = h.get("attestation", {})
-    return _kv(
+    table = _kv(
         "TEE",
         [
             ("backend", att.get("backend")),
-            ("image hash", h.get("image_hash") or "—"),
-            ("model hash", h.get("model_hash") or "—"),
             ("certificate valid until", format_time(att.get("cert_not_after"))),
         ],
     )
+    hashes = long_values([("image hash", h.get("image_hash")), ("model hash", h.get("model_hash"))])
+    return Group(table, hashes)
 
 
 def _mib(value: int | None) -> str:
@@ -124,14 +142,16 @@ def _mib(value: int | None) -> str:
 
 
 def _gpu(h: Mapping[str, Any]) -> RenderableType:
-    """Identity from the attested evidence, live readings from NVML (``gpu_telemetry``)."""
+    """Identity from the attested evidence, live readings from NVML (``gpu_telemetry``); each GPU's
+    UUID whole on its own line below the table."""
     gpu = h.get("gpu", {})
     telemetry = h.get("gpu_telemetry", {})
     live = {g.get("uuid"): g for g in telemetry.get("gpus", [])}
     table = Table(
         title=f"GPU ({gpu.get('kind', 'none')}, CC mode {gpu.get('cc_mode') or 'n/a'})", title_justify="left"
     )
-    for column in ("name", "uuid", "driver"):
+    table.add_column("#", justify="right")
+    for column in ("name", "driver"):
         table.add_column(column, overflow="fold")
     for column in ("util %", "memory MiB", "temp °C", "power W"):
         table.add_column(column, justify="right")
@@ -139,12 +159,12 @@ def _gpu(h: Mapping[str, Any]) -> RenderableType:
         {"name": g.get("name"), "uuid": g.get("uuid"), "driver": telemetry.get("driver_version")}
         for g in telemetry.get("gpus", [])
     ]
-    for g in listed:
+    for index, g in enumerate(listed):
         r = live.get(g.get("uuid"), {})
         memory = f"{_mib(r.get('memory_used_bytes'))} / {_mib(r.get('memory_total_bytes'))}" if r else "—"
         table.add_row(
+            str(index),
             str(g.get("name")),
-            str(g.get("uuid")),
             str(g.get("driver") or telemetry.get("driver_version") or "—"),
             _num(r.get("utilization_pct")),
             memory,
@@ -152,8 +172,9 @@ def _gpu(h: Mapping[str, Any]) -> RenderableType:
             _num(r.get("power_w")),
         )
     if not listed:
-        table.add_row("no GPU", telemetry.get("error") or "", "", "", "", "", "")
-    return table
+        table.add_row("", "no GPU", telemetry.get("error") or "", "", "", "", "")
+        return table
+    return Group(table, long_values([(f"GPU {i} uuid", g.get("uuid")) for i, g in enumerate(listed)]))
 
 
 def _num(value: float | None) -> str:
@@ -161,23 +182,38 @@ def _num(value: float | None) -> str:
 
 
 def _earnings(h: Mapping[str, Any]) -> RenderableType:
+    """Per proxy: earned, paid out, unpaid, adjusted tokens; then the next payout (threshold and
+    estimate) and the worker contract, whole."""
     table = Table(title="earnings", title_justify="left")
     table.add_column("proxy")
-    table.add_column("earned", justify="right")
-    table.add_column("paid out", justify="right")
-    table.add_column("tokens", justify="right")
-    table.add_column("worker contract", overflow="fold")
-    for proxy, p in h.get("payments", {}).items():
+    for column in ("earned", "paid out", "unpaid", "tokens"):
+        table.add_column(column, justify="right")
+    payments = h.get("payments", {})
+    for proxy, p in payments.items():
+        earned, paid = int(p.get("earned_nano", 0)), int(p.get("paid_nano", 0))
         table.add_row(
             proxy,
-            format_ton(int(p.get("earned_nano", 0))),
-            format_ton(int(p.get("paid_nano", 0))),
+            format_ton(earned),
+            format_ton(paid),
+            format_ton(max(0, earned - paid)),
             str(p.get("adjusted_tokens", 0)),
-            str(p.get("worker_contract") or "—"),
         )
-    if not h.get("payments"):
-        table.add_row("—", format_ton(0), format_ton(0), "0", "—")
-    return table
+    if not payments:
+        table.add_row("—", format_ton(0), format_ton(0), format_ton(0), "0")
+        return table
+    lines: list[RenderableType] = [table]
+    for proxy, p in payments.items():
+        lines.append(
+            Text.assemble(
+                ("next payout ", "bold cyan"), f"from {proxy}: ", describe_payout(p.get("next_payout"))
+            )
+        )
+    lines.append(
+        long_values(
+            [(f"worker contract ({proxy})", p.get("worker_contract")) for proxy, p in payments.items()]
+        )
+    )
+    return Group(*lines)
 
 
 def _logs(h: Mapping[str, Any]) -> RenderableType:

@@ -13,7 +13,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["payout_estimate", "record_payment", "with_estimates"]
+from cocoon.core.amounts import format_ton
+
+__all__ = ["describe_payout", "payout_estimate", "record_payment", "with_estimates"]
 
 _NUMBERS = ("earned_nano", "paid_nano", "adjusted_tokens", "payout_threshold_nano", "worker_fee_per_token")
 
@@ -61,3 +63,26 @@ def payout_estimate(payment: Mapping[str, Any]) -> dict[str, Any] | None:
 def with_estimates(payments: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The ``payments`` of ``GET /health``: each proxy's latest notice and its payout estimate."""
     return {proxy: {**p, "next_payout": payout_estimate(p)} for proxy, p in payments.items()}
+
+
+def _about(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"about {seconds / size:.1f} {unit}".replace(".0 ", " ")
+    return f"about {max(1, round(seconds))} s"
+
+
+def describe_payout(estimate: Mapping[str, Any] | None) -> str:
+    """The estimate in one sentence, for the health view and the dashboard."""
+    if not estimate:
+        return "no payout threshold (no chain: test credit)"
+    threshold = format_ton(int(estimate["threshold_nano"]))
+    if not estimate.get("tokens_to_payout"):
+        return f"due now ({format_ton(int(estimate['unpaid_nano']))} unpaid ≥ {threshold}): the next settlement pays it"
+    text = f"after about {int(estimate['tokens_to_payout']):,} more adjusted tokens (at {threshold} unpaid)"
+    seconds = estimate.get("seconds_to_payout")
+    text += f", {_about(float(seconds))} at the current rate" if seconds is not None else ", no rate yet"
+    idle = estimate.get("idle_threshold_nano")
+    if idle is not None and int(idle) < int(estimate["threshold_nano"]):
+        text += f"; or once idle with {format_ton(int(idle))} unpaid"
+    return text

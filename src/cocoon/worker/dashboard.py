@@ -1,5 +1,5 @@
 """The worker's page of the operator dashboard: requests, tokens, load, earnings and GPUs over time,
-its proxy links, GPUs, recent errors and log lines; drain / resume and set-price (the price
+its proxy links (each with its next payout: threshold and estimate), GPUs, recent errors and log lines; drain / resume and set-price (the price
 coefficient, target = per mille) behind the operator token.
 
 It reads the ``GET /health`` document (so the page and ``cocoon health`` agree). Draining makes the
@@ -24,6 +24,7 @@ from cocoon.node.dashboard import (
     dashboard_app,
     write_operator_token,
 )
+from cocoon.node.earnings import describe_payout
 from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
 from cocoon.worker.logs import LogRing
 
@@ -175,7 +176,7 @@ def worker_snapshot(h: Mapping[str, Any], log_lines: list[str]) -> Snapshot:
     proxies = Table(
         "proxies",
         "Proxies",
-        ("proxy", "link", "earned", "paid out", "adjusted tokens", "worker contract"),
+        ("proxy", "link", "earned", "paid out", "adjusted tokens", "next payout", "worker contract"),
         tuple(
             Row(
                 (
@@ -184,6 +185,7 @@ def worker_snapshot(h: Mapping[str, Any], log_lines: list[str]) -> Snapshot:
                     cell(payments.get(p["address"], {}).get("earned_nano", 0), "ton"),
                     cell(payments.get(p["address"], {}).get("paid_nano", 0), "ton"),
                     cell(payments.get(p["address"], {}).get("adjusted_tokens", 0), "number"),
+                    cell(describe_payout(payments.get(p["address"], {}).get("next_payout")) if p["address"] in payments else None),
                     cell(payments.get(p["address"], {}).get("worker_contract") or None, "hash"),
                 )
             )

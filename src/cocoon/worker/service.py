@@ -37,6 +37,7 @@ from cocoon.inference import (
     HttpEngine,
     check_capabilities,
 )
+from cocoon.node.earnings import record_payment, with_estimates
 from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
@@ -51,7 +52,6 @@ from cocoon.node.statements import STATEMENT, HeldStatements
 from cocoon.node.trust import ROLE_MEASUREMENTS, NodeTrust, registered_proxy_addresses
 from cocoon.worker.config import WorkerConfig
 from cocoon.worker.controls import live_update, tell_proxies, update_notice
-from cocoon.worker.earnings import record_payment, with_estimates
 from cocoon.worker.gpu import GpuEvidence, evidence_for_key
 from cocoon.worker.health_http import build_health_app
 from cocoon.worker.instance import instance_id
