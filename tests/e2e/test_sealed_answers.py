@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from cocoon.client.sealing import VerifiedWorker
+from cocoon.e2ee import SealKeyPair
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.node.receipt import verify_record
 from tests.e2e.nodes import started_nodes
@@ -49,3 +51,49 @@ async def test_answers_are_sealed_by_default_and_the_receipts_say_so(tmp_path: P
         assert worker.seal_keys is not None
         assert [k["key_id"] for k in keys] == [worker.seal_keys.current.key_id.hex()]
         assert proxy.counters["succeeded"] == 2
+
+
+async def test_keys_no_worker_holds_any_more_are_fetched_again_and_the_request_still_goes_sealed(
+    tmp_path: Path,
+) -> None:
+    async with started_nodes(tmp_path, ScriptedEngine(Script(chunks=2)), test_credit_nano=10**12) as (
+        proxy,
+        _worker,
+        client,
+    ):
+        assert client.sealing is not None
+        wid = proxy.registry.records()[0].worker_id
+        gone = SealKeyPair.generate()  # a key the worker rotated away long ago, still in the cache
+        stale = VerifiedWorker(wid, gone.recipient(wid), expires_at=2**40, image_hash="")
+        client.sealing.cache._by_model["scripted-model"] = (float(2**40), [stale])
+        async with httpx.AsyncClient(timeout=20) as http:
+            answer = await http.post(f"{client.base_url}/chat/completions", json=CHAT)
+        assert answer.status_code == 200, answer.text
+        assert client.receipts[-1]["sealed"] is True
+        (fresh,) = client.sealing.cache.cached()["scripted-model"]
+        assert fresh.key.key_id != gone.key_id  # asked for again after the proxy's refusal
+        assert proxy.counters["rejected"] == 1 and proxy.counters["succeeded"] == 1
+
+
+async def test_required_sealing_refuses_rather_than_send_a_prompt_plain(tmp_path: Path) -> None:
+    async with started_nodes(tmp_path, ScriptedEngine(Script(chunks=2)), test_credit_nano=10**12) as (
+        proxy,
+        _worker,
+        client,
+    ):
+        assert client.sealing is not None
+        client.sealing.mode = "required"
+
+        async def no_keys(method: str, params: object) -> dict[str, object]:
+            return {"workers": []}  # a proxy that hides every worker's keys
+
+        client.sealing.cache.query = no_keys  # type: ignore[assignment]
+        async with httpx.AsyncClient(timeout=20) as http:
+            refused = await http.post(f"{client.base_url}/chat/completions", json=CHAT)
+            client.sealing.mode = "auto"  # the allowed fallback: plain, and visibly so
+            plain = await http.post(f"{client.base_url}/chat/completions", json=CHAT)
+            report = (await http.get(f"{client.base_url}/attestation")).json()
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "model_unavailable"
+        assert proxy.counters["requests"] == 1  # the refused prompt never left the client
+        assert plain.status_code == 200 and client.receipts[-1]["sealed"] is False
+        assert report["e2ee"]["answers"]["plain"] == 1

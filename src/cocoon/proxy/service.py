@@ -524,7 +524,11 @@ class _WorkerSide(net.NullHandler):
         if method == RENEWED and worker_id is not None and self.proxy.trust is not None:
             # Re-verified like a handshake; the worker then counts as attested now, not at connect.
             attested = lambda at: self.proxy.registry.update_attestation(worker_id, at)  # noqa: E731
-            await accept_renewal(self.proxy.trust.policy, conn, params, now=time.time(), attested=attested)
+            trust = self.proxy.trust
+            if await accept_renewal(trust.policy, conn, params, now=time.time(), attested=attested):
+                keys = self.proxy.relay.sealed_keys  # its new sealing keys, for clients' worker_keys
+                with contextlib.suppress(ValueError):
+                    keys.accept(worker_id, conn, params.get("certificate"), trust.verify_peer)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy.drop_worker(conn)
