@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,7 +59,7 @@ def _port_busy(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _until_answers(url: str, process: subprocess.Popen[str]) -> dict:
+def _until_answers(url: str, process: subprocess.Popen[str]) -> dict[str, Any]:
     deadline = time.monotonic() + DEADLINE_S
     while True:
         assert process.poll() is None, f"exited with {process.returncode}: {process.communicate()[1][-2000:]}"
@@ -87,9 +88,9 @@ def test_readme_second_worker_walkthrough(tmp_path: Path, shell_env: dict[str, s
         [".venv/bin/cocoon", "worker"],
         [".venv/bin/cocoon", "worker"],
     ], "the walk-through changed: update this test with it"
-    health_port = int(
-        re.search(r"dashboard on :(\d+)", README.read_text()[README.read_text().index(SECTION) :]).group(1)
-    )  # type: ignore[union-attr]
+    promised = re.search(r"dashboard on :(\d+)", README.read_text().split(SECTION, 1)[1])
+    assert promised is not None, "the walk-through no longer says where the worker serves"
+    health_port = int(promised.group(1))
     started: list[subprocess.Popen[str]] = []
     try:
         base_url = ""
