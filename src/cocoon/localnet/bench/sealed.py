@@ -28,7 +28,7 @@ MODES = ("sealed", "plain")
 
 
 def _median(results: list[LoadResult], key: str) -> float:
-    return round(statistics.median(r.summary()[key] for r in results), 3)
+    return round(float(statistics.median(float(r.summary()[key]) for r in results)), 3)
 
 
 def _row(level: int, by_mode: dict[str, list[LoadResult]]) -> dict[str, Any]:
