@@ -22,6 +22,7 @@ from cocoon.cli import (
     claim_cmd,
     client_cmd,
     close_cmd,
+    dispute_cmd,
     health_cmd,
     market_cmd,
     network_cmd,
@@ -74,6 +75,7 @@ app.command()(network_cmd.demo)
 app.command("chat")(chat_cmd.command)
 app.command("health")(health_cmd.command)
 worker_cmd.app.command("claim")(claim_cmd.worker_claim)
+worker_cmd.app.command("dispute")(dispute_cmd.worker_dispute)
 worker_cmd.app.command("stake")(market_cmd.worker_stake)
 for _cmd, _fn in (
     ("market", market_cmd.root_market),

@@ -194,6 +194,14 @@ class HeldReceipts:
         with self._db() as db:
             return [t for (t,) in db.execute("SELECT DISTINCT target FROM receipts ORDER BY target")]
 
+    def held(self) -> list[tuple[str, str, str]]:
+        """(worker contract, evidence hash, request id) of every receipt held, oldest first."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            found = db.execute("SELECT target, evidence_hash, request_id FROM receipts ORDER BY received_at")
+            return [(str(t), str(e), str(r)) for t, e, r in found]
+
     def __len__(self) -> int:
         if not self.path.exists():
             return 0

@@ -200,15 +200,16 @@ class ReputationBook:
         self.dirty = False
         return out
 
-    def restore(self, registry: WorkerRegistry, records: Mapping[str, Mapping[str, Any]]) -> int:
+    def restore(self, registry: WorkerRegistry, records: Mapping[str, object]) -> int:
         """Put back what :meth:`export` saved; malformed records are skipped. Returns workers restored."""
         restored: set[str] = set()
-        stats = {w: r["registry"] for w, r in records.items() if isinstance(r.get("registry"), Mapping)}
+        valid = {w: r for w, r in records.items() if isinstance(w, str) and isinstance(r, Mapping)}
+        stats = {w: r["registry"] for w, r in valid.items() if isinstance(r.get("registry"), Mapping)}
         if stats:
             registry.restore_reputation(stats)
             known = registry.export_reputation()
             restored.update(w for w in stats if w in known)
-        for worker_id, record in records.items():
+        for worker_id, record in valid.items():
             book = WorkerBook.from_json(record.get("book"))
             if book is not None and worker_id not in self._books:
                 self._books[worker_id] = book

@@ -24,6 +24,7 @@ away (it held the proxy's slash receipt for that request) ends ``voided``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -120,6 +121,7 @@ class Slasher:
         self.settings = settings
         self._clock = clock
         self._receipts: OrderedDict[str, tuple[str, Mapping[str, Any]]] = OrderedDict()
+        self._ticking = asyncio.Lock()  # one pass at a time (the loop's and a caller's)
         self.recorded = 0
 
     # -- evidence --------------------------------------------------------------------------------
@@ -251,6 +253,10 @@ class Slasher:
         """Post due slashes (one claim per worker contract at a time), execute those past their window."""
         if self.chain is None:
             return
+        async with self._ticking:
+            await self._pass()
+
+    async def _pass(self) -> None:
         books = self._books()
         claimed: set[str] = set()
         for record in await books.misbehaviour(states=("posted",)):
