@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pytoniq_core import begin_cell
 
 from cocoon.chain import (
     Collateral,
@@ -29,7 +30,7 @@ from cocoon.chain import (
     sign_slash_receipt,
 )
 from cocoon.chain import network as net
-from cocoon.chain.messages import STATE_ACTIVE, STATE_CLOSED
+from cocoon.chain.messages import STATE_ACTIVE, STATE_CLOSED, STATE_CLOSING
 from cocoon.chain.slashing import slash_dispute_body, slash_execute_body, stake_worker_body
 
 TON = net.TON
@@ -48,6 +49,7 @@ class Model:
     slashed: int = 0
     counter: int = 0
     pending: tuple[int, bytes, int] | None = None  # amount, evidence, deadline
+    unlock: int = 0  # the owner's own close completes from then on
     paid_to_root_owner: int = 0
     returned_to_owner: int = 0
 
@@ -70,7 +72,9 @@ class Env:
             worker_image_hashes=[],
             models={},
             proxy_addresses=[],
-            params=net.default_params(price_per_token=FEE * 2, worker_fee_per_token=FEE),
+            params=net.default_params(
+                price_per_token=FEE * 2, worker_fee_per_token=FEE, proxy_delay_before_close=100
+            ),
         )
         self.h = h
         self.params = h.config.params
@@ -100,12 +104,13 @@ STEPS = {
     "dispute": st.tuples(st.just("dispute"), st.sampled_from(EVIDENCE)),
     "execute": st.tuples(st.just("execute")),
     "close": st.tuples(st.just("close"), st.integers(0, 500)),
+    "request": st.tuples(st.just("request")),
+    "complete": st.tuples(st.just("complete"), st.sampled_from([0, 150])),  # after that many seconds
     "wait": st.tuples(st.just("wait"), st.sampled_from([1, 30, 120, 1000])),
 }
 # Closing ends a history early: drawn less often than the steps that exercise a slash.
-KINDS = (
-    ["claim"] * 3 + ["wait"] * 3 + ["execute"] * 2 + ["dispute"] * 2 + ["stake", "payout", "forged", "close"]
-)
+KINDS = ["claim"] * 3 + ["wait"] * 3 + ["execute"] * 2 + ["dispute"] * 2
+KINDS += ["stake", "payout", "forged", "close", "request", "complete", "complete"]
 ops = st.sampled_from(KINDS).flatmap(STEPS.__getitem__)
 
 
@@ -127,20 +132,25 @@ class History:
     def expect(self, op: tuple) -> tuple[bool, Model]:  # type: ignore[type-arg]
         """Whether ``op`` must succeed, and the model after it (the contract's rules, in Python)."""
         m, now = self.m, self.env.chain.now_sync()
-        active = m.state == STATE_ACTIVE
+        active, open_ = m.state == STATE_ACTIVE, m.state != STATE_CLOSED
         kind = op[0]
         if kind == "stake":
             return active, replace(m, stake=m.stake + op[1])
         if kind == "payout":
-            return active and op[1] > 0, replace(m, tokens=m.tokens + op[1])
-        if kind == "close":
+            return open_ and op[1] > 0, replace(m, tokens=m.tokens + op[1])
+        if kind in ("close", "complete"):
             held = 0 if m.pending is None else min(m.pending[0], m.stake)
-            after = replace(m, state=STATE_CLOSED, tokens=m.tokens + op[1], stake=held)
-            return active, replace(after, returned_to_owner=m.returned_to_owner + m.stake - held)
+            tokens = m.tokens + op[1] if kind == "close" else m.tokens
+            after = replace(m, state=STATE_CLOSED, tokens=tokens, stake=held)
+            ok = open_ if kind == "close" else m.state == STATE_CLOSING and now >= m.unlock
+            return ok, replace(after, returned_to_owner=m.returned_to_owner + m.stake - held)
+        if kind == "request":
+            delay = self.env.params.proxy_delay_before_close
+            return active, replace(m, state=STATE_CLOSING, unlock=now + delay)
         if kind == "claim":
             _, amount, evidence, step = op
             open_slash = m.pending is not None
-            ok = active and step > 0 and m.stake > 0 and not open_slash
+            ok = open_ and step > 0 and m.stake > 0 and not open_slash
             bound = min(amount, self.col.slash_bound(m.stake))  # the pending amount is the bound
             return ok, replace(
                 m, counter=m.counter + step, pending=(bound, evidence, now + self.col.dispute_window_s)
@@ -183,6 +193,10 @@ class History:
                 counter=counter,
             )
             return env.poster, net.OP_VALUE, claim.body(env.poster.address)
+        if kind in ("request", "complete"):
+            o = Op.WORKER_CLOSE_REQUEST if kind == "request" else Op.WORKER_CLOSE_COMPLETE
+            body = begin_cell().store_uint(o, 32).store_uint(0, 64).store_address(self.owner.address)
+            return self.owner, net.OP_VALUE, body.end_cell()
         if kind == "dispute":
             receipt = sign_slash_receipt(env.key, target, evidence_hash=op[1], tokens=7)
             return self.owner, net.OP_VALUE, slash_dispute_body(receipt, excess=self.owner.address)
@@ -193,6 +207,8 @@ class History:
         if op[0] == "wait":
             env.chain.advance(op[1])
             return
+        if op[0] == "complete":
+            env.chain.advance(op[1])
         ok, after = self.expect(op)
         sender, value, body = self.body(op)
         deployed = (await env.chain.get_account(self.wc.address)).active
@@ -222,6 +238,7 @@ class History:
             return
         s = parse_worker_state(acc.data)
         m = self.m
+        assert s.unlock_ts == m.unlock
         assert (s.state, s.tokens, s.stake, s.slashed, s.slash_counter) == (
             m.state,
             m.tokens,

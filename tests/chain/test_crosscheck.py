@@ -74,6 +74,7 @@ def scenario() -> tuple[list[dict], list[Address]]:
     client = net.client_contract(CLIENT, proxy.address, key.public, params)
     worker = net.worker_contract(WORKER, proxy.address, key.public, params)
     rogue_worker = net.worker_contract(WORKER, proxy.address, rogue.public, params)
+    lone_worker = net.worker_contract(STRANGER, proxy.address, key.public, params)  # closes on its own
     now = T0
     steps: list[dict] = []
 
@@ -198,7 +199,9 @@ def scenario() -> tuple[list[dict], list[Address]]:
     step(PROXY_OWNER, proxy.address, op, complete.body())
     now += params.proxy_delay_before_close
     step(PROXY_OWNER, proxy.address, op, complete.body())
-    return steps, [root.address, proxy.address, client.address, worker.address, rogue_worker.address]
+    now = owner_close_steps(step, now, lone_worker, params.proxy_delay_before_close, op)
+    watch = [root.address, proxy.address, client.address, worker.address, rogue_worker.address]
+    return steps, [*watch, lone_worker.address]
 
 
 def collateral_steps(add_step, now, key, rogue, worker, op):  # type: ignore[no-untyped-def]
@@ -233,6 +236,24 @@ def collateral_steps(add_step, now, key, rogue, worker, op):  # type: ignore[no-
     step(STRANGER, worker, op, slash_execute_body(excess=STRANGER))  # too early
     now += 300
     step(STRANGER, worker, op, slash_execute_body(excess=STRANGER))
+    return now
+
+
+def owner_close_steps(add_step, now, lone, delay, op):  # type: ignore[no-untyped-def]
+    """A worker owner closes its contract alone: notice, too early, complete."""
+
+    def step(*args, **kw):  # type: ignore[no-untyped-def]
+        add_step(*args, at=now, **kw)
+
+    def body(o: Op) -> Cell:
+        return begin_cell().store_uint(o, 32).store_uint(4, 64).store_address(STRANGER).end_cell()
+
+    step(STRANGER, lone.address, 2 * TON + op, stake_worker_body(2 * TON, excess=STRANGER), lone.state_init)
+    step(STRANGER, lone.address, op, body(Op.WORKER_CLOSE_COMPLETE))  # not closing: 408
+    step(STRANGER, lone.address, op, body(Op.WORKER_CLOSE_REQUEST))
+    step(STRANGER, lone.address, op, body(Op.WORKER_CLOSE_COMPLETE))  # too early: 409
+    now += delay
+    step(STRANGER, lone.address, op, body(Op.WORKER_CLOSE_COMPLETE))
     return now
 
 

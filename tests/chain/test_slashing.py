@@ -207,3 +207,43 @@ def type_key():
     from cocoon.chain import KeyPair
 
     return KeyPair.from_seed(b"\x05" * 32)
+
+
+async def test_owner_closes_alone_after_the_notice_a_claim_in_it_still_counts(world):
+    """The proxy vanished without a last payout: the owner gets the stake back after the notice."""
+    from cocoon.chain import complete_worker_close, request_worker_close
+    from cocoon.chain.messages import STATE_CLOSING
+
+    await set_collateral(world, dispute_window_s=50, max_slash_permille=500)
+    wc = contract(world)
+    await stake_worker(world.worker, wc, 2 * TON)
+    with expect_exit(ExitCode.NOT_OWNER):
+        await request_worker_close(world.client, wc.address)
+    await request_worker_close(world.worker, wc.address)
+    st = await worker_state(world, wc)
+    assert (
+        st.state == STATE_CLOSING
+        and st.unlock_ts == await world.chain.now() + world.params.proxy_delay_before_close
+    )
+    assert stake_refusal(st, Collateral(min_worker_stake=1)) == "the worker contract is closing or closed"
+    with expect_exit(ExitCode.BAD_STATE):  # no new stake while closing
+        await stake_worker(world.worker, wc, TON)
+    # the notice is for the proxy: a claim and a payout still come in
+    claim = sign_slash_claim(world.proxy_key, wc.address, amount=TON, evidence_hash=EVIDENCE, counter=1)
+    await net.post_signed(world.proxy_owner, claim)
+    await net.post_signed(
+        world.proxy_owner, sign(world.proxy_key, Op.WORKER_PAYOUT_SIGNED, target=wc.address, counter=5)
+    )
+    with expect_exit(ExitCode.TOO_EARLY):
+        await complete_worker_close(world.worker, wc.address)
+    world.chain.advance(world.params.proxy_delay_before_close)
+    before = await world.worker.balance()
+    await complete_worker_close(world.worker, wc.address)
+    st = await worker_state(world, wc)
+    # closed; the pending slash holds its part (500 ‰ of 2 TON)
+    assert st.state == STATE_CLOSED and st.stake == TON and st.pending_slash is not None
+    # the stake came back, less the gas of the owner's own post (well under 0.05 TON)
+    assert TON - 50_000_000 < await world.worker.balance() - before <= TON
+    await execute_slash(world.client, wc.address)
+    st = await worker_state(world, wc)
+    assert st.stake == 0 and st.slashed == TON

@@ -38,6 +38,8 @@ counter) and posts it with :func:`post_signed` (``SLASH_CLAIM_VALUE``); the work
 root for its dispute window and bound (``WorkerState.pending_slash``); the owner may
 :func:`dispute_slash` with a :func:`sign_slash_receipt` receipt of the same proxy for the same
 evidence; after the window anyone may :func:`execute_slash` (the amount goes to the root owner).
+A worker owner whose proxy is gone closes alone: :func:`request_worker_close`, then after the notice
+:func:`complete_worker_close`.
 :func:`stake_refusal` says why a worker's stake does not meet ``RootConfig.collateral``.
 
 Contracts (Tolk, compiled by ``make contracts``; code in ``contracts/build``): root, proxy, client,
@@ -137,8 +139,10 @@ from cocoon.chain.settings import ChainSettings, LiteServer, open_chain
 from cocoon.chain.slashing import (
     SLASH_CLAIM_VALUE,
     SlashReceipt,
+    complete_worker_close,
     dispute_slash,
     execute_slash,
+    request_worker_close,
     sign_slash_receipt,
     stake_refusal,
     stake_worker,
@@ -204,6 +208,7 @@ __all__ = [
     "check_address",
     "check_optional_address",
     "client_contract",
+    "complete_worker_close",
     "decode_body",
     "default_params",
     "deploy_root",
@@ -229,6 +234,7 @@ __all__ = [
     "read_client_state",
     "read_proxy_state",
     "read_worker_state",
+    "request_worker_close",
     "root_contract",
     "send_client_op",
     "send_proxy_op",

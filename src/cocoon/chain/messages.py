@@ -26,8 +26,9 @@ say, we decided and the contracts (``contracts/*.tolk``) implement exactly what 
   :mod:`cocoon.chain.market_cells`); set class ``0x5b0e4a7c qid name:128 terms``, remove class
   ``0xa61f3d92 qid name:128``, set collateral ``0x3e8c1b55 qid min_stake:Coins window:32
   max_slash:16``, upgrade code ``0xe7d25a0f qid ^code migration:Maybe ^data``;
-* worker contract data ends with ``^(stake:Coins slashed:Coins slash_counter:64 pending:Maybe
-  ^(amount:Coins evidence_hash:256 deadline:32 slash_to:addr))`` (:mod:`cocoon.chain.slashing`).
+* worker contract data ends with ``^(stake:Coins slashed:Coins slash_counter:64 unlock_ts:32
+  pending:Maybe ^(amount:Coins evidence_hash:256 deadline:32 slash_to:addr))``
+  (:mod:`cocoon.chain.slashing`).
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ class Op(IntEnum):
     WORKER_SLASH_CLAIM_SIGNED = 0x5E1A9C24
     WORKER_SLASH_DISPUTE = 0x7D0B3E61
     WORKER_SLASH_EXECUTE = 0x1F6C2A95
+    WORKER_CLOSE_REQUEST = 0x6E2F91B4
+    WORKER_CLOSE_COMPLETE = 0x3D84A7C2
     SLASH_TERMS_QUERY = 0x2B7D94E3  # worker contract → proxy contract
     SLASH_TERMS = 0x48E5B71A  # proxy contract → worker contract
 
@@ -629,10 +632,12 @@ class WorkerState:
     slashed: int = 0  # paid out of the stake by executed slashes, all time
     slash_counter: int = 0  # highest slash claim counter the contract took
     pending_slash: PendingSlash | None = None
+    unlock_ts: int = 0  # the owner's own close may complete from then on (0: not requested)
 
     @staticmethod
     def init_data(owner: Address, proxy_sc: Address, proxy_public_key: bytes, params: Params) -> Cell:
-        collateral = begin_cell().store_coins(0).store_coins(0).store_uint(0, 64).store_maybe_ref(None)
+        collateral = begin_cell().store_coins(0).store_coins(0).store_uint(0, 64).store_uint(0, 32)
+        collateral.store_maybe_ref(None)
         return (
             begin_cell()
             .store_address(owner)
@@ -668,11 +673,11 @@ def parse_worker_state(data: Cell) -> WorkerState:
         tokens = s.load_uint(64)
         params = Params.from_cell(s.load_ref())
         c = s.load_ref().begin_parse()
-        stake, slashed, counter = c.load_coins(), c.load_coins(), c.load_uint(64)
+        stake, slashed, counter, unlock = c.load_coins(), c.load_coins(), c.load_uint(64), c.load_uint(32)
         pending = _pending_slash(c.load_maybe_ref())
         if c.remaining_bits or c.remaining_refs:
             raise MessageError("worker collateral has trailing data")
-        return WorkerState(owner, proxy_sc, pk, st, tokens, params, stake, slashed, counter, pending)
+        return WorkerState(owner, proxy_sc, pk, st, tokens, params, stake, slashed, counter, pending, unlock)
 
     return _parse(data, read, "worker contract data")
 
@@ -795,7 +800,7 @@ def _decode_market_fields(s: Slice, op: Op, f: dict[str, Any]) -> None:
     elif op == Op.WORKER_STAKE:
         f["amount"] = s.load_coins()
         f["excess"] = s.load_address()
-    elif op == Op.WORKER_SLASH_EXECUTE:
+    elif op in (Op.WORKER_SLASH_EXECUTE, Op.WORKER_CLOSE_REQUEST, Op.WORKER_CLOSE_COMPLETE):
         f["excess"] = s.load_address()
     elif op == Op.WORKER_SLASH_DISPUTE:
         f["excess"] = s.load_address()

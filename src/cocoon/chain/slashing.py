@@ -22,7 +22,10 @@ The worker contract (``contracts/worker.tolk``) holds its owner's stake. Its lif
 4. **Execute**: after the deadline anyone may execute (:func:`execute_slash`): the bounded amount
    (never above the stake) goes to the root owner the root named, never to the proxy.
 5. **Close**: the proxy's last payout closes the contract and sends the owner the stake that no
-   pending slash holds; the rest follows once that slash is voided or executed.
+   pending slash holds; the rest follows once that slash is voided or executed. The owner may also
+   close on its own (a proxy that vanished never signs a last payout): :func:`request_worker_close`
+   gives the root params' ``proxy_delay_before_close`` of notice (payouts and slash claims still
+   come in meanwhile), then :func:`complete_worker_close` gives the stake back the same way.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ __all__ = [
     "RECEIPT_TAG",
     "SLASH_CLAIM_VALUE",
     "SlashReceipt",
+    "complete_worker_close",
     "dispute_slash",
     "execute_slash",
+    "request_worker_close",
     "sign_slash_receipt",
     "slash_dispute_body",
     "slash_execute_body",
@@ -156,6 +161,18 @@ async def execute_slash(poster: WalletClient, worker_sc: Address) -> list[TxReco
     return ensure_success(await poster.transfer(worker_sc, OP_VALUE, body), worker_sc)
 
 
+async def request_worker_close(owner: WalletClient, worker_sc: Address) -> list[TxRecord]:
+    """The owner's notice that it closes the worker contract (then stake and claims wait the delay)."""
+    body = _head(Op.WORKER_CLOSE_REQUEST, 0).store_address(owner.address).end_cell()
+    return ensure_success(await owner.transfer(worker_sc, OP_VALUE, body), worker_sc)
+
+
+async def complete_worker_close(owner: WalletClient, worker_sc: Address) -> list[TxRecord]:
+    """After the notice (409 before): closed, the stake no pending slash holds goes to the owner."""
+    body = _head(Op.WORKER_CLOSE_COMPLETE, 0).store_address(owner.address).end_cell()
+    return ensure_success(await owner.transfer(worker_sc, OP_VALUE, body), worker_sc)
+
+
 def stake_refusal(state: WorkerState | None, collateral: Collateral) -> str | None:
     """Why a worker with this contract state may not serve under ``collateral``, or None.
 
@@ -166,7 +183,7 @@ def stake_refusal(state: WorkerState | None, collateral: Collateral) -> str | No
     if state is None:
         return f"the worker contract holds no stake ({collateral.min_worker_stake} nanoTON needed)"
     if state.state != STATE_ACTIVE:
-        return "the worker contract is closed"
+        return "the worker contract is closing or closed"
     held = 0 if state.pending_slash is None else min(state.pending_slash.amount, state.stake)
     free = state.stake - held
     if free < collateral.min_worker_stake:
