@@ -177,3 +177,13 @@ def test_worker_stake_from_the_owner_wallet(home: Path, tmp_path: Path) -> None:
         chain.close()
     bad = runner.invoke(app, [*cmd[:6], "--proxy-key", "abcd", "--config", str(toml)])
     assert bad.exit_code == 1 and "64 hex digits" in bad.output
+
+
+def test_history_names_the_market_changes(home: Path) -> None:
+    ok(home, "root", "set-class", "hist", "--max-retries", "1")
+    ok(home, "root", "upgrade-code", str(ROOT_BUILD))
+    changes = ok(home, "root", "history")["changes"]
+    ops = [c["op"] for c in changes]
+    assert "set service class" in ops and "upgrade code" in ops
+    upgrade = [c for c in changes if c["op"] == "upgrade code"][-1]
+    assert upgrade["argument"].endswith("data kept")

@@ -33,6 +33,10 @@ OP_WORDS: Mapping[Op, str] = {
     Op.CHANGE_PRICE: "change prices",
     Op.CHANGE_PARAMS: "change parameters",
     Op.CHANGE_OWNER: "change owner",
+    Op.SET_SERVICE_CLASS: "set service class",
+    Op.REMOVE_SERVICE_CLASS: "remove service class",
+    Op.SET_COLLATERAL: "set collateral",
+    Op.UPGRADE_CODE: "upgrade code",
 }
 _PARAM_FIELDS = (
     ("price_per_token", "price/token"),
@@ -105,6 +109,9 @@ def _argument(op: Op, fields: Mapping[str, Any], previous: Params | None) -> str
         return _params_text(fields["params"], previous)
     if op == Op.CHANGE_OWNER:
         return str(fields["new_owner"].to_str())
+    if op == Op.UPGRADE_CODE:
+        kept = "data kept" if fields["migration"] is None else f"data {fields['migration'].hash.hex()}"
+        return f"code {fields['code'].hash.hex()}, {kept}"
     return ", ".join(f"{k}={v}" for k, v in fields.items()) or "—"
 
 
