@@ -308,7 +308,7 @@ class SpotChecker:
         self.on_failure = on_failure
         self.settings = settings
         self.fingerprints = FingerprintBook(trusted=settings.trusted_workers)
-        self._rng = rng or random.Random(secrets.randbits(64))
+        self.rng = rng or random.Random(secrets.randbits(64))  # rounds and prompts (seeded in measurements)
         self._clock = clock
         self._served_at_round: dict[str, int] = {}  # model hash → requests served at its last round
         self._round_at: dict[str, float] = {}
@@ -334,7 +334,7 @@ class SpotChecker:
 
     def _draw(self) -> int:
         mean = self.settings.every_requests
-        return max(1, math.ceil(self._rng.expovariate(1.0 / mean)))
+        return max(1, math.ceil(self.rng.expovariate(1.0 / mean)))
 
     def due(self, now: float) -> list[str]:
         """Model hashes whose round is due now (the first call for a hash only starts its count)."""
@@ -372,15 +372,15 @@ class SpotChecker:
             for r in self.registry.records()
             if r.model_hash == model_hash and not self.registry.is_suspended(r.worker_id, now)
         ]
-        self._rng.shuffle(records)
+        self.rng.shuffle(records)
         records.sort(key=lambda r: self._checked.get(r.worker_id, 0))
         return records[: self.settings.workers_per_round]
 
     def _pick_canary(self, model_hash: str) -> int:
         known = self.fingerprints.known(model_hash)
-        if known and self._rng.random() < self.settings.known_share:
-            return self._rng.choice(known)
-        return self._rng.randrange(CANARIES)
+        if known and self.rng.random() < self.settings.known_share:
+            return self.rng.choice(known)
+        return self.rng.randrange(CANARIES)
 
     async def check(self, model_hash: str, *, canary: int | None = None) -> list[Finding]:
         """One round now: one canary to up to ``workers_per_round`` workers of ``model_hash``."""
