@@ -50,6 +50,7 @@ def test_a_well_formed_sealed_meta_says_whom_it_is_for_and_what_it_needs() -> No
         {"key_ids": ["zz"]},
         {"key_ids": [secrets.token_hex(16)]},  # not the envelope's
         {"needs": ["teleport"]},
+        {"needs": {"tools": ""}},
         {"id": ""},
         {"prompt_bytes": -1},
     ],

@@ -284,7 +284,8 @@ def seal_for(
     envelope_id = secrets.token_hex(16)
     aad = routing_aad(endpoint, model, max_tokens, envelope_id)
     sealed = seal_request(body, [w.key for w in workers], aad=aad)
-    needs = [c.value for c in required_by_body(endpoint, body)]
+    # What the body needs, with the parameter that needs it (the proxy's refusal names it, as for a plain body).
+    needs = {c.value: param for c, param in required_by_body(endpoint, body).items()}
     e2ee = {
         "v": 1,
         "id": envelope_id,

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 KEY_ID_BYTES = 16
 MAX_CANDIDATES = 16  # key ids one request may name (a client seals for a few)
 MAX_ENVELOPE_ID = 64
+MAX_PARAM = 128  # a parameter's name in a refusal (e.g. messages[0].content[1].image_url)
 MAX_LISTED = 32  # certificates one worker_keys answer carries at most
 # A sealed frame is its plaintext plus a 6-byte header (version, kind, sequence) and the 16-byte AEAD
 # tag (frame 0 also carries a 16-byte salt, left in: the bound is then 16 bytes looser, never tighter).
@@ -116,10 +117,15 @@ def parse_sealed_meta(endpoint: str, meta: Mapping[str, Any] | None, body: bytes
         raise BadSealedRequest("meta.e2ee.key_ids must be hex") from exc
     if len(key_ids) != len(ids) or any(len(k) != KEY_ID_BYTES for k in key_ids):
         raise BadSealedRequest(f"meta.e2ee.key_ids must be distinct {KEY_ID_BYTES}-byte hex ids")
-    needs_raw = raw.get("needs", [])
+    needs_raw = raw.get("needs", {})
+    if isinstance(needs_raw, list):  # capability names alone: each is its own parameter
+        needs_raw = {n: n for n in needs_raw if isinstance(n, str)} if len(needs_raw) <= 16 else None
     known = {c.value for c in Capability}
-    if not isinstance(needs_raw, list) or not all(isinstance(n, str) and n in known for n in needs_raw):
-        raise BadSealedRequest(f"meta.e2ee.needs must list capabilities of {sorted(known)}")
+    if not isinstance(needs_raw, Mapping) or not all(
+        n in known and isinstance(param, str) and 0 < len(param) <= MAX_PARAM
+        for n, param in needs_raw.items()
+    ):
+        raise BadSealedRequest(f"meta.e2ee.needs must map capabilities of {sorted(known)} to parameters")
     envelope_id = raw.get("id")
     if not isinstance(envelope_id, str) or not 0 < len(envelope_id) <= MAX_ENVELOPE_ID:
         raise BadSealedRequest(f"meta.e2ee.id must be the envelope id (1 to {MAX_ENVELOPE_ID} characters)")
@@ -134,7 +140,7 @@ def parse_sealed_meta(endpoint: str, meta: Mapping[str, Any] | None, body: bytes
     # The prompt is bounded by the body's plaintext size: the ciphertext less its tag.
     plain_bytes = max(len(envelope.ciphertext) - TAG_BYTES, 0)
     # The endpoint's own capability is needed whatever the client declared.
-    needs = required_capabilities(endpoint, {}) | {Capability(n): n for n in needs_raw}
+    needs = required_capabilities(endpoint, {}) | {Capability(n): str(p) for n, p in needs_raw.items()}
     forward = {"v": 1, "id": envelope_id}  # the worker rebuilds the envelope's aad with it
     return SealedMeta(key_ids, needs, plain_bytes, forward)
 

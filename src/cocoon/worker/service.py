@@ -443,7 +443,7 @@ class Worker(Service):
         self._generation_s += time.monotonic() - t0
         meta: dict[str, Any] = {
             "worker_time_s": round(time.monotonic() - t0, 4),
-            "receipt": self._receipt(stream.request.body, digest, wire_usage, sealed=sealed is not None),
+            "receipt": self._receipt(stream.request.body, digest, wire_usage, sealed=sealed),
         }
         if sealed is not None:
             meta["e2ee"] = sealed.end_meta(wire_usage)
@@ -454,7 +454,12 @@ class Worker(Service):
         return None if self.seal_keys is None else self.seal_keys.find(key_id)
 
     def _receipt(
-        self, request_body: bytes, digest: ResponseDigest, usage: wire.Usage, *, sealed: bool = False
+        self,
+        request_body: bytes,
+        digest: ResponseDigest,
+        usage: wire.Usage,
+        *,
+        sealed: SealedAnswer | None = None,
     ) -> dict[str, Any]:
         """The worker's signed statement of this answer, with the key its quote binds."""
         assert self.trust is not None
@@ -462,7 +467,8 @@ class Worker(Service):
             self.trust.identity.private_key,
             request_body=request_body,
             response_sha256=digest.digest(),
-            completion_id=digest.completion_id,
+            # A sealed answer's id is in its plaintext: the worker names it (an id, not content).
+            completion_id=digest.completion_id if sealed is None else sealed.plain.completion_id,
             model=self.engine.model_name,
             usage={
                 "prompt_tokens": usage.prompt_tokens,
@@ -471,7 +477,7 @@ class Worker(Service):
                 "reasoning_tokens": usage.reasoning_tokens,
             },
             issued_at=int(time.time()),
-            sealed=sealed,
+            sealed=sealed is not None,
         )
 
 
