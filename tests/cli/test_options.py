@@ -60,7 +60,13 @@ def test_worker_model_hash_json(tmp_path: Path) -> None:
     plain = cocoon("worker", "model-hash", str(weights))
     as_json = cocoon("worker", "model-hash", str(weights), "--json")
     assert plain.exit_code == 0 and as_json.exit_code == 0, as_json.output
-    assert json.loads(as_json.output) == {"path": str(weights), "model_hash": plain.output.strip()}
+    assert json.loads(as_json.output) == {
+        "path": str(weights),
+        "model_hash": plain.output.strip(),
+        "files": 1,
+        "bytes": len(b"weights"),
+        "skipped": [],
+    }
 
 
 def test_tee_gen_cert_json_and_its_key_is_private(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from rich.table import Table
 from rich.text import Text
 
 from cocoon.core.amounts import format_ton
-from cocoon.node.earnings import describe_payout
 
 __all__ = ["VIEWS", "format_duration", "format_time", "long_values", "render"]
 
@@ -201,6 +200,8 @@ def _earnings(h: Mapping[str, Any]) -> RenderableType:
     if not payments:
         table.add_row("—", format_ton(0), format_ton(0), format_ton(0), "0")
         return table
+    from cocoon.node.earnings import describe_payout  # cocoon.node loads the TEE: not at CLI start
+
     lines: list[RenderableType] = [table]
     for proxy, p in payments.items():
         lines.append(
