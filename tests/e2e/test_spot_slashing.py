@@ -5,10 +5,13 @@ is executed; an honest worker disputes a false claim with the proxy's own receip
 from __future__ import annotations
 
 import asyncio
+import copy
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import openai
+import pytest
 import pytest_asyncio
 from typer.testing import CliRunner
 
@@ -17,6 +20,7 @@ from cocoon.chain import (
     TON,
     KeyPair,
     WalletClient,
+    read_proxy_state,
     read_worker_state,
     stake_worker,
 )
@@ -24,7 +28,9 @@ from cocoon.cli.main import app as cli
 from cocoon.core.keyfile import load_seed
 from cocoon.inference import Usage
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
+from cocoon.node.receipt import attested_key
 from cocoon.node.slashreceipts import request_evidence_hash
+from cocoon.node.trustdocs import DocumentError, verify_anchored
 from cocoon.proxy.slashing import Misbehaviour
 from cocoon.worker import Worker
 from tests.proxy.trustkit import model_engine
@@ -154,3 +160,39 @@ async def test_an_honest_workers_dispute_voids_a_false_claim(market: LocalNetwor
 
 async def _states(proxy, *states: str) -> bool:  # type: ignore[no-untyped-def]
     return bool(await proxy.books.misbehaviour(states=states))
+
+
+async def test_a_client_checks_the_published_statistics_against_the_digest_the_chain_committed(
+    market: LocalNetwork,
+) -> None:
+    proxy, chain, client = market.proxy, market.chain, market.client
+    assert proxy is not None and proxy.chain_sync is not None and chain is not None and client is not None
+    await _ask(market, "honest-model")
+    await proxy.chain_sync.commit_now(time.time())  # the next state commit anchors the statistics now
+    assert proxy.chain_sync.proxy_address is not None
+    committed = await read_proxy_state(chain, proxy.chain_sync.proxy_address)
+    # The client asks its proxy for the statistics that commit anchored, and checks them itself:
+    # signed by the key attested on its own link, and hashed (with the session) into the chain's commit.
+    answer = await client.query("worker_stats", {"seqno": committed.commit_seqno})
+    proxy_key = attested_key(client.links()[0].peer.attestation)
+    assert proxy_key is not None
+    body = verify_anchored(answer["anchored"], proxy_key=proxy_key, committed_hash=committed.session_hash)
+    assert body["seqno"] == committed.commit_seqno
+    by_model = {w["model"].split("@")[0]: w for w in body["workers"]}
+    assert (
+        by_model["honest-model"]["requests_ok"] == 1 and by_model["honest-model"]["success_permille"] == 1000
+    )
+    # Statistics the proxy did not commit (altered, or from another commit) do not check out.
+    forged = copy.deepcopy(answer["anchored"])
+    forged["document"]["body"]["workers"][0]["requests_ok"] += 5
+    with pytest.raises(DocumentError):
+        verify_anchored(forged, proxy_key=proxy_key, committed_hash=committed.session_hash)
+    live = {
+        "seqno": committed.commit_seqno,
+        "session_hash": answer["anchored"]["session_hash"],
+        "document": answer["stats"],
+    }
+    with pytest.raises(DocumentError):
+        verify_anchored(live, proxy_key=proxy_key, committed_hash=committed.session_hash)
+    # The proxy's rollback defence still sees its own commits (the anchored hash, not the bare session).
+    assert (await proxy.books.statistics()).last_committed_seqno == committed.commit_seqno  # type: ignore[union-attr]
