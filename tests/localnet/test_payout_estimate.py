@@ -5,6 +5,7 @@ dashboard show it ("after about N more adjusted tokens")."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -40,8 +41,8 @@ async def test_earnings_carry_the_threshold_and_an_estimate(tmp_path: Path) -> N
             CliRunner().invoke, app, ["health", "earnings", "--url", worker.health_url], terminal_width=200
         )
         assert result.exit_code == 0, result.output
-        text = " ".join(result.output.split())
-        assert f"after about {estimate['tokens_to_payout']:,} more adjusted tokens" in text
+        text = " ".join(result.output.split())  # (a later bill may have moved the number since)
+        assert re.search(r"next payout from \S+: after about [\d,]+ more adjusted tokens \(at 10 TON", text)
         assert payment["worker_contract"] in result.output  # whole, on its own line
         page = worker_snapshot(worker.statistics(), [])
         proxies = next(t for t in page.tables if t.id == "proxies")
