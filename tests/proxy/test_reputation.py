@@ -16,6 +16,7 @@ from cocoon.inference import Usage
 from cocoon.node.trustdocs import EVIDENCE, WORKER_STATS, DocumentError, verify_document
 from cocoon.proxy import Proxy
 from cocoon.proxy.config import IntegritySettings
+from cocoon.proxy.dashboard import proxy_snapshot
 from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
 from cocoon.proxy.selection import WorkerRecord
 from tests.proxy.netkit import MODEL, network
@@ -118,6 +119,11 @@ async def test_clients_read_the_statistics_signed_by_the_proxys_attested_key(tmp
         workers = {w["worker_id"]: w for w in answer["workers"]}
         assert set(workers) == {r.worker_id for r in n.proxy.registry.records()}
         assert all(w["spot_checks"]["passed"] == 1 and w["connected"] for w in workers.values())
+        # The operator sees the same record on the dashboard (from /stats).
+        stats = n.proxy.statistics()
+        assert stats["reputation"]["spot_check_rounds"] == 1 and stats["reputation"]["canaries_sent"] == 2
+        (table,) = [t for t in proxy_snapshot(stats).tables if t.id == "reputation"]
+        assert {row.key for row in table.rows} == set(workers)
         # A document altered after signing, or signed by another key, is refused.
         signed = n.proxy.integrity.stats()
         verify_document(signed, proxy_key=n.proxy.trust.identity.public_key, kind=WORKER_STATS)  # type: ignore[union-attr]

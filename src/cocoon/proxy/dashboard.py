@@ -24,6 +24,7 @@ from cocoon.node.dashboard import (
     write_operator_token,
 )
 from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
+from cocoon.proxy.reputation_view import reputation_table
 from cocoon.proxy.selection import WorkerRegistry
 
 __all__ = ["PROXY_CHARTS", "ProxyDashboardSource", "proxy_dashboard", "proxy_snapshot"]
@@ -257,7 +258,7 @@ def proxy_snapshot(stats: Mapping[str, Any]) -> Snapshot:
             for m in stats.get("models", [])
         ),
     )
-    tables = [_workers_table(stats), models, *_money_tables(stats), _chain_table(stats)]
+    tables = [_workers_table(stats), reputation_table(stats), models, *_money_tables(stats), _chain_table(stats)]
     return Snapshot(title="cocoon proxy", facts=facts, metrics=_metrics(stats), tables=tables)
 
 

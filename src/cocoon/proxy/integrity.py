@@ -182,6 +182,16 @@ class Integrity:
         """The live statistics, signed by the proxy's attested key."""
         return signed_worker_stats(self._sign_key(), self.book, self.registry, self._clock())
 
+    def view(self) -> dict[str, Any]:
+        """For ``/stats`` and the dashboard: the published statistics (unsigned) and the counters."""
+        body = self.book.stats_body(self.registry, self._clock())
+        return {
+            "workers": body["workers"],
+            "spot_check_rounds": self.spot.rounds,
+            "canaries_sent": self.spot.sent,
+            "evidence_recorded": self.slasher.recorded,
+        }
+
     async def anchor(self, seqno: int, session_hash: bytes) -> bytes:
         """The hash state commit ``seqno`` carries: the session bound to the statistics signed now."""
         now = self._clock()

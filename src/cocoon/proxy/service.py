@@ -470,6 +470,7 @@ class Proxy(Service):
                 "requests": dict(self.counters),
                 "models": self.models(),
                 "capped": [_capped_json(c) for c in self.relay.capped.recent],
+                "reputation": self.integrity.view(),  # lasting per-worker record, spot checks, evidence
             }
         )
         if self.chain_sync is not None:
