@@ -187,3 +187,60 @@ def test_history_names_the_market_changes(home: Path) -> None:
     assert "set service class" in ops and "upgrade code" in ops
     upgrade = [c for c in changes if c["op"] == "upgrade code"][-1]
     assert upgrade["argument"].endswith("data kept")
+
+
+def test_worker_unstake_gives_notice_then_takes_the_stake_back(home: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    root = ok(home, "root", "show")["address"]
+    key = KeyPair.generate()
+    owner = Wallet(key).address
+    (tmp_path / "w").mkdir()
+    key_file = tmp_path / "w" / "wallet.key"
+    key_file.write_text(key.seed.hex())
+    os.chmod(key_file, 0o600)
+    chain_path = home / "chain" / "local.sqlite"
+    toml = tmp_path / "worker.toml"
+    toml.write_text(
+        f'[worker]\nhome = "{tmp_path / "w"}"\nowner_address = "{owner.to_str()}"\n'
+        f'[worker.root]\nkind = "embedded"\nlocal_path = "{chain_path}"\nroot_address = "{root}"\n'
+    )
+    target = [
+        "--proxy-sc",
+        "0:" + "78" * 32,
+        "--proxy-key",
+        KeyPair.generate().public.hex(),
+        "--config",
+        str(toml),
+    ]
+    unstake = ["--json", "worker", "unstake", *target]
+    nothing = runner.invoke(app, unstake)
+    assert nothing.exit_code == 1 and "nothing staked" in nothing.output
+    chain = LocalChain(chain_path)
+    try:
+        asyncio.run(chain.faucet(owner, 10 * net.TON))
+    finally:
+        chain.close()
+    assert runner.invoke(app, ["--json", "worker", "stake", "2", *target]).exit_code == 0
+    notice = runner.invoke(app, unstake)
+    assert notice.exit_code == 0, notice.output
+    rows = json.loads(notice.output)
+    assert rows["state"] == "closing" and rows["stake_nano"] == 2 * net.TON and rows["may_serve"] is False
+    early = runner.invoke(app, unstake)
+    assert early.exit_code == 1 and "the notice runs" in early.output
+    chain = LocalChain(chain_path)
+    try:  # past the notice
+        chain.advance(max(0, rows["unlock_ts"] + 1 - chain.now_sync()))
+        before = chain._state_of(owner).balance
+    finally:
+        chain.close()
+    done = runner.invoke(app, unstake)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["state"] == "closed" and json.loads(done.output)["stake_nano"] == 0
+    chain = LocalChain(chain_path)
+    try:
+        assert 2 * net.TON - 50_000_000 < chain._state_of(owner).balance - before <= 2 * net.TON
+    finally:
+        chain.close()
+    again = runner.invoke(app, unstake)
+    assert again.exit_code == 1 and "closed already" in again.output

@@ -77,6 +77,7 @@ app.command("health")(health_cmd.command)
 worker_cmd.app.command("claim")(claim_cmd.worker_claim)
 worker_cmd.app.command("dispute")(dispute_cmd.worker_dispute)
 worker_cmd.app.command("stake")(market_cmd.worker_stake)
+worker_cmd.app.command("unstake")(market_cmd.worker_unstake)
 for _cmd, _fn in (
     ("market", market_cmd.root_market),
     ("set-class", market_cmd.root_set_class),

@@ -26,6 +26,7 @@ __all__ = [
     "root_set_collateral",
     "root_upgrade_code",
     "worker_stake",
+    "worker_unstake",
 ]
 
 
@@ -234,6 +235,53 @@ WalletKeyOpt = Annotated[
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="The worker's TOML config.")]
 
 
+def _worker_node(
+    ctx: typer.Context, config: Path | None, proxy_sc: str, proxy_key: str
+) -> tuple[Any, Any, bytes]:
+    """The worker's config (with a chain and an owner), the proxy contract and the proxy key, checked."""
+    from cocoon.cli.runner import cli_errors, fail
+    from cocoon.core.settings import load_config
+    from cocoon.worker import WorkerConfig
+
+    with cli_errors():
+        node = load_config(
+            WorkerConfig, config, section="worker", overrides={"home": global_options(ctx).home}
+        )
+    if node.root is None or not node.owner_address:
+        raise fail(
+            "the worker contract needs [worker.root] (the chain) and owner_address (whose stake it is)"
+        )
+    try:
+        key = bytes.fromhex(proxy_key)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise fail("--proxy-key is 64 hex digits")
+    return node, cc._addr(proxy_sc), key
+
+
+def _owner_wallet(node: Any, key_file: Path) -> Any:
+    from cocoon.chain import KeyPair, Wallet, parse_address
+    from cocoon.cli.runner import cli_errors, fail
+    from cocoon.core.keyfile import load_seed
+
+    with cli_errors():
+        wallet = Wallet(KeyPair.from_seed(load_seed(key_file)))
+    owner = parse_address(node.owner_address)
+    if wallet.address != owner:
+        raise fail(
+            f"the wallet in {key_file} is {cc._s(wallet.address)}, not the worker owner {cc._s(owner)}"
+        )
+    return wallet
+
+
+def _show(ctx: typer.Context, title: str, rows: dict[str, Any]) -> None:
+    if global_options(ctx).json:
+        typer.echo(json.dumps(rows))
+    else:
+        cc._emit(cc.Ctx(Path("."), False), title, rows)
+
+
 def worker_stake(
     ctx: typer.Context,
     amount: Annotated[str, typer.Argument(help="TON to add to the stake.")],
@@ -243,75 +291,110 @@ def worker_stake(
     wallet_key: WalletKeyOpt = None,
 ) -> None:
     """Stake TON in the worker contract of one proxy, from the owner's wallet (deploys it if needed)."""
-    from cocoon.cli.runner import cli_errors, fail, run_async
-    from cocoon.core.settings import load_config
-    from cocoon.worker import WorkerConfig
+    from cocoon.cli.runner import fail, run_async
 
-    options = global_options(ctx)
-    with cli_errors():
-        node = load_config(WorkerConfig, config, section="worker", overrides={"home": options.home})
-    if node.root is None or not node.owner_address:
-        raise fail("staking needs [worker.root] (the chain) and owner_address (whose stake it is)")
+    node, psc, key = _worker_node(ctx, config, proxy_sc, proxy_key)
     nano = cc._ton(amount)
     if nano <= 0:
         raise fail("the stake to add must be more than 0 TON")
-    try:
-        key = bytes.fromhex(proxy_key)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise fail("--proxy-key is 64 hex digits")
-    rows = run_async(_stake(node, cc._addr(proxy_sc), key, nano, wallet_key or node.home / "wallet.key"))
-    if options.json:
-        typer.echo(json.dumps(rows))
-        return
-    cc._emit(cc.Ctx(node.home, False), "worker stake", rows)
+    wallet = _owner_wallet(node, wallet_key or node.home / "wallet.key")
+    _show(ctx, "worker stake", run_async(_stake(node, psc, key, nano, wallet)))
 
 
-async def _stake(node: Any, proxy_sc: Any, proxy_key: bytes, nano: int, key_file: Path) -> dict[str, Any]:
+def worker_unstake(
+    ctx: typer.Context,
+    proxy_sc: ProxyScOpt,
+    proxy_key: ProxyKeyOpt,
+    config: ConfigOpt = None,
+    wallet_key: WalletKeyOpt = None,
+) -> None:
+    """Close the worker contract of one proxy yourself: the first call gives notice, a call after it
+    takes the stake back (what no pending slash holds)."""
+    from cocoon.cli.runner import run_async
+
+    node, psc, key = _worker_node(ctx, config, proxy_sc, proxy_key)
+    wallet = _owner_wallet(node, wallet_key or node.home / "wallet.key")
+    _show(ctx, "worker contract close", run_async(_unstake(node, psc, key, wallet)))
+
+
+def _rows(contract: Any, st: Any, collateral: Any) -> dict[str, Any]:
+    from cocoon.chain import stake_refusal
+
+    refusal = stake_refusal(st, collateral)
+    return {
+        "contract": cc._s(contract.address),
+        "state": {0: "active", 1: "closing", 2: "closed"}.get(st.state, str(st.state)),
+        "stake_nano": st.stake,
+        "min_worker_stake_nano": collateral.min_worker_stake,
+        "pending_slash_nano": 0 if st.pending_slash is None else st.pending_slash.amount,
+        "unlock_ts": st.unlock_ts,
+        "may_serve": refusal is None,
+        "refusal": refusal or "",
+    }
+
+
+async def _stake(node: Any, proxy_sc: Any, proxy_key: bytes, nano: int, wallet: Any) -> dict[str, Any]:
     from cocoon.chain import (
-        KeyPair,
         TransactionFailed,
-        Wallet,
         WalletClient,
         fetch_root_config,
         open_chain,
         parse_address,
         read_worker_state,
-        stake_refusal,
         stake_worker,
         worker_contract,
     )
     from cocoon.chain.exit_codes import explain_exit
     from cocoon.chain.network import OP_VALUE
     from cocoon.cli.runner import fail
-    from cocoon.core.keyfile import load_seed
 
-    wallet = Wallet(KeyPair.from_seed(load_seed(key_file)))
-    owner = parse_address(node.owner_address)
-    if wallet.address != owner:
-        raise fail(
-            f"the wallet in {key_file} is {cc._s(wallet.address)}, not the worker owner {cc._s(owner)}"
-        )
     chain = open_chain(node.root)
     try:
         cfg = await fetch_root_config(chain, parse_address(node.root.root_address))
-        contract = worker_contract(owner, proxy_sc, proxy_key, cfg.params)
+        contract = worker_contract(wallet.address, proxy_sc, proxy_key, cfg.params)
         if await WalletClient(chain, wallet).balance() < nano + OP_VALUE:
             raise fail(f"the owner's wallet holds less than {nano / 10**9:g} TON + 0.1 TON for gas")
         try:
             await stake_worker(WalletClient(chain, wallet), contract, nano)
         except TransactionFailed as exc:
             raise fail(f"the worker contract refused the stake: {explain_exit(exc.exit_code)}") from None
-        st = await read_worker_state(chain, contract.address)
+        return _rows(contract, await read_worker_state(chain, contract.address), cfg.collateral)
     finally:
         await chain.aclose()
-    refusal = stake_refusal(st, cfg.collateral)
-    return {
-        "contract": cc._s(contract.address),
-        "stake_nano": st.stake,
-        "min_worker_stake_nano": cfg.collateral.min_worker_stake,
-        "pending_slash_nano": 0 if st.pending_slash is None else st.pending_slash.amount,
-        "may_serve": refusal is None,
-        "refusal": refusal or "",
-    }
+
+
+async def _unstake(node: Any, proxy_sc: Any, proxy_key: bytes, wallet: Any) -> dict[str, Any]:
+    from cocoon.chain import (
+        STATE_ACTIVE,
+        STATE_CLOSED,
+        AccountNotFound,
+        WalletClient,
+        complete_worker_close,
+        fetch_root_config,
+        open_chain,
+        parse_address,
+        read_worker_state,
+        request_worker_close,
+        worker_contract,
+    )
+    from cocoon.cli.runner import fail
+
+    chain = open_chain(node.root)
+    try:
+        cfg = await fetch_root_config(chain, parse_address(node.root.root_address))
+        contract = worker_contract(wallet.address, proxy_sc, proxy_key, cfg.params)
+        try:
+            st = await read_worker_state(chain, contract.address)
+        except AccountNotFound:
+            raise fail(f"no worker contract {cc._s(contract.address)}: nothing staked there") from None
+        if st.state == STATE_CLOSED:
+            raise fail("the worker contract is closed already: nothing to take back")
+        now = await chain.now()
+        if st.state != STATE_ACTIVE and now < st.unlock_ts:
+            raise fail(f"the notice runs {st.unlock_ts - now} s more (until unix time {st.unlock_ts})")
+        owner = WalletClient(chain, wallet)
+        step = request_worker_close if st.state == STATE_ACTIVE else complete_worker_close
+        await step(owner, contract.address)
+        return _rows(contract, await read_worker_state(chain, contract.address), cfg.collateral)
+    finally:
+        await chain.aclose()
