@@ -234,3 +234,75 @@ async def test_proxy_entries_name_worker_and_client_addresses(world):
         with pytest.raises(MessageError):
             root_body(Op.REGISTER_PROXY, address=bad.decode())
     assert (await config(world)).last_proxy_seqno == 2
+
+
+def test_class_histories_match_a_model():
+    """Random set / remove / collateral histories on one root: the parsed terms equal a dict model,
+    refusals (removing what is not held, bad bounds) change nothing."""
+    import asyncio
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from cocoon.chain import KeyPair, LocalChain
+
+    loop = asyncio.new_event_loop()
+    chain = LocalChain()
+    h = loop.run_until_complete(
+        net.bootstrap_local_network(
+            chain,
+            owner=KeyPair.generate(),
+            proxy_image_hashes=[],
+            worker_image_hashes=[],
+            models={},
+            proxy_addresses=[],
+        )
+    )
+    model: dict[str, ServiceClass] = {}
+    terms = [DEFAULT_COLLATERAL]
+    names = st.sampled_from(["a", "premium", "elastic", "z9_-"])
+    classes = st.builds(
+        ServiceClass, name=names, price_multiplier=st.integers(0, 10**6), max_retries=st.integers(0, 16)
+    )
+    collaterals = st.builds(
+        Collateral,
+        min_worker_stake=st.integers(0, 10 * TON),
+        dispute_window_s=st.integers(0, 31_536_000),
+        max_slash_permille=st.integers(0, 1000),
+    )
+    step = st.one_of(
+        st.tuples(st.just("set"), classes),
+        st.tuples(st.just("remove"), names),
+        st.tuples(st.just("col"), collaterals),
+    )
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(history=st.lists(step, min_size=1, max_size=6))
+    def prop(history: list) -> None:  # type: ignore[type-arg]
+        async def go() -> None:
+            for kind, arg in history:
+                if kind == "set":
+                    body, expect_ok = root_body(Op.SET_SERVICE_CLASS, service_class=arg), True
+                elif kind == "remove":
+                    body, expect_ok = root_body(Op.REMOVE_SERVICE_CLASS, name=arg), arg in model
+                else:
+                    body, expect_ok = root_body(Op.SET_COLLATERAL, collateral=arg), True
+                trace = await h.owner.transfer(h.root, net.OP_VALUE, body)
+                assert next(t for t in trace if t.address == h.root).success == expect_ok
+                if expect_ok and kind == "set":
+                    model[arg.name] = arg
+                elif expect_ok and kind == "remove":
+                    del model[arg]
+                elif kind == "col":
+                    terms[0] = arg
+                cfg = await net.fetch_root_config(chain, h.root)
+                assert dict(cfg.service_classes) == (model or dict(DEFAULT_SERVICE_CLASSES))
+                assert cfg.service_classes_held == bool(model) and cfg.collateral == terms[0]
+
+        loop.run_until_complete(go())
+
+    try:
+        prop()
+    finally:
+        chain.close()
+        loop.close()
