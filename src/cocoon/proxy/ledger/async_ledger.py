@@ -1,16 +1,20 @@
 """The billing store for the event loop: :class:`BillingLedger`'s methods as coroutines.
 
 Every write runs on one dedicated writer thread, in the order it was called, so a durable commit (an fsync,
-~5 ms on a virtual disk) never blocks the event loop and writes never contend for the writer. Reads run on
-the default executor, concurrently with the writer and each other (each thread reads on its own WAL
-connection). A write whose caller is cancelled still runs to its end: a money movement is never half done,
-and an idempotent replay of it is always safe.
+~5 ms on a virtual disk) never blocks the event loop and writes never contend for the writer. Writes that
+queue up while the writer is busy run as the next group (:meth:`LedgerStore.run_group`): one transaction
+and at most one disk sync for all of them, each call still succeeding or failing on its own and answered
+only after the group's commit. Reads run on the default executor, concurrently with the writer and each
+other (each thread reads on its own WAL connection). A write whose caller is cancelled still runs to its
+end: a money movement is never half done, and an idempotent replay of it is always safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,13 +31,17 @@ _Method = Callable[Concatenate[BillingLedger, P], T]
 _Coroutine = Callable[Concatenate["AsyncLedger", P], Coroutine[Any, Any, T]]
 
 
-def _write(method: _Method[P, T]) -> _Coroutine[P, T]:
+MAX_GROUP = 256  # calls in one group transaction at most
+
+
+def _write(method: _Method[P, T], *, durable: bool = True) -> _Coroutine[P, T]:
+    """``durable=False`` for writes that commit without a disk sync (the method's own ``_tx``)."""
     name = method.__name__
 
     async def run(self: AsyncLedger, /, *args: P.args, **kwargs: P.kwargs) -> T:
         # Looked up on the store at each call: a store whose method is wrapped (fault tests) runs that.
         bound: Callable[P, T] = getattr(self.sync, name)
-        return await self._on_writer(functools.partial(bound, *args, **kwargs))
+        return await self._on_writer(functools.partial(bound, *args, **kwargs), durable=durable)
 
     functools.update_wrapper(run, method)
     return run
@@ -63,6 +71,10 @@ class AsyncLedger:
         self._ledger = ledger
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         self._closed = False
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Queued] = []  # writes not yet taken by the writer, in call order
+        self._draining = False  # a drain of the queue is submitted to the writer
+        self.groups = 0  # group transactions written (a view for tests and the operator)
 
     @classmethod
     def open(cls, path: Path) -> AsyncLedger:
@@ -78,10 +90,37 @@ class AsyncLedger:
     def path(self) -> Path:
         return self._ledger.path
 
-    async def _on_writer(self, call: Callable[[], T]) -> T:
+    async def _on_writer(self, call: Callable[[], T], *, durable: bool = True) -> T:
         if self._closed:
             raise LedgerError("billing store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        with self._queue_lock:
+            self._queue.append(_Queued(call, durable, loop, done))
+            start, self._draining = not self._draining, True
+        if start:
+            self._writer.submit(self._drain)
+        return await asyncio.shield(done)  # a cancelled caller's write still runs to its end
+
+    def _drain(self) -> None:
+        """On the writer thread: run what is queued, a group at a time, until nothing is left."""
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                if not batch:
+                    self._draining = False
+                    return
+            self.groups += 1
+            try:
+                results = self._ledger.run_group([(q.call, q.durable) for q in batch])
+            except BaseException as exc:  # not a store error (those are results): fail the group
+                results = [LedgerError(f"billing store failed: {exc!r}") for _ in batch]
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for queued, result in zip(batch, results, strict=True):
+                by_loop.setdefault(queued.loop, []).append((queued.done, result))
+            for loop, answers in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these answers
+                    loop.call_soon_threadsafe(_answer, answers)
 
     async def aclose(self) -> None:
         """Let the queued writes finish, then close the store; idempotent."""
@@ -98,13 +137,13 @@ class AsyncLedger:
         await self.aclose()
 
     # writes: one thread, in call order
-    upsert_client = _write(BillingLedger.upsert_client)
-    ensure_client = _write(BillingLedger.ensure_client)
+    upsert_client = _write(BillingLedger.upsert_client, durable=False)
+    ensure_client = _write(BillingLedger.ensure_client, durable=False)
     set_client_chain_state = _write(BillingLedger.set_client_chain_state)
-    upsert_worker = _write(BillingLedger.upsert_worker)
+    upsert_worker = _write(BillingLedger.upsert_worker, durable=False)
     set_worker_chain_state = _write(BillingLedger.set_worker_chain_state)
-    reserve = _write(BillingLedger.reserve)
-    assign_worker = _write(BillingLedger.assign_worker)
+    reserve = _write(BillingLedger.reserve, durable=False)
+    assign_worker = _write(BillingLedger.assign_worker, durable=False)
     record_progress = _write(BillingLedger.record_progress)
     release = _write(BillingLedger.release)
     release_stale = _write(BillingLedger.release_stale)
@@ -136,3 +175,32 @@ class AsyncLedger:
     reputation = _read(BillingLedger.reputation)
     misbehaviour = _read(BillingLedger.misbehaviour)
     anchor = _read(BillingLedger.anchor)
+
+
+class _Queued:
+    """A write waiting for the writer: the call, whether it must reach the disk, where to answer."""
+
+    __slots__ = ("call", "done", "durable", "loop")
+
+    def __init__(
+        self,
+        call: Callable[[], Any],
+        durable: bool,
+        loop: asyncio.AbstractEventLoop,
+        done: asyncio.Future[Any],
+    ) -> None:
+        self.call = call
+        self.durable = durable
+        self.loop = loop
+        self.done = done
+
+
+def _answer(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """On the caller's loop: hand each write its result (or its exception) once the group committed."""
+    for done, result in answers:
+        if done.done():
+            continue
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)

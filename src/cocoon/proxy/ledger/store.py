@@ -5,6 +5,10 @@ file next to the database refuses a second process (:class:`StoreBusy`), and a l
 this process on one connection. Reads use one connection per thread, so they run concurrently with the
 writer and with each other (WAL readers see the last committed state and never block the writer).
 The files are this user's only: the database, its -wal/-shm and the lock file 0600, folders it makes 0700.
+
+Group commit: :meth:`LedgerStore.run_group` runs many calls in one transaction, each in a savepoint of
+its own (a call that fails leaves no trace and fails alone), with one disk sync for all of them. The
+results are returned only after that commit, so no caller acts on a write that is not on disk.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cocoon.core.statedir import private_dir
 from cocoon.proxy.errors import LedgerError, StoreBusy
 from cocoon.proxy.ledger.schema import init_schema
 from cocoon.proxy.ledger.validate import normalized
 
-__all__ = ["LedgerStore"]
+__all__ = ["GroupCall", "LedgerStore"]
+
+# (call, durable): a call of a group and whether its writes must reach the disk before it returns.
+GroupCall = tuple[Callable[[], Any], bool]
 
 _PRIVATE_FILE = 0o600
 
@@ -41,7 +49,8 @@ class LedgerStore:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the calls of a group (run_group)
+        self._group: _Group | None = None  # the group transaction open on the writer, if any
         self._closed = True
         try:
             _private_files(self._path)
@@ -101,15 +110,19 @@ class LedgerStore:
         whose loss in a power cut is harmless — reservations (a restart releases them anyway) and account
         registration. Process crashes lose nothing even then (the WAL is in the OS cache), and the next
         durable commit syncs the whole WAL, so a settled request never lacks its reservation row.
+        Inside :meth:`run_group` the transaction is a savepoint of the group's.
         """
         with self._lock:
             if self._closed:
                 raise LedgerError("billing store is closed")
+            group = self._group
+            if group is not None and group.thread == threading.get_ident():
+                with self._savepoint(group, durable=durable) as db:
+                    yield db
+                return
             conn = self._conn
             try:
-                if durable is not self._sync_full:
-                    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-                    self._sync_full = durable
+                self._set_sync(durable)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise LedgerError(f"billing store unavailable: {exc}") from exc
@@ -122,6 +135,83 @@ class LedgerStore:
                 if isinstance(exc, sqlite3.Error):
                     raise LedgerError(f"billing store error: {exc}") from exc
                 raise
+
+    def _set_sync(self, durable: bool) -> None:
+        if durable is not self._sync_full:
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._sync_full = durable
+
+    @contextmanager
+    def _savepoint(self, group: _Group, *, durable: bool) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        group.unsynced = group.unsynced or (durable and not group.durable)
+        try:
+            conn.execute("SAVEPOINT call")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"billing store error: {exc}") from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO call")
+            conn.execute("RELEASE call")
+            if isinstance(exc, sqlite3.Error):
+                raise LedgerError(f"billing store error: {exc}") from exc
+            raise
+        try:
+            conn.execute("RELEASE call")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"billing store error: {exc}") from exc
+
+    def run_group(self, calls: Sequence[GroupCall]) -> list[Any]:
+        """Run ``calls`` in order in one transaction (group commit); call on the writer thread only.
+
+        Each call's writes (its :meth:`_tx`) are a savepoint: one that raises is rolled back and its
+        exception is its result; the others commit together, with one disk sync when any of them is
+        durable. If the commit itself fails, every call's result is that :class:`LedgerError`.
+        """
+        results: list[Any] = []
+        with self._lock:
+            if self._closed:
+                error = LedgerError("billing store is closed")
+                return [error for _ in calls]
+            group = _Group(threading.get_ident(), durable=any(durable for _, durable in calls))
+            conn = self._conn
+            try:
+                self._set_sync(group.durable)
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                error = LedgerError(f"billing store unavailable: {exc}")
+                return [error for _ in calls]
+            self._group = group
+            try:
+                for call, _ in calls:
+                    try:
+                        results.append(call())
+                    except sqlite3.Error as exc:
+                        results.append(LedgerError(f"billing store error: {exc}"))
+                    except Exception as exc:  # that call's own failure: its savepoint is rolled back
+                        results.append(exc)
+                conn.execute("COMMIT")
+                if group.unsynced:  # a call wrote durably in a group that was not: sync the WAL now
+                    self._sync_wal()
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if not isinstance(exc, sqlite3.Error | OSError):
+                    raise
+                error = LedgerError(f"billing store error: {exc}")
+                return [error for _ in calls]
+            finally:
+                self._group = None
+        return results
+
+    def _sync_wal(self) -> None:
+        """What ``synchronous=FULL`` does at a WAL commit: the WAL file reaches the disk."""
+        fd = os.open(f"{self._path}-wal", os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -152,3 +242,14 @@ class LedgerStore:
                 self._readers.append(conn)
             self._local.conn = conn
         return conn
+
+
+class _Group:
+    """The group transaction open on the writer thread (:meth:`LedgerStore.run_group`)."""
+
+    __slots__ = ("durable", "thread", "unsynced")
+
+    def __init__(self, thread: int, *, durable: bool) -> None:
+        self.thread = thread
+        self.durable = durable
+        self.unsynced = False  # a call asked for durability the group's mode does not give
