@@ -96,7 +96,14 @@ async def test_a_workers_resume_never_lifts_an_operator_disable(net: LocalNetwor
     assert proxy is not None
     worker_id = _record(proxy, 1).worker_id
     worker = _worker_for(net, worker_id)
-    proxy.registry.set_enabled(worker_id, False)  # the operator's disable (dashboard)
+    token = (proxy.config.home / "operator.token").read_text().strip()
+    async with httpx.AsyncClient(timeout=30) as http:  # the operator's disable, from the dashboard
+        disabled = await http.post(
+            f"http://127.0.0.1:{proxy.stats_port}/dashboard/api/actions/disable",
+            json={"target": worker_id},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert disabled.status_code == 200 and not _enabled(proxy, worker_id)
     await worker.set_accepting(False)
     await worker.set_accepting(True)
     await worker.apply_live({"coefficient": 1200})

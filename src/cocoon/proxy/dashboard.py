@@ -26,6 +26,7 @@ from cocoon.node.dashboard import (
 from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
 from cocoon.proxy.reputation_view import reputation_table
 from cocoon.proxy.selection import WorkerRegistry
+from cocoon.proxy.worker_updates import WorkerUpdates
 
 __all__ = ["PROXY_CHARTS", "ProxyDashboardSource", "proxy_dashboard", "proxy_snapshot"]
 
@@ -88,6 +89,7 @@ class ProxyDashboardSource(Protocol):
     """What the page reads from the proxy service."""
 
     draining: bool  # the operator's drain: new client requests refused, running ones finish
+    worker_updates: WorkerUpdates  # the operator's disable / enable, kept apart from workers' pauses
 
     @property
     def registry(self) -> WorkerRegistry: ...
@@ -266,7 +268,7 @@ def _enable_action(source: ProxyDashboardSource, enabled: bool) -> Action:
     async def run(worker_id: str) -> str:
         if source.registry.get(worker_id) is None:
             raise ValueError(f"no connected worker {worker_id!r}")
-        source.registry.set_enabled(worker_id, enabled)
+        source.worker_updates.set_by_operator(worker_id, enabled)
         if enabled:
             return f"worker {worker_id} enabled: it gets requests again"
         return f"worker {worker_id} disabled: running requests finish, no new ones are sent to it"

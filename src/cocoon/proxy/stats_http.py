@@ -29,12 +29,14 @@ from cocoon.proxy.metrics import build_registry
 from cocoon.proxy.ops_metrics import register_ops_metrics
 from cocoon.proxy.relay import Relay
 from cocoon.proxy.selection import RegistryStatistics, WorkerRegistry
+from cocoon.proxy.worker_updates import WorkerUpdates
 
 __all__ = ["StatsSource", "build_stats_app", "start_stats_server"]
 
 
 class StatsSource(Protocol):
     draining: bool  # the dashboard's drain / resume of the whole proxy
+    worker_updates: WorkerUpdates  # its disable / enable of a worker
 
     def statistics(self) -> dict[str, Any]: ...
 

@@ -1,7 +1,8 @@
 """A connected worker's ``worker_update`` notices, applied to the registry: a new price coefficient
 or capacity takes effect for the next request, a worker that pauses (drains) gets no new requests
-until it resumes. A worker's own pause never lifts an operator's disable (dashboard), and a bad
-notice changes nothing."""
+until it resumes. Two wills are kept apart, the worker's (pause / resume) and the operator's
+(dashboard disable / enable): a worker gets requests only when neither says no, so a worker's own
+resume never lifts an operator's disable. A bad notice changes nothing."""
 
 from __future__ import annotations
 
@@ -16,15 +17,26 @@ __all__ = ["WorkerUpdates"]
 
 
 class WorkerUpdates:
-    """Which workers paused themselves, and the rule that applies a notice."""
+    """Who switched which connected worker off, and the rule that applies a notice."""
 
     def __init__(self, registry: WorkerRegistry) -> None:
         self.registry = registry
-        self.paused: set[str] = set()  # disabled by their own notice, not by the operator
+        self.paused: set[str] = set()  # by their own notice
+        self.operator_disabled: set[str] = set()  # by the dashboard's disable
 
-    def _enabled(self, worker_id: str) -> bool:
-        views = self.registry.statistics().per_worker
-        return next((v.enabled for v in views if v.record.worker_id == worker_id), False)
+    def _apply(self, worker_id: str) -> None:
+        allowed = worker_id not in self.paused and worker_id not in self.operator_disabled
+        self.registry.set_enabled(worker_id, allowed)
+
+    def set_by_operator(self, worker_id: str, enabled: bool) -> None:
+        """The operator's disable / enable; ``ValueError`` for a worker not connected."""
+        if self.registry.get(worker_id) is None:
+            raise ValueError(f"no connected worker {worker_id!r}")
+        if enabled:
+            self.operator_disabled.discard(worker_id)
+        else:
+            self.operator_disabled.add(worker_id)
+        self._apply(worker_id)
 
     def apply(self, worker_id: str, params: Mapping[str, Any]) -> str:
         """Apply one notice from ``worker_id``'s link; returns what changed, in words. Raises
@@ -33,23 +45,21 @@ class WorkerUpdates:
         record = self.registry.get(worker_id)
         if record is None:
             raise ValueError(f"worker {worker_id} is not connected")
-        enabled = self._enabled(worker_id)
-        changed = replace(record, coefficient=update.coefficient, max_active=update.max_active_requests)
         words = []
+        changed = replace(record, coefficient=update.coefficient, max_active=update.max_active_requests)
         if changed != record:
             self.registry.add(changed)  # re-registered: its reputation stays
-            self.registry.set_enabled(worker_id, enabled)  # add() would lift a disable
             words.append(f"coefficient {update.coefficient}, capacity {update.max_active_requests}")
-        if not update.accepting and enabled:
-            self.paused.add(worker_id)
-            self.registry.set_enabled(worker_id, False)
-            words.append("paused by the worker")
-        elif update.accepting and worker_id in self.paused:
+        if update.accepting == (worker_id in self.paused):
+            words.append("resumed by the worker" if update.accepting else "paused by the worker")
+        if update.accepting:
             self.paused.discard(worker_id)
-            self.registry.set_enabled(worker_id, True)
-            words.append("resumed by the worker")
+        else:
+            self.paused.add(worker_id)
+        self._apply(worker_id)  # also after add(), which would lift a disable
         return "; ".join(words) or "no change"
 
     def forget(self, worker_id: str) -> None:
         """The worker's link closed: a reconnect announces afresh (and repeats a pause)."""
         self.paused.discard(worker_id)
+        self.operator_disabled.discard(worker_id)
