@@ -202,6 +202,9 @@ def sealed(
     ] = 5,
     requests: Annotated[int, typer.Option(min=5, max=10_000, help="Requests per mode in each round.")] = 40,
     levels: Annotated[str, typer.Option(help="Comma-separated concurrency levels.")] = "1,8",
+    model: Annotated[
+        bool, typer.Option(help="The embedded model answers (its first token), not a script.")
+    ] = False,
     out: OutOpt = Path("bench/results/sealed.json"),
 ) -> None:
     """Sealed vs. plain answers through the network in one run: added time to first byte, CPU per request."""
@@ -214,10 +217,15 @@ def sealed(
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
         result = asyncio.run(
             bench_sealed(
-                Path(home), levels=concurrency, rounds=rounds, requests=requests, progress=status.update
+                Path(home),
+                levels=concurrency,
+                rounds=rounds,
+                requests=requests,
+                model=model,
+                progress=status.update,
             )
         )
-    table = Table(title="sealed end to end (ML-KEM-768 + X25519) vs. plain, 50 x 128 B streamed")
+    table = Table(title=f"sealed end to end (ML-KEM-768 + X25519) vs. plain: {result['answer']}")
     for column in (
         "concurrency",
         "TTFB p50 plain/sealed ms",

@@ -38,6 +38,7 @@ from cocoon.proxy.admission import parse_worker_announce, payee_key
 from cocoon.proxy.attempt import AttemptSettings
 from cocoon.proxy.chain_sync import ChainSync, parse_address, price_params
 from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.contract_record import current_ledger_path
 from cocoon.proxy.integrity import Integrity
 from cocoon.proxy.ledger import AsyncLedger, BillingLedger, LedgerStatistics
 from cocoon.proxy.metering import UsageAudit
@@ -48,6 +49,7 @@ from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
 from cocoon.proxy.selection import RegistryStatistics, WorkerRecord
 from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.stats_http import start_stats_server
+from cocoon.proxy.upgrade import ContractUpgrade
 
 __all__ = ["Proxy"]
 
@@ -70,6 +72,7 @@ class Proxy(Service):
         self.trust: NodeTrust | None = None
         self.books: AsyncLedger | None = None
         self.registry = TrackedRegistry(ReputationBook())  # selection, keeping each worker's lasting record
+        self.upgrade = ContractUpgrade(self, config.home)  # to new contracts when the root's params change
         self.draining = False  # the operator's drain (dashboard): new requests refused, running ones finish
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
@@ -133,8 +136,9 @@ class Proxy(Service):
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         # The store makes the home (and missing parents) 0700 and its files 0600.
-        books = self.books = AsyncLedger.open(self.config.home / "proxy-ledger.sqlite")
+        books = self.books = AsyncLedger.open(current_ledger_path(self.config.home))
         stack.push_async_callback(books.aclose)
+        stack.push_async_callback(_quietly(self.upgrade.aclose))  # stores and syncs a move opened
         # Requests still reserved belong to a previous process that died before settling them: each is
         # charged the progress it recorded of what was relayed (nothing when none), never more.
         now = time.time()
@@ -155,11 +159,14 @@ class Proxy(Service):
                 on_paid=self._queue_payment_notice,
                 on_charged=self._queue_charge_notice,
                 chain=self._chain,
+                on_new_params=self.upgrade.start,  # the root's params changed: move to new contracts
             )
             stack.push_async_callback(_quietly(sync.aclose))
             sync.commit_hash = self.integrity.anchor  # commits anchor the published worker statistics
             await sync.open()
             self.integrity.use_chain(ChainSlashing(sync))
+            self.upgrade.on_moved = lambda new: self.integrity.use_chain(ChainSlashing(new))
+            self.upgrade.resume(sync)  # contracts a previous run left closing
         # In-flight answers finish their bills before the store closes (registered after it: runs first).
         stack.push_async_callback(self.relay.wait_idle)
         await self._serve_ports(stack)
@@ -201,6 +208,7 @@ class Proxy(Service):
         )
         stack.push_async_callback(_quietly(clients.aclose))
         self.client_port = clients.port
+        self.upgrade.listeners += [workers, clients]  # a move to new contracts re-announces on both
 
     def _apply_root(self, config: RootConfig) -> None:
         """A root config was read on chain: its prices, allowed worker images and models apply now."""
@@ -241,7 +249,8 @@ class Proxy(Service):
         record = announce.record
         if self.chain_sync is not None:
             await self._register_worker_payee(announce.owner)
-        if record.worker_id in self._worker_links:
+        known = self._worker_links.get(record.worker_id)
+        if known is not None and not known.closed:  # a closed one is a reconnect not yet dropped
             raise net.HandshakeRefused(f"worker {record.worker_id} is already connected")
         self.registry.add(record)
         self._worker_links[record.worker_id] = conn
@@ -379,8 +388,8 @@ class Proxy(Service):
 
     def drop_worker(self, conn: net.NodeConnection) -> None:
         worker_id = self._conn_worker.pop(conn.id, None)
-        if worker_id is None:
-            return
+        if worker_id is None or self._worker_links.get(worker_id) not in (None, conn):
+            return  # (a newer link of that worker took over)
         self._worker_links.pop(worker_id, None)
         self.registry.remove(worker_id)
 
@@ -436,6 +445,9 @@ class Proxy(Service):
     async def handle_request(self, client_conn: net.NodeConnection, stream: net.IncomingStream) -> None:
         if self.draining:
             await stream.send_error(wire.ErrorCode.BUSY, "this proxy is draining: try another proxy")
+            return
+        if self.upgrade.moving:  # no contract to bill on until the move is done (proxy/upgrade.py)
+            await stream.send_error(wire.ErrorCode.BUSY, self.upgrade.why)
             return
         await self.relay.handle(self.client_id(client_conn), stream)
 

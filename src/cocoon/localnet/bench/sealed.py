@@ -1,20 +1,25 @@
 """``cocoon bench sealed``: what end-to-end sealing adds, sealed vs. plain answers in one run.
 
 One local network (client → proxy → worker, every hop RA-TLS with sim attestation) in front of a
-scripted engine streaming the reference benchmark's answer (50 chunks of 128 bytes). The same
+scripted engine streaming the reference benchmark's answer (50 chunks of 128 bytes), or with
+``model`` the embedded model (its time to first token). The same
 client sends rounds of requests alternately sealed (``e2ee = "auto"``: the body sealed for the
 worker with the hybrid ML-KEM-768 + X25519 suite, every answer frame sealed and opened) and plain
 (``"off"``), so both modes see the same machine state; per mode the medians over rounds of time to
-first body byte (the first token's chunk) and of process CPU per request (all three nodes, the
+first body byte (the first token's chunk; with the model, the first chunk with generated text) and
+of process CPU per request (all three nodes, the
 engine and the load generator share this process: the difference is what sealing costs).
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet.bench.load import LoadResult, run_load
@@ -24,7 +29,31 @@ __all__ = ["bench_sealed"]
 
 Progress = Callable[[str], None]
 _BODY = {"messages": [{"role": "user", "content": "benchmark"}], "stream": True, "max_tokens": 128}
+_PROMPT = [{"role": "user", "content": "Write one sentence about the sea."}]
+_MODEL_BODY = {"messages": _PROMPT, "stream": True, "max_tokens": 16, "temperature": 0}
 MODES = ("sealed", "plain")
+
+
+async def _first_tokens(url: str, body: dict[str, Any], total: int) -> LoadResult:
+    """``total`` requests one after another, timed to the first chunk with generated text (a model
+    sends its role chunk before it has read the prompt, so the first byte is not the first token)."""
+    result = LoadResult(concurrency=1)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    async with httpx.AsyncClient(timeout=60) as http:
+        for _ in range(total):
+            started = time.perf_counter()
+            first: float | None = None
+            async with http.stream("POST", url, json=body) as reply:
+                async for line in reply.aiter_lines():  # read to the end: the answer is billed whole
+                    text = line.replace(" ", "")
+                    if first is None and '"content":"' in text and '"content":""' not in text:
+                        first = time.perf_counter() - started
+            if first is not None:
+                result.ttfb.append(first)
+            result.requests += reply.status_code == 200
+            result.errors += reply.status_code != 200
+    result.wall_s, result.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    return result
 
 
 def _median(results: list[LoadResult], key: str) -> float:
@@ -63,17 +92,20 @@ async def bench_sealed(
     levels: tuple[int, ...] = (1, 8),
     rounds: int = 5,
     requests: int = 40,
+    model: bool = False,
     progress: Progress = lambda _m: None,
 ) -> dict[str, Any]:
-    """Rounds of ``requests`` per mode and concurrency level, alternating sealed and plain."""
-    engine = ScriptedEngine(Script(chunks=50, chunk_bytes=128))
+    """Rounds of ``requests`` per mode and concurrency level, alternating sealed and plain; with
+    ``model`` the embedded model (SmolLM2-135M) answers instead of the scripted engine."""
     config = LocalNetworkConfig.ephemeral(home, workers=1, max_active_requests=max(levels) * 2)
+    engine = None if model else ScriptedEngine(Script(chunks=50, chunk_bytes=128))
+    factory = None if engine is None else (lambda _i: engine)
     rows = []
-    async with LocalNetwork(config, engine_factory=lambda _i: engine) as network:
+    async with LocalNetwork(config, engine_factory=factory) as network:
         client = network.client
         assert client is not None and client.sealing is not None
         url = f"{network.base_url}/chat/completions"
-        body = {"model": engine.model_name, **_BODY}
+        body = {"model": network.workers[0].engine.model_name, **(_MODEL_BODY if model else _BODY)}
         for level in levels:
             by_mode: dict[str, list[LoadResult]] = {mode: [] for mode in MODES}
             for mode in MODES:  # warm-up: keys fetched and verified, links and caches hot
@@ -83,12 +115,17 @@ async def bench_sealed(
                 for mode in MODES if n % 2 == 0 else MODES[::-1]:
                     progress(f"sealed: concurrency {level}, round {n + 1}/{rounds}, {mode}")
                     client.sealing.mode = "auto" if mode == "sealed" else "off"
-                    by_mode[mode].append(await run_load(url, body, concurrency=level, total=requests))
+                    run = (
+                        _first_tokens(url, body, requests)
+                        if model
+                        else run_load(url, body, concurrency=level, total=requests)
+                    )
+                    by_mode[mode].append(await run)
             rows.append(_row(level, by_mode))
         sealed_answers = client.sealing.counters["sealed"]
     return {
         "scenario": "sealed",
-        "answer": "50 chunks x 128 B, streamed",
+        "answer": "SmolLM2-135M, 16 tokens, streamed" if model else "50 chunks x 128 B, streamed",
         "suite": "mlkem768-x25519",
         "rounds": rounds,
         "requests_per_round": requests,
