@@ -41,6 +41,7 @@ def governed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ok(home, "root", "set-params", "--price", "25")
     ok(home, "root", "remove-proxy", "10.0.0.7:8801")
     ok(home, "root", "allow-image", IMAGE, "--kind", "proxy", "--remove")
+    ok(home, "root", "set-class", "batch", "--max-retries", "1")
     _send_as_stranger(home)
     return home
 
@@ -77,12 +78,14 @@ def test_history_lists_every_accepted_change_in_order(governed: Path) -> None:
         "change parameters",
         "unregister proxy",
         "remove proxy image",
+        "set service class",
     ]  # the stranger's refused remove-model is not there
     assert changes[1]["argument"] == IMAGE and changes[6]["argument"] == IMAGE
     assert changes[2]["argument"] == f"{MODEL} as 'tiny'"
     assert changes[3]["argument"] == "10.0.0.7:8801"
     assert "price/token 25" in changes[4]["argument"]
     assert changes[5]["argument"].startswith("seqno ")
+    assert changes[7]["argument"].startswith("name batch, ") and "max_retries 1" in changes[7]["argument"]
     chain = LocalChain(governed / "chain" / "local.sqlite")
     try:
         root = parse_address(history["root"])
@@ -124,7 +127,7 @@ async def test_history_through_a_liteserver_equals_the_embedded_one(governed: Pa
     finally:
         await server.aclose()
     embedded = await asyncio.to_thread(ok, governed, "root", "history")
-    assert over_lite == embedded and len(embedded["changes"]) == 7
+    assert over_lite == embedded and len(embedded["changes"]) == 8
 
 
 def test_no_transactions_no_changes() -> None:

@@ -10,6 +10,7 @@ deployment is listed too: the root's initial lists come with it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +113,11 @@ def _argument(op: Op, fields: Mapping[str, Any], previous: Params | None) -> str
     if op == Op.UPGRADE_CODE:
         kept = "data kept" if fields["migration"] is None else f"data {fields['migration'].hash.hex()}"
         return f"code {fields['code'].hash.hex()}, {kept}"
+    if op == Op.REMOVE_SERVICE_CLASS:
+        return str(fields["name"])
+    terms = fields.get("service_class", fields.get("collateral"))  # market terms: field by field
+    if dataclasses.is_dataclass(terms) and not isinstance(terms, type):
+        return ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(terms).items())
     return ", ".join(f"{k}={v}" for k, v in fields.items()) or "—"
 
 

@@ -35,6 +35,9 @@ class Listener(Protocol):
 
     def statistics(self) -> dict[str, Any]: ...
 
+    def set_info(self, info: Mapping[str, Any]) -> None:
+        """What links accepted from now on announce in their hello (live ones keep theirs)."""
+
     async def aclose(self) -> None: ...
 
 

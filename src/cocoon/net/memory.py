@@ -108,6 +108,9 @@ class MemoryListener:
     def closed(self) -> bool:
         return self._closing
 
+    def set_info(self, info: Mapping[str, Any]) -> None:
+        self.info = dict(info)
+
     def statistics(self) -> dict[str, Any]:
         return {
             "address": f"{self.host}:{self.port}",

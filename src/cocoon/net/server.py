@@ -68,6 +68,10 @@ class Server:
     def closed(self) -> bool:
         return self._closing
 
+    def set_info(self, info: Mapping[str, Any]) -> None:
+        """What links accepted from now on announce in their hello (live ones keep theirs)."""
+        self._info = dict(info)
+
     def statistics(self) -> dict[str, Any]:
         return {
             "address": f"{self.host}:{self.port}",

@@ -57,6 +57,7 @@ from cocoon.chain import (
     ChainError,
     KeyPair,
     Op,
+    Params,
     PostingPolicy,
     RootConfig,
     Wallet,
@@ -141,8 +142,19 @@ class ChainSync:
         on_paid: Callable[[str], Awaitable[None]],
         chain: Chain | None = None,
         on_charged: Callable[[str], Awaitable[None]] | None = None,
+        on_new_params: Callable[[RootConfig], None] | None = None,
+        contract_params: Params | None = None,
+        contract_address: Address | None = None,
     ) -> None:
+        """``on_new_params``: the root's params version moved past our contract's (proxy.upgrade
+        moves to new contracts); ``contract_params``: the params our contract was made under, when
+        not the root's current ones, and ``contract_address`` its address (a contract an upgrade
+        left closing: both as read from that contract)."""
         self.settings = settings
+        self.home = home
+        self._on_new_params = on_new_params
+        self._contract_params = contract_params
+        self._contract_address = contract_address
         self.ledger = ledger
         self._on_root = on_root
         self._on_paid = on_paid  # a worker's payout or statement moved
@@ -204,6 +216,31 @@ class ChainSync:
         return self._wallet
 
     @property
+    def contract_params(self) -> Params:
+        """The params our proxy contract (and its clients' and workers' contracts) are made under."""
+        if self._contract_params is not None:
+            return self._contract_params
+        if self.root_config is None:
+            raise ChainError("chain sync is not open")
+        return self.root_config.params
+
+    def successor(self, ledger: AsyncLedger) -> ChainSync:
+        """A sync for the contract of the root's current params, over ``ledger``, telling the same
+        callbacks (the proxy's move to new contracts)."""
+        successor = ChainSync(
+            self.settings,
+            home=self.home,
+            ledger=ledger,
+            on_root=self._on_root,
+            on_paid=self._on_paid,
+            chain=None if self._own_chain else self._chain,
+            on_charged=self._on_charged,
+            on_new_params=self._on_new_params,
+        )
+        successor.commit_hash = self.commit_hash
+        return successor
+
+    @property
     def params(self) -> PriceParams:
         """The prices of the root config last read."""
         if self.root_config is None:
@@ -217,9 +254,10 @@ class ChainSync:
         self._wallet = WalletClient(self.chain, Wallet(self.wallet_key))
         await self.refresh_root()
         assert self.root_config is not None
-        address = proxy_contract(
-            self.wallet.address, self.key.public, self.root, self.root_config.params
-        ).address
+        address = (
+            self._contract_address
+            or proxy_contract(self.wallet.address, self.key.public, self.root, self.contract_params).address
+        )
         if self.settings.open_contract and not (await self.chain.get_account(address)).active:
             await self._open_contract()
         try:
@@ -257,9 +295,7 @@ class ChainSync:
                 f"ACTION REQUIRED: fund the proxy wallet {self.wallet.address.to_str()} with at least "
                 f"{need / TON:.3f} TON (it holds {have / TON:.3f}) so it can open the proxy contract"
             )
-        await open_proxy_contract(
-            self.wallet, self.key.public, self.root, self.root_config.params, stake=stake
-        )
+        await open_proxy_contract(self.wallet, self.key.public, self.root, self.contract_params, stake=stake)
         log.info("opened the proxy contract with a stake of %d nanoTON", stake)
 
     async def aclose(self) -> None:
@@ -306,14 +342,17 @@ class ChainSync:
         config = await fetch_root_config(self.chain, self.root)
         old = self.root_config
         if old is not None and config.params_version != old.params_version:
-            # A new params version means a new proxy contract (reference §4.9): not handled yet, keep
-            # serving under the contract we have and say so.
+            # A new params version means a new proxy contract (reference §4.9): this one keeps its
+            # params until it is closed, and the owner (proxy.upgrade) moves to the new one.
+            self.root_config = old
+            if self._on_new_params is not None:
+                self._on_new_params(config)
+                return
             log.warning(
                 "root params version %d → %d: the proxy contract must be redeployed",
                 old.params_version,
                 config.params_version,
             )
-            self.root_config = old
             return
         self.root_config = config
         self._root_read_at = time.time()
@@ -336,7 +375,11 @@ class ChainSync:
             return
         seqno = await self.ledger.bump_seqno(now)
         # With commit_hash set the commit binds the session to what the proxy publishes (reputation).
-        posted = self.session_hash if self.commit_hash is None else await self.commit_hash(seqno, self.session_hash)
+        posted = (
+            self.session_hash
+            if self.commit_hash is None
+            else await self.commit_hash(seqno, self.session_hash)
+        )
         self._posted_hashes = [*self._posted_hashes[-15:], posted]
         msg = sign_state_commit(self.key, target=self.proxy_address, seqno=seqno, session_hash=posted)
         await post_signed(self.wallet, msg)
@@ -357,7 +400,7 @@ class ChainSync:
 
     def client_contract(self, owner: Address) -> Address:
         assert self.root_config is not None and self.proxy_address is not None
-        return client_contract(owner, self.proxy_address, self.key.public, self.root_config.params).address
+        return client_contract(owner, self.proxy_address, self.key.public, self.contract_params).address
 
     async def register_client(self, client: str, proof: Any, tls_public_key: bytes) -> bool:
         """Bind a connecting client to its contract; False unless ``client`` is a wallet address and
@@ -456,7 +499,7 @@ class ChainSync:
 
     def worker_contract(self, owner: Address) -> Address:
         assert self.root_config is not None and self.proxy_address is not None
-        return worker_contract(owner, self.proxy_address, self.key.public, self.root_config.params).address
+        return worker_contract(owner, self.proxy_address, self.key.public, self.contract_params).address
 
     async def _read_worker(self, totals: WorkerTotals, now: float) -> WorkerTotals:
         address = parse_address(totals.contract) if totals.contract else None
@@ -487,7 +530,7 @@ class ChainSync:
         if unpaid <= 0 or not self.policy.worker_payout_due(unpaid, idle=idle):
             return
         assert self.root_config is not None and self.proxy_address is not None
-        deployable = worker_contract(owner, self.proxy_address, self.key.public, self.root_config.params)
+        deployable = worker_contract(owner, self.proxy_address, self.key.public, self.contract_params)
         deployed = (await self.chain.get_account(deployable.address)).active
         msg = sign(
             self.key, Op.WORKER_PAYOUT_SIGNED, target=deployable.address, counter=totals.committed_tokens
@@ -505,7 +548,7 @@ class ChainSync:
         if owner is None or not totals.contract or totals.committed_tokens <= 0:
             return None
         assert self.root_config is not None and self.proxy_address is not None
-        deployable = worker_contract(owner, self.proxy_address, self.key.public, self.root_config.params)
+        deployable = worker_contract(owner, self.proxy_address, self.key.public, self.contract_params)
         msg = sign(
             self.key, Op.WORKER_PAYOUT_SIGNED, target=deployable.address, counter=totals.committed_tokens
         )

@@ -40,6 +40,7 @@ from cocoon.chain import (
 from cocoon.errors import ConfigError
 from cocoon.proxy.chain_sync import ChainSync, parse_address
 from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.contract_record import current_ledger_path
 from cocoon.proxy.ledger import AsyncLedger, ClientTotals, WorkerTotals
 
 __all__ = ["CloseReport", "close_proxy", "close_step"]
@@ -102,8 +103,8 @@ async def _settle_worker(sync: ChainSync, totals: WorkerTotals, report: CloseRep
     owner = parse_address(totals.worker)
     if owner is None or not totals.contract or totals.committed_tokens <= 0:
         return
-    assert sync.root_config is not None and sync.proxy_address is not None
-    deployable = worker_contract(owner, sync.proxy_address, sync.key.public, sync.root_config.params)
+    assert sync.proxy_address is not None
+    deployable = worker_contract(owner, sync.proxy_address, sync.key.public, sync.contract_params)
     try:
         worker_state = await read_worker_state(sync.chain, deployable.address)
         if worker_state.state == STATE_CLOSED:
@@ -122,7 +123,7 @@ async def close_proxy(config: ProxyConfig, *, chain: Chain | None = None) -> Clo
     """One close step for a proxy that is not running (``cocoon proxy close``), from its home."""
     if config.chain is None:
         raise ConfigError("closing needs [proxy.chain]: the proxy contract to close")
-    books = AsyncLedger.open(config.home / "proxy-ledger.sqlite")
+    books = AsyncLedger.open(current_ledger_path(config.home))
     try:
         sync = ChainSync(
             config.chain, home=config.home, ledger=books, on_root=_ignore, on_paid=_nobody, chain=chain
