@@ -149,7 +149,12 @@ async def test_set_price_and_drain_from_the_cli(net: LocalNetwork) -> None:
     assert worker.config.coefficient == 1300
     assert (await asyncio.to_thread(cocoon, "drain")).exit_code == 0
     await _until(lambda: not _enabled(proxy, record.worker_id))
-    assert (await asyncio.to_thread(cocoon, "resume")).exit_code == 0
+    # With only its config file: the health port and the token come from it (the home it names).
+    port = worker.health_url.rsplit(":", 1)[1]
+    config = worker.config.home.parent / "second.toml"
+    config.write_text(f'[worker]\nhome = "{worker.config.home}"\nhealth_port = {port}\n')
+    resumed = await asyncio.to_thread(CliRunner().invoke, app, ["worker", "resume", "--config", str(config)])
+    assert resumed.exit_code == 0, resumed.output
     await _until(lambda: _enabled(proxy, record.worker_id))
 
 

@@ -104,14 +104,39 @@ def reload_on_sighup(worker: Reloadable, load: Callable[[], WorkerConfig]) -> Ca
     return undo
 
 
+def _worker_address(home: Path, config: Path | None) -> tuple[str, Path]:
+    """(health URL, home) of the worker whose config is ``config``, else ``<home>/worker.toml``
+    (what `cocoon worker init` writes), else the defaults."""
+    import tomllib
+
+    path = config or home / "worker.toml"
+    section: dict[str, object] = {}
+    if path.exists():
+        try:
+            section = dict(tomllib.loads(path.read_text()).get("worker", {}))
+        except (OSError, ValueError) as exc:
+            raise fail(f"cannot read {path}: {exc}") from None
+    elif config is not None:
+        raise fail(f"no config file {config}")
+    host, port = section.get("health_host", "127.0.0.1"), section.get("health_port", 12000)
+    return f"http://{host}:{port}", Path(str(section.get("home", home))).expanduser()
+
+
 def _operator_action(
-    ctx: typer.Context, url: str, token_file: Path | None, action: str, target: str = ""
+    ctx: typer.Context,
+    url: str | None,
+    config: Path | None,
+    token_file: Path | None,
+    action: str,
+    target: str = "",
 ) -> None:
     """Run one of the worker dashboard's operator actions on a running worker."""
     import httpx
 
     options = global_options(ctx)
-    path = token_file or (options.home or default_home() / "worker") / "operator.token"
+    found_url, home = _worker_address(options.home or default_home() / "worker", config)
+    url = url or found_url
+    path = token_file or home / "operator.token"
     try:
         token = path.read_text().strip()
     except OSError:
@@ -140,34 +165,47 @@ def _operator_action(
         console.print(Text(str(body.get("message", "done"))))
 
 
-UrlOpt = Annotated[str, typer.Option(help="The worker's health endpoint.")]
-TokenFileOpt = Annotated[
-    Path | None, typer.Option(help="The worker's operator.token (default: <home>/operator.token).")
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The worker's health endpoint (default: from its config, else http://127.0.0.1:12000)."
+    ),
 ]
-_DEFAULT_URL = "http://127.0.0.1:12000"
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="The worker's TOML config (default: <home>/worker.toml if there)."),
+]
+TokenFileOpt = Annotated[
+    Path | None, typer.Option(help="The worker's operator.token (default: <its home>/operator.token).")
+]
 
 
 @app.command("set-price")
 def set_price_cmd(
     ctx: typer.Context,
     coefficient: Annotated[int, typer.Argument(min=0, help="Price coefficient, per mille (1000 = 1x).")],
-    url: UrlOpt = _DEFAULT_URL,
+    url: UrlOpt = None,
+    config: ConfigOpt = None,
     token_file: TokenFileOpt = None,
 ) -> None:
     """Change a running worker's price coefficient now; its proxies price the next requests with it."""
-    _operator_action(ctx, url, token_file, "set-price", str(coefficient))
+    _operator_action(ctx, url, config, token_file, "set-price", str(coefficient))
 
 
 @app.command("drain")
-def drain_cmd(ctx: typer.Context, url: UrlOpt = _DEFAULT_URL, token_file: TokenFileOpt = None) -> None:
+def drain_cmd(
+    ctx: typer.Context, url: UrlOpt = None, config: ConfigOpt = None, token_file: TokenFileOpt = None
+) -> None:
     """Pause a running worker: proxies stop sending it requests, running ones finish."""
-    _operator_action(ctx, url, token_file, "drain")
+    _operator_action(ctx, url, config, token_file, "drain")
 
 
 @app.command("resume")
-def resume_cmd(ctx: typer.Context, url: UrlOpt = _DEFAULT_URL, token_file: TokenFileOpt = None) -> None:
+def resume_cmd(
+    ctx: typer.Context, url: UrlOpt = None, config: ConfigOpt = None, token_file: TokenFileOpt = None
+) -> None:
     """Let a paused worker take requests again."""
-    _operator_action(ctx, url, token_file, "resume")
+    _operator_action(ctx, url, config, token_file, "resume")
 
 
 def _check(config: WorkerConfig, as_json: bool) -> typer.Exit:
