@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from cocoon.inference.errors import EngineProtocolError
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong, Usage
 from cocoon.oai.sse import SseNotAnEvent
@@ -209,6 +211,21 @@ class UsageMeter:
             self._dispatch(event.data, lenient=lenient and index == len(events) - 1)
 
     def _dispatch(self, raw: bytes, *, lenient: bool) -> None:
+        # orjson parses the event (and checks its UTF-8) several times faster than json; what it
+        # refuses goes the careful way below, which says what is wrong.
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self._dispatch_slow(raw, lenient=lenient)
+            return
+        if self._done:
+            raise EngineProtocolError("SSE data after [DONE]")
+        if type(value) is dict and "usage" not in value and "error" not in value:
+            self._count_event(value.get("choices"))  # the common event: content only
+        else:
+            self._handle_value(value)
+
+    def _dispatch_slow(self, raw: bytes, *, lenient: bool) -> None:
         try:
             data = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -251,7 +268,6 @@ class UsageMeter:
     def _handle_value(self, value: Any) -> None:
         if not isinstance(value, Mapping):
             raise EngineProtocolError(f"expected a JSON object, got {type(value).__name__}")
-        self._events += 1
         error = value.get("error")
         if error is not None and self._body_error is None:
             message = error.get("message") if isinstance(error, Mapping) else error
@@ -264,26 +280,36 @@ class UsageMeter:
                 raise EngineProtocolError(f"invalid usage object: {exc}") from exc
             self._usage = self._usage.merge_max(seen) if self._usage_seen else seen
             self._usage_seen = True
-        choices = value.get("choices")
+        self._count_event(value.get("choices"))
+
+    def _count_event(self, choices: object) -> None:
+        """One data event: count it and the characters of content its choices carry."""
+        self._events += 1
         if isinstance(choices, list):
-            chars = sum(_choice_chars(c) for c in choices if isinstance(c, Mapping))
+            chars = 0
+            for choice in choices:
+                if isinstance(choice, dict):
+                    chars += _choice_chars(choice)
             self._chars += chars
             self._content_events += 1 if chars else 0
 
 
-def _choice_chars(choice: Mapping[str, Any]) -> int:
-    total = 0
+# Parsed JSON holds plain dicts: ``isinstance(x, dict)`` is exact here and far cheaper than ``Mapping``.
+_CONTENT_FIELDS = ("content", "reasoning_content", "reasoning")
+
+
+def _choice_chars(choice: dict[str, Any]) -> int:
     text = choice.get("text")
-    if isinstance(text, str):
-        total += len(text)
+    total = len(text) if isinstance(text, str) else 0
     for key in ("delta", "message"):
         part = choice.get(key)
-        if isinstance(part, Mapping):
-            for field in ("content", "reasoning_content", "reasoning"):
+        if isinstance(part, dict):
+            for field in _CONTENT_FIELDS:
                 value = part.get(field)
                 if isinstance(value, str):
                     total += len(value)
-            total += _tool_call_chars(part.get("tool_calls"))
+            if "tool_calls" in part:
+                total += _tool_call_chars(part["tool_calls"])
     return total
 
 
