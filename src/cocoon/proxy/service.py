@@ -337,9 +337,9 @@ class Proxy(Service):
             totals = await self._books().worker_totals(owner)
         except perr.LedgerError:
             return {}
+        self._check_held(conn, totals, held)
         return self.chain_sync.worker_statement(totals) or {}
 
-        self._check_held(conn, totals, held)
     def _check_held(self, conn: net.NodeConnection, totals: Any, held: object) -> None:
         """A payee whose held statement disagrees with our books is refused (the alert is raised)."""
         assert self.chain_sync is not None
@@ -357,9 +357,9 @@ class Proxy(Service):
             totals = await self._books().client_totals(self.client_id(conn))
         except perr.LedgerError:
             return {}
+        self._check_held(conn, totals, held)
         return self.chain_sync.client_statement(totals) or {}
 
-        self._check_held(conn, totals, held)
     def _countersign(
         self,
         worker_part: object,
