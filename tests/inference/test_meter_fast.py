@@ -11,10 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocoon.errors import CocoonError
-from cocoon.inference import meter as meter_module
 from cocoon.inference.meter import BodyKind, UsageMeter
 
-_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 _DELTA = st.fixed_dictionaries(
     {},
     optional={
@@ -68,6 +67,6 @@ def test_fast_path_equals_the_careful_path(
     body = _body(events, raws)
     fast = _read(body, split)
     with monkeypatch.context() as patch:
-        patch.setattr(meter_module.orjson, "loads", _refuse)
+        patch.setattr(orjson, "loads", _refuse)  # the module the meter calls
         careful = _read(body, split)
     assert fast == careful
