@@ -234,6 +234,12 @@ async def test_proxy_entries_name_worker_and_client_addresses(world):
         with pytest.raises(MessageError):
             root_body(Op.REGISTER_PROXY, address=bad.decode())
     assert (await config(world)).last_proxy_seqno == 2
+    # what the services dial from these entries: workers the first address, clients the second
+    from cocoon.node.trust import registered_proxy_addresses
+
+    texts = [text for _seqno, text in cfg.registered_proxies]
+    assert registered_proxy_addresses(texts, for_workers=True) == ["127.0.0.1:8800", "10.0.0.2:9001"]
+    assert registered_proxy_addresses(texts, for_workers=False) == ["127.0.0.1:8800", "proxy.example:443"]
 
 
 def test_class_histories_match_a_model():
