@@ -42,6 +42,7 @@ from cocoon.core.keyfile import load_seed
 from cocoon.errors import ConfigError
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
+from cocoon.node.trustdocs import anchor_hash, document_digest
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.config import PricingSettings, ProxyChainSettings
 from cocoon.proxy.errors import StoreRolledBack
@@ -142,7 +143,10 @@ async def test_requests_settle_on_chain_and_money_is_conserved(tmp_path: Path) -
         state = await read_client_state(chain, _addr(contract))
         assert state.balance == 5 * TON - client.tokens * PRICE  # charged exactly the ledger's cost
         proxy_state = await read_proxy_state(chain, sync.proxy_address)
-        assert proxy_state.session_hash == sync.session_hash
+        # The commit binds this session to the worker statistics it anchored (proxy.integrity).
+        anchored = ledger.anchor(proxy_state.commit_seqno)
+        assert anchored is not None and anchored.session_hash == sync.session_hash
+        assert proxy_state.session_hash == anchor_hash(sync.session_hash, document_digest(anchored.document))
         assert ledger.statistics().last_committed_seqno == proxy_state.commit_seqno >= 2
         # The proxy keeps the difference: charges in, worker payouts out, its stake untouched.
         assert proxy_state.balance == client.tokens * (PRICE - FEE)

@@ -25,6 +25,7 @@ from cocoon.chain.liteserver import DevLiteServer, ServerKey, write_global_confi
 from cocoon.chain.liteserver.globalconfig import liteserver_entry
 from cocoon.inference import Script, ScriptedEngine
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
+from cocoon.node.trustdocs import anchor_hash, document_digest
 
 CHAT: dict[str, Any] = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 PRICE, FEE = 2000, 1000
@@ -88,7 +89,11 @@ async def test_requests_settle_through_the_liteserver(tmp_path: Path) -> None:
         assert state.balance == 5 * TON - client.tokens * PRICE
         assert sync.proxy_address is not None
         proxy_state = await read_proxy_state(chain, sync.proxy_address)
-        assert proxy_state.session_hash == sync.session_hash and proxy_state.commit_seqno >= 2
+        assert proxy_state.commit_seqno >= 2
+        # The commit binds this session to the worker statistics it anchored (proxy.integrity).
+        anchored = await _maybe(ledger.anchor(proxy_state.commit_seqno))
+        assert anchored is not None and anchored.session_hash == sync.session_hash
+        assert proxy_state.session_hash == anchor_hash(sync.session_hash, document_digest(anchored.document))
         assert proxy_state.balance == client.tokens * (PRICE - FEE)
         payee = await chain.get_account(parse_address(worker.worker))
         assert payee.balance == pytest.approx(worker.tokens * FEE, rel=0.01)
