@@ -4,6 +4,11 @@ Every check that can fail (budget, a proxy link, the proxy's admission: model, f
 before the response starts, because once a stream has begun its status is already 200. The bytes
 the proxy relays are hashed as they arrive, so the worker's signed receipt can be checked against
 exactly what this client received.
+
+Unless sealing is off, the body goes sealed for workers this client verified
+(:mod:`cocoon.client.sealing`): each answer frame is opened in order before the shaper sees it, and
+the answer counts only once its end marker opens; a refusal saying the keys are stale is answered
+by one more try with fresh keys.
 """
 
 from __future__ import annotations
