@@ -224,3 +224,23 @@ def test_completion_id_is_found_in_json_and_sse_answers() -> None:
     assert completion_id_of(b'{"id": "cmpl-9", "object": "text_completion"}') == "cmpl-9"
     assert completion_id_of(RESPONSE) == "chatcmpl-abc123"
     assert completion_id_of(b"not json") == ""
+
+
+@pytest.mark.parametrize("signature", ["", "AAAA", "A" * 88, "!!not base64!!"])
+def test_a_signature_of_the_wrong_shape_is_a_clear_error(keys: Any, signature: str) -> None:
+    worker_key, proxy_key = keys
+    receipt = _receipt(worker_key, proxy_key)
+    receipt["worker"]["sig"] = signature
+    with pytest.raises(ReceiptError, match="malformed receipt"):
+        verify_receipt(receipt, worker_key=_raw(worker_key), proxy_key=_raw(proxy_key))
+
+
+def test_a_receipt_signed_by_openssl_verifies_with_libsodium_and_back(keys: Any) -> None:
+    """Signing (cryptography/OpenSSL) and checking (PyNaCl/libsodium) agree on Ed25519: one format."""
+    from nacl.signing import SigningKey
+
+    worker_key, proxy_key = keys
+    seed = worker_key.private_bytes_raw()
+    message = b"cocoon-receipt-worker-v2\n{}"
+    assert SigningKey(seed).sign(message).signature == worker_key.sign(message)  # Ed25519 is deterministic
+    verify_receipt(_receipt(worker_key, proxy_key), worker_key=_raw(worker_key), proxy_key=_raw(proxy_key))
