@@ -207,8 +207,9 @@ class Client(Service):
         if not settings.root_address or self._chain is None:
             raise ConfigError("chain.proxies_from_root needs chain.root_address")
         root = await self._read_root()
+        # Each entry names the address clients dial (its first half, if two, is the workers').
         addresses = registered_proxy_addresses(
-            (entry for _seqno, entry in root.registered_proxies), for_workers=False
+            (e.client_address for e in root.proxy_entries), for_workers=False
         )
         if not addresses:
             raise ConfigError("the root contract registers no proxy")

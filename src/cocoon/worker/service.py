@@ -218,8 +218,9 @@ class Worker(Service):
         allowed = {h.hex() for h in root.model_hashes}
         proxies = list(self.config.proxies)
         if root_settings.proxies_from_root:
+            # Each entry names the address workers dial (its second half, if any, is for clients).
             proxies = registered_proxy_addresses(
-                (entry for _seqno, entry in root.registered_proxies), for_workers=True
+                (e.worker_address for e in root.proxy_entries), for_workers=True
             )
             if not proxies:
                 raise ServiceError("the root contract registers no proxy")
