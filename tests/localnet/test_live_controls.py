@@ -195,3 +195,22 @@ async def test_the_proxy_drains_and_resumes(net: LocalNetwork) -> None:
         assert stats["accepting_requests"] is False
         assert (await http.post(f"{actions}/resume", headers=auth)).status_code == 200
         (await http.post(f"{net.base_url}/chat/completions", json=CHAT)).raise_for_status()
+
+
+async def test_a_reconnect_keeps_the_live_price_and_the_pause(net: LocalNetwork) -> None:
+    proxy = net.proxy
+    assert proxy is not None
+    record = _record(proxy, 0)
+    worker = _worker_for(net, record.worker_id)
+    await worker.apply_live({"coefficient": 1400})
+    await worker.set_accepting(False)
+    await _until(lambda: not _enabled(proxy, record.worker_id))
+    await proxy._worker_links[record.worker_id].aclose("test: link dropped")
+    # The worker dials again; its announce says 1000 and accepting, its notice on connect corrects both.
+    await _until(
+        lambda: (
+            (r := proxy.registry.get(record.worker_id)) is not None and r.connected_at > record.connected_at
+        )
+    )
+    await _until(lambda: proxy.registry.get(record.worker_id).coefficient == 1400)  # type: ignore[union-attr]
+    await _until(lambda: not _enabled(proxy, record.worker_id))
