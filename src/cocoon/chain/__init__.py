@@ -66,6 +66,7 @@ from cocoon.chain.address import (
 )
 from cocoon.chain.api import AccountState, Chain, StackValue, TxRecord
 from cocoon.chain.code import CONTRACT_NAMES, CompiledContract, load_contract
+from cocoon.chain.decode import decode_body
 from cocoon.chain.errors import (
     AccountNotFound,
     AddressError,
@@ -93,7 +94,6 @@ from cocoon.chain.messages import (
     ProxyState,
     RootState,
     WorkerState,
-    decode_body,
     parse_client_state,
     parse_proxy_state,
     parse_root_state,
