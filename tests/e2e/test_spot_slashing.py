@@ -15,13 +15,17 @@ import pytest
 import pytest_asyncio
 from typer.testing import CliRunner
 
+from cocoon import net
 from cocoon.chain import (
     DEFAULT_COLLATERAL,
     TON,
+    Collateral,
     KeyPair,
+    Op,
     WalletClient,
     read_proxy_state,
     read_worker_state,
+    send_root_op,
     stake_worker,
 )
 from cocoon.cli.main import app as cli
@@ -196,3 +200,34 @@ async def test_a_client_checks_the_published_statistics_against_the_digest_the_c
         verify_anchored(live, proxy_key=proxy_key, committed_hash=committed.session_hash)
     # The proxy's rollback defence still sees its own commits (the anchored hash, not the bare session).
     assert (await proxy.books.statistics()).last_committed_seqno == committed.commit_seqno  # type: ignore[union-attr]
+
+
+async def test_a_worker_must_hold_the_roots_stake_free_of_pending_slashes_to_be_admitted(
+    market: LocalNetwork,
+) -> None:
+    proxy, handles = market.proxy, market.handles
+    assert proxy is not None and proxy.chain_sync is not None and handles is not None
+    owners = [str(w.config.owner_address) for w in market.workers]
+    for owner in owners:
+        await proxy.integrity.check_stake(owner)  # the default root asks for no stake
+    await send_root_op(
+        handles.owner, handles.root, Op.SET_COLLATERAL,
+        collateral=Collateral(min_worker_stake=46 * TON // 10, dispute_window_s=600, max_slash_permille=500),
+    )  # fmt: skip
+    await proxy.chain_sync.refresh_root()
+    for owner in owners:  # 3 TON staked, 4.6 asked for
+        with pytest.raises(net.HandshakeRefused, match="stake"):
+            await proxy.integrity.check_stake(owner)
+    honest = market.workers[1]
+    await stake_worker(await _owner(market, honest), _deployable(market, honest), 2 * TON)
+    await proxy.integrity.check_stake(owners[1])  # 5 TON now
+    # A pending slash holds part of the stake: 100 ‰ of 5 TON claimed leaves 4.5 TON free.
+    worker_id = next(r.worker_id for r in proxy.registry.records() if r.model.startswith("honest-model"))
+    await proxy.integrity.slasher.record(
+        Misbehaviour.SPOT_CHECK_FAILED, worker_id=worker_id, request_id="canary:x", model="honest-model",
+        facts={}, receipt=None,
+    )  # fmt: skip
+    await proxy.integrity.slasher.tick()
+    assert await proxy.books.misbehaviour(states=("posted",))  # type: ignore[union-attr]
+    with pytest.raises(net.HandshakeRefused, match="free of slashes"):
+        await proxy.integrity.check_stake(owners[1])

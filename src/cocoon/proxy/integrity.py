@@ -109,6 +109,15 @@ class Integrity:
         self.chain = chain
         self.slasher.chain = chain
 
+    async def check_stake(self, owner: str) -> None:
+        """On a chain whose root asks for collateral, refuse a worker whose contract holds too little
+        stake free of pending slashes (HandshakeRefused: it may stake and dial again)."""
+        if self.chain is None:
+            return
+        reason = await self.chain.stake_refusal(owner)
+        if reason is not None:
+            raise net.HandshakeRefused(f"stake before serving: {reason} (cocoon worker stake)")
+
     # -- lasting ---------------------------------------------------------------------------------
 
     async def open(self) -> int:

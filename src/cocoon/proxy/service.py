@@ -249,6 +249,7 @@ class Proxy(Service):
         record = announce.record
         if self.chain_sync is not None:
             await self._register_worker_payee(announce.owner)
+            await self.integrity.check_stake(announce.owner)  # the root's collateral, free of pending slashes
         known = self._worker_links.get(record.worker_id)
         if known is not None and not known.closed:  # a closed one is a reconnect not yet dropped
             raise net.HandshakeRefused(f"worker {record.worker_id} is already connected")

@@ -23,6 +23,7 @@ from cocoon.chain import (
     read_worker_state,
     sign_slash_claim,
     sign_slash_receipt,
+    stake_refusal,
 )
 from cocoon.proxy.chain_sync import ChainSync, parse_address
 from cocoon.proxy.slashing import PendingSlash
@@ -52,6 +53,16 @@ class ChainSlashing:
     async def stake(self, owner: str) -> int:
         _, state = await self._state(owner)
         return 0 if state is None else state.stake
+
+    async def stake_refusal(self, owner: str) -> str | None:
+        """Why the owner's worker contract may not serve under the root's collateral terms, or None."""
+        config = self.sync.root_config
+        if config is None or config.collateral.min_worker_stake == 0:
+            return None  # no stake asked for: no chain read on each connect
+        address, state = await self._state(owner)
+        if address is None:
+            return "the owner address is not a TON wallet"
+        return stake_refusal(state, config.collateral)
 
     def max_slash_permille(self) -> int:
         config = self.sync.root_config
