@@ -138,7 +138,13 @@ def test_node_config_is_valid_toml_with_nested_tables() -> None:
 
 
 def test_comparison_without_nginx_says_so_in_every_nginx_column() -> None:
-    path = {"rps_ratio": 0.2, "added_ttfb_p50_ms": 20.0, "middle_cpu_ms_per_request": 18.0}
+    path = {
+        "rps_ratio": 0.2,
+        "added_ttfb_p50_ms": 20.0,
+        "middle_cpu_ms_per_request": 18.0,
+        "ttfb_p99_ms": 31.0,
+        "errors": 0,
+    }
     result = {
         "rows": [
             {
@@ -150,7 +156,17 @@ def test_comparison_without_nginx_says_so_in_every_nginx_column() -> None:
         ]
     }
     rows = comparison_rows(result)
-    assert rows[0] == ["8", "process each", "100.0", "n/a / 0.2", "n/a / 20.0", "n/a / 18.0", "n/a / n/a"]
+    assert rows[0] == [
+        "8",
+        "process each",
+        "100.0",
+        "n/a / 0.2",
+        "n/a / 20.0",
+        "n/a / 18.0",
+        "n/a / n/a",
+        "n/a / 31.0",
+        "n/a / 0",
+    ]
 
 
 def test_bench_refuses_empty_levels_before_starting_anything(tmp_path: Path) -> None:

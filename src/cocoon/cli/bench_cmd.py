@@ -40,6 +40,9 @@ def gateway(
         int, typer.Option(min=1, max=100_000, help="Requests per path in each round.")
     ] = 100,
     nginx: Annotated[bool, typer.Option(help="Compare with nginx's 3-hop TLS chain when installed.")] = True,
+    events: Annotated[
+        int, typer.Option(min=1, max=100_000, help="SSE events of 128 B in each answer (e.g. 500 at c=128).")
+    ] = 50,
     out: OutOpt = Path("bench/results/gateway.json"),
 ) -> None:
     """Proxy-hop overhead with a fast fake upstream (50 chunks x 128 B): requests/s, TTFB, memory."""
@@ -52,7 +55,9 @@ def gateway(
     concurrency = tuple(int(x) for x in levels.split(","))
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
         result = asyncio.run(
-            bench_gateway(Path(home), levels=concurrency, requests=requests, progress=status.update)
+            bench_gateway(
+                Path(home), levels=concurrency, requests=requests, events=events, progress=status.update
+            )
         )
     table = Table(title="gateway: app → client → proxy → worker → upstream vs. app → upstream")
     for column in (
@@ -79,11 +84,13 @@ def gateway(
     console.print(table)
     console.print(f"memory per open attested proxy connection: {result['memory_per_connection_kib']} KiB")
     if runs:
-        result["vs_nginx"] = _gateway_vs_nginx(concurrency, run_requests, runs, nginx)
+        result["vs_nginx"] = _gateway_vs_nginx(concurrency, run_requests, runs, nginx, events)
     _write(out, result, gateway_chart)
 
 
-def _gateway_vs_nginx(levels: tuple[int, ...], requests: int, runs: int, nginx: bool) -> dict[str, Any]:
+def _gateway_vs_nginx(
+    levels: tuple[int, ...], requests: int, runs: int, nginx: bool, events: int
+) -> dict[str, Any]:
     """Every tier in its own process, and all in one, against nginx on the same upstream."""
     import asyncio
     import tempfile
@@ -99,11 +106,13 @@ def _gateway_vs_nginx(levels: tuple[int, ...], requests: int, runs: int, nginx: 
                 requests=requests,
                 runs=runs,
                 with_nginx=nginx,
+                events=events,
                 progress=status.update,
             )
         )
     table = Table(
-        title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests"
+        title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests,"
+        f" {events} events an answer"
     )
     for column in COLUMNS:
         table.add_column(column, justify="right")

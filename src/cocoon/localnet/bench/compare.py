@@ -24,7 +24,7 @@ from cocoon.localnet.bench.nginx import NginxChain, find_nginx
 from cocoon.localnet.bench.processes import Child, Layout, free_port, wait_for
 from cocoon.localnet.bench.procstat import cpu_seconds_since, cpu_snapshot
 from cocoon.localnet.bench.tiers import CocoonChain
-from cocoon.localnet.bench.upstream import MODEL
+from cocoon.localnet.bench.upstream import GATEWAY_SCRIPT, MODEL
 
 __all__ = ["LAYOUTS", "NGINX_SKIPPED", "Sample", "bench_compare"]
 
@@ -56,7 +56,8 @@ class Sample:
     errors: int
     rps: float
     ttfb_p50_ms: float
-    middle_cpu_ms_per_request: float | None  # None for the direct path: there is no middle
+    middle_cpu_ms_per_request: float | None
+    ttfb_p99_ms: float = 0.0  # None for the direct path: there is no middle
 
 
 async def _measure(url: str, level: int, requests: int, pids: Sequence[int]) -> Sample:
@@ -69,6 +70,7 @@ async def _measure(url: str, level: int, requests: int, pids: Sequence[int]) -> 
         errors=result.errors,
         rps=result.rps,
         ttfb_p50_ms=percentile(result.ttfb, 50) * 1000,
+        ttfb_p99_ms=percentile(result.ttfb, 99) * 1000,
         middle_cpu_ms_per_request=None if cpu is None else cpu / answered * 1000,
     )
 
@@ -90,6 +92,7 @@ def _path_summary(samples: Sequence[Sample], direct: Sequence[Sample]) -> dict[s
         "rps_ratio": round(rps / _median(direct, "rps"), 3),
         "ttfb_p50_ms": round(ttfb, 2),
         "added_ttfb_p50_ms": round(ttfb - _median(direct, "ttfb_p50_ms"), 2),
+        "ttfb_p99_ms": round(_median(samples, "ttfb_p99_ms"), 2),
         "middle_cpu_ms_per_request": round(_median(samples, "middle_cpu_ms_per_request"), 2),
         "requests": sum(s.requests for s in samples),
         "errors": sum(s.errors for s in samples),
@@ -107,12 +110,14 @@ def _row(level: int, by_path: dict[str, list[Sample]]) -> dict[str, Any]:
             versus[layout] = {
                 "cpu_ratio": _ratio(ours["middle_cpu_ms_per_request"], theirs["middle_cpu_ms_per_request"]),
                 "added_ttfb_ratio": _ratio(ours["added_ttfb_p50_ms"], theirs["added_ttfb_p50_ms"]),
+                "ttfb_p99_ratio": _ratio(ours["ttfb_p99_ms"], theirs["ttfb_p99_ms"]),
             }
     return {
         "concurrency": level,
         "direct": {
             "rps": round(_median(direct, "rps"), 1),
             "ttfb_p50_ms": round(_median(direct, "ttfb_p50_ms"), 2),
+            "ttfb_p99_ms": round(_median(direct, "ttfb_p99_ms"), 2),
             "errors": sum(s.errors for s in direct),
             "samples": [asdict(s) for s in direct],
         },
@@ -121,10 +126,13 @@ def _row(level: int, by_path: dict[str, list[Sample]]) -> dict[str, Any]:
     }
 
 
-def _start_upstream(root: Path, ready: asyncio.Event) -> tuple[Child, str, Coroutine[Any, Any, None]]:
-    """Launch the fake upstream on a port chosen here; ``ready`` is set once it listens."""
+def _start_upstream(
+    root: Path, ready: asyncio.Event, events: int = GATEWAY_SCRIPT.chunks
+) -> tuple[Child, str, Coroutine[Any, Any, None]]:
+    """Launch the fake upstream (``events`` SSE events an answer) on a port chosen here; ``ready`` is set
+    once it listens."""
     url_file, port = root / "upstream.url", free_port()
-    argv = [sys.executable, "-m", "cocoon.localnet.bench.upstream", str(url_file), str(port)]
+    argv = [sys.executable, "-m", "cocoon.localnet.bench.upstream", str(url_file), str(port), str(events)]
     child = Child("upstream", argv, root / "upstream.log").start()
 
     async def published() -> bool:
@@ -175,14 +183,16 @@ async def bench_compare(
     requests: int = 100,
     runs: int = 3,
     with_nginx: bool = True,
+    events: int = GATEWAY_SCRIPT.chunks,
     progress: Progress = lambda _m: None,
 ) -> dict[str, Any]:
-    """Direct, cocoon and (when installed) nginx, each layout, at each level: medians of ``runs``."""
-    if not levels or min(levels) < 1 or runs < 1 or requests < 1:
-        raise ValueError("levels, runs and requests must be positive")
+    """Direct, cocoon and (when installed) nginx, each layout, at each level: medians of ``runs``.
+    ``events``: SSE events of 128 B in each answer (50, the reference shape, by default)."""
+    if not levels or min(levels) < 1 or runs < 1 or requests < 1 or events < 1:
+        raise ValueError("levels, runs, requests and events must be positive")
     nginx = find_nginx() if with_nginx else None
     ready = asyncio.Event()
-    upstream, upstream_url, listening = _start_upstream(root, ready)
+    upstream, upstream_url, listening = _start_upstream(root, ready, events)
     chains: dict[str, Chain] = {}
     for layout in LAYOUTS:
         home = root / f"cocoon-{layout}"
@@ -208,6 +218,7 @@ async def bench_compare(
         "scenario": "gateway-vs-nginx",
         "runs": runs,
         "requests_per_run": requests,
+        "events_per_answer": events,
         "nginx": _nginx_version(nginx) if nginx else None,
         "nginx_skipped": None if nginx else NGINX_SKIPPED if with_nginx else "nginx: not requested",
         "rows": rows,

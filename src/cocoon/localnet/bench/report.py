@@ -2,7 +2,7 @@
 
 One row per concurrency level and layout: direct requests/s, each chain's requests/s as a ratio to
 direct, the time to first byte each chain adds, the CPU its middle processes spend per request, and
-ours ÷ nginx for those two. "n/a" where nginx was skipped or its added TTFB is lost in the noise.
+ours ÷ nginx for those two; then the TTFB p99 of each chain and requests that failed. "n/a" where nginx was skipped or its added TTFB is lost in the noise.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ COLUMNS = (
     "added TTFB p50 ms nginx / cocoon",
     "middle CPU ms/req nginx / cocoon",
     "ours ÷ nginx CPU / added TTFB",
+    "TTFB p99 ms nginx / cocoon",
+    "failed nginx / cocoon",
 )
 LAYOUT_TITLES = {"separate": "process each", "one": "one process"}
 NOTE = "n/a: nginx skipped, or its added TTFB is not above zero (within the noise)"
@@ -44,6 +46,8 @@ def _row(row: dict[str, Any], layout: str) -> list[str]:
         pair(theirs.get("added_ttfb_p50_ms"), ours["added_ttfb_p50_ms"]),
         pair(theirs.get("middle_cpu_ms_per_request"), ours["middle_cpu_ms_per_request"]),
         pair(versus.get("cpu_ratio"), versus.get("added_ttfb_ratio")),
+        pair(theirs.get("ttfb_p99_ms"), ours["ttfb_p99_ms"]),
+        pair(theirs.get("errors"), ours["errors"]),
     ]
 
 

@@ -83,9 +83,10 @@ async def bench_gateway(
     levels: tuple[int, ...] = (1, 8, 32),
     requests: int = 200,
     connections: int = 50,
+    events: int = 50,
     progress: Progress = lambda _m: None,
 ) -> dict[str, Any]:
-    engine = ScriptedEngine(Script(chunks=50, chunk_bytes=128))
+    engine = ScriptedEngine(Script(chunks=events, chunk_bytes=128))
     upstream = await start_http_server(build_engine_app(engine), "127.0.0.1", 0)
     config = LocalNetworkConfig.ephemeral(
         home,

@@ -1,13 +1,15 @@
 """The gateway benchmark's fake OpenAI upstream in a process of its own.
 
-``python -m cocoon.localnet.bench.upstream URL_FILE PORT``: streams the reference shape (50 SSE events
-of 128 B, :data:`GATEWAY_SCRIPT`) to every request on 127.0.0.1:PORT and writes its base URL to
-``URL_FILE`` once it listens (the port is chosen by the caller so the chains can start meanwhile).
+``python -m cocoon.localnet.bench.upstream URL_FILE PORT [EVENTS]``: streams the reference shape (50 SSE
+events of 128 B, :data:`GATEWAY_SCRIPT`; ``EVENTS`` of them when given) to every request on
+127.0.0.1:PORT and writes its base URL to ``URL_FILE`` once it listens (the port is chosen by the
+caller so the chains can start meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -27,14 +29,16 @@ def publish_url(url_file: Path, url: str) -> None:
     partial.rename(url_file)
 
 
-async def _serve(url_file: Path, port: int) -> None:
-    app = build_engine_app(ScriptedEngine(GATEWAY_SCRIPT, model_name=MODEL), close_engine=True)
+async def _serve(url_file: Path, port: int, events: int) -> None:
+    script = dataclasses.replace(GATEWAY_SCRIPT, chunks=events)
+    app = build_engine_app(ScriptedEngine(script, model_name=MODEL), close_engine=True)
     async with running_server(app, port=port) as url:
         publish_url(url_file, url)
         await asyncio.Event().wait()  # until the benchmark terminates this process
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or not sys.argv[2].isdigit():
-        sys.exit("usage: python -m cocoon.localnet.bench.upstream URL_FILE PORT")
-    asyncio.run(_serve(Path(sys.argv[1]), int(sys.argv[2])))
+    if len(sys.argv) not in (3, 4) or not all(a.isdigit() for a in sys.argv[2:]):
+        sys.exit("usage: python -m cocoon.localnet.bench.upstream URL_FILE PORT [EVENTS]")
+    events = int(sys.argv[3]) if len(sys.argv) == 4 else GATEWAY_SCRIPT.chunks
+    asyncio.run(_serve(Path(sys.argv[1]), int(sys.argv[2]), events))
