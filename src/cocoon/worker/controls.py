@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from cocoon import net
 from cocoon.errors import CocoonError
 from cocoon.node.worker_update import WORKER_UPDATE, WorkerUpdate
@@ -46,7 +48,12 @@ def live_update(config: WorkerConfig, changes: Mapping[str, Any]) -> WorkerConfi
     for name, value in changes.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number, got {value!r}")
-    return WorkerConfig.model_validate({**config.model_dump(), **changes})
+    try:
+        return WorkerConfig.model_validate({**config.model_dump(), **changes})
+    except ValidationError as exc:  # one line per field, not pydantic's report
+        raise ValueError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
 
 
 def reload_plan(running: WorkerConfig, loaded: WorkerConfig) -> tuple[dict[str, Any], list[str]]:
