@@ -33,6 +33,7 @@ from cocoon.node.renewal import RENEWED, accept_renewal
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT, HeldMismatch
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
+from cocoon.node.worker_update import WORKER_UPDATE
 from cocoon.proxy import errors as perr
 from cocoon.proxy.admission import parse_worker_announce, payee_key
 from cocoon.proxy.attempt import AttemptSettings
@@ -49,6 +50,7 @@ from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
 from cocoon.proxy.selection import RegistryStatistics, WorkerRecord
 from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.stats_http import start_stats_server
+from cocoon.proxy.worker_updates import WorkerUpdates
 from cocoon.proxy.upgrade import ContractUpgrade
 
 __all__ = ["Proxy"]
@@ -73,6 +75,7 @@ class Proxy(Service):
         self.books: AsyncLedger | None = None
         self.registry = TrackedRegistry(ReputationBook())  # selection, keeping each worker's lasting record
         self.upgrade = ContractUpgrade(self, config.home)  # to new contracts when the root's params change
+        self.worker_updates = WorkerUpdates(self.registry)  # workers' live price / pause notices
         self.draining = False  # the operator's drain (dashboard): new requests refused, running ones finish
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
@@ -303,7 +306,11 @@ class Proxy(Service):
             "committed_tokens": totals.committed_tokens,
             "paid_tokens": totals.paid_tokens,
             "worker_contract": totals.contract,
+            "worker_fee_per_token": self.params.worker_fee_per_token,
         }
+        if self.config.chain is not None:  # when payouts are posted: the owner's next-payout estimate
+            params["payout_threshold_nano"] = self.config.chain.min_worker_payout_nano
+            params["idle_payout_threshold_nano"] = self.config.chain.min_idle_worker_payout_nano
         statement = self.chain_sync.worker_statement(totals) if self.chain_sync is not None else None
         for worker_id, payee in list(self._worker_owner.items()):
             link = self._worker_links.get(worker_id)
@@ -393,6 +400,7 @@ class Proxy(Service):
             return  # (a newer link of that worker took over)
         self._worker_links.pop(worker_id, None)
         self.registry.remove(worker_id)
+        self.worker_updates.forget(worker_id)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -543,6 +551,11 @@ class _WorkerSide(net.NullHandler):
                 keys = self.proxy.relay.sealed_keys  # its new sealing keys, for clients' worker_keys
                 with contextlib.suppress(ValueError):
                     keys.accept(worker_id, conn, params.get("certificate"), trust.verify_peer)
+        elif method == WORKER_UPDATE and worker_id is not None:
+            try:  # a new coefficient / capacity, or the worker pausing or resuming itself
+                log.info("worker %s: %s", worker_id, self.proxy.worker_updates.apply(worker_id, params))
+            except ValueError as exc:
+                log.warning("worker %s sent a bad update (ignored): %s", worker_id, exc)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy.drop_worker(conn)
