@@ -496,6 +496,7 @@ class Proxy(Service):
         )
         if self.chain_sync is not None:
             out["chain"] = self.chain_sync.statistics()
+            out["upgrade"] = self.upgrade.statistics()  # a move to new contracts, contracts still closing
         return out
 
 
