@@ -14,12 +14,13 @@ import time
 _PATH = os.environ.get("COCOON_TEST_CLOCK_FILE")
 
 if _PATH:
+    _path: str = _PATH
     _real, _monotonic = time.time, time.monotonic
     _state = [0.0, -1.0]  # the offset, and when (monotonic) it was last read
 
     def _read() -> float:
         try:
-            with open(_PATH) as f:
+            with open(_path) as f:
                 return float(f.read().strip() or 0)
         except (OSError, ValueError):
             return _state[0]
