@@ -4,6 +4,7 @@ count can only lower the bound, and a sealed request goes only to workers holdin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -14,10 +15,11 @@ import pytest
 
 from cocoon.client.sealing import VerifiedWorker, seal_for
 from cocoon.e2ee import SealKeyPair
-from cocoon.inference import Script, ScriptedEngine
+from cocoon.inference import EngineUnavailable, Script, ScriptedEngine
 from cocoon.oai.capabilities import Capability
 from cocoon.proxy.sealed import FRAME_OVERHEAD, BadSealedRequest, SealedTally, parse_sealed_meta
 from tests.e2e.nodes import started_nodes
+from tests.proxy.netkit import MODEL, network
 
 BODY = json.dumps(
     {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"x": 1}]}
@@ -118,3 +120,30 @@ async def test_a_sealed_request_goes_only_to_the_worker_holding_its_key(tmp_path
                 json={"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]},
             )
         assert ok.status_code == 200 and client.receipts[-1]["sealed"] is True
+
+
+async def test_one_sealed_envelope_is_retried_on_another_holder_and_load_is_shared(tmp_path: Path) -> None:
+    down = ScriptedEngine(Script(open_error=lambda: EngineUnavailable("down")))
+    up = ScriptedEngine(Script(chunks=2, delay=0.01))
+    async with network(tmp_path, [down, up]) as n, httpx.AsyncClient(timeout=20) as http:
+        url = f"{n.client.base_url}/chat/completions"
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(6):
+            answer = await http.post(url, json=chat)
+            assert answer.status_code == 200, answer.text
+            assert n.client.receipts[-1]["sealed"] is True
+            assert len(n.client.receipts[-1]["e2ee"]["sealed_for"]) == 2  # one envelope, both workers
+            if down.stats.failed:
+                break
+        assert down.stats.failed >= 1 and n.proxy.counters["retried"] >= 1  # opened there, then retried
+
+
+async def test_sealed_requests_are_balanced_among_the_holders(tmp_path: Path) -> None:
+    engines = [ScriptedEngine(Script(chunks=3, delay=0.02)) for _ in range(2)]
+    async with network(tmp_path, engines) as n, httpx.AsyncClient(timeout=20) as http:
+        url = f"{n.client.base_url}/chat/completions"
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        answers = await asyncio.gather(*(http.post(url, json=chat) for _ in range(8)))
+        assert all(a.status_code == 200 for a in answers)
+        assert all(r["sealed"] for r in n.client.receipts)
+        assert all(e.stats.completed >= 1 for e in engines)  # both workers served sealed requests
