@@ -5,7 +5,9 @@ disputes and time the slashes never take more than the stake allows and money is
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import secrets
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,14 +18,19 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cocoon import wire
 from cocoon.chain import KeyPair, parse_address, sign_slash_receipt
+from cocoon.inference import Script, Usage
 from cocoon.node.slashreceipts import HeldReceipts, ReceiptRefused, receipt_params, request_evidence_hash
 from cocoon.node.trustdocs import EVIDENCE, verify_document
+from cocoon.proxy.config import IntegritySettings
 from cocoon.proxy.errors import LedgerInputError
-from cocoon.proxy.ledger import BillingLedger
+from cocoon.proxy.ledger import BillingLedger, RequestState
 from cocoon.proxy.ledger.trust import MisbehaviourRecord
 from cocoon.proxy.reputation import ReputationBook
 from cocoon.proxy.slashing import Misbehaviour, PendingSlash, Slasher, SlashSettings
+from tests.proxy.netkit import MODEL, network
+from tests.proxy.trustkit import model_engine
 
 TARGET = "0:" + "ab" * 32
 OWNER = "0:" + "cd" * 32
@@ -227,3 +234,44 @@ async def _history(steps: list[tuple[str, int]], stake: int, permille: int) -> N
         assert body["evidence_hash"] == request_evidence_hash(r.request_id).hex()
         if permille == 0:
             assert r.slash_state == "none"
+
+
+async def test_an_over_claim_on_an_answer_the_app_left_is_no_evidence(tmp_path: Path) -> None:
+    """The relayed part of an abandoned answer is not the whole answer: its capped bill blames nobody."""
+    slow = model_engine("big", claim=Usage(prompt_tokens=20, completion_tokens=5000))
+    slow._handler = _slowed(slow._handler)  # type: ignore[assignment]
+    async with network(
+        tmp_path, [slow], integrity=IntegritySettings(spot_check_every_requests=0), cancel_drain_s=2.0
+    ) as n:
+        request_id = secrets.token_bytes(32)
+        body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True})
+        out = await n.link.open_stream(
+            endpoint="/v1/chat/completions", model=MODEL, body=body.encode(), max_coefficient=1000,
+            max_tokens=50, timeout=30, request_id=request_id, meta={},
+        )  # fmt: skip
+        async for event in out:
+            if isinstance(event, wire.ResponseChunk):
+                await out.cancel("the app left")
+                break
+        async with asyncio.timeout(10):
+            while not _ended(n.ledger.request(request_id.hex())):  # noqa: ASYNC110 - no store events
+                await asyncio.sleep(0.02)
+        record = n.ledger.request(request_id.hex())
+        assert (
+            record is not None and record.usage is not None and record.usage.completion < 5000
+        )  # not as claimed
+        (worker,) = n.proxy.registry.records()
+        assert not n.proxy.registry.is_suspended(worker.worker_id, n.proxy.integrity.spot._clock())
+        assert await n.proxy.books.misbehaviour() == []  # type: ignore[union-attr]
+
+
+def _ended(record: Any) -> bool:
+    return record is not None and record.state is not RequestState.RESERVED
+
+
+def _slowed(handler: Any) -> Any:
+    def answer(endpoint: Any, body: dict[str, Any]) -> Script:
+        script = handler(endpoint, body)
+        return replace(script, delay=0.05)
+
+    return answer

@@ -158,13 +158,15 @@ class Integrity:
         await self.save()  # the suspension must survive a restart
 
     def answered(self, request_id: str, worker_id: str, worker_part: object, adjusted: int) -> None:
-        """A worker's answer was countersigned: evidence when its bill was capped, else a slash receipt."""
+        """A worker's answer was countersigned (right after the relay judged it): evidence when the relay
+        blamed the worker for an over-claim, a slash receipt when the bill took the claim as it was."""
         self.slasher.note_receipt(request_id, worker_id, worker_part)
-        if any(
+        capped = any(
             c.request_id == request_id and c.worker_id == worker_id for c in reversed(self._capped.recent)
-        ):
+        )
+        if self.registry.take_mismatch(worker_id):
             self._spawn(self._capped_evidence(request_id, worker_id))
-        elif self.chain is not None:
+        elif not capped and self.chain is not None:
             self._spawn(self._send_receipt(request_id, worker_id, adjusted))
 
     async def _capped_evidence(self, request_id: str, worker_id: str) -> None:

@@ -285,6 +285,7 @@ class TrackedRegistry(WorkerRegistry):
         super().__init__(policy)
         self.book = book
         self._clock = clock  # disconnects and first bytes carry no time of their own
+        self._blamed: deque[str] = deque(maxlen=1024)  # usage mismatches not yet taken as evidence
 
     def add(self, record: WorkerRecord) -> None:
         super().add(record)
@@ -304,3 +305,16 @@ class TrackedRegistry(WorkerRegistry):
     ) -> None:
         super().finished(worker_id, ok, tokens, duration, now, **extra)
         self.book.finished(worker_id, ok, duration, now)
+
+    def usage_mismatch(self, worker_id: str, now: float | None = None) -> None:
+        super().usage_mismatch(worker_id, now)
+        self._blamed.append(worker_id)
+
+    def take_mismatch(self, worker_id: str) -> bool:
+        """True (once) when the relay just blamed ``worker_id`` for an over-claim: the attempt judged the
+        whole answer relayed (an app that left mid-answer blames nobody), so the capped bill is evidence."""
+        try:
+            self._blamed.remove(worker_id)
+        except ValueError:
+            return False
+        return True
