@@ -15,7 +15,7 @@ import pytest
 
 from cocoon import net, tee, wire
 from cocoon.client.sealing import Sealing, VerifiedWorker, WorkerKeyCache, is_stale_keys_refusal
-from cocoon.e2ee import SealKeyPair, Suite
+from cocoon.e2ee import MAX_BODY_SIZE, SealKeyPair, Suite
 from cocoon.oai import ApiError, ErrorKind
 from cocoon.worker.sealing import SealedAnswer, SealedRefusal, open_sealed
 
@@ -214,3 +214,11 @@ async def test_a_proxy_that_does_not_know_worker_keys_means_plain(tmp_path: Path
     platform = tee.sim_platform(tmp_path)
     cache = WorkerKeyCache(old_proxy, lambda: tee.AttestationPolicy.sim(platform))
     assert await cache.workers("m") == []
+
+
+async def test_a_body_too_large_to_seal_is_refused_not_sent_plain() -> None:
+    sealing = _sealing("auto", [_worker(SealKeyPair.generate())])
+    huge = b"x" * (MAX_BODY_SIZE + 1)
+    with pytest.raises(ApiError) as refused:
+        await sealing.seal(endpoint="/v1/chat/completions", model="m", max_tokens=5, body=huge, meta={})
+    assert refused.value.kind is ErrorKind.REQUEST_TOO_LARGE

@@ -254,7 +254,10 @@ class Sealing:
                     param="model",
                 )
             return None
-        return seal_for(endpoint, model, max_tokens, body, meta, workers)
+        try:
+            return seal_for(endpoint, model, max_tokens, body, meta, workers)
+        except SealError as exc:  # a body over the envelope's limit: never sent plain instead
+            raise ApiError(ErrorKind.REQUEST_TOO_LARGE, f"the request cannot be sealed: {exc}") from exc
 
     def forget(self, model: str) -> None:
         self.cache.forget(model)
