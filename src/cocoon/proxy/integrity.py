@@ -160,13 +160,12 @@ class Integrity:
     def answered(self, request_id: str, worker_id: str, worker_part: object, adjusted: int) -> None:
         """A worker's answer was countersigned (right after the relay judged it): evidence when the relay
         blamed the worker for an over-claim, a slash receipt when the bill took the claim as it was."""
-        self.slasher.note_receipt(request_id, worker_id, worker_part)
-        capped = any(
-            c.request_id == request_id and c.worker_id == worker_id for c in reversed(self._capped.recent)
-        )
         if self.registry.take_mismatch(worker_id):
+            self.slasher.note_receipt(request_id, worker_id, worker_part)
             self._spawn(self._capped_evidence(request_id, worker_id))
-        elif not capped and self.chain is not None:
+        elif self.chain is not None and not any(
+            c.request_id == request_id and c.worker_id == worker_id for c in reversed(self._capped.recent)
+        ):
             self._spawn(self._send_receipt(request_id, worker_id, adjusted))
 
     async def _capped_evidence(self, request_id: str, worker_id: str) -> None:

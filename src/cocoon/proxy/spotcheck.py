@@ -370,11 +370,17 @@ class SpotChecker:
         records = [
             r
             for r in self.registry.records()
-            if r.model_hash == model_hash and not self.registry.is_suspended(r.worker_id, now)
+            if r.model_hash == model_hash
+            and not self.registry.is_suspended(r.worker_id, now)
+            and self._free(r)
         ]
         self.rng.shuffle(records)
         records.sort(key=lambda r: self._checked.get(r.worker_id, 0))
         return records[: self.settings.workers_per_round]
+
+    def _free(self, record: WorkerRecord) -> bool:
+        stats = self.registry.stats(record.worker_id)
+        return stats.running < stats.capacity  # a full worker is not asked (the canary takes a slot)
 
     def _pick_canary(self, model_hash: str) -> int:
         known = self.fingerprints.known(model_hash)
@@ -447,6 +453,8 @@ class SpotChecker:
         self._checked[record.worker_id] = self._checked.get(record.worker_id, 0) + 1
         self.sent += 1
         out: net.OutgoingStream | None = None
+        # The canary holds a slot like any request (selection sees the load), and teaches selection nothing.
+        self.registry.started(record.worker_id, self._clock())
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 out = await link.open_stream(
@@ -466,6 +474,8 @@ class SpotChecker:
                 with contextlib.suppress(Exception):
                     await out.cancel("canary abandoned")
             return None
+        finally:
+            self.registry.abandoned(record.worker_id, self._clock())
 
 
 async def _collect(worker_id: str, out: net.OutgoingStream) -> Answer | None:
