@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from cocoon.errors import ConfigError
 from cocoon.node.receipt import attested_key
 from cocoon.node.trustdocs import EVIDENCE, verify_document
+from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.config import IntegritySettings
-from cocoon.proxy.spotcheck import Answer, FingerprintBook, answer_text, canary_body
+from cocoon.proxy.spotcheck import Answer, FingerprintBook, answer_text, canary_body, load_prompts
 from tests.proxy.netkit import CLIENT, Net, network
 from tests.proxy.trustkit import model_engine
 
@@ -132,3 +134,28 @@ async def test_an_honest_pair_is_never_flagged_and_canaries_are_billed_to_nobody
         # The workers saw ordinary greedy chat completions, with nothing marking them as canaries.
         seen = [call.body for w in n.workers for call in w.engine.calls]  # type: ignore[attr-defined]
         assert len(seen) == 80 and all(b["temperature"] == 0 and b["stream"] for b in seen)
+
+
+def test_an_operators_own_prompt_file_is_validated() -> None:
+    assert load_prompts("What is tea?\n\n  Why is the sky blue?  \n") == (
+        "What is tea?",
+        "Why is the sky blue?",
+    )
+    for bad in ("", "\n\n", "x" * 5000, "bell\x07"):
+        with pytest.raises(ValueError):
+            load_prompts(bad)
+
+
+async def test_canaries_use_the_operators_own_prompts(tmp_path: Path) -> None:
+    (tmp_path / "canaries.txt").write_text("Name a river in Peru.\nName a bird that cannot fly.\n")
+    settings = IntegritySettings(
+        spot_check_every_requests=0, spot_check_prompts_file=tmp_path / "canaries.txt"
+    )
+    async with network(tmp_path, [model_engine("big"), model_engine("big")], integrity=settings) as n:
+        for _ in range(4):
+            await n.proxy.integrity.spot.check(_model_hash(n))
+        asked = {call.body["messages"][0]["content"] for w in n.workers for call in w.engine.calls}  # type: ignore[attr-defined]
+        assert asked <= {"Name a river in Peru.", "Name a bird that cannot fly."} and asked
+    missing = IntegritySettings(spot_check_prompts_file=tmp_path / "missing.txt")
+    with pytest.raises(ConfigError, match=r"missing\.txt"):
+        Proxy(ProxyConfig(home=tmp_path / "p2", integrity=missing))

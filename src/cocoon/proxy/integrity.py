@@ -21,11 +21,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cocoon import net
+from cocoon.errors import ConfigError
 from cocoon.node.receipt import attested_key
 from cocoon.node.slashreceipts import SLASH_RECEIPT, receipt_params, request_evidence_hash
 from cocoon.node.trustdocs import anchor_hash, document_digest
@@ -36,11 +38,21 @@ from cocoon.proxy.relay import CappedBills
 from cocoon.proxy.reputation import ReputationBook, TrackedRegistry, signed_worker_stats
 from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.slashing import Slasher, SlashSettings
-from cocoon.proxy.spotcheck import SpotChecker, SpotCheckSettings, SpotFailure
+from cocoon.proxy.spotcheck import SpotChecker, SpotCheckSettings, SpotFailure, load_prompts
 
 __all__ = ["Integrity"]
 
 log = logging.getLogger(__name__)
+
+
+def _prompts(path: Path | None) -> tuple[str, ...]:
+    """The operator's canary prompts (read once at construction: a bad file is a config error)."""
+    if path is None:
+        return ()
+    try:
+        return load_prompts(path.expanduser().read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"integrity.spot_check_prompts_file {path}: {exc}") from exc
 
 
 class Integrity:
@@ -63,6 +75,7 @@ class Integrity:
             workers_per_round=settings.spot_check_workers,
             max_tokens=settings.spot_check_max_tokens,
             trusted_workers=frozenset(settings.spot_check_trusted_workers),
+            prompts=_prompts(settings.spot_check_prompts_file),
         )
         self.registry = registry
         self.book: ReputationBook = registry.book

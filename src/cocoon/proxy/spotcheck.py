@@ -64,6 +64,7 @@ __all__ = [
     "SpotFailure",
     "answer_text",
     "canary_body",
+    "load_prompts",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,20 +94,38 @@ SUBJECTS = (
     "the Silk Road", "rainbows", "bread yeast", "city parks",
 )  # fmt: skip
 CANARIES = len(PROMPTS) * len(SUBJECTS)
+MAX_PROMPT_CHARS = 4096
+MAX_PROMPTS = 100_000
 MAX_ANSWER_BYTES = 1 << 20
 EXCERPT_CHARS = 2048
 
 
-def canary_prompt(index: int) -> str:
+def canary_prompt(index: int, prompts: tuple[str, ...] = ()) -> str:
+    """Canary ``index``: from the operator's own ``prompts`` when given, else the built-in pool (public in
+    this source, so a worker could learn to recognise it: give your own in production)."""
+    if prompts:
+        return prompts[index % len(prompts)]
     template = PROMPTS[index % len(PROMPTS)]
     return template.format(SUBJECTS[(index // len(PROMPTS)) % len(SUBJECTS)])
 
 
-def canary_body(model: str, index: int, *, max_tokens: int, seed: int) -> bytes:
+def load_prompts(text: str) -> tuple[str, ...]:
+    """Canary prompts from a file's text: one per non-empty line (ValueError on an unusable file)."""
+    prompts = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not prompts or len(prompts) > MAX_PROMPTS:
+        raise ValueError(f"a canary prompt file needs 1 to {MAX_PROMPTS} non-empty lines")
+    if any(len(p) > MAX_PROMPT_CHARS or not p.isprintable() for p in prompts):
+        raise ValueError(f"canary prompts must be printable lines of at most {MAX_PROMPT_CHARS} characters")
+    return prompts
+
+
+def canary_body(
+    model: str, index: int, *, max_tokens: int, seed: int, prompts: tuple[str, ...] = ()
+) -> bytes:
     """The request body of canary ``index``: shaped like an app's streamed chat completion."""
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": canary_prompt(index)}],
+        "messages": [{"role": "user", "content": canary_prompt(index, prompts)}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "seed": seed,
@@ -151,6 +170,7 @@ class SpotCheckSettings:
     timeout_s: float = 60.0
     tick_s: float = 1.0
     trusted_workers: frozenset[str] = frozenset()
+    prompts: tuple[str, ...] = ()  # the operator's own canary prompts (load_prompts); () = the built-in pool
 
     def __post_init__(self) -> None:
         if self.every_requests < 0 or self.workers_per_round < 1 or not 1 <= self.max_tokens <= 4096:
@@ -386,7 +406,7 @@ class SpotChecker:
         known = self.fingerprints.known(model_hash)
         if known and self.rng.random() < self.settings.known_share:
             return self.rng.choice(known)
-        return self.rng.randrange(CANARIES)
+        return self.rng.randrange(len(self.settings.prompts) or CANARIES)
 
     async def check(self, model_hash: str, *, canary: int | None = None) -> list[Finding]:
         """One round now: one canary to up to ``workers_per_round`` workers of ``model_hash``."""
@@ -409,8 +429,12 @@ class SpotChecker:
         await self._act(findings, model_hash, index, bodies, {r.worker_id: r for r in workers})
         return findings
 
-    def _shape(self) -> dict[str, int]:
-        return {"max_tokens": self.settings.max_tokens, "seed": self.settings.seed}
+    def _shape(self) -> dict[str, Any]:
+        return {
+            "max_tokens": self.settings.max_tokens,
+            "seed": self.settings.seed,
+            "prompts": self.settings.prompts,
+        }
 
     async def _act(
         self,
