@@ -4,7 +4,9 @@ the plaintext, and the app gets the answer with receipts and /v1/attestation say
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -97,3 +99,35 @@ async def test_required_sealing_refuses_rather_than_send_a_prompt_plain(tmp_path
         assert proxy.counters["requests"] == 1  # the refused prompt never left the client
         assert plain.status_code == 200 and client.receipts[-1]["sealed"] is False
         assert report["e2ee"]["answers"]["plain"] == 1
+
+
+async def test_a_renewed_certificate_brings_new_keys_to_clients_and_the_old_key_still_opens(
+    tmp_path: Path,
+) -> None:
+    async with started_nodes(tmp_path, ScriptedEngine(Script(chunks=2)), test_credit_nano=10**12) as (
+        proxy,
+        worker,
+        client,
+    ):
+        assert worker.trust is not None and worker.seal_keys is not None and client.sealing is not None
+        async with httpx.AsyncClient(timeout=20) as http:
+            assert (await http.post(f"{client.base_url}/chat/completions", json=CHAT)).status_code == 200
+            old = worker.seal_keys.current.key_id
+            # The worker renews its certificate (new sealing keys in it) and hands it to the proxy.
+            trust = worker.trust
+            trust._install(trust._renewed(int(time.time()), trust._claims_now()))  # as keep_fresh does
+            new = worker.seal_keys.current.key_id
+            assert new != old
+            wid = proxy.registry.records()[0].worker_id
+            async with asyncio.timeout(10):
+                while new not in proxy.relay.sealed_keys.key_ids(wid):  # noqa: ASYNC110 - no event for it
+                    await asyncio.sleep(0.02)
+            # A client that still holds the old key is served (the old key opens until its certificate
+            # expires) ...
+            stale = await http.post(f"{client.base_url}/chat/completions", json=CHAT)
+            assert stale.status_code == 200 and client.receipts[-1]["sealed"] is True
+            # ... and once its keys are due again it gets the renewed certificate's key.
+            client.sealing.forget("scripted-model")
+            assert (await http.post(f"{client.base_url}/chat/completions", json=CHAT)).status_code == 200
+        (fresh,) = client.sealing.cache.cached()["scripted-model"]
+        assert fresh.key.key_id == new and client.receipts[-1]["sealed"] is True
