@@ -3,6 +3,7 @@ them under the same routing fields, and the answer's frames open only in order a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -192,6 +193,8 @@ async def test_the_cache_uses_only_certificates_its_own_policy_verifies(tmp_path
     }
     proxy = _Proxy(listed)
     cache = WorkerKeyCache(proxy.query, lambda: tee.AttestationPolicy.sim(platform))
+    together = await asyncio.gather(*(cache.workers("m") for _ in range(5)))
+    assert proxy.asked == 1 and all(len(w) == 1 for w in together)  # one question for all five
     (worker,) = await cache.workers("m")
     assert worker.worker_id == "good" and worker.key.key_id == keypair.key_id
     await cache.workers("m")

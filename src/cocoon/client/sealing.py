@@ -18,6 +18,7 @@ falls back to plain otherwise; ``"required"`` refuses instead of falling back; `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -53,6 +54,7 @@ MAX_CANDIDATES = 4  # workers one request is sealed for: the proxy may pick, ret
 KEYS_TTL_S = 60.0  # a model's verified keys are asked for again after this long
 STALE_PHRASE = "e2ee keys"  # in the proxy's and worker's refusals that fresh keys may cure (contract 3)
 MAX_LISTED = 32
+MAX_MODELS = 64  # models whose keys are kept at once
 
 Query = Callable[[str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 PolicyOf = Callable[[], tee.AttestationPolicy | None]
@@ -111,6 +113,7 @@ class WorkerKeyCache:
     policy: PolicyOf
     ttl_s: float = KEYS_TTL_S
     _by_model: dict[str, tuple[float, list[VerifiedWorker]]] = field(default_factory=dict)
+    _asking: dict[str, asyncio.Future[list[VerifiedWorker]]] = field(default_factory=dict)
 
     def cached(self) -> dict[str, list[VerifiedWorker]]:
         return {model: list(workers) for model, (_, workers) in self._by_model.items()}
@@ -123,9 +126,18 @@ class WorkerKeyCache:
         held = self._by_model.get(model)
         if held is not None and now < held[0] and all(now < w.expires_at for w in held[1]):
             return held[1]
+        asking = self._asking.get(model)
+        if asking is None:  # one question per model, however many requests wait for it
+            asking = self._asking[model] = asyncio.ensure_future(self._refresh(model, now))
+            asking.add_done_callback(lambda _: self._asking.pop(model, None))
+        return await asyncio.shield(asking)
+
+    async def _refresh(self, model: str, now: float) -> list[VerifiedWorker]:
         workers = await self._fetch(model, now)
         expiry = min([now + self.ttl_s, *(float(w.expires_at) for w in workers)])
         self._by_model[model] = (expiry, workers)
+        while len(self._by_model) > MAX_MODELS:  # an app naming many models: the oldest go first
+            del self._by_model[next(iter(self._by_model))]
         return workers
 
     async def _fetch(self, model: str, now: float) -> list[VerifiedWorker]:
