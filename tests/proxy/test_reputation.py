@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from cocoon.node.trustdocs import EVIDENCE, WORKER_STATS, DocumentError, verify_
 from cocoon.proxy import Proxy
 from cocoon.proxy.config import IntegritySettings
 from cocoon.proxy.dashboard import proxy_snapshot
+from cocoon.proxy.ledger import BillingLedger
 from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
 from cocoon.proxy.selection import WorkerRecord
 from tests.proxy.netkit import MODEL, network
@@ -133,3 +135,19 @@ async def test_clients_read_the_statistics_signed_by_the_proxys_attested_key(tmp
             verify_document(signed, proxy_key=n.proxy.trust.identity.public_key, kind=WORKER_STATS)  # type: ignore[union-attr]
         with pytest.raises(DocumentError):
             verify_document(signed, proxy_key=hashlib.sha256(b"x").digest(), kind=WORKER_STATS)
+
+
+def test_a_version_2_store_gains_the_trust_tables_and_keeps_its_books(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with BillingLedger(path) as ledger:
+        ledger.ensure_client("app", credit=1000, now=1.0)
+    db = sqlite3.connect(path)
+    for table in ("worker_reputation", "misbehaviour", "reputation_anchors"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    with BillingLedger(path) as ledger:  # upgraded in place
+        assert ledger.client_totals("app").available_nano == 1000
+        ledger.save_reputation({"w": {"registry": None, "book": None}}, 2.0)
+        assert ledger.reputation() == {"w": {"registry": None, "book": None}}
