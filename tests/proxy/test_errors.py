@@ -96,7 +96,9 @@ def test_public_names_are_pinned() -> None:
         "WorkerStats",
         "WorkerView",
         "lacking_capability",
+        "market_view",
         "model_matches",
+        "worker_market_json",
     }
     assert set(metering.__all__) == {
         "DEFAULT_AUDIT_POLICY",

@@ -15,7 +15,7 @@ from cocoon.worker.gpu import collect_gpu_evidence
 
 
 def test_no_driver_means_no_gpu_evidence() -> None:
-    evidence = collect_gpu_evidence(which=lambda _name: None)
+    evidence = collect_gpu_evidence(which=lambda _name: None, lister=lambda: None)
     assert evidence.kind == "none" and not evidence.confidential
 
 

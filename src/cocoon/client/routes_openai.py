@@ -105,6 +105,11 @@ def _model_entry(m: Mapping[str, Any]) -> dict[str, Any]:
         "capabilities": list(m.get("capabilities") or []),
         "price_per_1m_nano": m.get("price_per_1m", {}),
         "coefficients": m.get("coefficients", []),
+        # The proxy's market view: its workers' attested hardware, the service classes (how many
+        # workers each admits by measured performance) and what it measured of each worker.
+        "hardware": list(m.get("hardware") or []),
+        "service_classes": dict(m.get("service_classes") or {}),
+        "worker_stats": list(m.get("worker_market") or []),
     }
 
 

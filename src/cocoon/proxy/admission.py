@@ -1,6 +1,7 @@
 """Who may join the proxy: a worker's announce checked against what it proved, as a registry record.
 
-Pure: the caller passes the announce (``PeerInfo.info``), the attested hashes and the time.
+Pure: the caller passes the announce (``PeerInfo.info``), the attested hashes, the verified
+attestation (its GPU claims and reports give the worker's hardware) and the time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from cocoon.chain import AddressError, normalize_address
 from cocoon.node.refusal import refuse_for_good
 from cocoon.oai.capabilities import parse_capabilities
+from cocoon.proxy.classes import Hardware, HardwareContradiction, attested_hardware, declared_contradiction
 from cocoon.proxy.selection import WorkerRecord
 
 __all__ = ["WorkerAnnounce", "parse_worker_announce", "payee_key"]
@@ -43,12 +45,17 @@ def parse_worker_announce(
     connection_id: int,
     now: float,
     model_names: Mapping[bytes, str] | None = None,
+    attestation: object = None,
 ) -> WorkerAnnounce:
     """The worker's record, or :class:`~cocoon.net.HandshakeRefused` for a bad or disallowed announce
     (each a refusal for good: the same worker announcing again gets the same answer).
 
     ``model_names``: the root contract's name for each allowed model hash; allowed weights announced
     under another name (to be listed, served and billed as a bigger model) are refused.
+
+    ``attestation``: the verified peer (:class:`~cocoon.tee.PeerAttestation`); its GPU claims and
+    reports give the worker's hardware class, and a declared ``gpu_class`` that contradicts them is
+    refused.
     """
     try:
         model = str(info["model"])
@@ -67,6 +74,7 @@ def parse_worker_announce(
     bound = (model_names or {}).get(model_hash)
     if bound is not None and bound != model:
         raise refuse_for_good(f"the root contract allows this model hash only as {bound!r}, not {model!r}")
+    hardware = _hardware(attestation, str(info.get("gpu_class", "unknown")))
     owner = payee_key(str(info.get("owner_address", "")))
     instance = str(info.get("instance", "0"))
     if not _INSTANCE.fullmatch(instance):
@@ -90,7 +98,25 @@ def parse_worker_announce(
             attested_at=now,
             connected_at=now,
             capabilities=parse_capabilities(info.get("capabilities")),
+            hardware=hardware.hardware_class,
+            gpu_model=hardware.gpu_model,
+            gpu_count=hardware.gpu_count,
+            gpu_memory_mib=hardware.gpu_memory_mib,
+            confidential_gpu=hardware.confidential_gpu,
         )
     except ValueError as exc:
         raise refuse_for_good(f"bad worker announce: {exc}") from exc
     return WorkerAnnounce(record=record, owner=owner)
+
+
+def _hardware(attestation: object, declared: str) -> Hardware:
+    """The worker's attested hardware; refused for good when its claims or its declaration contradict
+    the evidence (the same certificate would be refused again)."""
+    try:
+        hardware = attested_hardware(attestation)
+    except HardwareContradiction as exc:
+        raise refuse_for_good(f"GPU claims contradict the GPU evidence: {exc}") from exc
+    why = declared_contradiction(declared, hardware)
+    if why is not None:
+        raise refuse_for_good(why)
+    return hardware

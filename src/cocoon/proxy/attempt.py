@@ -37,7 +37,8 @@ from typing import Any, Concatenate, ParamSpec
 
 from cocoon import wire
 from cocoon.proxy import errors as perr
-from cocoon.proxy.bill import Bill, Terms, bill_complete, bill_cut_off, prompt_estimate
+from cocoon.proxy.bill import AnswerTiming, Bill, Terms, bill_complete, bill_cut_off, prompt_estimate
+from cocoon.proxy.classes import NO_JOB, Job
 from cocoon.proxy.metering import RelayTally, UsageAudit
 from cocoon.proxy.pricing import PriceParams, TokenCounts
 from cocoon.proxy.sealed import SealedTally
@@ -291,6 +292,7 @@ class _Try:
     streamed: bool = False  # the answer is an SSE stream (else one JSON body)
     app_left: bool = False
     why: str = ""  # why the answer was cut off
+    first_token_at: float | None = None  # its first chunk relayed (the class SLA is judged from it)
     bill: Bill | None = None
     worker_meta: Mapping[str, Any] = field(default_factory=dict)
     progress_deltas: int = 0
@@ -331,6 +333,7 @@ class Attempt:
         params: PriceParams,
         audit: UsageAudit,
         settings: AttemptSettings = AttemptSettings(),
+        job: Job = NO_JOB,
         sealed_plain_bytes: int | None = None,
     ) -> None:
         """``sealed_plain_bytes``: the body is sealed (:mod:`.sealed`) with this much plaintext, which
@@ -344,6 +347,7 @@ class Attempt:
         self._params = params
         self._audit = audit
         self._settings = settings
+        self._job = job  # the class (its rate and SLA) and max_cost the bill obeys
         self.phase = Phase.ROUTING
         self.result: Result | None = None
         self.tries = 0
@@ -359,6 +363,14 @@ class Attempt:
     @property
     def worker_id(self) -> str | None:
         return None if self._try is None else self._try.worker_id
+
+    @property
+    def first_token_s(self) -> float | None:
+        """Seconds from the current try's start to its first streamed chunk (None: not streamed yet)."""
+        t = self._try
+        if t is None or t.first_token_at is None or not t.streamed:
+            return None
+        return t.first_token_at - t.started
 
     @property
     def tally(self) -> RelayTally | None:
@@ -437,6 +449,8 @@ class Attempt:
         if self.phase is not Phase.RELAYING:
             return self.lost("sent a chunk before its head", now)
         t.tally.feed(data)
+        if t.first_token_at is None:
+            t.first_token_at = now
         effects: list[Effect] = [RelayChunk(data)]
         s = self._settings
         due = t.tally.deltas - t.progress_deltas >= s.progress_every_tokens
@@ -456,7 +470,7 @@ class Attempt:
             return self._cut_off(counts_of(end.usage), t.why)
         t.tally.finish()
         t.worker_meta = end.meta
-        return self._settle(bill_complete(counts_of(end.usage), t.tally, self._terms(t), self._audit))
+        return self._settle(bill_complete(counts_of(end.usage), t.tally, self._terms(t, now), self._audit))
 
     def _error(self, error: wire.StreamError, now: float) -> list[Effect]:
         if self.phase is Phase.WAITING:
@@ -551,8 +565,9 @@ class Attempt:
             **dict(t.worker_meta),
             "cost_nano": bill.charge.client_cost_nano,
             "adjusted_tokens": bill.charge.total_adjusted,
-            "worker_coefficient": t.coefficient,
+            "worker_coefficient": bill.coefficient,
             "worker_id": t.worker_id,
+            **bill.class_meta(),
         }
         if bill.capped:
             meta["capped"] = list(bill.capped)
@@ -582,8 +597,16 @@ class Attempt:
         what was relayed is not the whole answer, so the audit's bound is no evidence against it."""
         return Verdict.MISMATCH if bill.over_reported and not self._current().app_left else verdict
 
-    def _terms(self, t: _Try) -> Terms:
+    def _terms(self, t: _Try, now: float | None = None) -> Terms:
+        """``now``: the end of a complete answer, whose timing the class SLA is judged on."""
+        timing = None
+        if now is not None and t.first_token_at is not None:
+            first = t.first_token_at if t.streamed else now  # one JSON body: judged on its whole time
+            timing = AnswerTiming(first - t.started, max(now - first, 0.0), streamed=t.streamed)
         return Terms(
+            max_cost=self._job.max_cost,
+            service_class=self._job.service_class,
+            timing=timing,
             max_tokens=self._max_tokens,
             request_bytes=self._request_bytes,
             reserved_nano=self._reserved,

@@ -7,8 +7,15 @@ three caps, in this order, and say which ones bit (``Bill.capped``):
 1. the relay audit (:class:`~cocoon.proxy.metering.UsageAudit`): no more completion tokens than the
    relayed text can hold, no more prompt tokens than the request body can;
 2. ``max_tokens``: no more completion tokens than the request allowed (when it set a limit);
-3. the reservation: the charge never exceeds the funds reserved before the request started (completion
-   tokens are dropped first, then prompt tokens, until the price fits).
+3. the reservation and the request's ``max_cost``: the charge never exceeds the funds reserved before
+   the request started, nor the most the app said it would pay (completion tokens are dropped first,
+   then prompt tokens, until the price fits).
+
+The rate: a request without a service class is priced at the worker's coefficient. In a class it is
+priced at coefficient × the class's multiplier (:func:`~cocoon.proxy.classes.class_coefficient`) —
+**unless the answer broke the class's SLA**: its TTFT above the class's target, or its decode speed
+(completion tokens after the first / seconds after the first byte) below the class's minimum, or it
+was cut off. Such an answer is billed at the 1.0× (elastic) rate: the worker's own coefficient.
 
 A cut-off answer pays the prompt the worker consumed (its own count when it gave one, else
 :func:`prompt_estimate`) and one completion token per delta that reached the app.
@@ -21,13 +28,25 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from cocoon.chain.market import ServiceClass
+from cocoon.proxy.classes import class_coefficient, sla_met
 from cocoon.proxy.metering import AuditResult, RelayTally, UsageAudit
 from cocoon.proxy.pricing import MAX_TOKENS, Charge, PriceParams, TokenCounts, price, price_within
 
-__all__ = ["Bill", "Terms", "bill_complete", "bill_cut_off", "prompt_estimate"]
+__all__ = ["AnswerTiming", "Bill", "Terms", "bill_complete", "bill_cut_off", "prompt_estimate"]
 
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; under-counts code and CJK (never over-bills)
 MESSAGE_OVERHEAD_TOKENS = 3  # role markers a chat template adds per message
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTiming:
+    """What the proxy measured of one answer: seconds to its first streamed chunk, and from then to
+    its end (an answer sent as one body: its whole time, and 0)."""
+
+    ttft_s: float
+    decode_s: float
+    streamed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +59,13 @@ class Terms:
     coefficient: int  # the serving worker's price coefficient
     params: PriceParams
     model: str = ""  # the served model: its tokenizer (when the proxy has it) bounds the claim
+    max_cost: int | None = None  # the most the app said this request may cost (nanoTON)
+    service_class: ServiceClass | None = None  # the class asked for: its rate, if the SLA was kept
+    timing: AnswerTiming | None = None  # of a complete answer (the SLA is judged on it)
+
+    @property
+    def limit_nano(self) -> int:
+        return self.reserved_nano if self.max_cost is None else min(self.reserved_nano, self.max_cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +77,15 @@ class Bill:
     over_reported: bool  # the claim exceeded what was relayed: the worker's fault
     audit: AuditResult | None  # the audit of the claim; when any cap bit, marked capped (the store keeps it)
     capped: tuple[str, ...]  # why the claim was cut down (empty: billed as claimed)
+    coefficient: int = 0  # the rate it was priced at (the class rate, or the worker's own)
+    service_class: str | None = None
+    sla_met: bool | None = None  # None: no class was asked for
+
+    def class_meta(self) -> dict[str, object]:
+        """For the answer's end: the class and whether its SLA was kept (nothing without a class)."""
+        if self.service_class is None:
+            return {}
+        return {"service_class": self.service_class, "sla_met": bool(self.sla_met)}
 
     @property
     def was_capped(self) -> bool:
@@ -60,15 +95,37 @@ class Bill:
 def bill_complete(claimed: TokenCounts, tally: RelayTally, terms: Terms, audit: UsageAudit) -> Bill:
     """An answer that ended with the worker's usage: billed as claimed, within the three caps."""
     result = audit.check(claimed, tally, request_bytes=terms.request_bytes, model=terms.model or None)
-    usage, reasons = _cap(result.billable, terms, list(result.reasons) if result.billable != claimed else [])
+    met = _sla(terms, result.billable.completion)
+    coefficient = class_coefficient(terms.coefficient, terms.service_class) if met else terms.coefficient
+    reasons = list(result.reasons) if result.billable != claimed else []
+    usage, reasons = _cap(result.billable, terms, reasons, coefficient)
     return Bill(
         usage=usage,
-        charge=price(usage, terms.coefficient, terms.params),
+        charge=price(usage, coefficient, terms.params),
         complete=True,
         claimed=claimed,
         over_reported=result.over_reported,
         audit=_evidence(result, usage, reasons),
         capped=tuple(reasons),
+        coefficient=coefficient,
+        service_class=None if terms.service_class is None else terms.service_class.name,
+        sla_met=None if terms.service_class is None else met,
+    )
+
+
+def _sla(terms: Terms, completion: int) -> bool:
+    """Whether a complete answer kept its class's SLA (see the module notes)."""
+    if terms.service_class is None:
+        return False  # no class: the worker's own rate
+    t = terms.timing
+    if t is None:
+        return False  # nothing measured: no premium
+    return sla_met(
+        terms.service_class,
+        ttft_s=t.ttft_s,
+        completion_tokens=completion,
+        decode_s=t.decode_s,
+        streamed=t.streamed,
     )
 
 
@@ -103,7 +160,7 @@ def bill_cut_off(
     else:
         prompt, cached = min(max(prompt_guess, 0), terms.request_bytes + audit.policy.prompt_slack_tokens), 0
     delivered = TokenCounts.clamped(prompt, cached, tally.deltas, 0)
-    usage, reasons = _cap(delivered, terms, reasons)
+    usage, reasons = _cap(delivered, terms, reasons, terms.coefficient)  # cut off: never the class rate
     return Bill(
         usage=usage,
         charge=price(usage, terms.coefficient, terms.params),
@@ -112,17 +169,24 @@ def bill_cut_off(
         over_reported=over,
         audit=result if over else None,
         capped=tuple(reasons),
+        coefficient=terms.coefficient,
+        service_class=None if terms.service_class is None else terms.service_class.name,
+        sla_met=None if terms.service_class is None else False,
     )
 
 
-def _cap(usage: TokenCounts, terms: Terms, reasons: list[str]) -> tuple[TokenCounts, list[str]]:
+def _cap(
+    usage: TokenCounts, terms: Terms, reasons: list[str], coefficient: int
+) -> tuple[TokenCounts, list[str]]:
     if terms.max_tokens and usage.completion > terms.max_tokens:
         reasons.append(f"completion {usage.completion} > max_tokens {terms.max_tokens}")
         usage = TokenCounts.clamped(usage.prompt, usage.cached, terms.max_tokens, usage.reasoning)
-    capped, _ = price_within(usage, terms.coefficient, terms.params, terms.reserved_nano)
+    limit = terms.limit_nano
+    capped, _ = price_within(usage, coefficient, terms.params, limit)
     if capped != usage:
-        cost = price(usage, terms.coefficient, terms.params).client_cost_nano
-        reasons.append(f"charge {cost} > reservation {terms.reserved_nano}")
+        cost = price(usage, coefficient, terms.params).client_cost_nano
+        what = "reservation" if limit == terms.reserved_nano else "max_cost"
+        reasons.append(f"charge {cost} > {what} {limit}")
     return capped, reasons
 
 

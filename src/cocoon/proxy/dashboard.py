@@ -1,5 +1,7 @@
 """The proxy's page of the operator dashboard: requests, latency, tokens and money over time, the
-workers (load, reputation, suspensions, attestation freshness), clients and chain settlement.
+workers (load, reputation, suspensions, attestation freshness), their market standing (attested
+hardware, the service classes their measured performance admits them to, TTFT, decode speed,
+bandwidth and uptime as the proxy measured them), clients and chain settlement.
 
 It reads the ``GET /stats`` document (so the page and ``cocoon proxy status`` agree) and acts on
 the worker registry: disabling a worker drains it (running requests finish, none are sent to it).
@@ -159,6 +161,46 @@ def _workers_table(stats: Mapping[str, Any]) -> Table:
     return Table("workers", "Workers", columns, tuple(rows), empty="no worker connected")
 
 
+def _gpus(w: Mapping[str, Any]) -> str:
+    if not w.get("gpu_count"):
+        return "none"
+    memory = w.get("gpu_memory_mib", 0) / 1024
+    return f"{w['gpu_count']} × {w.get('gpu_model') or '?'} ({memory:.0f} GiB)"
+
+
+def _market_table(stats: Mapping[str, Any]) -> Table:
+    """Each worker's attested hardware, class admission and what the proxy measured of it."""
+    rows = []
+    for w in stats.get("workers", {}).get("list", []):
+        bandwidth = w.get("bandwidth_bytes_per_s")
+        rows.append(
+            Row(
+                (
+                    cell(w["worker_id"], "hash"),
+                    cell(w.get("hardware")),
+                    cell(_gpus(w)),
+                    cell(bool(w.get("confidential_gpu"))),
+                    cell(", ".join(w.get("service_classes", [])) or "none"),
+                    cell(w.get("observations", 0), "number"),
+                    cell(w.get("ttft_p90_ms"), "number"),
+                    cell(w.get("decode_p10_tokens_per_s"), "number"),
+                    cell(w.get("success_rate"), "number"),
+                    cell(None if bandwidth is None else round(bandwidth / 1024, 1), "number"),
+                    cell(w.get("uptime_s"), "number"),
+                    cell(w.get("uptime_ratio"), "number"),
+                ),
+                key=w["worker_id"],
+            )
+        )
+    columns = (
+        "worker", "hardware (attested)", "GPUs", "confidential GPU", "classes admitted", "measured answers",
+        "TTFT p90 ms", "decode p10 tok/s", "success rate", "bandwidth KiB/s", "uptime s", "uptime share",
+    )  # fmt: skip
+    return Table(
+        "market", "Market: hardware and service classes", columns, tuple(rows), empty="no worker connected"
+    )
+
+
 def _money_tables(stats: Mapping[str, Any]) -> list[Table]:
     earnings = [
         Row(
@@ -260,7 +302,10 @@ def proxy_snapshot(stats: Mapping[str, Any]) -> Snapshot:
             for m in stats.get("models", [])
         ),
     )
-    tables = [_workers_table(stats), reputation_table(stats), models, *_money_tables(stats), _chain_table(stats)]
+    tables = [
+        _workers_table(stats), _market_table(stats), reputation_table(stats), models, *_money_tables(stats),
+        _chain_table(stats),
+    ]  # fmt: skip
     return Snapshot(title="cocoon proxy", facts=facts, metrics=_metrics(stats), tables=tables)
 
 

@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from cocoon.proxy.ledger import ClientTotals, LedgerStatistics, WorkerTotals
-from cocoon.proxy.selection import LATENCY_BUCKETS, RegistryStatistics
+from cocoon.proxy.selection import LATENCY_BUCKETS, RegistryStatistics, worker_market_json
 
 __all__ = ["PREFIX", "RequestMetrics", "build_registry", "stats_json"]
 
@@ -257,6 +257,7 @@ def stats_json(
                     "requests_failed": v.stats.total_failed,
                     "usage_mismatches": v.stats.usage_mismatches,
                     "suspensions": v.stats.suspensions,
+                    **worker_market_json(v.record, v.stats),  # attested hardware, classes, measured
                 }
                 for v in workers.per_worker
             ],

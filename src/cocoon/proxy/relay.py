@@ -24,7 +24,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from cocoon import net
@@ -50,9 +50,10 @@ from cocoon.proxy.attempt import (
     wire_code,
 )
 from cocoon.proxy.bill_queue import BillQueue
+from cocoon.proxy.classes import NO_JOB, Job, parse_job
 from cocoon.proxy.ledger import AsyncLedger, Settlement
-from cocoon.proxy.metering import UsageAudit
-from cocoon.proxy.pricing import PriceParams, TokenCounts, reservation
+from cocoon.proxy.metering import RelayTally, UsageAudit
+from cocoon.proxy.pricing import PriceParams, TokenCounts
 from cocoon.proxy.sealed import SealedKeysGone, SealedMeta, WorkerKeyBook, parse_sealed_meta
 from cocoon.proxy.selection import WorkerRegistry
 
@@ -151,13 +152,21 @@ class Relay:
             return
         try:
             params = self._params()
-            reserved = reservation(request.max_tokens, len(request.body), request.max_coefficient, params)
+            # What the request demands (a service class, hardware, max_cost); the hold never exceeds max_cost.
+            job = parse_job(
+                request.meta,
+                self.registry.service_classes,
+                max_tokens=request.max_tokens,
+                body_bytes=len(request.body),
+                params=params,
+            )
+            reserved = job.reservation(request.max_coefficient)
             sealed = parse_sealed_meta(request.endpoint, request.meta, request.body)
         except perr.ProxyError as exc:
             await self._reject(stream, exc)
             return
         self._in_flight.add(key)  # held until the request's bill and release are written
-        run = _Run(self, stream, key, reserved, params, sealed)
+        run = _Run(self, stream, key, reserved, params, sealed, job)
         cancelled = False
         try:
             await self._retry_releases()
@@ -247,14 +256,21 @@ class Relay:
 
     # -- effects the machine asks for that need no stream ------------------------------------------
 
-    def report(self, effect: Report) -> None:
+    def report(self, effect: Report, *, ttft: float | None = None, tally: RelayTally | None = None) -> None:
         now = time.time()
         if effect.verdict is Verdict.NEUTRAL:
             self.registry.abandoned(effect.worker_id, now)
             return
         ok = effect.verdict is not Verdict.FAILED
+        relayed = 0 if tally is None else tally.raw_bytes
         self.registry.finished(
-            effect.worker_id, ok=ok, tokens=effect.tokens, duration=effect.duration, now=now
+            effect.worker_id,
+            ok=ok,
+            tokens=effect.tokens,
+            duration=effect.duration,
+            now=now,
+            ttft=ttft,
+            relayed_bytes=relayed,
         )
         if effect.verdict is Verdict.MISMATCH:
             self.registry.usage_mismatch(effect.worker_id)
@@ -325,9 +341,11 @@ class _Run:
         reserved: int,
         params: PriceParams,
         sealed: SealedMeta | None = None,
+        job: Job = NO_JOB,
     ) -> None:
         request = stream.request
         self.relay = relay
+        self.job = job
         self.stream = stream
         self.key = key
         self.sealed = sealed
@@ -338,8 +356,11 @@ class _Run:
             reserved_nano=reserved,
             params=params,
             audit=relay.audit,
-            settings=relay.settings.attempt,
+            settings=replace(
+                relay.settings.attempt, max_attempts=job.max_attempts(relay.settings.attempt.max_attempts)
+            ),
             sealed_plain_bytes=None if sealed is None else sealed.plain_bytes,
+            job=job,
         )
         self.out: net.OutgoingStream | None = None
         self.params = params
@@ -384,6 +405,7 @@ class _Run:
                     gpu_class=meta.get("gpu_class"),
                     exclude=frozenset(a.tried) | unable,
                     needs=needs,
+                    job=self.job,
                 )
             except perr.ProxyError as exc:
                 effects = a.no_worker(exc)
@@ -485,7 +507,7 @@ class _Run:
                 self.relay.registry.first_byte(effect.worker_id, effect.ttft)
                 self._assign_worker(effect)
             elif isinstance(effect, Report):
-                self.relay.report(effect)
+                self.relay.report(effect, ttft=self.attempt.first_token_s, tally=self.attempt.tally)
             elif isinstance(effect, RecordProgress):
                 self._record_progress(effect)
             elif isinstance(effect, CancelWorker):

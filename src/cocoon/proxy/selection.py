@@ -45,10 +45,23 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from cocoon.chain.market import DEFAULT_SERVICE_CLASSES, ServiceClass
 from cocoon.oai.capabilities import LEGACY_CAPABILITIES, Capability
+from cocoon.proxy.classes import (
+    HARDWARE_CLASSES,
+    NO_JOB,
+    ClassUnavailable,
+    ConstraintUnmet,
+    Job,
+    Performance,
+    admits,
+    class_coefficient,
+    decode_speed,
+)
 from cocoon.proxy.errors import AllBusy, ModelUnavailable, NoCapableWorker, NoWorkers, TooExpensive
 from cocoon.proxy.pricing import MAX_COEFFICIENT
 
@@ -62,7 +75,9 @@ __all__ = [
     "WorkerStats",
     "WorkerView",
     "lacking_capability",
+    "market_view",
     "model_matches",
+    "worker_market_json",
 ]
 
 # Histogram bucket upper bounds (seconds) for time-to-first-token and request duration.
@@ -96,6 +111,10 @@ class SelectionPolicy:
     # fast local links).
     spread_tolerance: float = 0.25
     spread_floor_s: float = 0.05
+    # Service-class admission (proxy.classes.admits): answers measured before a worker may join a
+    # class with targets, and how many recent answers per worker the percentiles are taken over.
+    class_min_observations: int = 5
+    class_window: int = 64
 
     def __post_init__(self) -> None:
         if not 0 < self.ewma_alpha <= 1:
@@ -115,6 +134,8 @@ class SelectionPolicy:
             raise ValueError("spread_tolerance and spread_floor_s must be ≥ 0")
         if self.suspend_after < 1 or self.sample_window < 1 or self.remember < 0:
             raise ValueError("suspend_after and sample_window must be ≥ 1, remember ≥ 0")
+        if self.class_min_observations < 1 or self.class_window < self.class_min_observations:
+            raise ValueError("class_min_observations must be ≥ 1 and ≤ class_window")
 
 
 DEFAULT_POLICY = SelectionPolicy()
@@ -137,6 +158,12 @@ class WorkerRecord:
     connected_at: float = 0.0
     # What the worker announced it can do (contract 6); a worker from before announced nothing.
     capabilities: frozenset[str] = LEGACY_CAPABILITIES
+    # What its attestation proves (proxy.classes.attested_hardware), never what it declared.
+    hardware: str = "cpu"
+    gpu_model: str = ""
+    gpu_count: int = 0
+    gpu_memory_mib: int = 0
+    confidential_gpu: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.worker_id, str) or not self.worker_id:
@@ -152,6 +179,12 @@ class WorkerRecord:
         for name in ("attested_at", "connected_at"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite")
+        if self.hardware not in HARDWARE_CLASSES:
+            raise ValueError(f"hardware must be one of {', '.join(HARDWARE_CLASSES)}")
+        for name in ("gpu_count", "gpu_memory_mib"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be an int ≥ 0")
 
     @property
     def base_model(self) -> str:
@@ -193,6 +226,15 @@ class WorkerStats:
     usage_mismatches: int
     suspensions: int  # times suspended so far
     score: float
+    # Measured by the proxy (recent window of class_window answers) and what it admits the worker to.
+    ttft_p90_s: float | None = None
+    decode_p10_tps: float | None = None
+    observations: int = 0
+    bandwidth_bps: float | None = None  # bytes relayed per second of answering
+    relayed_bytes: int = 0
+    uptime_s: float = 0.0  # connected, all connections together
+    uptime_ratio: float = 0.0  # of the time since the proxy first saw it
+    service_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +288,33 @@ class _Live:
     mismatches: int = 0
     suspensions: int = 0
     last_seen: float = 0.0
+    # Recent per-answer measurements (service-class admission) and what the proxy relayed for it.
+    ttft_window: deque[float] = field(default_factory=deque)
+    decode_window: deque[float] = field(default_factory=deque)
+    relayed_bytes: int = 0
+    relay_s: float = 0.0
+    first_seen: float | None = None
+    connected_s: float = 0.0  # closed connections
+    session_start: float | None = None  # the open connection, if any
+
+    def observe(self, window: deque[float], value: float, keep: int) -> None:
+        window.append(value)
+        while len(window) > keep:
+            window.popleft()
+
+    def performance(self, now: float, decay_s: float) -> Performance:
+        self.decay(now, decay_s)
+        total = self.ok + self.bad
+        return Performance(
+            observations=len(self.ttft_window),
+            ttft_p90_s=_quantile(self.ttft_window, 0.90),
+            decode_p10_tps=_quantile(self.decode_window, 0.10),
+            success_rate=self.ok / total if total > 0 else 1.0,
+        )
+
+    def uptime(self, now: float) -> float:
+        open_s = 0.0 if self.session_start is None else max(now - self.session_start, 0.0)
+        return self.connected_s + open_s
 
     def decay(self, now: float, period: float) -> None:
         if now > self.decayed_at:
@@ -280,6 +349,14 @@ class _Histogram:
         return tuple(out)
 
 
+def _quantile(samples: Iterable[float], p: float) -> float | None:
+    """Nearest-rank quantile ``p`` of ``samples`` (None without any)."""
+    data = sorted(samples)
+    if not data:
+        return None
+    return data[min(len(data) - 1, max(0, math.ceil(p * len(data)) - 1))]
+
+
 def _percentiles(samples: Iterable[float]) -> dict[str, float]:
     data = sorted(samples)
     if not data:
@@ -290,6 +367,32 @@ def _percentiles(samples: Iterable[float]) -> dict[str, float]:
         return data[min(len(data) - 1, max(0, math.ceil(p * len(data)) - 1))]
 
     return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99)}
+
+
+def worker_market_json(rec: WorkerRecord, st: WorkerStats) -> dict[str, Any]:
+    """One worker's attested hardware, class admission and measured numbers, as plain JSON."""
+
+    def finite(x: float | None, scale: float = 1.0) -> float | None:
+        return None if x is None or not math.isfinite(x) else round(x * scale, 3)
+
+    return {
+        "worker_id": rec.worker_id,
+        "hardware": rec.hardware,
+        "gpu_model": rec.gpu_model,
+        "gpu_count": rec.gpu_count,
+        "gpu_memory_mib": rec.gpu_memory_mib,
+        "confidential_gpu": rec.confidential_gpu,
+        "declared_gpu_class": rec.gpu_class,
+        "service_classes": list(st.service_classes),
+        "observations": st.observations,
+        "ttft_p90_ms": finite(st.ttft_p90_s, 1000.0),
+        "decode_p10_tokens_per_s": finite(st.decode_p10_tps),
+        "success_rate": round(1.0 - st.failure_rate, 4),
+        "bandwidth_bytes_per_s": finite(st.bandwidth_bps),
+        "relayed_bytes": st.relayed_bytes,
+        "uptime_s": round(st.uptime_s, 1),
+        "uptime_ratio": round(st.uptime_ratio, 4),
+    }
 
 
 class WorkerRegistry:
@@ -306,6 +409,7 @@ class WorkerRegistry:
         self._ttft_hist = _Histogram(LATENCY_BUCKETS)
         self._duration_hist = _Histogram(LATENCY_BUCKETS)
         self._latest = 0.0  # the latest ``now`` any call passed in (no clock is read here)
+        self._classes: Mapping[str, ServiceClass] = DEFAULT_SERVICE_CLASSES  # the root's, once read
 
     def _seen(self, now: float) -> float:
         if math.isfinite(now) and now > self._latest:
@@ -315,6 +419,16 @@ class WorkerRegistry:
     @property
     def policy(self) -> SelectionPolicy:
         return self._policy
+
+    @property
+    def service_classes(self) -> Mapping[str, ServiceClass]:
+        """The service classes requests may ask for (the root contract's; defaults until it is read)."""
+        return self._classes
+
+    def set_service_classes(self, classes: Mapping[str, ServiceClass]) -> None:
+        if not all(isinstance(c, ServiceClass) and c.name == n for n, c in classes.items()):
+            raise TypeError("service classes must map each name to its ServiceClass")
+        self._classes = dict(classes) or DEFAULT_SERVICE_CLASSES
 
     # ------------------------------------------------------------ membership
 
@@ -336,10 +450,18 @@ class WorkerRegistry:
         self._seen(record.connected_at)
         live = self._live[record.worker_id]
         live.last_seen = max(live.last_seen, record.connected_at)
+        if live.first_seen is None:
+            live.first_seen = record.connected_at
+        if live.session_start is None:
+            live.session_start = record.connected_at
         self._disabled.discard(record.worker_id)
 
     def remove(self, worker_id: str) -> None:
         """Forget the connection (requests still running finish through the callbacks); keep its reputation."""
+        live = self._live.get(worker_id)
+        if live is not None and live.session_start is not None and worker_id in self._records:
+            live.connected_s = live.uptime(self._latest)
+            live.session_start = None
         self._records.pop(worker_id, None)
         self._disabled.discard(worker_id)
         self._trim()
@@ -472,10 +594,39 @@ class WorkerRegistry:
         gpu_class: str | None = None,
         exclude: frozenset[str] = frozenset(),
         needs: Mapping[Capability, str] | None = None,
+        job: Job = NO_JOB,
     ) -> WorkerRecord:
-        """Pick the worker for a request, or raise NoWorkers / NoCapableWorker / TooExpensive / AllBusy
-        (see module docstring). ``needs`` maps each capability the request needs to its parameter."""
+        """Pick the worker for a request, or raise NoWorkers / NoCapableWorker / ConstraintUnmet /
+        ClassUnavailable / TooExpensive / AllBusy (see module docstring). ``needs`` maps each
+        capability the request needs to its parameter; ``job`` is what else the request demands
+        (hardware, a confidential GPU, a service class, a cost ceiling)."""
         self._seen(now)
+        matching = self._matching(model, now, region, gpu_class)
+        if needs:
+            capable = [r for r in matching if lacking_capability(r, needs) is None]
+            if not capable:
+                missing = lacking_capability(matching[0], needs)
+                assert missing is not None
+                raise NoCapableWorker(model, capability=missing.value, param=needs[missing])
+            matching = capable
+        matching = _meeting(model, matching, job, lambda c, w: self._admits(c, w, now))
+        cls = job.service_class
+        affordable = [r for r in matching if class_coefficient(r.coefficient, cls) <= max_coefficient]
+        if not affordable:
+            lowest = min(class_coefficient(r.coefficient, cls) for r in matching)
+            raise TooExpensive(model, min_coefficient=lowest, max_coefficient=max_coefficient)
+        within = _within_cost(affordable, job)
+        chosen, soonest = self._pick(within, exclude, now)
+        if chosen is None:
+            raise AllBusy(model, retry_after=None if soonest == math.inf else soonest)
+        return chosen
+
+    def _matching(
+        self, model: str, now: float, region: str | None, gpu_class: str | None
+    ) -> list[WorkerRecord]:
+        """Enabled, freshly attested workers of ``model`` in ``region`` with ``gpu_class`` (declared
+        or attested), or NoWorkers / ModelUnavailable."""
+        label = None if gpu_class is None else gpu_class.lower()
         matching = [
             r
             for r in self._records.values()
@@ -483,7 +634,7 @@ class WorkerRegistry:
             and r.worker_id not in self._disabled
             and self._attested(r, now)
             and (region is None or r.region == region)
-            and (gpu_class is None or r.gpu_class == gpu_class)
+            and (label is None or label in (r.gpu_class.lower(), r.hardware))
         ]
         if not matching:
             detail = ", ".join(
@@ -493,22 +644,27 @@ class WorkerRegistry:
                 model_matches(model, r.model) for r in self._records.values()
             )
             raise (ModelUnavailable if known else NoWorkers)(model, detail)
-        if needs:
-            capable = [r for r in matching if lacking_capability(r, needs) is None]
-            if not capable:
-                missing = lacking_capability(matching[0], needs)
-                assert missing is not None
-                raise NoCapableWorker(model, capability=missing.value, param=needs[missing])
-            matching = capable
-        affordable = [r for r in matching if r.coefficient <= max_coefficient]
-        if not affordable:
-            raise TooExpensive(
-                model, min_coefficient=min(r.coefficient for r in matching), max_coefficient=max_coefficient
-            )
-        chosen, soonest = self._pick(affordable, exclude, now)
-        if chosen is None:
-            raise AllBusy(model, retry_after=None if soonest == math.inf else soonest)
-        return chosen
+        return matching
+
+    def _admits(self, service_class: ServiceClass, worker_id: str, now: float) -> bool:
+        return admits(
+            service_class,
+            self.performance(worker_id, now),
+            min_observations=self._policy.class_min_observations,
+        )
+
+    def performance(self, worker_id: str, now: float | None = None) -> Performance:
+        """What the proxy measured of a worker, as service-class admission reads it."""
+        live = self._live.get(worker_id)
+        if live is None:
+            return Performance(0, None, None, 1.0)
+        return live.performance(self._latest if now is None else now, self._policy.decay_s)
+
+    def admitted_classes(self, worker_id: str, now: float | None = None) -> tuple[str, ...]:
+        """The service classes a worker is admitted to now (by measurement), by name."""
+        return tuple(
+            sorted(n for n, c in self._classes.items() if self._admits(c, worker_id, now or self._latest))
+        )
 
     # ------------------------------------------------------------ callbacks
 
@@ -531,8 +687,20 @@ class WorkerRegistry:
         self._ttft_samples.append(ttft)
         self._ttft_hist.observe(ttft)
 
-    def finished(self, worker_id: str, ok: bool, tokens: int, duration: float, now: float) -> None:
-        """The request ended (``ok`` = a complete answer); ``tokens`` completion tokens in ``duration`` s."""
+    def finished(
+        self,
+        worker_id: str,
+        ok: bool,
+        tokens: int,
+        duration: float,
+        now: float,
+        *,
+        ttft: float | None = None,
+        relayed_bytes: int = 0,
+    ) -> None:
+        """The request ended (``ok`` = a complete answer); ``tokens`` completion tokens in ``duration`` s,
+        the first after ``ttft`` s (its decode speed is measured from then); ``relayed_bytes`` went
+        to the client."""
         self._seen(now)
         live = self._live.get(worker_id)
         if live is None:
@@ -554,6 +722,7 @@ class WorkerRegistry:
                 self._duration_hist.observe(duration)
                 if tokens > 0:
                     live.tps = self._ewma(live.tps, tokens / duration)
+                self._measure(live, tokens, duration, ttft, relayed_bytes)
         else:
             live.bad += 1.0
             live.total_failed += 1
@@ -562,6 +731,18 @@ class WorkerRegistry:
             live.consecutive += 1
             if live.consecutive >= p.suspend_after or live.probation:
                 self._suspend(live, now)
+
+    def _measure(
+        self, live: _Live, tokens: int, duration: float, ttft: float | None, relayed_bytes: int
+    ) -> None:
+        if relayed_bytes > 0:
+            live.relayed_bytes += relayed_bytes
+            live.relay_s += duration
+        if ttft is not None and math.isfinite(ttft) and 0 <= ttft <= duration:
+            live.observe(live.ttft_window, ttft, self._policy.class_window)
+            speed = decode_speed(tokens, duration - ttft)
+            if speed is not None:
+                live.observe(live.decode_window, min(speed, 1e9), self._policy.class_window)
 
     def abandoned(self, worker_id: str, now: float) -> None:
         """The request ended by no doing of the worker (the app hung up): its slot is free, nothing is learnt."""
@@ -628,6 +809,7 @@ class WorkerRegistry:
             usage_mismatches=live.mismatches,
             suspensions=live.suspensions,
             score=math.inf if rec is None else self._score(rec, live),
+            **_measured(live, self.performance(worker_id, now), self.admitted_classes(worker_id, now), now),
         )
 
     def statistics(self, now: float | None = None) -> RegistryStatistics:
@@ -761,3 +943,89 @@ def _restored_live(record: Mapping[str, object]) -> _Live | None:
     live.probation = probation
     live.level = min(live.level, 30)
     return live
+
+
+def _meeting(
+    model: str, records: list[WorkerRecord], job: Job, admitted: Callable[[ServiceClass, str], bool]
+) -> list[WorkerRecord]:
+    """The workers whose attested hardware and measured class admission meet ``job``."""
+    if job.min_hardware is not None or job.confidential_gpu:
+        equipped = [r for r in records if job.hardware_ok(r.hardware, r.confidential_gpu)]
+        if not equipped:
+            want = f"{job.min_hardware} or better" if job.min_hardware else "hardware"
+            want += " with a confidential GPU (TDX and GPU CC on)" if job.confidential_gpu else ""
+            attested = ", ".join(
+                sorted({r.hardware + (" cc" if r.confidential_gpu else "") for r in records})
+            )
+            raise ConstraintUnmet(
+                job.hardware_param, f"no worker for model {model!r} has {want} (attested: {attested})"
+            )
+        records = equipped
+    cls = job.service_class
+    if cls is not None:
+        members = [r for r in records if admitted(cls, r.worker_id)]
+        if not members:
+            raise ClassUnavailable(model, cls.name)
+        records = members
+    return records
+
+
+def _measured(live: _Live, perf: Performance, classes: tuple[str, ...], now: float) -> dict[str, Any]:
+    """The measured fields of :class:`WorkerStats`."""
+    since = now - live.first_seen if live.first_seen is not None else 0.0
+    uptime = live.uptime(now)
+    return {
+        "ttft_p90_s": perf.ttft_p90_s,
+        "decode_p10_tps": perf.decode_p10_tps,
+        "observations": perf.observations,
+        "bandwidth_bps": live.relayed_bytes / live.relay_s if live.relay_s > 0 else None,
+        "relayed_bytes": live.relayed_bytes,
+        "uptime_s": uptime,
+        "uptime_ratio": min(uptime / since, 1.0)
+        if since > 0
+        else (1.0 if live.session_start is not None else 0.0),
+        "service_classes": classes,
+    }
+
+
+def market_view(registry: WorkerRegistry, model: str, now: float) -> dict[str, Any]:
+    """For ``/v1/models`` and the dashboard: the attested hardware of the workers serving ``model``
+    (its full id), the service classes with how many workers each admits, and what was measured."""
+    workers = []
+    admitted: dict[str, int] = dict.fromkeys(registry.service_classes, 0)
+    for rec in registry.records():
+        if rec.model != model:
+            continue
+        st = registry.stats(rec.worker_id, now)
+        for name in st.service_classes:
+            admitted[name] += 1
+        workers.append(worker_market_json(rec, st))
+    return {
+        "hardware": sorted({w["hardware"] for w in workers}, key=HARDWARE_CLASSES.index),
+        "service_classes": {
+            name: {
+                "price_multiplier": c.price_multiplier,
+                "target_ttft_ms": c.target_ttft_ms,
+                "min_tokens_per_s": c.min_tokens_per_s,
+                "max_retries": c.max_retries,
+                "min_success_rate_permille": c.min_success_rate_permille,
+                "workers_admitted": admitted[name],
+            }
+            for name, c in sorted(registry.service_classes.items())
+        },
+        "worker_market": workers,
+    }
+
+
+def _within_cost(records: list[WorkerRecord], job: Job) -> list[WorkerRecord]:
+    """The workers that can serve the whole request within its ``max_cost``, or ConstraintUnmet."""
+    cls = job.service_class
+    within = [r for r in records if job.affordable(class_coefficient(r.coefficient, cls))]
+    if not within:
+        cheapest = min(job.reservation_at(class_coefficient(r.coefficient, cls)) for r in records)
+        raise ConstraintUnmet(
+            "max_cost",
+            f"{job.max_cost} nanoTON cannot cover this request: the cheapest worker reserves "
+            f"{cheapest} nanoTON for max_tokens={job.max_tokens}",
+        )
+    return within

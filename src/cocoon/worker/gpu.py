@@ -1,7 +1,10 @@
 """GPU evidence for the worker's attested claims.
 
-On a machine with NVIDIA GPUs the worker lists them (``nvidia-smi``) and reads whether
-confidential-computing mode is on. That much is the host's word. In CC mode it also asks each GPU
+On a machine with NVIDIA GPUs the worker lists them — model, count and memory, through NVML (the
+``nvidia-ml-py`` package) where it answers, else ``nvidia-smi`` — and reads whether
+confidential-computing mode is on. Inside a TDX guest the claims are covered by the quote, so they
+are what the attested image read from the driver; the proxy derives the worker's hardware class
+from them (``proxy.classes.attested_hardware``). In CC mode it also asks each GPU
 (through NVML, the ``nvidia-ml-py`` package) for its signed attestation report over a nonce bound to
 the worker's attested key (:func:`cocoon.tee.nvgpu.gpu_nonce`) and its certificate chain; the
 reports go into the RA-TLS claims, where every verifier checks them against NVIDIA's roots and
@@ -12,6 +15,7 @@ sim platform instead (development and tests).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 import subprocess
@@ -30,6 +34,7 @@ __all__ = [
     "collect_gpu_evidence",
     "evidence_for_key",
     "nvml_attester",
+    "nvml_listing",
     "sim_gpu_evidence",
 ]
 
@@ -63,7 +68,12 @@ class GpuEvidence:
         claims: dict[str, Any] = {
             "kind": self.kind,
             "cc_mode": self.cc_mode,
-            "gpus": [{"name": g.name, "uuid": g.uuid, "driver": g.driver_version} for g in self.gpus],
+            "gpus": [
+                {"name": g.name, "uuid": g.uuid, "driver": g.driver_version, "memory_mib": g.memory_mib}
+                for g in self.gpus
+            ],
+            "count": len(self.gpus),
+            "memory_mib": sum(g.memory_mib for g in self.gpus),
         }
         if self.reports:
             claims["evidence"] = [r.to_claims() for r in self.reports]
@@ -104,6 +114,38 @@ def nvml_attester() -> Attester | None:
     return attest
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def nvml_listing() -> tuple[tuple[GpuInfo, ...], str | None] | None:
+    """The GPUs and CC mode as NVML reads them from the driver, or None when NVML does not answer
+    (no package, no driver)."""
+    try:
+        nvml: Any = importlib.import_module("pynvml")
+        nvml.nvmlInit()
+    except Exception:  # NVMLError and ImportError alike: no NVML here
+        return None
+    try:
+        driver = _text(nvml.nvmlSystemGetDriverVersion())
+        gpus = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            memory = int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // (1024 * 1024)
+            name, uuid = _text(nvml.nvmlDeviceGetName(handle)), _text(nvml.nvmlDeviceGetUUID(handle))
+            gpus.append(GpuInfo(name=name, uuid=uuid, driver_version=driver, memory_mib=memory))
+        try:
+            cc: str | None = "on" if nvml.nvmlSystemGetConfComputeState().ccFeature else "off"
+        except Exception:  # drivers before 535 know no CC state
+            cc = None
+        return tuple(gpus), cc
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
 def _reports(
     count: int, nonce: bytes, attest: Attester
 ) -> tuple[tuple[nvgpu.GpuEvidenceItem, ...], str | None]:
@@ -127,10 +169,15 @@ def collect_gpu_evidence(
     nonce: bytes | None = None,
     which: Callable[[str], str | None] = shutil.which,
     attester: Attester | None = None,
+    lister: Callable[[], tuple[tuple[GpuInfo, ...], str | None] | None] | None = None,
 ) -> GpuEvidence:
-    """Query the NVIDIA driver, and in CC mode the GPUs' reports for ``nonce``; ``none`` when there
-    is no driver, never an exception."""
+    """Query the NVIDIA driver (NVML, else ``nvidia-smi``), and in CC mode the GPUs' reports for
+    ``nonce``; ``none`` when there is no driver, never an exception. ``lister``: the NVML reading
+    (tests); it is asked only when no ``runner`` is given."""
     if runner is None:
+        listed = (lister or nvml_listing)()
+        if listed is not None and listed[0]:
+            return _with_reports(listed[0], listed[1], nonce, attester)
         if which("nvidia-smi") is None:
             return GpuEvidence(kind="none")
         runner = _run
@@ -151,6 +198,12 @@ def collect_gpu_evidence(
         cc_mode = _parse_cc_mode(runner(["nvidia-smi", "conf-compute", "-f"]))
     except (OSError, subprocess.SubprocessError):
         cc_mode = None
+    return _with_reports(gpus, cc_mode, nonce, attester)
+
+
+def _with_reports(
+    gpus: tuple[GpuInfo, ...], cc_mode: str | None, nonce: bytes | None, attester: Attester | None
+) -> GpuEvidence:
     if cc_mode != "on" or nonce is None:
         return GpuEvidence(kind="nvidia", gpus=gpus, cc_mode=cc_mode)
     attest = attester or nvml_attester()
