@@ -33,11 +33,13 @@ from cocoon.node.renewal import RENEWED, accept_renewal
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT, HeldMismatch
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
+from cocoon.node.worker_update import WORKER_UPDATE
 from cocoon.proxy import errors as perr
 from cocoon.proxy.admission import parse_worker_announce, payee_key
 from cocoon.proxy.attempt import AttemptSettings
 from cocoon.proxy.chain_sync import ChainSync, parse_address, price_params
 from cocoon.proxy.config import ProxyConfig
+from cocoon.proxy.contract_record import current_ledger_path
 from cocoon.proxy.integrity import Integrity
 from cocoon.proxy.ledger import AsyncLedger, BillingLedger, LedgerStatistics
 from cocoon.proxy.metering import UsageAudit
@@ -48,6 +50,8 @@ from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
 from cocoon.proxy.selection import RegistryStatistics, WorkerRecord, market_view
 from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.stats_http import start_stats_server
+from cocoon.proxy.worker_updates import WorkerUpdates
+from cocoon.proxy.upgrade import ContractUpgrade
 
 __all__ = ["Proxy"]
 
@@ -70,6 +74,8 @@ class Proxy(Service):
         self.trust: NodeTrust | None = None
         self.books: AsyncLedger | None = None
         self.registry = TrackedRegistry(ReputationBook())  # selection, keeping each worker's lasting record
+        self.upgrade = ContractUpgrade(self, config.home)  # to new contracts when the root's params change
+        self.worker_updates = WorkerUpdates(self.registry)  # workers' live price / pause notices
         self.draining = False  # the operator's drain (dashboard): new requests refused, running ones finish
         self.params = PriceParams(**config.pricing.model_dump())
         self.allowed_model_hashes: frozenset[bytes] | None = None
@@ -133,8 +139,9 @@ class Proxy(Service):
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         # The store makes the home (and missing parents) 0700 and its files 0600.
-        books = self.books = AsyncLedger.open(self.config.home / "proxy-ledger.sqlite")
+        books = self.books = AsyncLedger.open(current_ledger_path(self.config.home))
         stack.push_async_callback(books.aclose)
+        stack.push_async_callback(_quietly(self.upgrade.aclose))  # stores and syncs a move opened
         # Requests still reserved belong to a previous process that died before settling them: each is
         # charged the progress it recorded of what was relayed (nothing when none), never more.
         now = time.time()
@@ -155,11 +162,14 @@ class Proxy(Service):
                 on_paid=self._queue_payment_notice,
                 on_charged=self._queue_charge_notice,
                 chain=self._chain,
+                on_new_params=self.upgrade.start,  # the root's params changed: move to new contracts
             )
             stack.push_async_callback(_quietly(sync.aclose))
             sync.commit_hash = self.integrity.anchor  # commits anchor the published worker statistics
             await sync.open()
             self.integrity.use_chain(ChainSlashing(sync))
+            self.upgrade.on_moved = lambda new: self.integrity.use_chain(ChainSlashing(new))
+            self.upgrade.resume(sync)  # contracts a previous run left closing
         # In-flight answers finish their bills before the store closes (registered after it: runs first).
         stack.push_async_callback(self.relay.wait_idle)
         await self._serve_ports(stack)
@@ -201,6 +211,7 @@ class Proxy(Service):
         )
         stack.push_async_callback(_quietly(clients.aclose))
         self.client_port = clients.port
+        self.upgrade.listeners += [workers, clients]  # a move to new contracts re-announces on both
 
     def _apply_root(self, config: RootConfig) -> None:
         """A root config was read on chain: its prices, allowed worker images and models apply now."""
@@ -243,7 +254,9 @@ class Proxy(Service):
         record = announce.record
         if self.chain_sync is not None:
             await self._register_worker_payee(announce.owner)
-        if record.worker_id in self._worker_links:
+            await self.integrity.check_stake(announce.owner)  # the root's collateral, free of pending slashes
+        known = self._worker_links.get(record.worker_id)
+        if known is not None and not known.closed:  # a closed one is a reconnect not yet dropped
             raise net.HandshakeRefused(f"worker {record.worker_id} is already connected")
         self.registry.add(record)
         self._worker_links[record.worker_id] = conn
@@ -295,7 +308,11 @@ class Proxy(Service):
             "committed_tokens": totals.committed_tokens,
             "paid_tokens": totals.paid_tokens,
             "worker_contract": totals.contract,
+            "worker_fee_per_token": self.params.worker_fee_per_token,
         }
+        if self.config.chain is not None:  # when payouts are posted: the owner's next-payout estimate
+            params["payout_threshold_nano"] = self.config.chain.min_worker_payout_nano
+            params["idle_payout_threshold_nano"] = self.config.chain.min_idle_worker_payout_nano
         statement = self.chain_sync.worker_statement(totals) if self.chain_sync is not None else None
         for worker_id, payee in list(self._worker_owner.items()):
             link = self._worker_links.get(worker_id)
@@ -330,9 +347,9 @@ class Proxy(Service):
             totals = await self._books().worker_totals(owner)
         except perr.LedgerError:
             return {}
+        self._check_held(conn, totals, held)
         return self.chain_sync.worker_statement(totals) or {}
 
-        self._check_held(conn, totals, held)
     def _check_held(self, conn: net.NodeConnection, totals: Any, held: object) -> None:
         """A payee whose held statement disagrees with our books is refused (the alert is raised)."""
         assert self.chain_sync is not None
@@ -350,9 +367,9 @@ class Proxy(Service):
             totals = await self._books().client_totals(self.client_id(conn))
         except perr.LedgerError:
             return {}
+        self._check_held(conn, totals, held)
         return self.chain_sync.client_statement(totals) or {}
 
-        self._check_held(conn, totals, held)
     def _countersign(
         self,
         worker_part: object,
@@ -381,10 +398,11 @@ class Proxy(Service):
 
     def drop_worker(self, conn: net.NodeConnection) -> None:
         worker_id = self._conn_worker.pop(conn.id, None)
-        if worker_id is None:
-            return
+        if worker_id is None or self._worker_links.get(worker_id) not in (None, conn):
+            return  # (a newer link of that worker took over)
         self._worker_links.pop(worker_id, None)
         self.registry.remove(worker_id)
+        self.worker_updates.forget(worker_id)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -441,6 +459,9 @@ class Proxy(Service):
         if self.draining:
             await stream.send_error(wire.ErrorCode.BUSY, "this proxy is draining: try another proxy")
             return
+        if self.upgrade.moving:  # no contract to bill on until the move is done (proxy/upgrade.py)
+            await stream.send_error(wire.ErrorCode.BUSY, self.upgrade.why)
+            return
         await self.relay.handle(self.client_id(client_conn), stream)
 
     # -- what the operator sees (stats_http.StatsSource) -------------------------------------------
@@ -474,10 +495,12 @@ class Proxy(Service):
                 "requests": dict(self.counters),
                 "models": self.models(),
                 "capped": [_capped_json(c) for c in self.relay.capped.recent],
+                "reputation": self.integrity.view(),  # lasting per-worker record, spot checks, evidence
             }
         )
         if self.chain_sync is not None:
             out["chain"] = self.chain_sync.statistics()
+            out["upgrade"] = self.upgrade.statistics()  # a move to new contracts, contracts still closing
         return out
 
 
@@ -533,6 +556,11 @@ class _WorkerSide(net.NullHandler):
                 keys = self.proxy.relay.sealed_keys  # its new sealing keys, for clients' worker_keys
                 with contextlib.suppress(ValueError):
                     keys.accept(worker_id, conn, params.get("certificate"), trust.verify_peer)
+        elif method == WORKER_UPDATE and worker_id is not None:
+            try:  # a new coefficient / capacity, or the worker pausing or resuming itself
+                log.info("worker %s: %s", worker_id, self.proxy.worker_updates.apply(worker_id, params))
+            except ValueError as exc:
+                log.warning("worker %s sent a bad update (ignored): %s", worker_id, exc)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.proxy.drop_worker(conn)
