@@ -39,7 +39,7 @@ from cocoon.proxy.admission import parse_worker_announce, payee_key
 from cocoon.proxy.attempt import AttemptSettings
 from cocoon.proxy.chain_sync import ChainSync, parse_address, price_params
 from cocoon.proxy.config import ProxyConfig
-from cocoon.proxy.contract_record import current_ledger_path
+from cocoon.proxy.contract_record import current_contract, current_ledger_path
 from cocoon.proxy.integrity import Integrity
 from cocoon.proxy.ledger import AsyncLedger, BillingLedger, LedgerStatistics
 from cocoon.proxy.metering import UsageAudit
@@ -163,6 +163,7 @@ class Proxy(Service):
                 on_charged=self._queue_charge_notice,
                 chain=self._chain,
                 on_new_params=self.upgrade.start,  # the root's params changed: move to new contracts
+                contract_address=parse_address(current_contract(self.config.home) or ""),
             )
             stack.push_async_callback(_quietly(sync.aclose))
             sync.commit_hash = self.integrity.anchor  # commits anchor the published worker statistics
@@ -211,7 +212,7 @@ class Proxy(Service):
         )
         stack.push_async_callback(_quietly(clients.aclose))
         self.client_port = clients.port
-        self.upgrade.listeners += [workers, clients]  # a move to new contracts re-announces on both
+        self.upgrade.serve_on([workers, clients])  # a move to new contracts re-announces on both
 
     def _apply_root(self, config: RootConfig) -> None:
         """A root config was read on chain: its prices, allowed worker images and models apply now."""
