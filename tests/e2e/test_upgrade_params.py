@@ -189,3 +189,52 @@ async def test_a_params_change_moves_everyone_to_new_contracts_and_conserves_mon
             await again.stop()
     finally:
         await network.stop()
+
+
+async def test_a_params_change_while_the_proxy_was_stopped_moves_at_start(tmp_path: Path) -> None:
+    config = LocalNetworkConfig.ephemeral(
+        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
+    )
+    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=3)))
+    await network.start()
+    try:
+        proxy, handles, chain = network.proxy, network.handles, network.chain
+        assert proxy and handles and isinstance(chain, LocalChain) and proxy.chain_sync
+        await _ask(network, 2)
+        old_sync = proxy.chain_sync
+        assert old_sync.proxy_address is not None and proxy.ledger is not None
+        (old_client,) = proxy.ledger.clients()
+        (old_worker,) = proxy.ledger.workers()
+        await handles.funded_wallet(old_sync.wallet_key, 2 * handles.config.params.min_proxy_stake + 10 * TON)
+        await proxy.stop()
+        await send_root_op(
+            handles.owner,
+            handles.root,
+            Op.CHANGE_PRICE,
+            price_per_token=NEW_PRICE,
+            worker_fee_per_token=NEW_FEE,
+        )
+        again = Proxy(proxy.config, chain=chain)  # started after the change: its store is the old contract's
+        await again.start()
+        try:
+
+            async def moved() -> bool:
+                return again.upgrade.moves == 1
+
+            await _eventually(moved, "the restarted proxy to move to new contracts")
+            assert again.chain_sync is not None and again.chain_sync.proxy_address != old_sync.proxy_address
+            assert again.chain_sync.params.price_per_token == NEW_PRICE
+            client_sc = await read_client_state(chain, addr(old_client.contract))
+            assert client_sc.state == STATE_CLOSED and client_sc.tokens_used == old_client.tokens
+            worker_sc = await read_worker_state(chain, addr(old_worker.contract))
+            assert worker_sc.state == STATE_CLOSED and worker_sc.tokens == old_worker.tokens
+            record = read_contracts(proxy.config.home)
+            assert record["contract"] == again.chain_sync.proxy_address.to_str()  # type: ignore[no-untyped-call,union-attr]
+            assert [c["proxy_contract"] for c in record["closing"]] == [
+                old_sync.proxy_address.to_str()  # type: ignore[no-untyped-call]
+            ]
+            assert chain.total_balances() + chain.total_fees() == chain.minted
+        finally:
+            await again.stop()
+    finally:
+        await network.stop()

@@ -254,6 +254,9 @@ class ChainSync:
         self._wallet = WalletClient(self.chain, Wallet(self.wallet_key))
         await self.refresh_root()
         assert self.root_config is not None
+        if self._contract_address is not None and self._contract_params is None:
+            with contextlib.suppress(AccountNotFound):  # missing: the check below says so
+                self._contract_params = (await read_proxy_state(self.chain, self._contract_address)).params
         address = (
             self._contract_address
             or proxy_contract(self.wallet.address, self.key.public, self.root, self.contract_params).address
@@ -283,6 +286,11 @@ class ChainSync:
         await self.ledger.start_session(self.session_hash, now)
         async with self._lock:
             await self._anchor(now)
+        if (
+            self._on_new_params is not None
+            and self.contract_params.params_version != self.root_config.params_version
+        ):
+            self._on_new_params(self.root_config)  # the root moved on while we were stopped
 
     async def _open_contract(self) -> None:
         """Deploy our proxy contract with the minimum stake, paid from our wallet."""

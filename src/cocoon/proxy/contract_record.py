@@ -1,7 +1,8 @@
 """Which billing store belongs to the proxy's current contract, and which contracts are closing.
 
-Before any params upgrade the proxy's store is ``proxy-ledger.sqlite`` and this record does not
-exist. A move to new contracts (:mod:`cocoon.proxy.upgrade`) writes ``contracts.json`` (0600,
+The record names the current store (``proxy-ledger.sqlite`` before any params upgrade) and the proxy
+contract it belongs to, so a proxy that was stopped while the root's params changed opens its old
+contract and moves at start. A move to new contracts (:mod:`cocoon.proxy.upgrade`) writes ``contracts.json`` (0600,
 replaced atomically) naming the new current store and each old contract still closing (its store,
 address and params), before the new store is opened: a restart at any point resumes the move.
 """
@@ -15,7 +16,14 @@ from typing import Any
 
 from cocoon.errors import ConfigError
 
-__all__ = ["CONTRACTS_FILE", "LEDGER_NAME", "current_ledger_path", "read_contracts", "write_contracts"]
+__all__ = [
+    "CONTRACTS_FILE",
+    "LEDGER_NAME",
+    "current_contract",
+    "current_ledger_path",
+    "read_contracts",
+    "write_contracts",
+]
 
 LEDGER_NAME = "proxy-ledger.sqlite"
 CONTRACTS_FILE = "contracts.json"
@@ -24,6 +32,12 @@ CONTRACTS_FILE = "contracts.json"
 def current_ledger_path(home: Path) -> Path:
     """The billing store of the proxy's current contract."""
     return home / str(read_contracts(home).get("current", LEDGER_NAME))
+
+
+def current_contract(home: Path) -> str | None:
+    """The address of the proxy contract the current store belongs to, once recorded."""
+    contract = read_contracts(home).get("contract")
+    return contract if isinstance(contract, str) and contract else None
 
 
 def read_contracts(home: Path) -> dict[str, Any]:

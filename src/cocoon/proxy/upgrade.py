@@ -77,6 +77,7 @@ class ContractUpgrade:
         self.moves = 0  # completed moves
         self.closing: dict[str, CloseReport] = {}  # old proxy contract → its last close step
         self._target: RootConfig | None = None
+        self._pending: RootConfig | None = None
         self.on_moved: Callable[[ChainSync], None] | None = None  # the new contract's sync took over
         self._owned: list[ChainSync | AsyncLedger] = []  # opened here, closed with the proxy
 
@@ -87,7 +88,17 @@ class ContractUpgrade:
         self._target = config
         self.moving = True
         self.why = f"moving to the contracts of root params version {config.params_version}"
-        self.host.spawn(self._move(config), name="contract-move")
+        if self.listeners:
+            self.host.spawn(self._move(config), name="contract-move")
+        else:  # found while starting: the move starts once the ports are up (serve_on)
+            self._pending = config
+
+    def serve_on(self, listeners: list[net.Listener]) -> None:
+        """The proxy's ports: a move re-announces on them (and a move found at start begins now)."""
+        self.listeners += listeners
+        if self._pending is not None:
+            config, self._pending = self._pending, None
+            self.host.spawn(self._move(config), name="contract-move")
 
     async def _move(self, config: RootConfig) -> None:
         old_sync, old_books = self.host.chain_sync, self.host.books
@@ -107,6 +118,7 @@ class ContractUpgrade:
                 log.error("ACTION REQUIRED: %s (retrying)", self.why)
                 await asyncio.sleep(sync.settings.sync_interval_s)
         self._owned.append(sync)
+        self._record_current(sync)
         self.host.books, self.host.chain_sync = new_books, sync
         if self.on_moved is not None:
             self.on_moved(sync)
@@ -139,6 +151,7 @@ class ContractUpgrade:
         }
         doc["closing"] = [*doc.get("closing", []), old]
         doc["current"] = name
+        doc.pop("contract", None)  # known once the new contract is open
         write_contracts(self.home, doc)
         books = AsyncLedger.open(self.home / name)
         self._owned.append(books)
@@ -168,8 +181,17 @@ class ContractUpgrade:
 
     # -- a restart while contracts were still closing ----------------------------------------------
 
+    def _record_current(self, sync: ChainSync) -> None:
+        """Note which contract the current store belongs to (read at the next start)."""
+        doc = read_contracts(self.home)
+        address = sync.proxy_address.to_str() if sync.proxy_address else ""
+        if doc.get("contract") != address:
+            write_contracts(self.home, {**doc, "contract": address})
+
     def resume(self, template: ChainSync) -> None:
         """Finish the close of every contract a previous run left closing (after ``template`` opened)."""
+        if not self.moving:
+            self._record_current(template)
         for record in read_contracts(self.home).get("closing", []):
             self.host.spawn(self._resume_one(template, record), name="contract-close")
 
