@@ -6,6 +6,7 @@ read are the fields that were verified. Whatever the input, a failure is a :clas
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -166,13 +167,18 @@ def parse_quote(raw: bytes) -> ParsedQuote:
     if len(raw) > MAX_QUOTE_SIZE:
         raise QuoteInvalid(f"quote is {len(raw)} bytes, more than {MAX_QUOTE_SIZE}")
     try:
-        return _parse(raw)
+        return _parse_once(raw)
     except QuoteInvalid:
         raise
     except BaseException as exc:
         if not _is_library_failure(exc):
             raise
         raise QuoteInvalid(f"malformed quote: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=64)  # the same quote is parsed by the policy and its collateral source
+def _parse_once(raw: bytes) -> ParsedQuote:
+    return _parse(raw)  # immutable, from the bytes alone; failures are not kept
 
 
 def _parse(raw: bytes) -> ParsedQuote:

@@ -8,6 +8,7 @@ pieces. Deciding whether the quote is genuine and allowed is the policy's job (:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,13 @@ def parse_certificate(der: bytes) -> RaTlsCertificate:
         raise CertificateInvalid("certificate must be non-empty bytes")
     if len(der) > MAX_CERT_SIZE:
         raise CertificateInvalid("certificate too large")
+    return _parse_certificate(bytes(der))
+
+
+# A peer presents the same certificate on every link it opens (until it renews): parse and check
+# those bytes once. The result is immutable and depends on the bytes alone; failures are not kept.
+@functools.lru_cache(maxsize=64)
+def _parse_certificate(der: bytes) -> RaTlsCertificate:
     try:
         cert = x509.load_der_x509_certificate(bytes(der))
         public_key = cert.public_key()

@@ -6,7 +6,10 @@ simulated platform; the code path is the same. The time is always an argument.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,7 @@ TCB_STATUSES = (
 )
 
 
+@functools.lru_cache(maxsize=16)  # a handful of roots (Intel's, a simulated platform's) checked per quote
 def root_key_id(root_der: bytes) -> bytes:
     """SHA-384 of the root CA's EC public key as an uncompressed point (Intel's "root key id")."""
     try:
@@ -77,6 +81,9 @@ def verify_quote(
     expired certificates, collateral outside its validity window, FMSPC mismatch, debug TD, etc.
     """
     parsed = raw if isinstance(raw, ParsedQuote) else parse_quote(raw)
+    cached = _VERDICTS.get(parsed.raw, collateral, root_ca_der, now)
+    if cached is not None:
+        return cached
     try:
         if root_ca_der is None:
             report = dcap_qvl.verify(parsed.raw, collateral, now)
@@ -87,6 +94,46 @@ def verify_quote(
             raise
         raise QuoteInvalid(f"quote verification failed: {exc}") from exc
     rid = INTEL_ROOT_KEY_ID if root_ca_der is None else root_key_id(root_ca_der)
-    return QuoteVerdict(
+    verdict = QuoteVerdict(
         quote=parsed, status=str(report.status), advisory_ids=tuple(report.advisory_ids), root_key_id=rid
     )
+    _VERDICTS.put(parsed.raw, collateral, root_ca_der, now, verdict)
+    return verdict
+
+
+class _VerdictCache:
+    """Recent successful verifications, by quote bytes: a peer opening many links presents one quote.
+
+    A hit needs the same quote bytes, the very same collateral object (sources hand out one object
+    until they refresh it) and root, and a ``now`` at most :attr:`horizon_s` after the verification
+    (never before it), so a verdict is reused only while a fresh check would see the same inputs.
+    """
+
+    horizon_s = 10
+    size = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[bytes, bytes | None], tuple[object, int, QuoteVerdict]] = (
+            OrderedDict()
+        )
+
+    def get(self, raw: bytes, collateral: object, root: bytes | None, now: int) -> QuoteVerdict | None:
+        with self._lock:
+            entry = self._entries.get((raw, root))
+        if entry is None:
+            return None
+        held, at, verdict = entry
+        return verdict if held is collateral and 0 <= now - at <= self.horizon_s else None
+
+    def put(
+        self, raw: bytes, collateral: object, root: bytes | None, now: int, verdict: QuoteVerdict
+    ) -> None:
+        with self._lock:
+            self._entries[(raw, root)] = (collateral, now, verdict)
+            self._entries.move_to_end((raw, root))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+_VERDICTS = _VerdictCache()
