@@ -5,6 +5,7 @@ over the links that were up before it."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def test_processes_answer_again_by_themselves_after_a_25_hour_jump(
     clock_file = tmp_path / "clock-offset"
     clock_file.write_text("0")
     monkeypatch.setenv("COCOON_TEST_CLOCK_FILE", str(clock_file))
-    monkeypatch.setenv("PYTHONPATH", f"{HERE / 'clockshift'}:{HERE.parent.parent}")
+    paths = [str(HERE / "clockshift"), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     with procnet(tmp_path) as net, httpx.Client(timeout=10) as http:
         _, proxy, _, app = net.standard(workers=1)
         url = f"{net.base(app)}/v1/chat/completions"
