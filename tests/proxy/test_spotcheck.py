@@ -3,6 +3,7 @@ hash claims (a real Worker whose engine was swapped), and never flag an honest p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -105,6 +106,7 @@ async def test_a_worker_serving_other_weights_under_the_same_hash_is_caught_susp
         link = n.proxy._worker_links[liar_id]
         assert body["worker_key"] == attested_key(link.peer.attestation).hex()  # type: ignore[union-attr]
         assert body["worker_receipt"]["body"]["response_sha256"] == facts["response_sha256"]
+        assert body["worker_receipt"]["body"].get("sealed") is True  # sealed to it, like apps' requests
         stats = n.proxy.integrity.stats()["body"]["workers"]
         by_id = {w["worker_id"]: w for w in stats}
         assert by_id[liar_id]["spot_checks"] == {"passed": 0, "failed": 1}
@@ -159,3 +161,18 @@ async def test_canaries_use_the_operators_own_prompts(tmp_path: Path) -> None:
     missing = IntegritySettings(spot_check_prompts_file=tmp_path / "missing.txt")
     with pytest.raises(ConfigError, match=r"missing\.txt"):
         Proxy(ProxyConfig(home=tmp_path / "p2", integrity=missing))
+
+
+async def test_plain_canaries_judge_the_same_way(tmp_path: Path) -> None:
+    """For a worker that publishes no sealing key, canaries go plain (as apps send them to it)."""
+    engines = [model_engine("big"), model_engine("big"), model_engine("small")]
+    async with network(tmp_path, engines, integrity=MANUAL) as n:
+        spot = n.proxy.integrity.spot
+        spot.settings = dataclasses.replace(spot.settings, sealed=False)
+        findings = await spot.check(_model_hash(n), canary=9)
+        assert {f.worker_id for f in findings if not f.passed} == {
+            r.worker_id for r in n.proxy.registry.records() if r.worker_id.startswith("owner-2/")
+        }
+        assert all(
+            f.answer.receipt is not None and "sealed" not in f.answer.receipt["body"] for f in findings
+        )

@@ -1,11 +1,14 @@
 """Spot checks: canary requests that catch a worker serving other weights than its model hash claims.
 
 **What a canary is.** An ordinary chat completion, sent by the proxy on the worker's link exactly as
-the relay sends an app's request (same endpoint, a fresh random request id, no stream metadata, the
-usual ``max_coefficient``), with a realistic prompt from a pool of :data:`PROMPTS` × :data:`SUBJECTS`
-and the parameters apps use, but greedy (``temperature: 0``) with a fixed ``seed`` and a short
-``max_tokens``. Nothing on the wire tells it from traffic. Canaries go through no reservation and no
-bill: no client pays for them (and the worker is not paid for them either).
+the relay sends an app's request (same endpoint, a fresh random request id, the usual
+``max_coefficient``), with a realistic prompt (the operator's own, or a pool of :data:`PROMPTS` ×
+:data:`SUBJECTS`) and the parameters apps use, but greedy (``temperature: 0``) with a fixed ``seed``
+and a short ``max_tokens``. To a worker that publishes sealing keys it is sealed end to end, as
+clients send by default (``meta["e2ee"]`` with a fresh envelope id, the answer opened and its end
+marker checked here); to one without, plain with no stream metadata, as apps send it. Nothing on the
+wire tells it from traffic. Canaries go through no reservation and no bill: no client pays for them
+(and the worker is not paid for them either).
 
 **Fingerprint.** The SHA-256 of the answer's text (every content delta joined), per (model hash,
 canary prompt): under greedy decoding the same weights give the same text.
@@ -35,6 +38,7 @@ answer): the proxy lowers the worker's reputation, suspends it and records signe
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -49,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cocoon import net, wire
+from cocoon.e2ee import AnswerOpener, RecipientKey, SealError, routing_aad, seal_request
 from cocoon.oai import SseDecoder
 from cocoon.proxy.reputation import ReputationBook
 from cocoon.proxy.selection import WorkerRecord, WorkerRegistry
@@ -95,6 +100,7 @@ SUBJECTS = (
 )  # fmt: skip
 CANARIES = len(PROMPTS) * len(SUBJECTS)
 MAX_PROMPT_CHARS = 4096
+CANARY_ENDPOINT = "/v1/chat/completions"
 MAX_PROMPTS = 100_000
 MAX_ANSWER_BYTES = 1 << 20
 EXCERPT_CHARS = 2048
@@ -171,6 +177,7 @@ class SpotCheckSettings:
     tick_s: float = 1.0
     trusted_workers: frozenset[str] = frozenset()
     prompts: tuple[str, ...] = ()  # the operator's own canary prompts (load_prompts); () = the built-in pool
+    sealed: bool = True  # sealed to workers that publish sealing keys, as clients send by default
 
     def __post_init__(self) -> None:
         if self.every_requests < 0 or self.workers_per_round < 1 or not 1 <= self.max_tokens <= 4096:
@@ -480,19 +487,22 @@ class SpotChecker:
         # The canary holds a slot like any request (selection sees the load), and teaches selection nothing.
         self.registry.started(record.worker_id, self._clock())
         try:
+            envelope = (
+                _Envelope.seal(record, link, body, self.settings.max_tokens) if self.settings.sealed else None
+            )
             async with asyncio.timeout(self.settings.timeout_s):
                 out = await link.open_stream(
-                    endpoint="/v1/chat/completions",
+                    endpoint=CANARY_ENDPOINT,
                     model=record.base_model,
-                    body=body,
+                    body=body if envelope is None else envelope.body,
                     max_coefficient=self.settings.max_coefficient,
                     max_tokens=self.settings.max_tokens,
                     timeout=self.settings.timeout_s * 0.95,
                     request_id=secrets.token_bytes(32),
-                    meta={},
+                    meta={} if envelope is None else envelope.meta,
                 )
-                return await _collect(record.worker_id, out)
-        except (net.NetError, TimeoutError, ValueError) as exc:
+                return await _collect(record.worker_id, out, envelope)
+        except (net.NetError, TimeoutError, ValueError, SealError) as exc:
             log.info("canary to %s got no usable answer: %r", record.worker_id, exc)
             if out is not None and not out.finished:
                 with contextlib.suppress(Exception):
@@ -502,25 +512,72 @@ class SpotChecker:
             self.registry.abandoned(record.worker_id, self._clock())
 
 
-async def _collect(worker_id: str, out: net.OutgoingStream) -> Answer | None:
-    status, raw, receipt = 0, bytearray(), None
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """A canary sealed to the worker like an app's sealed request (most traffic is sealed: a plain
+    canary would stand out), with what opens its answer."""
+
+    body: bytes
+    meta: dict[str, Any]
+    opener: AnswerOpener
+
+    @classmethod
+    def seal(
+        cls, record: WorkerRecord, link: net.NodeConnection, body: bytes, max_tokens: int
+    ) -> _Envelope | None:
+        key = _seal_key(record.worker_id, link)
+        if key is None:
+            return None  # a worker without sealing keys gets plain requests from apps too
+        envelope_id = secrets.token_hex(16)  # as clients make them
+        aad = routing_aad(CANARY_ENDPOINT, record.base_model, max_tokens, envelope_id)
+        sealed = seal_request(body, [key], aad=aad)
+        return cls(
+            sealed.to_bytes(),
+            {"e2ee": {"v": 1, "id": envelope_id}},
+            AnswerOpener(sealed.content_key, aad=aad),
+        )
+
+    def finish(self, meta: Mapping[str, Any]) -> None:
+        raw = meta.get("e2ee")
+        marker = raw.get("end") if isinstance(raw, Mapping) else None
+        if not isinstance(marker, str):
+            raise SealError("the sealed canary answer ended without its end marker")
+        self.opener.open_final(base64.b64decode(marker, validate=True))
+
+
+def _seal_key(worker_id: str, link: net.NodeConnection) -> RecipientKey | None:
+    """The first sealing key the worker's attested certificate publishes (``extra["e2ee"]``)."""
+    claims = getattr(link.peer.attestation, "claims", None)
+    raw = claims.get("e2ee") if isinstance(claims, Mapping) else None
+    for entry in raw if isinstance(raw, list) else [raw]:
+        if isinstance(entry, Mapping):
+            with contextlib.suppress(SealError):
+                return RecipientKey.from_claim(worker_id, entry)
+    return None
+
+
+async def _collect(worker_id: str, out: net.OutgoingStream, envelope: _Envelope | None) -> Answer | None:
+    status, raw, plain, receipt = 0, bytearray(), bytearray(), None
     async for event in out:
         if isinstance(event, wire.ResponseHead):
             status = event.status
         elif isinstance(event, wire.ResponseChunk):
             raw += event.data
+            plain += event.data if envelope is None else envelope.opener.open(event.data)
             if len(raw) > MAX_ANSWER_BYTES:
                 raise ValueError("canary answer too long")
         elif isinstance(event, wire.ResponseEnd):
             part = event.meta.get("receipt")
             receipt = dict(part) if isinstance(part, Mapping) else None
+            if envelope is not None:
+                envelope.finish(event.meta)
         elif isinstance(event, wire.StreamError):
             return None
-    text = answer_text(status, bytes(raw))
+    text = answer_text(status, bytes(plain))
     return Answer(
         worker_id=worker_id,
         digest=hashlib.sha256(text.encode()).hexdigest(),
         excerpt=text[:EXCERPT_CHARS],
         receipt=receipt,
-        response_sha256=hashlib.sha256(bytes(raw)).hexdigest(),
+        response_sha256=hashlib.sha256(bytes(raw)).hexdigest(),  # what the worker signed: the bytes sent
     )
