@@ -60,7 +60,8 @@ MAX_ENVELOPE_ID = 64
 MAX_PARAM = 128  # a parameter's name in a refusal (e.g. messages[0].content[1].image_url)
 MAX_LISTED = 32  # certificates one worker_keys answer carries at most
 # A sealed frame is its plaintext plus a 6-byte header (version, kind, sequence) and the 16-byte AEAD
-# tag (frame 0 also carries a 16-byte salt, left in: the bound is then 16 bytes looser, never tighter).
+# tag (frame 0 also carries a 16-byte salt, and every plaintext is padded to 64-byte blocks: both are
+# left in, so the bound is looser, never tighter).
 TAG_BYTES = 16
 FRAME_OVERHEAD = 6 + TAG_BYTES
 CERTIFICATE_QUERY = "certificate"  # what a worker answers with its current RA-TLS certificate
