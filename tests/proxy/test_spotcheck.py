@@ -15,6 +15,7 @@ from cocoon.node.receipt import attested_key
 from cocoon.node.trustdocs import EVIDENCE, verify_document
 from cocoon.proxy import Proxy, ProxyConfig
 from cocoon.proxy.config import IntegritySettings
+from cocoon.proxy.dashboard import proxy_snapshot
 from cocoon.proxy.spotcheck import Answer, FingerprintBook, answer_text, canary_body, load_prompts
 from tests.proxy.netkit import CLIENT, Net, network
 from tests.proxy.trustkit import model_engine
@@ -111,6 +112,10 @@ async def test_a_worker_serving_other_weights_under_the_same_hash_is_caught_susp
         by_id = {w["worker_id"]: w for w in stats}
         assert by_id[liar_id]["spot_checks"] == {"passed": 0, "failed": 1}
         assert by_id[liar_id]["evidence"] == 1
+        # The operator sees the evidence on the dashboard, newest first.
+        snapshot = proxy_snapshot(n.proxy.statistics())
+        (table,) = [t for t in snapshot.tables if t.id == "evidence"]
+        assert [row.key for row in table.rows] == [evidence.evidence_id]
         # A suspended worker gets no canary (nor traffic) until its suspension ends.
         assert liar_id not in {f.worker_id for f in await n.proxy.integrity.spot.check(_model_hash(n))}
 

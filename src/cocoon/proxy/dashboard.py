@@ -26,7 +26,7 @@ from cocoon.node.dashboard import (
     write_operator_token,
 )
 from cocoon.node.localhttp import LocalHttpGuard, LocalHttpPolicy
-from cocoon.proxy.reputation_view import reputation_table
+from cocoon.proxy.reputation_view import evidence_table, reputation_table
 from cocoon.proxy.selection import WorkerRegistry
 from cocoon.proxy.worker_updates import WorkerUpdates
 
@@ -303,7 +303,8 @@ def proxy_snapshot(stats: Mapping[str, Any]) -> Snapshot:
         ),
     )
     tables = [
-        _workers_table(stats), _market_table(stats), reputation_table(stats), models, *_money_tables(stats),
+        _workers_table(stats), _market_table(stats), reputation_table(stats), evidence_table(stats), models,
+        *_money_tables(stats),
         _chain_table(stats),
     ]  # fmt: skip
     return Snapshot(title="cocoon proxy", facts=facts, metrics=_metrics(stats), tables=tables)

@@ -42,6 +42,8 @@ from cocoon.proxy.spotcheck import SpotChecker, SpotCheckSettings, SpotFailure, 
 
 __all__ = ["Integrity"]
 
+VIEW_EVIDENCE = 20  # newest evidence shown in /stats and the dashboard
+
 log = logging.getLogger(__name__)
 
 
@@ -208,11 +210,28 @@ class Integrity:
     def view(self) -> dict[str, Any]:
         """For ``/stats`` and the dashboard: the published statistics (unsigned) and the counters."""
         body = self.book.stats_body(self.registry, self._clock())
+        try:
+            kept = self._books().sync.misbehaviour()[-VIEW_EVIDENCE:]
+        except (LedgerError, ProxyNotReady):
+            kept = []
         return {
             "workers": body["workers"],
             "spot_check_rounds": self.spot.rounds,
             "canaries_sent": self.spot.sent,
             "evidence_recorded": self.slasher.recorded,
+            "evidence": [
+                {
+                    "evidence_id": r.evidence_id,
+                    "worker_id": r.worker_id,
+                    "kind": r.kind,
+                    "request_id": r.request_id,
+                    "slash_state": r.slash_state,
+                    "slash_amount_nano": r.slash_amount,
+                    "slash_deadline": r.slash_deadline,
+                    "at": r.created_at,
+                }
+                for r in reversed(kept)
+            ],
         }
 
     async def anchor(self, seqno: int, session_hash: bytes) -> bytes:

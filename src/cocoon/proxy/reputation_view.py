@@ -7,7 +7,7 @@ from typing import Any
 
 from cocoon.node.dashboard import Row, Table, cell
 
-__all__ = ["reputation_table"]
+__all__ = ["evidence_table", "reputation_table"]
 
 
 def _ms(percentiles: Mapping[str, Any] | None, key: str) -> object:
@@ -46,3 +46,25 @@ def reputation_table(stats: Mapping[str, Any]) -> Table:
     return Table(
         "reputation", "Reputation (lasting, published signed)", columns, tuple(rows), empty="no worker known"
     )
+
+
+def evidence_table(stats: Mapping[str, Any]) -> Table:
+    """The newest signed evidence of misbehaviour and where its slash stands."""
+    rows = [
+        Row(
+            (
+                cell(e["evidence_id"], "hash"),
+                cell(e.get("worker_id"), "hash"),
+                cell(e.get("kind"), "bad"),
+                cell(e.get("request_id"), "hash"),
+                cell(e.get("slash_state")),
+                cell(e.get("slash_amount_nano"), "ton"),
+                cell(e.get("slash_deadline"), "time"),
+                cell(e.get("at"), "time"),
+            ),
+            key=e["evidence_id"],
+        )
+        for e in stats.get("reputation", {}).get("evidence", [])
+    ]
+    columns = ("evidence", "worker", "kind", "request", "slash", "slash amount", "dispute window ends", "at")
+    return Table("evidence", "Evidence of misbehaviour (signed)", columns, tuple(rows), empty="none recorded")
