@@ -8,6 +8,8 @@
 * Time is logical: it only moves with :meth:`LocalChain.advance`. Logical time grows by 1000 a tx.
 * Accounts and transactions live in SQLite (WAL, ``synchronous=FULL``); each trace is one SQLite
   transaction, so a crash never leaves half a trace. ``path=None`` keeps everything in memory.
+  Inside :meth:`LocalChain.group` the traces share one transaction and one disk sync (group commit),
+  each a savepoint of its own, so a trace that fails still leaves no trace.
 * Funds come from :meth:`LocalChain.faucet`, an internal message from a fixed faucet address; what
   it minted is recorded, so ``sum(balances) + sum(fees) == minted`` can be checked.
 """
@@ -15,10 +17,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -212,6 +215,7 @@ class LocalChain:
         self._tonpy_config = _to_tonpy(self._config)
         self._em = Emulator(self._tonpy_config)
         self._closed = False
+        self._grouped = False  # a group() transaction is open
 
     # -------------------------------------------------------------- meta / clock
 
@@ -357,33 +361,76 @@ class LocalChain:
         )
         return _Delivered(record, out)
 
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """Run the traces sent inside in one SQLite transaction: one disk sync for all of them.
+
+        What they return is committed only when the block ends; a caller that acts on a result
+        (releases an answer, tells a peer) does so after the block. A trace that fails inside rolls
+        back alone; an exception out of the block rolls back every trace of the group.
+        """
+        self._check_open()
+        if self._grouped:
+            raise ChainError("groups do not nest")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._sync_cache()
+        self._grouped = True
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._accounts.clear()
+            raise
+        finally:
+            self._grouped = False
+
     def _run_trace(self, first: tuple[Address, Cell], *, external: bool, minted: int = 0) -> list[TxRecord]:
         self._check_open()
-        trace: list[TxRecord] = []
-        queue: deque[tuple[Address, Cell]] = deque([first])
+        if self._grouped:
+            return self._run_savepoint(first, external=external, minted=minted)
         self._db.execute("BEGIN IMMEDIATE")
         self._sync_cache()
         try:
-            while queue:
-                if len(trace) >= MAX_TRACE:
-                    raise ChainError(f"trace longer than {MAX_TRACE} transactions")
-                dest, msg = queue.popleft()
-                delivered = self._execute(dest, msg)
-                if delivered is None:
-                    if external and not trace:
-                        raise TransactionFailed(
-                            f"external message to {dest.to_str()} was not accepted", exit_code=-1
-                        )
-                    raise ChainError(f"emulator refused a message to {dest.to_str()}")
-                trace.append(delivered.record)
-                queue.extend(delivered.out)
-            if minted:
-                self._set_meta("minted", str(self.minted + minted))
+            trace = self._deliver(first, external=external, minted=minted)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             self._accounts.clear()  # the cache may hold states of the rolled-back trace
             raise
+        return trace
+
+    def _run_savepoint(self, first: tuple[Address, Cell], *, external: bool, minted: int) -> list[TxRecord]:
+        self._db.execute("SAVEPOINT trace")
+        try:
+            trace = self._deliver(first, external=external, minted=minted)
+        except BaseException:
+            self._db.execute("ROLLBACK TO trace")
+            self._db.execute("RELEASE trace")
+            self._accounts.clear()
+            raise
+        self._db.execute("RELEASE trace")
+        return trace
+
+    def _deliver(self, first: tuple[Address, Cell], *, external: bool, minted: int) -> list[TxRecord]:
+        """Deliver ``first`` and every internal message it causes, in order (inside a transaction)."""
+        trace: list[TxRecord] = []
+        queue: deque[tuple[Address, Cell]] = deque([first])
+        while queue:
+            if len(trace) >= MAX_TRACE:
+                raise ChainError(f"trace longer than {MAX_TRACE} transactions")
+            dest, msg = queue.popleft()
+            delivered = self._execute(dest, msg)
+            if delivered is None:
+                if external and not trace:
+                    raise TransactionFailed(
+                        f"external message to {dest.to_str()} was not accepted", exit_code=-1
+                    )
+                raise ChainError(f"emulator refused a message to {dest.to_str()}")
+            trace.append(delivered.record)
+            queue.extend(delivered.out)
+        if minted:
+            self._set_meta("minted", str(self.minted + minted))
         return trace
 
     async def send_external(self, message: Cell) -> list[TxRecord]:

@@ -4,15 +4,21 @@ LocalChain runs the TVM and SQLite synchronously (a trace is milliseconds to sec
 its SQLite connection belongs to the thread that opened it. A service that opens the embedded chain
 from its settings gets this instead, so chain calls never stall its event loop: one worker thread
 opens the LocalChain and runs every call; the loop only awaits them. Same results and errors.
+
+Messages sent while the thread is busy queue up and run as one :meth:`LocalChain.group` (group
+commit: one disk sync for all of them); each caller gets its trace, or its own error, once the group
+is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cocoon.chain._ton import Address, Cell
 from cocoon.chain.api import AccountState, StackValue, TxRecord
@@ -22,6 +28,8 @@ from cocoon.chain.localchain import LocalChain
 __all__ = ["ThreadedLocalChain"]
 
 T = TypeVar("T")
+MAX_GROUP = 64  # traces in one group commit at most
+_Send = Callable[[], Awaitable[list[TxRecord]]]
 
 
 class ThreadedLocalChain:
@@ -36,6 +44,10 @@ class ThreadedLocalChain:
             self._pool.shutdown(wait=False)
             raise
         self._closed = False
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[_Send, asyncio.AbstractEventLoop, asyncio.Future[list[TxRecord]]]] = []
+        self._draining = False
+        self.groups = 0  # group commits written (a view for tests)
 
     def _open(self, path: Path | str, clock: Callable[[], float] | None) -> LocalChain:
         chain = LocalChain(path, clock=clock)
@@ -67,14 +79,56 @@ class ThreadedLocalChain:
     ) -> list[StackValue]:
         return await self._run(lambda: self._chain.run_get_method(address, method, args))
 
+    async def _send(self, call: _Send) -> list[TxRecord]:
+        if self._closed:
+            raise ChainError("the chain is closed")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[TxRecord]] = loop.create_future()
+        with self._queue_lock:
+            self._queue.append((call, loop, done))
+            start, self._draining = not self._draining, True
+        if start:
+            self._pool.submit(self._drain)
+        return await asyncio.shield(done)  # a cancelled caller's message is still delivered
+
+    def _drain(self) -> None:
+        """On the chain thread: run the queued sends, a group commit at a time, until none is left."""
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                if not batch:
+                    self._draining = False
+                    return
+            self.groups += 1
+            results = self._run_group([call for call, _, _ in batch])
+            for (_, loop, done), result in zip(batch, results, strict=True):
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                    loop.call_soon_threadsafe(_answer, done, result)
+
+    def _run_group(self, calls: list[_Send]) -> list[Any]:
+        assert self._loop is not None
+        results: list[Any] = []
+        try:
+            with self._chain.group():
+                for call in calls:
+                    try:
+                        results.append(self._loop.run_until_complete(call()))  # type: ignore[arg-type]
+                    except Exception as exc:  # that message's own failure (its trace rolled back)
+                        results.append(exc)
+        except Exception as exc:  # the commit failed: none of the group's traces happened
+            return [exc if isinstance(exc, ChainError) else ChainError(f"chain store failed: {exc}")] * len(
+                calls
+            )
+        return results
+
     async def send_external(self, message: Cell) -> list[TxRecord]:
-        return await self._run(lambda: self._chain.send_external(message))
+        return await self._send(lambda: self._chain.send_external(message))
 
     async def get_transactions(self, address: Address, limit: int = 20) -> list[TxRecord]:
         return await self._run(lambda: self._chain.get_transactions(address, limit))
 
     async def faucet(self, address: Address, amount: int) -> list[TxRecord]:
-        return await self._run(lambda: self._chain.faucet(address, amount))
+        return await self._send(lambda: self._chain.faucet(address, amount))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -94,3 +148,12 @@ class ThreadedLocalChain:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _answer(done: asyncio.Future[list[TxRecord]], result: Any) -> None:
+    if done.done():
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)

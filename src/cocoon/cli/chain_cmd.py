@@ -327,7 +327,7 @@ def local_bench(
     if served:
         served_bench(c.dir, c.json, charges)
         return
-    from cocoon.chain.bench import run_bench
+    from cocoon.chain.bench import GROUP, run_bench
 
     private_dir(c.dir)
     path = None if memory else c.dir / "bench.sqlite"
@@ -342,6 +342,7 @@ def local_bench(
                     "store": "memory" if memory else "sqlite",
                     "transfer_tx_per_s": round(r.transfer_tx_per_s, 1),
                     "charge_tx_per_s": round(r.charge_tx_per_s, 1),
+                    "grouped_transfer_tx_per_s": round(r.grouped_tx_per_s, 1),
                     "ops": [
                         {
                             "op": o.op,
@@ -363,6 +364,10 @@ def local_bench(
     out.print(
         f"signed charges:   {r.charges} ({r.charge_txs} tx) in {r.charge_seconds:.2f} s = "
         f"[bold]{r.charge_tx_per_s:.0f} tx/s[/]"
+    )
+    out.print(
+        f"wallet transfers, {GROUP} senders a group commit: {r.grouped_transfers} ({r.grouped_txs} tx) in"
+        f" {r.grouped_seconds:.2f} s = [bold]{r.grouped_tx_per_s:.0f} tx/s[/]"
     )
     t = Table(title="gas per operation")
     for col in ("operation", "gas", "fee", "txs in trace", "trace fees"):
