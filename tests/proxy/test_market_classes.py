@@ -3,6 +3,9 @@ measured performance (never by declaration), the class price, max_cost and the c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from cocoon.chain.market import DEFAULT_SERVICE_CLASSES, ServiceClass
@@ -31,7 +34,7 @@ def rec(worker_id: str, **kw: object) -> WorkerRecord:
     return WorkerRecord(worker_id, **(base | kw))  # type: ignore[arg-type]
 
 
-def job(meta: dict[str, object], *, max_tokens: int = 100, body: int = 50) -> Job:
+def job(meta: Mapping[str, Any], *, max_tokens: int = 100, body: int = 50) -> Job:
     return parse_job(meta, DEFAULT_SERVICE_CLASSES, max_tokens=max_tokens, body_bytes=body, params=PARAMS)
 
 
@@ -70,7 +73,10 @@ def test_min_hardware_and_confidential_gpu_filter_on_attested_hardware() -> None
     reg.add(rec("cpu-box", hardware="cpu"))
     reg.add(rec("l4-box", hardware="l4"))
     reg.add(rec("h100-cc", hardware="h100", confidential_gpu=True))
-    pick = lambda meta: reg.choose(MODEL, max_coefficient=4000, now=1.0, job=job(meta)).worker_id  # noqa: E731
+
+    def pick(meta: Mapping[str, Any]) -> str:
+        return reg.choose(MODEL, max_coefficient=4000, now=1.0, job=job(meta)).worker_id
+
     assert pick({"min_hardware": "a100"}) == "h100-cc"
     assert pick({"confidential_gpu": True}) == "h100-cc"
     assert pick({"min_hardware": "l4"}) in {"l4-box", "h100-cc"}
