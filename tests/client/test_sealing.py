@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cocoon import net, tee, wire
+from cocoon.client.dashboard import client_snapshot
 from cocoon.client.sealing import Sealing, VerifiedWorker, WorkerKeyCache, is_stale_keys_refusal
 from cocoon.e2ee import MAX_BODY_SIZE, SealKeyPair, Suite
 from cocoon.oai import ApiError, ErrorKind
@@ -225,3 +226,11 @@ async def test_a_body_too_large_to_seal_is_refused_not_sent_plain() -> None:
     with pytest.raises(ApiError) as refused:
         await sealing.seal(endpoint="/v1/chat/completions", model="m", max_tokens=5, body=huge, meta={})
     assert refused.value.kind is ErrorKind.REQUEST_TOO_LARGE
+
+
+def test_the_dashboard_shows_which_answers_were_sealed() -> None:
+    page = client_snapshot(
+        {"state": "running"}, [{"time": 1.0, "sealed": True}, {"time": 2.0, "sealed": False}]
+    )
+    (receipts,) = [t for t in page.tables if t.columns[-1] == "sealed"]
+    assert [row.cells[-1].value for row in receipts.rows] == ["no", "yes"]  # newest first

@@ -192,7 +192,7 @@ def receipts(
         _show_json(items)
         return
     table = Table(title="receipts")
-    for column in ("model", "prompt", "completion", "cost", "verified"):
+    for column in ("model", "prompt", "completion", "cost", "verified", "sealed"):
         table.add_column(column)
     for item in items:
         usage = item.get("usage", {})
@@ -204,6 +204,7 @@ def receipts(
             str(usage.get("completion_tokens")),
             format_ton(cost) if isinstance(cost, int) else "?",
             "yes" if item.get("receipt_verified") else "no",
+            "yes" if item.get("sealed") else "no",  # end to end, past the proxy
         )
     console.print(table)
 

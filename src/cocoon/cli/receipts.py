@@ -55,6 +55,7 @@ def _check(
         "worker_key": verified.worker_key.hex(),
         "proxy_key": verified.proxy_key.hex(),
         "issued_at": verified.issued_at,
+        "sealed": verified.sealed,  # the worker signed that it sealed the answer end to end
     }
 
 

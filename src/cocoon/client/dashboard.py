@@ -47,6 +47,7 @@ def _receipt_row(r: Mapping[str, Any]) -> Row:
             cell(r.get("adjusted_tokens"), "number"),
             cell(r.get("cost_nano", 0), "ton"),
             cell(r.get("delivered_sha256"), "hash"),
+            cell(r.get("sealed") is True),  # end to end, past the proxy
         )
     )
 
@@ -87,6 +88,7 @@ def client_snapshot(stats: Mapping[str, Any], receipts: Iterable[Mapping[str, An
             "adjusted tokens",
             "cost",
             "sha-256 of what the app got",
+            "sealed",
         ),
         tuple(_receipt_row(r) for r in recent),
         empty="no answer yet",
