@@ -238,3 +238,60 @@ async def test_a_params_change_while_the_proxy_was_stopped_moves_at_start(tmp_pa
             await again.stop()
     finally:
         await network.stop()
+
+
+async def test_an_answer_running_during_the_change_finishes_and_is_charged_on_the_old_contract(
+    tmp_path: Path,
+) -> None:
+    config = LocalNetworkConfig.ephemeral(
+        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
+    )
+    engine = ScriptedEngine(Script(chunks=20, delay=0.05))  # about a second per answer
+    network = LocalNetwork(config, engine_factory=lambda _i: engine)
+    await network.start()
+    try:
+        proxy, handles = network.proxy, network.handles
+        assert proxy and handles and proxy.chain_sync
+        old_sync = proxy.chain_sync
+        await handles.funded_wallet(old_sync.wallet_key, 2 * handles.config.params.min_proxy_stake + 10 * TON)
+        async with openai.AsyncOpenAI(base_url=network.base_url, api_key="x", max_retries=0) as oai:
+            running = asyncio.ensure_future(oai.chat.completions.create(**CHAT))
+
+            async def answering() -> bool:
+                return engine.stats.active == 1
+
+            await _eventually(answering, "the answer to start")
+            await send_root_op(
+                handles.owner,
+                handles.root,
+                Op.CHANGE_PRICE,
+                price_per_token=NEW_PRICE,
+                worker_fee_per_token=NEW_FEE,
+            )
+
+            async def moving() -> bool:
+                return proxy.upgrade.moving
+
+            await _eventually(moving, "the move to begin")
+            try:  # a request while the contracts are replaced is refused, before any work
+                await oai.chat.completions.create(**CHAT)
+                raise AssertionError("served while moving")
+            except openai.APIStatusError as exc:
+                assert exc.status_code == 503 and "moving to the contracts" in str(exc)
+            answer = await running  # the running answer is not cut
+            assert answer.choices and answer.usage is not None
+        assert engine.stats.completed == 1
+
+        async def moved() -> bool:
+            return proxy.upgrade.moves == 1
+
+        await _eventually(moved, "the move")
+        (old_client,) = old_sync.ledger.sync.clients()
+        chain = network.chain
+        assert isinstance(chain, LocalChain)
+        client_sc = await read_client_state(chain, addr(old_client.contract))
+        # Its tokens were charged on the old contract with the final charge, then the rest refunded.
+        assert client_sc.state == STATE_CLOSED and client_sc.tokens_used == old_client.tokens > 0
+        assert old_client.requests == 1 and old_client.reserved_nano == 0
+    finally:
+        await network.stop()

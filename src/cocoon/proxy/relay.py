@@ -223,6 +223,11 @@ class Relay:
     def progress_written(self, _: asyncio.Future[object]) -> None:
         self.progress_writes -= 1
 
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet billed and released."""
+        return len(self._in_flight)
+
     async def wait_idle(self) -> None:
         """Wait (bounded) for the bills and releases still being written."""
         if self._lingering:

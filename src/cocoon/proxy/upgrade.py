@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 
 class Idle(Protocol):
+    @property
+    def in_flight(self) -> int: ...
+
     async def wait_idle(self) -> None: ...
 
 
@@ -105,7 +108,9 @@ class ContractUpgrade:
         assert old_sync is not None and old_books is not None and old_sync.proxy_address is not None
         old_address = old_sync.proxy_address.to_str()
         log.warning("root params version → %d: closing proxy contract %s", config.params_version, old_address)
-        await self.host.relay.wait_idle()  # running answers finish and bill on the old books
+        while self.host.relay.in_flight:  # noqa: ASYNC110 - running answers finish, billed on the old books
+            await asyncio.sleep(0.05)
+        await self.host.relay.wait_idle()
         await self._close_step(old_sync, old_address)
         new_books = self._open_new_books(old_sync, old_books, config)
         sync = old_sync.successor(new_books)
