@@ -15,7 +15,7 @@ import httpx
 
 from cocoon import wire
 from cocoon.chain.market import ServiceClass
-from cocoon.inference import Script, ScriptedEngine, Usage
+from cocoon.inference import EngineUnavailable, Script, ScriptedEngine, Usage
 from cocoon.proxy.pricing import TokenCounts, price
 from tests.proxy.netkit import MODEL, Net, network
 
@@ -144,3 +144,21 @@ async def test_premium_traffic_share_under_mixed_load(tmp_path: Path) -> None:
         )
         assert warm_up < 80 and answered == 24 and share >= 0.95
         assert all("premium" not in registry.admitted_classes(w) for w in slow)
+
+
+async def test_each_class_allows_its_own_retries(tmp_path: Path) -> None:
+    def down() -> BaseException:
+        return EngineUnavailable("the GPU fell off the bus")
+
+    engines = [ScriptedEngine(Script(open_error=down)), ScriptedEngine(Script(open_error=down))]
+    async with network(tmp_path, engines) as n:
+        solo = ServiceClass(name="solo", max_retries=0)
+        n.proxy.registry.set_service_classes({"solo": solo, "elastic": ELASTIC})
+
+        def tries() -> int:
+            return sum(len(e.calls) for e in engines)
+
+        failed = await _ask(n, {"service_class": "elastic"})  # max_retries 1: both workers tried
+        assert isinstance(failed, wire.StreamError) and tries() == 2
+        failed = await _ask(n, {"service_class": "solo"})  # max_retries 0: one try, no retry
+        assert isinstance(failed, wire.StreamError) and tries() == 3
