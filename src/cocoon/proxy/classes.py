@@ -33,7 +33,6 @@ from cocoon.proxy import errors as perr
 from cocoon.proxy.pricing import MAX_COEFFICIENT, MAX_NANO, PriceParams, reservation
 
 __all__ = [
-    "ELASTIC_MULTIPLIER",
     "HARDWARE_CLASSES",
     "NO_JOB",
     "ClassUnavailable",
@@ -57,7 +56,6 @@ __all__ = [
 HARDWARE_CLASSES: tuple[str, ...] = ("cpu", "t4", "l4", "a10", "a100", "h100", "h200", "b200")
 # What the NVIDIA reports our verifier accepts prove: a Hopper (GH100) GPU, whatever its board.
 HOPPER = frozenset({"h100", "h200"})
-ELASTIC_MULTIPLIER = 1000  # per mille: the rate an answer that broke its class's SLA is billed at
 MAX_GPUS = 64
 _GPU_NAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), cls)
