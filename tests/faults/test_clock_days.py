@@ -6,6 +6,7 @@ network answers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import httpx
 import pytest
 
 from cocoon import tee
+from cocoon.chain import TON, LocalChain, parse_address, read_client_state
 from cocoon.client import Client
 from cocoon.inference import Script, ScriptedEngine
+from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 from cocoon.node import trust as trust_module
 from cocoon.node.trust import TeeSettings
 from cocoon.proxy import Proxy
@@ -97,3 +100,55 @@ async def test_a_month_of_wall_time_renews_everything_and_keeps_answering(
     first_next_update = (start // DAY) * DAY + SIM_COLLATERAL_S
     again = [t for t in fetched if t > start + DAY]
     assert again and min(again) < first_next_update, (start, sorted(set(fetched)))
+
+
+async def test_days_of_wall_time_on_a_chain_keep_settling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same over four simulated days on the embedded chain (its clock is the injected one too):
+    the proxy keeps committing and charging, and the client's contract is charged all it was billed."""
+    clock = install_clock(monkeypatch)
+    monkeypatch.setattr(trust_module, "RENEW_CHECK_S", 0.01)
+    settle = {
+        "sync_interval_s": 0.1,
+        "commit_interval_s": 1,
+        "fee_estimate_nano": 0,
+        "min_client_charge_nano": 1,
+    }
+    config = LocalNetworkConfig.ephemeral(
+        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=settle
+    )
+    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=2)))
+    await network.start()
+    try:
+        proxy, worker = network.proxy, network.workers[0]
+        assert proxy is not None and proxy.chain_sync is not None and proxy.ledger is not None
+        (record,) = proxy.registry.records()
+        async with httpx.AsyncClient(timeout=20) as http:
+            for day in range(1, 5):
+                for _ in range(2):
+                    clock.advance(HALF_LIFE + 60)
+                    await wait_for(
+                        _attested_since(proxy, record.worker_id, clock() - 300),
+                        timeout=5,
+                        what=f"the worker's renewal on day {day}",
+                    )
+                answer = await http.post(f"{network.base_url}/chat/completions", json=CHAT)
+                assert answer.status_code == 200, (day, answer.text)
+        chain = network.chain
+        assert isinstance(chain, LocalChain)
+        (client,) = proxy.ledger.clients()
+
+        async def charged() -> bool:
+            return (
+                await read_client_state(chain, parse_address(client.contract))
+            ).tokens_used == client.tokens
+
+        async with asyncio.timeout(10):
+            while not await charged():  # noqa: ASYNC110 - the chain has no change events
+                await asyncio.sleep(0.05)
+        assert proxy.chain_sync.stats.commits_posted >= 4 and proxy.chain_sync.stats.errors == 0
+        assert worker._dialers[0].connection is not None and proxy.counters["succeeded"] == 4
+        assert chain.total_balances() + chain.total_fees() == chain.minted
+    finally:
+        await network.stop()
