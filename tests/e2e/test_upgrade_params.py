@@ -295,3 +295,58 @@ async def test_an_answer_running_during_the_change_finishes_and_is_charged_on_th
         assert old_client.requests == 1 and old_client.reserved_nano == 0
     finally:
         await network.stop()
+
+
+async def test_two_params_changes_in_a_row_close_both_old_contracts(tmp_path: Path) -> None:
+    config = LocalNetworkConfig.ephemeral(
+        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
+    )
+    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=2)))
+    await network.start()
+    try:
+        proxy, client, handles, chain = network.proxy, network.client, network.handles, network.chain
+        assert proxy and client and handles and isinstance(chain, LocalChain) and proxy.chain_sync
+        await handles.funded_wallet(
+            proxy.chain_sync.wallet_key, 3 * handles.config.params.min_proxy_stake + 10 * TON
+        )
+        contracts = []
+        for moves, price in ((1, NEW_PRICE), (2, NEW_PRICE + 500)):
+            await _ask(network, 1)
+            assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
+            contracts.append(proxy.chain_sync.proxy_address)
+            await send_root_op(
+                handles.owner,
+                handles.root,
+                Op.CHANGE_PRICE,
+                price_per_token=price,
+                worker_fee_per_token=NEW_FEE,
+            )
+
+            async def moved(moves: int = moves) -> bool:
+                return proxy.upgrade.moves == moves and _linked_to(network, _text(proxy))
+
+            await _eventually(moved, f"move {moves}")
+            account = await _contract_when_linked(network)
+            await account.top_up(TON)
+            await client.query("balance")
+        await _ask(network, 1)
+        assert proxy.chain_sync is not None and proxy.chain_sync.params.price_per_token == NEW_PRICE + 500
+        for contract in contracts:
+            state = await read_proxy_state(chain, contract)
+            chain.advance(max(0, state.unlock_ts - await chain.now() + 1))
+
+        async def all_closed() -> bool:
+            return len(proxy.upgrade.closing) == 2 and all(r.closed for r in proxy.upgrade.closing.values())
+
+        await _eventually(all_closed, "both old contracts to close")
+        for contract in contracts:
+            assert (await read_proxy_state(chain, contract)).state == STATE_CLOSED
+        assert read_contracts(proxy.config.home)["closing"] == []
+        assert chain.total_balances() + chain.total_fees() == chain.minted
+    finally:
+        await network.stop()
+
+
+def _text(proxy: Proxy) -> str:
+    assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
+    return str(proxy.chain_sync.proxy_address.to_str())  # type: ignore[no-untyped-call]
