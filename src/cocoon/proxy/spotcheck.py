@@ -235,7 +235,9 @@ class _Prompt:
 class FingerprintBook:
     """Per (model hash, canary) answers and the rule that judges them (module docstring)."""
 
-    def __init__(self, *, trusted: frozenset[str] = frozenset(), keep: int = 4096) -> None:
+    def __init__(self, *, trusted: frozenset[str] = frozenset(), keep: int = 1024) -> None:
+        # ``keep`` (model hash, prompt) entries, the least recently asked dropped first: each holds up to
+        # 2 KiB of answer per worker asked, so about 6 MiB for three workers at most.
         self._trusted = trusted
         self._keep = keep
         self._prompts: OrderedDict[tuple[str, int], _Prompt] = OrderedDict()
