@@ -7,6 +7,7 @@ answers are billed at the new price. No nanoTON is created or lost on the way.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -350,3 +351,40 @@ async def test_two_params_changes_in_a_row_close_both_old_contracts(tmp_path: Pa
 def _text(proxy: Proxy) -> str:
     assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
     return str(proxy.chain_sync.proxy_address.to_str())  # type: ignore[no-untyped-call]
+
+
+async def test_a_move_short_of_the_new_stake_waits_with_the_reason_then_completes(tmp_path: Path) -> None:
+    config = LocalNetworkConfig.ephemeral(
+        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
+    )
+    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=2)))
+    await network.start()
+    try:
+        proxy, handles, chain = network.proxy, network.handles, network.chain
+        assert proxy and handles and isinstance(chain, LocalChain) and proxy.chain_sync
+        await _ask(network, 1)
+        stake = 200 * TON  # more than the proxy wallet holds
+        terms = dataclasses.replace(handles.config.params, min_proxy_stake=stake)
+        await send_root_op(handles.owner, handles.root, Op.CHANGE_PARAMS, params=terms)
+
+        async def waiting() -> bool:
+            return "cannot open the new proxy contract" in proxy.upgrade.why
+
+        await _eventually(waiting, "the move to wait for funds")
+        async with openai.AsyncOpenAI(base_url=network.base_url, api_key="x", max_retries=0) as oai:
+            try:
+                await oai.chat.completions.create(**CHAT)
+                raise AssertionError("served without a contract to bill on")
+            except openai.APIStatusError as exc:  # refused before any work, saying what to do
+                assert exc.status_code == 503 and "fund the proxy wallet" in str(exc)
+        await handles.funded_wallet(proxy.chain_sync.wallet_key, stake + 10 * TON)
+
+        async def moved() -> bool:
+            return proxy.upgrade.moves == 1 and not proxy.upgrade.moving
+
+        await _eventually(moved, "the move once the wallet is funded")
+        assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
+        assert (await read_proxy_state(chain, proxy.chain_sync.proxy_address)).stake == stake
+        assert chain.total_balances() + chain.total_fees() == chain.minted
+    finally:
+        await network.stop()

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,17 +111,10 @@ class ContractUpgrade:
         while self.host.relay.in_flight:  # noqa: ASYNC110 - running answers finish, billed on the old books
             await asyncio.sleep(0.05)
         await self.host.relay.wait_idle()
-        await self._close_step(old_sync, old_address)
+        await self._retrying("close the old proxy contract", lambda: self._close_step(old_sync, old_address))
         new_books = self._open_new_books(old_sync, old_books, config)
         sync = old_sync.successor(new_books)
-        while True:
-            try:
-                await sync.open()
-                break
-            except (ConfigError, ChainError) as exc:  # an unfunded wallet, the chain away: retry
-                self.why = f"cannot open the new proxy contract: {exc}"
-                log.error("ACTION REQUIRED: %s (retrying)", self.why)
-                await asyncio.sleep(sync.settings.sync_interval_s)
+        await self._retrying("open the new proxy contract", sync.open)
         self._owned.append(sync)
         self._record_current(sync)
         self.host.books, self.host.chain_sync = new_books, sync
@@ -145,6 +138,19 @@ class ContractUpgrade:
             "now serving on proxy contract %s", sync.proxy_address.to_str() if sync.proxy_address else "?"
         )
         await self._finish_close(old_sync, old_address)
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[object]]) -> None:
+        """Run ``step`` until it succeeds: an unfunded wallet or the chain away keeps the move waiting
+        (requests refused with the reason), never half done."""
+        assert self.host.chain_sync is not None
+        while True:
+            try:
+                await step()
+                return
+            except (ConfigError, ChainError) as exc:
+                self.why = f"cannot {what}: {exc}"
+                log.error("ACTION REQUIRED: %s (retrying)", self.why)
+                await asyncio.sleep(self.host.chain_sync.settings.sync_interval_s)
 
     def _open_new_books(self, old_sync: ChainSync, old_books: AsyncLedger, config: RootConfig) -> AsyncLedger:
         """Record the move (old store closing, new store current), then open the new store."""
