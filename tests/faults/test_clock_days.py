@@ -74,6 +74,7 @@ async def test_a_month_of_wall_time_renews_everything_and_keeps_answering(
             assert proxy.trust and worker.trust and client.trust
             (record,) = proxy.registry.records()
             link = worker._dialers[0].connection
+            client_link = client._dialers[0][1].connection
             first_cert = {n: n.trust.identity.cert_der for n in nodes if n.trust}
             for step in range(1, 2 * 32 + 1):  # 32 days in half-lives
                 clock.advance(HALF_LIFE + 60)
@@ -94,6 +95,8 @@ async def test_a_month_of_wall_time_renews_everything_and_keeps_answering(
                     assert answer.status_code == 200, (step, answer.text)
             # One link all month long, and every node on a certificate it made since.
             assert worker._dialers[0].connection is link and not link.closed  # type: ignore[union-attr]
+            # The proxy's own renewals, judged by the worker and the client each time, kept theirs too.
+            assert client._dialers[0][1].connection is client_link and not client_link.closed  # type: ignore[union-attr]
             assert all(n.trust.identity.cert_der != first_cert[n] for n in nodes if n.trust)
             assert proxy.counters["succeeded"] == 32 and proxy.counters["failed"] == 0
     # The collateral fetched at the start was fetched again before its nextUpdate, and used since.

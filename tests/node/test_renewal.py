@@ -53,3 +53,18 @@ async def test_a_bad_renewal_closes_the_link(tmp_path: Path, caplog: pytest.LogC
             again = proxy.registry.get(record.worker_id)
             assert again is None or again.attested_at == record.attested_at
             assert why in caplog.text
+
+
+async def test_a_bad_renewal_from_the_proxy_makes_its_worker_and_client_drop_the_link(tmp_path: Path) -> None:
+    async with started_nodes(tmp_path, ScriptedEngine(Script(chunks=1)), links=net.MemoryHub()) as nodes:
+        proxy, worker, client = nodes
+        await _admitted_link(proxy, worker)
+        to_worker = next(iter(proxy._worker_links.values()))
+        (to_client,) = proxy._client_links.values()
+        for link in (to_worker, to_client):
+            await link.notify(RENEWED, _impostor(tmp_path))  # another node's genuine certificate
+        async with asyncio.timeout(10):
+            while not (to_worker.closed and to_client.closed):  # noqa: ASYNC110 - they close on their notify tasks
+                await asyncio.sleep(0.01)
+        await worker.wait_connected()  # both dial again and judge the proxy afresh
+        await client.wait_connected()

@@ -29,6 +29,7 @@ from cocoon.core.httpserve import HttpServer, start_http_server
 from cocoon.core.keyfile import load_or_create_seed
 from cocoon.errors import ConfigError
 from cocoon.node.ownership import make_owner_proof
+from cocoon.node.renewal import RENEWED, check_peer_renewal
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT, HeldStatements
@@ -360,6 +361,8 @@ class _ProxyLink(net.NullHandler):
     async def on_notify(self, conn: net.NodeConnection, method: str, params: Mapping[str, Any]) -> None:
         if method == STATEMENT:
             self.client.statements.on_notice(conn, params)
+        elif method == RENEWED:  # the proxy's renewed certificate, judged as at the handshake
+            await check_peer_renewal(self.client.trust, conn, params, logger=log)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         log.info("proxy link %s closed: %s", conn.peer.address, exc)

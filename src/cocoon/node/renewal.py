@@ -8,7 +8,9 @@ to the peers over the live links (a ``renewed`` notify); the peer re-verifies it
 (quote, collateral, allowlists, exactly as at a handshake) and :func:`check_renewal` also requires
 the link's own key, image and model: a renewal is the same node's, never another's. The peer then
 counts the link as attested at the new certificate's time (:func:`accept_renewal`); a renewal its
-policy refuses closes the link.
+policy refuses closes the link. The proxy pushes its own renewals too: its workers and clients judge
+them by their policies (:func:`check_peer_renewal`), so a proxy whose TCB or image the root stops
+allowing is dropped at its next renewal even on a link that never reconnects.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,7 +28,15 @@ from cocoon import net, tee
 from cocoon.errors import CocoonError
 from cocoon.node.trust import NodeTrust
 
-__all__ = ["RENEWED", "RenewalPusher", "RenewalRefused", "accept_renewal", "check_renewal", "renewal_params"]
+__all__ = [
+    "RENEWED",
+    "RenewalPusher",
+    "RenewalRefused",
+    "accept_renewal",
+    "check_peer_renewal",
+    "check_renewal",
+    "renewal_params",
+]
 
 RENEWED = "renewed"  # the notify that carries a renewed certificate
 MAX_CERT_BYTES = 64 * 1024  # an RA-TLS certificate with a quote and GPU evidence is a few KiB
@@ -122,3 +133,21 @@ async def accept_renewal(
         return False
     attested(float(min(renewed.not_before, now)))
     return True
+
+
+async def check_peer_renewal(
+    trust: NodeTrust | None,
+    conn: net.NodeConnection,
+    params: Mapping[str, Any],
+    *,
+    logger: logging.Logger | None = None,
+) -> bool:
+    """A linked peer's renewal judged by this node's own policy (a worker or a client judging its
+    proxy: the root's proxy images, the TCB, fresh collateral); a refused one closes the link."""
+    if trust is None:
+        return False
+    return await accept_renewal(trust.policy, conn, params, now=time.time(), attested=_noted, logger=logger)
+
+
+def _noted(_at: float) -> None:
+    """Workers and clients keep no attestation age of their proxy: passing is all that counts."""

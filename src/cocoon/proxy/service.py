@@ -29,7 +29,7 @@ from cocoon.chain import Chain, RootConfig
 from cocoon.node.evidence import asign_evidence, challenge_nonce, collect_evidence
 from cocoon.node.receipt import countersign
 from cocoon.node.refusal import refuse_for_good
-from cocoon.node.renewal import RENEWED, accept_renewal
+from cocoon.node.renewal import RENEWED, RenewalPusher, accept_renewal
 from cocoon.node.service import Service
 from cocoon.node.statements import STATEMENT, HeldMismatch
 from cocoon.node.trust import NodeTrust, close_refused, make_policy, root_allowlist
@@ -152,6 +152,8 @@ class Proxy(Service):
         stack.push_async_callback(_quietly(self.integrity.save))  # at stop, once the bills are written
         self.trust = NodeTrust(self.config.tee, home=self.config.home, role="proxy", links=self._links)
         self.spawn(self.trust.keep_fresh(), name="cert-renewal")
+        links = lambda: [*self._worker_links.values(), *self._client_links.values()]  # noqa: E731
+        self.spawn(RenewalPusher(self.trust, links).run(), name="renewal-push")  # peers re-verify it
         if self.config.chain is not None:
             # Prices, allowed hashes and the rollback check come from the chain before serving.
             sync = self.chain_sync = ChainSync(

@@ -42,7 +42,7 @@ from cocoon.node.evidence import answer_challenge
 from cocoon.node.lifecycle import ServiceState
 from cocoon.node.receipt import ResponseDigest, sign_worker_part
 from cocoon.node.refusal import RefusalWatch
-from cocoon.node.renewal import RenewalPusher
+from cocoon.node.renewal import RENEWED, RenewalPusher, check_peer_renewal
 from cocoon.node.rootwatch import apply_root_once, watch_root
 from cocoon.node.sealkeys import SealKeys
 from cocoon.node.secrets import open_node_secrets
@@ -534,6 +534,8 @@ class _ProxyLinkHandler:
             self.worker.statements.on_notice(conn, params)
         elif method == SLASH_RECEIPT:
             self.worker.slash_receipts.on_notice(conn, params)
+        elif method == RENEWED:  # the proxy's renewed certificate, judged as at the handshake
+            await check_peer_renewal(self.worker.trust, conn, params, logger=self.worker.log)
 
     async def on_disconnect(self, conn: net.NodeConnection, exc: BaseException | None) -> None:
         self.worker.log.info("proxy link %s closed: %s", conn.peer.address, exc)
