@@ -50,8 +50,8 @@ from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
 from cocoon.proxy.selection import RegistryStatistics, WorkerRecord, market_view
 from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.stats_http import start_stats_server
-from cocoon.proxy.worker_updates import WorkerUpdates
 from cocoon.proxy.upgrade import ContractUpgrade
+from cocoon.proxy.worker_updates import WorkerUpdates
 
 __all__ = ["Proxy"]
 
