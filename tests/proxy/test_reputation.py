@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cocoon.inference import Usage
 from cocoon.node.trustdocs import EVIDENCE, WORKER_STATS, DocumentError, verify_document
@@ -151,3 +153,49 @@ def test_a_version_2_store_gains_the_trust_tables_and_keeps_its_books(tmp_path: 
         assert ledger.client_totals("app").available_nano == 1000
         ledger.save_reputation({"w": {"registry": None, "book": None}}, 2.0)
         assert ledger.reputation() == {"w": {"registry": None, "book": None}}
+
+
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(("add", "remove", "ok", "fail", "byte", "mismatch", "spot_ok", "spot_fail", "wait")),
+        st.sampled_from(("w1", "w2", "w3")),
+        st.floats(0.0, 100.0, allow_nan=False),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=EVENTS)
+def test_any_history_restores_to_the_same_published_statistics(events: list[tuple[str, str, float]]) -> None:
+    now = [1000.0]
+    registry = TrackedRegistry(ReputationBook(), clock=lambda: now[0])
+    for kind, worker, x in events:
+        if kind == "wait":
+            now[0] += x
+        elif kind == "add":
+            registry.add(_record(worker, at=now[0]))
+        elif registry.get(worker) is None:
+            continue
+        elif kind == "remove":
+            registry.remove(worker)
+        elif kind in ("ok", "fail"):
+            registry.started(worker, now[0])
+            registry.finished(worker, ok=kind == "ok", tokens=3, duration=x + 0.01, now=now[0])
+        elif kind == "byte":
+            registry.first_byte(worker, x)
+        elif kind == "mismatch":
+            registry.usage_mismatch(worker, now[0])
+        else:
+            registry.book.spot_check(worker, kind == "spot_ok", now[0])
+            if kind == "spot_fail":
+                registry.spot_check_failed(worker, now[0])
+    for record in registry.records():
+        registry.remove(record.worker_id)  # what a stop does: every connection closed, then saved
+    saved = json.loads(json.dumps(registry.book.export(registry, now[0])))
+    restored = TrackedRegistry(ReputationBook())
+    restored.book.restore(restored, saved)
+    later = now[0] + 5.0
+    assert restored.book.stats_body(restored, later) == registry.book.stats_body(registry, later)
+    for worker in registry.export_reputation():
+        assert restored.is_suspended(worker, later) == registry.is_suspended(worker, later)
