@@ -94,8 +94,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
         spy.add(message.data if isinstance(message, wire.ResponseChunk) else message)
         return event(self, message, now)
 
-    def spied_end(self: Relay, meta: Any, request_id: bytes) -> Any:
-        out = end_meta(self, meta, request_id)
+    def spied_end(self: Relay, meta: Any, request_id: bytes, *relayed: Any) -> Any:
+        out = end_meta(self, meta, request_id, *relayed)
         spy.add(out)
         return out
 

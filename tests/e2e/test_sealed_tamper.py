@@ -130,8 +130,8 @@ async def test_a_sealed_answer_whose_end_marker_the_proxy_strips_is_refused(
 ) -> None:
     end_meta = Relay.end_meta
 
-    def strip(self: Relay, meta: Any, request_id: bytes) -> Any:
-        return {k: v for k, v in end_meta(self, meta, request_id).items() if k != "e2ee"}
+    def strip(self: Relay, meta: Any, request_id: bytes, *relayed: Any) -> Any:
+        return {k: v for k, v in end_meta(self, meta, request_id, *relayed).items() if k != "e2ee"}
 
     monkeypatch.setattr(Relay, "end_meta", strip)
     nodes = started_nodes(tmp_path, _engine(), test_credit_nano=10**12)

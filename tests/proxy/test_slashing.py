@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from cocoon import wire
 from cocoon.chain import KeyPair, parse_address, sign_slash_receipt
 from cocoon.inference import Script, Usage
+from cocoon.node.receipt import ResponseDigest
 from cocoon.node.slashreceipts import HeldReceipts, ReceiptRefused, receipt_params, request_evidence_hash
 from cocoon.node.trustdocs import EVIDENCE, verify_document
 from cocoon.proxy.config import IntegritySettings
@@ -29,6 +30,7 @@ from cocoon.proxy.ledger import BillingLedger, RequestState
 from cocoon.proxy.ledger.trust import MisbehaviourRecord
 from cocoon.proxy.reputation import ReputationBook
 from cocoon.proxy.slashing import Misbehaviour, PendingSlash, Slasher, SlashSettings
+from cocoon.worker import Worker
 from tests.proxy.netkit import MODEL, network
 from tests.proxy.trustkit import model_engine
 
@@ -275,3 +277,48 @@ def _slowed(handler: Any) -> Any:
         return replace(script, delay=0.05)
 
     return answer
+
+
+class _MisSigningWorker(Worker):
+    """A real Worker whose receipt names other bytes than the ones it sent."""
+
+    def _receipt(
+        self, request_body: bytes, digest: ResponseDigest, usage: wire.Usage, **kw: Any
+    ) -> dict[str, Any]:
+        other = ResponseDigest()
+        other.update(b"an answer it never sent")
+        return super()._receipt(request_body, other, usage, **kw)
+
+
+async def _ask_once(n: Any) -> bytes:
+    request_id = secrets.token_bytes(32)
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    out = await n.link.open_stream(
+        endpoint="/v1/chat/completions", model=MODEL, body=body.encode(), max_coefficient=1000,
+        max_tokens=50, timeout=30, request_id=request_id, meta={},
+    )  # fmt: skip
+    events = [e async for e in out]
+    assert isinstance(events[-1], wire.ResponseEnd)
+    return request_id
+
+
+async def test_a_receipt_naming_other_bytes_than_those_relayed_is_evidence_and_honest_ones_never(
+    tmp_path: Path,
+) -> None:
+    settings = IntegritySettings(spot_check_every_requests=0)
+    async with network(tmp_path, [model_engine("big"), model_engine("big")], integrity=settings) as n:
+        for _ in range(6):  # honest workers: their receipts always name the relayed bytes
+            await _ask_once(n)
+        assert await n.proxy.books.misbehaviour() == []  # type: ignore[union-attr]
+        liar = n.workers[0]
+        liar.__class__ = _MisSigningWorker  # the same running worker starts signing other bytes
+        liar_id = next(r.worker_id for r in n.proxy.registry.records() if r.worker_id.startswith("owner-0/"))
+        async with asyncio.timeout(10):
+            while not await n.proxy.books.misbehaviour():  # type: ignore[union-attr]
+                await _ask_once(n)  # until the selection sends one to the liar
+        (evidence,) = await n.proxy.books.misbehaviour()  # type: ignore[union-attr]
+        assert (evidence.kind, evidence.worker_id) == (Misbehaviour.RECEIPT_CONTRADICTS_RELAY.value, liar_id)
+        proxy_key = n.proxy.trust.identity.public_key  # type: ignore[union-attr]
+        body = verify_document(evidence.document, proxy_key=proxy_key, kind=EVIDENCE)
+        signed = body["worker_receipt"]["body"]["response_sha256"]
+        assert signed == body["facts"]["signed_response_sha256"] != body["facts"]["relayed_sha256"]

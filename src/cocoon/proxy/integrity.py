@@ -37,7 +37,7 @@ from cocoon.proxy.ledger import AsyncLedger
 from cocoon.proxy.relay import CappedBills
 from cocoon.proxy.reputation import ReputationBook, TrackedRegistry, signed_worker_stats
 from cocoon.proxy.slash_chain import ChainSlashing
-from cocoon.proxy.slashing import Slasher, SlashSettings
+from cocoon.proxy.slashing import Misbehaviour, Slasher, SlashSettings
 from cocoon.proxy.spotcheck import SpotChecker, SpotCheckSettings, SpotFailure, load_prompts
 
 __all__ = ["Integrity"]
@@ -55,6 +55,13 @@ def _prompts(path: Path | None) -> tuple[str, ...]:
         return load_prompts(path.expanduser().read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"integrity.spot_check_prompts_file {path}: {exc}") from exc
+
+
+def _response_digest(worker_part: object) -> str | None:
+    """The response digest a (verified) worker receipt part signs, or None."""
+    body = worker_part.get("body") if isinstance(worker_part, Mapping) else None
+    digest = body.get("response_sha256") if isinstance(body, Mapping) else None
+    return digest if isinstance(digest, str) else None
 
 
 class Integrity:
@@ -172,16 +179,48 @@ class Integrity:
         await self.slasher.spot_check_failed(failure)
         await self.save()  # the suspension must survive a restart
 
-    def answered(self, request_id: str, worker_id: str, worker_part: object, adjusted: int) -> None:
+    def answered(
+        self,
+        request_id: str,
+        worker_id: str,
+        worker_part: object,
+        adjusted: int,
+        relayed_sha256: str | None = None,
+    ) -> None:
         """A worker's answer was countersigned (right after the relay judged it): evidence when the relay
-        blamed the worker for an over-claim, a slash receipt when the bill took the claim as it was."""
+        blamed the worker for an over-claim or its receipt names other bytes than those relayed (the
+        whole answer: ``relayed_sha256``), a slash receipt when the bill took the claim as it was."""
         if self.registry.take_mismatch(worker_id):
             self.slasher.note_receipt(request_id, worker_id, worker_part)
             self._spawn(self._capped_evidence(request_id, worker_id))
+            return
+        signed = _response_digest(worker_part)
+        if relayed_sha256 is not None and signed is not None and signed != relayed_sha256:
+            self._spawn(self._contradiction(request_id, worker_id, worker_part, relayed_sha256))
         elif self.chain is not None and not any(
             c.request_id == request_id and c.worker_id == worker_id for c in reversed(self._capped.recent)
         ):
             self._spawn(self._send_receipt(request_id, worker_id, adjusted))
+
+    async def _contradiction(
+        self, request_id: str, worker_id: str, worker_part: object, relayed_sha256: str
+    ) -> None:
+        receipt = dict(worker_part) if isinstance(worker_part, Mapping) else None
+        facts = {"relayed_sha256": relayed_sha256, "signed_response_sha256": _response_digest(worker_part)}
+        known = self.registry.get(worker_id)
+        model = known.model if known is not None else ""
+        try:
+            await self.slasher.record(
+                Misbehaviour.RECEIPT_CONTRADICTS_RELAY,
+                worker_id=worker_id,
+                request_id=request_id,
+                model=model,
+                facts=facts,
+                receipt=receipt,
+            )
+            await self.save()
+        except LedgerError as exc:
+            log.warning("could not record the evidence of %s: %s", request_id, exc)
 
     async def _capped_evidence(self, request_id: str, worker_id: str) -> None:
         try:

@@ -63,9 +63,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# (worker's receipt part, worker id, client's request id, coefficient, adjusted tokens, cost)
+# (worker's receipt part, worker id, client's request id, coefficient, adjusted tokens, cost, SHA-256 hex
+# of every byte relayed to the app, or None when the app did not get the whole answer)
 # → the countersigned receipt, or None when the part is not signed by the worker's attested key
-ReceiptSigner = Callable[[object, str, bytes, int, int, int], Mapping[str, Any] | None]
+ReceiptSigner = Callable[[object, str, bytes, int, int, int, str | None], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +316,9 @@ class Relay:
         self._on_paid(owner)
         return True
 
-    def end_meta(self, meta: Mapping[str, Any], request_id: bytes) -> Mapping[str, Any]:
+    def end_meta(
+        self, meta: Mapping[str, Any], request_id: bytes, relayed_sha256: str | None = None
+    ) -> Mapping[str, Any]:
         """Countersign the worker's receipt with what the proxy billed (dropped when not the worker's)."""
         out = dict(meta)
         worker_part = out.pop("receipt", None)
@@ -328,6 +331,7 @@ class Relay:
             int(out["worker_coefficient"]),
             int(out["adjusted_tokens"]),
             int(out["cost_nano"]),
+            relayed_sha256,
         )
         if receipt is not None:
             out["receipt"] = receipt
@@ -523,11 +527,17 @@ class _Run:
                 await self._settle(effect)
             elif isinstance(effect, SendEnd):
                 with contextlib.suppress(net.NetError):
-                    meta = self.relay.end_meta(effect.meta, self.stream.request.request_id)
+                    meta = self.relay.end_meta(effect.meta, self.stream.request.request_id, self._relayed())
                     await self.stream.send_end(effect.usage, meta)
             elif isinstance(effect, SendError):
                 with contextlib.suppress(net.NetError):
                     await self.stream.send_error(effect.code, effect.message, usage=effect.usage)
+
+    def _relayed(self) -> str | None:
+        """The digest of the whole answer as relayed, when the app got all of it (what the worker's
+        receipt must name: the proxy keeps evidence when it does not)."""
+        tally = self.attempt.tally
+        return tally.raw_sha256 if tally is not None and self.attempt.result is Result.SUCCEEDED else None
 
     async def _send(self, sending: Awaitable[None]) -> None:
         try:

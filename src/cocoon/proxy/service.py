@@ -381,6 +381,7 @@ class Proxy(Service):
         coefficient: int,
         adjusted: int,
         cost: int,
+        relayed_sha256: str | None = None,
     ) -> Mapping[str, Any] | None:
         link = self._worker_links.get(worker_id)
         if self.trust is None or link is None:
@@ -396,7 +397,7 @@ class Proxy(Service):
             cost_nano=cost,
         )
         if receipt is not None:  # a capped bill becomes evidence; an accepted one, a slash receipt
-            self.integrity.answered(request_id.hex(), worker_id, worker_part, adjusted)
+            self.integrity.answered(request_id.hex(), worker_id, worker_part, adjusted, relayed_sha256)
         return receipt
 
     def drop_worker(self, conn: net.NodeConnection) -> None:
