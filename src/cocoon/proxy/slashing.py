@@ -6,8 +6,9 @@ Three kinds of misbehaviour are provable from what the proxy relayed and what th
   (the audit's bound, :mod:`cocoon.proxy.metering`; the bill was capped). The evidence carries the
   worker-signed receipt part (its claim and the SHA-256 of the bytes it sent), the relayed text and its
   digest, the bound and how it was computed: anyone can recount.
-* ``receipt_contradicts_relay``: the same, but the receipt's response digest is not the digest of the
-  bytes the proxy relayed (the worker signed an answer other than the one it sent).
+* ``receipt_contradicts_relay``: the receipt's response digest is not the digest of the bytes the proxy
+  relayed (the worker signed an answer other than the one it sent): any answer the app got whole
+  (:meth:`cocoon.proxy.integrity.Integrity.answered`), or a capped one.
 * ``spot_check_failed``: a canary's greedy answer differs from the model's fingerprint
   (:mod:`cocoon.proxy.spotcheck`); the evidence carries the canary, the worker-signed receipt of the
   answer, its text and digest, the reference digest and the workers whose answers make it.
