@@ -82,7 +82,9 @@ def cocoon_router(deps: ApiDeps) -> APIRouter:
         try:
             body = verify_document(answer.get("stats"), proxy_key=proxy_key, kind=WORKER_STATS)
         except DocumentError as exc:
-            raise ApiError(ErrorKind.PROXY_UNAVAILABLE, f"the proxy's statistics do not verify: {exc}") from exc
+            raise ApiError(
+                ErrorKind.PROXY_UNAVAILABLE, f"the proxy's statistics do not verify: {exc}"
+            ) from exc
         # ``anchored``: the statistics a state commit carries; check them with node.trustdocs.verify_anchored.
         return {"verified": True, "proxy_key": proxy_key.hex(), **body, "anchored": answer.get("anchored")}
 

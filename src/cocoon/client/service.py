@@ -122,7 +122,9 @@ class Client(Service):
         self.admin_token = write_admin_token(self.config.home)
         auth = Auth(self.config.keys, self.admin_token)
         self.sealing = Sealing(self.config.e2ee, WorkerKeyCache(self.query, self.worker_policy))
-        deps = ApiDeps(config=self.config, proxy=self, spending=self.spending, auth=auth, sealing=self.sealing)
+        deps = ApiDeps(
+            config=self.config, proxy=self, spending=self.spending, auth=auth, sealing=self.sealing
+        )
         app = build_app(deps)
         self._http = await start_http_server(app, self.config.http_host, self.config.http_port)
         stack.push_async_callback(_quietly, self._http.aclose)

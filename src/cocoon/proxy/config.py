@@ -81,7 +81,9 @@ class IntegritySettings(BaseModel):
     spot_check_workers: int = Field(3, ge=1, le=16)  # workers of one model hash asked the same canary
     spot_check_max_tokens: int = Field(24, ge=1, le=4096)
     spot_check_trusted_workers: list[str] = Field(default_factory=list, max_length=1024)
-    spot_check_prompts_file: Path | None = None  # your own canary prompts, one a line (the built-in pool is public)
+    spot_check_prompts_file: Path | None = (
+        None  # your own canary prompts, one a line (the built-in pool is public)
+    )
     slash_permille: int = Field(100, ge=0, le=1000)  # of a worker's stake per proven misbehaviour
     save_interval_s: float = Field(5.0, gt=0, le=3600)  # reputation saved this often while it changes
 
