@@ -28,6 +28,7 @@ _DELTA = st.fixed_dictionaries(
 _CHOICE = st.fixed_dictionaries({"index": st.integers(0, 3)}, optional={"delta": _DELTA, "text": _TEXT})
 _USAGE = st.fixed_dictionaries(
     {"prompt_tokens": st.integers(-1, 10**6), "completion_tokens": st.integers(0, 10**6)},
+    optional={"total_tokens": st.integers(-(2**70), 2**70)},  # past 64 bits orjson would read a float
 )
 _EVENT = st.one_of(
     st.fixed_dictionaries({"id": st.just("c1"), "choices": st.lists(_CHOICE, max_size=2)}),
@@ -35,7 +36,20 @@ _EVENT = st.one_of(
     st.fixed_dictionaries({"error": st.fixed_dictionaries({"message": _TEXT})}),
     st.lists(st.integers(), max_size=2),  # not an object: refused either way
 )
-_RAW = st.sampled_from([b"{not json}", b'{"x": NaN}', b"[DONE]", b"\xff\xfe", b'{"n": 1' + b"0" * 30 + b"}"])
+_RAW = st.sampled_from(
+    [
+        b"{not json}",
+        b'{"x": NaN}',
+        b"[DONE]",
+        b"\xff\xfe",
+        b'{"n": 1' + b"0" * 30 + b"}",
+        b'{"usage": {"prompt_tokens": 18446744073709551616, "completion_tokens": 1}}',
+        b'{"choices": [{"index": -9223372036854775809, "delta": {"content": "x"}}]}',
+        b'{"choices": [{"delta": {"content": "\\ud800 lone"}}]}',
+        b'{"choices": [{"delta": {"content": "\xed\xa0\x80"}}]}',
+        b'{"choices": [{"delta": {"content": 1e400}}]}',
+    ]
+)
 
 
 def _body(events: list[Any], raws: list[bytes]) -> bytes:

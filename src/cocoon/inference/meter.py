@@ -211,19 +211,20 @@ class UsageMeter:
             self._dispatch(event.data, lenient=lenient and index == len(events) - 1)
 
     def _dispatch(self, raw: bytes, *, lenient: bool) -> None:
-        # orjson parses the event (and checks its UTF-8) several times faster than json; what it
-        # refuses goes the careful way below, which says what is wrong.
+        # orjson parses the event (and checks its UTF-8) several times faster than json. It is trusted
+        # only for the common event, content only, whose numbers the meter never reads (orjson reads
+        # integers past 64 bits as floats); anything else, and anything it refuses, goes the careful
+        # way below, which reads the usage exactly and says what is wrong.
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            self._dispatch_slow(raw, lenient=lenient)
-            return
-        if self._done:
-            raise EngineProtocolError("SSE data after [DONE]")
+            value = None
         if type(value) is dict and "usage" not in value and "error" not in value:
-            self._count_event(value.get("choices"))  # the common event: content only
+            if self._done:
+                raise EngineProtocolError("SSE data after [DONE]")
+            self._count_event(value.get("choices"))
         else:
-            self._handle_value(value)
+            self._dispatch_slow(raw, lenient=lenient)
 
     def _dispatch_slow(self, raw: bytes, *, lenient: bool) -> None:
         try:
