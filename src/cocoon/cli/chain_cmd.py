@@ -27,7 +27,6 @@ from cocoon.cli.chain_serve import serve, served_bench
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, record
 from cocoon.cli.runner import cli_errors, default_home, fail
 from cocoon.core.amounts import format_ton, parse_ton
-from cocoon.core.keyfile import warn_if_loose
 from cocoon.core.statedir import private_dir
 
 __all__ = ["app"]
@@ -207,6 +206,7 @@ def _wallet_path(c: Ctx, name: str) -> Path:
 
 def _load_wallet(c: Ctx, name: str) -> Any:
     from cocoon.chain import KeyPair, Wallet
+    from cocoon.core.keyfile import warn_if_loose  # loads cryptography: not for --help
 
     p = _wallet_path(c, name)
     if not p.exists():
