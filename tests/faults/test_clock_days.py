@@ -150,7 +150,8 @@ async def test_days_of_wall_time_on_a_chain_keep_settling(
         async with asyncio.timeout(10):
             while not await charged():  # noqa: ASYNC110 - the chain has no change events
                 await asyncio.sleep(0.05)
-        assert proxy.chain_sync.stats.commits_posted >= 4 and proxy.chain_sync.stats.errors == 0
+        # (charges are signed only for committed tokens: the start commit and at least one after the answers)
+        assert proxy.chain_sync.stats.commits_posted >= 2 and proxy.chain_sync.stats.errors == 0
         assert worker._dialers[0].connection is not None and proxy.counters["succeeded"] == 4
         assert chain.total_balances() + chain.total_fees() == chain.minted
     finally:
