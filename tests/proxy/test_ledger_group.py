@@ -224,3 +224,24 @@ def _run_alone(ledger: BillingLedger, op: tuple[str, int, int]) -> object:
         return call()
     except Exception as exc:
         return exc
+
+
+async def test_a_reader_on_a_new_thread_never_waits_for_an_open_group(tmp_path: Path) -> None:
+    async with AsyncLedger(funded_ledger(tmp_path / "b.db", "alice")) as led:
+        await led.reserve("r1", "alice", 10**6, 1.0)
+        gate, inside = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            inside.set()
+            gate.wait(30)
+
+        blocked = asyncio.ensure_future(led._on_writer(hold))  # a group is open, holding the writer
+        await asyncio.to_thread(inside.wait, 30)
+        seen: list[object] = []
+        reader = threading.Thread(target=lambda: seen.append(led.sync.request("r1")))  # its first read
+        reader.start()
+        await asyncio.to_thread(reader.join, 10)
+        alive = reader.is_alive()
+        gate.set()
+        await blocked
+        assert not alive and getattr(seen[0], "state", None) is RequestState.RESERVED

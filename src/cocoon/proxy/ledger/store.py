@@ -75,6 +75,7 @@ class LedgerStore:
             os.close(self._lock_fd)
             raise
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
 
@@ -94,9 +95,10 @@ class LedgerStore:
                 return
             self._closed = True
             try:
-                for reader in self._readers:
-                    reader.close()
-                self._readers.clear()
+                with self._readers_lock:
+                    for reader in self._readers:
+                        reader.close()
+                    self._readers.clear()
                 self._conn.close()
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -231,7 +233,7 @@ class LedgerStore:
             raise LedgerError("billing store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            with self._lock:
+            with self._readers_lock:  # not the writer's lock: a reader never waits for a write
                 if self._closed:
                     raise LedgerError("billing store is closed")
                 try:
