@@ -378,6 +378,7 @@ class _Run:
         self.lingering: asyncio.Future[None] | None = None  # the finish after the app hung up
         self._settling: asyncio.Future[bool] | None = None
         self._progress: asyncio.Future[object] | None = None
+        self._assignment: tuple[str, int] | None = None  # (payee, coefficient) not yet written
 
     async def serve(self) -> None:
         try:
@@ -546,14 +547,19 @@ class _Run:
             raise _AppGone(str(exc)) from exc
 
     def _assign_worker(self, effect: FirstByte) -> None:
-        """Tell the books whom progress is paid to (queued on the writer before any progress record)."""
-        books = self.relay.books()
-        owner = self.relay.payee(effect.worker_id)
-        self._background(
-            books.assign_worker(
-                self.key, owner, coefficient=effect.coefficient, params=self.params, now=time.time()
+        """Remember whom progress is paid to; it is written just before the first progress record. An
+        assignment alone charges nothing at a restart, and a bill names its worker itself, so an answer
+        that ends before its first progress record needs no write for it (one commit less)."""
+        self._assignment = (self.relay.payee(effect.worker_id), effect.coefficient)
+
+    def _write_assignment(self) -> None:
+        if self._assignment is not None:
+            (owner, coefficient), self._assignment = self._assignment, None
+            self._background(
+                self.relay.books().assign_worker(
+                    self.key, owner, coefficient=coefficient, params=self.params, now=time.time()
+                )
             )
-        )
 
     def _record_progress(self, effect: RecordProgress) -> None:
         relay = self.relay
@@ -562,6 +568,7 @@ class _Run:
         if relay.progress_writes >= relay.settings.max_progress_writes:
             return  # the writer is busy: bills go first, progress waits for the next interval
         relay.progress_writes += 1
+        self._write_assignment()  # queued first: the store's one writer keeps call order
         self._background(
             relay.books().record_progress(
                 self.key,
