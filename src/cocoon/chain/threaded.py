@@ -13,8 +13,6 @@ is committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +22,7 @@ from cocoon.chain._ton import Address, Cell
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import ChainError
 from cocoon.chain.localchain import LocalChain
+from cocoon.core.groupqueue import GroupQueue
 
 __all__ = ["ThreadedLocalChain"]
 
@@ -44,10 +43,7 @@ class ThreadedLocalChain:
             self._pool.shutdown(wait=False)
             raise
         self._closed = False
-        self._queue_lock = threading.Lock()
-        self._queue: list[tuple[_Send, asyncio.AbstractEventLoop, asyncio.Future[list[TxRecord]]]] = []
-        self._draining = False
-        self.groups = 0  # group commits written (a view for tests)
+        self._sends: GroupQueue[_Send] = GroupQueue(self._pool, self._run_group, max_group=MAX_GROUP)
 
     def _open(self, path: Path | str, clock: Callable[[], float] | None) -> LocalChain:
         chain = LocalChain(path, clock=clock)
@@ -79,31 +75,18 @@ class ThreadedLocalChain:
     ) -> list[StackValue]:
         return await self._run(lambda: self._chain.run_get_method(address, method, args))
 
+    @property
+    def groups(self) -> int:
+        """Group commits written (a view for tests)."""
+        return self._sends.groups
+
     async def _send(self, call: _Send) -> list[TxRecord]:
         if self._closed:
             raise ChainError("the chain is closed")
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[TxRecord]] = loop.create_future()
-        with self._queue_lock:
-            self._queue.append((call, loop, done))
-            start, self._draining = not self._draining, True
-        if start:
-            self._pool.submit(self._drain)
-        return await asyncio.shield(done)  # a cancelled caller's message is still delivered
-
-    def _drain(self) -> None:
-        """On the chain thread: run the queued sends, a group commit at a time, until none is left."""
-        while True:
-            with self._queue_lock:
-                batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                if not batch:
-                    self._draining = False
-                    return
-            self.groups += 1
-            results = self._run_group([call for call, _, _ in batch])
-            for (_, loop, done), result in zip(batch, results, strict=True):
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
-                    loop.call_soon_threadsafe(_answer, done, result)
+        trace: list[TxRecord] = await self._sends.submit(
+            call
+        )  # a cancelled caller's message is still delivered
+        return trace
 
     def _run_group(self, calls: list[_Send]) -> list[Any]:
         assert self._loop is not None
@@ -148,12 +131,3 @@ class ThreadedLocalChain:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _answer(done: asyncio.Future[list[TxRecord]], result: Any) -> None:
-    if done.done():
-        return
-    if isinstance(result, BaseException):
-        done.set_exception(result)
-    else:
-        done.set_result(result)

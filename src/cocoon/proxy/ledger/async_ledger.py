@@ -12,14 +12,13 @@ end: a money movement is never half done, and an idempotent replay of it is alwa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from cocoon.core.groupqueue import GroupQueue
 from cocoon.proxy.errors import LedgerError
 from cocoon.proxy.ledger.billing import BillingLedger
 
@@ -71,10 +70,9 @@ class AsyncLedger:
         self._ledger = ledger
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         self._closed = False
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Queued] = []  # writes not yet taken by the writer, in call order
-        self._draining = False  # a drain of the queue is submitted to the writer
-        self.groups = 0  # group transactions written (a view for tests and the operator)
+        self._writes: GroupQueue[tuple[Callable[[], Any], bool]] = GroupQueue(
+            self._writer, self._run_group, max_group=MAX_GROUP
+        )
 
     @classmethod
     def open(cls, path: Path) -> AsyncLedger:
@@ -90,37 +88,23 @@ class AsyncLedger:
     def path(self) -> Path:
         return self._ledger.path
 
+    @property
+    def groups(self) -> int:
+        """Group transactions written (a view for tests and the operator)."""
+        return self._writes.groups
+
     async def _on_writer(self, call: Callable[[], T], *, durable: bool = True) -> T:
         if self._closed:
             raise LedgerError("billing store is closed")
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[T] = loop.create_future()
-        with self._queue_lock:
-            self._queue.append(_Queued(call, durable, loop, done))
-            start, self._draining = not self._draining, True
-        if start:
-            self._writer.submit(self._drain)
-        return await asyncio.shield(done)  # a cancelled caller's write still runs to its end
+        result: T = await self._writes.submit((call, durable))
+        return result
 
-    def _drain(self) -> None:
-        """On the writer thread: run what is queued, a group at a time, until nothing is left."""
-        while True:
-            with self._queue_lock:
-                batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                if not batch:
-                    self._draining = False
-                    return
-            self.groups += 1
-            try:
-                results = self._ledger.run_group([(q.call, q.durable) for q in batch])
-            except BaseException as exc:  # not a store error (those are results): fail the group
-                results = [LedgerError(f"billing store failed: {exc!r}") for _ in batch]
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-            for queued, result in zip(batch, results, strict=True):
-                by_loop.setdefault(queued.loop, []).append((queued.done, result))
-            for loop, answers in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these answers
-                    loop.call_soon_threadsafe(_answer, answers)
+    def _run_group(self, calls: list[tuple[Callable[[], Any], bool]]) -> list[Any]:
+        """On the writer thread: one transaction for the group (store errors come back as results)."""
+        try:
+            return self._ledger.run_group(calls)
+        except BaseException as exc:  # not a store error: fail the group
+            return [LedgerError(f"billing store failed: {exc!r}") for _ in calls]
 
     async def aclose(self) -> None:
         """Let the queued writes finish, then close the store; idempotent."""
@@ -175,32 +159,3 @@ class AsyncLedger:
     reputation = _read(BillingLedger.reputation)
     misbehaviour = _read(BillingLedger.misbehaviour)
     anchor = _read(BillingLedger.anchor)
-
-
-class _Queued:
-    """A write waiting for the writer: the call, whether it must reach the disk, where to answer."""
-
-    __slots__ = ("call", "done", "durable", "loop")
-
-    def __init__(
-        self,
-        call: Callable[[], Any],
-        durable: bool,
-        loop: asyncio.AbstractEventLoop,
-        done: asyncio.Future[Any],
-    ) -> None:
-        self.call = call
-        self.durable = durable
-        self.loop = loop
-        self.done = done
-
-
-def _answer(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    """On the caller's loop: hand each write its result (or its exception) once the group committed."""
-    for done, result in answers:
-        if done.done():
-            continue
-        if isinstance(result, BaseException):
-            done.set_exception(result)
-        else:
-            done.set_result(result)
