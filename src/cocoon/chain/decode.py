@@ -11,7 +11,7 @@ from typing import Any
 from cocoon.chain._ton import Cell, Slice
 from cocoon.chain.errors import MessageError
 from cocoon.chain.market_cells import class_name_of_key, parse_collateral, parse_service_class
-from cocoon.chain.messages import Op, Params, _parse, check_model_name
+from cocoon.chain.messages import HASH_OPS, Op, Params, _parse, check_model_name
 
 __all__ = ["DecodedBody", "decode_body"]
 
@@ -106,14 +106,7 @@ def decode_body(cell: Cell) -> DecodedBody:
             f["tokens"] = s.load_uint(64)
             f["owner"] = s.load_address()
             f["excess"] = s.load_address()
-        elif op in (
-            Op.ADD_PROXY_TYPE,
-            Op.DEL_PROXY_TYPE,
-            Op.ADD_WORKER_TYPE,
-            Op.DEL_WORKER_TYPE,
-            Op.ADD_MODEL_TYPE,
-            Op.DEL_MODEL_TYPE,
-        ):
+        elif op in HASH_OPS:
             f["hash"] = s.load_bytes(32)
             if op == Op.ADD_MODEL_TYPE:
                 n = s.load_uint(8)

@@ -135,6 +135,19 @@ class Op(IntEnum):
     SLASH_TERMS = 0x48E5B71A  # proxy contract → worker contract
 
 
+# Root ops whose argument is one 256-bit hash (image allowlists, models).
+HASH_OPS = frozenset(
+    {
+        Op.ADD_PROXY_TYPE,
+        Op.DEL_PROXY_TYPE,
+        Op.ADD_WORKER_TYPE,
+        Op.DEL_WORKER_TYPE,
+        Op.ADD_MODEL_TYPE,
+        Op.DEL_MODEL_TYPE,
+    }
+)
+
+
 class ExitCode(IntEnum):
     """Exit codes thrown by the contracts (``contracts/common.tolk``)."""
 
@@ -694,14 +707,7 @@ def root_body(op: Op, query_id: int = 0, **kw: Any) -> Cell:
         if "name" not in kw:
             raise MessageError("allowing a model needs the name it is served under (name=...)")
         _model_name_bits(b.store_uint(_h256(kw["hash"]), 256), kw["name"])
-    elif op in (
-        Op.ADD_PROXY_TYPE,
-        Op.DEL_PROXY_TYPE,
-        Op.ADD_WORKER_TYPE,
-        Op.DEL_WORKER_TYPE,
-        Op.ADD_MODEL_TYPE,
-        Op.DEL_MODEL_TYPE,
-    ):
+    elif op in HASH_OPS:
         b.store_uint(_h256(kw["hash"]), 256)
     elif op == Op.REGISTER_PROXY:
         b.store_cell(_proxy_info(kw["address"]))
