@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cocoon.chain import Address, LocalChain
+from cocoon.chain import Address, LocalChain, fetch_root_config
 from cocoon.chain.exit_codes import explain_exit
 from cocoon.cli.chain_cmd import app
 
@@ -125,3 +125,20 @@ def test_root_init_makes_a_governed_local_root(tmp_path: Path) -> None:
     assert len(show["worker_image_hashes"]) == 1 and list(show["models"].values()) == ["tiny"]
     assert hashlib.sha256(b"tiny").hexdigest() not in show["models"]
     assert "exists already" in refused(home, "root", "init", "--model", str(weights))
+
+
+def test_a_proxy_with_separate_worker_and_client_addresses(home: Path) -> None:
+    row = ok(home, "root", "add-proxy", "10.0.0.2:8801", "--client-address", "10.0.0.2:8802")
+    assert row["change"] == "register proxy 10.0.0.2:8801 10.0.0.2:8802"
+    assert "HOST:PORT" in refused(home, "root", "add-proxy", "10.0.0.3:1", "--client-address", "nope")
+    # either address of a registered entry is taken
+    assert "registered already" in refused(home, "root", "add-proxy", "10.0.0.2:8802")
+    root = Address(ok(home, "root", "show")["address"])
+    chain = LocalChain(home / "chain" / "local.sqlite")
+    try:
+        entries = asyncio.run(fetch_root_config(chain, root)).proxy_entries
+    finally:
+        chain.close()
+    assert [(e.worker_address, e.client_address) for e in entries] == [("10.0.0.2:8801", "10.0.0.2:8802")]
+    ok(home, "root", "remove-proxy", "10.0.0.2:8802")  # by its client address
+    assert ok(home, "root", "show")["registered_proxies"] == []

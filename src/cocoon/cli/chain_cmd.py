@@ -815,24 +815,34 @@ def root_allow_model(
 @root_app.command("add-proxy")
 def root_add_proxy(
     ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="host:port the proxy listens on.")],
+    address: Annotated[
+        str, typer.Argument(help="host:port workers dial (and clients, without --client-address).")
+    ],
+    client_address: Annotated[
+        str | None, typer.Option("--client-address", help="host:port clients dial, when not ADDRESS.")
+    ] = None,
     wallet: WalletOpt = "owner",
     root: RootOpt = None,
 ) -> None:
-    """Register a proxy address."""
+    """Register a proxy: one address, or the workers' and the clients' addresses."""
     addr = _proxy_host_port(address)
+    client = _proxy_host_port(client_address) if client_address is not None else addr
+    entry = f"{addr} {client}" if client != addr else addr
 
     def check(cfg: Any) -> None:
-        known = {a: s for s, a in cfg.registered_proxies}
-        _refuse_unless(addr not in known, f"proxy {addr} is registered already (seqno {known.get(addr)})")
+        for known in cfg.proxy_entries:
+            taken = {addr, client} & {known.worker_address, known.client_address}
+            _refuse_unless(not taken, f"proxy {sorted(taken)[0]} is registered already (seqno {known.seqno})")
 
-    _root_op(ctx.obj, wallet, root, "REGISTER_PROXY", f"register proxy {addr}", check, address=addr)
+    _root_op(ctx.obj, wallet, root, "REGISTER_PROXY", f"register proxy {entry}", check, address=entry)
 
 
 @root_app.command("remove-proxy")
 def root_remove_proxy(
     ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="host:port of a registered proxy.")],
+    address: Annotated[
+        str, typer.Argument(help="host:port of a registered proxy (either of its addresses).")
+    ],
     wallet: WalletOpt = "owner",
     root: RootOpt = None,
 ) -> None:
@@ -845,7 +855,8 @@ def root_remove_proxy(
 
     async def registered() -> dict[str, int]:
         async with _open_chain(c) as chain:
-            return {a: s for s, a in (await fetch_root_config(chain, raddr)).registered_proxies}
+            entries = (await fetch_root_config(chain, raddr)).proxy_entries
+        return {a: e.seqno for e in entries for a in (e.worker_address, e.client_address)}
 
     seqno = _run(registered()).get(addr)
     if seqno is None:
