@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,26 @@ __all__ = ["app"]
 app = cli_app(hoist=False, help="Benchmarks: the network against the same work done directly.")
 console = Console()
 OutOpt = Annotated[Path, typer.Option(help="Where to write the JSON results.")]
+T = TypeVar("T")
+Progress = Callable[[str], Any]
+
+
+def _in_scratch_home(
+    bench: Callable[[Path, Progress], Coroutine[Any, Any, T]], *, label: str = "benchmark"
+) -> T:
+    """Run one benchmark in a throw-away home, its progress on a Rich status line."""
+    import asyncio
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"cocoon-{label}-") as home, console.status(label) as status:
+        return asyncio.run(bench(Path(home), status.update))
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: concurrency levels are comma-separated integers") from None
 
 
 def _write(out: Path, result: dict[str, Any], chart: Callable[[dict[str, Any], Path], Path | None]) -> None:
@@ -46,19 +66,15 @@ def gateway(
     out: OutOpt = Path("bench/results/gateway.json"),
 ) -> None:
     """Proxy-hop overhead with a fast fake upstream (50 chunks x 128 B): requests/s, TTFB, memory."""
-    import asyncio
-    import tempfile
-
     from cocoon.localnet.bench.chart import gateway_chart
     from cocoon.localnet.bench.scenarios import bench_gateway
 
-    concurrency = tuple(int(x) for x in levels.split(","))
-    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
-        result = asyncio.run(
-            bench_gateway(
-                Path(home), levels=concurrency, requests=requests, events=events, progress=status.update
-            )
+    concurrency = _levels(levels)
+    result = _in_scratch_home(
+        lambda home, progress: bench_gateway(
+            home, levels=concurrency, requests=requests, events=events, progress=progress
         )
+    )
     table = Table(title="gateway: app → client → proxy → worker → upstream vs. app → upstream")
     for column in (
         "concurrency",
@@ -92,24 +108,20 @@ def _gateway_vs_nginx(
     levels: tuple[int, ...], requests: int, runs: int, nginx: bool, events: int
 ) -> dict[str, Any]:
     """Every tier in its own process, and all in one, against nginx on the same upstream."""
-    import asyncio
-    import tempfile
-
     from cocoon.localnet.bench.compare import bench_compare
     from cocoon.localnet.bench.report import COLUMNS, NOTE, comparison_rows
 
-    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
-        result = asyncio.run(
-            bench_compare(
-                Path(home),
-                levels=levels,
-                requests=requests,
-                runs=runs,
-                with_nginx=nginx,
-                events=events,
-                progress=status.update,
-            )
+    result = _in_scratch_home(
+        lambda home, progress: bench_compare(
+            home,
+            levels=levels,
+            requests=requests,
+            runs=runs,
+            with_nginx=nginx,
+            events=events,
+            progress=progress,
         )
+    )
     table = Table(
         title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests,"
         f" {events} events an answer"
@@ -130,16 +142,12 @@ def model(
     out: OutOpt = Path("bench/results/model.json"),
 ) -> None:
     """Embedded model through the network vs. the engine alone: time to first token and tokens/s."""
-    import asyncio
-    import tempfile
-
     from cocoon.localnet.bench.chart import model_chart
     from cocoon.localnet.bench.scenarios import bench_model
 
-    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
-        result = asyncio.run(
-            bench_model(Path(home), runs=runs, max_tokens=max_tokens, progress=status.update)
-        )
+    result = _in_scratch_home(
+        lambda home, progress: bench_model(home, runs=runs, max_tokens=max_tokens, progress=progress)
+    )
     table = Table(title="embedded model (SmolLM2-135M): network vs. engine alone")
     for column in ("path", "TTFT ms", "tokens/s"):
         table.add_column(column, justify="right")
@@ -163,9 +171,6 @@ def soak(
     out: OutOpt = Path("bench/results/soak.json"),
 ) -> None:
     """Steady load on the local network for N minutes; fails if memory or open files keep growing."""
-    import asyncio
-    import tempfile
-
     from cocoon.localnet.bench.soak import MIB, SoakConfig, run_soak
 
     duration = minutes * 60
@@ -177,8 +182,7 @@ def soak(
         rss_tolerance_mib=rss_tolerance_mib,
         fd_tolerance=fd_tolerance,
     )
-    with tempfile.TemporaryDirectory(prefix="cocoon-soak-") as home, console.status("soak") as status:
-        result = asyncio.run(run_soak(Path(home), config, progress=status.update))
+    result = _in_scratch_home(lambda home, progress: run_soak(home, config, progress=progress), label="soak")
     table = Table(title=f"soak: {minutes:g} min, concurrency {concurrency}")
     for column in ("t (s)", "RSS (MiB)", "open fds", "requests", "errors"):
         table.add_column(column, justify="right")
@@ -217,23 +221,14 @@ def sealed(
     out: OutOpt = Path("bench/results/sealed.json"),
 ) -> None:
     """Sealed vs. plain answers through the network in one run: added time to first byte, CPU per request."""
-    import asyncio
-    import tempfile
-
     from cocoon.localnet.bench.sealed import bench_sealed
 
-    concurrency = tuple(int(x) for x in levels.split(","))
-    with tempfile.TemporaryDirectory(prefix="cocoon-bench-") as home, console.status("benchmark") as status:
-        result = asyncio.run(
-            bench_sealed(
-                Path(home),
-                levels=concurrency,
-                rounds=rounds,
-                requests=requests,
-                model=model,
-                progress=status.update,
-            )
+    concurrency = _levels(levels)
+    result = _in_scratch_home(
+        lambda home, progress: bench_sealed(
+            home, levels=concurrency, rounds=rounds, requests=requests, model=model, progress=progress
         )
+    )
     table = Table(title=f"sealed end to end (ML-KEM-768 + X25519) vs. plain: {result['answer']}")
     for column in (
         "concurrency",
