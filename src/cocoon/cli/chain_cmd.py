@@ -825,9 +825,11 @@ def root_add_proxy(
     root: RootOpt = None,
 ) -> None:
     """Register a proxy: one address, or the workers' and the clients' addresses."""
+    from cocoon.chain.messages import proxy_entry_text
+
     addr = _proxy_host_port(address)
     client = _proxy_host_port(client_address) if client_address is not None else addr
-    entry = f"{addr} {client}" if client != addr else addr
+    entry = proxy_entry_text(addr, client)
 
     def check(cfg: Any) -> None:
         for known in cfg.proxy_entries:
