@@ -155,7 +155,6 @@ class SealedAnswer:
 
     body: bytes
     sealer: AnswerSealer
-    frames: int = 0
     sealed_bytes: int = 0
     plain: ResponseDigest = field(default_factory=ResponseDigest)  # of the plaintext: for the trailer
     content: ContentTally = field(default_factory=ContentTally)  # what it carries: for the proxy's bound
@@ -164,15 +163,15 @@ class SealedAnswer:
         self.plain.update(chunk)
         self.content.feed(chunk)
         frame = self.sealer.seal(chunk)
-        self.frames += 1
         self.sealed_bytes += len(frame)
         return frame
 
     def end_meta(self, usage: wire.Usage) -> dict[str, Any]:
         """``ResponseEnd.meta["e2ee"]``: the counts the proxy meters by, and the sealed end marker."""
+        frames = self.sealer.frames  # the data frames: the end marker is not sealed yet
         trailer = {
             "completion_id": self.plain.completion_id,
-            "frames": self.frames,
+            "frames": frames,
             "plain_sha256": self.plain.digest().hex(),
             "usage": {
                 "prompt_tokens": usage.prompt_tokens,
@@ -184,7 +183,7 @@ class SealedAnswer:
         end = self.sealer.finish(json.dumps(trailer, sort_keys=True, separators=(",", ":")).encode())
         return {
             "v": 1,
-            "frames": self.frames,
+            "frames": frames,
             "bytes": self.sealed_bytes,
             "content": self.content.finish(),
             "end": base64.b64encode(end).decode(),
