@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -333,25 +335,28 @@ def _rows(contract: Any, st: Any, collateral: Any) -> dict[str, Any]:
     }
 
 
-async def _stake(node: Any, proxy_sc: Any, proxy_key: bytes, nano: int, wallet: Any) -> dict[str, Any]:
-    from cocoon.chain import (
-        TransactionFailed,
-        WalletClient,
-        fetch_root_config,
-        open_chain,
-        parse_address,
-        read_worker_state,
-        stake_worker,
-        worker_contract,
-    )
-    from cocoon.chain.exit_codes import explain_exit
-    from cocoon.chain.network import OP_VALUE
-    from cocoon.cli.runner import fail
+@asynccontextmanager
+async def _worker_contract(
+    node: Any, proxy_sc: Any, proxy_key: bytes, wallet: Any
+) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """The worker's chain (closed after), the root's config and the owner's worker contract for one proxy."""
+    from cocoon.chain import fetch_root_config, open_chain, parse_address, worker_contract
 
     chain = open_chain(node.root)
     try:
         cfg = await fetch_root_config(chain, parse_address(node.root.root_address))
-        contract = worker_contract(wallet.address, proxy_sc, proxy_key, cfg.params)
+        yield chain, cfg, worker_contract(wallet.address, proxy_sc, proxy_key, cfg.params)
+    finally:
+        await chain.aclose()
+
+
+async def _stake(node: Any, proxy_sc: Any, proxy_key: bytes, nano: int, wallet: Any) -> dict[str, Any]:
+    from cocoon.chain import TransactionFailed, WalletClient, read_worker_state, stake_worker
+    from cocoon.chain.exit_codes import explain_exit
+    from cocoon.chain.network import OP_VALUE
+    from cocoon.cli.runner import fail
+
+    async with _worker_contract(node, proxy_sc, proxy_key, wallet) as (chain, cfg, contract):
         if await WalletClient(chain, wallet).balance() < nano + OP_VALUE:
             raise fail(f"the owner's wallet holds less than {nano / 10**9:g} TON + 0.1 TON for gas")
         try:
@@ -359,8 +364,6 @@ async def _stake(node: Any, proxy_sc: Any, proxy_key: bytes, nano: int, wallet: 
         except TransactionFailed as exc:
             raise fail(f"the worker contract refused the stake: {explain_exit(exc.exit_code)}") from None
         return _rows(contract, await read_worker_state(chain, contract.address), cfg.collateral)
-    finally:
-        await chain.aclose()
 
 
 async def _unstake(node: Any, proxy_sc: Any, proxy_key: bytes, wallet: Any) -> dict[str, Any]:
@@ -370,19 +373,12 @@ async def _unstake(node: Any, proxy_sc: Any, proxy_key: bytes, wallet: Any) -> d
         AccountNotFound,
         WalletClient,
         complete_worker_close,
-        fetch_root_config,
-        open_chain,
-        parse_address,
         read_worker_state,
         request_worker_close,
-        worker_contract,
     )
     from cocoon.cli.runner import fail
 
-    chain = open_chain(node.root)
-    try:
-        cfg = await fetch_root_config(chain, parse_address(node.root.root_address))
-        contract = worker_contract(wallet.address, proxy_sc, proxy_key, cfg.params)
+    async with _worker_contract(node, proxy_sc, proxy_key, wallet) as (chain, cfg, contract):
         try:
             st = await read_worker_state(chain, contract.address)
         except AccountNotFound:
@@ -396,5 +392,3 @@ async def _unstake(node: Any, proxy_sc: Any, proxy_key: bytes, wallet: Any) -> d
         step = request_worker_close if st.state == STATE_ACTIVE else complete_worker_close
         await step(owner, contract.address)
         return _rows(contract, await read_worker_state(chain, contract.address), cfg.collateral)
-    finally:
-        await chain.aclose()
