@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cocoon.errors import CocoonError
+from cocoon.node.receipt import canonical
 
 __all__ = [
     "ANCHOR_DOMAIN",
@@ -51,12 +51,8 @@ class DocumentError(CocoonError):
     """A proxy document is malformed, of another kind, not signed by the attested key, or not anchored."""
 
 
-def _canonical(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def _message(kind: str, body: Mapping[str, Any]) -> bytes:
-    return DOMAIN + kind.encode() + b"\n" + _canonical(body)
+    return DOMAIN + kind.encode() + b"\n" + canonical(body)
 
 
 def sign_document(key: ed25519.Ed25519PrivateKey, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,7 +92,7 @@ def verify_document(document: object, *, proxy_key: bytes, kind: str) -> dict[st
 
 def document_digest(document: Mapping[str, Any]) -> bytes:
     """SHA-256 of the canonical signed document (what is anchored, and what evidence is named by)."""
-    return hashlib.sha256(_canonical(document)).digest()
+    return hashlib.sha256(canonical(document)).digest()
 
 
 def anchor_hash(session_hash: bytes, digest: bytes) -> bytes:
