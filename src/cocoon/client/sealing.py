@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cocoon import net, tee, wire
-from cocoon.e2ee import AnswerOpener, RecipientKey, SealError, Suite, routing_aad, seal_request
+from cocoon.e2ee import STALE_PHRASE, AnswerOpener, RecipientKey, SealError, Suite, routing_aad, seal_request
 from cocoon.oai import ApiError, ErrorKind
 from cocoon.oai.capabilities import required_by_body
 
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 E2eeMode = Literal["auto", "required", "off"]
 MAX_CANDIDATES = 4  # workers one request is sealed for: the proxy may pick, retry and balance among them
 KEYS_TTL_S = 60.0  # a model's verified keys are asked for again after this long
-STALE_PHRASE = "e2ee keys"  # in the proxy's and worker's refusals that fresh keys may cure (contract 3)
 MAX_LISTED = 32
 MAX_MODELS = 64  # models whose keys are kept at once
 

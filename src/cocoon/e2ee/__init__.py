@@ -8,7 +8,7 @@ bills, but never reads a sealed prompt or answer.
 - :mod:`~cocoon.e2ee.stream`: the answer as ordered AEAD frames with an authenticated end marker.
 """
 
-from cocoon.e2ee.aad import routing_aad
+from cocoon.e2ee.aad import MAX_ENVELOPE_ID, STALE_PHRASE, routing_aad
 from cocoon.e2ee.errors import SealError
 from cocoon.e2ee.keys import KEY_ID_SIZE, RecipientKey, SealKeyPair
 from cocoon.e2ee.request import (
@@ -26,8 +26,10 @@ __all__ = [
     "KEY_ID_SIZE",
     "MAX_BODY_SIZE",
     "MAX_CHUNK_SIZE",
+    "MAX_ENVELOPE_ID",
     "MAX_RECIPIENTS",
     "PAD_TO",
+    "STALE_PHRASE",
     "AnswerOpener",
     "AnswerSealer",
     "OpenedRequest",

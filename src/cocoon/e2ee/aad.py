@@ -6,7 +6,10 @@ import json
 
 from cocoon.e2ee.errors import SealError
 
-__all__ = ["routing_aad"]
+__all__ = ["MAX_ENVELOPE_ID", "STALE_PHRASE", "routing_aad"]
+
+MAX_ENVELOPE_ID = 64  # characters of the envelope id the routing fields carry
+STALE_PHRASE = "e2ee keys"  # in every refusal that a fresh worker_keys answer may cure (contract 3)
 
 
 def routing_aad(endpoint: str, model: str, max_tokens: int | None, envelope_id: str) -> bytes:

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cocoon import net, wire
-from cocoon.e2ee import SealedRequest, SealError
+from cocoon.e2ee import KEY_ID_SIZE, MAX_ENVELOPE_ID, STALE_PHRASE, SealedRequest, SealError
+from cocoon.e2ee.suites import TAG_SIZE
 from cocoon.oai.capabilities import Capability, required_capabilities
 from cocoon.proxy import errors as perr
 from cocoon.proxy.metering import DEFAULT_AUDIT_POLICY, RelayTally
@@ -54,18 +55,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KEY_ID_BYTES = 16
+KEY_ID_BYTES = KEY_ID_SIZE
 MAX_CANDIDATES = 16  # key ids one request may name (a client seals for a few)
-MAX_ENVELOPE_ID = 64
 MAX_PARAM = 128  # a parameter's name in a refusal (e.g. messages[0].content[1].image_url)
 MAX_LISTED = 32  # certificates one worker_keys answer carries at most
 # A sealed frame is its plaintext plus a 6-byte header (version, kind, sequence) and the 16-byte AEAD
 # tag (frame 0 also carries a 16-byte salt, and every plaintext is padded to 64-byte blocks: both are
 # left in, so the bound is looser, never tighter).
-TAG_BYTES = 16
+TAG_BYTES = TAG_SIZE
 FRAME_OVERHEAD = 6 + TAG_BYTES
 CERTIFICATE_QUERY = "certificate"  # what a worker answers with its current RA-TLS certificate
-STALE_PHRASE = "e2ee keys"  # in every refusal that a fresh worker_keys answer may cure (contract 3)
 
 
 class BadSealedRequest(perr.ProxyError):

@@ -19,16 +19,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cocoon import wire
-from cocoon.e2ee import AnswerSealer, SealedRequest, SealError, SealKeyPair, open_request, routing_aad
+from cocoon.e2ee import (
+    MAX_ENVELOPE_ID,
+    STALE_PHRASE,
+    AnswerSealer,
+    SealedRequest,
+    SealError,
+    SealKeyPair,
+    open_request,
+    routing_aad,
+)
 from cocoon.node.receipt import ResponseDigest
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
 
 __all__ = ["STALE_PHRASE", "WITHHELD", "SealedAnswer", "SealedRefusal", "is_sealed", "open_sealed"]
 
-STALE_PHRASE = "e2ee keys"  # in refusals a fresh worker_keys answer may cure (contract 3)
 # An engine's error text may quote the prompt or the answer: a sealed request's errors go out without it.
 WITHHELD = "details withheld: the request is sealed"
-MAX_ENVELOPE_ID = 64
 
 FindKey = Callable[[bytes], SealKeyPair | None]
 
