@@ -155,8 +155,8 @@ def claimed_key_ids(attestation: object) -> frozenset[bytes]:
         key_id = entry.get("key_id") if isinstance(entry, Mapping) else None
         if isinstance(key_id, str):
             with contextlib.suppress(ValueError):
-                if len(bytes.fromhex(key_id)) == KEY_ID_BYTES:
-                    out.add(bytes.fromhex(key_id))
+                if len(raw_id := bytes.fromhex(key_id)) == KEY_ID_BYTES:
+                    out.add(raw_id)
     return frozenset(out)
 
 
