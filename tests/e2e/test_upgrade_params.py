@@ -7,8 +7,9 @@ answers are billed at the new price. No nanoTON is created or lost on the way.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cocoon.chain import (
     TON,
     KeyPair,
     LocalChain,
+    LocalNetworkHandles,
     Op,
     Wallet,
     WalletClient,
@@ -58,6 +60,29 @@ async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: 
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+@contextlib.asynccontextmanager
+async def _network(
+    tmp_path: Path, engine_factory: Callable[[int], ScriptedEngine]
+) -> AsyncIterator[LocalNetwork]:
+    """One worker and a client on the embedded chain, settling fast; stopped after."""
+    config = LocalNetworkConfig.ephemeral(
+        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
+    )
+    network = LocalNetwork(config, engine_factory=engine_factory)
+    await network.start()
+    try:
+        yield network
+    finally:
+        await network.stop()
+
+
+async def _change_price(handles: LocalNetworkHandles, price: int) -> None:
+    """The root's owner changes prices: a new params version."""
+    await send_root_op(
+        handles.owner, handles.root, Op.CHANGE_PRICE, price_per_token=price, worker_fee_per_token=NEW_FEE
+    )
+
+
 def _wallet(chain: LocalChain, key_file: Path) -> WalletClient:
     return WalletClient(chain, Wallet(KeyPair.from_seed(load_seed(key_file))))
 
@@ -91,12 +116,7 @@ async def _contract_when_linked(network: LocalNetwork) -> ClientAccount:
 
 
 async def test_a_params_change_moves_everyone_to_new_contracts_and_conserves_money(tmp_path: Path) -> None:
-    config = LocalNetworkConfig.ephemeral(
-        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
-    )
-    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=3)))
-    await network.start()
-    try:
+    async with _network(tmp_path, lambda _i: ScriptedEngine(Script(chunks=3))) as network:
         proxy, client, handles, chain = network.proxy, network.client, network.handles, network.chain
         assert proxy and client and handles and isinstance(chain, LocalChain) and proxy.chain_sync
         await _ask(network, 3)
@@ -112,13 +132,7 @@ async def test_a_params_change_moves_everyone_to_new_contracts_and_conserves_mon
         await handles.funded_wallet(old_sync.wallet_key, 2 * handles.config.params.min_proxy_stake + 10 * TON)
 
         # The root's owner changes prices: a new params version.
-        await send_root_op(
-            handles.owner,
-            handles.root,
-            Op.CHANGE_PRICE,
-            price_per_token=NEW_PRICE,
-            worker_fee_per_token=NEW_FEE,
-        )
+        await _change_price(handles, NEW_PRICE)
 
         async def moved() -> bool:
             return proxy.upgrade.moves == 1
@@ -188,17 +202,10 @@ async def test_a_params_change_moves_everyone_to_new_contracts_and_conserves_mon
             assert chain.total_balances() + chain.total_fees() == chain.minted
         finally:
             await again.stop()
-    finally:
-        await network.stop()
 
 
 async def test_a_params_change_while_the_proxy_was_stopped_moves_at_start(tmp_path: Path) -> None:
-    config = LocalNetworkConfig.ephemeral(
-        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
-    )
-    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=3)))
-    await network.start()
-    try:
+    async with _network(tmp_path, lambda _i: ScriptedEngine(Script(chunks=3))) as network:
         proxy, handles, chain = network.proxy, network.handles, network.chain
         assert proxy and handles and isinstance(chain, LocalChain) and proxy.chain_sync
         await _ask(network, 2)
@@ -208,13 +215,7 @@ async def test_a_params_change_while_the_proxy_was_stopped_moves_at_start(tmp_pa
         (old_worker,) = proxy.ledger.workers()
         await handles.funded_wallet(old_sync.wallet_key, 2 * handles.config.params.min_proxy_stake + 10 * TON)
         await proxy.stop()
-        await send_root_op(
-            handles.owner,
-            handles.root,
-            Op.CHANGE_PRICE,
-            price_per_token=NEW_PRICE,
-            worker_fee_per_token=NEW_FEE,
-        )
+        await _change_price(handles, NEW_PRICE)
         again = Proxy(proxy.config, chain=chain)  # started after the change: its store is the old contract's
         await again.start()
         try:
@@ -237,20 +238,13 @@ async def test_a_params_change_while_the_proxy_was_stopped_moves_at_start(tmp_pa
             assert chain.total_balances() + chain.total_fees() == chain.minted
         finally:
             await again.stop()
-    finally:
-        await network.stop()
 
 
 async def test_an_answer_running_during_the_change_finishes_and_is_charged_on_the_old_contract(
     tmp_path: Path,
 ) -> None:
-    config = LocalNetworkConfig.ephemeral(
-        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
-    )
     engine = ScriptedEngine(Script(chunks=20, delay=0.05))  # about a second per answer
-    network = LocalNetwork(config, engine_factory=lambda _i: engine)
-    await network.start()
-    try:
+    async with _network(tmp_path, lambda _i: engine) as network:
         proxy, handles = network.proxy, network.handles
         assert proxy and handles and proxy.chain_sync
         old_sync = proxy.chain_sync
@@ -262,13 +256,7 @@ async def test_an_answer_running_during_the_change_finishes_and_is_charged_on_th
                 return engine.stats.active == 1
 
             await _eventually(answering, "the answer to start")
-            await send_root_op(
-                handles.owner,
-                handles.root,
-                Op.CHANGE_PRICE,
-                price_per_token=NEW_PRICE,
-                worker_fee_per_token=NEW_FEE,
-            )
+            await _change_price(handles, NEW_PRICE)
 
             async def moving() -> bool:
                 return proxy.upgrade.moving
@@ -294,17 +282,10 @@ async def test_an_answer_running_during_the_change_finishes_and_is_charged_on_th
         # Its tokens were charged on the old contract with the final charge, then the rest refunded.
         assert client_sc.state == STATE_CLOSED and client_sc.tokens_used == old_client.tokens > 0
         assert old_client.requests == 1 and old_client.reserved_nano == 0
-    finally:
-        await network.stop()
 
 
 async def test_two_params_changes_in_a_row_close_both_old_contracts(tmp_path: Path) -> None:
-    config = LocalNetworkConfig.ephemeral(
-        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
-    )
-    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=2)))
-    await network.start()
-    try:
+    async with _network(tmp_path, lambda _i: ScriptedEngine(Script(chunks=2))) as network:
         proxy, client, handles, chain = network.proxy, network.client, network.handles, network.chain
         assert proxy and client and handles and isinstance(chain, LocalChain) and proxy.chain_sync
         await handles.funded_wallet(
@@ -315,13 +296,7 @@ async def test_two_params_changes_in_a_row_close_both_old_contracts(tmp_path: Pa
             await _ask(network, 1)
             assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
             contracts.append(proxy.chain_sync.proxy_address)
-            await send_root_op(
-                handles.owner,
-                handles.root,
-                Op.CHANGE_PRICE,
-                price_per_token=price,
-                worker_fee_per_token=NEW_FEE,
-            )
+            await _change_price(handles, price)
 
             async def moved(moves: int = moves) -> bool:
                 return proxy.upgrade.moves == moves and _linked_to(network, _text(proxy))
@@ -344,8 +319,6 @@ async def test_two_params_changes_in_a_row_close_both_old_contracts(tmp_path: Pa
             assert (await read_proxy_state(chain, contract)).state == STATE_CLOSED
         assert read_contracts(proxy.config.home)["closing"] == []
         assert chain.total_balances() + chain.total_fees() == chain.minted
-    finally:
-        await network.stop()
 
 
 def _text(proxy: Proxy) -> str:
@@ -354,12 +327,7 @@ def _text(proxy: Proxy) -> str:
 
 
 async def test_a_move_short_of_the_new_stake_waits_with_the_reason_then_completes(tmp_path: Path) -> None:
-    config = LocalNetworkConfig.ephemeral(
-        tmp_path, workers=1, chain=True, client_credit_nano=5 * TON, proxy_chain=SETTLE
-    )
-    network = LocalNetwork(config, engine_factory=lambda _i: ScriptedEngine(Script(chunks=2)))
-    await network.start()
-    try:
+    async with _network(tmp_path, lambda _i: ScriptedEngine(Script(chunks=2))) as network:
         proxy, handles, chain = network.proxy, network.handles, network.chain
         assert proxy and handles and isinstance(chain, LocalChain) and proxy.chain_sync
         await _ask(network, 1)
@@ -386,5 +354,3 @@ async def test_a_move_short_of_the_new_stake_waits_with_the_reason_then_complete
         assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
         assert (await read_proxy_state(chain, proxy.chain_sync.proxy_address)).stake == stake
         assert chain.total_balances() + chain.total_fees() == chain.minted
-    finally:
-        await network.stop()
