@@ -33,7 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cocoon.node.trustdocs import WORKER_STATS, sign_document
-from cocoon.proxy.selection import DEFAULT_POLICY, SelectionPolicy, WorkerRecord, WorkerRegistry
+from cocoon.proxy.selection import DEFAULT_POLICY, SelectionPolicy, WorkerRecord, WorkerRegistry, percentiles
 
 __all__ = ["SAMPLES", "ReputationBook", "TrackedRegistry", "WorkerBook", "signed_worker_stats"]
 
@@ -120,14 +120,7 @@ def _samples(value: object) -> list[object]:
 
 
 def _ms_percentiles(samples: deque[float]) -> dict[str, int]:
-    data = sorted(samples)
-    if not data:
-        return {}
-
-    def rank(p: float) -> int:  # nearest rank, like the registry's percentiles
-        return round(1000 * data[min(len(data) - 1, max(0, math.ceil(p * len(data)) - 1))])
-
-    return {"p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99)}
+    return {name: round(1000 * value) for name, value in percentiles(samples).items()}
 
 
 class ReputationBook:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -349,24 +349,23 @@ class _Histogram:
         return tuple(out)
 
 
-def _quantile(samples: Iterable[float], p: float) -> float | None:
-    """Nearest-rank quantile ``p`` of ``samples`` (None without any)."""
-    data = sorted(samples)
-    if not data:
-        return None
+def _rank(data: Sequence[float], p: float) -> float:
+    """Nearest-rank quantile ``p`` of sorted, non-empty ``data``."""
     return data[min(len(data) - 1, max(0, math.ceil(p * len(data)) - 1))]
 
 
-def _percentiles(samples: Iterable[float]) -> dict[str, float]:
+def _quantile(samples: Iterable[float], p: float) -> float | None:
+    """Nearest-rank quantile ``p`` of ``samples`` (None without any)."""
+    data = sorted(samples)
+    return _rank(data, p) if data else None
+
+
+def percentiles(samples: Iterable[float]) -> dict[str, float]:
+    """Nearest-rank p50/p90/p99 of ``samples`` (empty without any)."""
     data = sorted(samples)
     if not data:
         return {}
-
-    def q(p: float) -> float:
-        # nearest-rank
-        return data[min(len(data) - 1, max(0, math.ceil(p * len(data)) - 1))]
-
-    return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99)}
+    return {"p50": _rank(data, 0.50), "p90": _rank(data, 0.90), "p99": _rank(data, 0.99)}
 
 
 def worker_market_json(rec: WorkerRecord, st: WorkerStats) -> dict[str, Any]:
@@ -840,8 +839,8 @@ class WorkerRegistry:
             requests_failed=sum(x.total_failed for x in lives),
             tokens=sum(x.total_tokens for x in lives),
             usage_mismatches=sum(x.mismatches for x in lives),
-            ttft_percentiles=_percentiles(self._ttft_samples),
-            duration_percentiles=_percentiles(self._duration_samples),
+            ttft_percentiles=percentiles(self._ttft_samples),
+            duration_percentiles=percentiles(self._duration_samples),
             ttft_buckets=self._ttft_hist.cumulative(),
             ttft_sum=self._ttft_hist.total,
             ttft_count=self._ttft_hist.n,
