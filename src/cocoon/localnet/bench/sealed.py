@@ -73,16 +73,9 @@ def _row(level: int, by_mode: dict[str, list[LoadResult]]) -> dict[str, Any]:
             "rps": _median(results, "rps"),
         }
     sealed, plain = row["sealed"], row["plain"]
-    row["added_ttfb_p50_ms"] = round(sealed["ttfb_p50_ms"] - plain["ttfb_p50_ms"], 3)
-    row["ttfb_ratio"] = (
-        round(sealed["ttfb_p50_ms"] / plain["ttfb_p50_ms"], 3) if plain["ttfb_p50_ms"] else None
-    )
-    row["added_cpu_ms_per_request"] = round(sealed["cpu_ms_per_request"] - plain["cpu_ms_per_request"], 3)
-    row["cpu_ratio"] = (
-        round(sealed["cpu_ms_per_request"] / plain["cpu_ms_per_request"], 3)
-        if plain["cpu_ms_per_request"]
-        else None
-    )
+    for key, name in (("ttfb_p50_ms", "ttfb"), ("cpu_ms_per_request", "cpu")):
+        row[f"added_{key}"] = round(sealed[key] - plain[key], 3)
+        row[f"{name}_ratio"] = round(sealed[key] / plain[key], 3) if plain[key] else None
     return row
 
 
