@@ -3,9 +3,13 @@ Bad input is refused before anything is sent; what is sent shows up on chain."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -28,12 +32,38 @@ def ok(home: Path, *args: str) -> dict:
     return json.loads(result.output)
 
 
-def tx_count(home: Path) -> int:
-    chain = LocalChain(home / "chain" / "local.sqlite")
+@contextlib.contextmanager
+def local_chain(path: Path) -> Iterator[LocalChain]:
+    chain = LocalChain(path)
     try:
-        return chain.transaction_count()
+        yield chain
     finally:
         chain.close()
+
+
+def tx_count(home: Path) -> int:
+    with local_chain(home / "chain" / "local.sqlite") as chain:
+        return chain.transaction_count()
+
+
+def worker_owner(home: Path, tmp_path: Path) -> tuple[Any, Path]:
+    """A new worker owner (its wallet seed in the worker's home) and a worker.toml naming the local
+    chain and root."""
+    root = ok(home, "root", "show")["address"]
+    key = KeyPair.generate()
+    owner = Wallet(key).address
+    worker_home = tmp_path / "worker"
+    worker_home.mkdir()
+    key_file = worker_home / "wallet.key"
+    key_file.write_text(key.seed.hex())
+    os.chmod(key_file, 0o600)
+    toml = tmp_path / "worker.toml"
+    toml.write_text(
+        f'[worker]\nhome = "{worker_home}"\nowner_address = "{owner.to_str()}"\n'
+        f'[worker.root]\nkind = "embedded"\nlocal_path = "{home / "chain" / "local.sqlite"}"\n'
+        f'root_address = "{root}"\n'
+    )
+    return owner, toml
 
 
 def refused(home: Path, *args: str) -> str:
@@ -126,22 +156,8 @@ def test_upgrade_code_checks_files_and_the_migration(home: Path, tmp_path: Path)
 
 
 def test_worker_stake_from_the_owner_wallet(home: Path, tmp_path: Path) -> None:
-    import asyncio
-
-    root = ok(home, "root", "show")["address"]
-    key = KeyPair.generate()
-    owner = Wallet(key).address
-    worker_home = tmp_path / "worker"
-    worker_home.mkdir()
-    key_file = worker_home / "wallet.key"
-    key_file.write_text(key.seed.hex())
-    os.chmod(key_file, 0o600)
+    owner, toml = worker_owner(home, tmp_path)
     chain_path = home / "chain" / "local.sqlite"
-    toml = tmp_path / "worker.toml"
-    toml.write_text(
-        f'[worker]\nhome = "{worker_home}"\nowner_address = "{owner.to_str()}"\n'
-        f'[worker.root]\nkind = "embedded"\nlocal_path = "{chain_path}"\nroot_address = "{root}"\n'
-    )
     proxy_key = KeyPair.generate().public.hex()
     proxy_sc = "0:" + "77" * 32
     cmd = [
@@ -158,23 +174,18 @@ def test_worker_stake_from_the_owner_wallet(home: Path, tmp_path: Path) -> None:
     ]
     poor = runner.invoke(app, cmd)
     assert poor.exit_code == 1 and "holds less than" in poor.output
-    chain = LocalChain(chain_path)
-    try:
+    with local_chain(chain_path) as chain:
         asyncio.run(chain.faucet(owner, 10 * net.TON))
-    finally:
-        chain.close()
     result = runner.invoke(app, cmd)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert rows["stake_nano"] == 3 * net.TON and rows["may_serve"] is True  # 2 TON needed (set above)
-    chain = LocalChain(chain_path)
-    try:
+    root = ok(home, "root", "show")["address"]
+    with local_chain(chain_path) as chain:
         cfg = asyncio.run(net.fetch_root_config(chain, parse_address(root)))
         wc = worker_contract(owner, parse_address(proxy_sc), bytes.fromhex(proxy_key), cfg.params)
         assert rows["contract"] == wc.address.to_str()
         assert parse_worker_state(chain._state_of(wc.address).data).stake == 3 * net.TON
-    finally:
-        chain.close()
     bad = runner.invoke(app, [*cmd[:6], "--proxy-key", "abcd", "--config", str(toml)])
     assert bad.exit_code == 1 and "64 hex digits" in bad.output
 
@@ -190,21 +201,8 @@ def test_history_names_the_market_changes(home: Path) -> None:
 
 
 def test_worker_unstake_gives_notice_then_takes_the_stake_back(home: Path, tmp_path: Path) -> None:
-    import asyncio
-
-    root = ok(home, "root", "show")["address"]
-    key = KeyPair.generate()
-    owner = Wallet(key).address
-    (tmp_path / "w").mkdir()
-    key_file = tmp_path / "w" / "wallet.key"
-    key_file.write_text(key.seed.hex())
-    os.chmod(key_file, 0o600)
+    owner, toml = worker_owner(home, tmp_path)
     chain_path = home / "chain" / "local.sqlite"
-    toml = tmp_path / "worker.toml"
-    toml.write_text(
-        f'[worker]\nhome = "{tmp_path / "w"}"\nowner_address = "{owner.to_str()}"\n'
-        f'[worker.root]\nkind = "embedded"\nlocal_path = "{chain_path}"\nroot_address = "{root}"\n'
-    )
     target = [
         "--proxy-sc",
         "0:" + "78" * 32,
@@ -216,11 +214,8 @@ def test_worker_unstake_gives_notice_then_takes_the_stake_back(home: Path, tmp_p
     unstake = ["--json", "worker", "unstake", *target]
     nothing = runner.invoke(app, unstake)
     assert nothing.exit_code == 1 and "nothing staked" in nothing.output
-    chain = LocalChain(chain_path)
-    try:
+    with local_chain(chain_path) as chain:
         asyncio.run(chain.faucet(owner, 10 * net.TON))
-    finally:
-        chain.close()
     assert runner.invoke(app, ["--json", "worker", "stake", "2", *target]).exit_code == 0
     notice = runner.invoke(app, unstake)
     assert notice.exit_code == 0, notice.output
@@ -228,19 +223,13 @@ def test_worker_unstake_gives_notice_then_takes_the_stake_back(home: Path, tmp_p
     assert rows["state"] == "closing" and rows["stake_nano"] == 2 * net.TON and rows["may_serve"] is False
     early = runner.invoke(app, unstake)
     assert early.exit_code == 1 and "the notice runs" in early.output
-    chain = LocalChain(chain_path)
-    try:  # past the notice
+    with local_chain(chain_path) as chain:  # past the notice
         chain.advance(max(0, rows["unlock_ts"] + 1 - chain.now_sync()))
         before = chain._state_of(owner).balance
-    finally:
-        chain.close()
     done = runner.invoke(app, unstake)
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["state"] == "closed" and json.loads(done.output)["stake_nano"] == 0
-    chain = LocalChain(chain_path)
-    try:
+    with local_chain(chain_path) as chain:
         assert 2 * net.TON - 50_000_000 < chain._state_of(owner).balance - before <= 2 * net.TON
-    finally:
-        chain.close()
     again = runner.invoke(app, unstake)
     assert again.exit_code == 1 and "closed already" in again.output
