@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from cocoon.chain._ton import Address, Builder, Cell, begin_cell
+from cocoon.chain._ton import Address, Cell, begin_cell
 from cocoon.chain.api import TxRecord
 from cocoon.chain.errors import MessageError, SignatureError
 from cocoon.chain.market import Collateral
-from cocoon.chain.messages import STATE_ACTIVE, Op, WorkerState
+from cocoon.chain.messages import STATE_ACTIVE, Op, WorkerState, _head
 from cocoon.chain.network import OP_VALUE, Deployable, ensure_success
 from cocoon.chain.wallet import KeyPair, WalletClient
 
@@ -63,12 +63,6 @@ RECEIPT_TAG = 0x9A3E71C8
 # A claim travels worker → proxy contract → root → proxy contract → worker: five transactions' gas.
 SLASH_CLAIM_VALUE = OP_VALUE
 _U64 = (1 << 64) - 1
-
-
-def _head(op: Op, query_id: int) -> Builder:
-    if not 0 <= query_id <= _U64:
-        raise MessageError("query_id must fit in 64 bits")
-    return begin_cell().store_uint(int(op), 32).store_uint(query_id, 64)
 
 
 def stake_worker_body(amount: int, *, excess: Address | None, query_id: int = 0) -> Cell:
