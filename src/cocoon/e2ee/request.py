@@ -169,10 +169,11 @@ def seal_request(body: bytes, recipients: Sequence[RecipientKey], *, aad: bytes)
     return SealedRequest(wraps, commitment, ciphertext, content_key)
 
 
-def open_request(data: bytes, keypair: SealKeyPair, *, aad: bytes) -> OpenedRequest:
-    """Open a request sealed to ``keypair``; :class:`SealError` if it is not, or anything changed."""
+def open_request(data: bytes | SealedRequest, keypair: SealKeyPair, *, aad: bytes) -> OpenedRequest:
+    """Open a request sealed to ``keypair`` (its bytes, or as already parsed); :class:`SealError` if
+    it is not, or anything changed."""
     _check_aad(aad)
-    sealed = SealedRequest.from_bytes(data)
+    sealed = data if isinstance(data, SealedRequest) else SealedRequest.from_bytes(data)
     entry = next((r for r in sealed.recipients if r.key_id == keypair.key_id), None)
     if entry is None:
         raise SealError(f"the request is not sealed to key {keypair.key_id.hex()}")

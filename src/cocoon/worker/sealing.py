@@ -212,7 +212,7 @@ def open_sealed(request: wire.Request, find: FindKey) -> SealedAnswer:
         )
     aad = routing_aad(request.endpoint, request.model, request.max_tokens, envelope_id)
     try:
-        opened = open_request(request.body, keypair, aad=aad)
+        opened = open_request(sealed, keypair, aad=aad)  # parsed once, above
     except SealError as exc:
         # Tampered with, or a routing field changed on the way: never served.
         raise SealedRefusal(wire.ErrorCode.BAD_REQUEST, f"the sealed request does not open: {exc}") from exc
