@@ -73,10 +73,10 @@ def cli_errors() -> Iterator[None]:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    import asyncio
+    from cocoon.core import eventloop
 
     with cli_errors():
-        return asyncio.run(coro)
+        return eventloop.run(coro)
 
 
 class _Node(Protocol):

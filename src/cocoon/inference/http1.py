@@ -20,6 +20,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -68,8 +69,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -302,7 +302,7 @@ class UpstreamPool:
         tls = self._tls_context() if self._tls else None
         try:
             async with asyncio.timeout(self.timeouts.connect):
-                _, conn = await loop.create_connection(
+                transport, conn = await loop.create_connection(
                     _Connection,
                     self._host,
                     self._port,
@@ -314,6 +314,7 @@ class UpstreamPool:
             raise EngineTimeout(f"connecting to {self._host}:{self._port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:
             raise EngineUnavailable(f"upstream {self._host}:{self._port} unreachable: {exc}") from exc
+        conn.transport = transport  # uvloop calls connection_made only on the next loop turn
         return conn
 
     def _tls_context(self) -> ssl.SSLContext:

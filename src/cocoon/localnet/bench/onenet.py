@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from cocoon.core import eventloop
 from cocoon.localnet.bench.upstream import publish_url
 from cocoon.localnet.network import LocalNetwork, LocalNetworkConfig
 from cocoon.worker import EngineSettings
@@ -37,6 +38,6 @@ async def serve_one_process_network(url_file: Path, upstream_url: str, home: Pat
 if __name__ == "__main__":
     if len(sys.argv) != 5 or not sys.argv[4].isdigit():
         sys.exit("usage: python -m cocoon.localnet.bench.onenet URL_FILE UPSTREAM_URL HOME MAX_ACTIVE")
-    asyncio.run(
+    eventloop.run(
         serve_one_process_network(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
     )
