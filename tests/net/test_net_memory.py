@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 
 from cocoon import net, wire
-from cocoon.net.transport import TlsTransport
+from cocoon.net.tls import TlsLink
 
 from .helpers import Link, Node, collect, open_link, stream_args
 
 
-def _tls_protocol(conn: net.NodeConnection) -> asyncio.sslproto.SSLProtocol:
+def _tls(conn: net.NodeConnection) -> TlsLink:
     transport = conn._transport
-    assert isinstance(transport, TlsTransport)
-    protocol = transport._writer.transport._ssl_protocol  # type: ignore[attr-defined]
-    assert isinstance(protocol, asyncio.sslproto.SSLProtocol)
-    return protocol
+    assert isinstance(transport, TlsLink)
+    return transport
 
 
 async def test_links_share_one_tls_read_buffer_and_big_answers_still_arrive_whole(
@@ -25,7 +22,7 @@ async def test_links_share_one_tls_read_buffer_and_big_answers_still_arrive_whol
     links = [await open_link(proxy_node, worker_node) for _ in range(2)]
     try:
         ends = [lk.client for lk in links] + [await lk.server_side() for lk in links]
-        buffers = {id(_tls_protocol(conn)._ssl_buffer) for conn in ends}
+        buffers = {id(_tls(conn).get_buffer(-1).obj) for conn in ends}
         assert len(buffers) == 1  # four ends, one buffer
         # Two links reading big answers at once through the shared buffer: nothing mixes.
         streams = [await lk.client.open_stream(**stream_args("/big", body=b"900")) for lk in links]

@@ -13,7 +13,7 @@ from cocoon import wire
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
 from cocoon.net.connection import Handler, NodeConnection, Verifier, establish, refusal_reason
 from cocoon.net.errors import HandshakeRefused, LinkClosed, NetError, map_exceptions
-from cocoon.net.transport import READ_SIZE, TlsTransport
+from cocoon.net.tls import tls_connect
 
 __all__ = ["Connect", "Dialer", "dial"]
 
@@ -39,15 +39,9 @@ async def dial(
     """
     with map_exceptions(connecting=True):
         async with asyncio.timeout(config.connect_timeout):
-            reader, writer = await asyncio.open_connection(
-                host,
-                port,
-                ssl=ssl_context,
-                ssl_handshake_timeout=config.connect_timeout,
-                limit=READ_SIZE * 4,
-            )
+            link = await tls_connect(host, port, ssl_context)
     conn = await establish(
-        TlsTransport(reader, writer),
+        link,
         dialer=True,
         role=role,
         info=info,

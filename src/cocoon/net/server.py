@@ -21,7 +21,7 @@ from cocoon import wire
 from cocoon.net.config import DEFAULT_CONFIG, NetConfig
 from cocoon.net.connection import Handler, NodeConnection, Verifier, establish
 from cocoon.net.errors import LinkClosed, NetError, map_exceptions
-from cocoon.net.transport import READ_SIZE, TlsTransport
+from cocoon.net.tls import TlsLink, tls_accept
 
 __all__ = ["ACCEPT_RETRY_DELAY", "Server", "serve"]
 
@@ -130,22 +130,12 @@ class Server:
                 tg.create_task(self._serve_one(sock))
 
     async def _serve_one(self, sock: socket.socket) -> None:
-        transport: TlsTransport | None = None
+        transport: TlsLink | None = None
         conn: NodeConnection | None = None
         try:
-            loop = asyncio.get_running_loop()
             with map_exceptions(connecting=True):
                 async with asyncio.timeout(self.config.handshake_timeout):
-                    reader = asyncio.StreamReader(limit=READ_SIZE * 4)
-                    protocol = asyncio.StreamReaderProtocol(reader)
-                    tls, _ = await loop.connect_accepted_socket(
-                        lambda: protocol,
-                        sock,
-                        ssl=self._ssl,
-                        ssl_handshake_timeout=self.config.handshake_timeout,
-                    )
-                    writer = asyncio.StreamWriter(tls, protocol, reader, loop)
-            transport = TlsTransport(reader, writer)
+                    transport = await tls_accept(sock, self._ssl)
             conn = await establish(
                 transport,
                 dialer=False,
