@@ -21,7 +21,7 @@ from cocoon import wire
 from cocoon.net.config import NetConfig
 from cocoon.net.errors import ConnectionLost, NetError, StreamCancelled
 from cocoon.net.peer import PeerInfo
-from cocoon.wire.messages import MAX_TEXT
+from cocoon.wire.messages import MAX_TEXT, trusted_chunk
 from cocoon.wire.state import StreamRole, stream_transition
 
 __all__ = ["IncomingStream", "OutgoingStream", "ResponseEvent", "StreamLink"]
@@ -187,6 +187,9 @@ class IncomingStream:
     async def send_chunk(self, data: bytes) -> None:
         """Send body bytes; large data is split so no frame exceeds the limit."""
         size = self._conn.config.chunk_size
+        if len(data) <= size:  # one frame: our own stream id and bytes need no re-validation
+            await self._send(trusted_chunk(self.stream_id, data if type(data) is bytes else bytes(data)))
+            return
         view = memoryview(data)
         for start in range(0, max(len(view), 1), size):
             await self._send(

@@ -155,16 +155,25 @@ _LAYOUT: dict[type[Any], tuple[_Field, ...]] = {
 _BY_CODE: dict[int, type[Any]] = {code: cls for cls, code in TYPE_CODES.items()}
 
 
+# One Packer for every call (packb builds one per call). It never calls back into Python (no
+# ``default``), so it holds the GIL throughout, and it resets its buffer when packing fails.
+_pack = msgpack.Packer(use_bin_type=True).pack
+_CHUNK = TYPE_CODES[m.ResponseChunk]
+
+
 def encode_payload(msg: m.Message) -> bytes:
     """The msgpack payload of one message (no frame header)."""
     cls = type(msg)
+    if cls is m.ResponseChunk:  # the one message sent per streamed event
+        return _pack([_CHUNK, msg.stream_id, msg.data])  # type: ignore[union-attr]
     code = TYPE_CODES.get(cls)
     if code is None:
         raise LocalProtocolError(f"{cls.__name__} is not a wire message")
     raw: list[Any] = [code]
     for name, _, to_raw in _LAYOUT[cls]:
         raw.append(to_raw(getattr(msg, name)))
-    return msgpack.packb(raw, use_bin_type=True)
+    payload: bytes = _pack(raw)
+    return payload
 
 
 def encode_frame(msg: m.Message) -> bytes:
@@ -177,7 +186,7 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise LocalProtocolError(f"msgpack extension type {code} is not allowed")
 
 
-def decode_payload(payload: bytes) -> m.Message:
+def decode_payload(payload: bytes | bytearray) -> m.Message:
     """Parse one payload; raises LocalProtocolError (only) if it is not exactly one valid message."""
     try:
         raw = msgpack.unpackb(
@@ -194,6 +203,12 @@ def decode_payload(payload: bytes) -> m.Message:
         raise LocalProtocolError(f"undecodable payload: {type(exc).__name__}: {exc}") from exc
     if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
         raise LocalProtocolError("payload must be an array starting with an integer type code")
+    if raw[0] == _CHUNK and len(raw) == 3:
+        # The per-event message, checked inline (the same rules as its constructor); anything
+        # unusual takes the general path below, which says what is wrong.
+        stream_id, data = raw[1], raw[2]
+        if type(stream_id) is int and 1 <= stream_id <= m.MAX_STREAM_ID and type(data) is bytes:
+            return m.trusted_chunk(stream_id, data)
     cls = _BY_CODE.get(raw[0])
     if cls is None:
         raise LocalProtocolError(f"unknown message type code {raw[0]}")
@@ -232,8 +247,8 @@ class FrameBuffer:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
-    def next_payload(self) -> bytes | None:
-        """The next complete payload, or None if more bytes are needed."""
+    def next_payload(self) -> bytearray | None:
+        """The next complete payload (a copy), or None if more bytes are needed."""
         available = len(self._buf) - self._pos
         if available < FRAME_HEADER.size:
             self._compact()
@@ -247,7 +262,7 @@ class FrameBuffer:
         if end > len(self._buf):
             self._compact()
             return None
-        payload = bytes(self._buf[self._pos + FRAME_HEADER.size : end])
+        payload = self._buf[self._pos + FRAME_HEADER.size : end]  # a slice is a copy: one is enough
         self._pos = end
         if self._pos == len(self._buf):
             self._buf.clear()

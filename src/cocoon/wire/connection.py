@@ -251,6 +251,13 @@ class Connection:
     def _process(self, side: Side, msg: Any) -> bool:
         """Apply ``msg`` sent by ``side``; True to deliver it, False to drop it silently."""
         msg_type = type(msg)
+        if (
+            msg_type is m.ResponseChunk
+            and self._streams.get(msg.stream_id) is StreamState.STREAMING
+            and _opener_of(msg.stream_id) is not side
+            and self._machine.states[side] is SideState.OPEN
+        ):
+            return True  # a chunk from the responder of a streaming stream changes no state
         if msg_type in _STREAM_TYPES:
             drop = self._check_stream(side, msg)
             if drop:
