@@ -14,13 +14,16 @@ from typing import Any
 
 import pytest
 
+from cocoon.inference import Endpoint, Script
 from cocoon.localnet.bench import compare
 from cocoon.localnet.bench.nginx import HOP_NAMES, Hop, find_nginx, render_config
 from cocoon.localnet.bench.pki import write_tls_files
 from cocoon.localnet.bench.processes import BenchSetupError, Child, wait_for
-from cocoon.localnet.bench.procstat import cpu_seconds_since, cpu_snapshot
-from cocoon.localnet.bench.report import COLUMNS, comparison_rows
+from cocoon.localnet.bench.procstat import cpu_seconds_by_process, cpu_seconds_since, cpu_snapshot
+from cocoon.localnet.bench.report import COLUMNS, TARGET_COLUMNS, comparison_rows, target_rows
+from cocoon.localnet.bench.targets import GOALS, judge
 from cocoon.localnet.bench.tiers import toml_section
+from cocoon.localnet.bench.upstream import EVENTS_FIELD, events_handler
 
 REQUESTS = 20
 
@@ -48,9 +51,44 @@ def test_cocoon_tiers_measured_against_direct(report: dict[str, Any]) -> None:
     assert direct["rps"] > 0 and direct["ttfb_p50_ms"] > 0 and direct["errors"] == 0
     for layout in compare.LAYOUTS:
         _check_path(row["paths"][f"cocoon-{layout}"], direct)
+    _check_path(row["paths"][compare.PLAIN], direct)
+    assert row["paths"]["cocoon-separate"]["sealing"].startswith("sealed end to end")
+    assert row["paths"][compare.PLAIN]["sealing"].endswith("(e2ee off)")
     table = comparison_rows(report)
-    assert [r[:2] for r in table] == [["1", "process each"], ["1", "one process"]]
+    assert [r[:2] for r in table] == [
+        ["1", "process each"],
+        ["1", "one process"],
+        ["1", "process each, e2ee off"],
+    ]
     assert all(len(r) == len(COLUMNS) for r in table)
+
+
+@pytest.mark.slow
+def test_each_tier_split_into_fixed_and_per_event_cost_in_the_same_run(report: dict[str, Any]) -> None:
+    (row,) = report["rows"]
+    tiers = row["tiers"]
+    assert tiers["events"] == [compare.FEW_EVENTS, report["events_per_answer"]]
+    for tier in compare.TIERS:
+        few, many = (tiers[tier]["cpu_ms_per_request"][str(n)] for n in tiers["events"])
+        assert few > 0 and many > 0  # each tier's own process spent CPU on both counts
+        slope = (many - few) / (tiers["events"][1] - tiers["events"][0])
+        assert tiers[tier]["per_event_us"] == pytest.approx(slope * 1000, abs=0.1)
+        assert tiers[tier]["fixed_ms"] == pytest.approx(few - compare.FEW_EVENTS * slope, abs=0.002)
+    total = sum(tiers[t]["fixed_ms"] for t in compare.TIERS)
+    assert tiers["fixed_ms_all_hops"] == pytest.approx(total, abs=0.002)
+
+
+@pytest.mark.slow
+def test_memory_and_every_target_reported_with_its_goal(report: dict[str, Any]) -> None:
+    memory = report["memory"]
+    assert memory["idle_link"]["links"] == compare.IDLE_LINKS
+    assert memory["idle_link"]["per_link_kib"] > 0  # a link holds something at both ends
+    assert set(memory["rss_idle_kib"]) == set(compare.TIERS) and all(memory["rss_idle_kib"].values())
+    keys = {t["key"] for t in report["targets"]}
+    expected = set(GOALS) - ({"cpu_vs_nginx", "ttfb_p99_vs_nginx"} if report["nginx"] is None else set())
+    assert expected <= keys
+    rows = target_rows(report)
+    assert all(len(r) == len(TARGET_COLUMNS) and r[-1] in ("met", "NOT met", "n/a") for r in rows)
 
 
 @pytest.mark.slow
@@ -126,6 +164,70 @@ def test_cpu_seconds_count_this_process_and_its_live_threads() -> None:
         release.set()
         thread.join()
     assert cpu_snapshot([2**22 + 12345]) == {}  # no such process: nothing, not an error
+
+
+def test_cpu_by_process_splits_a_snapshot_pair_by_process() -> None:
+    before = {(1, 1): 10, (1, 2): 5, (2, 2): 0}
+    after = {(1, 1): 30, (1, 2): 5, (1, 3): 7, (2, 2): 1_000_000_000}
+    assert cpu_seconds_by_process(before, after) == {1: 27e-9, 2: 1.0}
+
+
+def test_the_fake_upstream_takes_the_event_count_from_the_request() -> None:
+    handler = events_handler(Script(chunks=50, chunk_bytes=128))
+    assert handler(Endpoint.CHAT, {}).chunks == 50
+    assert handler(Endpoint.CHAT, {EVENTS_FIELD: 5}).chunks == 5
+    assert handler(Endpoint.CHAT, {EVENTS_FIELD: 5}) is handler(Endpoint.CHAT, {EVENTS_FIELD: 5})
+    assert handler(Endpoint.CHAT, {EVENTS_FIELD: 5}).chunk_bytes == 128
+    for nonsense in (-1, "5", True, 10**9):  # not a count: the default shape
+        assert handler(Endpoint.CHAT, {EVENTS_FIELD: nonsense}).chunks == 50
+
+
+def _judged_path(rps_ratio: float, added: float, errors: int = 0) -> dict[str, Any]:
+    return {"rps_ratio": rps_ratio, "added_ttfb_p50_ms": added, "errors": errors}
+
+
+def test_targets_are_judged_against_the_issue_goals() -> None:
+    tier = {"fixed_ms": 0.9, "per_event_us": 12.0, "cpu_ms_per_request": {}}
+    row = {
+        "concurrency": 1,
+        "paths": {
+            "cocoon-separate": _judged_path(0.6, 1.5),
+            "cocoon-one": _judged_path(0.4, 2.5, errors=1),
+            "nginx-separate": _judged_path(0.9, 0.3),
+        },
+        "ours_vs_nginx": {"separate": {"cpu_ratio": 2.5, "ttfb_p99_ratio": 2.5}},
+        "tiers": {
+            "events": [5, 50],
+            "client": tier,
+            "proxy": tier,
+            "worker": {**tier, "per_event_us": 25.0},
+            "fixed_ms_all_hops": 2.7,
+        },
+    }
+    memory = {
+        "idle_link": {"links": 10, "proxy_kib": 20.0, "dialer_kib": 30.0, "per_link_kib": 50.0},
+        "rss_idle_total_kib": 100 * 1024,
+        "rss_after_load_total_kib": 120 * 1024,
+    }
+    targets = judge({"rows": [row], "events_per_answer": 50, "memory": memory})
+
+    def met(key: str, where: str) -> bool | None:
+        (verdict,) = [t["met"] for t in targets if t["key"] == key and where in t["where"]]
+        assert verdict is None or isinstance(verdict, bool)
+        return verdict
+
+    assert met("cpu_vs_nginx", "process each") is True
+    assert met("cpu_vs_nginx", "one process") is None  # no nginx beside it: cannot tell
+    assert met("per_event_us", "client") is True
+    assert met("per_event_us", "worker") is False
+    assert met("fixed_ms", "0.9 + 0.9 + 0.9") is True
+    assert met("rps_vs_direct", "process each") is True
+    assert met("rps_vs_direct", "one process") is False
+    assert met("added_ttfb_ms", "process each") is True
+    assert met("failures", "c=1") is False
+    assert met("ttfb_p99_vs_nginx", "process each (issue: c=128, 500)") is False
+    assert met("idle_link_kib", "proxy 20 + dialer 30 KiB") is True
+    assert met("rss_after_load", "100.0 → 120.0 MiB") is False  # 20 MiB over idle
 
 
 def test_node_config_is_valid_toml_with_nested_tables() -> None:

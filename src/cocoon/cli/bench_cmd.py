@@ -109,7 +109,7 @@ def _gateway_vs_nginx(
 ) -> dict[str, Any]:
     """Every tier in its own process, and all in one, against nginx on the same upstream."""
     from cocoon.localnet.bench.compare import bench_compare
-    from cocoon.localnet.bench.report import COLUMNS, NOTE, comparison_rows
+    from cocoon.localnet.bench.report import COLUMNS, NOTE, TARGET_COLUMNS, comparison_rows, target_rows
 
     result = _in_scratch_home(
         lambda home, progress: bench_compare(
@@ -132,6 +132,13 @@ def _gateway_vs_nginx(
         table.add_row(*row)
     console.print(table)
     console.print(result["nginx_skipped"] or f"[dim]nginx: {result['nginx']}; {NOTE}[/]")
+    targets = Table(title="issue 15 targets, measured in this run")
+    for column in TARGET_COLUMNS:
+        targets.add_column(column, justify="left" if column in ("issue 15 target", "where") else "right")
+    for cells in target_rows(result):
+        style = {"met": "green", "NOT met": "red"}.get(cells[-1], "dim")
+        targets.add_row(*cells[:-1], f"[{style}]{cells[-1]}[/]")
+    console.print(targets)
     return result
 
 

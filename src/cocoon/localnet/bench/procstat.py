@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["CpuSnapshot", "cpu_seconds_since", "cpu_snapshot"]
+__all__ = ["CpuSnapshot", "cpu_seconds_by_process", "cpu_seconds_since", "cpu_snapshot"]
 
 _PROC = Path("/proc")
 _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -66,3 +66,11 @@ def cpu_seconds_since(before: CpuSnapshot, pids: Iterable[int]) -> float:
     """CPU seconds ``pids`` (threads and descendants included) spent since the ``before`` snapshot."""
     after = cpu_snapshot(pids)
     return sum(ns - before.get(key, 0) for key, ns in after.items()) / 1e9
+
+
+def cpu_seconds_by_process(before: CpuSnapshot, after: CpuSnapshot) -> dict[int, float]:
+    """CPU seconds each process (its own threads, not its children's) spent between two snapshots."""
+    spent: dict[int, float] = {}
+    for (pid, tid), ns in after.items():
+        spent[pid] = spent.get(pid, 0.0) + (ns - before.get((pid, tid), 0)) / 1e9
+    return spent

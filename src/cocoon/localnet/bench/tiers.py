@@ -50,15 +50,24 @@ class CocoonChain:
     """client → proxy → worker in front of ``upstream_url``, in the given layout, under ``root``."""
 
     def __init__(
-        self, root: Path, upstream_url: str, layout: Layout, *, max_active: int, upstream_ready: asyncio.Event
+        self,
+        root: Path,
+        upstream_url: str,
+        layout: Layout,
+        *,
+        max_active: int,
+        upstream_ready: asyncio.Event,
+        e2ee: str = "auto",
     ) -> None:
         self.root = root
+        self.e2ee = e2ee  # the client's mode: "auto" seals every request for the worker; "off" not
         self.upstream_url = upstream_url
         self.upstream_ready = upstream_ready  # a worker checks its upstream at start: launched after
         self.layout = layout
         self.max_active = max_active
         self.children: list[Child] = []
         self.base_url = ""  # the client's OpenAI base URL, once started
+        self.proxy_client_port = 0  # where clients dial the proxy (separate layout), once started
 
     @property
     def url(self) -> str:
@@ -68,9 +77,22 @@ class CocoonChain:
     def pids(self) -> list[int]:
         return [child.pid for child in self.children]
 
+    @property
+    def tier_pids(self) -> dict[str, int]:
+        """Each tier's process (``client``, ``proxy``, ``worker``); empty in the one-process layout."""
+        if self.layout == "one":
+            return {}
+        return {child.name.removeprefix("cocoon-"): child.pid for child in self.children}
+
+    @property
+    def sim_home(self) -> Path:
+        return self.root / "sim"
+
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.layout == "one":
+            if self.e2ee != "auto":
+                raise ValueError("the one-process layout runs the client's default e2ee only")
             await self._start_one()
         else:
             await self._start_separate()
@@ -92,7 +114,7 @@ class CocoonChain:
         self.base_url = url_file.read_text().strip()
 
     def _node(self, role: str, values: dict[str, Any]) -> Child:
-        sim = {"backend": "sim", "peer_policy": "sim", "sim_home": str(self.root / "sim")}
+        sim = {"backend": "sim", "peer_policy": "sim", "sim_home": str(self.sim_home)}
         config = self.root / f"{role}.toml"
         config.write_text(toml_section(role, {"home": str(self.root / role), **values, "tee": sim}))
         argv = [sys.executable, "-m", "cocoon.cli.main", role, "--config", str(config)]
@@ -101,7 +123,7 @@ class CocoonChain:
         return child
 
     async def _start_separate(self) -> None:
-        tee.sim_platform(self.root / "sim")  # one platform, made before any node reads it
+        tee.sim_platform(self.sim_home)  # one platform, made before any node reads it
         worker_port, client_port, stats_port, http_port = (free_port() for _ in range(4))
         self._node(
             "proxy",
@@ -113,7 +135,13 @@ class CocoonChain:
                 "test_credit_nano": CREDIT_NANO,
             },
         )
-        client = {"http_host": "127.0.0.1", "http_port": http_port, "owner_address": "bench-client"}
+        self.proxy_client_port = client_port
+        client = {
+            "http_host": "127.0.0.1",
+            "http_port": http_port,
+            "owner_address": "bench-client",
+            "e2ee": self.e2ee,
+        }
         self._node("client", {**client, "proxies": [f"127.0.0.1:{client_port}"]})
         engine = {"kind": "http", "url": self.upstream_url}
         worker = {"proxies": [f"127.0.0.1:{worker_port}"], "owner_address": "bench-worker"}
