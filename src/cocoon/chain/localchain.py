@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cocoon.chain import _native
+from cocoon.chain._native import NativeAccount, PyCell, boc_of, cell_of, hash_of, without_crc
 from cocoon.chain._ton import (
     Address,
     Cell,
@@ -74,27 +76,10 @@ def _raw(address: Address) -> str:
 def _to_tonpy(cell: Cell) -> Any:
     import tonpy
 
-    return tonpy.Cell(base64.b64encode(cell.to_boc()).decode())
+    return tonpy.Cell(cell_of(cell.to_boc()))
 
 
-def _from_tonpy(cell: Any) -> tuple[Cell, bytes]:
-    """The emulator's cell as a pytoniq cell, and its BOC."""
-    import tonpy
-
-    boc = _without_crc(base64.b64decode(tonpy.Cell(cell).to_boc()))
-    return Cell.one_from_boc(boc), boc
-
-
-def _without_crc(boc: bytes) -> bytes:
-    """A BOC of our own emulator or store without its CRC32C, which pytoniq would check in pure Python
-    (a twentieth of a transfer); the database and SQLite's own integrity guard these bytes."""
-    if len(boc) > 9 and boc[:4] == _BOC_MAGIC and boc[4] & _BOC_HAS_CRC:
-        return boc[:4] + bytes([boc[4] & ~_BOC_HAS_CRC & 0xFF]) + boc[5:-4]
-    return boc
-
-
-_BOC_MAGIC = bytes.fromhex("b5ee9c72")
-_BOC_HAS_CRC = 0x40  # the flags byte after the magic: has_idx, has_crc32c, has_cache_bits, ...
+_without_crc = without_crc
 
 
 def _empty_shard_account() -> Cell:
@@ -108,12 +93,67 @@ def _empty_shard_account() -> Cell:
 
 
 _EMPTY_SHARD_BOC: bytes = _empty_shard_account().to_boc()
+_MAX_CELLS = 4096  # pytoniq copies of code and data cells kept (by hash); most are the same few codes
 
 
 @dataclass(frozen=True, slots=True)
 class _Delivered:
     record: TxRecord
-    out: list[tuple[Address, Cell]]
+    out: list[tuple[str, PyCell]]  # internal messages out: (raw destination, message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """An account as last read: the shard-account cell it was read from, and what it shows."""
+
+    cell: PyCell
+    state: AccountState
+    native: NativeAccount
+
+
+def _native_record(address: Address, tx: _native.NativeTx, cell: PyCell, boc: bytes) -> _Delivered:
+    """:func:`tx_record` of the emulator's transaction, read from its own cells (the same fields)."""
+    exit_code = tx.exit_code
+    if tx.compute_ok and not tx.action_ok:
+        exit_code = tx.action_result
+    in_op: int | None = None
+    value_in = fwd_fee_in = 0
+    bounced_in = False
+    in_hash = b""
+    if tx.in_msg is not None:
+        in_hash = hash_of(tx.in_msg)
+        head = _native.read_head(tx.in_msg)
+        if head.internal:
+            in_op = head.op
+            value_in, fwd_fee_in, bounced_in = head.value, head.fwd_fee, head.bounced
+    value_out = 0
+    out: list[tuple[str, PyCell]] = []
+    for raw in tx.out_msgs:
+        h = _native.read_head(raw)
+        if h.internal:
+            value_out += h.value
+            if h.dest is not None:
+                out.append((h.dest, raw))
+    record = TxRecord(
+        address=address,
+        lt=tx.lt,
+        now=tx.now,
+        hash=hash_of(cell),
+        in_msg_hash=in_hash,
+        in_op=in_op,
+        success=tx.compute_ok and tx.action_ok and not tx.aborted,
+        exit_code=exit_code,
+        total_fees=tx.total_fees,
+        gas_used=tx.gas_used,
+        value_in=value_in,
+        fwd_fee_in=fwd_fee_in,
+        value_out=value_out,
+        out_msgs=len(tx.out_msgs),
+        aborted=tx.aborted,
+        bounced_in=bounced_in,
+        boc=boc,
+    )
+    return _Delivered(record, out)
 
 
 def tx_record(
@@ -206,10 +246,13 @@ class LocalChain:
             self._db.execute("COMMIT")
         elif version != _SCHEMA_VERSION:
             raise ChainStoreError(f"chain store schema {version!r} is not {_SCHEMA_VERSION!r}")
-        self._accounts: dict[str, str] = {}  # raw address -> ShardAccount BOC (base64), as tonpy takes it
-        # raw address -> (the BOC it was parsed from, its state): the proxy re-reads unchanged contracts
-        # every tick, and parsing their code cells was most of a read. Valid while the BOC is the same.
-        self._states: dict[str, tuple[str, AccountState]] = {}
+        self._accounts: dict[str, PyCell] = {}  # raw address -> its ShardAccount, as the emulator holds it
+        # raw address -> the account as last read: the proxy re-reads unchanged contracts every tick.
+        # Valid while the cell is the same object (every transaction makes a new one).
+        self._states: dict[str, _Parsed] = {}
+        self._cells: dict[str, Cell] = {}  # cell hash -> its pytoniq copy (code, data of AccountState)
+        self._addresses: dict[str, Address] = {}
+        self._lt = self._now = 0  # of the trace being delivered (its transaction holds the write lock)
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         self._config = local_config()
         self._tonpy_config = _to_tonpy(self._config)
@@ -273,31 +316,56 @@ class LocalChain:
 
     # -------------------------------------------------------------- accounts
 
-    def _shard_account_b64(self, address: Address) -> str:
-        key = _raw(address)
+    def _shard_cell(self, key: str) -> PyCell:
         cached = self._accounts.get(key)
         if cached is not None:
             return cached
         row = self._db.execute("SELECT shard_account FROM accounts WHERE address = ?", (key,)).fetchone()
-        b64 = base64.b64encode(row[0] if row is not None else _EMPTY_SHARD_BOC).decode()
-        self._accounts[key] = b64
-        return b64
+        cell = cell_of(row[0] if row is not None else _EMPTY_SHARD_BOC)
+        self._accounts[key] = cell
+        return cell
 
     def _shard_account(self, address: Address) -> Cell:
-        return Cell.one_from_boc(base64.b64decode(self._shard_account_b64(address)))
+        return Cell.one_from_boc(without_crc(boc_of(self._shard_cell(_raw(address)))))
+
+    def _parsed(self, address: Address) -> _Parsed:
+        key = _raw(address)
+        cell = self._shard_cell(key)
+        cached = self._states.get(key)
+        if cached is not None and cached.cell is cell:
+            return cached
+        native = _native.read_account(cell)
+        state = AccountState(
+            address,
+            native.balance,
+            native.status,
+            self._pytoniq(native.code),
+            self._pytoniq(native.data),
+            native.last_trans_lt,
+        )
+        parsed = self._states[key] = _Parsed(cell, state, native)
+        return parsed
 
     def _state_of(self, address: Address) -> AccountState:
-        key = _raw(address)
-        b64 = self._shard_account_b64(address)
-        cached = self._states.get(key)
-        if cached is not None and cached[0] == b64:
-            return replace(cached[1], address=address)
-        state = self._parse_state(address, b64)
-        self._states[key] = (b64, state)
-        return state
+        state = self._parsed(address).state
+        return state if state.address is address else replace(state, address=address)
+
+    def _pytoniq(self, cell: PyCell | None) -> Cell | None:
+        """The pytoniq copy of an emulator cell, by hash: a contract's code is parsed once."""
+        if cell is None:
+            return None
+        key = cell.get_hash()
+        copy = self._cells.get(key)
+        if copy is None:
+            if len(self._cells) >= _MAX_CELLS:
+                self._cells.clear()
+            copy = self._cells[key] = Cell.one_from_boc(without_crc(boc_of(cell)))
+        return copy
 
     @staticmethod
     def _parse_state(address: Address, b64: str) -> AccountState:
+        """pytoniq's full parse of a ShardAccount (BOC in base64): the reference the tests hold
+        :meth:`_parsed` to."""
         sa = ShardAccount.deserialize(Cell.one_from_boc(_without_crc(base64.b64decode(b64))).begin_parse())
         acc = sa.account
         if acc is None:
@@ -319,47 +387,39 @@ class LocalChain:
 
     # -------------------------------------------------------------- execution
 
-    def _next_lt(self) -> int:
-        lt = int(self._meta("lt") or 0) + 1000
-        self._set_meta("lt", str(lt))
-        return lt
+    def _address(self, key: str) -> Address:
+        address = self._addresses.get(key)
+        if address is None:
+            if len(self._addresses) >= _MAX_CELLS:
+                self._addresses.clear()
+            address = self._addresses[key] = Address(key)
+        return address
 
-    def _execute(self, address: Address, message: Cell) -> _Delivered | None:
-        """Run one message on its destination; None when an external message is not accepted."""
-        import tonpy
-
-        shard = self._shard_account_b64(address)
-        lt = self._next_lt()
-        ok = self._em.emulate_transaction(tonpy.Cell(shard), _to_tonpy(message), self.now_sync(), lt)
-        if not ok:
+    def _execute(self, key: str, message: PyCell) -> _Delivered | None:
+        """Run one message on its destination (raw address); None when an external message is not
+        accepted. Its writes go to the trace's transaction."""
+        self._lt += 1000
+        em = self._em.emulator
+        lt = self._lt
+        # What tonpy's Emulator.emulate_transaction passes, without re-wrapping the cells.
+        if not em.emulate_transaction(
+            self._shard_cell(key), message, str(self._now), str(lt), 1 if lt >= 3709412000000 else 0, False
+        ):
             return None
-        new_shard = str(tonpy.Cell(self._em.emulator.account_cell).to_boc())
-        tx_cell, tx_boc = _from_tonpy(self._em.emulator.transaction_cell)
-        lean = read_tx(tx_cell)
-        record = tx_record(address, tx_cell, lean, boc=tx_boc)
-        out: list[tuple[Address, Cell]] = []
-        for raw in lean.out_msgs:
-            head = read_msg_head(raw)
-            if head.internal:
-                out.append((head.dest, raw))  # type: ignore[arg-type]
-        self._accounts[_raw(address)] = new_shard
+        new_shard = em.account_cell
+        tx_cell = em.transaction_cell
+        tx_boc = without_crc(boc_of(tx_cell))
+        delivered = _native_record(self._address(key), _native.read_tx(tx_cell), tx_cell, tx_boc)
+        self._accounts[key] = new_shard
+        record = delivered.record
         self._db.execute(
-            "INSERT OR REPLACE INTO accounts(address, shard_account) VALUES (?, ?)",
-            (_raw(address), base64.b64decode(new_shard)),
+            "INSERT OR REPLACE INTO accounts(address, shard_account) VALUES (?, ?)", (key, boc_of(new_shard))
         )
         self._db.execute(
             "INSERT INTO transactions(address, lt, now, hash, total_fees, fwd_fee_in, boc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                _raw(address),
-                record.lt,
-                record.now,
-                record.hash,
-                record.total_fees,
-                record.fwd_fee_in,
-                record.boc,
-            ),
+            (key, record.lt, record.now, record.hash, record.total_fees, record.fwd_fee_in, tx_boc),
         )
-        return _Delivered(record, out)
+        return delivered
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
@@ -413,22 +473,27 @@ class LocalChain:
         return trace
 
     def _deliver(self, first: tuple[Address, Cell], *, external: bool, minted: int) -> list[TxRecord]:
-        """Deliver ``first`` and every internal message it causes, in order (inside a transaction)."""
+        """Deliver ``first`` and every internal message it causes, in order (inside a transaction,
+        which holds the write lock: the trace's clock and logical time are read once, written once)."""
         trace: list[TxRecord] = []
-        queue: deque[tuple[Address, Cell]] = deque([first])
+        first_dest, first_msg = first
+        self._addresses[_raw(first_dest)] = first_dest
+        queue: deque[tuple[str, PyCell]] = deque([(_raw(first_dest), cell_of(first_msg.to_boc()))])
+        self._lt = int(self._meta("lt") or 0)
+        self._now = self.now_sync()
         while queue:
             if len(trace) >= MAX_TRACE:
                 raise ChainError(f"trace longer than {MAX_TRACE} transactions")
             dest, msg = queue.popleft()
             delivered = self._execute(dest, msg)
             if delivered is None:
+                shown = self._address(dest).to_str()
                 if external and not trace:
-                    raise TransactionFailed(
-                        f"external message to {dest.to_str()} was not accepted", exit_code=-1
-                    )
-                raise ChainError(f"emulator refused a message to {dest.to_str()}")
+                    raise TransactionFailed(f"external message to {shown} was not accepted", exit_code=-1)
+                raise ChainError(f"emulator refused a message to {shown}")
             trace.append(delivered.record)
             queue.extend(delivered.out)
+        self._set_meta("lt", str(self._lt))
         if minted:
             self._set_meta("minted", str(self.minted + minted))
         return trace
@@ -490,21 +555,26 @@ class LocalChain:
         self, address: Address, method: str | int, args: list[int | Cell] | None = None
     ) -> list[StackValue]:
         """``method``: a name, or its numeric id (what a liteserver query carries)."""
+        import tonpy
         from tonpy.tvm.c7 import C7
         from tonpy.tvm.tvm import TVM, method_name_to_id
 
         self._sync_cache()
-        state = self._state_of(address)
-        if not state.active or state.code is None:
+        parsed = self._parsed(address)
+        state, code = parsed.state, parsed.native.code
+        if not state.active or code is None:
             raise AccountNotFound(f"{address.to_str()} is not an active contract ({state.status})")
-        tvm = TVM(code=_to_tonpy(state.code), data=_to_tonpy(state.data or Cell.empty()))
+        data = parsed.native.data
+        tvm = TVM(
+            code=tonpy.Cell(code), data=tonpy.Cell(data) if data is not None else _to_tonpy(Cell.empty())
+        )
         tvm.set_c7(
             C7(
                 time=self.now_sync(),
                 balance_grams=state.balance,
                 address=_TonpyAddress.of(address),
                 global_config=self._tonpy_config,
-                my_code=_to_tonpy(state.code),
+                my_code=tonpy.Cell(code),
                 rand_seed=0,
             )
         )
