@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,22 +26,19 @@ async def _books(tmp_path: Path, requests: int) -> AsyncLedger:
 
 
 def _queue(books: AsyncLedger) -> BillQueue:
-    def run(work: Awaitable[None]) -> asyncio.Future[Any]:
-        return asyncio.ensure_future(work)
-
-    return BillQueue(lambda: books, run=run)
+    return BillQueue(lambda: books)
 
 
 async def test_concurrent_bills_share_commits_and_are_all_written(tmp_path: Path) -> None:
     books = await _books(tmp_path, 40)
     try:
-        queue = _queue(books)
+        queue, groups_before = _queue(books), books.groups
         bills = [Settlement(f"r{i}", "worker", CHARGE, ok=i % 2 == 0, usage=USAGE) for i in range(40)]
         records = await asyncio.gather(*(queue.write(b) for b in bills))
         assert [r.state for r in records] == [
             RequestState.SETTLED if i % 2 == 0 else RequestState.FAILED for i in range(40)
         ]
-        assert 1 <= queue.batches < 40
+        assert queue.bills == 40 and 1 <= books.groups - groups_before < 40
         totals = await books.client_totals("app")
         assert totals.cost_nano == 40 * CHARGE.client_cost_nano and totals.reserved_nano == 0
     finally:

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.signing import SigningKey
 
 from cocoon.errors import CocoonError
 
@@ -130,7 +131,7 @@ def sign_worker_part(
     }
     if sealed:
         body["sealed"] = True  # absent on plain answers, so their receipts stay as they were
-    return {"body": body, "sig": _b64(key.sign(WORKER_DOMAIN + canonical(body)))}
+    return {"body": body, "sig": _b64(_sign(key, WORKER_DOMAIN + canonical(body)))}
 
 
 def sign_proxy_part(
@@ -155,7 +156,7 @@ def sign_proxy_part(
         "cost_nano": int(cost_nano),
         "proxy_key": _public_hex(key),
     }
-    return {"body": body, "sig": _b64(key.sign(PROXY_DOMAIN + canonical(body)))}
+    return {"body": body, "sig": _b64(_sign(key, PROXY_DOMAIN + canonical(body)))}
 
 
 def countersign(
@@ -217,20 +218,25 @@ def _check_part(part: Any, domain: bytes, key_field: str, expected_key: bytes) -
         raise ReceiptError(f"malformed receipt: {exc}") from exc
     if len(signature) != _SIGNATURE_BYTES:
         raise ReceiptError(f"malformed receipt: a signature is {_SIGNATURE_BYTES} bytes")
+    if len(expected_key) != 32:
+        raise ReceiptError("an Ed25519 key is 32 bytes")
     try:
-        _verifier(expected_key).verify(domain + canonical(body), signature)
-    except BadSignatureError as exc:
+        # libsodium (PyNaCl) directly: about 1.6x faster than OpenSSL's verify here, and its raw
+        # call skips VerifyKey's checks and copies (the key's size is checked above).
+        crypto_sign_open(signature + domain + canonical(body), expected_key)
+    except (BadSignatureError, CryptoError) as exc:
         raise ReceiptError("receipt signature does not verify with the attested key") from exc
     return body
 
 
-@functools.lru_cache(maxsize=1024)
-def _verifier(key: bytes) -> VerifyKey:
-    """Ed25519 verification with libsodium (PyNaCl): about 1.6x faster than OpenSSL's here, and the
-    same few keys (the attested proxy and workers) verify every receipt."""
-    if len(key) != 32:
-        raise ReceiptError("an Ed25519 key is 32 bytes")
-    return VerifyKey(key)
+def _sign(key: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
+    """The same (deterministic) Ed25519 signature ``key.sign`` makes, with libsodium: ~40 % less CPU."""
+    return _signer(key).sign(message).signature
+
+
+@functools.lru_cache(maxsize=8)  # a node signs with one key at a time (a few across renewals)
+def _signer(key: ed25519.Ed25519PrivateKey) -> SigningKey:
+    return SigningKey(key.private_bytes_raw())
 
 
 @functools.lru_cache(maxsize=8)  # a node signs with one key at a time (a few across renewals)

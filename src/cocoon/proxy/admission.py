@@ -6,6 +6,7 @@ attestation (its GPU claims and reports give the worker's hardware) and the time
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = ["WorkerAnnounce", "parse_worker_announce", "payee_key"]
 _INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+@functools.lru_cache(maxsize=4096)  # a few links' owners, looked up for every request and bill
 def payee_key(owner: str) -> str:
     """The one spelling of an account (the raw form of a TON address), as the billing store keys it."""
     try:

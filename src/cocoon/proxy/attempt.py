@@ -286,8 +286,8 @@ class _Try:
     worker_id: str
     coefficient: int
     started: float
-    tally: RelayTally = field(default_factory=RelayTally)
-    drained: RelayTally = field(default_factory=RelayTally)  # what arrived after the app left
+    tally: RelayTally
+    drained: RelayTally | None = None  # what arrived after the app left (made when the app leaves)
     missed: bool = False  # content arrived after the app left (it did not get the whole answer)
     streamed: bool = False  # the answer is an SSE stream (else one JSON body)
     app_left: bool = False
@@ -382,9 +382,8 @@ class Attempt:
     def begin_try(self, worker_id: str, coefficient: int, now: float) -> list[Effect]:
         self.tries += 1
         self.tried.add(worker_id)
-        self._try = _Try(worker_id, coefficient, started=now, progress_at=now)
-        if self._sealed:
-            self._try.tally, self._try.drained = SealedTally(), SealedTally()
+        tally = SealedTally() if self._sealed else RelayTally()
+        self._try = _Try(worker_id, coefficient, started=now, tally=tally, progress_at=now)
         self.phase = Phase.WAITING
         return []
 
@@ -442,6 +441,8 @@ class Attempt:
             # Only content the app never got makes the answer cut off; the usage chunk and [DONE]
             # that follow a finish_reason carry none.
             # A body that is not a stream was cut wherever the app left; a stream only if content came.
+            if t.drained is None:
+                t.drained = SealedTally() if self._sealed else RelayTally()
             t.drained.feed(data)
             content = t.drained.text_bytes > 0 or t.drained.tool_calls > 0
             t.missed = t.missed or (bool(data) and not t.streamed) or content

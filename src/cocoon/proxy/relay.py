@@ -139,7 +139,7 @@ class Relay:
         self._unreleased: set[str] = set()  # reservations the store refused to release (retried)
         self._lingering: set[asyncio.Future[Any]] = set()
         self.progress_writes = 0  # progress records queued on the store's writer now
-        self.bills = BillQueue(books, run=self.linger)
+        self.bills = BillQueue(books)
         self.sealed_keys = WorkerKeyBook(links)  # whose e2ee keys open which sealed requests
 
     # -- one request -----------------------------------------------------------------------------
@@ -170,15 +170,19 @@ class Relay:
         run = _Run(self, stream, key, reserved, params, sealed, job)
         cancelled = False
         try:
-            await self._retry_releases()
+            if self._unreleased:
+                await self._retry_releases()
             if await self._reserve(run, client):
                 await run.serve()
         except asyncio.CancelledError:
             cancelled = True
             raise
         finally:
-            # Runs to its end even if this task is cancelled again (the bill, then the release).
-            await asyncio.shield(self.linger(self._conclude(run, cancelled=cancelled)))
+            if run.billed and run.lingering is None:
+                self._concluded(run, cancelled=cancelled)  # nothing left to write: no task needed
+            else:
+                # Runs to its end even if this task is cancelled again (the bill, then the release).
+                await asyncio.shield(self.linger(self._conclude(run, cancelled=cancelled)))
 
     async def _reserve(self, run: _Run, client: str) -> bool:
         """Hold the request's funds; False (and the client told why) when the store refuses."""
@@ -202,6 +206,11 @@ class Relay:
                     await run.lingering  # the bill of an answer the app hung up on
             if not run.billed:
                 await self._release(run.key)  # nothing was billed: charge its recorded progress or nothing
+        finally:
+            self._concluded(run, cancelled=cancelled)
+
+    def _concluded(self, run: _Run, *, cancelled: bool) -> None:
+        try:
             if run.attempt.result is not None or cancelled:
                 self._count(run.attempt, cancelled=cancelled)
         finally:

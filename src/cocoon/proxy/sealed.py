@@ -97,6 +97,9 @@ class SealedMeta:
     forward: dict[str, Any]  # what travels on to the worker (``meta["e2ee"]`` as validated)
 
 
+_KNOWN_CAPABILITIES = frozenset(c.value for c in Capability)
+
+
 def _int(value: object) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
@@ -120,7 +123,7 @@ def parse_sealed_meta(endpoint: str, meta: Mapping[str, Any] | None, body: bytes
     needs_raw = raw.get("needs", {})
     if isinstance(needs_raw, list):  # capability names alone: each is its own parameter
         needs_raw = {n: n for n in needs_raw if isinstance(n, str)} if len(needs_raw) <= 16 else None
-    known = {c.value for c in Capability}
+    known = _KNOWN_CAPABILITIES
     if not isinstance(needs_raw, Mapping) or not all(
         n in known and isinstance(param, str) and 0 < len(param) <= MAX_PARAM
         for n, param in needs_raw.items()
@@ -235,14 +238,23 @@ class WorkerKeyBook:
     query_timeout_s: float = 5.0
     _held: dict[str, _Held] = field(default_factory=dict)
     _asking: dict[str, asyncio.Future[_Held | None]] = field(default_factory=dict)
+    # worker id → (the link's attestation, its claimed key ids): a link's attestation never changes,
+    # so its claims are read once per link, not once per request.
+    _claimed: dict[str, tuple[object, frozenset[bytes]]] = field(default_factory=dict)
 
     def key_ids(self, worker_id: str) -> frozenset[bytes]:
         link = self.links(worker_id)
         if link is None or link.closed:
+            self._claimed.pop(worker_id, None)
             return frozenset()
+        attestation = link.peer.attestation
+        cached = self._claimed.get(worker_id)
+        if cached is None or cached[0] is not attestation:
+            cached = self._claimed[worker_id] = (attestation, claimed_key_ids(attestation))
         held = self._held.get(worker_id)
-        fetched = held.key_ids if held is not None and held.connection_id == link.id else frozenset()
-        return claimed_key_ids(link.peer.attestation) | fetched
+        if held is not None and held.connection_id == link.id:
+            return cached[1] | held.key_ids
+        return cached[1]
 
     def holders(self, worker_ids: Iterable[str], key_ids: frozenset[bytes]) -> frozenset[str]:
         """Which of ``worker_ids`` can open a request sealed for ``key_ids``."""

@@ -57,6 +57,9 @@ __all__ = ["Proxy"]
 
 log = logging.getLogger(__name__)
 
+# Payment and statement notices go out at most once per payee in this interval (the latest totals).
+NOTICE_INTERVAL_S = 0.2
+
 
 class Proxy(Service):
     role = "proxy"
@@ -297,6 +300,9 @@ class Proxy(Service):
                 await self.notify_worker_payment(self._payees_to_notify.pop())
             while self._clients_to_notify:
                 await self.notify_client_statement(self._clients_to_notify.pop())
+            # The first bill is told at once; those of the next moment share one notice with the
+            # latest totals (notices are cumulative), not one read, message and decode per answer.
+            await asyncio.sleep(NOTICE_INTERVAL_S)
 
     async def notify_worker_payment(self, owner: str) -> None:
         """Tell the worker(s) paid to ``owner`` what they earned and what was paid out (cumulative)."""

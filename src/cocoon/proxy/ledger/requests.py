@@ -20,6 +20,8 @@ from cocoon.proxy.pricing import MAX_COEFFICIENT, MAX_TOKENS, Charge, PriceParam
 
 __all__ = ["Requests"]
 
+_NO_CHARGE = Charge.zero()  # what a new reservation has been charged (frozen: one is shared)
+
 
 def _end_unfinished(db: sqlite3.Connection, record: RequestRecord, now: float) -> RequestRecord:
     """Fail a reserved request, charging its recorded progress (bounded by the reservation) or nothing."""
@@ -70,9 +72,19 @@ class Requests(LedgerStore):
                 " VALUES (?, ?, ?, 'reserved', ?, ?)",
                 (request_id, client, model, amount, t),
             )
-            record = rows.request_record(db, request_id)
-            assert record is not None
-            return record
+            # The row as just inserted (read back, it would be the same record: one query less).
+            return RequestRecord(
+                request_id=request_id,
+                client=client,
+                worker=None,
+                model=model,
+                state=RequestState.RESERVED,
+                reserved_nano=amount,
+                usage=None,
+                charge=_NO_CHARGE,
+                created_at=t,
+                finished_at=None,
+            )
 
     def assign_worker(
         self, request_id: str, worker: str, *, coefficient: int, params: PriceParams, now: float

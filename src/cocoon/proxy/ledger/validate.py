@@ -8,6 +8,7 @@ without a wallet, test names) are kept as they are.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import fields
 
@@ -41,6 +42,12 @@ def integer(name: str, value: object, upper: int = MAX_NANO) -> int:
     return value
 
 
+# Field names, read once (``dataclasses.fields`` per call costs more than the check itself).
+_CHARGE_FIELDS = tuple(f.name for f in fields(Charge))
+_USAGE_FIELDS = tuple(f.name for f in fields(TokenCounts))
+_PARAMS_FIELDS = tuple(f.name for f in fields(PriceParams))
+
+
 def ident(name: str, value: object, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise LedgerInputError(f"{name} must be a str, got {type(value).__name__}")
@@ -53,6 +60,7 @@ def ident(name: str, value: object, *, allow_empty: bool = False) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)  # the same few accounts in every request: parsed once
 def normalized(value: str) -> str:
     """The raw form of a TON address; anything that is not an address unchanged."""
     return address_key(value)
@@ -83,7 +91,7 @@ def charge(value: object) -> Charge:
         raise LedgerInputError(f"charge must be a Charge, got {type(value).__name__}")
     # Charge validates itself, but a caller can bypass a frozen dataclass with object.__setattr__.
     try:
-        Charge(*(getattr(value, f.name) for f in fields(Charge)))
+        Charge(*(getattr(value, f) for f in _CHARGE_FIELDS))
     except ValueError as exc:
         raise LedgerInputError(f"invalid charge: {exc}") from exc
     return value
@@ -95,7 +103,7 @@ def usage(value: object) -> TokenCounts | None:
     if not isinstance(value, TokenCounts):
         raise LedgerInputError(f"usage must be TokenCounts or None, got {type(value).__name__}")
     try:
-        TokenCounts(*(getattr(value, f.name) for f in fields(TokenCounts)))
+        TokenCounts(*(getattr(value, f) for f in _USAGE_FIELDS))
     except ValueError as exc:
         raise LedgerInputError(f"invalid usage: {exc}") from exc
     return value
@@ -105,7 +113,7 @@ def price_params(value: object) -> PriceParams:
     if not isinstance(value, PriceParams):
         raise LedgerInputError(f"params must be PriceParams, got {type(value).__name__}")
     try:
-        return PriceParams(*(getattr(value, f.name) for f in fields(PriceParams)))
+        return PriceParams(*(getattr(value, f) for f in _PARAMS_FIELDS))
     except ValueError as exc:
         raise LedgerInputError(f"invalid price parameters: {exc}") from exc
 
