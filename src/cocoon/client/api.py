@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cocoon.client.attestation import attestation_report
 from cocoon.client.dashboard import client_dashboard
+from cocoon.client.hot import HotRoutes
 from cocoon.client.http_errors import error_response
 from cocoon.client.ports import ApiDeps
 from cocoon.client.routes_cocoon import cocoon_router, money_router
@@ -50,7 +51,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def build_app(deps: ApiDeps) -> LocalHttpGuard:
-    """The ASGI app of the client's local API (FastAPI behind the Host/Origin guard)."""
+    """The ASGI app of the client's local API: the Host/Origin guard, the hot generation routes
+    (:mod:`cocoon.client.hot`), and FastAPI for the rest."""
     app = FastAPI(title="cocoon client", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
     _install_error_handlers(app)
     keyed = [Depends(deps.auth.require_api_key)] if deps.auth.enabled else []
@@ -68,4 +70,4 @@ def build_app(deps: ApiDeps) -> LocalHttpGuard:
 
     app.mount("/dashboard", client_dashboard(deps))  # the operator dashboard (read-only)
     policy = LocalHttpPolicy.of(deps.config.allowed_hosts, deps.config.allowed_origins)
-    return LocalHttpGuard(app, policy)
+    return LocalHttpGuard(HotRoutes(deps, app), policy)

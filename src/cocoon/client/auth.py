@@ -20,7 +20,7 @@ from cocoon.client.budget import key_scope
 from cocoon.client.config import ApiKey
 from cocoon.oai import ApiError, ErrorKind
 
-__all__ = ["ADMIN_TOKEN_FILE", "Auth", "bearer_token", "write_admin_token"]
+__all__ = ["ADMIN_TOKEN_FILE", "Auth", "bearer_of", "bearer_token", "budget_scope", "write_admin_token"]
 
 ADMIN_TOKEN_FILE = "admin.token"
 ADMIN_SCOPE = "admin"
@@ -40,9 +40,13 @@ def write_admin_token(home: Path) -> str:
     return token
 
 
-def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+def bearer_of(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value ("" if none)."""
     return header[7:].strip() if header[:7].lower() == "bearer " else ""
+
+
+def bearer_token(request: Request) -> str:
+    return bearer_of(request.headers.get("authorization", ""))
 
 
 def _matches(token: str, secret: str) -> bool:
@@ -61,7 +65,10 @@ class Auth:
 
     async def require_api_key(self, request: Request) -> None:
         """Dependency (only installed when keys exist): a configured key or the admin token."""
-        token = bearer_token(request)
+        request.state.key_scope = self.scope_of(bearer_token(request))
+
+    def scope_of(self, token: str) -> str:
+        """The scope a bearer token grants (``admin`` for the admin token), or ``invalid_api_key``."""
         scope = None
         if token and _matches(token, self.admin_token):
             scope = ADMIN_SCOPE
@@ -70,7 +77,7 @@ class Auth:
                 scope = self._scopes[key.key]
         if scope is None:
             raise ApiError(ErrorKind.INVALID_API_KEY, "invalid or missing API key")
-        request.state.key_scope = scope
+        return scope
 
     async def require_admin(self, request: Request) -> None:
         """Dependency of the money endpoints: the admin token from ``<home>/admin.token``."""
@@ -84,5 +91,9 @@ class Auth:
 
 def key_scope_of(request: Request) -> str | None:
     """The budget scope of the caller's API key (None: no keys configured, or the admin)."""
-    scope = getattr(request.state, "key_scope", None)
+    return budget_scope(getattr(request.state, "key_scope", None))
+
+
+def budget_scope(scope: object) -> str | None:
+    """What :meth:`Auth.scope_of` granted, as a budget scope (None: no keys configured, or the admin)."""
     return scope if isinstance(scope, str) and scope != ADMIN_SCOPE else None

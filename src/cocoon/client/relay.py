@@ -16,17 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from cocoon import net, wire
-from cocoon.client.auth import key_scope_of
 from cocoon.client.budget import Reservation, reservation_nano
+from cocoon.client.hangup import HangUp
 from cocoon.client.http_errors import from_wire
 from cocoon.client.ports import ApiDeps
 from cocoon.client.sealing import SealedCall, is_stale_keys_refusal
@@ -34,7 +33,7 @@ from cocoon.client.shaping import Shaper
 from cocoon.node.receipt import client_record
 from cocoon.oai import ApiError, ErrorKind, Usage
 
-__all__ = ["Outbound", "forward"]
+__all__ = ["Caller", "Outbound", "forward"]
 
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
@@ -57,7 +56,7 @@ def _proxy_down(exc: Exception) -> ApiError:
     return ApiError(ErrorKind.PROXY_UNAVAILABLE, f"no proxy available: {exc}")
 
 
-async def _reserve(deps: ApiDeps, request: Request, out: Outbound) -> Reservation | None:
+async def _reserve(deps: ApiDeps, caller: Caller, out: Outbound) -> Reservation | None:
     if deps.spending.budget is None:
         return None
     try:
@@ -73,7 +72,7 @@ async def _reserve(deps: ApiDeps, request: Request, out: Outbound) -> Reservatio
     max_cost = out.meta.get("max_cost")  # the proxy never bills above it: hold no more
     if isinstance(max_cost, int):
         amount = min(amount, max_cost)
-    return await deps.spending.reserve(amount, key_scope_of(request))
+    return await deps.spending.reserve(amount, caller.key_scope)
 
 
 async def _sealed(deps: ApiDeps, out: Outbound) -> tuple[Outbound, SealedCall | None]:
@@ -115,9 +114,17 @@ async def _start(
     return stream, events, first
 
 
-async def forward(deps: ApiDeps, request: Request, plain: Outbound, shaper: Shaper) -> Response:
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asked: the budget scope of their API key, and the ASGI ``receive`` that says they left."""
+
+    receive: Receive
+    key_scope: str | None = None
+
+
+async def forward(deps: ApiDeps, caller: Caller, plain: Outbound, shaper: Shaper) -> Response:
     out, call = await _sealed(deps, plain)
-    reservation = await _reserve(deps, request, out)
+    reservation = await _reserve(deps, caller, out)
     deps.spending.counters["requests"] += 1
     stream, events, first = await _start(deps, out, reservation)
     if call is not None and deps.sealing is not None and is_stale_keys_refusal(first):
@@ -132,68 +139,33 @@ async def forward(deps: ApiDeps, request: Request, plain: Outbound, shaper: Shap
     answer = _Answer(deps, stream, events, reservation, out.timeout, call)
     headers = {k: v for k, v in first.headers if k.lower() not in _HOP_HEADERS}
     if not out.stream or first.status >= 400:
-        return await answer.collect(first.status, headers, request, shaper)
-    # Start the relay now, so its clean-up (cancel upstream, settle the budget) runs even if the
-    # app hangs up before the response body is ever pulled.
-    relay = answer.relay(shaper)
-    opening = await anext(relay)
-    return _SseResponse(
-        _after(opening, relay),
-        status_code=first.status,
-        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-        media_type="text/event-stream",
-    )
+        return await answer.collect(first.status, headers, caller.receive, shaper)
+    headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return _SseResponse(answer, shaper, first.status, headers)
 
 
-class _Final(bytes):
-    """An answer's last piece: it goes out with the end of the HTTP body, in one write."""
+class _SseResponse(Response):
+    """A streamed answer, written straight to the ASGI ``send`` from the task that serves the
+    request: what has arrived goes out in one body chunk, and the last piece also ends the body.
 
+    Calling it settles the answer whatever happens (the app hanging up cancels it, and the relay's
+    clean-up cancels upstream); it is called at once by the hot routes and by FastAPI.
+    """
 
-class _SseResponse(StreamingResponse):
-    """A streamed answer whose last piece also ends the chunked body (starlette writes the end alone),
-    raced against the app hanging up with two plain asyncio tasks (starlette starts an anyio task
-    group per response, whose library sniffing costs more than the race itself)."""
+    media_type = "text/event-stream"
+
+    def __init__(self, answer: _Answer, shaper: Shaper, status: int, headers: Mapping[str, str]) -> None:
+        self._answer = answer
+        self._shaper = shaper
+        self.status_code = status
+        self.background = None
+        self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        streaming = asyncio.ensure_future(self.stream_response(send))
-        watching = asyncio.ensure_future(self.listen_for_disconnect(receive))
-        try:
-            await asyncio.wait((streaming, watching), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # The app hung up (the relay's clean-up cancels upstream), or the answer is complete.
-            streaming.cancel()
-            watching.cancel()
-            await asyncio.wait((streaming, watching))
-        if not streaming.cancelled() and (error := streaming.exception()) is not None:
-            raise error
-        if self.background is not None:
+        async with HangUp(receive) as hang:
+            await self._answer.relay(self._shaper, send, self.status_code, self.raw_headers, hang)
+        if self.background is not None and not hang.hung_up:
             await self.background()
-
-    async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async for chunk in self.body_iterator:
-            last = isinstance(chunk, _Final)
-            body = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-            await send({"type": "http.response.body", "body": body, "more_body": not last})
-            if last:
-                aclose = getattr(self.body_iterator, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _after(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for part in rest:
-            yield part
-    finally:
-        await rest.aclose()
 
 
 async def _next_event(events: AsyncIterator[wire.Message], timeout: float) -> wire.Message:
@@ -287,25 +259,24 @@ class _Answer:
             parts.append(self._plain(event.data))
 
     async def collect(
-        self, status: int, headers: dict[str, str], request: Request, shaper: Shaper
+        self, status: int, headers: dict[str, str], receive: Receive, shaper: Shaper
     ) -> Response:
         """A non-streamed answer: gather it, racing against the app hanging up (which cancels it)."""
-        gather_task = asyncio.ensure_future(self._gather())
-        watch_task = asyncio.ensure_future(_disconnected(request))
+        hang = HangUp(receive)
         try:
-            done, _ = await asyncio.wait({gather_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch_task.cancel()
-        if gather_task not in done:
-            gather_task.cancel()
-            with contextlib.suppress(BaseException):
-                await gather_task
+            async with hang:
+                body, final = await self._gather()
+                hang.finishing()
+        except BaseException:
+            self._counted(ok=False)
+            self._deps.spending.failed(self._reservation, billed=True)
+            raise
+        if hang.hung_up:
             with contextlib.suppress(Exception):
-                await self._stream.cancel("app disconnected")
+                await asyncio.shield(self._stream.cancel("app disconnected"))
             self._deps.spending.failed(self._reservation, billed=True)
             return Response(status_code=499)
         try:
-            body, final = gather_task.result()
             if isinstance(final, wire.StreamError):
                 raise from_wire(final.code, final.message)
             assert isinstance(final, wire.ResponseEnd)
@@ -320,48 +291,52 @@ class _Answer:
         headers["x-cocoon-adjusted-tokens"] = str(cost.get("adjusted_tokens", 0))
         return Response(content, status_code=status, headers=headers, media_type="application/json")
 
-    async def relay(self, shaper: Shaper) -> AsyncGenerator[bytes]:
-        """The app's body: everything that has arrived goes out in one write, nothing waits to batch."""
+    async def relay(
+        self, shaper: Shaper, send: Send, status: int, headers: list[tuple[bytes, bytes]], hang: HangUp
+    ) -> None:
+        """The app's answer: everything that has arrived goes out in one write, nothing waits to batch."""
         finished = False
         delivered = hashlib.sha256()
         pending = bytearray()
         try:
-            opening = shaper.start()
-            delivered.update(opening)
-            yield opening
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            pending += shaper.start()
             async for event in self._events:
                 if isinstance(event, wire.ResponseChunk):
                     pending += shaper.feed(self._plain(event.data))
                     if pending and not self._stream.ready:
                         delivered.update(pending)
-                        yield bytes(pending)
+                        await send({"type": "http.response.body", "body": bytes(pending), "more_body": True})
                         pending.clear()
-                elif isinstance(event, wire.ResponseEnd):
-                    finished = True
+                    continue
+                finished = True
+                if isinstance(event, wire.ResponseEnd):
                     cost = self._cost(event)
                     pending += shaper.end(_usage(event.usage), cost)
                     delivered.update(pending)
                     self._record(cost, delivered.hexdigest())
-                    yield _Final(pending)
-                    return
                 elif isinstance(event, wire.StreamError):
-                    finished = True
                     self._counted(ok=False)
                     self._deps.spending.failed(self._reservation, billed=True)
-                    yield _Final(pending + shaper.fail(from_wire(event.code, event.message)))
-                    return
+                    pending += shaper.fail(from_wire(event.code, event.message))
+                else:  # pragma: no cover - a stream only carries chunks, then an end or an error
+                    finished = False
+                    continue
+                break
+            hang.finishing()  # the end, or (never seen) a stream that stopped without one: not billed here
+            await send({"type": "http.response.body", "body": bytes(pending), "more_body": False})
         except net.NetError as exc:
             finished = True
             self._deps.spending.failed(self._reservation, billed=True)
             error = ApiError(ErrorKind.UPSTREAM_FAILED, f"proxy connection lost: {exc}")
-            yield _Final(pending + shaper.fail(error))
+            await self._last(send, pending + shaper.fail(error), hang)
         except ApiError as exc:  # the stream broke the protocol or its seal: stop it, tell the app
             finished = True
             self._counted(ok=False)
             self._deps.spending.failed(self._reservation, billed=True)
             with contextlib.suppress(Exception):
                 await self._stream.cancel("upstream protocol violation")
-            yield _Final(pending + shaper.fail(exc))
+            await self._last(send, pending + shaper.fail(exc), hang)
         finally:
             if not finished:
                 # The app hung up (or we were cancelled): tell the proxy, which tells the worker.
@@ -369,7 +344,7 @@ class _Answer:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._stream.cancel("app disconnected"))
 
-
-async def _disconnected(request: Request) -> None:
-    while not await request.is_disconnected():  # noqa: ASYNC110 - starlette offers no event
-        await asyncio.sleep(0.25)
+    @staticmethod
+    async def _last(send: Send, body: bytes | bytearray, hang: HangUp) -> None:
+        hang.finishing()
+        await send({"type": "http.response.body", "body": bytes(body), "more_body": False})

@@ -18,10 +18,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from cocoon import net
+from cocoon.client.auth import key_scope_of
 from cocoon.client.bodies import read_json
 from cocoon.client.ports import ApiDeps
 from cocoon.client.protocol import CLIENT_ONLY_FIELDS, ClientOptions
-from cocoon.client.relay import Outbound, forward
+from cocoon.client.relay import Caller, Outbound, forward
 from cocoon.client.shaping import ChatShaper, ResponsesShaper
 from cocoon.oai import ApiError, ErrorKind
 from cocoon.oai.requests import (
@@ -32,9 +33,15 @@ from cocoon.oai.requests import (
 )
 from cocoon.oai.responses import responses_to_chat
 
-__all__ = ["openai_router"]
+__all__ = ["GENERATION_ROUTES", "GenerationModel", "caller_of", "openai_router", "prepare"]
 
-_Model = type[ChatCompletionRequest] | type[CompletionRequest] | type[EmbeddingRequest]
+GenerationModel = type[ChatCompletionRequest] | type[CompletionRequest] | type[EmbeddingRequest]
+
+# The POST routes that generate, by path: the hot routes (cocoon.client.hot) serve them too.
+GENERATION_ROUTES: dict[str, GenerationModel] = {
+    "/v1/chat/completions": ChatCompletionRequest,
+    "/v1/completions": CompletionRequest,
+}
 
 
 def _validation_error(exc: ValidationError) -> ApiError:
@@ -70,15 +77,27 @@ def _outbound(
     )
 
 
-async def _generate(deps: ApiDeps, request: Request, endpoint: str, model_type: _Model) -> Response:
-    body = await read_json(request, deps.config.max_body_bytes)
+def prepare(
+    deps: ApiDeps, endpoint: str, model_type: GenerationModel, body: dict[str, Any]
+) -> tuple[Outbound, ChatShaper]:
+    """A chat, completion or embedding body, checked and ready for the proxy, with its shaper."""
     options = _split_options(body)
     try:
         parsed: GenerationRequest = model_type.model_validate(body)
     except ValidationError as exc:
         raise _validation_error(exc) from exc
     out = _outbound(deps, endpoint, parsed, body, options)
-    return await forward(deps, request, out, ChatShaper(wants_usage=parsed.wants_usage))
+    return out, ChatShaper(wants_usage=parsed.wants_usage)
+
+
+def caller_of(request: Request) -> Caller:
+    return Caller(request.receive, key_scope_of(request))
+
+
+async def _generate(deps: ApiDeps, request: Request, endpoint: str, model_type: GenerationModel) -> Response:
+    body = await read_json(request, deps.config.max_body_bytes)
+    out, shaper = prepare(deps, endpoint, model_type, body)
+    return await forward(deps, caller_of(request), out, shaper)
 
 
 async def _respond(deps: ApiDeps, request: Request) -> Response:
@@ -92,7 +111,7 @@ async def _respond(deps: ApiDeps, request: Request) -> Response:
     except ValidationError as exc:
         raise _validation_error(exc) from exc
     out = _outbound(deps, "/v1/chat/completions", parsed, chat, options)
-    return await forward(deps, request, out, ResponsesShaper(ctx))
+    return await forward(deps, caller_of(request), out, ResponsesShaper(ctx))
 
 
 def _model_entry(m: Mapping[str, Any]) -> dict[str, Any]:
