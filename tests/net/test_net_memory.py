@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
+
+import pytest
 
 from cocoon import net, wire
 from cocoon.net.tls import TlsLink
 
-from .helpers import Link, Node, collect, open_link, stream_args
+from .helpers import Link, Node, Recorder, collect, open_link, public_key_verifier, stream_args
 
 
 def _tls(conn: net.NodeConnection) -> TlsLink:
@@ -40,3 +44,85 @@ async def test_the_server_keeps_no_tls_sessions(link: Link, proxy_node: Node) ->
     assert await link.client.query("echo", {"a": 1}) == {"a": 1}
     assert proxy_node.server_ctx.num_tickets == 0
     assert proxy_node.server_ctx.session_stats()["number"] == 0
+
+
+# --- RSS per idle link on both loops (issue 15: <= 64 KiB per idle attested link) ---------------
+
+_LINKS = 40
+_IDLE_BUDGET_KIB = 64  # per link, both ends in this process
+_AFTER_BURST_KIB = 128  # per link once each has carried a 1 MiB answer (the loops' TLS kept ~0.5 MiB)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+async def _settle() -> None:
+    for _ in range(3):
+        gc.collect()
+        await asyncio.sleep(0.02)
+
+
+async def _measure(proxy: Node, worker: Node) -> tuple[float, float]:
+    server = await net.serve(
+        "127.0.0.1",
+        0,
+        ssl_context=proxy.server_ctx,
+        verifier=public_key_verifier,
+        role=wire.Role.PROXY,
+        info={},
+        handler=Recorder(),
+        config=net.NetConfig(),
+    )
+
+    async def dial() -> net.NodeConnection:
+        return await net.dial(
+            "127.0.0.1",
+            server.port,
+            ssl_context=worker.client_ctx,
+            verifier=public_key_verifier,
+            role=wire.Role.WORKER,
+            info={},
+            handler=Recorder(),
+        )
+
+    async def burst(conn: net.NodeConnection) -> None:
+        events = await collect(await conn.open_stream(**stream_args("/big", body=b"4096")))
+        assert sum(len(e.data) for e in events if isinstance(e, wire.ResponseChunk)) == 1024 * 1024
+
+    conns: list[net.NodeConnection] = []
+    try:
+        conns += [await dial() for _ in range(4)]  # warm up the allocator and the code paths
+        for conn in conns:
+            await burst(conn)
+        await _settle()
+        before = _rss_kib()
+        links = [await dial() for _ in range(_LINKS)]
+        conns += links
+        for conn in links:
+            assert await conn.query("echo", {"a": 1}) == {"a": 1}
+        await _settle()
+        idle = (_rss_kib() - before) / _LINKS
+        for conn in links:
+            await burst(conn)
+        await _settle()
+        after = (_rss_kib() - before) / _LINKS
+        return idle, after
+    finally:
+        await asyncio.gather(*(c.aclose() for c in conns))
+        await server.aclose()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_idle_link_holds_at_most_64_kib_and_a_burst_leaves_little_behind(
+    loop: str, proxy_node: Node, worker_node: Node
+) -> None:
+    factory = None
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        idle, after = runner.run(_measure(proxy_node, worker_node))
+    assert idle <= _IDLE_BUDGET_KIB, f"{idle:.1f} KiB RSS per idle link on {loop}"
+    assert after <= _AFTER_BURST_KIB, f"{after:.1f} KiB RSS per link after a 1 MiB burst on {loop}"

@@ -2,8 +2,8 @@
 
 Lifecycle: :func:`establish` runs the verifier and the Hello exchange (and, on the acceptor,
 ``on_connect``) under the handshake timeout; then :meth:`NodeConnection._run` drives the link in a
-TaskGroup owned by the connection: the reader, the keep-alive, the notify queue and one task per
-incoming stream or query. When any of them fails, or the peer says Goodbye, or :meth:`aclose` is
+TaskGroup owned by the connection: the reader, the keep-alive, the notify queue (from the first
+notify) and one task per incoming stream or query. When any of them fails, or the peer says Goodbye, or :meth:`aclose` is
 called, the group ends: every handler task is cancelled, every outgoing stream and pending query
 fails with :class:`ConnectionLost`, the transport is aborted, then ``on_disconnect`` runs.
 """
@@ -109,7 +109,7 @@ class NodeConnection:
         self._outgoing: dict[int, OutgoingStream] = {}
         self._incoming: dict[int, tuple[IncomingStream, asyncio.Task[None]]] = {}
         self._queries: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
-        self._notifies: asyncio.Queue[wire.Notify] = asyncio.Queue(_NOTIFY_QUEUE)
+        self._notifies: asyncio.Queue[wire.Notify] | None = None  # made with the first notify
         self._slot_free = asyncio.Event()
         self._ready = asyncio.Event()  # on_connect done: handler callbacks may run
         self._done = asyncio.Event()  # fully closed and released
@@ -407,6 +407,12 @@ class NodeConnection:
                 else:
                     future.set_exception(QueryFailed(event.code, event.message))
         elif isinstance(event, wire.Notify):
+            if self._notifies is None:
+                # Most links never carry one: the queue and its task cost ~3 KiB per idle link.
+                self._notifies = asyncio.Queue(_NOTIFY_QUEUE)
+                self._tg.create_task(
+                    self._guard(self._notify_loop(self._notifies)), name=f"{self!r} notifies"
+                )
             await self._notifies.put(event)
         else:  # Hello/HelloAck after the handshake are refused by the wire state machine
             raise ConnectionLost(f"unexpected {type(event).__name__}")
@@ -474,10 +480,10 @@ class NodeConnection:
         with contextlib.suppress(NetError):
             await self._send(answer)
 
-    async def _notify_loop(self) -> None:
+    async def _notify_loop(self, notifies: asyncio.Queue[wire.Notify]) -> None:
         await self._ready.wait()
         while True:
-            msg = await self._notifies.get()
+            msg = await notifies.get()
             try:
                 await self._handler.on_notify(self, msg.method, msg.params)
             except Exception:
@@ -523,7 +529,6 @@ class NodeConnection:
                 self._tg = tg
                 tg.create_task(self._guard(self._read_loop()), name=f"{self!r} reader")
                 tg.create_task(self._guard(self._keepalive_loop()), name=f"{self!r} keep-alive")
-                tg.create_task(self._guard(self._notify_loop()), name=f"{self!r} notifies")
         except* _LinkDone:
             pass
         finally:

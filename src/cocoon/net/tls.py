@@ -19,14 +19,14 @@ import contextlib
 import socket
 import ssl
 import threading
-from typing import cast
+from typing import Any, cast
 
 from cocoon.tee.tls import peer_certificate_der
 
 __all__ = ["TlsLink", "tls_accept", "tls_connect"]
 
 _RECV_SIZE = 256 * 1024  # one shared socket read buffer per thread, however many links
-_BIO_SLICE = 32 * 1024  # ciphertext fed to OpenSSL at a time: bounds what the memory BIOs retain
+_BIO_SLICE = 16 * 1024  # bytes fed to OpenSSL at a time: bounds what the memory BIOs keep allocated
 _RECORD = 16 * 1024  # plaintext per TLS record: the most one SSLObject.read returns
 _READ_HIGH = 512 * 1024  # undelivered plaintext past which the socket is paused
 _shared = threading.local()
@@ -49,6 +49,8 @@ class TlsLink(asyncio.BufferedProtocol):
         self._ssl = context.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname
         )
+        # The C object under ssl.SSLObject: its read/write/pending without the Python wrappers.
+        self._c: Any = getattr(self._ssl, "_sslobj", self._ssl)
         self._tcp: asyncio.Transport | None = None
         self._handshake: asyncio.Future[None] | None = self._loop.create_future()
         self._plain: list[bytes] = []
@@ -68,13 +70,14 @@ class TlsLink(asyncio.BufferedProtocol):
         if tcp is None or self._error is not None or tcp.is_closing():
             raise ConnectionResetError("transport is closing")
         if len(data) <= _BIO_SLICE:
-            self._ssl.write(data)
+            self._c.write(data)
             tcp.write(self._outgoing.read())
             return
-        view = memoryview(data)
+        view, pieces = memoryview(data), []
         for start in range(0, len(view), _BIO_SLICE):
-            self._ssl.write(view[start : start + _BIO_SLICE])
-            tcp.write(self._outgoing.read())
+            self._c.write(view[start : start + _BIO_SLICE])
+            pieces.append(self._outgoing.read())
+        tcp.writelines(pieces)  # one send on uvloop, not one per record
 
     async def drain(self) -> None:
         while self._writable is not None:
@@ -225,7 +228,7 @@ class TlsLink(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     def _decrypt(self) -> None:
-        ssl_obj, incoming = self._ssl, self._incoming
+        ssl_obj, incoming = self._c, self._incoming
         try:
             while incoming.pending or ssl_obj.pending():
                 data = ssl_obj.read(_RECORD)
