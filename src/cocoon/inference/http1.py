@@ -134,12 +134,15 @@ class _Connection(asyncio.Protocol):
         return data
 
     async def wait(self, timeout: float) -> None:
-        """Until something changes (bytes, the end, the close, room to write), at most ``timeout``."""
-        self._waiter = self._loop.create_future()
+        """Until something changes (bytes, the end, the close, room to write), at most ``timeout``
+        (then ``TimeoutError``). A timer on the future itself: ``asyncio.timeout`` costs several
+        times more per wait (a context, the current task, a reschedule), and every body read waits."""
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, _expire, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await self._waiter
+            await waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
     async def write(self, data: bytes, timeout: float) -> None:
@@ -157,6 +160,11 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class UpstreamResponse:
@@ -243,6 +251,7 @@ class UpstreamPool:
         self._max = max_connections
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None  # made on first use, inside the running loop
+        self._loop: asyncio.AbstractEventLoop | None = None  # that loop (its clock for keep-alive)
         self._ssl = ssl_context
         self._closed = False
 
@@ -254,11 +263,15 @@ class UpstreamPool:
             raise EngineUnavailable("the upstream pool is closed")
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._max)
-        try:
-            async with asyncio.timeout(self.timeouts.pool):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise EngineBusy(f"{method} {path}: all upstream connections are busy") from exc
+            self._loop = asyncio.get_running_loop()
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.timeouts.pool):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise EngineBusy(f"{method} {path}: all upstream connections are busy") from exc
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, so no timer to set and cancel
         conn: _Connection | None = None
         try:
             conn = await self._connection()
@@ -288,7 +301,8 @@ class UpstreamPool:
             raise EngineTimeout(f"the upstream sent nothing for {self.timeouts.read}s") from exc
 
     async def _connection(self) -> _Connection:
-        now = asyncio.get_running_loop().time()
+        assert self._loop is not None  # set with the slots
+        now = self._loop.time()
         while self._idle:
             conn = self._idle.pop()
             if conn.lost is None and now - conn.idle_since < _KEEPALIVE_S:
@@ -328,7 +342,7 @@ class UpstreamPool:
         return self._ssl
 
     def give_back(self, conn: _Connection) -> None:
-        now = asyncio.get_running_loop().time()
+        now = (self._loop or asyncio.get_running_loop()).time()
         if conn.reusable and not self._closed:
             conn.idle_since = now
             self._idle.append(conn)

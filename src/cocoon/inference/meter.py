@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +27,26 @@ from cocoon.inference.errors import EngineProtocolError
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong, Usage
 from cocoon.oai.sse import SseNotAnEvent
 
-__all__ = ["DEFAULT_MAX_JSON_BYTES", "DEFAULT_MAX_LINE_BYTES", "BodyKind", "MeterStats", "UsageMeter"]
+__all__ = [
+    "DEFAULT_MAX_JSON_BYTES",
+    "DEFAULT_MAX_LINE_BYTES",
+    "BodyKind",
+    "EventObserver",
+    "MeterStats",
+    "UsageMeter",
+]
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 DEFAULT_MAX_JSON_BYTES = 16 << 20
+_DONE = b"[DONE]"
+
+# Called with each SSE data event the meter parsed (a JSON object) while ``feed`` reads it, so a
+# relay that needs more than the usage from the same events does not parse them a second time.
+EventObserver = Callable[[dict[str, Any]], None]
+
+
+def _unobserved(_event: dict[str, Any]) -> None:
+    """No observer."""
 
 
 class BodyKind(enum.Enum):
@@ -81,6 +97,12 @@ class UsageMeter:
         self._buf = bytearray()  # JSON bodies (and the first bytes while the kind is unknown)
         # Strict: a relay must notice an upstream that sends something other than an event stream.
         self._sse = SseDecoder(max_line_bytes=max_line_bytes, strict=True)
+        # One-line ``data: ...`` events are cut here without the decoder; the bytes after the last
+        # blank line wait in ``_tail``. Anything else hands the rest of the body to the decoder.
+        self._tail = b""
+        self._decoder_reads = False
+        self._observer: EventObserver = _unobserved
+        self._observing = False  # only while feed() runs: events a truncated end completes are not told
         self._usage = Usage()
         self._usage_seen = False
         self._bytes = 0
@@ -127,6 +149,10 @@ class UsageMeter:
             return self._usage
         return Usage(completion_tokens=self._content_events)
 
+    def observe(self, observer: EventObserver | None) -> None:
+        """Tell ``observer`` each SSE data event that ``feed`` parses (see :data:`EventObserver`)."""
+        self._observer = _unobserved if observer is None else observer
+
     def statistics(self) -> MeterStats:
         return MeterStats(
             kind=self._kind,
@@ -146,11 +172,14 @@ class UsageMeter:
         if self._finished:
             raise RuntimeError("UsageMeter.feed() after finish()")
         self._bytes += len(data)
+        self._observing = self._observer is not _unobserved
         try:
             self._feed(data)
         except EngineProtocolError as exc:
             self._failure = exc
             raise
+        finally:
+            self._observing = False
 
     def finish(self) -> Usage:
         """The body ended: flush what is buffered and return the usage. Idempotent."""
@@ -187,6 +216,36 @@ class UsageMeter:
             if len(self._buf) > self._max_json:
                 raise EngineProtocolError(f"JSON body longer than {self._max_json} bytes")
             return
+        if self._decoder_reads or b"\r" in data:
+            self._to_decoder(data)
+            return
+        # The common stream: events of one ``data: `` line each, cut at their blank lines. This is
+        # what the decoder's own quick path does, without an event object per event.
+        buf = self._tail + data if self._tail else data
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self._tail = buf
+            if len(buf) > self._max_line:  # one over-long line, or lines of one event: the decoder says
+                self._to_decoder(b"")
+            return
+        self._tail = buf[cut + 2 :]
+        parts = buf[:cut].split(b"\n\n")
+        limit = self._max_line
+        for index, part in enumerate(parts):
+            if part[:6] != b"data: " or b"\n" in part or len(part) > limit:
+                # A comment, another field, a multi-line event, ...: the decoder reads from here on.
+                self._tail = b"\n\n".join(parts[index:]) + b"\n\n" + self._tail
+                self._to_decoder(b"")
+                return
+            self._dispatch(part[6:], lenient=False)
+        if len(self._tail) > limit:
+            self._to_decoder(b"")
+
+    def _to_decoder(self, data: bytes) -> None:
+        """The decoder reads the rest of the body, starting at an event boundary (the tail first)."""
+        self._decoder_reads = True
+        if self._tail:
+            data, self._tail = self._tail + data, b""
         self._handle_events(self._decode_sse(data, final=False))
 
     def _finish(self) -> None:
@@ -196,6 +255,8 @@ class UsageMeter:
             return
         if self._kind is BodyKind.AUTO:  # nothing but whitespace arrived
             return
+        if self._tail:
+            self._to_decoder(b"")
         # The body stopped in the middle of an event: read what is whole, remember the cut.
         self._truncated = self._truncated or self._sse.buffered > 0
         self._handle_events(self._decode_sse(b"", final=True), lenient=self._truncated)
@@ -211,6 +272,9 @@ class UsageMeter:
             self._dispatch(event.data, lenient=lenient and index == len(events) - 1)
 
     def _dispatch(self, raw: bytes, *, lenient: bool) -> None:
+        if raw == _DONE:  # before orjson, which would refuse it with an exception
+            self._done = True
+            return
         # orjson parses the event (and checks its UTF-8) several times faster than json. It is trusted
         # only for the common event, content only, whose numbers the meter never reads (orjson reads
         # integers past 64 bits as floats); anything else, and anything it refuses, goes the careful
@@ -223,6 +287,8 @@ class UsageMeter:
             if self._done:
                 raise EngineProtocolError("SSE data after [DONE]")
             self._count_event(value.get("choices"))
+            if self._observing:
+                self._observer(value)
         else:
             self._dispatch_slow(raw, lenient=lenient)
 
@@ -243,6 +309,8 @@ class UsageMeter:
                 return
             raise EngineProtocolError(f"SSE data is not JSON: {data[:80]!r}") from exc
         self._handle_value(value)
+        if self._observing and type(value) is dict:
+            self._observer(value)
 
     def _parse_json_body(self, raw: bytes) -> None:
         try:

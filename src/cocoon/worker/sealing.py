@@ -29,6 +29,7 @@ from cocoon.e2ee import (
     open_request,
     routing_aad,
 )
+from cocoon.inference.meter import EventObserver
 from cocoon.node.receipt import ResponseDigest
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
 
@@ -66,10 +67,11 @@ MAX_JSON_BYTES = 16 << 20
 
 
 def _text_bytes(value: object) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, list):
-        return sum(_text_bytes(p.get("text")) for p in value if isinstance(p, Mapping))
+    # Parsed JSON holds plain dicts, lists and strs: exact type checks are enough, and far cheaper.
+    if type(value) is str:
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if type(value) is list:
+        return sum(_text_bytes(p.get("text")) for p in value if type(p) is dict)
     return 0
 
 
@@ -87,8 +89,21 @@ class ContentTally:
         self.content_frames = 0  # frames up to the last that completed content
         self._frames = 0
         self._mode: str | None = None
-        self._sse = SseDecoder(max_line_bytes=MAX_JSON_BYTES)
+        self._sse: SseDecoder | None = None  # made on the first event-stream frame the meter does not read
         self._json = bytearray()
+        self._metered = False  # the engine's meter tells the parsed events (see :meth:`observer`)
+        self._pending = 0  # text the meter told since the last frame
+
+    def observer(self) -> EventObserver:
+        """For the meter of the answer: the SSE events it parses are counted here without parsing
+        them again. The meter reads each chunk before it is sealed, so its events belong to the next
+        :meth:`feed`; the events only its end completes (a cut stream) are not told, as a decoder
+        here would not dispatch them either."""
+        self._metered = True
+        return self._event_value
+
+    def _event_value(self, value: dict[str, Any]) -> None:
+        self._pending += self._choices(value, streamed=True)
 
     def feed(self, chunk: bytes) -> None:
         self._frames += 1
@@ -99,6 +114,13 @@ class ContentTally:
                 self._json += chunk
             self.content_frames = self._frames if chunk.strip() else self.content_frames
             return
+        if self._metered:
+            if self._pending:
+                self.content_frames = self._frames
+                self._pending = 0
+            return
+        if self._sse is None:
+            self._sse = SseDecoder(max_line_bytes=MAX_JSON_BYTES)
         try:
             events = self._sse.feed(chunk)
         except SseLineTooLong:
@@ -127,30 +149,34 @@ class ContentTally:
             return 0
 
     def _choices(self, body: object, *, streamed: bool) -> int:
-        choices = body.get("choices") if isinstance(body, Mapping) else None
+        choices = body.get("choices") if type(body) is dict else None
+        if type(choices) is not list:
+            return 0
         total = 0
-        for choice in choices if isinstance(choices, list) else []:
-            if not isinstance(choice, Mapping):
+        for choice in choices:
+            if type(choice) is not dict:
                 continue
             n = _text_bytes(choice.get("text"))
             for key in ("delta", "message"):
                 message = choice.get(key)
-                if isinstance(message, Mapping):
-                    n += sum(_text_bytes(message.get(f)) for f in _TEXT_FIELDS) + self._calls(
-                        message, streamed
-                    )
+                if type(message) is dict:
+                    for name in _TEXT_FIELDS:
+                        value = message.get(name)
+                        if value is not None:
+                            n += _text_bytes(value)
+                    if "tool_calls" in message:
+                        n += self._calls(message["tool_calls"], streamed)
             if streamed and n:
                 self.deltas += 1
             total += n
         self.text_bytes += total
         return total
 
-    def _calls(self, message: Mapping[str, Any], streamed: bool) -> int:
-        calls = message.get("tool_calls")
+    def _calls(self, calls: object, streamed: bool) -> int:
         n = 0
-        for call in calls if isinstance(calls, list) else []:
-            function = call.get("function") if isinstance(call, Mapping) else None
-            if isinstance(function, Mapping):
+        for call in calls if type(calls) is list else []:
+            function = call.get("function") if type(call) is dict else None
+            if type(function) is dict:
                 n += _text_bytes(function.get("name")) + _text_bytes(function.get("arguments"))
                 self.tool_calls += 1 if not streamed or call.get("id") else 0
         return n

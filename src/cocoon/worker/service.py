@@ -423,6 +423,8 @@ class Worker(Service):
             await stream.send_error(code, str(exc) if sealed is None else WITHHELD)
             return
         digest = ResponseDigest()
+        if sealed is not None and response.ok:
+            response.meter.observe(sealed.content.observer())  # one parse of each event for both
         async with response:
             await stream.send_head(response.status, response.headers)
             try:
