@@ -282,6 +282,6 @@ def test_worker_collateral_histories_follow_the_rules():
 
     try:
         prop()
-        assert env.chain.total_balances() + env.chain.total_fees() == env.chain.minted
+        assert env.chain.totals().conserved
     finally:
         env.close()

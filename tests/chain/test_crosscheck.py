@@ -285,7 +285,7 @@ def run_local(steps: list[dict], watch: list[Address]) -> dict:
     for a in watch:
         acc = chain._state_of(a)
         data[a.to_str(is_user_friendly=False)] = acc.data.hash.hex() if acc.data is not None else None
-    assert chain.total_balances() + chain.total_fees() == chain.minted
+    assert chain.totals().conserved
     chain.close()
     return {"steps": out, "data": data}
 

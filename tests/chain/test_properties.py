@@ -82,7 +82,7 @@ def test_cumulative_charges_only_increase():
 
     try:
         prop()
-        assert env.chain.total_balances() + env.chain.total_fees() == env.chain.minted
+        assert env.chain.totals().conserved
     finally:
         env.close()
 

@@ -97,6 +97,6 @@ async def test_close_refunds_clients_pays_workers_and_returns_the_stake(tmp_path
         assert last.closed and last.state == STATE_CLOSED
         gained = await sync.wallet.balance() - owner_before
         assert holdings - TON // 10 < gained <= holdings  # fees and stake, less the post's gas
-        assert chain.total_balances() + chain.total_fees() == chain.minted
+        assert chain.totals().conserved
     finally:
         await network.stop()

@@ -177,7 +177,7 @@ async def test_requests_settle_on_chain_and_money_is_conserved(tmp_path: Path) -
         received = [t for t in await chain.get_transactions(sync.wallet.address) if t.in_op == Op.PAYOUT]
         assert [t.value_in for t in received] == [fees]
         # Nothing is created or lost: every nanoTON the faucet minted is in an account or paid as a fee.
-        assert chain.total_balances() + chain.total_fees() == chain.minted
+        assert chain.totals().conserved
 
 
 async def test_client_without_funds_on_chain_gets_402_then_pays_after_top_up(tmp_path: Path) -> None:
@@ -275,7 +275,7 @@ async def test_app_side_lifecycle_withdraw_and_close(tmp_path: Path, grant_refun
             ]
             owed = (tokens - closing["tokens_used"]) * PRICE
             assert payouts[0].value_in == closing["balance_nano"] - owed
-            assert chain.total_balances() + chain.total_fees() == chain.minted
+            assert chain.totals().conserved
             return
         refused = await invoke("close")
         assert refused.exit_code == 1 and "after" in refused.output
@@ -290,7 +290,7 @@ async def test_app_side_lifecycle_withdraw_and_close(tmp_path: Path, grant_refun
         closed = (await cli("close"))["chain"]
         assert closed["state"] == "closed" and closed["balance_nano"] == 0
         assert (await read_client_state(chain, account.address)).state == STATE_CLOSED
-        assert chain.total_balances() + chain.total_fees() == chain.minted
+        assert chain.totals().conserved
 
 
 async def test_restored_old_ledger_is_refused_at_proxy_start(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from cocoon.chain.errors import (
     TransactionFailed,
 )
 
-__all__ = ["FAUCET_ADDRESS", "LocalChain"]
+__all__ = ["FAUCET_ADDRESS", "LocalChain", "ValueTotals"]
 
 FAUCET_ADDRESS = Address("0:" + "fa" * 32)
 GENESIS_TIME = 1_760_000_000
@@ -94,6 +94,19 @@ def _empty_shard_account() -> Cell:
 
 _EMPTY_SHARD_BOC: bytes = _empty_shard_account().to_boc()
 _MAX_CELLS = 4096  # pytoniq copies of code and data cells kept (by hash); most are the same few codes
+
+
+@dataclass(frozen=True, slots=True)
+class ValueTotals:
+    """Where all minted value is, as of one instant: on accounts, or collected as fees."""
+
+    balances: int
+    fees: int
+    minted: int
+
+    @property
+    def conserved(self) -> bool:
+        return self.balances + self.fees == self.minted
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,8 +321,35 @@ class LocalChain:
         return int(row[0])
 
     def total_balances(self) -> int:
-        self._sync_cache()  # another process (a liteserver, the CLI) may have moved money since
-        return sum(self._state_of(addr).balance for addr in self.addresses())
+        with self._snapshot():
+            return sum(_native.read_account(self._shard_cell(key)).balance for key in self._keys())
+
+    def totals(self) -> ValueTotals:
+        """Balances, fees and minted value read in one read transaction. Another connection (a
+        liteserver, `cocoon up`, the CLI) may commit traces while we read: read one statement at a
+        time, the sum mixes states from before and after one (value in flight counted twice or not at
+        all), so ``total_balances() + total_fees() == minted`` is only safe on a quiet store."""
+        with self._snapshot():
+            return ValueTotals(self.total_balances(), self.total_fees(), self.minted)
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Reads inside see one committed state of the store (WAL: a read transaction is a snapshot);
+        cached accounts are dropped when another connection committed before it."""
+        self._check_open()
+        if self._db.in_transaction:  # ours (a group, a trace): it holds the write lock, one state
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("SELECT 1 FROM meta LIMIT 1").fetchone()  # the snapshot starts here
+            self._sync_cache()
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
+    def _keys(self) -> list[str]:
+        return [str(r[0]) for r in self._db.execute("SELECT address FROM accounts ORDER BY address")]
 
     def addresses(self) -> list[Address]:
         return [Address(r[0]) for r in self._db.execute("SELECT address FROM accounts ORDER BY address")]
