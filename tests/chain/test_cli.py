@@ -103,3 +103,15 @@ def test_cli_lite_config_errors_are_clean(tmp_path):
         app, ["--home", str(tmp_path), "--lite-config", str(cfg), "root", "show", "--root", "0:" + "11" * 32]
     )
     assert r.exit_code == 1 and "no liteservers" in r.output
+
+
+def test_local_bench_reports_rates_against_the_target(tmp_path):
+    numbers = run(tmp_path / "home", "local", "bench", "--transfers", "8", "--charges", "4")
+    assert numbers["store"] == "sqlite" and numbers["target_tx_per_s"] == 1000
+    for kind in ("transfer", "charge", "grouped_transfer"):
+        rate = numbers[f"{kind}_tx_per_s"]
+        assert rate > 0 and numbers[f"{kind}_tx_per_cpu_s"] > 0
+        assert abs(numbers[f"{kind}_of_target"] - rate / 1000) < 0.002
+    assert {o["op"] for o in numbers["ops"]} >= {"wallet transfer", "client charge (signed)"}
+    human = runner.invoke(app, ["--home", str(tmp_path / "home"), "local", "bench", "--transfers", "8"])
+    assert human.exit_code == 0 and "target" in human.output and "tx/s" in human.output

@@ -98,7 +98,13 @@ class KeyPair:
         return list(mnemonic_new())
 
     def sign(self, data: bytes) -> bytes:
-        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(data)
+        return _private_key(self.seed).sign(data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _private_key(seed: bytes) -> Ed25519PrivateKey:
+    """Loading the key took a fifth of a signature; a wallet or proxy signs with the same few keys."""
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 @dataclass(frozen=True, slots=True)

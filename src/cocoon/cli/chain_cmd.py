@@ -327,7 +327,7 @@ def local_bench(
     if served:
         served_bench(c.dir, c.json, charges)
         return
-    from cocoon.chain.bench import GROUP, run_bench
+    from cocoon.chain.bench import GROUP, TARGET_TX_PER_S, Rate, run_bench
 
     private_dir(c.dir)
     path = None if memory else c.dir / "bench.sqlite"
@@ -335,14 +335,16 @@ def local_bench(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     r = _run(run_bench(path, transfers=transfers, charges=charges))
+    rates = {"transfer": r.transfer, "charge": r.charge, "grouped_transfer": r.grouped}
     if c.json:
         out.print_json(
             json.dumps(
                 {
                     "store": "memory" if memory else "sqlite",
-                    "transfer_tx_per_s": round(r.transfer_tx_per_s, 1),
-                    "charge_tx_per_s": round(r.charge_tx_per_s, 1),
-                    "grouped_transfer_tx_per_s": round(r.grouped_tx_per_s, 1),
+                    "target_tx_per_s": TARGET_TX_PER_S,
+                    **{f"{k}_tx_per_s": round(v.tx_per_s, 1) for k, v in rates.items()},
+                    **{f"{k}_of_target": round(v.of_target, 3) for k, v in rates.items()},
+                    **{f"{k}_tx_per_cpu_s": round(v.tx_per_cpu_s, 1) for k, v in rates.items()},
                     "ops": [
                         {
                             "op": o.op,
@@ -357,18 +359,18 @@ def local_bench(
             )
         )
         return
-    out.print(
-        f"wallet transfers: {r.transfers} ({r.transfer_txs} tx) in {r.transfer_seconds:.2f} s = "
-        f"[bold]{r.transfer_tx_per_s:.0f} tx/s[/]"
-    )
-    out.print(
-        f"signed charges:   {r.charges} ({r.charge_txs} tx) in {r.charge_seconds:.2f} s = "
-        f"[bold]{r.charge_tx_per_s:.0f} tx/s[/]"
-    )
-    out.print(
-        f"wallet transfers, {GROUP} senders a group commit: {r.grouped_transfers} ({r.grouped_txs} tx) in"
-        f" {r.grouped_seconds:.2f} s = [bold]{r.grouped_tx_per_s:.0f} tx/s[/]"
-    )
+
+    def line(what: str, rate: Rate) -> str:
+        return (
+            f"{what} ({rate.txs} tx) in {rate.seconds:.2f} s = [bold]{rate.tx_per_s:.0f} tx/s[/],"
+            f" [bold]{rate.of_target:.2f}×[/] target ({rate.tx_per_cpu_s:.0f} tx/CPU-s)"
+        )
+
+    store = "in memory" if memory else "on SQLite, every commit synced to disk"
+    out.print(f"LocalChain {store}; target {TARGET_TX_PER_S:,} tx/s:")
+    out.print(line(f"wallet transfers: {r.transfers}", r.transfer))
+    out.print(line(f"signed charges:   {r.charges}", r.charge))
+    out.print(line(f"wallet transfers: {r.transfers}, {GROUP} senders a group commit", r.grouped))
     t = Table(title="gas per operation")
     for col in ("operation", "gas", "fee", "txs in trace", "trace fees"):
         t.add_column(col, justify="left" if col == "operation" else "right")
