@@ -52,9 +52,15 @@ def _validation_error(exc: ValidationError) -> ApiError:
     )
 
 
+_NO_OPTIONS = ClientOptions()  # frozen: shared by every request that sets none
+
+
 def _split_options(body: dict[str, Any]) -> ClientOptions:
+    given = {k: body.pop(k) for k in CLIENT_ONLY_FIELDS.intersection(body)}
+    if not given:
+        return _NO_OPTIONS
     try:
-        return ClientOptions.model_validate({k: body.pop(k) for k in list(body) if k in CLIENT_ONLY_FIELDS})
+        return ClientOptions.model_validate(given)
     except ValidationError as exc:
         raise _validation_error(exc) from exc
 

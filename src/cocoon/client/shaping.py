@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from cocoon.client.http_errors import sse_error
 from cocoon.oai import SSE_DONE, ApiError, ErrorKind, SseDecoder, SseEvent, SseLineTooLong, Usage, encode_sse
 from cocoon.oai.responses import ResponsesContext, ResponsesStream, chat_to_response
+from cocoon.oai.sse import DONE, last_of_data_run
 
 __all__ = ["ChatShaper", "ResponsesShaper", "Shaper"]
 
@@ -76,6 +77,11 @@ class ChatShaper:
         return b""
 
     def feed(self, data: bytes) -> bytes:
+        if self._decoder.idle and b'"usage"' not in data and DONE not in data:
+            last = last_of_data_run(data, max_line_bytes=MAX_SSE_LINE)
+            if last is not None:
+                self._last_raw = last  # plain events, none with usage: relayed as they came
+                return data
         out = bytearray()
         for event in _events(self._decoder, data):
             if event.is_done:

@@ -25,6 +25,7 @@ __all__ = [
     "SseLineTooLong",
     "SseNotAnEvent",
     "encode_sse",
+    "last_of_data_run",
 ]
 
 DONE = b"[DONE]"
@@ -70,6 +71,11 @@ class SseDecoder:
         self._data_size = 0
         self._event: str | None = None
         self._pending_cr = False  # the last byte fed was a CR; a following LF belongs to it
+
+    @property
+    def idle(self) -> bool:
+        """Between events: nothing held back, so the next byte fed starts a new event."""
+        return self._at_boundary()
 
     @property
     def buffered(self) -> int:
@@ -175,6 +181,19 @@ class SseDecoder:
         self._data.clear()
         self._data_size = 0
         self._event = None
+
+
+def last_of_data_run(data: bytes, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> bytes | None:
+    """When ``data`` is nothing but whole one-line ``data: <x>`` events (exactly what
+    :func:`encode_sse` writes, so decoding and re-encoding it gives it back), the last event's data;
+    None otherwise. Fed to an idle decoder, such a run needs no decoding to be relayed."""
+    if len(data) > max_line_bytes or data[:6] != b"data: " or data[-2:] != b"\n\n" or b"\r" in data:
+        return None
+    # Every LF must belong to a blank line that a ``data: `` line follows, or to the final one.
+    separators = data.count(b"\n\ndata: ")
+    if data.count(b"\n") != 2 * separators + 2:
+        return None
+    return data[data.rfind(b"\n\ndata: ") + 8 : -2] if separators else data[6:-2]
 
 
 def encode_sse(payload: bytes | str | Mapping[str, Any], *, event: str | None = None) -> bytes:
