@@ -115,9 +115,15 @@ def _budget(request: oai.SamplingRequest, prompt: int, n_ctx: int) -> int:
 
 
 def prepare_job(
-    loaded: Loaded, request: oai.SamplingRequest, *, n_ctx: int, seed: int | None
+    loaded: Loaded,
+    request: oai.SamplingRequest,
+    *,
+    n_ctx: int,
+    seed: int | None,
+    cancel: threading.Event | None = None,
 ) -> GenerationJob:
-    """Everything the token loop needs; ``InvalidRequest`` (a 400) for what cannot be served."""
+    """Everything the token loop needs; ``InvalidRequest`` (a 400) for what cannot be served.
+    ``cancel``: the job's cancel flag when the caller made it first (a fresh one otherwise)."""
     tokens, echo_text = _prompt_tokens(loaded, request)
     if not tokens:
         bos = loaded.llama.token_bos()
@@ -146,7 +152,7 @@ def prepare_job(
             "repeat_penalty": request.repetition_penalty,
         },
         echo_text=echo_text,
-        cancel=threading.Event(),
+        cancel=cancel if cancel is not None else threading.Event(),
         ignore_eos=request.ignore_eos,
         grammar=grammar,
         lazy_grammar=lazy,

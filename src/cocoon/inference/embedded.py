@@ -5,15 +5,23 @@ One llama context serves one generation at a time, so all model work runs on one
 full ``open()`` raises ``EngineBusy`` before any work is done. The token loop checks a cancel flag
 between tokens, so closing a response (or cancelling the task awaiting a non-streamed answer) stops
 generation within one token.
+
+Before the first token: an idle engine prepares the prompt (template, tokens, grammars) on the
+engine thread and generates straight on, so no round trip through the event loop sits between the
+two; a busy one prepares beside the running generation, so a request it cannot serve is refused at
+once. Events cross to the loop through a :class:`_Mailbox`: one wake-up per batch the loop has not
+yet taken, so a token never waits for a later one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +62,53 @@ __all__ = ["DEFAULT_MAX_QUEUE", "DEFAULT_N_CTX", "EmbeddedEngine", "EmbeddedStat
 DEFAULT_N_CTX = 2048
 DEFAULT_MAX_QUEUE = 8
 _MAX_THREADS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """The engine thread prepared the job and is generating (idle path only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """The engine thread could not prepare the job: the request's 400."""
+
+    error: oai.InvalidRequest
+
+
+_Outcome = Event | _Prepared | _Refused
+
+
+class _Mailbox:
+    """Events from the engine thread to the loop. A post wakes the loop only when no wake-up is
+    pending already; the loop then takes every event posted so far (coalescing only what has
+    already arrived: the first post of a batch always schedules it)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: deque[_Outcome] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._ready: asyncio.Queue[_Outcome] = asyncio.Queue()
+
+    def post(self, event: _Outcome) -> None:
+        """Engine thread. Raises RuntimeError once the loop is closed."""
+        with self._lock:
+            self._pending.append(event)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            taken, self._scheduled = list(self._pending), False
+            self._pending.clear()
+        for event in taken:
+            self._ready.put_nowait(event)
+
+    async def get(self) -> _Outcome:
+        return await self._ready.get()
 
 
 class _State(enum.Enum):
@@ -125,7 +180,7 @@ class EmbeddedEngine:
         # vocabulary); aclose() drains this pool before the model is freed.
         self._prep_executor: ThreadPoolExecutor | None = None
         self._loaded: Loaded | None = None
-        self._jobs: dict[asyncio.Future[Finished | Failed], threading.Event] = {}
+        self._jobs: dict[asyncio.Future[Finished | Failed | None], threading.Event] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._requests = self._cancelled = self._failed = self._busy = self._tokens = 0
@@ -286,53 +341,88 @@ class EmbeddedEngine:
         if len(self._jobs) >= 1 + self.max_queue:
             self._busy += 1
             raise EngineBusy(f"embedded engine busy: {len(self._jobs)} requests running or queued")
-        try:
-            job = await asyncio.get_running_loop().run_in_executor(
-                prep, lambda: prepare_job(loaded, request, n_ctx=self.n_ctx, seed=self.seed)
-            )
-        except oai.InvalidRequest as exc:
-            return _refusal(exc)
-        if self._state is not _State.READY:
-            raise EngineUnavailable("the embedded engine closed")
-        # Admission is re-checked: others may have been admitted while we tokenized.
-        if len(self._jobs) >= 1 + self.max_queue:
-            self._busy += 1
-            raise EngineBusy(f"embedded engine busy: {len(self._jobs)} requests running or queued")
-        events: asyncio.Queue[Event] = asyncio.Queue()
-        self._submit(executor, loaded, job, events)
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        prepare = functools.partial(
+            prepare_job, loaded, request, n_ctx=self.n_ctx, seed=self.seed, cancel=cancel
+        )
+        events = _Mailbox(loop)
+        if self._jobs:  # another generation runs: prepare beside it (a 400 must not wait for it)
+            try:
+                job = await loop.run_in_executor(prep, prepare)
+            except oai.InvalidRequest as exc:
+                return _refusal(exc)
+            if self._state is not _State.READY:
+                raise EngineUnavailable("the embedded engine closed")
+            # Admission is re-checked: others may have been admitted while we tokenized.
+            if len(self._jobs) >= 1 + self.max_queue:
+                self._busy += 1
+                raise EngineBusy(f"embedded engine busy: {len(self._jobs)} requests running or queued")
+            self._submit(executor, loaded, lambda: job, events, cancel, announce=False)
+        else:  # idle: the engine thread prepares and goes straight on to the first token
+            self._submit(executor, loaded, prepare, events, cancel, announce=True)
+            try:
+                first = await events.get()
+            except BaseException:
+                cancel.set()
+                raise
+            if isinstance(first, _Refused):
+                return _refusal(first.error)
+            if isinstance(first, Failed):
+                raise first.error
         self._requests += 1
         id_, created = oai.new_id(endpoint), int(time.time())
         if request.stream:
             return EngineResponse(
                 status=200,
                 headers=SSE_HEADERS,
-                body=self._stream(request, events, job, id_, created),
-                on_close=_setter(job.cancel),
+                body=self._stream(request, events, cancel, id_, created),
+                on_close=_setter(cancel),
             )
         try:
             return await self._collect(request, events, id_, created)
         except BaseException:
-            job.cancel.set()  # the job releases its slot when its thread returns
+            cancel.set()  # the job releases its slot when its thread returns
             raise
 
     def _submit(
-        self, executor: ThreadPoolExecutor, loaded: Loaded, job: GenerationJob, events: asyncio.Queue[Event]
+        self,
+        executor: ThreadPoolExecutor,
+        loaded: Loaded,
+        prepare: Callable[[], GenerationJob],
+        events: _Mailbox,
+        cancel: threading.Event,
+        *,
+        announce: bool,
     ) -> None:
+        """Queue the job on the engine thread. ``prepare`` runs there first; with ``announce`` its
+        outcome is posted (``_Prepared``, ``_Refused`` or ``Failed``) before any token."""
         loop = asyncio.get_running_loop()
 
-        def emit(event: Event) -> None:
+        def emit(event: _Outcome) -> None:
             try:
-                loop.call_soon_threadsafe(events.put_nowait, event)
+                events.post(event)
             except RuntimeError:  # loop closed: nobody is listening any more
-                job.cancel.set()
+                cancel.set()
 
-        future = loop.run_in_executor(
-            executor, run_generation, cast(TokenModel, loaded.llama), loaded.end_tokens, job, emit
-        )
-        self._jobs[future] = job.cancel
+        def work() -> Finished | Failed | None:
+            try:
+                job = prepare()
+            except oai.InvalidRequest as exc:
+                emit(_Refused(exc))
+                return None
+            except Exception as exc:  # open() raises it, as the prepare pool's future would
+                emit(Failed(exc))
+                return None
+            if announce:
+                emit(_Prepared())
+            return run_generation(cast(TokenModel, loaded.llama), loaded.end_tokens, job, emit)
+
+        future = loop.run_in_executor(executor, work)
+        self._jobs[future] = cancel
         self._idle.clear()
 
-        def done(f: asyncio.Future[Finished | Failed]) -> None:
+        def done(f: asyncio.Future[Finished | Failed | None]) -> None:
             self._jobs.pop(f, None)
             if not self._jobs:
                 self._idle.set()
@@ -358,7 +448,7 @@ class EmbeddedEngine:
         return EngineResponse.from_bytes(status=200, headers=JSON_HEADERS, content=answer)
 
     async def _collect(
-        self, request: oai.SamplingRequest, events: asyncio.Queue[Event], id_: str, created: int
+        self, request: oai.SamplingRequest, events: _Mailbox, id_: str, created: int
     ) -> EngineResponse:
         shapers = [ChoiceShaper(request.rules) for _ in range(request.n)]
         reasons = ["length"] * request.n
@@ -381,7 +471,7 @@ class EmbeddedEngine:
                     usage=event.usage,
                 )
                 return EngineResponse.from_bytes(status=200, headers=JSON_HEADERS, content=oai.dumps(body))
-            else:
+            elif isinstance(event, Failed):  # (_Prepared and _Refused are open()'s, never seen here)
                 self._failed += 1
                 return _error_response(
                     f"generation failed: {type(event.error).__name__}", type_="internal_error", code=500
@@ -390,8 +480,8 @@ class EmbeddedEngine:
     async def _stream(
         self,
         request: oai.SamplingRequest,
-        events: asyncio.Queue[Event],
-        job: GenerationJob,
+        events: _Mailbox,
+        cancel: threading.Event,
         id_: str,
         created: int,
     ) -> AsyncIterator[bytes]:
@@ -426,8 +516,7 @@ class EmbeddedEngine:
                     )
                     yield oai.SSE_DONE
                     return
-                else:
-                    assert isinstance(event, Failed)
+                elif isinstance(event, Failed):
                     self._failed += 1
                     # Status 200 is already sent: report the failure in-band, then end the stream.
                     message = f"generation failed: {type(event.error).__name__}"
@@ -435,7 +524,7 @@ class EmbeddedEngine:
                     yield oai.SSE_DONE
                     return
         finally:
-            job.cancel.set()  # harmless after Finished; stops the token loop otherwise
+            cancel.set()  # harmless after Finished; stops the token loop otherwise
 
 
 def _choice_end(shaper: ChoiceShaper, done: ChoiceDone, piece: Callable[..., bytes]) -> list[bytes]:
