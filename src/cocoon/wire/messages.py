@@ -99,10 +99,42 @@ def _enum(cls: str, field: str, value: object, enum_type: type[Any]) -> Any:
     return value
 
 
+_LEAVES = frozenset({type(None), bool, float, str, bytes})
+
+
 def _plain(cls: str, field: str, value: object, depth: int) -> Any:
     """Deep copy of a msgpack-able value: None, bool, 64-bit int, float, str, bytes, list, str-keyed dict."""
     if depth > MAX_DEPTH:
         raise _fail(cls, field, f"nested deeper than {MAX_DEPTH}")
+    kind = type(value)
+    # Exact built-in types first (all a decoder ever makes, nearly all a caller passes): no ABC checks.
+    if kind is dict or kind is list:
+        leaf_ok = depth < MAX_DEPTH  # children at depth + 1 may still be leaves
+        if kind is dict:
+            out: dict[str, Any] = {}
+            for key, item in value.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    raise _fail(cls, field, f"mapping keys must be str, got {type(key).__name__}")
+                if leaf_ok and (
+                    type(item) in _LEAVES or (type(item) is int and _INT64_MIN <= item <= _UINT64_MAX)
+                ):
+                    out[key] = item
+                else:
+                    out[key] = _plain(cls, field, item, depth + 1)
+            return out
+        return [
+            item if leaf_ok and type(item) in _LEAVES else _plain(cls, field, item, depth + 1)
+            for item in value  # type: ignore[attr-defined]
+        ]
+    if kind in _LEAVES:
+        return value
+    if kind is int and _INT64_MIN <= value <= _UINT64_MAX:  # type: ignore[operator]
+        return value
+    return _plain_other(cls, field, value, depth)
+
+
+def _plain_other(cls: str, field: str, value: object, depth: int) -> Any:
+    """:func:`_plain` for anything but the exact built-in types: subclasses, tuples, mappings, views."""
     if value is None or isinstance(value, bool | float | str):
         return value
     if isinstance(value, int):
