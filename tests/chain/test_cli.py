@@ -108,7 +108,7 @@ def test_cli_lite_config_errors_are_clean(tmp_path):
 def test_local_bench_reports_rates_against_the_target(tmp_path):
     numbers = run(tmp_path / "home", "local", "bench", "--transfers", "8", "--charges", "4")
     assert numbers["store"] == "sqlite" and numbers["target_tx_per_s"] == 1000
-    for kind in ("transfer", "charge", "grouped_transfer"):
+    for kind in ("transfer", "charge", "grouped_transfer", "grouped_charge"):
         rate = numbers[f"{kind}_tx_per_s"]
         assert rate > 0 and numbers[f"{kind}_tx_per_cpu_s"] > 0
         assert abs(numbers[f"{kind}_of_target"] - rate / 1000) < 0.002

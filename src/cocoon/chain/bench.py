@@ -81,6 +81,7 @@ class BenchResult:
     charge: Rate  # one signed charge at a time, each its own durable commit
     ops: tuple[OpCost, ...]
     grouped: Rate  # the same transfers from GROUP senders at once, one group commit each round
+    grouped_charge: Rate  # the same charges, GROUP of them one group commit
 
     @property
     def transfer_tx_per_s(self) -> float:
@@ -131,10 +132,11 @@ async def run_bench(path: Path | None, *, transfers: int = 200, charges: int = 2
         bench = _Contracts(KeyPair.generate(), h.root, h.config.params, alice, proxy_owner, worker)
         await bench.open(ops)
         charge = await bench.charges(charges, ops)
+        grouped_charge = await bench.grouped_charges(chain, charges)
         await bench.payouts_and_close(chain, ops)
         if not chain.totals().conserved:
             raise AssertionError("value not conserved")
-        return BenchResult(transfers, transfer, charges, charge, tuple(ops), grouped)
+        return BenchResult(transfers, transfer, charges, charge, tuple(ops), grouped, grouped_charge)
     finally:
         chain.close()
 
@@ -180,6 +182,7 @@ class _Contracts:
     worker: WalletClient
     proxy_sc: Address | None = None
     client_sc: Address | None = None
+    charged: int = 0  # signed charges posted (each one's counter is the next)
 
     async def open(self, ops: list[OpCost]) -> None:
         p = self.params
@@ -194,17 +197,33 @@ class _Contracts:
 
     async def charges(self, count: int, ops: list[OpCost]) -> Rate:
         """Throughput of signed cumulative charges (wallet → client → proxy contract + excesses)."""
-        assert self.client_sc is not None
         timer = _Timer()
         txs = 0
         trace: list[TxRecord] = []
-        for i in range(1, count + 1):
-            msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=self.client_sc, counter=i * 1000, query_id=i)
-            trace = await post_signed(self.alice, msg)
+        for _ in range(count):
+            trace = await self._charge()
             txs += len(trace)
         rate = timer.rate(txs)
         ops.append(_cost("client charge (signed)", trace, self.client_sc))
         return rate
+
+    async def grouped_charges(self, chain: LocalChain, count: int) -> Rate:
+        """The same charges, :data:`GROUP` of them a group commit (a settlement loop posting what
+        queued up while the chain was busy)."""
+        timer = _Timer()
+        txs = 0
+        for _ in range(max(1, count // GROUP)):
+            with chain.group():
+                for _ in range(GROUP):
+                    txs += len(await self._charge())
+        return timer.rate(txs)
+
+    async def _charge(self) -> list[TxRecord]:
+        assert self.client_sc is not None
+        self.charged += 1
+        i = self.charged
+        msg = sign(self.key, Op.CLIENT_CHARGE_SIGNED, target=self.client_sc, counter=i * 1000, query_id=i)
+        return await post_signed(self.alice, msg)
 
     async def payouts_and_close(self, chain: LocalChain, ops: list[OpCost]) -> None:
         assert self.proxy_sc is not None and self.client_sc is not None

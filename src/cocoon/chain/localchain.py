@@ -93,7 +93,7 @@ def _empty_shard_account() -> Cell:
 
 
 _EMPTY_SHARD_BOC: bytes = _empty_shard_account().to_boc()
-_MAX_CELLS = 4096  # pytoniq copies of code and data cells kept (by hash); most are the same few codes
+_MAX_CELLS = 4096  # pytoniq copies of code cells kept (by hash), Address objects kept (by raw form)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,10 @@ class _Parsed:
     cell: PyCell
     state: AccountState
     native: NativeAccount
+
+
+def _pytoniq(cell: PyCell) -> Cell:
+    return Cell.one_from_boc(without_crc(boc_of(cell)))
 
 
 def _native_record(address: Address, tx: _native.NativeTx, cell: PyCell, boc: bytes) -> _Delivered:
@@ -263,7 +267,7 @@ class LocalChain:
         # raw address -> the account as last read: the proxy re-reads unchanged contracts every tick.
         # Valid while the cell is the same object (every transaction makes a new one).
         self._states: dict[str, _Parsed] = {}
-        self._cells: dict[str, Cell] = {}  # cell hash -> its pytoniq copy (code, data of AccountState)
+        self._cells: dict[str, Cell] = {}  # code hash -> its pytoniq copy (AccountState.code)
         self._addresses: dict[str, Address] = {}
         self._lt = self._now = 0  # of the trace being delivered (its transaction holds the write lock)
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
@@ -366,7 +370,7 @@ class LocalChain:
         return cell
 
     def _shard_account(self, address: Address) -> Cell:
-        return Cell.one_from_boc(without_crc(boc_of(self._shard_cell(_raw(address)))))
+        return _pytoniq(self._shard_cell(_raw(address)))
 
     def _parsed(self, address: Address) -> _Parsed:
         key = _raw(address)
@@ -379,8 +383,8 @@ class LocalChain:
             address,
             native.balance,
             native.status,
-            self._pytoniq(native.code),
-            self._pytoniq(native.data),
+            self._code(native.code),
+            None if native.data is None else _pytoniq(native.data),
             native.last_trans_lt,
         )
         parsed = self._states[key] = _Parsed(cell, state, native)
@@ -390,8 +394,8 @@ class LocalChain:
         state = self._parsed(address).state
         return state if state.address is address else replace(state, address=address)
 
-    def _pytoniq(self, cell: PyCell | None) -> Cell | None:
-        """The pytoniq copy of an emulator cell, by hash: a contract's code is parsed once."""
+    def _code(self, cell: PyCell | None) -> Cell | None:
+        """The pytoniq copy of a contract's code, by hash: parsed once (data changes every transaction)."""
         if cell is None:
             return None
         key = cell.get_hash()
@@ -399,7 +403,7 @@ class LocalChain:
         if copy is None:
             if len(self._cells) >= _MAX_CELLS:
                 self._cells.clear()
-            copy = self._cells[key] = Cell.one_from_boc(without_crc(boc_of(cell)))
+            copy = self._cells[key] = _pytoniq(cell)
         return copy
 
     @staticmethod

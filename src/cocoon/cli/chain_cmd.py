@@ -335,7 +335,12 @@ def local_bench(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     r = _run(run_bench(path, transfers=transfers, charges=charges))
-    rates = {"transfer": r.transfer, "charge": r.charge, "grouped_transfer": r.grouped}
+    rates = {
+        "transfer": r.transfer,
+        "charge": r.charge,
+        "grouped_transfer": r.grouped,
+        "grouped_charge": r.grouped_charge,
+    }
     if c.json:
         out.print_json(
             json.dumps(
@@ -371,6 +376,7 @@ def local_bench(
     out.print(line(f"wallet transfers: {r.transfers}", r.transfer))
     out.print(line(f"signed charges:   {r.charges}", r.charge))
     out.print(line(f"wallet transfers: {r.transfers}, {GROUP} senders a group commit", r.grouped))
+    out.print(line(f"signed charges:   {r.charges}, {GROUP} a group commit", r.grouped_charge))
     t = Table(title="gas per operation")
     for col in ("operation", "gas", "fee", "txs in trace", "trace fees"):
         t.add_column(col, justify="left" if col == "operation" else "right")
