@@ -103,3 +103,39 @@ def test_responses_shaper_whole_and_stream() -> None:
     types = [e["type"] for e in _payloads(raw)]
     assert types[0] == "response.created" and types[-1] == "response.completed"
     assert types.count("response.output_text.delta") == 2
+
+
+_PIECES = [
+    encode_sse(DELTA),
+    encode_sse({**DELTA, "usage": None}),
+    encode_sse({**DELTA, "usage": USAGE}),
+    encode_sse(USAGE_CHUNK),
+    b"data:" + json.dumps(DELTA).encode() + b"\n\n",  # no space after the colon
+    b": keep-alive\n\n",
+    b"event: named\n" + encode_sse(DELTA),
+    b'data: {"a":\ndata: 1}\n\n',  # one event on two data lines
+    encode_sse(DELTA).replace(b"\n", b"\r\n"),
+    encode_sse(DONE),
+]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=12),
+    st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_the_answer_does_not_depend_on_how_the_stream_was_cut(
+    pieces: list[bytes], cuts: list[int], wants_usage: bool
+) -> None:
+    """Runs of plain events are relayed without decoding: the result must equal decoding it all."""
+    upstream = b"".join(pieces)
+    byte_by_byte = _run(ChatShaper(wants_usage=wants_usage), upstream, 1)
+    whole = _run(ChatShaper(wants_usage=wants_usage), upstream, len(upstream))
+    shaper, out, at = ChatShaper(wants_usage=wants_usage), bytearray(), 0
+    for size in cuts * 50:
+        out += shaper.feed(upstream[at : at + size])
+        at += size
+        if at >= len(upstream):
+            break
+    out += shaper.feed(upstream[at:]) + shaper.end(Usage(3, 2), COST)
+    assert whole == byte_by_byte == bytes(out)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cocoon.oai import DONE, SSE_DONE, SseDecoder, SseEvent, SseLineTooLong, encode_sse
+from cocoon.oai.sse import last_of_data_run
 
 STREAM = (
     b": keep-alive comment\n\n"
@@ -115,3 +118,31 @@ def test_an_over_long_line_in_a_run_of_one_line_events_still_raises() -> None:
     assert decoder.feed(b"data: short\n\n") == [SseEvent(b"short")]
     with pytest.raises(SseLineTooLong):
         decoder.feed(b"data: " + b"x" * 16 + b"\n\n")
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"data: ", b"data:", b"\n", b"\n\n", b"\r", b"x", b"[DONE]", b": c"]), max_size=12
+    )
+)
+def test_a_plain_data_run_decodes_and_re_encodes_to_itself(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    last = last_of_data_run(data)
+    events = SseDecoder().feed(data)
+    if last is not None:
+        assert b"".join(encode_sse(e.data, event=e.event) for e in events) == data
+        assert events[-1].data == last
+
+
+def test_a_plain_data_run() -> None:
+    assert last_of_data_run(b"data: a\n\ndata: b\n\n") == b"b"
+    assert last_of_data_run(b"data: a\n\n") == b"a"
+    for not_plain in (
+        b"data: a\n\n\ndata: b\n\n",
+        b"data: a\ndata: b\n\n",
+        b"data:a\n\n",
+        b"data: a",
+        b": c\n\n",
+    ):
+        assert last_of_data_run(not_plain) is None
+    assert last_of_data_run(b"data: " + b"x" * 100 + b"\n\n", max_line_bytes=64) is None

@@ -58,6 +58,15 @@ def _events(decoder: SseDecoder, data: bytes) -> list[SseEvent]:
         raise ApiError(ErrorKind.UPSTREAM_FAILED, f"the worker's stream broke the SSE format: {exc}") from exc
 
 
+def _plain_prefix(data: bytes) -> int:
+    """Where the first event that mentions ``"usage"`` or ``[DONE]`` starts (the length if none)."""
+    found = [i for i in (data.find(b'"usage"'), data.find(DONE)) if i >= 0]
+    if not found:
+        return len(data)
+    end = data.rfind(b"\n\n", 0, min(found))
+    return end + 2 if end >= 0 else 0
+
+
 def cost_comment(cost: Mapping[str, Any]) -> bytes:
     summary = {k: cost[k] for k in ("cost_nano", "adjusted_tokens", "receipt_verified") if k in cost}
     return b": cocoon " + _dumps(summary) + b"\n\n"
@@ -77,11 +86,17 @@ class ChatShaper:
         return b""
 
     def feed(self, data: bytes) -> bytes:
-        if self._decoder.idle and b'"usage"' not in data and DONE not in data:
-            last = last_of_data_run(data, max_line_bytes=MAX_SSE_LINE)
+        if self._decoder.idle:
+            # Plain one-line events before the first that mentions usage or [DONE] are relayed as
+            # they came (decoding and re-encoding them would give them back); the rest is decoded.
+            cut = _plain_prefix(data)
+            last = last_of_data_run(data[:cut], max_line_bytes=MAX_SSE_LINE) if cut else None
             if last is not None:
-                self._last_raw = last  # plain events, none with usage: relayed as they came
-                return data
+                self._last_raw = last
+                return data if cut == len(data) else data[:cut] + self._feed_events(data[cut:])
+        return self._feed_events(data)
+
+    def _feed_events(self, data: bytes) -> bytes:
         out = bytearray()
         for event in _events(self._decoder, data):
             if event.is_done:
