@@ -126,3 +126,34 @@ def test_an_idle_link_holds_at_most_64_kib_and_a_burst_leaves_little_behind(
         idle, after = runner.run(_measure(proxy_node, worker_node))
     assert idle <= _IDLE_BUDGET_KIB, f"{idle:.1f} KiB RSS per idle link on {loop}"
     assert after <= _AFTER_BURST_KIB, f"{after:.1f} KiB RSS per link after a 1 MiB burst on {loop}"
+
+
+async def test_a_reader_that_falls_behind_pauses_the_socket_and_holds_a_bounded_buffer(
+    proxy_node: Node, worker_node: Node
+) -> None:
+    from cocoon.net.connection import _PAUSE_AT
+
+    lk = await open_link(proxy_node, worker_node, config=net.NetConfig(stream_buffer=1024))
+    try:
+        server = _tls(await lk.server_side())
+        client = lk.client
+        paused = asyncio.Event()
+        tls, pause = _tls(client), _tls(client).pause_reading
+
+        def pause_and_tell() -> None:
+            pause()
+            paused.set()
+
+        tls.pause_reading = pause_and_tell  # type: ignore[method-assign]
+        answer = await client.open_stream(**stream_args("/big", body=b"81920"))  # 20 MiB, unread
+        await asyncio.wait_for(paused.wait(), 5)  # the reader fell behind: the socket pauses
+        assert tls._reading_paused
+        assert client._wire.buffered <= _PAUSE_AT + 512 * 1024
+        assert server._writable is not None  # and the sender is held back by TCP, not our memory
+        events = await collect(answer)
+        data = b"".join(e.data for e in events if isinstance(e, wire.ResponseChunk))
+        assert data == bytes(range(256)) * 81920
+        assert not _tls(client)._reading_paused
+    finally:
+        await lk.client.aclose()
+        await lk.server.aclose()

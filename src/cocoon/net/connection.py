@@ -43,6 +43,10 @@ _ids = itertools.count(1)  # process-unique connection ids, like object ids (not
 _NOTIFY_QUEUE = 256
 _FLUSH_AT = 64 * 1024  # buffered frame bytes that force a flush before waiting for the transport
 _ACTIVE = (wire.StreamState.OPEN, wire.StreamState.STREAMING)
+_PAUSE_AT = 512 * 1024  # received bytes a busy reader may fall behind by before the socket pauses
+_TO_OUTGOING = frozenset({wire.ResponseHead, wire.ResponseChunk, wire.ResponseEnd, wire.StreamError})
+# Handled the same way by both paths, without waiting.
+_SYNC_KINDS = frozenset({wire.Request, wire.Cancel, wire.Pong, wire.Query, wire.QueryResult, wire.QueryError})
 
 
 class Handler(Protocol):
@@ -116,6 +120,14 @@ class NodeConnection:
         self._outbuf: list[bytes] = []
         self._outbuf_size = 0
         self._flush_scheduled = False
+        # Push mode (a transport with set_sink): events are dispatched as the bytes arrive, in the
+        # transport's callback, while the reader task is parked; it only wakes for what must wait.
+        self._push = False
+        self._parked: asyncio.Future[None] | None = None
+        self._held: wire.Message | wire.ConnectionClosed | None = None
+        self._held_error: BaseException | None = None  # raised at once (a protocol error)
+        self._read_error: BaseException | None = None  # raised once what arrived before it is read
+        self._reading_paused = False
         self._tg: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
@@ -346,6 +358,12 @@ class NodeConnection:
         """The next message, reading from the transport as needed."""
         while True:
             try:
+                if self._push:
+                    pushed = self._pushed_event()
+                    if pushed is None:
+                        await self._park()
+                        continue
+                    return pushed
                 event = self._wire.next_event()
                 if event is wire.NEED_DATA:
                     data = await self._transport.receive()
@@ -359,6 +377,98 @@ class NodeConnection:
                 raise error from exc
             assert not isinstance(event, type)
             return event
+
+    # --- push mode -------------------------------------------------------------------------------
+
+    def _start_push(self) -> None:
+        set_sink = getattr(self._transport, "set_sink", None)
+        if set_sink is not None:
+            self._push = True
+            set_sink(self._on_data, self._on_read_error)
+
+    def _pushed_event(self) -> wire.Message | wire.ConnectionClosed | None:
+        """What the parked reader must handle next; None: nothing, park again."""
+        if self._held_error is not None:
+            raise self._held_error
+        held = self._held
+        if held is not None:
+            self._held = None
+            return held
+        event = self._wire.next_event()
+        if event is wire.NEED_DATA:
+            if self._read_error is not None:
+                raise self._read_error
+            return None
+        assert not isinstance(event, type)
+        return event
+
+    async def _park(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()  # type: ignore[attr-defined]
+        self._parked = waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._parked = None
+
+    def _on_data(self, data: bytes) -> None:
+        """Bytes from the transport (``b""``: EOF). Dispatched here if the reader is parked."""
+        self._last_received = self._loop.time()
+        waiter = self._parked
+        if waiter is None or waiter.done():
+            try:
+                self._wire.receive_data(data)
+            except Exception as exc:
+                self._held_error = exc
+                return
+            # The reader is busy (a full stream, a slow notify): stop reading past a bound.
+            if self._wire.buffered > _PAUSE_AT and not self._reading_paused:
+                self._reading_paused = True
+                self._transport.pause_reading()  # type: ignore[attr-defined]
+            return
+        try:
+            self._wire.receive_data(data)
+            while True:
+                event = self._wire.next_event()
+                if event is wire.NEED_DATA:
+                    return
+                assert not isinstance(event, type)
+                if not self._dispatch_now(event):
+                    self._held = event
+                    break
+        except Exception as exc:  # the reader raises it, under the link's guard
+            self._held_error = exc
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def _on_read_error(self, exc: BaseException) -> None:
+        if self._read_error is None:
+            self._read_error = exc
+        waiter = self._parked
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _dispatch_now(self, event: wire.Message | wire.ConnectionClosed) -> bool:
+        """:meth:`_dispatch` for what needs no waiting; False: the reader task must handle it."""
+        kind = type(event)
+        if kind in _TO_OUTGOING:
+            stream = self._outgoing.get(event.stream_id)  # type: ignore[union-attr]
+            if stream is None:
+                return True
+            if not stream._offer(event):  # type: ignore[arg-type]
+                return False
+            if kind is wire.ResponseEnd or kind is wire.StreamError:
+                self._outgoing.pop(event.stream_id, None)  # type: ignore[union-attr]
+                self._slot_free.set()
+            return True
+        if kind in _SYNC_KINDS:
+            self._sync_dispatch(event)  # type: ignore[arg-type]
+            return True
+        if kind is wire.Notify and self._notifies is not None and not self._notifies.full():
+            self._notifies.put_nowait(event)  # type: ignore[arg-type]
+            return True
+        return False  # Goodbye, the end, Ping (answers wait for room), a first or queued-up Notify
 
     async def _read_loop(self) -> None:
         while True:
@@ -382,30 +492,10 @@ class NodeConnection:
                 if isinstance(event, wire.ResponseEnd | wire.StreamError):
                     self._outgoing.pop(event.stream_id, None)
                     self._slot_free.set()
-        elif isinstance(event, wire.Request):
-            incoming = IncomingStream(self, event)
-            task = self._tg.create_task(
-                self._serve_stream(incoming), name=f"{self!r} stream {event.stream_id}"
-            )
-            self._incoming[event.stream_id] = (incoming, task)
-            self._streams_served += 1
-        elif isinstance(event, wire.Cancel):
-            self._on_cancel(event)
+        elif type(event) in _SYNC_KINDS:
+            self._sync_dispatch(event)  # type: ignore[arg-type]
         elif isinstance(event, wire.Ping):
             await self._send(wire.Pong(nonce=event.nonce))
-        elif isinstance(event, wire.Pong):
-            if self._ping is not None and self._ping[0] == event.nonce:
-                self._rtt = self._loop.time() - self._ping[1]
-                self._ping = None
-        elif isinstance(event, wire.Query):
-            self._tg.create_task(self._answer(event), name=f"{self!r} query {event.method}")
-        elif isinstance(event, wire.QueryResult | wire.QueryError):
-            future = self._queries.get(event.query_id)
-            if future is not None and not future.done():
-                if isinstance(event, wire.QueryResult):
-                    future.set_result(event.result)
-                else:
-                    future.set_exception(QueryFailed(event.code, event.message))
         elif isinstance(event, wire.Notify):
             if self._notifies is None:
                 # Most links never carry one: the queue and its task cost ~3 KiB per idle link.
@@ -416,6 +506,33 @@ class NodeConnection:
             await self._notifies.put(event)
         else:  # Hello/HelloAck after the handshake are refused by the wire state machine
             raise ConnectionLost(f"unexpected {type(event).__name__}")
+
+    def _sync_dispatch(
+        self, event: wire.Request | wire.Cancel | wire.Pong | wire.Query | wire.QueryResult | wire.QueryError
+    ) -> None:
+        assert self._tg is not None
+        if isinstance(event, wire.Request):
+            incoming = IncomingStream(self, event)
+            task = self._tg.create_task(
+                self._serve_stream(incoming), name=f"{self!r} stream {event.stream_id}"
+            )
+            self._incoming[event.stream_id] = (incoming, task)
+            self._streams_served += 1
+        elif isinstance(event, wire.Cancel):
+            self._on_cancel(event)
+        elif isinstance(event, wire.Pong):
+            if self._ping is not None and self._ping[0] == event.nonce:
+                self._rtt = self._loop.time() - self._ping[1]
+                self._ping = None
+        elif isinstance(event, wire.Query):
+            self._tg.create_task(self._answer(event), name=f"{self!r} query {event.method}")
+        else:
+            future = self._queries.get(event.query_id)
+            if future is not None and not future.done():
+                if isinstance(event, wire.QueryResult):
+                    future.set_result(event.result)
+                else:
+                    future.set_exception(QueryFailed(event.code, event.message))
 
     def _on_cancel(self, event: wire.Cancel) -> None:
         entry = self._incoming.pop(event.stream_id, None)
@@ -527,6 +644,7 @@ class NodeConnection:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                self._start_push()
                 tg.create_task(self._guard(self._read_loop()), name=f"{self!r} reader")
                 tg.create_task(self._guard(self._keepalive_loop()), name=f"{self!r} keep-alive")
         except* _LinkDone:

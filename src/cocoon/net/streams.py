@@ -133,6 +133,19 @@ class OutgoingStream:
 
     # --- called by the connection ------------------------------------------------------------
 
+    def _offer(self, msg: ResponseEvent) -> bool:
+        """Queue ``msg`` now if there is room (or it is terminal, or the stream is over); else False."""
+        if self._done:
+            return True
+        if self._queued >= self._conn.config.stream_buffer and not isinstance(
+            msg, wire.ResponseEnd | wire.StreamError
+        ):
+            return False  # full: the connection's reader waits in _deliver
+        self._items.append(msg)
+        self._queued += _cost(msg)
+        self._changed.set()
+        return True
+
     async def _deliver(self, msg: ResponseEvent) -> None:
         if self._done:
             return

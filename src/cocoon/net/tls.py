@@ -19,6 +19,7 @@ import contextlib
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 from cocoon.tee.tls import peer_certificate_der
@@ -61,6 +62,10 @@ class TlsLink(asyncio.BufferedProtocol):
         self._reader: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None  # set while the socket buffer is full
         self._lost: asyncio.Future[None] = self._loop.create_future()
+        # Push mode (set_sink): plaintext goes to on_data as it is decrypted, b"" at EOF.
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_error: Callable[[BaseException], None] | None = None
+        self._end_told = False
         self.address = "?"
 
     # --- the Transport interface -------------------------------------------------------------
@@ -104,6 +109,30 @@ class TlsLink(asyncio.BufferedProtocol):
             self._reading_paused = False
             self._tcp.resume_reading()
         return data
+
+    def set_sink(self, on_data: Callable[[bytes], None], on_error: Callable[[BaseException], None]) -> None:
+        """Hand every decrypted byte to ``on_data`` as it arrives (``b""`` at EOF), errors to ``on_error``.
+
+        From then on :meth:`receive` is not used; the reader applies backpressure with
+        :meth:`pause_reading` / :meth:`resume_reading`.
+        """
+        self._on_data, self._on_error = on_data, on_error
+        if self._reading_paused and self._tcp is not None:
+            self._reading_paused = False
+            self._tcp.resume_reading()
+        self._push()
+        self._tell_end()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self._tcp is not None and not self._tcp.is_closing():
+            self._reading_paused = True
+            self._tcp.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self._tcp is not None:
+            self._reading_paused = False
+            if not self._tcp.is_closing():
+                self._tcp.resume_reading()
 
     def peer_certificate(self) -> bytes | None:
         return peer_certificate_der(self._ssl)
@@ -154,12 +183,16 @@ class TlsLink(asyncio.BufferedProtocol):
                 self._handshake_step()
             if self._handshake is None:
                 self._decrypt()
-        if self._plain and self._reader is not None and not self._reader.done():
+        if self._on_data is not None:
+            self._push()
+            self._tell_end()
+        elif self._plain and self._reader is not None and not self._reader.done():
             self._reader.set_result(None)
 
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()
+        self._tell_end()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -172,6 +205,7 @@ class TlsLink(asyncio.BufferedProtocol):
             )
         self._tcp_writable()
         self._wake()
+        self._tell_end()
         if not self._lost.done():
             self._lost.set_result(None)
 
@@ -189,6 +223,26 @@ class TlsLink(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _push(self) -> None:
+        if self._plain and self._on_data is not None:
+            plain = self._plain
+            data = plain[0] if len(plain) == 1 else b"".join(plain)
+            plain.clear()
+            self._plain_size = 0
+            self._on_data(data)
+
+    def _tell_end(self) -> None:
+        """In push mode, say once that the stream ended: the error, else EOF."""
+        if self._end_told or self._on_data is None or self._on_error is None:
+            return
+        self._push()  # whatever was decrypted before the end comes first
+        if self._error is not None:
+            self._end_told = True
+            self._on_error(self._error)
+        elif self._eof:
+            self._end_told = True
+            self._on_data(b"")
+
     def _wake(self) -> None:
         if self._reader is not None and not self._reader.done():
             self._reader.set_result(None)
@@ -200,6 +254,7 @@ class TlsLink(asyncio.BufferedProtocol):
         if self._tcp is not None:
             self._tcp.abort()
         self._wake()
+        self._tell_end()
 
     def _flush_outgoing(self) -> None:
         if self._outgoing.pending and self._tcp is not None and not self._tcp.is_closing():
@@ -246,7 +301,12 @@ class TlsLink(asyncio.BufferedProtocol):
             return
         if self._outgoing.pending:  # a TLS 1.3 key update or ticket answer
             self._flush_outgoing()
-        if self._plain_size > _READ_HIGH and not self._reading_paused and self._tcp is not None:
+        if (
+            self._on_data is None
+            and self._plain_size > _READ_HIGH
+            and not self._reading_paused
+            and self._tcp is not None
+        ):
             self._reading_paused = True
             self._tcp.pause_reading()
 

@@ -151,6 +151,11 @@ class Connection:
         return self._goodbye.get(self.their_side)
 
     @property
+    def buffered(self) -> int:
+        """Received bytes not yet returned as messages (what a reader that falls behind holds)."""
+        return len(self._buffer)
+
+    @property
     def open_streams(self) -> int:
         return len(self._streams)
 
