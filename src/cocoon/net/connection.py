@@ -185,13 +185,14 @@ class NodeConnection:
             request_id=request_id,
             meta=meta or {},
         )
-        if len(wire.encode_payload(request)) > self.config.max_frame_size:
+        payload = wire.encode_payload(request)
+        if len(payload) > self.config.max_frame_size:
             # The caller's mistake, not the link's: refuse it before the wire state changes.
             raise wire.LocalProtocolError(
                 f"request of {len(body)} body bytes does not fit one frame", wire.ErrorCode.BAD_REQUEST
             )
         stream = OutgoingStream(self, request)
-        self._write(request)
+        self._write(request, payload)
         self._outgoing[request.stream_id] = stream
         self._streams_opened += 1
         try:
@@ -276,14 +277,14 @@ class NodeConnection:
         if self.closed:
             raise LinkClosed("the connection is closed")
 
-    def _write(self, msg: wire.Message) -> None:
+    def _write(self, msg: wire.Message, payload: bytes | None = None) -> None:
         """Frame and buffer one message (atomic: no await between the state change and the write).
 
         Frames written in the same loop iteration are coalesced into one TLS write (``_flush`` runs
         via ``call_soon``, or at once past ``_FLUSH_AT`` bytes in ``_drain``).
         """
         try:
-            data = self._wire.send(msg)
+            data = self._wire.send(msg, payload=payload)
         except wire.WireError as exc:
             error = ConnectionLost(f"protocol error on send: {exc}")
             self._break(error)

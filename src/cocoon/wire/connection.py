@@ -30,7 +30,13 @@ from collections import OrderedDict
 from typing import Any
 
 from cocoon.wire import messages as m
-from cocoon.wire.codec import DEFAULT_MAX_FRAME_SIZE, FrameBuffer, decode_payload, encode_frame
+from cocoon.wire.codec import (
+    DEFAULT_MAX_FRAME_SIZE,
+    FRAME_HEADER,
+    FrameBuffer,
+    decode_payload,
+    encode_frame,
+)
 from cocoon.wire.codes import ErrorCode, Role
 from cocoon.wire.errors import LocalProtocolError, RemoteProtocolError
 from cocoon.wire.state import (
@@ -189,12 +195,15 @@ class Connection:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def send(self, msg: m.Message) -> bytes:
-        """Check ``msg`` against the protocol and return its frame; LocalProtocolError if illegal."""
+    def send(self, msg: m.Message, *, payload: bytes | None = None) -> bytes:
+        """Check ``msg`` against the protocol and return its frame; LocalProtocolError if illegal.
+
+        ``payload``: ``encode_payload(msg)`` when the caller already made it (to check its size).
+        """
         if self.our_state is SideState.ERROR:
             raise LocalProtocolError("cannot send: this side already broke the protocol")
         try:
-            data = encode_frame(msg)
+            data = encode_frame(msg) if payload is None else FRAME_HEADER.pack(len(payload)) + payload
             if len(data) - 4 > self.max_frame_size:
                 raise LocalProtocolError(
                     f"{type(msg).__name__} needs a {len(data) - 4}-byte frame, limit is {self.max_frame_size}"
