@@ -19,16 +19,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pytoniq_core.crypto.keys import mnemonic_is_valid, mnemonic_new, mnemonic_to_private_key
 
-from cocoon.chain._ton import (
-    Address,
-    Cell,
-    CurrencyCollection,
-    ExternalMsgInfo,
-    InternalMsgInfo,
-    MessageAny,
-    StateInit,
-    begin_cell,
-)
+from cocoon.chain import _msgcells
+from cocoon.chain._ton import Address, Cell, StateInit, begin_cell
 from cocoon.chain.api import Chain, TxRecord
 from cocoon.chain.code import load_contract
 from cocoon.chain.errors import ChainError, InsufficientFunds, MessageError
@@ -126,19 +118,10 @@ class OutMsg:
 
 
 def internal_message(msg: OutMsg, src: Address | None = None) -> Cell:
-    info = InternalMsgInfo(
-        ihr_disabled=True,
-        bounce=msg.bounce,
-        bounced=False,
-        src=src,  # type: ignore[arg-type]  # None = addr_none, filled in by the sender
-        dest=msg.dest,
-        value=CurrencyCollection(msg.value),
-        ihr_fee=0,
-        fwd_fee=0,
-        created_lt=0,
-        created_at=0,
+    """``src`` None = addr_none, filled in by the sender."""
+    return _msgcells.internal(
+        msg.dest, msg.value, bounce=msg.bounce, body=msg.body or Cell.empty(), init=msg.state_init, src=src
     )
-    return MessageAny(info=info, init=msg.state_init, body=msg.body or Cell.empty()).serialize()
 
 
 def _wallet_state_init(public_key: bytes, subwallet: int) -> StateInit:
@@ -179,12 +162,7 @@ class Wallet:
             b.store_uint(m.mode, 8).store_ref(internal_message(m))
         unsigned = b.end_cell()
         body = begin_cell().store_bytes(self.key.sign(unsigned.hash)).store_cell(unsigned).end_cell()
-        info = ExternalMsgInfo(
-            src=None,  # type: ignore[arg-type]
-            dest=self.address,
-            import_fee=0,
-        )
-        return MessageAny(info=info, init=self.state_init if with_init else None, body=body).serialize()
+        return _msgcells.external_in(self.address, body=body, init=self.state_init if with_init else None)
 
 
 class WalletClient:
