@@ -59,3 +59,31 @@ async def test_a_failing_runner_fails_every_call_of_its_group_and_a_cancelled_ca
             await cancelled
         assert await queue.submit(8) == 80
     assert any(7 in group for group in store.groups)  # the cancelled caller's call ran all the same
+
+
+async def test_an_inline_call_runs_on_the_callers_thread_only_when_the_queue_is_idle() -> None:
+    store, threads = _Store(), []
+    store.gate.set()
+
+    def run_group(calls: list[int]) -> list[object]:
+        threads.append(threading.get_ident())
+        return store.run_group(calls)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        queue: GroupQueue[int] = GroupQueue(pool, run_group, max_group=8)
+        assert await queue.submit(1, inline=True) == 10  # idle: run right here, no hop
+        assert threads == [threading.get_ident()]
+        with pytest.raises(ValueError, match="bad -2"):  # its error is raised to its caller
+            await queue.submit(-2, inline=True)
+        store.gate.clear()
+        store.entered.clear()
+        first = asyncio.ensure_future(queue.submit(3))
+        await asyncio.to_thread(store.entered.wait, 5)  # the worker runs a group: inline calls queue
+        behind = asyncio.ensure_future(queue.submit(4, inline=True))
+        await asyncio.sleep(0)
+        assert not behind.done()
+        store.gate.set()
+        assert (await first, await behind) == (30, 40)
+        assert store.groups == [[1], [-2], [3], [4]]  # call order kept
+        assert threads[-1] != threading.get_ident()  # the queued inline call ran on the worker
+        assert queue.groups == 4

@@ -45,8 +45,14 @@ def _count_wal_syncs(ledger: BillingLedger, monkeypatch: pytest.MonkeyPatch) -> 
 
 async def test_concurrent_writes_share_a_group_and_each_gets_its_own_answer(tmp_path: Path) -> None:
     async with AsyncLedger(funded_ledger(tmp_path / "b.db", "alice", balance=TON, stake=TON)) as led:
-        gate = threading.Event()
-        blocked = asyncio.ensure_future(led._on_writer(gate.wait))  # the writer is busy: the rest queue
+        gate, entered = threading.Event(), threading.Event()
+
+        def block() -> None:
+            entered.set()
+            gate.wait()
+
+        blocked = asyncio.ensure_future(led._on_writer(block))  # the writer is busy: the rest queue
+        await asyncio.to_thread(entered.wait, 10)
         reserving = asyncio.gather(
             *(led.reserve(f"r{i}", "alice", TON // 4, 1.0) for i in range(6)), return_exceptions=True
         )

@@ -36,15 +36,40 @@ class GroupQueue(Generic[C]):
         self._draining = False  # a drain is submitted to the executor
         self.groups = 0  # groups run (a view for tests and operators)
 
-    async def submit(self, call: C) -> Any:
+    async def submit(self, call: C, *, inline: bool = False) -> Any:
+        """``inline``: when nothing is queued or running, run the call as its own group right here on
+        the caller's thread (no hop to the worker and back); only for calls that never block long
+        (no disk sync). Otherwise it queues like any call, so call order is kept either way."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            self._queue.append((call, loop, done))
-            start, self._draining = not self._draining, True
-        if start:
+            idle = not self._draining
+            alone = inline and idle  # then this caller runs it: the worker does not start meanwhile
+            if not alone:
+                self._queue.append((call, loop, done))
+            self._draining = True
+        if alone:
+            return self._run_alone(call)
+        if idle:
             self._executor.submit(self._drain)
         return await asyncio.shield(done)  # a cancelled caller's call still runs to its end
+
+    def _run_alone(self, call: C) -> Any:
+        """The inline group of :meth:`submit`: run, then hand what queued meanwhile to the worker."""
+        self.groups += 1
+        try:
+            (result,) = self._run_group([call])
+        except BaseException as exc:  # the runner failed: so did the call
+            result = exc
+        finally:
+            with self._lock:
+                more = bool(self._queue)
+                self._draining = more
+            if more:
+                self._executor.submit(self._drain)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _drain(self) -> None:
         """On the worker thread: run what is queued, a group at a time, until nothing is left."""

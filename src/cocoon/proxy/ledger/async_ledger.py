@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,9 @@ _Coroutine = Callable[Concatenate["AsyncLedger", P], Coroutine[Any, Any, T]]
 
 
 MAX_GROUP = 256  # calls in one group transaction at most
+# The WAL is checkpointed by the writer thread every this many groups (SQLite's own automatic
+# checkpoint would run in whichever thread commits, the event loop's included: see _on_writer).
+CHECKPOINT_EVERY = 200
 
 
 def _write(method: _Method[P, T], *, durable: bool = True) -> _Coroutine[P, T]:
@@ -73,6 +77,9 @@ class AsyncLedger:
         self._writes: GroupQueue[tuple[Callable[[], Any], bool]] = GroupQueue(
             self._writer, self._run_group, max_group=MAX_GROUP
         )
+        self._since_checkpoint = 0  # groups committed since the writer last checkpointed
+        self._writer_thread = self._writer.submit(threading.get_ident).result()
+        ledger.manual_checkpoints()  # checkpoints run on the writer thread only (_run_group)
 
     @classmethod
     def open(cls, path: Path) -> AsyncLedger:
@@ -94,17 +101,30 @@ class AsyncLedger:
         return self._writes.groups
 
     async def _on_writer(self, call: Callable[[], T], *, durable: bool = True) -> T:
+        """A write that needs no disk sync (a reservation, an assignment) runs on the caller's loop
+        when the writer is idle: a commit to the WAL in the OS cache, ~50 µs, cheaper than the two
+        thread hops. It is committed before this returns, as on the writer; the disk sync and the
+        checkpoint stay on the writer thread (past 2 × CHECKPOINT_EVERY groups without one, every
+        write goes to the writer, which checkpoints)."""
         if self._closed:
             raise LedgerError("billing store is closed")
-        result: T = await self._writes.submit((call, durable))
+        inline = not durable and self._since_checkpoint < 2 * CHECKPOINT_EVERY
+        result: T = await self._writes.submit((call, durable), inline=inline)
         return result
 
     def _run_group(self, calls: list[tuple[Callable[[], Any], bool]]) -> list[Any]:
-        """On the writer thread: one transaction for the group (store errors come back as results)."""
+        """One transaction for the group (store errors come back as results), on the writer thread or,
+        for an inline call, the loop's."""
         try:
-            return self._ledger.run_group(calls)
+            results = self._ledger.run_group(calls)
         except BaseException as exc:  # not a store error: fail the group
             return [LedgerError(f"billing store failed: {exc!r}") for _ in calls]
+        self._since_checkpoint += 1
+        on_writer = threading.get_ident() == self._writer_thread
+        if on_writer and self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            self._ledger.checkpoint()
+        return results
 
     async def aclose(self) -> None:
         """Let the queued writes finish, then close the store; idempotent."""

@@ -13,6 +13,7 @@ results are returned only after that commit, so no caller acts on a write that i
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -206,6 +207,19 @@ class LedgerStore:
             finally:
                 self._group = None
         return results
+
+    def manual_checkpoints(self) -> None:
+        """No automatic checkpoint at commit: the owner calls :meth:`checkpoint` on a thread of its
+        choice (SQLite's automatic one runs in whichever thread commits)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database (passive: never waits for readers)."""
+        # A checkpoint that cannot run now runs at the next one.
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            if not self._closed:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _sync_wal(self) -> None:
         """What ``synchronous=FULL`` does at a WAL commit: the WAL file reaches the disk."""
