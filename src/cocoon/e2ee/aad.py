@@ -20,5 +20,16 @@ def routing_aad(endpoint: str, model: str, max_tokens: int | None, envelope_id: 
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
     ):
         raise SealError("max_tokens must be a non-negative integer or None")
+    if _plain(endpoint) and _plain(model) and _plain(envelope_id):
+        # What json.dumps writes for strings it need not escape, without its encoder (per request).
+        limit = "null" if max_tokens is None else str(int(max_tokens))
+        return f'["cocoon-e2ee/v1/route","{endpoint}","{model}",{limit},"{envelope_id}"]'.encode()
     fields = ["cocoon-e2ee/v1/route", str(endpoint), model, max_tokens, envelope_id]
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _plain(text: str) -> bool:
+    """Printable ASCII without a quote or backslash: JSON writes it as it is."""
+    return (
+        type(text) is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from cocoon.inference._openai import force_include_usage
 from cocoon.inference._protocol import JSON_HEADERS, Endpoint, EngineResponse
@@ -93,6 +94,17 @@ class HttpEngineStats:
     timeouts: int
     busy: int  # connection pool exhausted
     protocol_errors: int
+
+
+def _dump_body(payload: dict[str, Any]) -> bytes:
+    """The request as JSON: orjson's (the same values, compact, UTF-8 rather than \\u escapes),
+    unless it refuses the value (an integer past 64 bits) or may have written a NaN or infinity as
+    ``null`` (json writes those as it always did)."""
+    try:
+        data = orjson.dumps(payload)
+    except TypeError:
+        data = b"null"
+    return json.dumps(payload).encode() if b"null" in data else data
 
 
 class _State(enum.Enum):
@@ -210,7 +222,7 @@ class HttpEngine:
             payload["model"] = self.model_name
         self._requests += 1
         try:
-            response = await self._pool.request("POST", endpoint.value, json.dumps(payload).encode())
+            response = await self._pool.request("POST", endpoint.value, _dump_body(payload))
         except EngineError as exc:
             self._count_error(exc)
             raise

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from cocoon import wire
 from cocoon.e2ee import (
     MAX_ENVELOPE_ID,
@@ -213,7 +215,7 @@ class SealedAnswer:
                 "reasoning_tokens": usage.reasoning_tokens,
             },
         }
-        end = self.sealer.finish(json.dumps(trailer, sort_keys=True, separators=(",", ":")).encode())
+        end = self.sealer.finish(orjson.dumps(trailer, option=orjson.OPT_SORT_KEYS))
         return {
             "v": 1,
             "frames": frames,
