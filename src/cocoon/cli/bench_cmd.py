@@ -156,12 +156,38 @@ def model(
         lambda home, progress: bench_model(home, runs=runs, max_tokens=max_tokens, progress=progress)
     )
     table = Table(title="embedded model (SmolLM2-135M): network vs. engine alone")
-    for column in ("path", "TTFT ms", "tokens/s"):
+    for column in (
+        "path",
+        "TTFT ms",
+        "decode tokens/s",
+        "answer end after last token ms",
+        "TTFT / decode ratio",
+    ):
         table.add_column(column, justify="right")
-    for path in ("direct", "network"):
-        table.add_row(path, str(result[path]["ttft_ms"]), str(result[path]["tokens_per_s"]))
-    table.add_row("ratio", str(result["ttft_ratio"]), str(result["tokens_per_s_ratio"]))
+    ratios = {"network": result, "network_separate": result["separate"]}
+    for path, title in (
+        ("direct", "direct"),
+        ("network", "network, one process"),
+        ("network_separate", "network, process each"),
+    ):
+        row, versus = result[path], ratios.get(path)
+        pair = f"{versus['ttft_ratio']} / {versus['tokens_per_s_ratio']}" if versus else ""
+        table.add_row(
+            title, str(row["ttft_ms"]), str(row["tokens_per_s"]), str(row["end_after_last_token_ms"]), pair
+        )
     console.print(table)
+    for title, versus in (("one process", result), ("process each", result["separate"])):
+        for name, value, goal, met in (
+            ("TTFT ÷ engine alone", versus["ttft_ratio"], "≤ 1.10", (versus["ttft_ratio"] or 99) <= 1.10),
+            (
+                "decode ÷ engine alone",
+                versus["tokens_per_s_ratio"],
+                "≥ 0.98",
+                (versus["tokens_per_s_ratio"] or 0) >= 0.98,
+            ),
+        ):
+            verdict = "[green]met[/]" if met else "[red]NOT met[/]"
+            console.print(f"issue 15 target 6, {title}, {name}: {value} (goal {goal}) {verdict}")
     _write(out, result, model_chart)
 
 

@@ -53,11 +53,16 @@ def model_chart(result: dict[str, Any], out: Path) -> Path | None:
     plt = _pyplot()
     if plt is None:
         return None
-    fig, (ax_ttft, ax_tps) = plt.subplots(1, 2, figsize=(8, 3.5))
-    paths = ["direct", "network"]
-    ax_ttft.bar(paths, [result[p]["ttft_ms"] for p in paths], color=["tab:blue", "tab:orange"])
+    fig, (ax_ttft, ax_tps) = plt.subplots(1, 2, figsize=(9, 3.5))
+    paths = [p for p in ("direct", "network", "network_separate") if p in result]
+    labels = [
+        {"network": "network\n(one process)", "network_separate": "network\n(process each)"}.get(p, p)
+        for p in paths
+    ]
+    colors = ["tab:blue", "tab:orange", "tab:green"][: len(paths)]
+    ax_ttft.bar(labels, [result[p]["ttft_ms"] for p in paths], color=colors)
     ax_ttft.set_title("time to first token (ms)")
-    ax_tps.bar(paths, [result[p]["tokens_per_s"] for p in paths], color=["tab:blue", "tab:orange"])
+    ax_tps.bar(labels, [result[p]["tokens_per_s"] for p in paths], color=colors)
     ax_tps.set_title("decode tokens/s")
     fig.suptitle("embedded SmolLM2-135M: engine alone vs. through the network")
     fig.tight_layout()

@@ -5,8 +5,10 @@
   client → proxy → worker → upstream, every hop RA-TLS with sim attestation. Ratios of requests/s and
   time to first byte, plus CPU per request and memory per open proxy connection.
 * ``model``: the embedded model (SmolLM2-135M on llama.cpp). Direct = the engine called in-process;
-  network = the same prompt through the whole network with the official ``openai`` client. Time to
-  first token and tokens/s, alternating direct and network runs so both see the same machine state.
+  network = the same prompt through the whole network with the official ``openai`` client, the
+  network in this process and, as deployed, each tier in its own process (the model in the
+  worker's). Time to first token and decode tokens/s, alternating the paths so all see the same
+  machine state.
 
 Everything runs in this process on loopback, so the network path also pays for the load generator
 and all three services sharing the same cores: the ratios are an upper bound on the overhead.
@@ -20,6 +22,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +127,34 @@ async def bench_gateway(
     return {"scenario": "gateway", "rows": rows, "memory_per_connection_kib": round(per_conn, 1)}
 
 
-async def _direct_model_run(engine: EmbeddedEngine, prompt: str, max_tokens: int) -> tuple[float, int, float]:
+@dataclass(frozen=True)
+class _ModelRun:
+    """Seconds from the request to its first and last generated text, and to the end of the answer."""
+
+    first: float
+    last: float
+    tokens: int
+    elapsed: float
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.last = 0.0
+
+    def text(self) -> None:
+        self.last = time.perf_counter() - self.started
+        if self.first is None:
+            self.first = self.last
+
+    def run(self, tokens: int) -> _ModelRun:
+        elapsed = time.perf_counter() - self.started
+        first = elapsed if self.first is None else self.first
+        return _ModelRun(first=first, last=self.last or elapsed, tokens=tokens, elapsed=elapsed)
+
+
+async def _direct_model_run(engine: EmbeddedEngine, prompt: str, max_tokens: int) -> _ModelRun:
     body = {
         "model": engine.model_name,
         "messages": [{"role": "user", "content": prompt}],
@@ -132,82 +162,102 @@ async def _direct_model_run(engine: EmbeddedEngine, prompt: str, max_tokens: int
         "temperature": 0,
         "stream": True,
     }
-    started = time.perf_counter()
-    first: float | None = None
+    clock = _Clock()
     async with await engine.open(Endpoint.CHAT, body) as response:
         async for chunk in response:
-            if first is None and b'"content":"' in chunk and b'"content":""' not in chunk:
-                first = time.perf_counter() - started
+            if b'"content":"' in chunk and b'"content":""' not in chunk:
+                clock.text()
         usage = response.usage
-    elapsed = time.perf_counter() - started
-    tokens = usage.completion_tokens if usage else 0
-    return first or elapsed, tokens, elapsed
+    return clock.run(usage.completion_tokens if usage else 0)
 
 
-async def _network_model_run(
-    base_url: str, model: str, prompt: str, max_tokens: int
-) -> tuple[float, int, float]:
-    import openai
-
-    async with openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0) as oai:
-        started = time.perf_counter()
-        first: float | None = None
-        tokens = 0
-        stream = await oai.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=max_tokens,
-            temperature=0,
-            stream=True,
-            stream_options={"include_usage": True},  # the client sends usage only when asked
-        )
-        async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - started
-            if chunk.usage is not None:
-                tokens = chunk.usage.completion_tokens
-        elapsed = time.perf_counter() - started
-    return first or elapsed, tokens, elapsed
+async def _network_model_run(oai: Any, model: str, prompt: str, max_tokens: int) -> _ModelRun:
+    clock = _Clock()
+    tokens = 0
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=max_tokens,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},  # the client sends usage only when asked
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            clock.text()
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    return clock.run(tokens)
 
 
 async def bench_model(
     home: Path, *, runs: int = 5, max_tokens: int = 64, progress: Progress = lambda _m: None
 ) -> dict[str, Any]:
+    """Direct, the whole network in this process, and (as deployed) every tier in its own process with
+    the model in the worker's: alternating, so all three see the same machine state."""
+    import openai
+
+    from cocoon.localnet.bench.tiers import CocoonChain
+
     prompt = "Write one sentence about the sea."
     direct_engine = EmbeddedEngine()
     await direct_engine.start()
-    results: dict[str, list[tuple[float, int, float]]] = {"direct": [], "network": []}
+    ready = asyncio.Event()
+    ready.set()
+    chain = CocoonChain(
+        home / "separate", "", "separate", max_active=2, upstream_ready=ready, engine={"kind": "embedded"}
+    )
+    results: dict[str, list[_ModelRun]] = {"direct": [], "network": [], "network_separate": []}
     try:
-        async with LocalNetwork(LocalNetworkConfig.ephemeral(home, workers=1)) as network:
+        progress("model: starting the network (in this process, and a process per tier)")
+        await chain.start()
+        async with (
+            LocalNetwork(LocalNetworkConfig.ephemeral(home / "one", workers=1)) as network,
+            # One client per path for every run, as an app keeps one (its connection stays open).
+            openai.AsyncOpenAI(base_url=network.base_url, api_key="bench", max_retries=0) as oai,
+            openai.AsyncOpenAI(base_url=chain.base_url, api_key="bench", max_retries=0) as separate,
+        ):
             model = network.workers[0].engine.model_name
-            await _network_model_run(network.base_url, model, prompt, 8)  # warm-up both paths
+            await _network_model_run(oai, model, prompt, 8)  # warm-up every path
+            await _network_model_run(separate, model, prompt, 8)
             await _direct_model_run(direct_engine, prompt, 8)
             for index in range(runs):
                 progress(f"model: run {index + 1}/{runs}")
                 results["direct"].append(await _direct_model_run(direct_engine, prompt, max_tokens))
-                results["network"].append(
-                    await _network_model_run(network.base_url, model, prompt, max_tokens)
+                results["network"].append(await _network_model_run(oai, model, prompt, max_tokens))
+                results["network_separate"].append(
+                    await _network_model_run(separate, model, prompt, max_tokens)
                 )
     finally:
+        chain.stop()
         await direct_engine.aclose()
 
-    def summary(samples: list[tuple[float, int, float]]) -> dict[str, float]:
-        ttft = statistics.median(s[0] for s in samples)
-        # Decode speed: tokens after the first over the time after the first token.
-        rates = [(s[1] - 1) / (s[2] - s[0]) for s in samples if s[1] > 1 and s[2] > s[0]]
+    def summary(samples: list[_ModelRun]) -> dict[str, float]:
+        # Decode speed: tokens after the first over the time from the first to the last text (what
+        # follows the last token, usage, receipt and settlement, is the answer's end, shown apart).
+        rates = [(s.tokens - 1) / (s.last - s.first) for s in samples if s.tokens > 1 and s.last > s.first]
         return {
-            "ttft_ms": round(ttft * 1000, 1),
+            "ttft_ms": round(statistics.median(s.first for s in samples) * 1000, 1),
             "tokens_per_s": round(statistics.median(rates), 1) if rates else 0.0,
-            "tokens": statistics.median(s[1] for s in samples),
+            "tokens": statistics.median(s.tokens for s in samples),
+            "end_after_last_token_ms": round(
+                statistics.median(s.elapsed - s.last for s in samples) * 1000, 1
+            ),
         }
 
-    direct, via = summary(results["direct"]), summary(results["network"])
+    paths = {name: summary(samples) for name, samples in results.items()}
+    direct = paths["direct"]
+
+    def ratio(path: dict[str, float], key: str) -> float | None:
+        return round(path[key] / direct[key], 3) if direct[key] else None
+
     return {
         "scenario": "model",
-        "direct": direct,
-        "network": via,
-        "ttft_ratio": round(via["ttft_ms"] / direct["ttft_ms"], 3) if direct["ttft_ms"] else None,
-        "tokens_per_s_ratio": round(via["tokens_per_s"] / direct["tokens_per_s"], 3)
-        if direct["tokens_per_s"]
-        else None,
+        **paths,
+        "ttft_ratio": ratio(paths["network"], "ttft_ms"),
+        "tokens_per_s_ratio": ratio(paths["network"], "tokens_per_s"),
+        "separate": {
+            "ttft_ratio": ratio(paths["network_separate"], "ttft_ms"),
+            "tokens_per_s_ratio": ratio(paths["network_separate"], "tokens_per_s"),
+        },
     }

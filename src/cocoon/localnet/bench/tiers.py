@@ -58,8 +58,11 @@ class CocoonChain:
         max_active: int,
         upstream_ready: asyncio.Event,
         e2ee: str = "auto",
+        engine: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
+        # The worker's [worker.engine] table (separate layout): the HTTP upstream unless given.
+        self.engine = engine or {"kind": "http", "url": upstream_url}
         self.e2ee = e2ee  # the client's mode: "auto" seals every request for the worker; "off" not
         self.upstream_url = upstream_url
         self.upstream_ready = upstream_ready  # a worker checks its upstream at start: launched after
@@ -143,7 +146,7 @@ class CocoonChain:
             "e2ee": self.e2ee,
         }
         self._node("client", {**client, "proxies": [f"127.0.0.1:{client_port}"]})
-        engine = {"kind": "http", "url": self.upstream_url}
+        engine = self.engine
         worker = {"proxies": [f"127.0.0.1:{worker_port}"], "owner_address": "bench-worker"}
         await self.upstream_ready.wait()
         self._node(
