@@ -3,10 +3,12 @@ LocalChain writes the file the services' books read): totals are one instant, ne
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from cocoon.chain import TON, KeyPair, LocalChain, Wallet, WalletClient
-from cocoon.chain.localchain import FAUCET_ADDRESS
+from cocoon.chain.localchain import FAUCET_ADDRESS, ValueTotals
+from cocoon.chain.threaded import ThreadedLocalChain
 
 
 async def test_totals_are_one_instant_while_another_connection_commits(tmp_path: Path) -> None:
@@ -39,3 +41,35 @@ async def test_totals_are_one_instant_while_another_connection_commits(tmp_path:
     finally:
         reader.close()
         writer.close()
+
+
+async def test_totals_hold_while_group_commits_land(tmp_path: Path) -> None:
+    """The services' threaded chain commits groups on its thread; a second connection (as a test's
+    or the CLI's view of the same file) and the threaded chain itself read totals meanwhile."""
+    path = tmp_path / "local.sqlite"
+    chain = ThreadedLocalChain(path)
+    reader = LocalChain(path)
+    try:
+        senders = [Wallet(KeyPair.generate()) for _ in range(6)]
+        await asyncio.gather(*(chain.faucet(w.address, 10 * TON) for w in senders))
+        receiver = Wallet(KeyPair.generate()).address
+        clients = [WalletClient(chain, w) for w in senders]
+        seen: list[ValueTotals] = []
+
+        async def read_meanwhile(sends: asyncio.Future[object]) -> None:
+            while not sends.done():
+                seen.append(reader.totals())
+                seen.append(await chain.totals())
+                await asyncio.sleep(0)
+
+        for _ in range(3):
+            sends = asyncio.ensure_future(
+                asyncio.gather(*(c.transfer(receiver, TON // 10, bounce=False) for c in clients))
+            )
+            await asyncio.gather(sends, read_meanwhile(sends))
+        assert seen and all(t.conserved for t in seen)
+        assert len({t.balances for t in seen}) > 1  # some reads came between commits
+        assert reader.totals() == await chain.totals()
+    finally:
+        reader.close()
+        await chain.aclose()

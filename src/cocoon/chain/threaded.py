@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from cocoon.chain._ton import Address, Cell
 from cocoon.chain.api import AccountState, StackValue, TxRecord
 from cocoon.chain.errors import ChainError
-from cocoon.chain.localchain import LocalChain
+from cocoon.chain.localchain import LocalChain, ValueTotals
 from cocoon.core.groupqueue import GroupQueue
 
 __all__ = ["ThreadedLocalChain"]
@@ -74,6 +74,12 @@ class ThreadedLocalChain:
         self, address: Address, method: str, args: list[int | Cell] | None = None
     ) -> list[StackValue]:
         return await self._run(lambda: self._chain.run_get_method(address, method, args))
+
+    async def totals(self) -> ValueTotals:
+        """Value conservation, read on the chain's thread between groups: never mid-group."""
+        if self._closed:
+            raise ChainError("the chain is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._chain.totals)
 
     @property
     def groups(self) -> int:
