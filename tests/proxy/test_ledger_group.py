@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cocoon.proxy.errors import InsufficientFunds, LedgerError, RequestConflict
-from cocoon.proxy.ledger import AsyncLedger, BillingLedger, RequestState
+from cocoon.proxy.errors import InsufficientFunds, LedgerError, RequestConflict, UnknownRequest
+from cocoon.proxy.ledger import AsyncLedger, BillingLedger, RequestState, Settlement
 
 from .helpers import PARAMS, TON, charge_of, funded_ledger
 
@@ -92,6 +92,25 @@ def test_a_failing_call_leaves_no_trace_and_the_others_commit(tmp_path: Path) ->
         assert isinstance(results[1], ValueError)
         assert [r.reserved_nano for r in (results[0], results[2])] == [10, 20]
         assert ledger.client_totals("alice").reserved_nano == 30  # not 807: the failed call was undone
+
+
+def test_a_lone_failing_call_leaves_no_trace(tmp_path: Path) -> None:
+    """A group of one call runs without a savepoint: its failure rolls back all it wrote, and the
+    store goes on as before (its next transaction commits)."""
+    with funded_ledger(tmp_path / "b.db", "alice") as ledger:
+
+        def half_written() -> None:
+            with ledger._tx() as db:
+                db.execute("UPDATE clients SET reserved=reserved+777 WHERE client='alice'")
+                raise ValueError("changed its mind")
+
+        (result,) = ledger.run_group([(half_written, True)])
+        assert isinstance(result, ValueError)
+        assert ledger.client_totals("alice").reserved_nano == 0
+        (unknown,) = ledger.settle_many([Settlement("nope", "w1", charge_of(1, 1), usage=None)], 2.0)
+        assert isinstance(unknown, UnknownRequest)
+        (reserved,) = ledger.run_group([(functools.partial(ledger.reserve, "r1", "alice", 10, 1.0), False)])
+        assert reserved.reserved_nano == 10 and ledger.client_totals("alice").reserved_nano == 10
 
 
 def test_one_durable_commit_for_a_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

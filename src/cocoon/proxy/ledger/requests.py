@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from cocoon.proxy.errors import InsufficientFunds, RequestConflict, UnknownRequest
+from cocoon.proxy.errors import InsufficientFunds, RequestConflict, UnknownAccount, UnknownRequest
 from cocoon.proxy.ledger import rows
 from cocoon.proxy.ledger import validate as v
 from cocoon.proxy.ledger.records import RequestRecord, RequestState
@@ -57,15 +57,15 @@ class Requests(LedgerStore):
                 ):
                     return existing
                 raise RequestConflict(f"request {request_id} already exists")
-            row = db.execute("SELECT reserved, requests FROM clients WHERE client=?", (client,)).fetchone()
-            if row is None:
-                raise InsufficientFunds(client, required=amount, available=0)
-            available = rows.client_totals(db, client).available_nano
-            if amount > available:
-                raise InsufficientFunds(client, required=amount, available=available)
+            try:
+                totals = rows.client_totals(db, client)  # one read of the client's row
+            except UnknownAccount:
+                raise InsufficientFunds(client, required=amount, available=0) from None
+            if amount > totals.available_nano:
+                raise InsufficientFunds(client, required=amount, available=totals.available_nano)
             db.execute(
                 "UPDATE clients SET reserved=?, requests=?, updated_at=? WHERE client=?",
-                (v.add("reserved", row[0], amount), row[1] + 1, t, client),
+                (v.add("reserved", totals.reserved_nano, amount), totals.requests + 1, t, client),
             )
             db.execute(
                 "INSERT INTO requests (request_id, client, model, state, reserved, created_at)"

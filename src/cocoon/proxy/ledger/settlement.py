@@ -61,21 +61,16 @@ class Settling(LedgerStore):
         t = v.timestamp(now)
         if not isinstance(items, Sequence):
             raise LedgerInputError("items must be a sequence of Settlement")
+        if len(items) == 1:  # one bill: its transaction is its own savepoint (no nested one)
+            try:
+                return [self._settle_item(items[0], t)]
+            except LedgerError as exc:
+                return [exc]
         results: list[RequestRecord | LedgerError] = []
         with self._tx() as db:
             for item in items:
                 try:
-                    if not isinstance(item, SettlementItem):
-                        raise LedgerInputError(f"expected a Settlement, got {type(item).__name__}")
-                    request_id = v.ident("request_id", item.request_id)
-                    charge = v.charge(item.charge)
-                    worker = None if item.worker is None else v.account("worker", item.worker)
-                    if item.ok and worker is None:
-                        raise LedgerInputError("a settled request needs its worker")
-                    if worker is None and (charge.total_adjusted or charge.client_cost_nano):
-                        raise LedgerInputError("a delivered charge needs the worker that delivered it")
-                    usage = v.usage(item.usage)
-                    final = RequestState.SETTLED if item.ok else RequestState.FAILED
+                    request_id, worker, charge, usage, final = _checked(item)
                     db.execute("SAVEPOINT item")
                     try:
                         done = rows.finish_request(db, request_id, worker, charge, usage, t, final)
@@ -90,6 +85,15 @@ class Settling(LedgerStore):
                 except LedgerError as exc:
                     results.append(exc)
         return results
+
+    def _settle_item(self, item: SettlementItem, t: float) -> RequestRecord:
+        """One item of :meth:`settle_many` in a transaction of its own (rolled back when it raises)."""
+        request_id, worker, charge, usage, final = _checked(item)
+        with self._tx() as db:
+            done = rows.finish_request(db, request_id, worker, charge, usage, t, final)
+            if worker is not None:
+                store_capped_answer(db, request_id, worker, done.model, item.audit, t)
+            return done
 
     def fail(
         self,
@@ -114,3 +118,20 @@ class Settling(LedgerStore):
         t = v.timestamp(now)
         with self._tx() as db:
             return rows.finish_request(db, request_id, worker, charge, usage, t, RequestState.FAILED)
+
+
+def _checked(
+    item: object,
+) -> tuple[str, str | None, Charge, TokenCounts | None, RequestState]:
+    """An item of :meth:`Settling.settle_many`, validated: (request id, worker, charge, usage, final state)."""
+    if not isinstance(item, SettlementItem):
+        raise LedgerInputError(f"expected a Settlement, got {type(item).__name__}")
+    request_id = v.ident("request_id", item.request_id)
+    charge = v.charge(item.charge)
+    worker = None if item.worker is None else v.account("worker", item.worker)
+    if item.ok and worker is None:
+        raise LedgerInputError("a settled request needs its worker")
+    if worker is None and (charge.total_adjusted or charge.client_cost_nano):
+        raise LedgerInputError("a delivered charge needs the worker that delivered it")
+    usage = v.usage(item.usage)
+    return request_id, worker, charge, usage, RequestState.SETTLED if item.ok else RequestState.FAILED

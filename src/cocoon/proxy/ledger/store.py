@@ -120,6 +120,11 @@ class LedgerStore:
                 raise LedgerError("billing store is closed")
             group = self._group
             if group is not None and group.thread == threading.get_ident():
+                if group.bare:  # the group's one call: its transaction needs no savepoint inside
+                    group.bare = False
+                    with self._bare(group, durable=durable) as db:
+                        yield db
+                    return
                 with self._savepoint(group, durable=durable) as db:
                     yield db
                 return
@@ -143,6 +148,22 @@ class LedgerStore:
         if durable is not self._sync_full:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._sync_full = durable
+
+    @contextmanager
+    def _bare(self, group: _Group, *, durable: bool) -> Iterator[sqlite3.Connection]:
+        """The first writes of a group's only call: nothing precedes them in the transaction, so a
+        failure undoes them by rolling it back and beginning anew (what ROLLBACK TO would do), and
+        two savepoint statements are saved on every lone call."""
+        conn = self._conn
+        group.unsynced = group.unsynced or (durable and not group.durable)
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            if isinstance(exc, sqlite3.Error):
+                raise LedgerError(f"billing store error: {exc}") from exc
+            raise
 
     @contextmanager
     def _savepoint(self, group: _Group, *, durable: bool) -> Iterator[sqlite3.Connection]:
@@ -177,7 +198,9 @@ class LedgerStore:
             if self._closed:
                 error = LedgerError("billing store is closed")
                 return [error for _ in calls]
-            group = _Group(threading.get_ident(), durable=any(durable for _, durable in calls))
+            group = _Group(
+                threading.get_ident(), durable=any(durable for _, durable in calls), bare=len(calls) == 1
+            )
             conn = self._conn
             try:
                 self._set_sync(group.durable)
@@ -263,9 +286,10 @@ class LedgerStore:
 class _Group:
     """The group transaction open on the writer thread (:meth:`LedgerStore.run_group`)."""
 
-    __slots__ = ("durable", "thread", "unsynced")
+    __slots__ = ("bare", "durable", "thread", "unsynced")
 
-    def __init__(self, thread: int, *, durable: bool) -> None:
+    def __init__(self, thread: int, *, durable: bool, bare: bool = False) -> None:
         self.thread = thread
         self.durable = durable
         self.unsynced = False  # a call asked for durability the group's mode does not give
+        self.bare = bare  # a lone call whose first transaction has not begun (see LedgerStore._bare)
