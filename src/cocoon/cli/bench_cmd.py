@@ -57,7 +57,8 @@ def gateway(
         int, typer.Option(min=0, max=50, help="Rounds of the nginx comparison (medians); 0 skips it.")
     ] = 3,
     run_requests: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Requests per path in each round.")
+        int,
+        typer.Option(min=1, max=100_000, help="Requests per path in each round (at least 4 per connection)."),
     ] = 100,
     nginx: Annotated[bool, typer.Option(help="Compare with nginx's 3-hop TLS chain when installed.")] = True,
     events: Annotated[
@@ -123,8 +124,8 @@ def _gateway_vs_nginx(
         )
     )
     table = Table(
-        title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests,"
-        f" {events} events an answer"
+        title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests"
+        f" (≥ 4 a connection), {events} events an answer"
     )
     for column in COLUMNS:
         table.add_column(column, justify="right")

@@ -51,6 +51,7 @@ VERSUS_PLAIN = "separate-e2ee-off"  # its key in a row's ours_vs_nginx (beside n
 TIERS = ("client", "proxy", "worker")
 FEW_EVENTS = 5  # the second event count of the per-tier fit (the first is the run's own)
 IDLE_LINKS = 100
+MIN_REQUESTS_PER_CONNECTION = 4
 NGINX_SKIPPED = "nginx not installed: skipped"
 Progress = Callable[[str], None]
 _BODY = {
@@ -246,6 +247,9 @@ async def _measure_level(
     events: int,
     progress: Progress,
 ) -> dict[str, Any]:
+    # Enough requests that every one of ``level`` connections stays busy for a while (else c=128
+    # with 100 requests would never reach 128 at once).
+    requests = max(requests, MIN_REQUESTS_PER_CONNECTION * level)
     warm_up = min(10, requests)
     for chain in chains.values():
         await run_load(chain.url, _BODY, concurrency=level, total=warm_up)
@@ -266,7 +270,7 @@ async def _measure_level(
             fit[other].append(
                 await _measure(separate.url, level, requests, separate.pids, body=body, tiers=tiers)
             )
-    return _row(level, by_path, fit)
+    return {**_row(level, by_path, fit), "requests_per_run": requests}
 
 
 def _tier_rss(chain: CocoonChain) -> dict[str, int]:
