@@ -521,7 +521,6 @@ class LocalChain:
         which holds the write lock: the trace's clock and logical time are read once, written once)."""
         trace: list[TxRecord] = []
         first_dest, first_msg = first
-        self._addresses[_raw(first_dest)] = first_dest
         queue: deque[tuple[str, PyCell]] = deque([(_raw(first_dest), cell_of(first_msg.to_boc()))])
         self._lt = int(self._meta("lt") or 0)
         self._now = self.now_sync()
@@ -535,7 +534,8 @@ class LocalChain:
                 if external and not trace:
                     raise TransactionFailed(f"external message to {shown} was not accepted", exit_code=-1)
                 raise ChainError(f"emulator refused a message to {shown}")
-            trace.append(delivered.record)
+            # The first record names its account as the caller did (records used to carry its object).
+            trace.append(delivered.record if trace else replace(delivered.record, address=first_dest))
             queue.extend(delivered.out)
         self._set_meta("lt", str(self._lt))
         if minted:
