@@ -33,6 +33,14 @@ _USAGE = st.fixed_dictionaries(
 _EVENT = st.one_of(
     st.fixed_dictionaries({"id": st.just("c1"), "choices": st.lists(_CHOICE, max_size=2)}),
     st.fixed_dictionaries({"choices": st.just([]), "usage": _USAGE}),
+    st.fixed_dictionaries({"choices": st.lists(_CHOICE, max_size=2), "usage": st.none()}),  # every chunk
+    st.fixed_dictionaries(
+        {"usage": st.fixed_dictionaries({"prompt_tokens": st.sampled_from([1.0, 2**64, 2.5])})},
+        optional={"choices": st.just([])},
+    ),
+    st.fixed_dictionaries(
+        {"usage": st.fixed_dictionaries({"prompt_tokens_details": st.just({"cached_tokens": 2**70})})}
+    ),
     st.fixed_dictionaries({"error": st.fixed_dictionaries({"message": _TEXT})}),
     st.lists(st.integers(), max_size=2),  # not an object: refused either way
 )

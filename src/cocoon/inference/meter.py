@@ -276,21 +276,29 @@ class UsageMeter:
             self._done = True
             return
         # orjson parses the event (and checks its UTF-8) several times faster than json. It is trusted
-        # only for the common event, content only, whose numbers the meter never reads (orjson reads
-        # integers past 64 bits as floats); anything else, and anything it refuses, goes the careful
-        # way below, which reads the usage exactly and says what is wrong.
+        # for the events whose numbers the meter does not read (content; ``"usage": null``, as some
+        # servers send in every chunk) and for a usage whose counters it read as integers (orjson
+        # reads integers past 64 bits as floats); anything else, and anything it refuses, goes the
+        # careful way below, which reads the usage exactly and says what is wrong.
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             value = None
-        if type(value) is dict and "usage" not in value and "error" not in value:
-            if self._done:
-                raise EngineProtocolError("SSE data after [DONE]")
-            self._count_event(value.get("choices"))
-            if self._observing:
-                self._observer(value)
-        else:
+        if type(value) is not dict or "error" in value:
             self._dispatch_slow(raw, lenient=lenient)
+            return
+        usage = value.get("usage")
+        if usage is not None and not _integral(usage):
+            self._dispatch_slow(raw, lenient=lenient)
+            return
+        if self._done:
+            raise EngineProtocolError("SSE data after [DONE]")
+        if usage is None:
+            self._count_event(value.get("choices"))
+        else:
+            self._handle_value(value)
+        if self._observing:
+            self._observer(value)
 
     def _dispatch_slow(self, raw: bytes, *, lenient: bool) -> None:
         try:
@@ -361,6 +369,19 @@ class UsageMeter:
                     chars += _choice_chars(choice)
             self._chars += chars
             self._content_events += 1 if chars else 0
+
+
+def _integral(usage: object) -> bool:
+    """No counter the meter reads from this usage (its fields, its details' fields) is a float: what
+    orjson read is then exactly what json reads."""
+    if type(usage) is not dict:
+        return True  # refused the same way whichever parser read it
+    for value in usage.values():
+        if type(value) is float:
+            return False
+        if type(value) is dict and any(type(v) is float for v in value.values()):
+            return False
+    return True
 
 
 # Parsed JSON holds plain dicts: ``isinstance(x, dict)`` is exact here and far cheaper than ``Mapping``.
