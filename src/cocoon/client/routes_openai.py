@@ -71,10 +71,15 @@ def _outbound(
     if parsed.stream:
         # Usage must always reach the meter: ask the engine for it (the shaper hides it if unasked).
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    try:
+        # A number too large for a double (1e400) parses as infinity: not JSON, never forwarded.
+        raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:
+        raise ApiError(ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc}") from exc
     return Outbound(
         endpoint=endpoint,
         model=parsed.model,
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=raw,
         stream=bool(parsed.stream),
         max_tokens=parsed.token_limit(),
         max_coefficient=min(options.max_coefficient, deps.config.max_coefficient),

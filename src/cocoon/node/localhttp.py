@@ -115,24 +115,46 @@ _MESSAGES = {
 }
 
 
+_MAX_VERDICTS = 512
+
+
 class LocalHttpGuard:
     """ASGI wrapper: answers 403 in OpenAI's error shape to what :func:`refusal` refuses."""
 
     def __init__(self, app: AsgiApp, policy: LocalHttpPolicy) -> None:
         self.app = app
         self.policy = policy
+        # Verdicts by raw (Host, Origin): callers send the same few over and over (bounded).
+        self._verdicts: dict[tuple[bytes | None, bytes | None], ErrorKind | None] = {}
+
+    def _refusal(self, host: bytes | None, origin: bytes | None) -> ErrorKind | None:
+        key = (host, origin)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        kind = refusal(
+            None if host is None else host.decode("latin-1"),
+            None if origin is None else origin.decode("latin-1"),
+            self.policy,
+        )
+        if len(self._verdicts) >= _MAX_VERDICTS:
+            self._verdicts.clear()
+        self._verdicts[key] = kind
+        return kind
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = None
+        host = raw_origin = None
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value.decode("latin-1")
+                host = value
             elif name == b"origin":
-                origin = value.decode("latin-1")
-        kind = refusal(host, origin, self.policy)
+                raw_origin = value
+        kind = self._refusal(host, raw_origin)
+        origin = None if raw_origin is None else raw_origin.decode("latin-1")
         if kind is not None:
             await _send_json(send, error_status(kind), error_body(kind, _MESSAGES[kind]))
         elif origin is None:
