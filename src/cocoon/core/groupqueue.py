@@ -52,7 +52,9 @@ class GroupQueue(Generic[C]):
             return self._run_alone(call)
         if idle:
             self._executor.submit(self._drain)
-        return await asyncio.shield(done)  # a cancelled caller's call still runs to its end
+        # A cancelled caller cancels only its wait: the call still runs to its end on the worker
+        # (nothing there is cancelled), and its answer is dropped (_answer skips a done future).
+        return await done
 
     def _run_alone(self, call: C) -> Any:
         """The inline group of :meth:`submit`: run, then hand what queued meanwhile to the worker."""

@@ -153,9 +153,18 @@ class Charge:
 
 def adjust(n: int, coefficient: int, mult: int) -> int:
     """Adjusted tokens for ``n`` raw tokens: ``int(n * (coefficient*0.001) * mult * 0.0001)``, truncated."""
-    _check_int("n", n, MAX_TOKENS)
-    _check_int("coefficient", coefficient, MAX_COEFFICIENT)
-    _check_int("mult", mult, MAX_MULTIPLIER)
+    # The plain case checked inline (three calls per class, four classes per price, on every bill).
+    if not (
+        type(n) is int
+        and type(coefficient) is int
+        and type(mult) is int
+        and 0 <= n <= MAX_TOKENS
+        and 0 <= coefficient <= MAX_COEFFICIENT
+        and 0 <= mult <= MAX_MULTIPLIER
+    ):
+        _check_int("n", n, MAX_TOKENS)
+        _check_int("coefficient", coefficient, MAX_COEFFICIENT)
+        _check_int("mult", mult, MAX_MULTIPLIER)
     # Same operation order as the reference's C++ (left to right in doubles), so results match exactly.
     value = n * (coefficient * 0.001) * mult * 0.0001
     if value >= MAX_NANO:
