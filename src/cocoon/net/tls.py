@@ -53,6 +53,7 @@ class TlsLink(asyncio.BufferedProtocol):
         # The C object under ssl.SSLObject: its read/write/pending without the Python wrappers.
         self._c: Any = getattr(self._ssl, "_sslobj", self._ssl)
         self._tcp: asyncio.Transport | None = None
+        self._view = _recv_buffer()  # this thread's: a link lives on its loop's thread
         self._handshake: asyncio.Future[None] | None = self._loop.create_future()
         self._plain: list[bytes] = []
         self._plain_size = 0
@@ -171,18 +172,24 @@ class TlsLink(asyncio.BufferedProtocol):
         self.address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _recv_buffer()
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        view = _recv_buffer()
-        for start in range(0, nbytes, _BIO_SLICE):
+        view = self._view
+        if nbytes <= _BIO_SLICE and self._handshake is None:  # a streamed event: one small read
             if self._error is not None:
                 return
-            self._incoming.write(view[start : min(start + _BIO_SLICE, nbytes)])
-            if self._handshake is not None:
-                self._handshake_step()
-            if self._handshake is None:
-                self._decrypt()
+            self._incoming.write(view[:nbytes])
+            self._decrypt()
+        else:
+            for start in range(0, nbytes, _BIO_SLICE):
+                if self._error is not None:
+                    return
+                self._incoming.write(view[start : min(start + _BIO_SLICE, nbytes)])
+                if self._handshake is not None:
+                    self._handshake_step()
+                if self._handshake is None:
+                    self._decrypt()
         if self._on_data is not None:
             self._push()
             self._tell_end()

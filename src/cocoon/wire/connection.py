@@ -85,6 +85,9 @@ def _opener_of(stream_id: int) -> Side:
     return Side.DIALER if stream_id % 2 else Side.ACCEPTOR
 
 
+_OPENER = (Side.ACCEPTOR, Side.DIALER)  # by stream_id & 1: _opener_of without the call
+
+
 class Connection:
     """One node-to-node link, one side of it. See the module docstring."""
 
@@ -268,7 +271,7 @@ class Connection:
         if (
             msg_type is m.ResponseChunk
             and self._streams.get(msg.stream_id) is StreamState.STREAMING
-            and _opener_of(msg.stream_id) is not side
+            and _OPENER[msg.stream_id & 1] is not side
             and self._machine.states[side] is SideState.OPEN
         ):
             return True  # a chunk from the responder of a streaming stream changes no state
