@@ -161,6 +161,24 @@ async def test_bad_requests_get_400_before_any_work(
     assert embedded.statistics().requests == before
 
 
+async def test_a_bad_request_is_refused_at_once_while_another_generates(embedded: EmbeddedEngine) -> None:
+    # An idle engine prepares on its own thread; a busy one beside it, so the 400 never waits.
+    await embedded.wait_idle()
+    running = await embedded.open(
+        Endpoint.COMPLETIONS,
+        {"prompt": "Write a long story:", "max_tokens": 900, "stream": True, "ignore_eos": True},
+    )
+    try:
+        async with asyncio.timeout(5):  # the 900 tokens take 10 s or more
+            refused = await embedded.open(Endpoint.COMPLETIONS, {"prompt": "word " * 1100, "stream": True})
+        assert refused.status == 400
+        assert json.loads(await refused.read())["error"]["param"] == "prompt"
+        assert embedded.statistics().running == 1  # only the long one, still generating
+    finally:
+        await running.aclose()
+    await asyncio.wait_for(embedded.wait_idle(), timeout=2)
+
+
 async def test_cancel_mid_stream_stops_generation_quickly(embedded: EmbeddedEngine) -> None:
     await embedded.wait_idle()
     before = embedded.statistics()
