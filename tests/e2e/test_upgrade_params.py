@@ -199,7 +199,7 @@ async def test_a_params_change_moves_everyone_to_new_contracts_and_conserves_mon
             gained = await again.chain_sync.wallet.balance() - proxy_wallet
             assert holdings - TON // 10 < gained <= holdings
             assert read_contracts(proxy.config.home)["closing"] == []
-            assert chain.total_balances() + chain.total_fees() == chain.minted
+            assert chain.totals().conserved
         finally:
             await again.stop()
 
@@ -235,7 +235,7 @@ async def test_a_params_change_while_the_proxy_was_stopped_moves_at_start(tmp_pa
             assert [c["proxy_contract"] for c in record["closing"]] == [
                 old_sync.proxy_address.to_str()  # type: ignore[no-untyped-call]
             ]
-            assert chain.total_balances() + chain.total_fees() == chain.minted
+            assert chain.totals().conserved
         finally:
             await again.stop()
 
@@ -318,7 +318,7 @@ async def test_two_params_changes_in_a_row_close_both_old_contracts(tmp_path: Pa
         for contract in contracts:
             assert (await read_proxy_state(chain, contract)).state == STATE_CLOSED
         assert read_contracts(proxy.config.home)["closing"] == []
-        assert chain.total_balances() + chain.total_fees() == chain.minted
+        assert chain.totals().conserved
 
 
 def _text(proxy: Proxy) -> str:
@@ -353,4 +353,4 @@ async def test_a_move_short_of_the_new_stake_waits_with_the_reason_then_complete
         await _eventually(moved, "the move once the wallet is funded")
         assert proxy.chain_sync is not None and proxy.chain_sync.proxy_address is not None
         assert (await read_proxy_state(chain, proxy.chain_sync.proxy_address)).stake == stake
-        assert chain.total_balances() + chain.total_fees() == chain.minted
+        assert chain.totals().conserved

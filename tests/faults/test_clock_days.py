@@ -153,6 +153,6 @@ async def test_days_of_wall_time_on_a_chain_keep_settling(
         # (charges are signed only for committed tokens: the start commit and at least one after the answers)
         assert proxy.chain_sync.stats.commits_posted >= 2 and proxy.chain_sync.stats.errors == 0
         assert worker._dialers[0].connection is not None and proxy.counters["succeeded"] == 4
-        assert chain.total_balances() + chain.total_fees() == chain.minted
+        assert chain.totals().conserved
     finally:
         await network.stop()
