@@ -50,7 +50,9 @@ async def test_the_server_keeps_no_tls_sessions(link: Link, proxy_node: Node) ->
 
 _LINKS = 40
 _IDLE_BUDGET_KIB = 64  # per link, both ends in this process
-_AFTER_BURST_KIB = 128  # per link once each has carried a 1 MiB answer (the loops' TLS kept ~0.5 MiB)
+_AFTER_BURST_KIB = (
+    160  # per link once each carried a 1 MiB answer: ~100 measured; the loops TLS kept 340-1480
+)
 
 
 def _rss_kib() -> int:

@@ -27,7 +27,7 @@ from cocoon.tee.tls import peer_certificate_der
 __all__ = ["TlsLink", "tls_accept", "tls_connect"]
 
 _RECV_SIZE = 256 * 1024  # one shared socket read buffer per thread, however many links
-_BIO_SLICE = 16 * 1024  # bytes fed to OpenSSL at a time: bounds what the memory BIOs keep allocated
+_BIO_SLICE = 8 * 1024  # bytes fed to OpenSSL at a time: what the memory BIOs keep allocated after a burst
 _RECORD = 16 * 1024  # plaintext per TLS record: the most one SSLObject.read returns
 _READ_HIGH = 512 * 1024  # undelivered plaintext past which the socket is paused
 _shared = threading.local()
