@@ -145,7 +145,7 @@ def _gateway_vs_nginx(
 
 @app.command()
 def model(
-    runs: Annotated[int, typer.Option(min=1, max=100)] = 5,
+    runs: Annotated[int, typer.Option(min=1, max=100)] = 9,
     max_tokens: Annotated[int, typer.Option(min=8, max=512)] = 64,
     out: OutOpt = Path("bench/results/model.json"),
 ) -> None:

@@ -21,7 +21,7 @@ import gc
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,13 +221,16 @@ async def bench_model(
             await _network_model_run(oai, model, prompt, 8)  # warm-up every path
             await _network_model_run(separate, model, prompt, 8)
             await _direct_model_run(direct_engine, prompt, 8)
+            paths: list[tuple[str, Callable[[], Awaitable[_ModelRun]]]] = [
+                ("direct", lambda: _direct_model_run(direct_engine, prompt, max_tokens)),
+                ("network", lambda: _network_model_run(oai, model, prompt, max_tokens)),
+                ("network_separate", lambda: _network_model_run(separate, model, prompt, max_tokens)),
+            ]
             for index in range(runs):
                 progress(f"model: run {index + 1}/{runs}")
-                results["direct"].append(await _direct_model_run(direct_engine, prompt, max_tokens))
-                results["network"].append(await _network_model_run(oai, model, prompt, max_tokens))
-                results["network_separate"].append(
-                    await _network_model_run(separate, model, prompt, max_tokens)
-                )
+                turn = index % len(paths)  # each path goes first in turn: no path always follows another
+                for name, run in paths[turn:] + paths[:turn]:
+                    results[name].append(await run())
     finally:
         chain.stop()
         await direct_engine.aclose()
@@ -245,19 +248,19 @@ async def bench_model(
             ),
         }
 
-    paths = {name: summary(samples) for name, samples in results.items()}
-    direct = paths["direct"]
+    summaries = {name: summary(samples) for name, samples in results.items()}
+    direct = summaries["direct"]
 
     def ratio(path: dict[str, float], key: str) -> float | None:
         return round(path[key] / direct[key], 3) if direct[key] else None
 
     return {
         "scenario": "model",
-        **paths,
-        "ttft_ratio": ratio(paths["network"], "ttft_ms"),
-        "tokens_per_s_ratio": ratio(paths["network"], "tokens_per_s"),
+        **summaries,
+        "ttft_ratio": ratio(summaries["network"], "ttft_ms"),
+        "tokens_per_s_ratio": ratio(summaries["network"], "tokens_per_s"),
         "separate": {
-            "ttft_ratio": ratio(paths["network_separate"], "ttft_ms"),
-            "tokens_per_s_ratio": ratio(paths["network_separate"], "tokens_per_s"),
+            "ttft_ratio": ratio(summaries["network_separate"], "ttft_ms"),
+            "tokens_per_s_ratio": ratio(summaries["network_separate"], "tokens_per_s"),
         },
     }
