@@ -155,6 +155,25 @@ _LAYOUT: dict[type[Any], tuple[_Field, ...]] = {
 _BY_CODE: dict[int, type[Any]] = {code: cls for cls, code in TYPE_CODES.items()}
 
 
+class _Plan:
+    """One message type's layout compiled for the hot paths: names, and only the fields that convert."""
+
+    __slots__ = ("code", "decoders", "encoders", "names", "size")
+
+    def __init__(self, cls: type[Any]) -> None:
+        layout = _LAYOUT[cls]
+        self.code = TYPE_CODES[cls]
+        self.names = tuple(name for name, _, _ in layout)
+        self.size = len(layout)
+        # (index in the raw array, converter) for fields that are not passed through as they are
+        self.decoders = tuple((i, f) for i, (_, f, _) in enumerate(layout, 1) if f is not _same)
+        self.encoders = tuple((i, f) for i, (_, _, f) in enumerate(layout, 1) if f is not _same)
+
+
+_PLANS: dict[type[Any], _Plan] = {cls: _Plan(cls) for cls in _LAYOUT}
+_PLANS_BY_CODE: dict[int, tuple[type[Any], _Plan]] = {plan.code: (cls, plan) for cls, plan in _PLANS.items()}
+
+
 # One Packer for every call (packb builds one per call). It never calls back into Python (no
 # ``default``), so it holds the GIL throughout, and it resets its buffer when packing fails.
 _pack = msgpack.Packer(use_bin_type=True).pack
@@ -166,12 +185,13 @@ def encode_payload(msg: m.Message) -> bytes:
     cls = type(msg)
     if cls is m.ResponseChunk:  # the one message sent per streamed event
         return _pack([_CHUNK, msg.stream_id, msg.data])  # type: ignore[union-attr]
-    code = TYPE_CODES.get(cls)
-    if code is None:
+    plan = _PLANS.get(cls)
+    if plan is None:
         raise LocalProtocolError(f"{cls.__name__} is not a wire message")
-    raw: list[Any] = [code]
-    for name, _, to_raw in _LAYOUT[cls]:
-        raw.append(to_raw(getattr(msg, name)))
+    raw: list[Any] = [plan.code]
+    raw += [getattr(msg, name) for name in plan.names]
+    for i, to_raw in plan.encoders:
+        raw[i] = to_raw(raw[i])
     payload: bytes = _pack(raw)
     return payload
 
@@ -209,15 +229,16 @@ def decode_payload(payload: bytes | bytearray) -> m.Message:
         stream_id, data = raw[1], raw[2]
         if type(stream_id) is int and 1 <= stream_id <= m.MAX_STREAM_ID and type(data) is bytes:
             return m.trusted_chunk(stream_id, data)
-    cls = _BY_CODE.get(raw[0])
-    if cls is None:
+    entry = _PLANS_BY_CODE.get(raw[0])
+    if entry is None:
         raise LocalProtocolError(f"unknown message type code {raw[0]}")
-    layout = _LAYOUT[cls]
-    if len(raw) != len(layout) + 1:
-        raise LocalProtocolError(f"{cls.__name__} needs {len(layout)} fields, got {len(raw) - 1}")
+    cls, plan = entry
+    if len(raw) != plan.size + 1:
+        raise LocalProtocolError(f"{cls.__name__} needs {plan.size} fields, got {len(raw) - 1}")
     try:
-        kwargs = {name: from_raw(value) for (name, from_raw, _), value in zip(layout, raw[1:], strict=True)}
-        msg: m.Message = cls(**kwargs)
+        for i, from_raw in plan.decoders:
+            raw[i] = from_raw(raw[i])
+        msg: m.Message = cls(**dict(zip(plan.names, raw[1:], strict=True)))  # lengths checked above
     except LocalProtocolError:
         raise
     except (ValueError, TypeError) as exc:  # enum lookups, malformed pairs
