@@ -139,19 +139,26 @@ async def test_a_reader_that_falls_behind_pauses_the_socket_and_holds_a_bounded_
     try:
         server = _tls(await lk.server_side())
         client = lk.client
-        paused = asyncio.Event()
-        tls, pause = _tls(client), _tls(client).pause_reading
+        paused, held_back = asyncio.Event(), asyncio.Event()
+        tls, pause, hold = _tls(client), _tls(client).pause_reading, server.pause_writing
 
         def pause_and_tell() -> None:
             pause()
             paused.set()
 
+        def hold_and_tell() -> None:
+            hold()
+            held_back.set()
+
         tls.pause_reading = pause_and_tell  # type: ignore[method-assign]
+        server.pause_writing = hold_and_tell  # type: ignore[method-assign]
         answer = await client.open_stream(**stream_args("/big", body=b"81920"))  # 20 MiB, unread
         await asyncio.wait_for(paused.wait(), 5)  # the reader fell behind: the socket pauses
+        held_back.clear()
+        if server._writable is None:  # and TCP holds the sender back (if it does not already)
+            await asyncio.wait_for(held_back.wait(), 5)
         assert tls._reading_paused
-        assert client._wire.buffered <= _PAUSE_AT + 512 * 1024
-        assert server._writable is not None  # and the sender is held back by TCP, not our memory
+        assert client._wire.buffered <= _PAUSE_AT + 512 * 1024  # not our memory
         events = await collect(answer)
         data = b"".join(e.data for e in events if isinstance(e, wire.ResponseChunk))
         assert data == bytes(range(256)) * 81920
