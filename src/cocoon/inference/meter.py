@@ -96,7 +96,8 @@ class UsageMeter:
         self._max_json = max_json_bytes
         self._buf = bytearray()  # JSON bodies (and the first bytes while the kind is unknown)
         # Strict: a relay must notice an upstream that sends something other than an event stream.
-        self._sse = SseDecoder(max_line_bytes=max_line_bytes, strict=True)
+        # Made when first needed: most streams are cut without it (below).
+        self._sse: SseDecoder | None = None
         # One-line ``data: ...`` events are cut here without the decoder; the bytes after the last
         # blank line wait in ``_tail``. Anything else hands the rest of the body to the decoder.
         self._tail = b""
@@ -257,12 +258,16 @@ class UsageMeter:
             return
         if self._tail:
             self._to_decoder(b"")
+        if self._sse is None:
+            return  # every event was whole: nothing is held back
         # The body stopped in the middle of an event: read what is whole, remember the cut.
         self._truncated = self._truncated or self._sse.buffered > 0
         self._handle_events(self._decode_sse(b"", final=True), lenient=self._truncated)
 
     def _decode_sse(self, data: bytes, *, final: bool) -> list[SseEvent]:
         try:
+            if self._sse is None:
+                self._sse = SseDecoder(max_line_bytes=self._max_line, strict=True)
             return self._sse.finish() if final else self._sse.feed(data)
         except (SseLineTooLong, SseNotAnEvent) as exc:
             raise EngineProtocolError(str(exc)) from exc
