@@ -115,8 +115,11 @@ async def serve_node(
     ``refused``: returns once every peer refused the node for good; it then stops and exits with
     :data:`EXIT_REFUSED` and the reasons (a worker whose owner or model no proxy accepts).
     """
+    from cocoon.core.eventloop import freeze_heap
+
     with console.status(f"starting {name}"):
         await node.start()
+    freeze_heap()  # the started node (keys, policies, caches) is long-lived: keep it out of collections
     print_summary(f"{name} running (Ctrl-C to stop)", summary())
     if stdout_line is not None:
         typer.echo(stdout_line())

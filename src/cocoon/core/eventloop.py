@@ -8,11 +8,12 @@ keeps the standard loop (to compare, or where uvloop misbehaves).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loop_factory", "run"]
+__all__ = ["freeze_heap", "loop_factory", "run"]
 
 T = TypeVar("T")
 
@@ -28,7 +29,22 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+# A relayed request allocates a few thousand short-lived objects; with CPython's default first
+# threshold (700) the collector ran several times per request and took 12-15 % of a node's CPU.
+_GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def freeze_heap() -> None:
+    """Move every object alive now (modules, the started node) out of the collector's sight: a full
+    collection then walks only what was made since, not the whole program."""
+    gc.collect()
+    gc.freeze()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(coro)`` on the loop :func:`loop_factory` picks."""
+    """``asyncio.run(coro)`` on the loop :func:`loop_factory` picks, with a collector tuned for
+    servers (fewer young collections; what the imports made is frozen)."""
+    gc.set_threshold(*_GC_THRESHOLDS)
+    freeze_heap()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coro)
