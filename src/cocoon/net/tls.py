@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import socket
 import ssl
 import threading
@@ -31,6 +32,51 @@ _BIO_SLICE = 8 * 1024  # bytes fed to OpenSSL at a time: what the memory BIOs ke
 _RECORD = 16 * 1024  # plaintext per TLS record: the most one SSLObject.read returns
 _READ_HIGH = 512 * 1024  # undelivered plaintext past which the socket is paused
 _shared = threading.local()
+
+
+def _bio_releaser() -> Callable[[ssl.MemoryBIO], None] | None:
+    """A way to free an empty memory BIO's buffer (a BIO_s_mem keeps its largest size forever):
+    after the handshake each end's two BIOs hold the flights (~6.6 KiB each, ~26 KiB a link).
+
+    CPython's MemoryBIO object is ``{PyObject_HEAD; BIO *bio; ...}``; the pointer is checked
+    against a probe BIO's pending count and method type before it is trusted. None: not available.
+    """
+    try:
+        lib = ctypes.CDLL(getattr(ssl._ssl, "__file__", ""))  # type: ignore[attr-defined]
+        ctrl = lib.BIO_ctrl
+        ctrl.restype, ctrl.argtypes = (
+            ctypes.c_long,
+            [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p],
+        )
+        method_type = lib.BIO_method_type
+        method_type.restype, method_type.argtypes = ctypes.c_int, [ctypes.c_void_p]
+        buf_new = lib.BUF_MEM_new
+        buf_new.restype, buf_new.argtypes = ctypes.c_void_p, []
+    except (OSError, AttributeError):
+        return None
+    offset = object.__basicsize__  # just past PyObject_HEAD
+
+    def bio_of(bio: ssl.MemoryBIO) -> int:
+        return ctypes.c_void_p.from_address(id(bio) + offset).value or 0
+
+    probe = ssl.MemoryBIO()
+    probe.write(b"x" * 37)
+    pointer = bio_of(probe)
+    # BIO_CTRL_PENDING 10; BIO_TYPE_MEM (1 | BIO_TYPE_SOURCE_SINK 0x0400)
+    if not pointer or method_type(pointer) != 0x0401 or ctrl(pointer, 10, 0, None) != 37:
+        return None
+
+    def release(bio: ssl.MemoryBIO) -> None:
+        if bio.pending:
+            return
+        fresh = buf_new()
+        if fresh:  # BIO_C_SET_BUF_MEM 114, BIO_CLOSE 1: frees the old buffer, owns the new one
+            ctrl(bio_of(bio), 114, 1, fresh)
+
+    return release
+
+
+_release_bio = _bio_releaser()
 
 
 def _recv_buffer() -> memoryview:
@@ -286,6 +332,9 @@ class TlsLink(asyncio.BufferedProtocol):
             return
         self._handshake = None
         self._flush_outgoing()
+        if _release_bio is not None:  # each only if empty: bytes after Finished stay queued
+            _release_bio(self._incoming)
+            _release_bio(self._outgoing)
         if not waiter.done():
             waiter.set_result(None)
 
