@@ -199,7 +199,7 @@ class NodeConnection:
             await self._drain()
         except BaseException:
             # Nobody will read this stream: tell the peer (synchronously, it cannot be cancelled).
-            self._abandon(stream)
+            _abandon(self, stream)
             raise
         return stream
 
@@ -336,13 +336,6 @@ class NodeConnection:
         if self._error is None and not self._done.is_set():
             self._error = exc
         self._transport.abort()
-
-    def _abandon(self, stream: OutgoingStream) -> None:
-        if self._outgoing.pop(stream.stream_id, None) is not None:
-            self._slot_free.set()
-        if self._error is None and self._wire.stream_state(stream.stream_id) in _ACTIVE:
-            with contextlib.suppress(NetError):
-                self._write(wire.Cancel(stream_id=stream.stream_id, reason="abandoned"))
 
     async def _cancel_outgoing(self, stream: OutgoingStream, reason: str) -> None:
         if self._outgoing.pop(stream.stream_id, None) is not None:
@@ -502,7 +495,7 @@ class NodeConnection:
                 # Most links never carry one: the queue and its task cost ~3 KiB per idle link.
                 self._notifies = asyncio.Queue(_NOTIFY_QUEUE)
                 self._tg.create_task(
-                    self._guard(self._notify_loop(self._notifies)), name=f"{self!r} notifies"
+                    _guard(self, _notify_loop(self, self._notifies)), name=f"{self!r} notifies"
                 )
             await self._notifies.put(event)
         else:  # Hello/HelloAck after the handshake are refused by the wire state machine
@@ -515,18 +508,18 @@ class NodeConnection:
         if isinstance(event, wire.Request):
             incoming = IncomingStream(self, event)
             task = self._tg.create_task(
-                self._serve_stream(incoming), name=f"{self!r} stream {event.stream_id}"
+                _serve_stream(self, incoming), name=f"{self!r} stream {event.stream_id}"
             )
             self._incoming[event.stream_id] = (incoming, task)
             self._streams_served += 1
         elif isinstance(event, wire.Cancel):
-            self._on_cancel(event)
+            _on_cancel(self, event)
         elif isinstance(event, wire.Pong):
             if self._ping is not None and self._ping[0] == event.nonce:
                 self._rtt = self._loop.time() - self._ping[1]
                 self._ping = None
         elif isinstance(event, wire.Query):
-            self._tg.create_task(self._answer(event), name=f"{self!r} query {event.method}")
+            self._tg.create_task(_answer(self, event), name=f"{self!r} query {event.method}")
         else:
             future = self._queries.get(event.query_id)
             if future is not None and not future.done():
@@ -535,110 +528,7 @@ class NodeConnection:
                 else:
                     future.set_exception(QueryFailed(event.code, event.message))
 
-    def _on_cancel(self, event: wire.Cancel) -> None:
-        entry = self._incoming.pop(event.stream_id, None)
-        if entry is not None:
-            incoming, task = entry
-            incoming.cancel_reason = event.reason or "cancelled by peer"
-            incoming.cancelled.set()
-            task.cancel()
-            return
-        stream = self._outgoing.pop(event.stream_id, None)
-        if stream is not None:
-            self._slot_free.set()
-            reason = f"cancelled by peer: {event.reason}" if event.reason else "cancelled by peer"
-            # Terminal messages never wait for room, so this completes at once.
-            error = wire.StreamError(stream_id=event.stream_id, code=wire.ErrorCode.CANCELLED, message=reason)
-            stream._items.append(error)
-            stream._changed.set()
-
-    # --- handler tasks ---------------------------------------------------------------------------
-
-    async def _serve_stream(self, stream: IncomingStream) -> None:
-        try:
-            await self._ready.wait()
-            await self._handler.on_stream(self, stream)
-        except asyncio.CancelledError:
-            # Cancelled by our side (service stopping), not by the peer: tell the requester, or it
-            # would wait for an answer that never comes.
-            if not stream.finished and not stream.cancelled.is_set():
-                with contextlib.suppress(Exception):
-                    await stream.cancel("the responder stopped")
-            raise
-        except NetError as exc:
-            if not stream.cancelled.is_set():
-                log.info("%r stream %d: %s", self, stream.stream_id, exc)
-                await self._fail_stream(stream, f"stream failed: {exc}")
-        except Exception:
-            log.exception("%r: on_stream failed", self)
-            await self._fail_stream(stream, "internal error in the handler")
-        else:
-            await self._fail_stream(stream, "the handler returned without ending the stream")
-        finally:
-            self._incoming.pop(stream.stream_id, None)
-
-    async def _fail_stream(self, stream: IncomingStream, message: str) -> None:
-        if not stream.finished and not stream.cancelled.is_set():
-            with contextlib.suppress(NetError, wire.WireError):
-                await stream.send_error(wire.ErrorCode.INTERNAL, message)
-
-    async def _answer(self, query: wire.Query) -> None:
-        answer: wire.Message
-        try:
-            await self._ready.wait()
-            result = await self._handler.on_query(self, query.method, query.params)
-            answer = wire.QueryResult(query_id=query.query_id, result=result)
-        except QueryFailed as exc:
-            answer = wire.QueryError(query_id=query.query_id, code=exc.code, message=exc.message[:MAX_TEXT])
-        except Exception:
-            log.exception("%r: on_query(%s) failed", self, query.method)
-            answer = wire.QueryError(
-                query_id=query.query_id, code=wire.ErrorCode.INTERNAL, message="internal error"
-            )
-        with contextlib.suppress(NetError):
-            await self._send(answer)
-
-    async def _notify_loop(self, notifies: asyncio.Queue[wire.Notify]) -> None:
-        await self._ready.wait()
-        while True:
-            msg = await notifies.get()
-            try:
-                await self._handler.on_notify(self, msg.method, msg.params)
-            except Exception:
-                log.exception("%r: on_notify(%s) failed", self, msg.method)
-
-    async def _keepalive_loop(self) -> None:
-        """Ping after ``ping_interval`` of silence; the link is dead after ``idle_timeout`` of it."""
-        cfg = self.config
-        while True:
-            now = self._loop.time()
-            idle = now - self._last_received
-            if idle >= cfg.idle_timeout:
-                raise ConnectionLost(f"nothing received for {idle:.1f}s (idle timeout {cfg.idle_timeout}s)")
-            if idle >= cfg.ping_interval and self._ping is None:
-                nonce = next(self._nonces)
-                self._ping = (nonce, now)
-                await self._send(wire.Ping(nonce=nonce))
-            wake = self._last_received + cfg.idle_timeout
-            if self._ping is None:
-                wake = min(wake, self._last_received + cfg.ping_interval)
-            await asyncio.sleep(max(wake - self._loop.time(), 0.005))
-
     # --- running ---------------------------------------------------------------------------------
-
-    async def _guard(self, coro: Any) -> None:
-        """Run one of the link's loops; whatever ends it ends the link."""
-        try:
-            await coro
-        except NetError as exc:
-            if not self._closing:
-                self._break(exc)
-        except wire.WireError as exc:
-            self._break(ConnectionLost(f"protocol error: {exc}"))
-        except Exception as exc:
-            log.exception("%r: internal error", self)
-            self._break(ConnectionLost(f"internal error: {exc!r}"))
-        raise _LinkDone
 
     async def _run(self) -> None:
         """Drive the link until it ends; then release everything and call on_disconnect."""
@@ -646,8 +536,16 @@ class NodeConnection:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._start_push()
-                tg.create_task(self._guard(self._read_loop()), name=f"{self!r} reader")
-                tg.create_task(self._guard(self._keepalive_loop()), name=f"{self!r} keep-alive")
+                tg.create_task(_guard(self, self._read_loop()), name=f"{self!r} reader")
+                tg.create_task(
+                    _guard(
+                        self,
+                        _keepalive_loop(
+                            self,
+                        ),
+                    ),
+                    name=f"{self!r} keep-alive",
+                )
         except* _LinkDone:
             pass
         finally:
@@ -811,3 +709,122 @@ async def _refuse(conn: NodeConnection, reason: str) -> None:
         async with asyncio.timeout(conn.config.close_timeout):
             await conn._send(wire.Goodbye(reason=reason[:MAX_TEXT]))
     conn._flush()  # hand it to the socket now: the transport is aborted right after
+
+
+# --- handler tasks and keep-alive of a link (module functions: the class stays one screenful) ---
+
+
+def _on_cancel(conn: NodeConnection, event: wire.Cancel) -> None:
+    entry = conn._incoming.pop(event.stream_id, None)
+    if entry is not None:
+        incoming, task = entry
+        incoming.cancel_reason = event.reason or "cancelled by peer"
+        incoming.cancelled.set()
+        task.cancel()
+        return
+    stream = conn._outgoing.pop(event.stream_id, None)
+    if stream is not None:
+        conn._slot_free.set()
+        reason = f"cancelled by peer: {event.reason}" if event.reason else "cancelled by peer"
+        # Terminal messages never wait for room, so this completes at once.
+        error = wire.StreamError(stream_id=event.stream_id, code=wire.ErrorCode.CANCELLED, message=reason)
+        stream._items.append(error)
+        stream._changed.set()
+
+
+async def _serve_stream(conn: NodeConnection, stream: IncomingStream) -> None:
+    try:
+        await conn._ready.wait()
+        await conn._handler.on_stream(conn, stream)
+    except asyncio.CancelledError:
+        # Cancelled by our side (service stopping), not by the peer: tell the requester, or it
+        # would wait for an answer that never comes.
+        if not stream.finished and not stream.cancelled.is_set():
+            with contextlib.suppress(Exception):
+                await stream.cancel("the responder stopped")
+        raise
+    except NetError as exc:
+        if not stream.cancelled.is_set():
+            log.info("%r stream %d: %s", conn, stream.stream_id, exc)
+            await _fail_stream(conn, stream, f"stream failed: {exc}")
+    except Exception:
+        log.exception("%r: on_stream failed", conn)
+        await _fail_stream(conn, stream, "internal error in the handler")
+    else:
+        await _fail_stream(conn, stream, "the handler returned without ending the stream")
+    finally:
+        conn._incoming.pop(stream.stream_id, None)
+
+
+async def _fail_stream(conn: NodeConnection, stream: IncomingStream, message: str) -> None:
+    if not stream.finished and not stream.cancelled.is_set():
+        with contextlib.suppress(NetError, wire.WireError):
+            await stream.send_error(wire.ErrorCode.INTERNAL, message)
+
+
+async def _answer(conn: NodeConnection, query: wire.Query) -> None:
+    answer: wire.Message
+    try:
+        await conn._ready.wait()
+        result = await conn._handler.on_query(conn, query.method, query.params)
+        answer = wire.QueryResult(query_id=query.query_id, result=result)
+    except QueryFailed as exc:
+        answer = wire.QueryError(query_id=query.query_id, code=exc.code, message=exc.message[:MAX_TEXT])
+    except Exception:
+        log.exception("%r: on_query(%s) failed", conn, query.method)
+        answer = wire.QueryError(
+            query_id=query.query_id, code=wire.ErrorCode.INTERNAL, message="internal error"
+        )
+    with contextlib.suppress(NetError):
+        await conn._send(answer)
+
+
+async def _notify_loop(conn: NodeConnection, notifies: asyncio.Queue[wire.Notify]) -> None:
+    await conn._ready.wait()
+    while True:
+        msg = await notifies.get()
+        try:
+            await conn._handler.on_notify(conn, msg.method, msg.params)
+        except Exception:
+            log.exception("%r: on_notify(%s) failed", conn, msg.method)
+
+
+async def _keepalive_loop(conn: NodeConnection) -> None:
+    """Ping after ``ping_interval`` of silence; the link is dead after ``idle_timeout`` of it."""
+    cfg = conn.config
+    while True:
+        now = conn._loop.time()
+        idle = now - conn._last_received
+        if idle >= cfg.idle_timeout:
+            raise ConnectionLost(f"nothing received for {idle:.1f}s (idle timeout {cfg.idle_timeout}s)")
+        if idle >= cfg.ping_interval and conn._ping is None:
+            nonce = next(conn._nonces)
+            conn._ping = (nonce, now)
+            await conn._send(wire.Ping(nonce=nonce))
+        wake = conn._last_received + cfg.idle_timeout
+        if conn._ping is None:
+            wake = min(wake, conn._last_received + cfg.ping_interval)
+        await asyncio.sleep(max(wake - conn._loop.time(), 0.005))
+
+
+def _abandon(conn: NodeConnection, stream: OutgoingStream) -> None:
+    if conn._outgoing.pop(stream.stream_id, None) is not None:
+        conn._slot_free.set()
+    if conn._error is None and conn._wire.stream_state(stream.stream_id) in _ACTIVE:
+        with contextlib.suppress(NetError):
+            conn._write(wire.Cancel(stream_id=stream.stream_id, reason="abandoned"))
+
+
+async def _guard(conn: NodeConnection, coro: Any) -> None:
+    """Run one of the link's loops; whatever ends it ends the link."""
+    try:
+        await coro
+    except NetError as exc:
+        if not conn._closing:
+            conn._break(exc)
+    except wire.WireError as exc:
+        conn._break(ConnectionLost(f"protocol error: {exc}"))
+    except Exception as exc:
+        log.exception("%r: internal error", conn)
+        conn._break(ConnectionLost(f"internal error: {exc!r}"))
+    raise _LinkDone
