@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 
@@ -178,3 +180,52 @@ def test_need_data_until_whole_frame() -> None:
         assert conn.next_event() is NEED_DATA
     conn.receive_data(frame[-1:])
     assert isinstance(conn.next_event(), Hello)
+
+
+def _nested(depth: int, leaf: object) -> object:
+    value = leaf
+    for i in range(depth):
+        value = {"k": value} if i % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [1, [1, 0, 2, 0], {"receipt": {"worker": {"body": {"a": [1, b"x", None, 1.5]}, "sig": b"s"}}}],
+        [1, [1, 0, 2, 0], {"deep": _nested(31, 7)}],  # the deepest leaf meta may hold
+        [1, [1, 0, 2, 0], {"deep": _nested(31, [])}],  # an empty container at the limit
+        [1, [1, 0, 2, 0], {"deep": _nested(32, 7)}],  # one level too deep
+        [1, [1, 0, 2, 0], {"deep": _nested(40, {})}],
+        [1, [1, 0, 2, 0], {"a": {b"bin": 1}}],  # a bytes key deep inside
+        [1, [1, 0, 2, 0], {b"bin": 1}],
+        [0, [1, 0, 2, 0], {}],  # stream id out of range
+        [2**31, [1, 0, 2, 0], {}],
+        [True, [1, 0, 2, 0], {}],
+        ["1", [1, 0, 2, 0], {}],
+        [1, [1, 0, -2, 0], {}],
+        [1, [1, 0, 2], {}],
+        [1, None, {}],
+        [1, [1, 0, 2, 0], []],  # not a mapping: the general path says so
+        [1, [1, 0, 2, 0], {"n": 2**64 - 1, "m": -(2**63)}],
+    ],
+)
+def test_response_end_decodes_as_its_constructor_checks(fields: list[Any]) -> None:
+    """The ResponseEnd fast path (meta checked in place) accepts and refuses what the constructor does."""
+    payload = msgpack.packb([TYPE_CODES[ResponseEnd], *fields], use_bin_type=True)
+    stream_id, usage, meta = fields
+    names = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
+    expected: ResponseEnd | None
+    try:
+        expected = ResponseEnd(
+            stream_id=stream_id, usage=Usage(**dict(zip(names, usage, strict=True))), meta=meta
+        )
+    except (LocalProtocolError, TypeError, ValueError):
+        expected = None
+    if expected is None:
+        with pytest.raises(LocalProtocolError):
+            decode_payload(payload)
+    else:
+        decoded = decode_payload(payload)
+        assert decoded == expected
+        assert type(decoded) is ResponseEnd

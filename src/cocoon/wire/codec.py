@@ -178,6 +178,7 @@ _PLANS_BY_CODE: dict[int, tuple[type[Any], _Plan]] = {plan.code: (cls, plan) for
 # ``default``), so it holds the GIL throughout, and it resets its buffer when packing fails.
 _pack = msgpack.Packer(use_bin_type=True).pack
 _CHUNK = TYPE_CODES[m.ResponseChunk]
+_END = TYPE_CODES[m.ResponseEnd]
 
 
 def encode_payload(msg: m.Message) -> bytes:
@@ -229,6 +230,14 @@ def decode_payload(payload: bytes | bytearray) -> m.Message:
         stream_id, data = raw[1], raw[2]
         if type(stream_id) is int and 1 <= stream_id <= m.MAX_STREAM_ID and type(data) is bytes:
             return m.trusted_chunk(stream_id, data)
+    if raw[0] == _END and len(raw) == 4 and type(raw[3]) is dict:
+        # Once per answer, but its meta carries the receipt: checked in place, not copied.
+        try:
+            return m.wire_end(raw[1], _usage_from_raw(raw[2]), raw[3])
+        except LocalProtocolError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise LocalProtocolError(f"invalid ResponseEnd: {exc}") from exc
     entry = _PLANS_BY_CODE.get(raw[0])
     if entry is None:
         raise LocalProtocolError(f"unknown message type code {raw[0]}")

@@ -4,8 +4,8 @@ Messages are frozen, slotted, keyword-only dataclasses. Constructors normalise (
 lists of pairs → tuples, tuples inside ``info``/``params`` → lists, so a decoded message equals the
 one that was sent) and raise :class:`LocalProtocolError` on anything out of range. The decoder builds
 messages through the same constructors, so the checks here are also the checks on peer input; the
-one exception is the per-event ResponseChunk, which the codec checks inline and builds with
-:func:`trusted_chunk`.
+exceptions are the per-event ResponseChunk, which the codec checks inline and builds with
+:func:`trusted_chunk`, and ResponseEnd, whose decoded meta :func:`wire_end` checks in place.
 
 Do not subclass these: the codec maps exact classes to type codes.
 """
@@ -46,6 +46,7 @@ __all__ = [
     "StreamMessage",
     "Usage",
     "trusted_chunk",
+    "wire_end",
 ]
 
 MAX_VERSION = 0xFFFF
@@ -160,6 +161,27 @@ def _mapping(cls: str, field: str, value: object) -> dict[str, Any]:
         raise _fail(cls, field, f"expected a mapping, got {type(value).__name__}")
     result: dict[str, Any] = _plain(cls, field, value, 0)
     return result
+
+
+def _check_decoded(cls: str, field: str, value: dict[str, Any] | list[Any], depth: int) -> None:
+    """:func:`_plain`'s rules for a value msgpack has just decoded, checked in place without a copy.
+
+    A decoder makes only exact dicts, lists and leaves, and its integers fit 64 bits, so what is
+    left to check is str keys and the nesting depth (no value deeper than ``MAX_DEPTH``).
+    """
+    if depth >= MAX_DEPTH and (depth > MAX_DEPTH or value):
+        raise _fail(cls, field, f"nested deeper than {MAX_DEPTH}")
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str:
+                raise _fail(cls, field, f"mapping keys must be str, got {type(key).__name__}")
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            _check_decoded(cls, field, item, depth + 1)
 
 
 def _set(obj: object, field: str, value: object) -> None:
@@ -430,6 +452,24 @@ def trusted_chunk(stream_id: int, data: bytes) -> ResponseChunk:
     _chunk_stream_id(chunk, stream_id)
     _chunk_data(chunk, data)
     return chunk
+
+
+_end_stream_id = vars(ResponseEnd)["stream_id"].__set__
+_end_usage = vars(ResponseEnd)["usage"].__set__
+_end_meta = vars(ResponseEnd)["meta"].__set__
+
+
+def wire_end(stream_id: int, usage: Usage, meta: dict[str, Any]) -> ResponseEnd:
+    """A ResponseEnd from a decoder: ``meta`` is msgpack's own fresh dict, checked in place (the
+    constructor's copy through ``_plain`` walked a whole receipt twice). The stream id and usage are
+    checked here; the caller passes a Usage it built through its constructor."""
+    _stream_id("ResponseEnd", stream_id)
+    _check_decoded("ResponseEnd", "meta", meta, 0)
+    end: ResponseEnd = _new(ResponseEnd)
+    _end_stream_id(end, stream_id)
+    _end_usage(end, usage)
+    _end_meta(end, meta)
+    return end
 
 
 StreamMessage = Request | ResponseHead | ResponseChunk | ResponseEnd | StreamError | Cancel
