@@ -70,6 +70,8 @@ def test_public_names_are_pinned() -> None:
         "PriceParams",
         "TokenCounts",
         "adjust",
+        "charge_is_valid",
+        "counts_are_valid",
         "price",
         "price_within",
         "reservation",

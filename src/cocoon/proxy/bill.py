@@ -98,10 +98,10 @@ def bill_complete(claimed: TokenCounts, tally: RelayTally, terms: Terms, audit: 
     met = _sla(terms, result.billable.completion)
     coefficient = class_coefficient(terms.coefficient, terms.service_class) if met else terms.coefficient
     reasons = list(result.reasons) if result.billable != claimed else []
-    usage, reasons = _cap(result.billable, terms, reasons, coefficient)
+    usage, charge, reasons = _cap(result.billable, terms, reasons, coefficient)
     return Bill(
         usage=usage,
-        charge=price(usage, coefficient, terms.params),
+        charge=charge,
         complete=True,
         claimed=claimed,
         over_reported=result.over_reported,
@@ -160,10 +160,12 @@ def bill_cut_off(
     else:
         prompt, cached = min(max(prompt_guess, 0), terms.request_bytes + audit.policy.prompt_slack_tokens), 0
     delivered = TokenCounts.clamped(prompt, cached, tally.deltas, 0)
-    usage, reasons = _cap(delivered, terms, reasons, terms.coefficient)  # cut off: never the class rate
+    usage, charge, reasons = _cap(
+        delivered, terms, reasons, terms.coefficient
+    )  # cut off: never the class rate
     return Bill(
         usage=usage,
-        charge=price(usage, terms.coefficient, terms.params),
+        charge=charge,
         complete=False,
         claimed=claimed,
         over_reported=over,
@@ -177,17 +179,18 @@ def bill_cut_off(
 
 def _cap(
     usage: TokenCounts, terms: Terms, reasons: list[str], coefficient: int
-) -> tuple[TokenCounts, list[str]]:
+) -> tuple[TokenCounts, Charge, list[str]]:
+    """The usage billed, its price at ``coefficient`` (priced once here) and why it was cut."""
     if terms.max_tokens and usage.completion > terms.max_tokens:
         reasons.append(f"completion {usage.completion} > max_tokens {terms.max_tokens}")
         usage = TokenCounts.clamped(usage.prompt, usage.cached, terms.max_tokens, usage.reasoning)
     limit = terms.limit_nano
-    capped, _ = price_within(usage, coefficient, terms.params, limit)
+    capped, charge = price_within(usage, coefficient, terms.params, limit)
     if capped != usage:
         cost = price(usage, coefficient, terms.params).client_cost_nano
         what = "reservation" if limit == terms.reserved_nano else "max_cost"
         reasons.append(f"charge {cost} > {what} {limit}")
-    return capped, reasons
+    return capped, charge, reasons
 
 
 def prompt_estimate(body: bytes) -> int:

@@ -30,6 +30,8 @@ __all__ = [
     "PriceParams",
     "TokenCounts",
     "adjust",
+    "charge_is_valid",
+    "counts_are_valid",
     "price",
     "price_within",
     "reservation",
@@ -64,6 +66,8 @@ class TokenCounts:
     reasoning: int = 0
 
     def __post_init__(self) -> None:
+        if counts_are_valid(self):  # the plain case in one expression; else the detail below
+            return
         for name in ("prompt", "cached", "completion", "reasoning"):
             _check_int(name, getattr(self, name), MAX_TOKENS)
         if self.cached > self.prompt:
@@ -125,6 +129,8 @@ class Charge:
     proxy_fee_nano: int
 
     def __post_init__(self) -> None:
+        if charge_is_valid(self):
+            return
         for name in (
             "prompt_adjusted",
             "cached_adjusted",
@@ -149,6 +155,43 @@ class Charge:
     @classmethod
     def zero(cls) -> Charge:
         return cls(0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def counts_are_valid(u: TokenCounts) -> bool:
+    """What :meth:`TokenCounts.__post_init__` accepts, in one expression (it names what is wrong)."""
+    p, c, o, r = u.prompt, u.cached, u.completion, u.reasoning
+    return (
+        type(p) is int
+        and type(c) is int
+        and type(o) is int
+        and type(r) is int
+        and 0 <= c <= p <= MAX_TOKENS
+        and 0 <= r <= o <= MAX_TOKENS
+    )
+
+
+def charge_is_valid(c: Charge) -> bool:
+    """What :meth:`Charge.__post_init__` accepts, in one expression (it names what is wrong)."""
+    p, k, o, r = c.prompt_adjusted, c.cached_adjusted, c.completion_adjusted, c.reasoning_adjusted
+    t, cost, earned, fee = c.total_adjusted, c.client_cost_nano, c.worker_earning_nano, c.proxy_fee_nano
+    return (
+        type(p) is int
+        and type(k) is int
+        and type(o) is int
+        and type(r) is int
+        and type(t) is int
+        and type(cost) is int
+        and type(earned) is int
+        and type(fee) is int
+        and p >= 0
+        and k >= 0
+        and o >= 0
+        and r >= 0
+        and earned >= 0
+        and fee >= 0
+        and p + k + o + r == t <= MAX_NANO
+        and earned + fee == cost <= MAX_NANO
+    )
 
 
 def adjust(n: int, coefficient: int, mult: int) -> int:
@@ -240,8 +283,9 @@ def price_within(
     binary search finds the largest usage that fits.
     """
     _check_int("limit_nano", limit_nano, MAX_NANO)
-    if _within(usage, coefficient, params, limit_nano):
-        return usage, price(usage, coefficient, params)
+    charge = price(usage, coefficient, params)
+    if charge.client_cost_nano <= limit_nano:  # the usual bill: priced once
+        return usage, charge
 
     def with_completion(c: int) -> TokenCounts:
         return TokenCounts(usage.prompt, usage.cached, c, min(usage.reasoning, c))

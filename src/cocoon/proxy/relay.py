@@ -556,19 +556,10 @@ class _Run:
             raise _AppGone(str(exc)) from exc
 
     def _assign_worker(self, effect: FirstByte) -> None:
-        """Remember whom progress is paid to; it is written just before the first progress record. An
-        assignment alone charges nothing at a restart, and a bill names its worker itself, so an answer
-        that ends before its first progress record needs no write for it (one commit less)."""
+        """Remember whom progress is paid to; it is written with the first progress record (one
+        transaction). An assignment alone charges nothing at a restart, and a bill names its worker
+        itself, so an answer that ends before its first progress record needs no write for it."""
         self._assignment = (self.relay.payee(effect.worker_id), effect.coefficient)
-
-    def _write_assignment(self) -> None:
-        if self._assignment is not None:
-            (owner, coefficient), self._assignment = self._assignment, None
-            self._background(
-                self.relay.books().assign_worker(
-                    self.key, owner, coefficient=coefficient, params=self.params, now=time.time()
-                )
-            )
 
     def _record_progress(self, effect: RecordProgress) -> None:
         relay = self.relay
@@ -577,15 +568,24 @@ class _Run:
         if relay.progress_writes >= relay.settings.max_progress_writes:
             return  # the writer is busy: bills go first, progress waits for the next interval
         relay.progress_writes += 1
-        self._write_assignment()  # queued first: the store's one writer keeps call order
-        self._background(
-            relay.books().record_progress(
+        books, now = relay.books(), time.time()
+        prompt, completion = effect.prompt_tokens, effect.completion_tokens
+        if self._assignment is not None:  # the first record: the assignment in the same commit
+            (owner, coefficient), self._assignment = self._assignment, None
+            write = books.assign_and_record_progress(
                 self.key,
-                prompt_tokens=effect.prompt_tokens,
-                completion_tokens=effect.completion_tokens,
-                now=time.time(),
+                owner,
+                coefficient=coefficient,
+                params=self.params,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                now=now,
             )
-        )
+        else:
+            write = books.record_progress(
+                self.key, prompt_tokens=prompt, completion_tokens=completion, now=now
+            )
+        self._background(write)
         assert self._progress is not None
         self._progress.add_done_callback(relay.progress_written)
 

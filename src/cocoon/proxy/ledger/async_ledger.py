@@ -149,6 +149,7 @@ class AsyncLedger:
     reserve = _write(BillingLedger.reserve, durable=False)
     assign_worker = _write(BillingLedger.assign_worker, durable=False)
     record_progress = _write(BillingLedger.record_progress)
+    assign_and_record_progress = _write(BillingLedger.assign_and_record_progress)
     release = _write(BillingLedger.release)
     release_stale = _write(BillingLedger.release_stale)
     settle = _write(BillingLedger.settle)

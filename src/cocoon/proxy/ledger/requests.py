@@ -151,6 +151,51 @@ class Requests(LedgerStore):
             assert done is not None
             return done
 
+    def assign_and_record_progress(
+        self,
+        request_id: str,
+        worker: str,
+        *,
+        coefficient: int,
+        params: PriceParams,
+        prompt_tokens: int,
+        completion_tokens: int,
+        now: float,
+    ) -> RequestRecord:
+        """:meth:`assign_worker` then :meth:`record_progress` in one durable transaction (the relay's
+        first progress record of an answer: one commit instead of two). The same checks refuse the
+        same input; on a request that already finished it changes nothing and returns the record, as
+        :meth:`record_progress` does (the assignment alone would have raised)."""
+        request_id = v.ident("request_id", request_id)
+        worker = v.account("worker", worker)
+        coefficient = v.integer("coefficient", coefficient, MAX_COEFFICIENT)
+        params = v.price_params(params)
+        prompt = v.integer("prompt_tokens", prompt_tokens, MAX_TOKENS)
+        completion = v.integer("completion_tokens", completion_tokens, MAX_TOKENS)
+        t = v.timestamp(now)
+        with self._tx() as db:
+            record = rows.request_record(db, request_id)
+            if record is None:
+                raise UnknownRequest(f"unknown request {request_id}")
+            if record.state is not RequestState.RESERVED:
+                return record
+            p = record.progress
+            if (
+                p is not None
+                and p.usage.total
+                and (p.worker, p.coefficient, p.params) != (worker, coefficient, params)
+            ):
+                raise RequestConflict(f"request {request_id} already relayed tokens from {p.worker}")
+            db.execute(
+                "UPDATE requests SET progress_worker=?, progress_coefficient=?, progress_pricing=?,"
+                " progress_prompt=MAX(progress_prompt, ?), progress_completion=MAX(progress_completion, ?),"
+                " progress_at=? WHERE request_id=?",
+                (worker, coefficient, rows.pricing_json(params), prompt, completion, t, request_id),
+            )
+            done = rows.request_record(db, request_id)
+            assert done is not None
+            return done
+
     @staticmethod
     def _reserved(db: sqlite3.Connection, request_id: str) -> RequestRecord:
         record = rows.request_record(db, request_id)

@@ -14,7 +14,7 @@ from dataclasses import fields
 
 from cocoon.chain import address_key
 from cocoon.proxy.errors import LedgerInputError
-from cocoon.proxy.pricing import MAX_NANO, Charge, PriceParams, TokenCounts
+from cocoon.proxy.pricing import MAX_NANO, Charge, PriceParams, TokenCounts, charge_is_valid, counts_are_valid
 
 __all__ = [
     "MAX_ID_LEN",
@@ -89,6 +89,8 @@ def session_hash(value: object) -> bytes:
 def charge(value: object) -> Charge:
     if not isinstance(value, Charge):
         raise LedgerInputError(f"charge must be a Charge, got {type(value).__name__}")
+    if charge_is_valid(value):  # what the constructor accepts, checked without building a copy
+        return value
     # Charge validates itself, but a caller can bypass a frozen dataclass with object.__setattr__.
     try:
         Charge(*(getattr(value, f) for f in _CHARGE_FIELDS))
@@ -102,6 +104,8 @@ def usage(value: object) -> TokenCounts | None:
         return None
     if not isinstance(value, TokenCounts):
         raise LedgerInputError(f"usage must be TokenCounts or None, got {type(value).__name__}")
+    if counts_are_valid(value):
+        return value
     try:
         TokenCounts(*(getattr(value, f) for f in _USAGE_FIELDS))
     except ValueError as exc:

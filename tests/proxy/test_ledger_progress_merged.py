@@ -1,0 +1,113 @@
+"""The relay's first progress record writes the assignment with it (one commit): the merged call must
+leave the store exactly as the two calls would, and refuse exactly what they refuse."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cocoon.proxy.errors import ProxyError, RequestConflict
+from cocoon.proxy.ledger import BillingLedger, RequestState
+from cocoon.proxy.pricing import MAX_NANO, MAX_TOKENS, Charge, TokenCounts, charge_is_valid, counts_are_valid
+
+from .helpers import PARAMS, funded_ledger
+
+_STEP = st.tuples(
+    st.sampled_from(["w1", "w2", "", "\x00"]),
+    st.integers(-5, 3000),  # coefficient
+    st.integers(-2, 60),  # prompt
+    st.integers(-2, 60),  # completion
+)
+
+
+def _two(led: BillingLedger, worker: str, coef: int, prompt: int, completion: int, now: float) -> list[bool]:
+    """Which of the two calls refused (an assignment to a finished request is no refusal: the merged
+    call does nothing there, as record_progress does)."""
+    refused = []
+    for call in (
+        lambda: led.assign_worker("r1", worker, coefficient=coef, params=PARAMS, now=now),
+        lambda: led.record_progress("r1", prompt_tokens=prompt, completion_tokens=completion, now=now),
+    ):
+        try:
+            call()
+        except RequestConflict:
+            refused.append(led.request("r1").state is RequestState.RESERVED)  # type: ignore[union-attr]
+        except ProxyError:
+            refused.append(True)
+        else:
+            refused.append(False)
+    return refused
+
+
+def _merged(led: BillingLedger, worker: str, coef: int, prompt: int, completion: int, now: float) -> bool:
+    try:
+        led.assign_and_record_progress(
+            "r1",
+            worker,
+            coefficient=coef,
+            params=PARAMS,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            now=now,
+        )
+    except ProxyError:
+        return True
+    return False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_STEP, min_size=1, max_size=5), settle_after=st.integers(0, 5))
+def test_merged_progress_equals_assign_then_record(
+    steps: list[tuple[str, int, int, int]], settle_after: int
+) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        funded_ledger(Path(tmp) / "a.db", "alice") as a,
+        funded_ledger(Path(tmp) / "b.db", "alice") as b,
+    ):
+        for led in (a, b):
+            led.reserve("r1", "alice", 10**9, 1.0)
+        for i, (worker, coef, prompt, completion) in enumerate(steps):
+            if i == settle_after:
+                for led in (a, b):
+                    led.release("r1", now=2.0)
+            now = 3.0 + i
+            refused = _two(a, worker, coef, prompt, completion, now)
+            refused_merged = _merged(b, worker, coef, prompt, completion, now)
+            assert refused_merged == any(refused), (refused, refused_merged)
+            if any(refused) and not all(refused):
+                return  # one of the two wrote alone (never the relay's case): the histories part here
+            assert a.request("r1") == b.request("r1")
+            assert a.client_totals("alice") == b.client_totals("alice")
+
+
+_INTS = st.one_of(
+    st.integers(-3, 12), st.just(MAX_NANO), st.just(MAX_NANO + 1), st.just(MAX_TOKENS + 1), st.booleans()
+)
+
+
+def _accepted(cls: Any, *values: Any) -> bool:
+    try:
+        cls(*values)
+    except ProxyError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(_INTS, min_size=8, max_size=8))
+def test_fast_checks_accept_exactly_what_the_constructors_accept(values: list[Any]) -> None:
+    """The one-expression checks the hot path uses stand for the constructors' detailed ones."""
+    charge = object.__new__(Charge)
+    usage = object.__new__(TokenCounts)
+    for name, value in zip(("prompt", "cached", "completion", "reasoning"), values, strict=False):
+        object.__setattr__(usage, name, value)
+    for f, value in zip(fields(Charge), values, strict=True):
+        object.__setattr__(charge, f.name, value)
+    assert charge_is_valid(charge) == _accepted(Charge, *values)
+    assert counts_are_valid(usage) == _accepted(TokenCounts, *values[:4])
