@@ -21,14 +21,12 @@ from .helpers import PARAMS, TON, charge_of, funded_ledger
 
 
 def _record_sql(ledger: BillingLedger) -> list[str]:
-    """Every statement the writer's connection runs from now on."""
+    """Every statement the writing connections run from now on, each prefixed by the sync mode of the
+    connection that ran it ("2:" FULL, durable; "1:" NORMAL, light)."""
     statements: list[str] = []
     ledger._conn = _Recording(ledger._conn, statements)  # type: ignore[assignment]
+    ledger._light = _Recording(ledger._light, statements)  # type: ignore[assignment]
     return statements
-
-
-def _sync_mode(ledger: BillingLedger) -> int:
-    return int(ledger._conn.execute("PRAGMA synchronous").fetchone()[0])  # 1 NORMAL, 2 FULL
 
 
 def _count_wal_syncs(ledger: BillingLedger, monkeypatch: pytest.MonkeyPatch) -> list[None]:
@@ -122,11 +120,12 @@ def test_one_durable_commit_for_a_group(tmp_path: Path, monkeypatch: pytest.Monk
         ledger.run_group(
             [(functools.partial(ledger.settle, f"r{i}", "w1", charge_of(1, i), 2.0), True) for i in range(8)]
         )
-        assert statements.count("COMMIT") == 1 and _sync_mode(ledger) == 2  # one commit, synced (FULL)
+        assert statements.count("2:COMMIT") == 1 and "1:COMMIT" not in statements  # one commit, synced
         assert ledger.worker_totals("w1").tokens == sum(charge_of(1, i).total_adjusted for i in range(8))
         statements.clear()
         ledger.run_group([(functools.partial(ledger.reserve, "r9", "alice", 5, 3.0), False)])
-        assert statements.count("COMMIT") == 1 and _sync_mode(ledger) == 1  # a reservation waits for no disk
+        assert statements.count("1:COMMIT") == 1 and "2:COMMIT" not in statements  # waits for no disk
+        assert not any("PRAGMA" in sql for sql in statements)  # neither connection switches its mode
         assert wal_syncs == []
 
 
@@ -136,10 +135,11 @@ def test_a_durable_write_in_a_light_group_still_reaches_the_disk(
     with funded_ledger(tmp_path / "b.db", "alice") as ledger:
         ledger.reserve("r1", "alice", 10**6, 1.0)
         wal_syncs = _count_wal_syncs(ledger, monkeypatch)
+        statements = _record_sql(ledger)
         settle = functools.partial(ledger.settle, "r1", "w1", charge_of(3, 4), 2.0)
         [record] = ledger.run_group([(settle, False)])  # mislabelled as light by its caller
         assert record.state is RequestState.SETTLED
-        assert _sync_mode(ledger) == 1 and len(wal_syncs) == 1  # the WAL was synced after the commit
+        assert "1:COMMIT" in statements and len(wal_syncs) == 1  # the WAL was synced after the commit
 
 
 def test_a_failed_commit_fails_every_call_and_writes_nothing(tmp_path: Path) -> None:
@@ -158,9 +158,10 @@ class _Recording:
     def __init__(self, conn: sqlite3.Connection, statements: list[str]) -> None:
         self._conn = conn
         self._statements = statements
+        self._mode = conn.execute("PRAGMA synchronous").fetchone()[0]
 
     def execute(self, sql: str, *args: Any) -> Any:
-        self._statements.append(sql)
+        self._statements.append(f"{self._mode}:{sql}")
         return self._conn.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:

@@ -8,10 +8,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cocoon.proxy.errors import ProxyError, RequestConflict
+from cocoon.proxy.errors import InsufficientFunds, ProxyError, RequestConflict
 from cocoon.proxy.ledger import BillingLedger, RequestState
 from cocoon.proxy.pricing import MAX_NANO, MAX_TOKENS, Charge, TokenCounts, charge_is_valid, counts_are_valid
 
@@ -111,3 +112,22 @@ def test_fast_checks_accept_exactly_what_the_constructors_accept(values: list[An
         object.__setattr__(charge, f.name, value)
     assert charge_is_valid(charge) == _accepted(Charge, *values)
     assert counts_are_valid(usage) == _accepted(TokenCounts, *values[:4])
+
+
+def test_reserve_refuses_in_the_old_order(tmp_path: Path) -> None:
+    """A reservation inserts its row first (no lookup for a new id): a known id still answers as a
+    known id (even for an unknown client), an unknown client as a client without funds, and a
+    refused reservation leaves no row."""
+    with funded_ledger(tmp_path / "a.db", "alice") as led:
+        first = led.reserve("r1", "alice", 500, 1.0)
+        assert led.reserve("r1", "alice", 500, 2.0) == first
+        for client, amount in (("nobody", 500), ("alice", 501)):
+            with pytest.raises(RequestConflict):
+                led.reserve("r1", client, amount, 2.0)
+        with pytest.raises(InsufficientFunds) as info:
+            led.reserve("r2", "nobody", 1, 2.0)
+        assert info.value.available == 0
+        with pytest.raises(InsufficientFunds):
+            led.reserve("r3", "alice", 10**30 // 10**12, 2.0)
+        assert led.request("r2") is None and led.request("r3") is None
+        assert led.client_totals("alice").reserved_nano == 500 and led.client_totals("alice").requests == 1

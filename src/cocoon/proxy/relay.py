@@ -374,9 +374,7 @@ class _Run:
             reserved_nano=reserved,
             params=params,
             audit=relay.audit,
-            settings=replace(
-                relay.settings.attempt, max_attempts=job.max_attempts(relay.settings.attempt.max_attempts)
-            ),
+            settings=_attempt_settings(relay.settings.attempt, job),
             sealed_plain_bytes=None if sealed is None else sealed.plain_bytes,
             job=job,
         )
@@ -613,6 +611,13 @@ class _Run:
         if out is not None and not out.finished:
             with contextlib.suppress(Exception):
                 await asyncio.shield(out.cancel(reason))
+
+
+def _attempt_settings(settings: AttemptSettings, job: Job) -> AttemptSettings:
+    """The proxy's settings with the request's class's tries (the same object when they agree: no
+    copy per request)."""
+    tries = job.max_attempts(settings.max_attempts)
+    return settings if tries == settings.max_attempts else replace(settings, max_attempts=tries)
 
 
 def _log_progress_failure(task: asyncio.Future[object]) -> None:

@@ -48,8 +48,18 @@ class Requests(LedgerStore):
         model = v.ident("model", model, allow_empty=True)
         t = v.timestamp(now)
         with self._tx(durable=False) as db:
-            existing = rows.request_record(db, request_id)
-            if existing is not None:
+            # Inserted first: a new id (the usual case) costs no lookup; a failure below rolls it back.
+            try:
+                inserted = db.execute(
+                    "INSERT INTO requests (request_id, client, model, state, reserved, created_at)"
+                    " VALUES (?, ?, ?, 'reserved', ?, ?) ON CONFLICT(request_id) DO NOTHING",
+                    (request_id, client, model, amount, t),
+                ).rowcount
+            except sqlite3.IntegrityError:  # the client's row is missing (the requests → clients key)
+                raise InsufficientFunds(client, required=amount, available=0) from None
+            if not inserted:
+                existing = rows.request_record(db, request_id)
+                assert existing is not None
                 if (
                     existing.state is RequestState.RESERVED
                     and existing.client == client
@@ -66,11 +76,6 @@ class Requests(LedgerStore):
             db.execute(
                 "UPDATE clients SET reserved=?, requests=?, updated_at=? WHERE client=?",
                 (v.add("reserved", totals.reserved_nano, amount), totals.requests + 1, t, client),
-            )
-            db.execute(
-                "INSERT INTO requests (request_id, client, model, state, reserved, created_at)"
-                " VALUES (?, ?, ?, 'reserved', ?, ?)",
-                (request_id, client, model, amount, t),
             )
             # The row as just inserted (read back, it would be the same record: one query less).
             return RequestRecord(

@@ -1,6 +1,7 @@
-"""The one SQLite connection that writes the billing store, and the per-thread connections that read it.
+"""The SQLite connections that write the billing store, and the per-thread connections that read it.
 
-WAL mode with ``synchronous=FULL``: a write that returns has reached the disk. One writer: an exclusive lock
+WAL mode with ``synchronous=FULL``: a write that returns has reached the disk (writes that need no sync
+commit on a second connection in ``synchronous=NORMAL``, never at the same time as the first). One writer: an exclusive lock
 file next to the database refuses a second process (:class:`StoreBusy`), and a lock serialises the writes of
 this process on one connection. Reads use one connection per thread, so they run concurrently with the
 writer and with each other (WAL readers see the last committed state and never block the writer).
@@ -69,8 +70,12 @@ class LedgerStore:
             if str(mode).lower() != "wal":
                 raise LedgerError(f"billing store could not switch to WAL (got {mode})")
             self._conn.execute("PRAGMA synchronous=FULL")
-            self._sync_full = True
             init_schema(self._conn, normalized)
+            # Writes that need no disk sync commit on a second connection, so neither connection
+            # switches its sync mode back and forth (two PRAGMAs per request). The two never write at
+            # once: every write holds the store's lock, and a transaction commits before it is released.
+            self._light = self._connect()
+            self._light.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -100,6 +105,7 @@ class LedgerStore:
                     for reader in self._readers:
                         reader.close()
                     self._readers.clear()
+                self._light.close()
                 self._conn.close()
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -128,9 +134,8 @@ class LedgerStore:
                 with self._savepoint(group, durable=durable) as db:
                     yield db
                 return
-            conn = self._conn
+            conn = self._conn if durable else self._light
             try:
-                self._set_sync(durable)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise LedgerError(f"billing store unavailable: {exc}") from exc
@@ -144,17 +149,12 @@ class LedgerStore:
                     raise LedgerError(f"billing store error: {exc}") from exc
                 raise
 
-    def _set_sync(self, durable: bool) -> None:
-        if durable is not self._sync_full:
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self._sync_full = durable
-
     @contextmanager
     def _bare(self, group: _Group, *, durable: bool) -> Iterator[sqlite3.Connection]:
         """The first writes of a group's only call: nothing precedes them in the transaction, so a
         failure undoes them by rolling it back and beginning anew (what ROLLBACK TO would do), and
         two savepoint statements are saved on every lone call."""
-        conn = self._conn
+        conn = group.conn
         group.unsynced = group.unsynced or (durable and not group.durable)
         try:
             yield conn
@@ -167,7 +167,7 @@ class LedgerStore:
 
     @contextmanager
     def _savepoint(self, group: _Group, *, durable: bool) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
+        conn = group.conn
         group.unsynced = group.unsynced or (durable and not group.durable)
         try:
             conn.execute("SAVEPOINT call")
@@ -198,12 +198,10 @@ class LedgerStore:
             if self._closed:
                 error = LedgerError("billing store is closed")
                 return [error for _ in calls]
-            group = _Group(
-                threading.get_ident(), durable=any(durable for _, durable in calls), bare=len(calls) == 1
-            )
-            conn = self._conn
+            durable = any(durable for _, durable in calls)
+            conn = self._conn if durable else self._light
+            group = _Group(threading.get_ident(), conn, durable=durable, bare=len(calls) == 1)
             try:
-                self._set_sync(group.durable)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 error = LedgerError(f"billing store unavailable: {exc}")
@@ -235,7 +233,8 @@ class LedgerStore:
         """No automatic checkpoint at commit: the owner calls :meth:`checkpoint` on a thread of its
         choice (SQLite's automatic one runs in whichever thread commits)."""
         with self._lock:
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            for conn in (self._conn, self._light):  # a per-connection setting
+                conn.execute("PRAGMA wal_autocheckpoint=0")
 
     def checkpoint(self) -> None:
         """Copy the WAL's committed pages into the database (passive: never waits for readers)."""
@@ -286,10 +285,11 @@ class LedgerStore:
 class _Group:
     """The group transaction open on the writer thread (:meth:`LedgerStore.run_group`)."""
 
-    __slots__ = ("bare", "durable", "thread", "unsynced")
+    __slots__ = ("bare", "conn", "durable", "thread", "unsynced")
 
-    def __init__(self, thread: int, *, durable: bool, bare: bool = False) -> None:
+    def __init__(self, thread: int, conn: sqlite3.Connection, *, durable: bool, bare: bool = False) -> None:
         self.thread = thread
+        self.conn = conn  # the connection of its sync mode (LedgerStore._light for a light group)
         self.durable = durable
         self.unsynced = False  # a call asked for durability the group's mode does not give
         self.bare = bare  # a lone call whose first transaction has not begun (see LedgerStore._bare)
