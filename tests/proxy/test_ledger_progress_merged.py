@@ -4,6 +4,7 @@ leave the store exactly as the two calls would, and refuse exactly what they ref
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocoon.proxy.errors import InsufficientFunds, ProxyError, RequestConflict
-from cocoon.proxy.ledger import BillingLedger, RequestState
+from cocoon.proxy.ledger import AsyncLedger, BillingLedger, RequestState, Settlement
 from cocoon.proxy.pricing import MAX_NANO, MAX_TOKENS, Charge, TokenCounts, charge_is_valid, counts_are_valid
 
-from .helpers import PARAMS, funded_ledger
+from .helpers import PARAMS, charge_of, funded_ledger
 
 _STEP = st.tuples(
     st.sampled_from(["w1", "w2", "", "\x00"]),
@@ -131,3 +132,27 @@ def test_reserve_refuses_in_the_old_order(tmp_path: Path) -> None:
             led.reserve("r3", "alice", 10**30 // 10**12, 2.0)
         assert led.request("r2") is None and led.request("r3") is None
         assert led.client_totals("alice").reserved_nano == 500 and led.client_totals("alice").requests == 1
+
+
+async def test_a_quiet_loop_syncs_its_bill_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the loop quiet (one request in flight) a bill commits and syncs on the loop's thread, not
+    the writer's; otherwise on the writer. Durable either way: answered only after the sync."""
+    async with AsyncLedger(funded_ledger(tmp_path / "b.db", "alice")) as led:
+        threads: list[int] = []
+        synced: list[None] = []
+        real_sync, real_settle = led.sync._sync_wal, led.sync.settle_many
+        monkeypatch.setattr(led.sync, "_sync_wal", lambda: (synced.append(None), real_sync())[1])
+
+        def settle_many(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.get_ident())
+            return real_settle(*args, **kwargs)
+
+        monkeypatch.setattr(led.sync, "settle_many", settle_many)
+        for i, quiet in enumerate((False, True)):
+            led.quiet = lambda quiet=quiet: quiet  # type: ignore[misc]
+            await led.reserve(f"r{i}", "alice", 10**6, 1.0)
+            full = led.sync._conn.execute("PRAGMA synchronous").fetchone()[0]
+            (done,) = await led.settle_many([Settlement(f"r{i}", "w1", charge_of(1, 2), usage=None)], 2.0)
+            assert done.state is RequestState.SETTLED and full == 2  # a FULL commit: synced at COMMIT
+        assert threads[0] != threading.get_ident() and threads[1] == threading.get_ident()
+        assert synced == []  # FULL connection: SQLite synced the WAL itself, no extra sync needed

@@ -39,7 +39,7 @@ class GroupQueue(Generic[C]):
     async def submit(self, call: C, *, inline: bool = False) -> Any:
         """``inline``: when nothing is queued or running, run the call as its own group right here on
         the caller's thread (no hop to the worker and back); only for calls that never block long
-        (no disk sync). Otherwise it queues like any call, so call order is kept either way."""
+        (no disk sync), or when the caller's loop has nothing else to do meanwhile. Otherwise it queues like any call, so call order is kept either way."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
         with self._lock:

@@ -10,8 +10,9 @@ allowed worker images / models come from the root contract, client funds from cl
 a background loop anchors the ledger on chain, charges clients and pays workers. Without it, clients
 get ``test_credit_nano`` and prices come from ``config.pricing``.
 
-Durable writes go through :class:`~cocoon.proxy.ledger.AsyncLedger` (one writer thread), never on the
-event loop; ``Proxy.ledger`` is the synchronous store underneath, for reads and tests.
+Durable writes go through :class:`~cocoon.proxy.ledger.AsyncLedger` (one writer thread), on the event
+loop only while it serves at most one request (nothing else waits); ``Proxy.ledger`` is the synchronous
+store underneath, for reads and tests.
 """
 
 from __future__ import annotations
@@ -133,6 +134,10 @@ class Proxy(Service):
         """The synchronous store (reads, tests); writes go through :attr:`books`."""
         return None if self.books is None else self.books.sync
 
+    def _quiet(self) -> bool:
+        """One request in flight at most: its bill may be synced on the loop (AsyncLedger.quiet)."""
+        return self.relay.in_flight <= 1
+
     def _books(self) -> AsyncLedger:
         if self.books is None:
             raise perr.ProxyNotReady("the billing store is not open")
@@ -143,6 +148,7 @@ class Proxy(Service):
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         # The store makes the home (and missing parents) 0700 and its files 0600.
         books = self.books = AsyncLedger.open(current_ledger_path(self.config.home))
+        books.quiet = self._quiet
         stack.push_async_callback(books.aclose)
         stack.push_async_callback(_quietly(self.upgrade.aclose))  # stores and syncs a move opened
         # Requests still reserved belong to a previous process that died before settling them: each is
