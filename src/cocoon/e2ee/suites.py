@@ -8,12 +8,21 @@ vectors check it. The hybrid KEM is ML-KEM-768 + X25519 (secure while either par
 from __future__ import annotations
 
 import enum
+import hmac
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives import hpke
 
-__all__ = ["CONTENT_KEY_SIZE", "TAG_SIZE", "Suite", "SuiteParams", "expand", "params", "suite_by_id"]
+__all__ = [
+    "CONTENT_KEY_SIZE",
+    "TAG_SIZE",
+    "Suite",
+    "SuiteParams",
+    "expand",
+    "hkdf_expand",
+    "params",
+    "suite_by_id",
+]
 
 CONTENT_KEY_SIZE = 32  # ChaCha20-Poly1305 key
 TAG_SIZE = 16  # Poly1305 tag
@@ -67,4 +76,23 @@ def suite_by_id(wire_id: int) -> Suite | None:
 def expand(secret: bytes, label: str, length: int = CONTENT_KEY_SIZE) -> bytes:
     """One key from a uniformly random secret, separated from every other use by ``label``."""
     info = b"cocoon-e2ee/v1/" + label.encode()
-    return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=info).derive(secret)
+    return hkdf_expand(secret, info, length)
+
+
+_HASH_SIZE = 32
+_MAX_EXPAND = 255 * _HASH_SIZE
+
+
+def hkdf_expand(secret: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand-SHA256 (RFC 5869, 2.3) with one C HMAC call per block: the same bytes as
+    cryptography's ``HKDFExpand`` at a tenth of its cost (no objects, no ABC checks per call)."""
+    if not 1 <= length <= _MAX_EXPAND:
+        raise ValueError(f"HKDF-Expand-SHA256 gives 1..{_MAX_EXPAND} bytes, not {length}")
+    block = hmac.digest(secret, info + b"\x01", "sha256")
+    if length <= _HASH_SIZE:
+        return block[:length]
+    blocks = [block]
+    for counter in range(2, -(-length // _HASH_SIZE) + 1):
+        block = hmac.digest(secret, block + info + bytes([counter]), "sha256")
+        blocks.append(block)
+    return b"".join(blocks)[:length]

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError, CryptoError
@@ -68,7 +69,26 @@ class ReceiptError(CocoonError):
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no spaces, ASCII only (``json.dumps`` with those options, byte for byte)."""
+    try:
+        # orjson at a fifth of json's cost gives the same bytes whenever its output is ASCII (it
+        # writes other text as UTF-8, where json escapes it) and the value holds no float.
+        fast = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not a dict, a non-str key, an int over 64 bits: json decides
+        fast = b""
+    if fast.isascii() and fast and not _has_float(obj):
+        return fast
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _has_float(value: object) -> bool:
+    """Whether a float (printed differently by the two encoders) sits anywhere in ``value``."""
+    kind = type(value)
+    if kind is dict:
+        return any(_has_float(item) for item in value.values())  # type: ignore[attr-defined]
+    if kind is list:
+        return any(_has_float(item) for item in value)  # type: ignore[attr-defined]
+    return kind is not str and kind is not int and kind is not bool and value is not None
 
 
 def _b64(data: bytes) -> str:
