@@ -34,6 +34,7 @@ __all__ = [
     "EventObserver",
     "MeterStats",
     "UsageMeter",
+    "plain_delta",
 ]
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -232,13 +233,29 @@ class UsageMeter:
         self._tail = buf[cut + 2 :]
         parts = buf[:cut].split(b"\n\n")
         limit = self._max_line
+        observer = self._observer if self._observing else None
+        loads, count = orjson.loads, self._count_event
         for index, part in enumerate(parts):
             if part[:6] != b"data: " or b"\n" in part or len(part) > limit:
                 # A comment, another field, a multi-line event, ...: the decoder reads from here on.
                 self._tail = b"\n\n".join(parts[index:]) + b"\n\n" + self._tail
                 self._to_decoder(b"")
                 return
-            self._dispatch(part[6:], lenient=False)
+            # The common content event, as _dispatch reads it, without its layers; the rest there.
+            raw = part[6:]
+            if raw == _DONE:
+                self._done = True
+                continue
+            try:
+                value = loads(raw)
+            except orjson.JSONDecodeError:
+                value = None
+            if type(value) is dict and "error" not in value and value.get("usage") is None and not self._done:
+                count(value.get("choices"))
+                if observer is not None:
+                    observer(value)
+            else:
+                self._dispatch_parsed(raw, value, lenient=False)
         if len(self._tail) > limit:
             self._to_decoder(b"")
 
@@ -289,6 +306,10 @@ class UsageMeter:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             value = None
+        self._dispatch_parsed(raw, value, lenient=lenient)
+
+    def _dispatch_parsed(self, raw: bytes, value: Any, *, lenient: bool) -> None:
+        """``_dispatch`` after orjson read ``raw`` as ``value`` (``None`` where it refused it)."""
         if type(value) is not dict or "error" in value:
             self._dispatch_slow(raw, lenient=lenient)
             return
@@ -367,6 +388,14 @@ class UsageMeter:
     def _count_event(self, choices: object) -> None:
         """One data event: count it and the characters of content its choices carry."""
         self._events += 1
+        if type(choices) is list and len(choices) == 1:
+            delta = plain_delta(choices[0])
+            if delta is not None:  # the usual event: one choice, a delta of role and content
+                content = delta.get("content")
+                chars = len(content) if type(content) is str else 0
+                self._chars += chars
+                self._content_events += 1 if chars else 0
+                return
         if isinstance(choices, list):
             chars = 0
             for choice in choices:
@@ -374,6 +403,21 @@ class UsageMeter:
                     chars += _choice_chars(choice)
             self._chars += chars
             self._content_events += 1 if chars else 0
+
+
+# What the usual streamed choice holds: nothing else counts as content in it but the delta's content.
+_PLAIN_CHOICE = frozenset({"index", "delta", "logprobs", "finish_reason"})
+_PLAIN_DELTA = frozenset({"role", "content"})
+
+
+def plain_delta(choice: object) -> dict[str, Any] | None:
+    """The delta of a choice with no text fields but ``delta.content`` (and ``role``), or ``None``
+    (then the choice is read field by field). Shared with the worker's content tally."""
+    if type(choice) is dict and choice.keys() <= _PLAIN_CHOICE:
+        delta = choice.get("delta")
+        if type(delta) is dict and delta.keys() <= _PLAIN_DELTA:
+            return delta
+    return None
 
 
 def _integral(usage: object) -> bool:

@@ -31,7 +31,7 @@ from cocoon.e2ee import (
     open_request,
     routing_aad,
 )
-from cocoon.inference.meter import EventObserver
+from cocoon.inference.meter import EventObserver, plain_delta
 from cocoon.node.receipt import ResponseDigest
 from cocoon.oai import SseDecoder, SseEvent, SseLineTooLong
 
@@ -154,6 +154,17 @@ class ContentTally:
         choices = body.get("choices") if type(body) is dict else None
         if type(choices) is not list:
             return 0
+        if len(choices) == 1:
+            delta = plain_delta(choices[0])
+            if delta is not None:  # the usual event: only the delta's content is text
+                n = _text_bytes(delta.get("content"))
+                self.deltas += 1 if streamed and n else 0
+                self.text_bytes += n
+                return n
+        return self._each_choice(choices, streamed)
+
+    def _each_choice(self, choices: list[Any], streamed: bool) -> int:
+        """The text of ``choices`` read field by field (any shape)."""
         total = 0
         for choice in choices:
             if type(choice) is not dict:
