@@ -2,8 +2,9 @@
 
 Lifecycle: :func:`establish` runs the verifier and the Hello exchange (and, on the acceptor,
 ``on_connect``) under the handshake timeout; then :meth:`NodeConnection._run` drives the link in a
-TaskGroup owned by the connection: the reader, the keep-alive, the notify queue (from the first
-notify) and one task per incoming stream or query. When any of them fails, or the peer says Goodbye, or :meth:`aclose` is
+TaskGroup owned by the connection: the reader runs in the group's own task, the keep-alive is a
+loop timer, and the group holds the notify queue (from the first notify) and one task per incoming
+stream or query. When any of them fails, or the peer says Goodbye, or :meth:`aclose` is
 called, the group ends: every handler task is cancelled, every outgoing stream and pending query
 fails with :class:`ConnectionLost`, the transport is aborted, then ``on_disconnect`` runs.
 """
@@ -29,6 +30,7 @@ from cocoon.net.errors import (
     map_exceptions,
     translate,
 )
+from cocoon.net.flag import Flag
 from cocoon.net.peer import PeerInfo
 from cocoon.net.streams import IncomingStream, OutgoingStream
 from cocoon.net.transport import Transport
@@ -82,6 +84,50 @@ class _LinkDone(Exception):
 class NodeConnection:
     """A connected, verified peer. Create with :func:`dial`, :func:`serve` or :func:`memory_pair`."""
 
+    # Slots: an idle link is mostly this object; its 40-odd attributes were a 1.6 KiB dict.
+    __slots__ = (
+        "__weakref__",
+        "_attestation",
+        "_closing",
+        "_done",
+        "_error",
+        "_flush_scheduled",
+        "_goodbye_reason",
+        "_handler",
+        "_held",
+        "_held_error",
+        "_incoming",
+        "_keepalive",
+        "_last_received",
+        "_loop",
+        "_nonce",
+        "_notifies",
+        "_outbuf",
+        "_outbuf_size",
+        "_outgoing",
+        "_parked",
+        "_peer",
+        "_ping",
+        "_push",
+        "_queries",
+        "_read_error",
+        "_reading_paused",
+        "_ready",
+        "_rtt",
+        "_runner",
+        "_slot_free",
+        "_streams_opened",
+        "_streams_served",
+        "_tg",
+        "_transport",
+        "_wire",
+        "config",
+        "dialer",
+        "id",
+        "local_info",
+        "local_role",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -108,15 +154,16 @@ class NodeConnection:
         self._loop = asyncio.get_running_loop()
         self._last_received = self._loop.time()
         self._ping: tuple[int, float] | None = None  # (nonce, sent at)
-        self._nonces = itertools.count(1)
+        self._nonce = 0  # the last Ping's
+        self._keepalive: asyncio.TimerHandle | None = None  # the next keep-alive check, while running
         self._rtt: float | None = None
         self._outgoing: dict[int, OutgoingStream] = {}
         self._incoming: dict[int, tuple[IncomingStream, asyncio.Task[None]]] = {}
         self._queries: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
         self._notifies: asyncio.Queue[wire.Notify] | None = None  # made with the first notify
-        self._slot_free = asyncio.Event()
-        self._ready = asyncio.Event()  # on_connect done: handler callbacks may run
-        self._done = asyncio.Event()  # fully closed and released
+        self._slot_free = Flag()
+        self._ready = Flag()  # on_connect done: handler callbacks may run
+        self._done = Flag()  # fully closed and released
         self._outbuf: list[bytes] = []
         self._outbuf_size = 0
         self._flush_scheduled = False
@@ -349,15 +396,10 @@ class NodeConnection:
     # --- receiving -------------------------------------------------------------------------------
 
     async def _next_event(self) -> wire.Message | wire.ConnectionClosed:
-        """The next message, reading from the transport as needed."""
+        """The next message, reading from the transport as needed (pull mode: the handshake, and
+        transports without ``set_sink``)."""
         while True:
             try:
-                if self._push:
-                    pushed = self._pushed_event()
-                    if pushed is None:
-                        await self._park()
-                        continue
-                    return pushed
                 event = self._wire.next_event()
                 if event is wire.NEED_DATA:
                     data = await self._transport.receive()
@@ -396,15 +438,26 @@ class NodeConnection:
         assert not isinstance(event, type)
         return event
 
-    async def _park(self) -> None:
-        if self._reading_paused:
-            self._reading_paused = False
-            self._transport.resume_reading()  # type: ignore[attr-defined]
-        self._parked = waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._parked = None
+    async def _next_pushed(self) -> wire.Message | wire.ConnectionClosed:
+        """Push mode: the next event the reader must handle, parked until there is one."""
+        while True:
+            try:
+                pushed = self._pushed_event()
+            except Exception as exc:
+                error = translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
+            if pushed is not None:
+                return pushed
+            if self._reading_paused:
+                self._reading_paused = False
+                self._transport.resume_reading()  # type: ignore[attr-defined]
+            self._parked = waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._parked = None
 
     def _on_data(self, data: bytes) -> None:
         """Bytes from the transport (``b""``: EOF). Dispatched here if the reader is parked."""
@@ -466,7 +519,7 @@ class NodeConnection:
 
     async def _read_loop(self) -> None:
         while True:
-            event = await self._next_event()
+            event = await (self._next_pushed() if self._push else self._next_event())
             if isinstance(event, wire.ConnectionClosed):
                 if event.clean or self._closing:
                     return
@@ -536,19 +589,20 @@ class NodeConnection:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._start_push()
-                tg.create_task(_guard(self, self._read_loop()), name=f"{self!r} reader")
-                tg.create_task(
-                    _guard(
-                        self,
-                        _keepalive_loop(
-                            self,
-                        ),
-                    ),
-                    name=f"{self!r} keep-alive",
-                )
+                _keepalive_tick(self)
+                # The reader runs in this task (one task less per link); whatever ends it ends
+                # the group, which cancels the handler tasks.
+                try:
+                    await self._read_loop()
+                except Exception as exc:
+                    _ended_by(self, exc)
+                raise _LinkDone
         except* _LinkDone:
             pass
         finally:
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+                self._keepalive = None
             self._closing = True
             self._transport.abort()
             self._release()
@@ -789,22 +843,52 @@ async def _notify_loop(conn: NodeConnection, notifies: asyncio.Queue[wire.Notify
             log.exception("%r: on_notify(%s) failed", conn, msg.method)
 
 
-async def _keepalive_loop(conn: NodeConnection) -> None:
-    """Ping after ``ping_interval`` of silence; the link is dead after ``idle_timeout`` of it."""
+def _keepalive_tick(conn: NodeConnection) -> None:
+    """Ping after ``ping_interval`` of silence; the link is dead after ``idle_timeout`` of it.
+
+    A loop timer, not a task: an idle link holds one TimerHandle instead of a task, two coroutine
+    frames and a sleep's future. The Ping is written without waiting for room (it is tiny and at
+    most one is outstanding), so a stalled socket cannot hold back the idle timeout either.
+    """
+    conn._keepalive = None
+    if conn._done.is_set():
+        return
     cfg = conn.config
-    while True:
-        now = conn._loop.time()
-        idle = now - conn._last_received
-        if idle >= cfg.idle_timeout:
-            raise ConnectionLost(f"nothing received for {idle:.1f}s (idle timeout {cfg.idle_timeout}s)")
-        if idle >= cfg.ping_interval and conn._ping is None:
-            nonce = next(conn._nonces)
-            conn._ping = (nonce, now)
-            await conn._send(wire.Ping(nonce=nonce))
-        wake = conn._last_received + cfg.idle_timeout
-        if conn._ping is None:
-            wake = min(wake, conn._last_received + cfg.ping_interval)
-        await asyncio.sleep(max(wake - conn._loop.time(), 0.005))
+    now = conn._loop.time()
+    idle = now - conn._last_received
+    if idle >= cfg.idle_timeout:
+        _end_link(
+            conn, ConnectionLost(f"nothing received for {idle:.1f}s (idle timeout {cfg.idle_timeout}s)")
+        )
+        return
+    if idle >= cfg.ping_interval and conn._ping is None:
+        try:
+            conn._check_usable()
+            conn._nonce += 1
+            conn._ping = (conn._nonce, now)
+            conn._write(wire.Ping(nonce=conn._nonce))
+        except NetError as exc:
+            _end_link(conn, exc)
+            return
+    wake = conn._last_received + cfg.idle_timeout
+    if conn._ping is None:
+        wake = min(wake, conn._last_received + cfg.ping_interval)
+    conn._keepalive = conn._loop.call_at(max(wake, now + 0.005), _keepalive_tick, conn)
+
+
+async def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def _end_link(conn: NodeConnection, exc: NetError) -> None:
+    """End the running link with ``exc`` from a callback, as a failing link task would."""
+    if conn._tg is None:
+        return
+    coro = _guard(conn, _raise(exc))
+    try:
+        conn._tg.create_task(coro, name=f"{conn!r} ending")
+    except RuntimeError:  # the group is already ending
+        coro.close()
 
 
 def _abandon(conn: NodeConnection, stream: OutgoingStream) -> None:
@@ -819,12 +903,18 @@ async def _guard(conn: NodeConnection, coro: Any) -> None:
     """Run one of the link's loops; whatever ends it ends the link."""
     try:
         await coro
-    except NetError as exc:
+    except Exception as exc:
+        _ended_by(conn, exc)
+    raise _LinkDone
+
+
+def _ended_by(conn: NodeConnection, exc: Exception) -> None:
+    """Record why one of the link's loops failed (then the link ends)."""
+    if isinstance(exc, NetError):
         if not conn._closing:
             conn._break(exc)
-    except wire.WireError as exc:
+    elif isinstance(exc, wire.WireError):
         conn._break(ConnectionLost(f"protocol error: {exc}"))
-    except Exception as exc:
-        log.exception("%r: internal error", conn)
+    else:
+        log.exception("%r: internal error", conn, exc_info=exc)
         conn._break(ConnectionLost(f"internal error: {exc!r}"))
-    raise _LinkDone
