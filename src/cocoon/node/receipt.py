@@ -76,7 +76,7 @@ def canonical(obj: Mapping[str, Any]) -> bytes:
         fast = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not a dict, a non-str key, an int over 64 bits: json decides
         fast = b""
-    if fast.isascii() and b"\x7f" not in fast and not _has_float(obj):  # json escapes DEL
+    if fast and fast.isascii() and b"\x7f" not in fast and not _has_float(obj):  # json escapes DEL
         return fast
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
