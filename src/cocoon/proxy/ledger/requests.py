@@ -138,9 +138,7 @@ class Requests(LedgerStore):
         completion = v.integer("completion_tokens", completion_tokens, MAX_TOKENS)
         t = v.timestamp(now)
         with self._tx() as db:
-            record = rows.request_record(db, request_id)
-            if record is None:
-                raise UnknownRequest(f"unknown request {request_id}")
+            record = self._known(db, request_id)
             if record.state is not RequestState.RESERVED:
                 return record
             if record.progress is None:
@@ -179,9 +177,7 @@ class Requests(LedgerStore):
         completion = v.integer("completion_tokens", completion_tokens, MAX_TOKENS)
         t = v.timestamp(now)
         with self._tx() as db:
-            record = rows.request_record(db, request_id)
-            if record is None:
-                raise UnknownRequest(f"unknown request {request_id}")
+            record = self._known(db, request_id)
             if record.state is not RequestState.RESERVED:
                 return record
             p = record.progress
@@ -202,10 +198,15 @@ class Requests(LedgerStore):
             return done
 
     @staticmethod
-    def _reserved(db: sqlite3.Connection, request_id: str) -> RequestRecord:
+    def _known(db: sqlite3.Connection, request_id: str) -> RequestRecord:
         record = rows.request_record(db, request_id)
         if record is None:
             raise UnknownRequest(f"unknown request {request_id}")
+        return record
+
+    @classmethod
+    def _reserved(cls, db: sqlite3.Connection, request_id: str) -> RequestRecord:
+        record = cls._known(db, request_id)
         if record.state is not RequestState.RESERVED:
             raise RequestConflict(f"request {request_id} is already {record.state.value}")
         return record
@@ -222,9 +223,7 @@ class Requests(LedgerStore):
             peek = rows.request_record(db, request_id)
         charges = peek is None or (peek.progress is not None and peek.progress.usage.total > 0)
         with self._tx(durable=charges) as db:
-            record = rows.request_record(db, request_id)
-            if record is None:
-                raise UnknownRequest(f"unknown request {request_id}")
+            record = self._known(db, request_id)
             if record.state is not RequestState.RESERVED:
                 return record
             return _end_unfinished(db, record, t)
