@@ -1,10 +1,11 @@
 """The billing store for the event loop: :class:`BillingLedger`'s methods as coroutines.
 
-Every write runs on one dedicated writer thread, in the order it was called, so a durable commit (an fsync,
-~5 ms on a virtual disk) blocks the event loop only when its owner says nothing else waits
-(:attr:`AsyncLedger.quiet`), and writes never contend for the writer. Writes that queue up while the writer is busy run as the next group (:meth:`LedgerStore.run_group`): one transaction
-and at most one disk sync for all of them, each call still succeeding or failing on its own and answered
-only after the group's commit. Reads run on the default executor, concurrently with the writer and each
+Writes run in the order they were called, on one dedicated writer thread, so a durable commit (an
+fsync, ~5 ms on a virtual disk) blocks the event loop only when its owner says nothing else waits
+(:attr:`AsyncLedger.quiet`; then, and for light writes, it runs inline while the writer is idle), and
+writes never contend for the writer. Writes that queue up while the writer is busy run as the next
+group (:meth:`LedgerStore.run_group`): one transaction and at most one disk sync for all of them, each
+call still succeeding or failing on its own and answered only after the group's commit. Reads run on the default executor, concurrently with the writer and each
 other (each thread reads on its own WAL connection). A write whose caller is cancelled still runs to its
 end: a money movement is never half done, and an idempotent replay of it is always safe.
 """
