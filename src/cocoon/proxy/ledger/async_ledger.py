@@ -5,8 +5,9 @@ fsync, ~5 ms on a virtual disk) blocks the event loop only when its owner says n
 (:attr:`AsyncLedger.quiet`; then, and for light writes, it runs inline while the writer is idle), and
 writes never contend for the writer. Writes that queue up while the writer is busy run as the next
 group (:meth:`LedgerStore.run_group`): one transaction and at most one disk sync for all of them, each
-call still succeeding or failing on its own and answered only after the group's commit. Reads run on the default executor, concurrently with the writer and each
-other (each thread reads on its own WAL connection). A write whose caller is cancelled still runs to its
+call still succeeding or failing on its own and answered only after the group's commit. Reads run on
+the default executor, concurrently with the writer and each other (each thread reads on its own WAL
+connection). A write whose caller is cancelled still runs to its
 end: a money movement is never half done, and an idempotent replay of it is always safe.
 """
 
