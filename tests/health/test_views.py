@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -10,7 +11,9 @@ from cocoon.health.views import VIEWS, format_duration, format_time, render
 
 HASH = "ac71cbbaa9fef426c11a5ce0e654a5f84ca22e467e7fbcf73dd9210d982875f0"
 UUID = "GPU-6c9d1c5e-1f3a-4b59-8c2e-7a1b2c3d4e5f"
-NOW = 1_796_168_634.0
+# The views measure distances from the wall clock, so the report is dated from it too: a fixed
+# date here would turn "in 24 h" into "ago" one day after it was written.
+NOW = time.time()
 
 REPORT: dict[str, Any] = {
     "state": "running",
@@ -124,3 +127,9 @@ def test_earnings_without_a_chain_say_so() -> None:
 
 def test_gpu_uuids_are_whole_at_80_columns() -> None:
     assert UUID in _text("gpu", REPORT, width=80)
+
+
+def test_the_cli_lists_every_view() -> None:
+    from cocoon.cli.health_cmd import VIEW_NAMES
+
+    assert [*VIEWS, "all"] == VIEW_NAMES  # the CLI spells them out so --help needs no Rich

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from cocoon.cli.console import lazy_console, make_table
 from cocoon.cli.options import cli_app
 
 __all__ = ["app"]
 
 app = cli_app(hoist=False, help="Benchmarks: the network against the same work done directly.")
-console = Console()
+console = lazy_console()
 OutOpt = Annotated[Path, typer.Option(help="Where to write the JSON results.")]
 T = TypeVar("T")
 Progress = Callable[[str], Any]
@@ -76,7 +75,7 @@ def gateway(
             home, levels=concurrency, requests=requests, events=events, progress=progress
         )
     )
-    table = Table(title="gateway: app → client → proxy → worker → upstream vs. app → upstream")
+    table = make_table(title="gateway: app → client → proxy → worker → upstream vs. app → upstream")
     for column in (
         "concurrency",
         "direct rps",
@@ -123,7 +122,7 @@ def _gateway_vs_nginx(
             progress=progress,
         )
     )
-    table = Table(
+    table = make_table(
         title=f"gateway vs nginx (3-hop mutual TLS 1.3), medians of {runs} runs × {requests} requests"
         f" (≥ 4 a connection), {events} events an answer"
     )
@@ -133,7 +132,7 @@ def _gateway_vs_nginx(
         table.add_row(*row)
     console.print(table)
     console.print(result["nginx_skipped"] or f"[dim]nginx: {result['nginx']}; {NOTE}[/]")
-    targets = Table(title="issue 15 targets, measured in this run")
+    targets = make_table(title="issue 15 targets, measured in this run")
     for column in TARGET_COLUMNS:
         targets.add_column(column, justify="left" if column in ("issue 15 target", "where") else "right")
     for cells in target_rows(result):
@@ -156,7 +155,7 @@ def model(
     result = _in_scratch_home(
         lambda home, progress: bench_model(home, runs=runs, max_tokens=max_tokens, progress=progress)
     )
-    table = Table(title="embedded model (SmolLM2-135M): network vs. engine alone")
+    table = make_table(title="embedded model (SmolLM2-135M): network vs. engine alone")
     for column in (
         "path",
         "TTFT ms",
@@ -217,7 +216,7 @@ def soak(
         fd_tolerance=fd_tolerance,
     )
     result = _in_scratch_home(lambda home, progress: run_soak(home, config, progress=progress), label="soak")
-    table = Table(title=f"soak: {minutes:g} min, concurrency {concurrency}")
+    table = make_table(title=f"soak: {minutes:g} min, concurrency {concurrency}")
     for column in ("t (s)", "RSS (MiB)", "open fds", "requests", "errors"):
         table.add_column(column, justify="right")
     for s in result.samples:
@@ -263,7 +262,7 @@ def sealed(
             home, levels=concurrency, rounds=rounds, requests=requests, model=model, progress=progress
         )
     )
-    table = Table(title=f"sealed end to end (ML-KEM-768 + X25519) vs. plain: {result['answer']}")
+    table = make_table(title=f"sealed end to end (ML-KEM-768 + X25519) vs. plain: {result['answer']}")
     for column in (
         "concurrency",
         "TTFB p50 plain/sealed ms",

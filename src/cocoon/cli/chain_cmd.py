@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from cocoon.cli.chain_serve import serve, served_bench
+from cocoon.cli.console import assemble_text, lazy_console, make_table, make_text
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, record
 from cocoon.cli.runner import cli_errors, default_home, fail
 from cocoon.core.amounts import format_ton, parse_ton
@@ -47,7 +46,7 @@ app.add_typer(wallet_app, name="wallet")
 app.add_typer(client_app, name="client")
 app.command("serve")(serve)
 
-out = Console()
+out = lazy_console()
 
 
 @dataclass
@@ -158,7 +157,7 @@ def _emit(c: Ctx, title: str, rows: dict[str, Any]) -> None:
     if c.json:
         out.print_json(json.dumps(rows, default=str))
         return
-    t = Table(title=title, show_header=False)
+    t = make_table(title=title, show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value")
     for k, v in rows.items():
@@ -377,7 +376,7 @@ def local_bench(
     out.print(line(f"signed charges:   {r.charges}", r.charge))
     out.print(line(f"wallet transfers: {r.transfers}, {GROUP} senders a group commit", r.grouped))
     out.print(line(f"signed charges:   {r.charges}, {GROUP} a group commit", r.grouped_charge))
-    t = Table(title="gas per operation")
+    t = make_table(title="gas per operation")
     for col in ("operation", "gas", "fee", "txs in trace", "trace fees"):
         t.add_column(col, justify="left" if col == "operation" else "right")
     for o in r.ops:
@@ -643,7 +642,7 @@ async def _init_local_root(
         )
         return
     _emit(c, "root", {"chain": str(c.db), "owner": _s(wc.address), "root": _s(raddr)})
-    t = Table(title="changes")
+    t = make_table(title="changes")
     t.add_column("change")
     t.add_column("transaction", no_wrap=True)
     for row in changes:
@@ -734,16 +733,14 @@ def _print_history(root: str, changes: list[Any]) -> None:
     is never cut or folded (it stays one copyable word)."""
     title = f"changes to root {root}"
     if out.width < _HISTORY_TABLE_WIDTH:
-        from rich.text import Text
-
-        out.print(Text(title, style="bold"))
+        out.print(make_text(title, style="bold"))
         for ch in changes:
-            out.print(Text.assemble((ch.iso_time, "cyan"), "  ", (ch.op, "bold"), "  ", ch.argument))
-            out.print(Text(f"    tx {ch.transaction.hex()}", style="dim"), no_wrap=True, crop=False)
+            out.print(assemble_text((ch.iso_time, "cyan"), "  ", (ch.op, "bold"), "  ", ch.argument))
+            out.print(make_text(f"    tx {ch.transaction.hex()}", style="dim"), no_wrap=True, crop=False)
         if not changes:
             out.print("no change found")
         return
-    t = Table(title=title)
+    t = make_table(title=title)
     t.add_column("time (UTC)", no_wrap=True)
     t.add_column("change", no_wrap=True)
     t.add_column("argument", overflow="fold")

@@ -11,9 +11,9 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from cocoon.cli.client_http import ApiKeyOpt, find_admin_token
+from cocoon.cli.console import escape
 from cocoon.cli.options import global_options
 from cocoon.cli.runner import CliError, console, run_async
 from cocoon.core.amounts import format_ton

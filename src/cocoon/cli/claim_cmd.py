@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from cocoon.cli.console import lazy_console, make_table
 from cocoon.cli.options import global_options
 
 if TYPE_CHECKING:
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["client_claim", "worker_claim"]
 
-console = Console(soft_wrap=True)
+console = lazy_console(soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="The node's TOML config.")]
 WalletKeyOpt = Annotated[
@@ -70,7 +69,7 @@ def _claim(ctx: typer.Context, settings: ChainSettings, home: Path, key_file: Pa
     if not results:
         console.print("no statement held: nothing to claim")
         return
-    table = Table("contract", "signed up to (tokens)", "on chain before", "posted")
+    table = make_table("contract", "signed up to (tokens)", "on chain before", "posted")
     for r in results:
         table.add_row(r.target, str(r.counter), str(r.before), "yes" if r.posted else "already paid")
     console.print(table)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from cocoon.cli.client_http import DEFAULT_CLIENT_URL, AdminTokenOpt, ApiKeyOpt, ClientApi, UrlOpt
+from cocoon.cli.console import escape, lazy_console, make_table
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
 from cocoon.cli.runner import fail
 from cocoon.core.amounts import format_ton, parse_ton
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 __all__ = ["app"]
 
@@ -28,7 +30,7 @@ app = cli_app(
     help="Run a client node (--config FILE), or talk to a running one: status, balance, top-up, "
     "withdraw, close, receipts, verify-receipt.",
 )
-console = Console()
+console = lazy_console()
 AmountArg = Annotated[str, typer.Argument(help="TON, e.g. 1.5 (at most 9 decimals).")]
 
 
@@ -51,7 +53,7 @@ def _amount_row(key: str, value: Any) -> tuple[str, str]:
 
 
 def _contract_table(chain: Mapping[str, Any], title: str = "client contract (on chain)") -> Table:
-    table = Table(title=title, show_header=False)
+    table = make_table(title=title, show_header=False)
     table.add_row("contract", str(chain.get("contract")))
     table.add_row("state", str(chain.get("state")))
     for key, label in (
@@ -119,7 +121,7 @@ def status(ctx: typer.Context, url: UrlOpt = DEFAULT_CLIENT_URL, api_key: ApiKey
     if global_options(ctx).json:
         _show_json(report)
         return
-    table = Table(title="client", show_header=False)
+    table = make_table(title="client", show_header=False)
     for key in ("state", "requests", "succeeded", "failed"):
         table.add_row(key, str(report.get(key)))
     table.add_row("spent", format_ton(int(report.get("spent_nano", 0))))
@@ -139,7 +141,7 @@ def balance(ctx: typer.Context, url: UrlOpt = DEFAULT_CLIENT_URL, api_key: ApiKe
         return
     if report.get("chain"):
         console.print(_contract_table(report["chain"]))
-    table = Table(title="balance at the proxy", show_header=False)
+    table = make_table(title="balance at the proxy", show_header=False)
     for key, value in sorted(report.get("proxy", {}).items()):
         table.add_row(*_amount_row(key, value))
     table.add_row("spent here", format_ton(int(report.get("spent_nano", 0))))
@@ -191,7 +193,7 @@ def receipts(
     if global_options(ctx).json:
         _show_json(items)
         return
-    table = Table(title="receipts")
+    table = make_table(title="receipts")
     for column in ("model", "prompt", "completion", "cost", "verified", "sealed"):
         table.add_column(column)
     for item in items:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from cocoon.cli.console import lazy_console
 from cocoon.cli.options import global_options
 
 __all__ = ["proxy_close"]
 
-console = Console(soft_wrap=True)
+console = lazy_console(soft_wrap=True)
 
 
 def proxy_close(

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from cocoon.cli.console import lazy_console, make_table
 from cocoon.cli.options import global_options
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["worker_dispute"]
 
-console = Console(soft_wrap=True)
+console = lazy_console(soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="The worker's TOML config.")]
 WalletKeyOpt = Annotated[
@@ -55,7 +54,7 @@ def worker_dispute(ctx: typer.Context, config: ConfigOpt = None, wallet_key: Wal
     if not results:
         console.print("no slash claim pending on the worker contracts this home holds receipts for")
         return
-    table = Table("contract", "claimed evidence", "disputed")
+    table = make_table("contract", "claimed evidence", "disputed")
     for r in results:
         table.add_row(r.target, r.evidence_hash, "yes" if r.disputed else "no receipt for it")
     console.print(table)

@@ -7,17 +7,17 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from cocoon.cli.console import lazy_console
 from cocoon.cli.options import global_options
 from cocoon.cli.runner import fail
-from cocoon.health.views import VIEWS, render
 
 __all__ = ["command"]
 
-console = Console()
+console = lazy_console()
 
-VIEW_NAMES = [*VIEWS, "all"]
+# cocoon.health.views.VIEWS and "all" (a test checks they agree): here so --help never loads Rich.
+VIEW_NAMES = ["status", "sys", "svc", "logs", "tdx", "gpu", "earnings", "all"]
 
 
 def fetch_health(url: str) -> dict[str, Any]:
@@ -47,6 +47,8 @@ def command(
     if view not in VIEW_NAMES:
         raise typer.BadParameter(f"unknown view {view!r}; choose from {', '.join(VIEW_NAMES)}")
     report = fetch_health(url)
+    from cocoon.health.views import render
+
     if global_options(ctx).json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
         return

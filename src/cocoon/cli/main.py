@@ -1,43 +1,74 @@
 """The ``cocoon`` command: run nodes, a whole local network, and talk to it.
 
-Every sub-command module is imported here explicitly (a broken one fails loudly instead of
-vanishing); each imports its heavy dependencies (the services, the chain, the TEE stack, the OpenAI
-SDK) inside its commands, so ``cocoon --help`` stays fast. Global options (``--home``, ``--json``)
+Each top-level command and group is a :class:`~cocoon.cli.lazy.LazyEntry`: its module is imported and
+its Typer app built when it is used (``tests/cli/test_lazy_commands.py`` builds them all, so a broken
+one fails loudly instead of vanishing); each module imports its heavy dependencies (the services, the
+chain, the TEE stack, the OpenAI SDK) inside its commands, so ``cocoon --help`` stays fast. Global options (``--home``, ``--json``)
 go before or after the sub-command (:mod:`cocoon.cli.options`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from cocoon import __version__
-from cocoon.cli import (
-    bench_cmd,
-    chain_cmd,
-    chat_cmd,
-    claim_cmd,
-    client_cmd,
-    close_cmd,
-    dispute_cmd,
-    health_cmd,
-    market_cmd,
-    network_cmd,
-    proxy_cmd,
-    tee_cmd,
-    worker_cmd,
-)
+from cocoon.cli.lazy import LazyEntry, LazyRootGroup
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
 
-__all__ = ["app", "main"]
+__all__ = ["ENTRIES", "app", "main"]
+
+# Each entry's first help sentence: `cocoon --help` lists them without building anything.
+ENTRIES: dict[str, LazyEntry] = {
+    "up": LazyEntry(
+        "cocoon.cli.main:_up", "Start a whole local network (proxy, workers, client) and serve until Ctrl-C."
+    ),
+    "demo": LazyEntry(
+        "cocoon.cli.main:_demo",
+        "Start a local network, answer one chat request through it, shut down cleanly.",
+    ),
+    "chat": LazyEntry(
+        "cocoon.cli.main:_chat", "Send one chat request to a running client and stream the answer."
+    ),
+    "health": LazyEntry(
+        "cocoon.cli.main:_health", "A worker's health: status, sys, svc, logs, tdx, gpu, earnings or all."
+    ),
+    "worker": LazyEntry(
+        "cocoon.cli.main:_worker",
+        "Run a worker node (--config FILE), check or write its config, or hash a model's weights.",
+    ),
+    "proxy": LazyEntry(
+        "cocoon.cli.main:_proxy", "Run a proxy node (--config FILE), or show a running one's status."
+    ),
+    "client": LazyEntry(
+        "cocoon.cli.main:_client",
+        "Run a client node (--config FILE), or talk to a running one: status, balance, top-up, "
+        "withdraw, close, receipts, verify-receipt.",
+    ),
+    "tee": LazyEntry("cocoon.cli.main:_tee", "Attestation tools: quotes, image hashes, RA-TLS certificates."),
+    "chain": LazyEntry(
+        "cocoon.cli.main:_chain", "TON: local chain, root contract, wallets, client contracts."
+    ),
+    "bench": LazyEntry(
+        "cocoon.cli.main:_bench", "Benchmarks: the network against the same work done directly."
+    ),
+}
+
+
+class _Root(LazyRootGroup):
+    entries = ENTRIES
+
 
 app = cli_app(
     name="cocoon",
     help="Cocoon: private AI inference on TON, with attested nodes end to end.",
     no_args_is_help=True,
+    cls=_Root,
 )
 
 
@@ -70,33 +101,98 @@ def version(ctx: typer.Context) -> None:
         typer.echo(__version__)
 
 
-app.command()(network_cmd.up)
-app.command()(network_cmd.demo)
-app.command("chat")(chat_cmd.command)
-app.command("health")(health_cmd.command)
-worker_cmd.app.command("claim")(claim_cmd.worker_claim)
-worker_cmd.app.command("dispute")(dispute_cmd.worker_dispute)
-worker_cmd.app.command("stake")(market_cmd.worker_stake)
-worker_cmd.app.command("unstake")(market_cmd.worker_unstake)
-for _cmd, _fn in (
-    ("market", market_cmd.root_market),
-    ("set-class", market_cmd.root_set_class),
-    ("remove-class", market_cmd.root_remove_class),
-    ("set-collateral", market_cmd.root_set_collateral),
-    ("upgrade-code", market_cmd.root_upgrade_code),
-):
-    chain_cmd.root_app.command(_cmd)(_fn)
-client_cmd.app.command("claim")(claim_cmd.client_claim)
-proxy_cmd.app.command("close")(close_cmd.proxy_close)
-for _name, _module in (
-    ("worker", worker_cmd),
-    ("proxy", proxy_cmd),
-    ("client", client_cmd),
-    ("tee", tee_cmd),
-    ("chain", chain_cmd),
-    ("bench", bench_cmd),
-):
-    app.add_typer(_module.app, name=_name)
+# The makers of the entries: each imports its module when the entry is first used; cached, so
+# the commands other modules add to a group are added once however often the tree is built.
+
+
+def _command(function: Callable[..., None]) -> typer.Typer:
+    made = cli_app(hoist=False)
+    made.command()(function)
+    return made
+
+
+@functools.cache
+def _up() -> typer.Typer:
+    from cocoon.cli import network_cmd
+
+    return _command(network_cmd.up)
+
+
+@functools.cache
+def _demo() -> typer.Typer:
+    from cocoon.cli import network_cmd
+
+    return _command(network_cmd.demo)
+
+
+@functools.cache
+def _chat() -> typer.Typer:
+    from cocoon.cli import chat_cmd
+
+    return _command(chat_cmd.command)
+
+
+@functools.cache
+def _health() -> typer.Typer:
+    from cocoon.cli import health_cmd
+
+    return _command(health_cmd.command)
+
+
+@functools.cache
+def _worker() -> typer.Typer:
+    from cocoon.cli import claim_cmd, dispute_cmd, market_cmd, worker_cmd
+
+    worker_cmd.app.command("claim")(claim_cmd.worker_claim)
+    worker_cmd.app.command("dispute")(dispute_cmd.worker_dispute)
+    worker_cmd.app.command("stake")(market_cmd.worker_stake)
+    worker_cmd.app.command("unstake")(market_cmd.worker_unstake)
+    return worker_cmd.app
+
+
+@functools.cache
+def _proxy() -> typer.Typer:
+    from cocoon.cli import close_cmd, proxy_cmd
+
+    proxy_cmd.app.command("close")(close_cmd.proxy_close)
+    return proxy_cmd.app
+
+
+@functools.cache
+def _client() -> typer.Typer:
+    from cocoon.cli import claim_cmd, client_cmd
+
+    client_cmd.app.command("claim")(claim_cmd.client_claim)
+    return client_cmd.app
+
+
+@functools.cache
+def _tee() -> typer.Typer:
+    from cocoon.cli import tee_cmd
+
+    return tee_cmd.app
+
+
+@functools.cache
+def _chain() -> typer.Typer:
+    from cocoon.cli import chain_cmd, market_cmd
+
+    for name, function in (
+        ("market", market_cmd.root_market),
+        ("set-class", market_cmd.root_set_class),
+        ("remove-class", market_cmd.root_remove_class),
+        ("set-collateral", market_cmd.root_set_collateral),
+        ("upgrade-code", market_cmd.root_upgrade_code),
+    ):
+        chain_cmd.root_app.command(name)(function)
+    return chain_cmd.app
+
+
+@functools.cache
+def _bench() -> typer.Typer:
+    from cocoon.cli import bench_cmd
+
+    return bench_cmd.app
 
 
 def main() -> None:

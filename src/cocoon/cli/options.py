@@ -87,7 +87,7 @@ def cli_app(*, hoist: bool = True, **settings: Any) -> typer.Typer:
     """A Typer app as every ``cocoon`` group is made: plain help (Rich's Markdown help renderer
     alone costs ~0.15 s per start), no pretty tracebacks, and with ``hoist`` the global options."""
     if hoist:
-        settings["cls"] = GlobalOptionsGroup
+        settings.setdefault("cls", GlobalOptionsGroup)
     return typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False, **settings)
 
 

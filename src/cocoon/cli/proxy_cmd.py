@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from cocoon.cli.console import lazy_console, make_table
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
 from cocoon.cli.runner import fail
 from cocoon.core.amounts import format_ton
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
 __all__ = ["app"]
 
 app = cli_app(help="Run a proxy node (--config FILE), or show a running one's status.")
-console = Console()
+console = lazy_console()
 
 
 @app.callback(invoke_without_command=True)
@@ -99,7 +102,7 @@ def _workers_table(workers: list[dict[str, Any]]) -> Table:
 
     from cocoon.health.views import format_duration
 
-    table = Table(title="workers", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = make_table(title="workers", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("#", justify="right")
     for column in ("state", "load", "TTFT", "fail", "ok/failed", "susp.", "×", "attested ago"):
         table.add_column(column, no_wrap=True)
@@ -145,7 +148,7 @@ def status(
     if global_options(ctx).json:
         typer.echo(json.dumps(stats, indent=2))
         return
-    summary = Table(title="proxy", show_header=False)
+    summary = make_table(title="proxy", show_header=False)
     summary.add_row("state", str(stats.get("state")))
     if stats.get("accepting_requests") is False:
         summary.add_row("accepting requests", "no (draining)")
@@ -173,7 +176,7 @@ def status(
     console.print(_workers_table(listed))
     if listed:
         console.print(_worker_ids(listed), crop=False)  # whole ids: never folded or cut
-    models = Table(title="models")
+    models = make_table(title="models")
     for column in ("model", "workers", "coefficients", "completion price / 1M tokens"):
         models.add_column(column)
     for model in stats.get("models", []):

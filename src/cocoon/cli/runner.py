@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from cocoon.cli.console import assemble_text, lazy_console, make_text
 from cocoon.errors import CocoonError
 
 __all__ = [
@@ -35,7 +34,7 @@ __all__ = [
 
 T = TypeVar("T")
 EXIT_REFUSED = 3  # a node every peer refused for good (bad owner address, model not allowed)
-console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped at 80 columns
+console = lazy_console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped at 80 columns
 
 
 class CliError(CocoonError):
@@ -50,7 +49,7 @@ def default_home() -> Path:
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``error: message`` as one line on stderr; return the exit to raise."""
     one_line = " ".join(message.split())  # a multi-line message from below still gives one line
-    console.print(Text.assemble(("error: ", "bold red"), one_line), soft_wrap=True)
+    console.print(assemble_text(("error: ", "bold red"), one_line), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -98,7 +97,7 @@ def print_summary(title: str, rows: Mapping[str, str]) -> None:
     console.print(f"[green]{title}[/]")
     width = max((len(k) for k in rows), default=0)
     for key, value in rows.items():
-        console.print(Text(f"  {key:<{width}}  {value}"), soft_wrap=True)
+        console.print(make_text(f"  {key:<{width}}  {value}"), soft_wrap=True)
 
 
 async def serve_node(

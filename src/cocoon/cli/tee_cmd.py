@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from cocoon.cli.console import escape, lazy_console, make_table
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
 from cocoon.cli.runner import default_home, fail
 
 if TYPE_CHECKING:  # the TEE stack (cryptography, dcap-qvl) loads only when a command runs
+    from rich.table import Table
+
     from cocoon.tee.collateral import CollateralSource
+
 
 __all__ = ["app"]
 
@@ -25,7 +26,7 @@ app = cli_app(
     help="Attestation tools: quotes, image hashes, RA-TLS certificates.",
     no_args_is_help=True,
 )
-console = Console()
+console = lazy_console()
 # cocoon.tee.verify.TCB_STATUSES, best first (tests check the two agree); here so --help stays fast.
 TCB_STATUS_NAMES = (
     "UpToDate",
@@ -90,7 +91,7 @@ def _read_quote_or_cert(path: Path) -> tuple[bytes, bytes | None]:
 
 
 def _table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False)
+    table = make_table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in rows.items():
@@ -339,7 +340,7 @@ def bench_cmd(
     if global_options(ctx).json:
         typer.echo(json.dumps([r.to_json() for r in results], indent=2))
         return
-    table = Table(title=f"cocoon tee bench (n={n})")
+    table = make_table(title=f"cocoon tee bench (n={n})")
     for col in ("measurement", "median ms", "p90 ms"):
         table.add_column(col)
     for r in results:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from cocoon.cli.console import lazy_console, make_text
 from cocoon.cli.options import HomeOpt, JsonOpt, cli_app, global_options, record
 from cocoon.cli.runner import default_home, fail
 
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-console = Console(soft_wrap=True)
+console = lazy_console(soft_wrap=True)
 app = cli_app(help="Run a worker node (--config FILE), check or write its config, or hash a model's weights.")
 
 
@@ -162,7 +161,7 @@ def _operator_action(
     if options.json:
         typer.echo(json.dumps({"ok": True, "action": action, "message": body.get("message", "")}))
     else:
-        console.print(Text(str(body.get("message", "done"))))
+        console.print(make_text(str(body.get("message", "done"))))
 
 
 UrlOpt = Annotated[
@@ -219,7 +218,7 @@ def _check(config: WorkerConfig, as_json: bool) -> typer.Exit:
     else:
         for line in lines:
             mark = "[green]ok[/]  " if line.ok else "[red]FAIL[/]"
-            console.print(f"{mark} {line.what}: ", Text(line.detail), sep="", soft_wrap=True)
+            console.print(f"{mark} {line.what}: ", make_text(line.detail), sep="", soft_wrap=True)
         console.print("[green]ready to serve[/]" if ok else "[red]this worker would not serve[/]")
     return typer.Exit(0 if ok else 1)
 
@@ -257,8 +256,8 @@ def model_hash_cmd(
         return
     typer.echo(digest)
     if files.skipped:
-        err = Console(stderr=True, soft_wrap=True)
-        err.print(Text(f"left out (not weights): {', '.join(files.skipped)}"), style="dim")
+        err = lazy_console(stderr=True, soft_wrap=True)
+        err.print(make_text(f"left out (not weights): {', '.join(files.skipped)}"), style="dim")
 
 
 def _wallet_address(key_file: Path) -> str:

@@ -395,25 +395,6 @@ class NodeConnection:
 
     # --- receiving -------------------------------------------------------------------------------
 
-    async def _next_event(self) -> wire.Message | wire.ConnectionClosed:
-        """The next message, reading from the transport as needed (pull mode: the handshake, and
-        transports without ``set_sink``)."""
-        while True:
-            try:
-                event = self._wire.next_event()
-                if event is wire.NEED_DATA:
-                    data = await self._transport.receive()
-                    self._last_received = self._loop.time()
-                    self._wire.receive_data(data)
-                    continue
-            except Exception as exc:
-                error = translate(exc)
-                if error is None:
-                    raise
-                raise error from exc
-            assert not isinstance(event, type)
-            return event
-
     # --- push mode -------------------------------------------------------------------------------
 
     def _start_push(self) -> None:
@@ -510,7 +491,7 @@ class NodeConnection:
                 self._slot_free.set()
             return True
         if kind in _SYNC_KINDS:
-            self._sync_dispatch(event)  # type: ignore[arg-type]
+            _sync_dispatch(self, event)  # type: ignore[arg-type]
             return True
         if kind is wire.Notify and self._notifies is not None and not self._notifies.full():
             self._notifies.put_nowait(event)  # type: ignore[arg-type]
@@ -519,7 +500,7 @@ class NodeConnection:
 
     async def _read_loop(self) -> None:
         while True:
-            event = await (self._next_pushed() if self._push else self._next_event())
+            event = await (self._next_pushed() if self._push else _next_event(self))
             if isinstance(event, wire.ConnectionClosed):
                 if event.clean or self._closing:
                     return
@@ -540,7 +521,7 @@ class NodeConnection:
                     self._outgoing.pop(event.stream_id, None)
                     self._slot_free.set()
         elif type(event) in _SYNC_KINDS:
-            self._sync_dispatch(event)  # type: ignore[arg-type]
+            _sync_dispatch(self, event)  # type: ignore[arg-type]
         elif isinstance(event, wire.Ping):
             await self._send(wire.Pong(nonce=event.nonce))
         elif isinstance(event, wire.Notify):
@@ -553,33 +534,6 @@ class NodeConnection:
             await self._notifies.put(event)
         else:  # Hello/HelloAck after the handshake are refused by the wire state machine
             raise ConnectionLost(f"unexpected {type(event).__name__}")
-
-    def _sync_dispatch(
-        self, event: wire.Request | wire.Cancel | wire.Pong | wire.Query | wire.QueryResult | wire.QueryError
-    ) -> None:
-        assert self._tg is not None
-        if isinstance(event, wire.Request):
-            incoming = IncomingStream(self, event)
-            task = self._tg.create_task(
-                _serve_stream(self, incoming), name=f"{self!r} stream {event.stream_id}"
-            )
-            self._incoming[event.stream_id] = (incoming, task)
-            self._streams_served += 1
-        elif isinstance(event, wire.Cancel):
-            _on_cancel(self, event)
-        elif isinstance(event, wire.Pong):
-            if self._ping is not None and self._ping[0] == event.nonce:
-                self._rtt = self._loop.time() - self._ping[1]
-                self._ping = None
-        elif isinstance(event, wire.Query):
-            self._tg.create_task(_answer(self, event), name=f"{self!r} query {event.method}")
-        else:
-            future = self._queries.get(event.query_id)
-            if future is not None and not future.done():
-                if isinstance(event, wire.QueryResult):
-                    future.set_result(event.result)
-                else:
-                    future.set_exception(QueryFailed(event.code, event.message))
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -605,25 +559,11 @@ class NodeConnection:
                 self._keepalive = None
             self._closing = True
             self._transport.abort()
-            self._release()
+            _release(self)
             self._done.set()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.config.close_timeout):
                     await self._handler.on_disconnect(self, self._error)
-
-    def _release(self) -> None:
-        reason = str(self._error) if self._error else (self._goodbye_reason or "connection closed")
-        for stream in list(self._outgoing.values()):
-            stream._fail(ConnectionLost(f"link lost mid-stream: {reason}"))
-        self._outgoing.clear()
-        for future in self._queries.values():
-            if not future.done():
-                future.set_exception(ConnectionLost(f"link lost before the answer: {reason}"))
-        for incoming, _ in self._incoming.values():
-            incoming.cancel_reason = incoming.cancel_reason or f"link lost: {reason}"
-            incoming.cancelled.set()
-        self._incoming.clear()
-        self._slot_free.set()
 
     def _start(self) -> None:
         """Run the link in its own task (dialled connections; the server runs it in its group)."""
@@ -704,7 +644,7 @@ def _our_hello(conn: NodeConnection) -> wire.Hello:
 
 
 async def _handshake_event(conn: NodeConnection) -> wire.Message:
-    event = await conn._next_event()
+    event = await _next_event(conn)
     if isinstance(event, wire.ConnectionClosed):
         raise HandshakeRefused("the peer closed the connection during the handshake")
     if isinstance(event, wire.Goodbye):
@@ -918,3 +858,66 @@ def _ended_by(conn: NodeConnection, exc: Exception) -> None:
     else:
         log.exception("%r: internal error", conn, exc_info=exc)
         conn._break(ConnectionLost(f"internal error: {exc!r}"))
+
+
+async def _next_event(conn: NodeConnection) -> wire.Message | wire.ConnectionClosed:
+    """The next message, reading from the transport as needed (pull mode: the handshake, and
+    transports without ``set_sink``)."""
+    while True:
+        try:
+            event = conn._wire.next_event()
+            if event is wire.NEED_DATA:
+                data = await conn._transport.receive()
+                conn._last_received = conn._loop.time()
+                conn._wire.receive_data(data)
+                continue
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+        assert not isinstance(event, type)
+        return event
+
+
+def _sync_dispatch(
+    conn: NodeConnection,
+    event: wire.Request | wire.Cancel | wire.Pong | wire.Query | wire.QueryResult | wire.QueryError,
+) -> None:
+    assert conn._tg is not None
+    if isinstance(event, wire.Request):
+        incoming = IncomingStream(conn, event)
+        task = conn._tg.create_task(_serve_stream(conn, incoming), name=f"{conn!r} stream {event.stream_id}")
+        conn._incoming[event.stream_id] = (incoming, task)
+        conn._streams_served += 1
+    elif isinstance(event, wire.Cancel):
+        _on_cancel(conn, event)
+    elif isinstance(event, wire.Pong):
+        if conn._ping is not None and conn._ping[0] == event.nonce:
+            conn._rtt = conn._loop.time() - conn._ping[1]
+            conn._ping = None
+    elif isinstance(event, wire.Query):
+        conn._tg.create_task(_answer(conn, event), name=f"{conn!r} query {event.method}")
+    else:
+        future = conn._queries.get(event.query_id)
+        if future is not None and not future.done():
+            if isinstance(event, wire.QueryResult):
+                future.set_result(event.result)
+            else:
+                future.set_exception(QueryFailed(event.code, event.message))
+
+
+def _release(conn: NodeConnection) -> None:
+    """Fail or cancel everything still open on the ended link, saying why."""
+    reason = str(conn._error) if conn._error else (conn._goodbye_reason or "connection closed")
+    for stream in list(conn._outgoing.values()):
+        stream._fail(ConnectionLost(f"link lost mid-stream: {reason}"))
+    conn._outgoing.clear()
+    for future in conn._queries.values():
+        if not future.done():
+            future.set_exception(ConnectionLost(f"link lost before the answer: {reason}"))
+    for incoming, _ in conn._incoming.values():
+        incoming.cancel_reason = incoming.cancel_reason or f"link lost: {reason}"
+        incoming.cancelled.set()
+    conn._incoming.clear()
+    conn._slot_free.set()
