@@ -134,7 +134,7 @@ def test_an_idle_link_holds_at_most_64_kib_and_a_burst_leaves_little_behind(
 
 
 async def test_a_reader_that_falls_behind_pauses_the_socket_and_holds_a_bounded_buffer(
-    proxy_node: Node, worker_node: Node
+    proxy_node: Node, worker_node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cocoon.net.connection import _PAUSE_AT
 
@@ -143,18 +143,21 @@ async def test_a_reader_that_falls_behind_pauses_the_socket_and_holds_a_bounded_
         server = _tls(await lk.server_side())
         client = lk.client
         paused, held_back = asyncio.Event(), asyncio.Event()
-        tls, pause, hold = _tls(client), _tls(client).pause_reading, server.pause_writing
+        tls, pause, hold = _tls(client), TlsLink.pause_reading, TlsLink.pause_writing
 
-        def pause_and_tell() -> None:
-            pause()
-            paused.set()
+        # Patched on the class (a TlsLink has slots), telling only for the links watched here.
+        def pause_and_tell(link: TlsLink) -> None:
+            pause(link)
+            if link is tls:
+                paused.set()
 
-        def hold_and_tell() -> None:
-            hold()
-            held_back.set()
+        def hold_and_tell(link: TlsLink) -> None:
+            hold(link)
+            if link is server:
+                held_back.set()
 
-        tls.pause_reading = pause_and_tell  # type: ignore[method-assign]
-        server.pause_writing = hold_and_tell  # type: ignore[method-assign]
+        monkeypatch.setattr(TlsLink, "pause_reading", pause_and_tell)
+        monkeypatch.setattr(TlsLink, "pause_writing", hold_and_tell)
         answer = await client.open_stream(**stream_args("/big", body=b"81920"))  # 20 MiB, unread
         await asyncio.wait_for(paused.wait(), 5)  # the reader fell behind: the socket pauses
         held_back.clear()

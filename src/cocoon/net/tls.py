@@ -89,6 +89,30 @@ def _recv_buffer() -> memoryview:
 class TlsLink(asyncio.BufferedProtocol):
     """One TLS connection: the ``Transport`` a :class:`~cocoon.net.connection.NodeConnection` uses."""
 
+    # Slots: an idle link holds one per end (its attribute dict was ~0.7 KiB).
+    __slots__ = (
+        "_c",
+        "_end_told",
+        "_eof",
+        "_error",
+        "_handshake",
+        "_incoming",
+        "_loop",
+        "_lost",
+        "_on_data",
+        "_on_error",
+        "_outgoing",
+        "_plain",
+        "_plain_size",
+        "_reader",
+        "_reading_paused",
+        "_ssl",
+        "_tcp",
+        "_view",
+        "_writable",
+        "address",
+    )
+
     def __init__(self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None) -> None:
         self._loop = asyncio.get_running_loop()
         self._incoming = ssl.MemoryBIO()

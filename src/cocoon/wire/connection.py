@@ -26,7 +26,6 @@ Rules that are not in the tables (they need ids, not states):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from cocoon.wire import messages as m
@@ -91,6 +90,31 @@ _OPENER = (Side.ACCEPTOR, Side.DIALER)  # by stream_id & 1: _opener_of without t
 class Connection:
     """One node-to-node link, one side of it. See the module docstring."""
 
+    # Slots: every idle link holds one per end (its attribute dict was ~1 KiB).
+    __slots__ = (
+        "_ack",
+        "_buffer",
+        "_cancelled",
+        "_eof",
+        "_goodbye",
+        "_hellos",
+        "_high",
+        "_machine",
+        "_next_query_id",
+        "_open_count",
+        "_queries",
+        "_streams",
+        "bytes_received",
+        "bytes_sent",
+        "max_frame_size",
+        "max_queries",
+        "max_streams",
+        "negotiated_version",
+        "our_role",
+        "our_side",
+        "their_side",
+    )
+
     def __init__(
         self,
         *,
@@ -121,9 +145,10 @@ class Connection:
         self._streams: dict[int, StreamState] = {}
         self._open_count: dict[Side, int] = {Side.DIALER: 0, Side.ACCEPTOR: 0}
         self._high: dict[Side, int] = {Side.DIALER: -1, Side.ACCEPTOR: 0}
-        self._cancelled: OrderedDict[int, None] = OrderedDict()
-        # Queries sent by each side that still await their one answer.
-        self._queries: dict[Side, set[int]] = {Side.DIALER: set(), Side.ACCEPTOR: set()}
+        self._cancelled: dict[int, None] = {}  # insertion-ordered: the oldest is dropped first
+        # Queries sent by each side that still await their one answer; a side's set is made with
+        # its first query (most links never carry one, and two empty sets are ~0.4 KiB).
+        self._queries: dict[Side, set[int]] = {}
         self._next_query_id = 1
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -173,7 +198,7 @@ class Connection:
 
     def can_send_query(self) -> bool:
         """False once ``max_queries`` of our queries await answers (sending another would fail)."""
-        return len(self._queries[self.our_side]) < self.max_queries
+        return len(self._queries.get(self.our_side, ())) < self.max_queries
 
     def stream_state(self, stream_id: int) -> StreamState:
         state = self._streams.get(stream_id)
@@ -292,14 +317,14 @@ class Connection:
         elif msg_type is m.Goodbye:
             self._goodbye[side] = msg
         elif msg_type is m.Query:
-            pending = self._queries[side]
+            pending = self._queries.setdefault(side, set())
             if msg.query_id in pending:
                 raise LocalProtocolError(f"query id {msg.query_id} is already outstanding")
             if len(pending) >= self.max_queries:
                 raise LocalProtocolError(f"more than {self.max_queries} outstanding queries", ErrorCode.BUSY)
             pending.add(msg.query_id)
         elif msg_type is m.QueryResult or msg_type is m.QueryError:
-            asked = self._queries[side.other]
+            asked = self._queries.get(side.other, set())
             if msg.query_id not in asked:
                 raise LocalProtocolError(f"{msg_type.__name__} for unknown query id {msg.query_id}")
             asked.discard(msg.query_id)
@@ -355,6 +380,6 @@ class Connection:
             if type(msg) is m.Cancel and side is self.our_side:
                 self._cancelled[sid] = None
                 if len(self._cancelled) > 4 * self.max_streams:
-                    self._cancelled.popitem(last=False)
+                    del self._cancelled[next(iter(self._cancelled))]
         else:
             self._streams[sid] = new
