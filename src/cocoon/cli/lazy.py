@@ -18,21 +18,32 @@ from typing import Any, ClassVar
 import typer
 from typer.core import TyperCommand
 
-from cocoon.cli.options import GlobalOptionsGroup
+from cocoon.cli.options import GlobalOptionsGroup, cli_app
 
 __all__ = ["LazyCommands", "LazyEntry", "LazyRootGroup"]
 
 
 @dataclass(frozen=True)
 class LazyEntry:
-    """A top-level command or group: ``make`` is ``"module:function"``, returning its Typer app."""
+    """A top-level command or group, found at ``target`` (``"module:attribute"``) when first used.
 
-    make: str
+    The attribute is a Typer app; or a function that returns one (it may add other modules'
+    commands to it first: cache it, so that happens once); or, with ``command``, the command's
+    own function.
+    """
+
+    target: str
     help: str  # the first sentence of the command's help: what the listing shows before it is built
+    command: bool = False
 
     def build(self, name: str) -> Any:
-        module, function = self.make.split(":")
-        made: typer.Typer = getattr(importlib.import_module(module), function)()
+        module, attribute = self.target.split(":")
+        found = getattr(importlib.import_module(module), attribute)
+        if self.command:
+            made = cli_app(hoist=False)
+            made.command()(found)
+        else:
+            made = found if isinstance(found, typer.Typer) else found()
         command = typer.main.get_command(made)
         command.name = name
         return command

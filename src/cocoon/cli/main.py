@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -26,17 +25,24 @@ __all__ = ["ENTRIES", "app", "main"]
 # Each entry's first help sentence: `cocoon --help` lists them without building anything.
 ENTRIES: dict[str, LazyEntry] = {
     "up": LazyEntry(
-        "cocoon.cli.main:_up", "Start a whole local network (proxy, workers, client) and serve until Ctrl-C."
+        "cocoon.cli.network_cmd:up",
+        "Start a whole local network (proxy, workers, client) and serve until Ctrl-C.",
+        command=True,
     ),
     "demo": LazyEntry(
-        "cocoon.cli.main:_demo",
+        "cocoon.cli.network_cmd:demo",
         "Start a local network, answer one chat request through it, shut down cleanly.",
+        command=True,
     ),
     "chat": LazyEntry(
-        "cocoon.cli.main:_chat", "Send one chat request to a running client and stream the answer."
+        "cocoon.cli.chat_cmd:command",
+        "Send one chat request to a running client and stream the answer.",
+        command=True,
     ),
     "health": LazyEntry(
-        "cocoon.cli.main:_health", "A worker's health: status, sys, svc, logs, tdx, gpu, earnings or all."
+        "cocoon.cli.health_cmd:command",
+        "A worker's health: status, sys, svc, logs, tdx, gpu, earnings or all.",
+        command=True,
     ),
     "worker": LazyEntry(
         "cocoon.cli.main:_worker",
@@ -50,12 +56,14 @@ ENTRIES: dict[str, LazyEntry] = {
         "Run a client node (--config FILE), or talk to a running one: status, balance, top-up, "
         "withdraw, close, receipts, verify-receipt.",
     ),
-    "tee": LazyEntry("cocoon.cli.main:_tee", "Attestation tools: quotes, image hashes, RA-TLS certificates."),
+    "tee": LazyEntry(
+        "cocoon.cli.tee_cmd:app", "Attestation tools: quotes, image hashes, RA-TLS certificates."
+    ),
     "chain": LazyEntry(
         "cocoon.cli.main:_chain", "TON: local chain, root contract, wallets, client contracts."
     ),
     "bench": LazyEntry(
-        "cocoon.cli.main:_bench", "Benchmarks: the network against the same work done directly."
+        "cocoon.cli.bench_cmd:app", "Benchmarks: the network against the same work done directly."
     ),
 }
 
@@ -101,42 +109,8 @@ def version(ctx: typer.Context) -> None:
         typer.echo(__version__)
 
 
-# The makers of the entries: each imports its module when the entry is first used; cached, so
-# the commands other modules add to a group are added once however often the tree is built.
-
-
-def _command(function: Callable[..., None]) -> typer.Typer:
-    made = cli_app(hoist=False)
-    made.command()(function)
-    return made
-
-
-@functools.cache
-def _up() -> typer.Typer:
-    from cocoon.cli import network_cmd
-
-    return _command(network_cmd.up)
-
-
-@functools.cache
-def _demo() -> typer.Typer:
-    from cocoon.cli import network_cmd
-
-    return _command(network_cmd.demo)
-
-
-@functools.cache
-def _chat() -> typer.Typer:
-    from cocoon.cli import chat_cmd
-
-    return _command(chat_cmd.command)
-
-
-@functools.cache
-def _health() -> typer.Typer:
-    from cocoon.cli import health_cmd
-
-    return _command(health_cmd.command)
+# The groups other modules add commands to: made when the entry is first used; cached, so the
+# commands are added once however often the tree is built.
 
 
 @functools.cache
@@ -167,13 +141,6 @@ def _client() -> typer.Typer:
 
 
 @functools.cache
-def _tee() -> typer.Typer:
-    from cocoon.cli import tee_cmd
-
-    return tee_cmd.app
-
-
-@functools.cache
 def _chain() -> typer.Typer:
     from cocoon.cli import chain_cmd, market_cmd
 
@@ -186,13 +153,6 @@ def _chain() -> typer.Typer:
     ):
         chain_cmd.root_app.command(name)(function)
     return chain_cmd.app
-
-
-@functools.cache
-def _bench() -> typer.Typer:
-    from cocoon.cli import bench_cmd
-
-    return bench_cmd.app
 
 
 def main() -> None:
