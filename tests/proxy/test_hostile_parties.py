@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from cocoon import net, wire
 from cocoon.inference import Script, ScriptedEngine, Usage
@@ -273,6 +274,44 @@ async def test_stopping_the_proxy_mid_answer_bills_it_before_the_store_closes(tm
         assert record is not None and record.state is RequestState.FAILED
         assert record.usage is not None and record.usage.completion >= 3
         assert ledger.client_totals(CLIENT).reserved_nano == 0
+
+
+async def test_a_stop_landing_between_cutting_off_and_billing_still_bills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's link breaks mid-answer; the machine cuts the answer off (stop the worker, then
+    the bill) and the proxy stops while the run awaits the worker's stop: the cancel lands before the
+    bill's effect is reached. The bill was started first, so the delivered tokens are still paid."""
+    from cocoon.proxy import relay as relay_module
+    from cocoon.proxy.attempt import Phase
+
+    stopping = relay_module._Run._cancel_worker
+    landed = asyncio.Event()
+
+    async def cancelled_while_stopping_the_worker(run: Any, reason: str) -> None:
+        if run.attempt.phase is Phase.SETTLING and not landed.is_set():
+            landed.set()
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # what the proxy stopping does to the run, at this very await
+            await asyncio.sleep(0)
+        await stopping(run, reason)
+
+    monkeypatch.setattr(relay_module._Run, "_cancel_worker", cancelled_while_stopping_the_worker)
+    engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(200)), delay=0.02))
+    async with network(tmp_path, [engine], cancel_drain_s=0.1) as n:
+        request_id = secrets.token_bytes(32)
+        out = await _open(n, _body(), request_id=request_id)
+        for _ in range(4):  # head and three deltas
+            await anext(out)
+        (worker_link,) = n.proxy._worker_links.values()
+        worker_link._transport.abort()  # the worker's link breaks mid-answer
+        async with asyncio.timeout(5):
+            await landed.wait()
+        record = await _finished(n, request_id)
+        assert record.usage is not None and record.usage.completion >= 3  # delivered, so paid
+        assert record.charge.worker_earning_nano > 0
+        assert n.ledger.client_totals(CLIENT).reserved_nano == 0  # and nothing left held
 
 
 async def test_an_app_closing_its_http_stream_at_finish_reason_pays_the_prompt(tmp_path: Path) -> None:

@@ -204,6 +204,7 @@ class Relay:
             if run.lingering is not None:
                 with contextlib.suppress(Exception):
                     await run.lingering  # the bill of an answer the app hung up on
+            await run.see_bill_through()
             if not run.billed:
                 await self._release(run.key)  # nothing was billed: charge its recorded progress or nothing
         finally:
@@ -515,6 +516,8 @@ class _Run:
     # -- effects ---------------------------------------------------------------------------------
 
     async def _apply(self, effects: list[Effect]) -> None:
+        if effects and type(effects[-1]) is Settle:  # a bill comes last, often after awaited effects
+            self._start_bill(effects[-1])
         for effect in effects:
             if isinstance(effect, RelayChunk):
                 await self._send(self.stream.send_chunk(effect.data))
@@ -592,13 +595,30 @@ class _Run:
         self._progress = self.relay.linger(write)
         self._progress.add_done_callback(_log_progress_failure)
 
-    async def _settle(self, effect: Settle) -> None:
+    def _start_bill(self, effect: Settle) -> None:
+        """Start writing the bill now, before anything else is awaited: whatever cancels this run
+        later (the proxy stopping, the app leaving), the bill is written and waited for."""
+        if self._settling is None:
+            self._settling = self.relay.linger(self._write_bill(effect))
+
+    async def _write_bill(self, effect: Settle) -> bool:
         if self._progress is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._progress)  # a late progress record must not follow the bill
-        self._settling = asyncio.ensure_future(self.relay.write_bill(self.key, effect))
+        return await self.relay.write_bill(self.key, effect)
+
+    async def _settle(self, effect: Settle) -> None:
+        self._start_bill(effect)
+        assert self._settling is not None
         ok = await asyncio.shield(self._settling)
         await self._after_bill(ok)
+
+    async def see_bill_through(self) -> None:
+        """A bill started and not seen through (the run was cancelled meanwhile): wait for it."""
+        settling = self._settling
+        if settling is not None:
+            with contextlib.suppress(Exception):
+                self.billed = self.billed or await settling
 
     async def _after_bill(self, ok: bool) -> None:
         self._settling = None
