@@ -1,22 +1,24 @@
 """One live node-to-node link: a sans-IO ``wire.Connection`` driven over a transport.
 
 Lifecycle: :func:`establish` runs the verifier and the Hello exchange (and, on the acceptor,
-``on_connect``) under the handshake timeout; then :meth:`NodeConnection._run` drives the link in a
-TaskGroup owned by the connection: the reader runs in the group's own task, the keep-alive is a
-loop timer, and the group holds the notify queue (from the first notify) and one task per incoming
-stream or query. When any of them fails, or the peer says Goodbye, or :meth:`aclose` is
-called, the group ends: every handler task is cancelled, every outgoing stream and pending query
-fails with :class:`ConnectionLost`, the transport is aborted, then ``on_disconnect`` runs.
+``on_connect``) under the handshake timeout; then :meth:`NodeConnection._run` drives the link: the
+reader runs in the link's own task, the keep-alive is an entry in the loop's shared wake-up heap
+(:mod:`cocoon.net.wakeups`), and the link owns the notify task (from the first notify) and one task
+per incoming stream or query, as a TaskGroup would. When any of them fails, or the peer says
+Goodbye, or :meth:`aclose` is called, the link ends: every handler task is cancelled and awaited,
+every outgoing stream and pending query fails with :class:`ConnectionLost`, the transport is
+aborted, then ``on_disconnect`` runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cocoon import wire
 from cocoon.net.config import NetConfig
@@ -34,6 +36,7 @@ from cocoon.net.flag import Flag
 from cocoon.net.peer import PeerInfo
 from cocoon.net.streams import IncomingStream, OutgoingStream
 from cocoon.net.transport import Transport
+from cocoon.net.wakeups import Wakeup, cancel, schedule
 from cocoon.wire.messages import MAX_TEXT
 
 __all__ = ["Handler", "NodeConnection", "Verifier", "establish", "refusal_reason"]
@@ -41,6 +44,8 @@ __all__ = ["Handler", "NodeConnection", "Verifier", "establish", "refusal_reason
 log = logging.getLogger("cocoon.net")
 
 Verifier = Callable[[bytes], object]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _ids = itertools.count(1)  # process-unique connection ids, like object ids (not application state)
 _NOTIFY_QUEUE = 256
 _FLUSH_AT = 64 * 1024  # buffered frame bytes that force a flush before waiting for the transport
@@ -49,6 +54,22 @@ _PAUSE_AT = 512 * 1024  # received bytes a busy reader may fall behind by before
 _TO_OUTGOING = frozenset({wire.ResponseHead, wire.ResponseChunk, wire.ResponseEnd, wire.StreamError})
 # Handled the same way by both paths, without waiting.
 _SYNC_KINDS = frozenset({wire.Request, wire.Cancel, wire.Pong, wire.Query, wire.QueryResult, wire.QueryError})
+
+
+class _NoEntries(dict[Any, Any]):
+    """The one empty table shared by every link that has not used its own yet (three dicts were
+    ~0.2 KiB per idle link end): reads (get, pop with a default, clear) work; adding is a bug."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("the shared empty table: add to the link's own (_own)")
+
+
+_NO_ENTRIES = _NoEntries()
+
+
+def _own(table: dict[_K, _V]) -> dict[_K, _V]:
+    """``table``, or a new dict of the link's own in place of the shared empty one."""
+    return {} if table is _NO_ENTRIES else table
 
 
 class Handler(Protocol):
@@ -78,7 +99,7 @@ class Handler(Protocol):
 
 
 class _LinkDone(Exception):
-    """Internal: ends the connection's task group (the reason is in ``_error``)."""
+    """Internal: a link task that ends with it ends the link (the reason is in ``_error``)."""
 
 
 class NodeConnection:
@@ -97,6 +118,7 @@ class NodeConnection:
         "_held",
         "_held_error",
         "_incoming",
+        "_interrupted",
         "_keepalive",
         "_last_received",
         "_loop",
@@ -116,9 +138,10 @@ class NodeConnection:
         "_rtt",
         "_runner",
         "_slot_free",
+        "_stopping",
         "_streams_opened",
         "_streams_served",
-        "_tg",
+        "_tasks",
         "_transport",
         "_wire",
         "config",
@@ -155,16 +178,16 @@ class NodeConnection:
         self._last_received = self._loop.time()
         self._ping: tuple[int, float] | None = None  # (nonce, sent at)
         self._nonce = 0  # the last Ping's
-        self._keepalive: asyncio.TimerHandle | None = None  # the next keep-alive check, while running
+        self._keepalive: Wakeup | None = None  # the next keep-alive check, while running
         self._rtt: float | None = None
-        self._outgoing: dict[int, OutgoingStream] = {}
-        self._incoming: dict[int, tuple[IncomingStream, asyncio.Task[None]]] = {}
-        self._queries: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
+        self._outgoing: dict[int, OutgoingStream] = _NO_ENTRIES
+        self._incoming: dict[int, tuple[IncomingStream, asyncio.Task[None]]] = _NO_ENTRIES
+        self._queries: dict[int, asyncio.Future[Mapping[str, Any]]] = _NO_ENTRIES
         self._notifies: asyncio.Queue[wire.Notify] | None = None  # made with the first notify
         self._slot_free = Flag()
         self._ready = Flag()  # on_connect done: handler callbacks may run
         self._done = Flag()  # fully closed and released
-        self._outbuf: list[bytes] = []
+        self._outbuf: list[bytes] | None = None  # frames not yet flushed (a list only while some wait)
         self._outbuf_size = 0
         self._flush_scheduled = False
         # Push mode (a transport with set_sink): events are dispatched as the bytes arrive, in the
@@ -175,8 +198,12 @@ class NodeConnection:
         self._held_error: BaseException | None = None  # raised at once (a protocol error)
         self._read_error: BaseException | None = None  # raised once what arrived before it is read
         self._reading_paused = False
-        self._tg: asyncio.TaskGroup | None = None
+        # The task running the link (the reader) and its handler tasks (a set from the first one):
+        # a TaskGroup per link was ~0.5 KiB per idle end.
         self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] | None = None
+        self._interrupted = False  # the runner was cancelled to end the link (ours to swallow)
+        self._stopping = False  # the reader is done: handler tasks are being cancelled
         self._closing = False
         self._error: NetError | None = None
         self._goodbye_reason: str | None = None
@@ -240,6 +267,7 @@ class NodeConnection:
             )
         stream = OutgoingStream(self, request)
         self._write(request, payload)
+        self._outgoing = _own(self._outgoing)
         self._outgoing[request.stream_id] = stream
         self._streams_opened += 1
         try:
@@ -257,6 +285,7 @@ class NodeConnection:
             raise TooBusy(f"{self._wire.max_queries} queries already await answers")
         msg = wire.Query(query_id=self._wire.next_query_id(), method=method, params=params)
         future: asyncio.Future[Mapping[str, Any]] = self._loop.create_future()
+        self._queries = _own(self._queries)
         self._queries[msg.query_id] = future
         try:
             await self._send(msg)
@@ -287,7 +316,7 @@ class NodeConnection:
                         await self._transport.aclose()
             finally:
                 self._transport.abort()
-                if self._runner is None and self._tg is None:
+                if self._runner is None:
                     self._done.set()  # never ran: nothing else will release it
         await self.wait_closed()
 
@@ -336,7 +365,10 @@ class NodeConnection:
             error = ConnectionLost(f"protocol error on send: {exc}")
             self._break(error)
             raise error from exc
-        self._outbuf.append(data)
+        if self._outbuf is None:
+            self._outbuf = [data]
+        else:
+            self._outbuf.append(data)
         self._outbuf_size += len(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -344,10 +376,10 @@ class NodeConnection:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._outbuf:
+        outbuf, self._outbuf = self._outbuf, None
+        if not outbuf:
             return
-        data = b"".join(self._outbuf) if len(self._outbuf) > 1 else self._outbuf[0]
-        self._outbuf.clear()
+        data = b"".join(outbuf) if len(outbuf) > 1 else outbuf[0]
         self._outbuf_size = 0
         if self._error is not None:
             return
@@ -401,44 +433,7 @@ class NodeConnection:
         set_sink = getattr(self._transport, "set_sink", None)
         if set_sink is not None:
             self._push = True
-            set_sink(self._on_data, self._on_read_error)
-
-    def _pushed_event(self) -> wire.Message | wire.ConnectionClosed | None:
-        """What the parked reader must handle next; None: nothing, park again."""
-        if self._held_error is not None:
-            raise self._held_error
-        held = self._held
-        if held is not None:
-            self._held = None
-            return held
-        event = self._wire.next_event()
-        if event is wire.NEED_DATA:
-            if self._read_error is not None:
-                raise self._read_error
-            return None
-        assert not isinstance(event, type)
-        return event
-
-    async def _next_pushed(self) -> wire.Message | wire.ConnectionClosed:
-        """Push mode: the next event the reader must handle, parked until there is one."""
-        while True:
-            try:
-                pushed = self._pushed_event()
-            except Exception as exc:
-                error = translate(exc)
-                if error is None:
-                    raise
-                raise error from exc
-            if pushed is not None:
-                return pushed
-            if self._reading_paused:
-                self._reading_paused = False
-                self._transport.resume_reading()  # type: ignore[attr-defined]
-            self._parked = waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._parked = None
+            set_sink(self)
 
     def _on_data(self, data: bytes) -> None:
         """Bytes from the transport (``b""``: EOF). Dispatched here if the reader is parked."""
@@ -498,21 +493,7 @@ class NodeConnection:
             return True
         return False  # Goodbye, the end, Ping (answers wait for room), a first or queued-up Notify
 
-    async def _read_loop(self) -> None:
-        while True:
-            event = await (self._next_pushed() if self._push else _next_event(self))
-            if isinstance(event, wire.ConnectionClosed):
-                if event.clean or self._closing:
-                    return
-                raise ConnectionLost("the peer closed the connection without Goodbye")
-            if isinstance(event, wire.Goodbye):
-                self._goodbye_reason = event.reason
-                log.debug("%r: peer said goodbye: %s", self, event.reason)
-                return
-            await self._dispatch(event)
-
     async def _dispatch(self, event: wire.Message) -> None:
-        assert self._tg is not None
         if isinstance(event, wire.ResponseHead | wire.ResponseChunk | wire.ResponseEnd | wire.StreamError):
             stream = self._outgoing.get(event.stream_id)
             if stream is not None:
@@ -528,9 +509,7 @@ class NodeConnection:
             if self._notifies is None:
                 # Most links never carry one: the queue and its task cost ~3 KiB per idle link.
                 self._notifies = asyncio.Queue(_NOTIFY_QUEUE)
-                self._tg.create_task(
-                    _guard(self, _notify_loop(self, self._notifies)), name=f"{self!r} notifies"
-                )
+                _spawn(self, _guard(self, _notify_loop(self, self._notifies)), f"{self!r} notifies")
             await self._notifies.put(event)
         else:  # Hello/HelloAck after the handshake are refused by the wire state machine
             raise ConnectionLost(f"unexpected {type(event).__name__}")
@@ -538,24 +517,43 @@ class NodeConnection:
     # --- running ---------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """Drive the link until it ends; then release everything and call on_disconnect."""
+        """Drive the link until it ends; then release everything and call on_disconnect.
+
+        The reader runs in this task and this frame (a task and two coroutines less per idle
+        link); whatever ends it ends the link, which cancels the handler tasks.
+        """
+        task = self._runner = asyncio.current_task()
+        assert task is not None
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
+            try:
                 self._start_push()
-                _keepalive_tick(self)
-                # The reader runs in this task (one task less per link); whatever ends it ends
-                # the group, which cancels the handler tasks.
-                try:
-                    await self._read_loop()
-                except Exception as exc:
-                    _ended_by(self, exc)
-                raise _LinkDone
-        except* _LinkDone:
-            pass
+                _keepalive_start(self)
+                while True:
+                    if not self._push:
+                        event = await _next_event(self)
+                    elif (pushed := _pushed_event(self)) is not None:
+                        event = pushed
+                    else:  # parked until the transport's callback has something for the reader
+                        self._parked = waiter = self._loop.create_future()
+                        try:
+                            await waiter
+                        finally:
+                            self._parked = None
+                        continue
+                    if isinstance(event, wire.ConnectionClosed | wire.Goodbye):
+                        _reading_ends(self, event)
+                        break
+                    await self._dispatch(event)
+            except Exception as exc:
+                _ended_by(self, exc)
+            except asyncio.CancelledError:
+                if not self._interrupted or task.uncancel() > 0:
+                    raise  # not (only) ours: passed on once the handlers are done
+            finally:
+                await _stop_tasks(self)
         finally:
             if self._keepalive is not None:
-                self._keepalive.cancel()
+                cancel(self._loop, self._keepalive)
                 self._keepalive = None
             self._closing = True
             self._transport.abort()
@@ -638,9 +636,11 @@ def _verify(transport: Transport, verifier: Verifier | None) -> object:
 
 def _our_hello(conn: NodeConnection) -> wire.Hello:
     cfg = conn.config
-    return wire.Hello(
+    hello = wire.Hello(
         role=conn.local_role, min_version=cfg.min_version, max_version=cfg.max_version, info=conn.local_info
     )
+    conn.local_info = hello.info  # the Hello's own copy, which the wire keeps: one per link, not two
+    return hello
 
 
 async def _handshake_event(conn: NodeConnection) -> wire.Message:
@@ -783,24 +783,29 @@ async def _notify_loop(conn: NodeConnection, notifies: asyncio.Queue[wire.Notify
             log.exception("%r: on_notify(%s) failed", conn, msg.method)
 
 
-def _keepalive_tick(conn: NodeConnection) -> None:
+def _keepalive_start(conn: NodeConnection) -> None:
+    loop = conn._loop
+    when = _keepalive_tick(conn, loop.time())
+    if when is not None:
+        conn._keepalive = schedule(loop, when, conn, _keepalive_tick)
+
+
+def _keepalive_tick(conn: NodeConnection, now: float) -> float | None:
     """Ping after ``ping_interval`` of silence; the link is dead after ``idle_timeout`` of it.
 
-    A loop timer, not a task: an idle link holds one TimerHandle instead of a task, two coroutine
-    frames and a sleep's future. The Ping is written without waiting for room (it is tiny and at
-    most one is outstanding), so a stalled socket cannot hold back the idle timeout either.
+    Not a task nor a timer per link: an entry in the loop's shared wake-up heap, called again at
+    the time returned (None: no more). The Ping is written without waiting for room (it is tiny
+    and at most one is outstanding), so a stalled socket cannot hold back the idle timeout either.
     """
-    conn._keepalive = None
     if conn._done.is_set():
-        return
+        return None
     cfg = conn.config
-    now = conn._loop.time()
     idle = now - conn._last_received
     if idle >= cfg.idle_timeout:
         _end_link(
             conn, ConnectionLost(f"nothing received for {idle:.1f}s (idle timeout {cfg.idle_timeout}s)")
         )
-        return
+        return None
     if idle >= cfg.ping_interval and conn._ping is None:
         try:
             conn._check_usable()
@@ -809,26 +814,72 @@ def _keepalive_tick(conn: NodeConnection) -> None:
             conn._write(wire.Ping(nonce=conn._nonce))
         except NetError as exc:
             _end_link(conn, exc)
-            return
+            return None
     wake = conn._last_received + cfg.idle_timeout
     if conn._ping is None:
         wake = min(wake, conn._last_received + cfg.ping_interval)
-    conn._keepalive = conn._loop.call_at(max(wake, now + 0.005), _keepalive_tick, conn)
-
-
-async def _raise(exc: BaseException) -> None:
-    raise exc
+    return max(wake, now + 0.005)
 
 
 def _end_link(conn: NodeConnection, exc: NetError) -> None:
     """End the running link with ``exc`` from a callback, as a failing link task would."""
-    if conn._tg is None:
+    if conn._runner is None or conn._stopping:
         return
-    coro = _guard(conn, _raise(exc))
-    try:
-        conn._tg.create_task(coro, name=f"{conn!r} ending")
-    except RuntimeError:  # the group is already ending
+    _ended_by(conn, exc)
+    _interrupt(conn)
+
+
+def _interrupt(conn: NodeConnection) -> None:
+    """Cancel the link's runner (its reader), once: the link ends as if the reader had failed."""
+    if conn._runner is not None and not conn._stopping and not conn._interrupted:
+        conn._interrupted = True
+        conn._runner.cancel()
+
+
+def _spawn(conn: NodeConnection, coro: Any, name: str) -> asyncio.Task[None]:
+    """A handler task owned by the link (cancelled and awaited when it ends)."""
+    if conn._stopping:
         coro.close()
+        raise RuntimeError(f"{conn!r} is ending")
+    task: asyncio.Task[None] = conn._loop.create_task(coro, name=name)
+    if conn._tasks is None:
+        conn._tasks = set()
+    conn._tasks.add(task)
+    task.add_done_callback(functools.partial(_task_done, conn))
+    return task
+
+
+def _task_done(conn: NodeConnection, task: asyncio.Task[None]) -> None:
+    """A handler task ended: one that failed (or ended with the link, _LinkDone) ends the link."""
+    if conn._tasks is not None:
+        conn._tasks.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    if isinstance(exc, Exception) and not isinstance(exc, _LinkDone):
+        _ended_by(conn, exc)
+    _interrupt(conn)
+
+
+async def _stop_tasks(conn: NodeConnection) -> None:
+    """Cancel the handler tasks and wait until all have ended (a handler may still tell its peer)."""
+    conn._stopping = True
+    tasks = conn._tasks
+    if not tasks:
+        return
+    for task in list(tasks):
+        task.cancel()
+    cancelled: asyncio.CancelledError | None = None
+    while tasks:
+        try:
+            await asyncio.wait(list(tasks))
+        except asyncio.CancelledError as exc:  # the runner is cancelled again: still wait for them
+            cancelled = exc
+    conn._tasks = None
+    if cancelled is not None:
+        raise cancelled
 
 
 def _abandon(conn: NodeConnection, stream: OutgoingStream) -> None:
@@ -880,14 +931,49 @@ async def _next_event(conn: NodeConnection) -> wire.Message | wire.ConnectionClo
         return event
 
 
+def _reading_ends(conn: NodeConnection, event: wire.ConnectionClosed | wire.Goodbye) -> None:
+    """The peer's Goodbye, or the end of its bytes: ConnectionLost if that came without Goodbye."""
+    if isinstance(event, wire.Goodbye):
+        conn._goodbye_reason = event.reason
+        log.debug("%r: peer said goodbye: %s", conn, event.reason)
+    elif not event.clean and not conn._closing:
+        raise ConnectionLost("the peer closed the connection without Goodbye")
+
+
+def _pushed_event(conn: NodeConnection) -> wire.Message | wire.ConnectionClosed | None:
+    """Push mode: what the reader must handle next; None: nothing, park (reading resumed)."""
+    try:
+        if conn._held_error is not None:
+            raise conn._held_error
+        held = conn._held
+        if held is not None:
+            conn._held = None
+            return held
+        event = conn._wire.next_event()
+        if event is wire.NEED_DATA and conn._read_error is not None:
+            raise conn._read_error
+    except Exception as exc:
+        error = translate(exc)
+        if error is None:
+            raise
+        raise error from exc
+    if event is not wire.NEED_DATA:
+        assert not isinstance(event, type)
+        return event
+    if conn._reading_paused:
+        conn._reading_paused = False
+        conn._transport.resume_reading()  # type: ignore[attr-defined]
+    return None
+
+
 def _sync_dispatch(
     conn: NodeConnection,
     event: wire.Request | wire.Cancel | wire.Pong | wire.Query | wire.QueryResult | wire.QueryError,
 ) -> None:
-    assert conn._tg is not None
     if isinstance(event, wire.Request):
         incoming = IncomingStream(conn, event)
-        task = conn._tg.create_task(_serve_stream(conn, incoming), name=f"{conn!r} stream {event.stream_id}")
+        task = _spawn(conn, _serve_stream(conn, incoming), f"{conn!r} stream {event.stream_id}")
+        conn._incoming = _own(conn._incoming)
         conn._incoming[event.stream_id] = (incoming, task)
         conn._streams_served += 1
     elif isinstance(event, wire.Cancel):
@@ -897,7 +983,7 @@ def _sync_dispatch(
             conn._rtt = conn._loop.time() - conn._ping[1]
             conn._ping = None
     elif isinstance(event, wire.Query):
-        conn._tg.create_task(_answer(conn, event), name=f"{conn!r} query {event.method}")
+        _spawn(conn, _answer(conn, event), f"{conn!r} query {event.method}")
     else:
         future = conn._queries.get(event.query_id)
         if future is not None and not future.done():

@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from cocoon.tee.tls import peer_certificate_der
 
@@ -86,6 +86,15 @@ def _recv_buffer() -> memoryview:
     return view
 
 
+class Sink(Protocol):
+    """Where a TlsLink in push mode hands what it decrypts (a NodeConnection). The object itself,
+    not two bound methods: those were ~0.1 KiB per idle link end."""
+
+    def _on_data(self, data: bytes) -> None: ...
+
+    def _on_read_error(self, exc: BaseException) -> None: ...
+
+
 class TlsLink(asyncio.BufferedProtocol):
     """One TLS connection: the ``Transport`` a :class:`~cocoon.net.connection.NodeConnection` uses."""
 
@@ -99,13 +108,13 @@ class TlsLink(asyncio.BufferedProtocol):
         "_incoming",
         "_loop",
         "_lost",
-        "_on_data",
-        "_on_error",
+        "_lost_waiter",
         "_outgoing",
         "_plain",
         "_plain_size",
         "_reader",
         "_reading_paused",
+        "_sink",
         "_ssl",
         "_tcp",
         "_view",
@@ -132,10 +141,10 @@ class TlsLink(asyncio.BufferedProtocol):
         self._error: BaseException | None = None
         self._reader: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None  # set while the socket buffer is full
-        self._lost: asyncio.Future[None] = self._loop.create_future()
-        # Push mode (set_sink): plaintext goes to on_data as it is decrypted, b"" at EOF.
-        self._on_data: Callable[[bytes], None] | None = None
-        self._on_error: Callable[[BaseException], None] | None = None
+        self._lost = False  # connection_lost has run
+        self._lost_waiter: asyncio.Future[None] | None = None  # aclose's, made only when it waits
+        # Push mode (set_sink): plaintext goes to the sink as it is decrypted, b"" at EOF.
+        self._sink: Sink | None = None
         self._end_told = False
         self.address = "?"
 
@@ -181,13 +190,14 @@ class TlsLink(asyncio.BufferedProtocol):
             self._tcp.resume_reading()
         return data
 
-    def set_sink(self, on_data: Callable[[bytes], None], on_error: Callable[[BaseException], None]) -> None:
-        """Hand every decrypted byte to ``on_data`` as it arrives (``b""`` at EOF), errors to ``on_error``.
+    def set_sink(self, sink: Sink) -> None:
+        """Hand every decrypted byte to ``sink._on_data`` as it arrives (``b""`` at EOF), errors to
+        ``sink._on_read_error``.
 
         From then on :meth:`receive` is not used; the reader applies backpressure with
         :meth:`pause_reading` / :meth:`resume_reading`.
         """
-        self._on_data, self._on_error = on_data, on_error
+        self._sink = sink
         if self._reading_paused and self._tcp is not None:
             self._reading_paused = False
             self._tcp.resume_reading()
@@ -219,7 +229,10 @@ class TlsLink(asyncio.BufferedProtocol):
             with contextlib.suppress(Exception):
                 tcp.write(self._outgoing.read())
         tcp.close()
-        await asyncio.shield(self._lost)
+        if not self._lost:
+            if self._lost_waiter is None:
+                self._lost_waiter = self._loop.create_future()
+            await asyncio.shield(self._lost_waiter)
 
     def abort(self) -> None:
         if self._tcp is not None:
@@ -234,7 +247,9 @@ class TlsLink(asyncio.BufferedProtocol):
         if self._tcp is not None:
             return
         self._tcp = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        sock = transport.get_extra_info("socket")
+        # uvloop sets TCP_NODELAY on every TCP transport itself, and there get_extra_info("socket")
+        # makes (and keeps) a socket object per link.
+        sock = None if type(transport).__module__.startswith("uvloop") else transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -260,7 +275,7 @@ class TlsLink(asyncio.BufferedProtocol):
                     self._handshake_step()
                 if self._handshake is None:
                     self._decrypt()
-        if self._on_data is not None:
+        if self._sink is not None:
             self._push()
             self._tell_end()
         elif self._plain and self._reader is not None and not self._reader.done():
@@ -283,8 +298,9 @@ class TlsLink(asyncio.BufferedProtocol):
         self._tcp_writable()
         self._wake()
         self._tell_end()
-        if not self._lost.done():
-            self._lost.set_result(None)
+        self._lost = True
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
 
     def pause_writing(self) -> None:
         if self._writable is None:
@@ -301,24 +317,25 @@ class TlsLink(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     def _push(self) -> None:
-        if self._plain and self._on_data is not None:
+        if self._plain and self._sink is not None:
             plain = self._plain
             data = plain[0] if len(plain) == 1 else b"".join(plain)
             plain.clear()
             self._plain_size = 0
-            self._on_data(data)
+            self._sink._on_data(data)
 
     def _tell_end(self) -> None:
         """In push mode, say once that the stream ended: the error, else EOF."""
-        if self._end_told or self._on_data is None or self._on_error is None:
+        sink = self._sink
+        if self._end_told or sink is None:
             return
         self._push()  # whatever was decrypted before the end comes first
         if self._error is not None:
             self._end_told = True
-            self._on_error(self._error)
+            sink._on_read_error(self._error)
         elif self._eof:
             self._end_told = True
-            self._on_data(b"")
+            sink._on_data(b"")
 
     def _wake(self) -> None:
         if self._reader is not None and not self._reader.done():
@@ -382,7 +399,7 @@ class TlsLink(asyncio.BufferedProtocol):
         if self._outgoing.pending:  # a TLS 1.3 key update or ticket answer
             self._flush_outgoing()
         if (
-            self._on_data is None
+            self._sink is None
             and self._plain_size > _READ_HIGH
             and not self._reading_paused
             and self._tcp is not None

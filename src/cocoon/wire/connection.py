@@ -80,11 +80,7 @@ def negotiate_version(dialer: m.Hello, acceptor: m.Hello) -> int | None:
     return high if low <= high else None
 
 
-def _opener_of(stream_id: int) -> Side:
-    return Side.DIALER if stream_id % 2 else Side.ACCEPTOR
-
-
-_OPENER = (Side.ACCEPTOR, Side.DIALER)  # by stream_id & 1: _opener_of without the call
+_OPENER = (Side.ACCEPTOR, Side.DIALER)  # a stream's opener, by stream_id & 1 (= its SIDE_INDEX)
 
 
 class Connection:
@@ -96,14 +92,17 @@ class Connection:
         "_buffer",
         "_cancelled",
         "_eof",
-        "_goodbye",
-        "_hellos",
-        "_high",
         "_machine",
         "_next_query_id",
-        "_open_count",
+        "_our_hello",
+        "_our_high",
+        "_our_open",
+        "_peer_goodbye",
+        "_peer_hello",
         "_queries",
         "_streams",
+        "_their_high",
+        "_their_open",
         "bytes_received",
         "bytes_sent",
         "max_frame_size",
@@ -137,18 +136,22 @@ class Connection:
         self._machine = ConnectionMachine()
         self._buffer = FrameBuffer(max_frame_size)
         self._eof = False
-        self._hellos: dict[Side, m.Hello] = {}
+        # Per side as slots, ours and theirs: dicts keyed by Side were ~0.2 KiB each per link end.
+        self._our_hello: m.Hello | None = None
+        self._peer_hello: m.Hello | None = None
         self._ack: m.HelloAck | None = None
-        self._goodbye: dict[Side, m.Goodbye] = {}
+        self._peer_goodbye: m.Goodbye | None = None
         self.negotiated_version: int | None = None
         # Streams: open ones only; finished ones are known by id (<= the opener's high-water mark).
         self._streams: dict[int, StreamState] = {}
-        self._open_count: dict[Side, int] = {Side.DIALER: 0, Side.ACCEPTOR: 0}
-        self._high: dict[Side, int] = {Side.DIALER: -1, Side.ACCEPTOR: 0}
-        self._cancelled: dict[int, None] = {}  # insertion-ordered: the oldest is dropped first
-        # Queries sent by each side that still await their one answer; a side's set is made with
-        # its first query (most links never carry one, and two empty sets are ~0.4 KiB).
-        self._queries: dict[Side, set[int]] = {}
+        self._our_open = self._their_open = 0  # streams open, by opener
+        # The highest stream id each side opened: the dialer's are odd (1, 3, ...), the acceptor's even.
+        self._our_high, self._their_high = (-1, 0) if dialer else (0, -1)
+        # Streams we cancelled (made with the first): insertion-ordered, the oldest is dropped first.
+        self._cancelled: dict[int, None] | None = None
+        # Queries sent by each side that still await their one answer; the dict is made with the
+        # first query and a side's set with its first (most links never carry one).
+        self._queries: dict[Side, set[int]] | None = None
         self._next_query_id = 1
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -161,19 +164,19 @@ class Connection:
 
     @property
     def our_state(self) -> SideState:
-        return self._machine.states[self.our_side]
+        return self._machine.state(self.our_side)
 
     @property
     def their_state(self) -> SideState:
-        return self._machine.states[self.their_side]
+        return self._machine.state(self.their_side)
 
     @property
     def our_hello(self) -> m.Hello | None:
-        return self._hellos.get(self.our_side)
+        return self._our_hello
 
     @property
     def peer_hello(self) -> m.Hello | None:
-        return self._hellos.get(self.their_side)
+        return self._peer_hello
 
     @property
     def hello_ack(self) -> m.HelloAck | None:
@@ -182,7 +185,7 @@ class Connection:
 
     @property
     def peer_goodbye(self) -> m.Goodbye | None:
-        return self._goodbye.get(self.their_side)
+        return self._peer_goodbye
 
     @property
     def buffered(self) -> int:
@@ -194,23 +197,24 @@ class Connection:
         return len(self._streams)
 
     def can_open_stream(self) -> bool:
-        return self._open_count[self.our_side] < self.max_streams
+        return self._our_open < self.max_streams
 
     def can_send_query(self) -> bool:
         """False once ``max_queries`` of our queries await answers (sending another would fail)."""
-        return len(self._queries.get(self.our_side, ())) < self.max_queries
+        queries = self._queries
+        return queries is None or len(queries.get(self.our_side, ())) < self.max_queries
 
     def stream_state(self, stream_id: int) -> StreamState:
         state = self._streams.get(stream_id)
         if state is not None:
             return state
-        if 0 < stream_id <= self._high[_opener_of(stream_id)]:
+        if 0 < stream_id <= self._high_of(_OPENER[stream_id & 1]):
             return StreamState.CLOSED
         return StreamState.IDLE
 
     def next_stream_id(self) -> int:
         """The id our next Request must use (not reserved until that Request is sent)."""
-        nxt = self._high[self.our_side] + 2
+        nxt = self._our_high + 2
         if nxt > m.MAX_STREAM_ID:
             raise LocalProtocolError("stream ids exhausted on this connection; open a new one")
         return nxt
@@ -297,13 +301,13 @@ class Connection:
             msg_type is m.ResponseChunk
             and self._streams.get(msg.stream_id) is StreamState.STREAMING
             and _OPENER[msg.stream_id & 1] is not side
-            and self._machine.states[side] is SideState.OPEN
+            and self._machine.state(side) is SideState.OPEN
         ):
             return True  # a chunk from the responder of a streaming stream changes no state
         if msg_type in _STREAM_TYPES:
             drop = self._check_stream(side, msg)
             if drop:
-                if self._machine.states[side] is not SideState.OPEN:
+                if self._machine.state(side) is not SideState.OPEN:
                     self._machine.process(side, msg_type)  # illegal outside OPEN; raises
                 return False
             self._machine.process(side, msg_type)
@@ -315,8 +319,11 @@ class Connection:
         elif msg_type is m.HelloAck:
             self._on_hello_ack(msg)
         elif msg_type is m.Goodbye:
-            self._goodbye[side] = msg
+            if side is self.their_side:
+                self._peer_goodbye = msg
         elif msg_type is m.Query:
+            if self._queries is None:
+                self._queries = {}
             pending = self._queries.setdefault(side, set())
             if msg.query_id in pending:
                 raise LocalProtocolError(f"query id {msg.query_id} is already outstanding")
@@ -324,19 +331,25 @@ class Connection:
                 raise LocalProtocolError(f"more than {self.max_queries} outstanding queries", ErrorCode.BUSY)
             pending.add(msg.query_id)
         elif msg_type is m.QueryResult or msg_type is m.QueryError:
-            asked = self._queries.get(side.other, set())
+            asked = self._queries.get(side.other, set()) if self._queries is not None else set()
             if msg.query_id not in asked:
                 raise LocalProtocolError(f"{msg_type.__name__} for unknown query id {msg.query_id}")
             asked.discard(msg.query_id)
         return True
 
     def _on_hello(self, side: Side, hello: m.Hello) -> None:
-        if side is self.our_side and hello.role is not self.our_role:
-            raise LocalProtocolError(f"our Hello says {hello.role.value}, we are {self.our_role.value}")
-        self._hellos[side] = hello
+        if side is self.our_side:
+            if hello.role is not self.our_role:
+                raise LocalProtocolError(f"our Hello says {hello.role.value}, we are {self.our_role.value}")
+            self._our_hello = hello
+        else:
+            self._peer_hello = hello
 
     def _on_hello_ack(self, ack: m.HelloAck) -> None:
-        expected = negotiate_version(self._hellos[Side.DIALER], self._hellos[Side.ACCEPTOR])
+        ours, theirs = self._our_hello, self._peer_hello
+        assert ours is not None and theirs is not None  # HelloAck needs both Hellos (HANDSHAKE_GUARDS)
+        dialer, acceptor = (ours, theirs) if self.our_side is Side.DIALER else (theirs, ours)
+        expected = negotiate_version(dialer, acceptor)
         if expected is None:
             raise LocalProtocolError("HelloAck although the version ranges do not overlap (send Goodbye)")
         if ack.version != expected:
@@ -344,40 +357,52 @@ class Connection:
         self._ack = ack
         self.negotiated_version = ack.version
 
+    def _high_of(self, side: Side) -> int:
+        return self._our_high if side is self.our_side else self._their_high
+
     def _check_stream(self, side: Side, msg: Any) -> bool:
         """Id rules for a stream message from ``side``; True if it is a late one to drop."""
         sid: int = msg.stream_id
-        opener = _opener_of(sid)
         if type(msg) is m.Request:
-            if opener is not side:
+            if _OPENER[sid & 1] is not side:
                 raise LocalProtocolError(f"the {side.value} may not open stream {sid} (wrong parity)")
-            if sid <= self._high[side]:
-                raise LocalProtocolError(f"stream id {sid} is not above {self._high[side]} (reused)")
-            if self._open_count[side] >= self.max_streams:
+            high = self._high_of(side)
+            if sid <= high:
+                raise LocalProtocolError(f"stream id {sid} is not above {high} (reused)")
+            if (self._our_open if side is self.our_side else self._their_open) >= self.max_streams:
                 raise LocalProtocolError(f"more than {self.max_streams} open streams", ErrorCode.BUSY)
             return False
         if sid in self._streams:
             return False
-        if sid <= self._high[opener]:
+        if sid <= self._high_of(_OPENER[sid & 1]):
             incoming = side is self.their_side
-            if incoming and (type(msg) is m.Cancel or sid in self._cancelled):
+            cancelled = self._cancelled
+            if incoming and (type(msg) is m.Cancel or (cancelled is not None and sid in cancelled)):
                 return True
             raise LocalProtocolError(f"{type(msg).__name__} on finished stream {sid}")
         raise LocalProtocolError(f"{type(msg).__name__} on stream {sid}, which was never opened")
 
     def _apply_stream(self, side: Side, msg: Any) -> None:
         sid: int = msg.stream_id
-        opener = _opener_of(sid)
+        opener = _OPENER[sid & 1]
+        ours = opener is self.our_side  # we opened the stream
         role = StreamRole.OPENER if side is opener else StreamRole.RESPONDER
         state = StreamState.IDLE if type(msg) is m.Request else self._streams[sid]
         new = stream_transition(role, state, type(msg), sid)
-        if type(msg) is m.Request:
-            self._high[side] = sid
-            self._open_count[side] += 1
+        if type(msg) is m.Request:  # sent by the opener (checked above)
+            if ours:
+                self._our_high, self._our_open = sid, self._our_open + 1
+            else:
+                self._their_high, self._their_open = sid, self._their_open + 1
         if new is StreamState.CLOSED:
             del self._streams[sid]
-            self._open_count[opener] -= 1
+            if ours:
+                self._our_open -= 1
+            else:
+                self._their_open -= 1
             if type(msg) is m.Cancel and side is self.our_side:
+                if self._cancelled is None:
+                    self._cancelled = {}
                 self._cancelled[sid] = None
                 if len(self._cancelled) > 4 * self.max_streams:
                     del self._cancelled[next(iter(self._cancelled))]
