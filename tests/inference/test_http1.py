@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cocoon.inference import EngineBusy, EngineProtocolError, EngineTimeout, EngineUnavailable
-from cocoon.inference.http1 import Timeouts, UpstreamPool
+from cocoon.inference.http1 import Timeouts, UpstreamPool, _Connection
 
 FAST = Timeouts(connect=2, read=2, write=2, pool=0.2)
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -185,6 +185,43 @@ async def test_silence_times_out_and_a_full_pool_is_busy() -> None:
         await upstream.aclose()
     with pytest.raises(EngineUnavailable, match="closed"):
         await upstream.request("GET", "/x")
+
+
+async def test_the_read_timeout_is_the_longest_silence_not_the_whole_body() -> None:
+    """A body that keeps coming for longer than the read timeout is fine: the timeout is a silence."""
+
+    async def reply(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i in range(12):  # 12 gaps of 0.05 s: 0.6 s in all, over the 0.4 s read timeout
+            await asyncio.sleep(0.05)
+            w.write(b"1\r\n%d\r\n" % (i % 10))
+            await w.drain()
+        w.write(b"0\r\n\r\n")
+
+    async with raw_server(reply) as (url, _):
+        upstream = UpstreamPool(
+            url, timeouts=Timeouts(connect=2, read=0.4, write=2, pool=0.1), max_connections=1, headers={}
+        )
+        for _ in range(2):  # the second on the kept-alive socket, its timer still set
+            response = await upstream.request("GET", "/x")
+            assert b"".join([p async for p in response.chunks()]) == b"012345678901"
+        await upstream.aclose()
+
+
+async def test_one_timer_watches_the_silence_of_every_wait() -> None:
+    """The timer a first wait set fires while a later wait is pending: it moves on to that wait's
+    deadline, which still expires on time (not at the first deadline, and not never)."""
+    conn = _Connection()
+    loop = asyncio.get_running_loop()
+    first = asyncio.ensure_future(conn.wait(0.3))  # arms the one timer at +0.3
+    await asyncio.sleep(0.2)
+    conn.resume_writing()  # something changed: the first wait ends
+    await first
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(2):  # a timer that did not move on would never expire it
+            await conn.wait(0.3)  # pending when the first timer fires (+0.1), due at +0.3
+    assert 0.25 <= loop.time() - started < 1.5
 
 
 def _self_signed(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

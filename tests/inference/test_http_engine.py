@@ -203,6 +203,8 @@ async def test_lying_content_type_is_still_checked() -> None:
         response = await engine.open(Endpoint.CHAT, CHAT)
         with pytest.raises(EngineProtocolError, match="invalid usage"):
             await response.read()
+        # The meter refused the body, the upstream's HTTP was fine: not one of its protocol errors.
+        assert engine.statistics().protocol_errors == 0
 
 
 async def test_stalled_upstream_times_out() -> None:

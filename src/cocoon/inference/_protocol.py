@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from cocoon.inference.errors import EngineError
 from cocoon.inference.meter import BodyKind, UsageMeter
 from cocoon.oai import ErrorKind, Usage, error_body, error_status
 from cocoon.oai.capabilities import Capability, unsupported
@@ -62,6 +63,7 @@ class EngineResponse:
         headers: tuple[tuple[str, str], ...],
         body: AsyncIterator[bytes],
         on_close: Callable[[], Awaitable[None]] | None = None,
+        on_error: Callable[[EngineError], None] | None = None,
         meter: UsageMeter | None = None,
     ) -> None:
         if not 100 <= status <= 599:
@@ -71,6 +73,7 @@ class EngineResponse:
         self.usage: Usage | None = None
         self._body = body
         self._on_close = on_close
+        self._on_error = on_error  # told of an engine error the body raises (before it propagates)
         self._meter = meter or UsageMeter(BodyKind.from_content_type(self.header("content-type")))
         self._iterated = False
         self._closed = False
@@ -112,12 +115,21 @@ class EngineResponse:
 
     async def _relay(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._body:
-                if not chunk:
-                    continue
-                if self.ok:
-                    self._meter.feed(chunk)
-                yield chunk
+            meter = self._meter if self.ok else None
+            metering = False  # an error the meter raises is not the engine's: on_error is not told
+            try:
+                async for chunk in self._body:
+                    if not chunk:
+                        continue
+                    if meter is not None:
+                        metering = True
+                        meter.feed(chunk)
+                        metering = False
+                    yield chunk
+            except EngineError as exc:
+                if self._on_error is not None and not metering:
+                    self._on_error(exc)
+                raise
             if self.ok:
                 usage = self._meter.finish()
                 self.usage = usage if self._meter.usage_seen else None

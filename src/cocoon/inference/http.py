@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from cocoon.inference.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
-from cocoon.inference.http1 import Timeouts, UpstreamPool, UpstreamResponse
+from cocoon.inference.http1 import Timeouts, UpstreamPool
 from cocoon.oai.capabilities import HTTP_DEFAULT_CAPABILITIES, Capability
 
 __all__ = ["DEFAULT_TIMEOUTS", "EngineTimeouts", "HttpEngine", "HttpEngineStats", "map_httpx_errors"]
@@ -247,17 +247,10 @@ class HttpEngine:
         return EngineResponse(
             status=response.status,
             headers=headers or JSON_HEADERS,
-            body=self._relay(response),
+            body=response.chunks(),
             on_close=close,
+            on_error=self._count_error,
         )
-
-    async def _relay(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
-        try:
-            async for part in response.chunks():
-                yield part
-        except EngineError as exc:
-            self._count_error(exc)
-            raise
 
     def _count_error(self, exc: EngineError) -> None:
         if isinstance(exc, EngineTimeout):

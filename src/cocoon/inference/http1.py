@@ -53,6 +53,11 @@ class _Connection(asyncio.Protocol):
         self.lost: BaseException | None = None  # set once the socket is gone (an OSError or EOF)
         self.broken: EngineProtocolError | None = None
         self.idle_since = 0.0
+        # One timer watches for silence across the waits: arming a timer for every wait (every body
+        # read) costs more than the read; this one is moved on only when it fires early.
+        self._deadline = 0.0
+        self._watch: asyncio.TimerHandle | None = None
+        self._watch_at = 0.0
         self.begin()
 
     def begin(self) -> None:
@@ -88,6 +93,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or ConnectionResetError("the upstream closed the connection")
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self.head_done and not self._framed and not self.complete:
             self.complete = True  # a body delimited by the close itself (HTTP/1.0 style)
         self._can_write = True
@@ -138,12 +146,29 @@ class _Connection(asyncio.Protocol):
         (then ``TimeoutError``). A timer on the future itself: ``asyncio.timeout`` costs several
         times more per wait (a context, the current task, a reschedule), and every body read waits."""
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(timeout, _expire, waiter)
+        self._deadline = deadline = self._loop.time() + timeout
+        if self._watch is None or deadline < self._watch_at:
+            self._arm(deadline)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _arm(self, at: float) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        self._watch_at = at
+        self._watch = self._loop.call_at(at, self._on_watch)
+
+    def _on_watch(self) -> None:
+        self._watch = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms the watch again
+        if self._loop.time() >= self._deadline:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(self._deadline)  # the wait now pending started after this timer was set
 
     async def write(self, data: bytes, timeout: float) -> None:
         assert self.transport is not None
@@ -160,11 +185,6 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class UpstreamResponse:
