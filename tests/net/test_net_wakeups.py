@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cocoon.net import wakeups
 
 
@@ -56,4 +58,31 @@ async def test_an_earlier_wakeup_rearms_the_loop_timer() -> None:
     await asyncio.sleep(0.05)
     assert ran == ["soon"]
     wakeups.cancel(loop, late)
+    assert loop not in wakeups._wheels
+
+
+async def test_a_callback_that_raises_is_dropped_and_the_others_due_with_it_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    done = asyncio.Event()
+
+    def broken(_t: object, _now: float) -> float | None:
+        raise RuntimeError("a bug")
+
+    def fine(name: object, now: float) -> float | None:
+        ran.append(str(name))
+        if len(ran) == 2:
+            done.set()
+            return None
+        return now + 0.01
+
+    at = loop.time() + 0.01
+    failing = wakeups.schedule(loop, at, "broken", broken)
+    kept = wakeups.schedule(loop, at, "fine", fine)  # due in the same pass, after the broken one
+    with caplog.at_level("ERROR", logger="cocoon.net.wakeups"):
+        await asyncio.wait_for(done.wait(), 2)
+    assert ran == ["fine", "fine"] and failing.target is None and kept.target is None
+    assert "wake-up callback" in caplog.text and "a bug" in caplog.text
     assert loop not in wakeups._wheels

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Wakeup", "cancel", "schedule"]
+
+log = logging.getLogger(__name__)
 
 # Entries due this close to now run in this pass: a loop timer may fire up to a clock tick early
 # (uvloop counts milliseconds). Callbacks see the real time, so nothing happens before it is due.
@@ -70,7 +73,11 @@ class _Wheel:
             target = entry.target
             if target is None:
                 continue
-            when = entry.callback(target, now)
+            try:
+                when = entry.callback(target, now)
+            except Exception:  # a bug in one callback must not cost the others due with it their wake-up
+                log.exception("wake-up callback %r failed; dropped", entry.callback)
+                when = None
             if entry.target is None:  # cancelled by its own callback
                 continue
             if when is None:
