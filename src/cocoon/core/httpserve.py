@@ -49,6 +49,9 @@ class HttpServer:
             self._sock.close()
 
 
+KEEP_ALIVE_S = 75  # as nginx's default keepalive_timeout
+
+
 async def start_http_server(
     app: Any, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
 ) -> HttpServer:
@@ -69,6 +72,10 @@ async def start_http_server(
     # no Server header: both cost CPU on every request and say nothing a client needs.
     config = uvicorn.Config(
         app,
+        # Idle kept-alive connections outlive the clients' own expiry (httpx and the OpenAI SDKs: 5 s,
+        # aiohttp: 15 s): with uvicorn's 5 s a client reusing a socket the server was closing at that
+        # moment had its request reset (a ReadError the app sees as a failed request).
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level="warning",
         lifespan="off",
         access_log=False,
