@@ -15,6 +15,7 @@ from typing import Any
 
 import dcap_qvl
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -44,7 +45,7 @@ def root_key_id(root_der: bytes) -> bytes:
     """SHA-384 of the root CA's EC public key as an uncompressed point (Intel's "root key id")."""
     try:
         key = x509.load_der_x509_certificate(root_der).public_key()
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key of an unknown curve or type
         raise QuoteInvalid(f"root certificate is malformed: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise QuoteInvalid("root certificate key is not EC")

@@ -16,7 +16,7 @@ import datetime
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID
 
 from cocoon.tee.errors import QuoteInvalid
@@ -79,7 +79,7 @@ def _verify_chain(chain: list[x509.Certificate], root: x509.Certificate, *, now:
             raise QuoteInvalid(f"{what} certificate {index + 1} signs others but is not a CA")
         try:
             cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             raise QuoteInvalid(
                 f"{what} certificate {index} ({cert.subject.rfc4514_string()}) is not signed by "
                 f"{issuer.subject.rfc4514_string()}"

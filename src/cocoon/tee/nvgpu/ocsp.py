@@ -24,7 +24,7 @@ from typing import Protocol
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -54,7 +54,10 @@ def _post(url: str, body: bytes) -> bytes:
 
 
 def _verify_signed_by(answer: ocsp.OCSPResponse, responder: x509.Certificate) -> None:
-    key = responder.public_key()
+    try:
+        key = responder.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key of an unknown curve or type
+        raise QuoteInvalid(f"OCSP responder key is unreadable: {exc}") from exc
     algorithm = answer.signature_hash_algorithm
     if algorithm is None:
         raise QuoteInvalid("OCSP answer has no signature hash algorithm")
@@ -102,7 +105,7 @@ def _judge(
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -138,7 +138,10 @@ def _check_signature(
     )
     if len(raw_sig) != 96:
         raise QuoteInvalid("RIM signature is not a P-384 signature")
-    key = chain[0].public_key()
+    try:
+        key = chain[0].public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key of an unknown curve or type
+        raise QuoteInvalid(f"RIM signer key is unreadable: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise QuoteInvalid("RIM signer key is not an EC key")
     der = encode_dss_signature(int.from_bytes(raw_sig[:48], "big"), int.from_bytes(raw_sig[48:], "big"))
