@@ -17,11 +17,20 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
 from cocoon.tee.errors import QuoteInvalid
 
-__all__ = ["DICE_TCB_INFO_OIDS", "completed_chain", "leaf_fwid", "load_chain", "verify_chain"]
+__all__ = [
+    "DICE_TCB_INFO_OIDS",
+    "completed_chain",
+    "issued_by",
+    "leaf_fwid",
+    "load_chain",
+    "public_key_of",
+    "verify_chain",
+]
 
 DICE_TCB_INFO_OIDS = ("2.23.133.5.4.1", "2.23.133.5.4.1.1")
 MAX_CHAIN = 8
@@ -77,13 +86,29 @@ def _verify_chain(chain: list[x509.Certificate], root: x509.Certificate, *, now:
         issuer = chain[min(index + 1, len(chain) - 1)]
         if index + 1 < len(chain) and not _is_ca(issuer):
             raise QuoteInvalid(f"{what} certificate {index + 1} signs others but is not a CA")
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
+        if not issued_by(cert, issuer):
             raise QuoteInvalid(
                 f"{what} certificate {index} ({cert.subject.rfc4514_string()}) is not signed by "
                 f"{issuer.subject.rfc4514_string()}"
-            ) from exc
+            )
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer``'s name and signature are on ``cert`` (False for a key or algorithm cryptography
+    cannot read: a hostile certificate's unknown curve or key type is a refusal, not a crash)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def public_key_of(cert: x509.Certificate, what: str) -> CertificatePublicKeyTypes:
+    """``cert``'s public key, or :class:`QuoteInvalid` naming ``what`` when it cannot be read."""
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key of an unknown curve or type
+        raise QuoteInvalid(f"{what} key is unreadable: {exc}") from exc
 
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:

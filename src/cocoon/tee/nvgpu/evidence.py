@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cocoon.tee.errors import KeyBindingError, QuoteInvalid
-from cocoon.tee.nvgpu.chain import completed_chain, leaf_fwid, load_chain, verify_chain
+from cocoon.tee.nvgpu.chain import completed_chain, leaf_fwid, load_chain, public_key_of, verify_chain
 from cocoon.tee.nvgpu.ocsp import RevocationSource, check_chain_revocation
 from cocoon.tee.nvgpu.report import (
     NONCE_SIZE,
@@ -168,10 +168,7 @@ def compare_measurements(report: GpuReport, driver: Rim, vbios: Rim) -> None:
 
 
 def _check_signature(report: GpuReport, leaf: x509.Certificate) -> None:
-    try:
-        key = leaf.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise QuoteInvalid(f"the GPU attestation key is unreadable: {exc}") from exc
+    key = public_key_of(leaf, "the GPU attestation")
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise QuoteInvalid("the GPU attestation key is not a P-384 key")
     half = len(report.signature) // 2

@@ -24,13 +24,14 @@ from typing import Protocol
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from cocoon.tee.errors import CollateralUnavailable, QuoteInvalid
+from cocoon.tee.nvgpu.chain import issued_by, public_key_of
 
 __all__ = ["NVIDIA_OCSP_SERVICE", "OcspCache", "RevocationSource", "check_chain_revocation"]
 
@@ -54,10 +55,7 @@ def _post(url: str, body: bytes) -> bytes:
 
 
 def _verify_signed_by(answer: ocsp.OCSPResponse, responder: x509.Certificate) -> None:
-    try:
-        key = responder.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:  # a key of an unknown curve or type
-        raise QuoteInvalid(f"OCSP responder key is unreadable: {exc}") from exc
+    key = public_key_of(responder, "OCSP responder")
     algorithm = answer.signature_hash_algorithm
     if algorithm is None:
         raise QuoteInvalid("OCSP answer has no signature hash algorithm")
@@ -85,7 +83,7 @@ def _judge(
     if answer.serial_number != cert.serial_number:
         raise QuoteInvalid("OCSP answer is about another certificate")
     responder = answer.certificates[0] if answer.certificates else above[0]
-    if not any(_issued_by(responder, ca) for ca in above) and responder not in above:
+    if not any(issued_by(responder, ca) for ca in above) and responder not in above:
         raise QuoteInvalid("OCSP responder certificate does not chain into the certificate's issuers")
     _verify_signed_by(answer, responder)
     moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
@@ -100,14 +98,6 @@ def _judge(
     if answer.certificate_status != ocsp.OCSPCertStatus.GOOD:
         raise QuoteInvalid(f"certificate {cert.subject.rfc4514_string()} has unknown OCSP status")
     return until if until is not None else moment
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 class OcspCache:

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from cocoon.tee.errors import QuoteInvalid
-from cocoon.tee.nvgpu.chain import completed_chain, load_chain, verify_chain
+from cocoon.tee.nvgpu.chain import completed_chain, load_chain, public_key_of, verify_chain
 from cocoon.tee.nvgpu.ocsp import RevocationSource, check_chain_revocation
 
 __all__ = ["GoldenMeasurement", "Rim", "verify_rim"]
@@ -138,10 +138,7 @@ def _check_signature(
     )
     if len(raw_sig) != 96:
         raise QuoteInvalid("RIM signature is not a P-384 signature")
-    try:
-        key = chain[0].public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:  # a key of an unknown curve or type
-        raise QuoteInvalid(f"RIM signer key is unreadable: {exc}") from exc
+    key = public_key_of(chain[0], "RIM signer")
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise QuoteInvalid("RIM signer key is not an EC key")
     der = encode_dss_signature(int.from_bytes(raw_sig[:48], "big"), int.from_bytes(raw_sig[48:], "big"))
