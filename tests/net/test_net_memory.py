@@ -7,10 +7,12 @@ import gc
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cocoon import net, wire
+from cocoon.net import connection
 from cocoon.net.tls import TlsLink
 from cocoon.node.trust import NodeTrust, TeeSettings
 
@@ -245,3 +247,22 @@ def test_the_handshake_flights_buffers_are_freed() -> None:
     tls_module._release_bio(bio)
     bio.write(b"after")  # still a working BIO, on a fresh buffer
     assert bio.read() == b"after"
+
+
+@pytest.mark.parametrize(
+    "add",
+    [
+        lambda t: t.__setitem__(1, "x"),
+        lambda t: t.setdefault(1, "x"),
+        lambda t: t.update({1: "x"}),
+        lambda t: t.__ior__({1: "x"}),
+    ],
+)
+def test_the_shared_empty_table_of_idle_links_refuses_every_way_to_add(add: Any) -> None:
+    """Links share one empty dict until they use their own: an entry added to it would appear on
+    every idle link, so each of dict's ways to add is refused, and reads still work."""
+    shared = connection._NO_ENTRIES
+    with pytest.raises(TypeError, match="shared empty table"):
+        add(shared)
+    assert len(shared) == 0 and shared.get(1) is None and shared.pop(1, None) is None
+    assert connection._own(shared) == {} and connection._own(shared) is not shared

@@ -58,10 +58,13 @@ _SYNC_KINDS = frozenset({wire.Request, wire.Cancel, wire.Pong, wire.Query, wire.
 
 class _NoEntries(dict[Any, Any]):
     """The one empty table shared by every link that has not used its own yet (three dicts were
-    ~0.2 KiB per idle link end): reads (get, pop with a default, clear) work; adding is a bug."""
+    ~0.2 KiB per idle link end): reads (get, pop with a default, clear) work; adding is a bug,
+    refused by each of dict's own ways to add (they do not go through ``__setitem__``)."""
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
         raise TypeError("the shared empty table: add to the link's own (_own)")
+
+    __setitem__ = setdefault = update = __ior__ = _refuse
 
 
 _NO_ENTRIES = _NoEntries()
