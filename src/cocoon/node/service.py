@@ -24,6 +24,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, ClassVar, Self
 
+from cocoon.core.heaptrim import trim_when_quiet
 from cocoon.node.lifecycle import ServiceState, check_can_start
 
 __all__ = ["Service"]
@@ -58,6 +59,7 @@ class Service:
         except BaseException:
             await self._close()
             raise
+        self.spawn(trim_when_quiet(), name="heap-trim")  # RSS back near idle after a burst
         self.state = ServiceState.RUNNING
 
     async def stop(self) -> None:

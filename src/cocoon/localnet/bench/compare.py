@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from cocoon.core.heaptrim import TICK_S
 from cocoon.localnet.bench.idlelinks import idle_link_memory, rss_kib
 from cocoon.localnet.bench.load import percentile, run_load
 from cocoon.localnet.bench.nginx import NginxChain, find_nginx
@@ -279,7 +280,8 @@ def _tier_rss(chain: CocoonChain) -> dict[str, int]:
 
 async def _memory(chain: CocoonChain, idle: dict[str, int], root: Path) -> dict[str, Any]:
     """The chain's RSS after the load against ``idle`` (before it), then one idle link's memory."""
-    await asyncio.sleep(1.0)  # let the last answers' buffers go back
+    # The last answers' buffers go back, and each node trims its heap once it is quiet (heaptrim).
+    await asyncio.sleep(2 * TICK_S + 0.5)
     after = _tier_rss(chain)
     links = await idle_link_memory(
         chain.sim_home,
