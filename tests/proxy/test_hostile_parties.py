@@ -314,6 +314,51 @@ async def test_a_stop_landing_between_cutting_off_and_billing_still_bills(
         assert n.ledger.client_totals(CLIENT).reserved_nano == 0  # and nothing left held
 
 
+async def test_an_app_leaving_as_the_proxy_stops_is_still_billed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's link closes mid-answer, so the run drains the worker for its usage; the proxy stops
+    while it drains and cancels the request's handler. The drain and the bill run on their own task,
+    so the delivered tokens are still paid and nothing is left held."""
+    from cocoon.proxy import relay as relay_module
+    from cocoon.proxy.attempt import Phase
+
+    handlers: list[asyncio.Task[Any]] = []
+    handling = relay_module.Relay.handle
+    next_event = relay_module._Run._next_event
+    landed = asyncio.Event()
+
+    async def recorded(relay: Any, client: str, stream: net.IncomingStream) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        await handling(relay, client, stream)
+
+    async def cancelled_while_draining(run: Any) -> Any:
+        if run.attempt.phase is Phase.DRAINING and not landed.is_set():
+            landed.set()
+            for task in handlers:
+                task.cancel()  # what the proxy stopping does to the request's handler
+            await asyncio.sleep(0)
+        return await next_event(run)
+
+    monkeypatch.setattr(relay_module.Relay, "handle", recorded)
+    monkeypatch.setattr(relay_module._Run, "_next_event", cancelled_while_draining)
+    engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(200)), delay=0.02))
+    async with network(tmp_path, [engine], cancel_drain_s=0.1) as n:
+        request_id = secrets.token_bytes(32)
+        out = await _open(n, _body(), request_id=request_id)
+        for _ in range(4):  # head and three deltas
+            await anext(out)
+        await n.link.aclose()  # the app leaves
+        async with asyncio.timeout(5):
+            await landed.wait()
+        record = await _finished(n, request_id)
+        assert record.usage is not None and record.usage.completion >= 3  # delivered, so paid
+        assert record.charge.worker_earning_nano > 0
+        assert n.ledger.client_totals(CLIENT).reserved_nano == 0  # and nothing left held
+
+
 async def test_an_app_closing_its_http_stream_at_finish_reason_pays_the_prompt(tmp_path: Path) -> None:
     parts = (_content("Hello"), _content(" world"), FINISH, _usage_chunk(34, 2), b"data: [DONE]\n\n")
     engine = ScriptedEngine(Script(raw=parts, delay=0.05))

@@ -396,13 +396,17 @@ class _Run:
             await self._apply(self.attempt.timed_out(time.monotonic()))
             await self._finish_settling()
         except _AppGone:
-            await self._after_cancel()
+            # As below: the drain and the bill run on their own task, so a stop that cancels this one
+            # while it drains (the proxy shutting down as the app leaves) cannot release it unpaid.
+            self.lingering = self.relay.linger(self._drain_and_bill())
+            await asyncio.shield(self.lingering)
         except asyncio.CancelledError:
-            self.lingering = self.relay.linger(self._after_cancel())
+            self.lingering = self.relay.linger(self._drain_and_bill())
             await asyncio.shield(self.lingering)
             raise
         finally:
-            await self._cancel_worker("the proxy stopped waiting")
+            if self.lingering is None:  # otherwise the lingering task owns the worker's stream
+                await self._cancel_worker("the proxy stopped waiting")
 
     async def _route(self) -> None:
         a = self.attempt
@@ -491,6 +495,13 @@ class _Run:
             log.info("worker %s lost mid-stream: %r", self.attempt.worker_id, exc)
             return self.attempt.lost("connection lost mid-answer", time.monotonic())
         return self.attempt.event(message, time.monotonic())
+
+    async def _drain_and_bill(self) -> None:
+        """The app is gone (or this run's task was cancelled): drain, bill, then free the worker."""
+        try:
+            await self._after_cancel()
+        finally:
+            await self._cancel_worker("the proxy stopped waiting")
 
     async def _after_cancel(self) -> None:
         """The app hung up: free the worker, or drain it for its usage, and finish the bill."""
