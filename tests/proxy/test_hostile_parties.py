@@ -9,6 +9,7 @@ import contextlib
 import json
 import secrets
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -298,14 +299,26 @@ async def test_a_stop_landing_between_cutting_off_and_billing_still_bills(
         await stopping(run, reason)
 
     monkeypatch.setattr(relay_module._Run, "_cancel_worker", cancelled_while_stopping_the_worker)
+
+    async def break_the_worker_link(n: Net) -> None:
+        (worker_link,) = n.proxy._worker_links.values()
+        worker_link._transport.abort()  # the worker's link breaks mid-answer
+
+    await _delivered_tokens_are_paid_after(tmp_path, break_the_worker_link, landed)
+
+
+async def _delivered_tokens_are_paid_after(
+    tmp_path: Path, cut: Callable[[Net], Awaitable[None]], landed: asyncio.Event
+) -> None:
+    """Stream a long answer, ``cut`` it after three deltas, wait for the hostile stop to ``land``:
+    the delivered tokens are billed to the worker and nothing of the client's stays held."""
     engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(200)), delay=0.02))
     async with network(tmp_path, [engine], cancel_drain_s=0.1) as n:
         request_id = secrets.token_bytes(32)
         out = await _open(n, _body(), request_id=request_id)
         for _ in range(4):  # head and three deltas
             await anext(out)
-        (worker_link,) = n.proxy._worker_links.values()
-        worker_link._transport.abort()  # the worker's link breaks mid-answer
+        await cut(n)
         async with asyncio.timeout(5):
             await landed.wait()
         record = await _finished(n, request_id)
@@ -344,19 +357,11 @@ async def test_an_app_leaving_as_the_proxy_stops_is_still_billed(
 
     monkeypatch.setattr(relay_module.Relay, "handle", recorded)
     monkeypatch.setattr(relay_module._Run, "_next_event", cancelled_while_draining)
-    engine = ScriptedEngine(Script(raw=tuple(_content("tok ") for _ in range(200)), delay=0.02))
-    async with network(tmp_path, [engine], cancel_drain_s=0.1) as n:
-        request_id = secrets.token_bytes(32)
-        out = await _open(n, _body(), request_id=request_id)
-        for _ in range(4):  # head and three deltas
-            await anext(out)
-        await n.link.aclose()  # the app leaves
-        async with asyncio.timeout(5):
-            await landed.wait()
-        record = await _finished(n, request_id)
-        assert record.usage is not None and record.usage.completion >= 3  # delivered, so paid
-        assert record.charge.worker_earning_nano > 0
-        assert n.ledger.client_totals(CLIENT).reserved_nano == 0  # and nothing left held
+
+    async def the_app_leaves(n: Net) -> None:
+        await n.link.aclose()
+
+    await _delivered_tokens_are_paid_after(tmp_path, the_app_leaves, landed)
 
 
 async def test_an_app_closing_its_http_stream_at_finish_reason_pays_the_prompt(tmp_path: Path) -> None:
