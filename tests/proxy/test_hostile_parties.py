@@ -398,3 +398,96 @@ async def test_six_apps_stopping_generation_over_http_leave_both_workers_serving
         reply = await http.post(url, json=chat)  # the next app is served, not refused (429)
         assert reply.status_code == 200, reply.text
         assert reply.text.count('"content"') == 100
+
+
+# -- the proxy stopping at any point of a request's life: what was delivered is paid, nothing stays held --
+
+_SUSPENDING = ("_next_event", "_send", "_settle", "_cancel_worker")  # where a run's task waits
+
+
+async def _sweep_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, app_leaves_after: int | None
+) -> None:
+    """Cancel the request's handler (what a proxy stop does) at the k-th point where its run waits
+    (for the worker, to send to the app, for the bill, to stop the worker), for every k across a
+    whole answer, one request per k on one network. After each: the request is concluded, nothing of
+    the client's stays held, the charge stays within the reservation, and every delta the app
+    received is paid for (each holds at least one token)."""
+    from cocoon.proxy import relay as relay_module
+
+    handlers: list[asyncio.Task[Any]] = []
+    handling = relay_module.Relay.handle
+    stop_at = waits = 0
+
+    async def recorded(relay: Any, client: str, stream: net.IncomingStream) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        await handling(relay, client, stream)
+
+    def stopping_at_the_kth_wait(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wait(run: Any, *args: Any) -> Any:
+            nonlocal waits
+            waits += 1
+            if waits == stop_at:
+                for task in handlers:
+                    task.cancel()
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    for arg in args:  # a send that never started
+                        if asyncio.iscoroutine(arg):
+                            arg.close()
+                    raise
+            return await original(run, *args)
+
+        return wait
+
+    monkeypatch.setattr(relay_module.Relay, "handle", recorded)
+    for name in _SUSPENDING:
+        monkeypatch.setattr(
+            relay_module._Run, name, stopping_at_the_kth_wait(getattr(relay_module._Run, name))
+        )
+    parts = (*(_content("tok ") for _ in range(12)), FINISH, _usage_chunk(10, 12), b"data: [DONE]\n\n")
+    engine = ScriptedEngine(Script(raw=parts, delay=0.002))
+    async with network(tmp_path, [engine], cancel_drain_s=0.2) as n:
+        k = 0
+        while True:
+            k += 1
+            handlers.clear()
+            stop_at, waits = k, 0
+            request_id = secrets.token_bytes(32)
+            out = await _open(n, _body(), request_id=request_id)
+            delivered = 0
+            with contextlib.suppress(net.NetError, TimeoutError):
+                async with asyncio.timeout(5):
+                    async for event in out:
+                        if isinstance(event, wire.ResponseChunk) and b'"content"' in event.data:
+                            delivered += 1
+                            if delivered == app_leaves_after:
+                                await out.cancel("the app left")
+                                break
+            record = await _finished(n, request_id)
+            assert n.ledger.client_totals(CLIENT).reserved_nano == 0, k
+            assert record.charge.client_cost_nano <= record.reserved_nano, k
+            if delivered:
+                assert record.usage is not None and record.usage.completion >= delivered, (k, record)
+                assert record.charge.worker_earning_nano > 0, k
+            if waits < stop_at:  # this run never reached its k-th wait: every point has been tried
+                break
+        assert k > 10  # the sweep covered a whole answer
+        async with asyncio.timeout(5):
+            while n.proxy.relay.in_flight:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+
+async def test_a_stop_at_any_point_of_an_answer_leaves_nothing_unpaid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _sweep_stops(tmp_path, monkeypatch, app_leaves_after=None)
+
+
+async def test_a_stop_at_any_point_after_the_app_left_leaves_nothing_unpaid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _sweep_stops(tmp_path, monkeypatch, app_leaves_after=3)
