@@ -406,7 +406,11 @@ _SUSPENDING = ("_next_event", "_send", "_settle", "_cancel_worker")  # where a r
 
 
 async def _sweep_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, app_leaves_after: int | None
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    app_leaves_after: int | None = None,
+    worker_breaks_after: int | None = None,
 ) -> None:
     """Cancel the request's handler (what a proxy stop does) at the k-th point where its run waits
     (for the worker, to send to the app, for the bill, to stop the worker), for every k across a
@@ -455,6 +459,9 @@ async def _sweep_stops(
         while True:
             k += 1
             handlers.clear()
+            async with asyncio.timeout(10):  # a broken worker link has been dialled again
+                while not n.proxy._worker_links or not n.proxy.registry.statistics().workers:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             stop_at, waits = k, 0
             request_id = secrets.token_bytes(32)
             out = await _open(n, _body(), request_id=request_id)
@@ -467,6 +474,9 @@ async def _sweep_stops(
                             if delivered == app_leaves_after:
                                 await out.cancel("the app left")
                                 break
+                            if delivered == worker_breaks_after:
+                                for link in n.proxy._worker_links.values():
+                                    link._transport.abort()
             record = await _finished(n, request_id)
             assert n.ledger.client_totals(CLIENT).reserved_nano == 0, k
             assert record.charge.client_cost_nano <= record.reserved_nano, k
@@ -491,3 +501,9 @@ async def test_a_stop_at_any_point_after_the_app_left_leaves_nothing_unpaid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await _sweep_stops(tmp_path, monkeypatch, app_leaves_after=3)
+
+
+async def test_a_stop_at_any_point_after_the_worker_broke_leaves_nothing_unpaid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _sweep_stops(tmp_path, monkeypatch, worker_breaks_after=3)
