@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
-from cocoon.client.budget import ALL_KEYS, BudgetStore, key_scope, reservation_nano
+from cocoon.client.budget import ALL_KEYS, BudgetStore, Reservation, key_scope, reservation_nano
 from cocoon.oai import ApiError, ErrorKind
 
 
@@ -60,3 +62,28 @@ def test_reservation_is_the_proxys_bound() -> None:
     # adjust(max_tokens + body_bytes, max_coefficient, 10000) × price_per_token, as the proxy reserves.
     assert reservation_nano(max_tokens=100, body_bytes=50, max_coefficient=2000, price_per_token=3) == 900
     assert key_scope("sk-x") != key_scope("sk-y") and "sk-x" not in key_scope("sk-x")
+
+
+async def test_a_reservation_whose_caller_left_while_it_was_written_is_given_back(tmp_path: Path) -> None:
+    """The app hangs up while its hold is on the writer: the hold is still written, then released,
+    instead of being held until a restart counts it as spent."""
+    store = _store(tmp_path, ["d1"], all=100)
+    writing, written = threading.Event(), threading.Event()
+    reserve = store._reserve
+
+    def slow_reserve(held: Reservation) -> Reservation:
+        writing.set()
+        written.wait(5)
+        return reserve(held)
+
+    store._reserve = slow_reserve  # type: ignore[method-assign]
+    reserving = asyncio.ensure_future(store.reserve(60))
+    await asyncio.to_thread(writing.wait, 5)  # the writer is on it
+    reserving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reserving
+    written.set()
+    await store.flush()  # the hold was written ...
+    await store.flush()  # ... and its release, queued when it was, after it
+    assert store.left() == 100 and store.spent() == 0
+    store.close()

@@ -16,6 +16,7 @@ copy kept in step with the file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -119,7 +120,19 @@ class BudgetStore:
             raise ValueError("a reservation cannot be negative")
         scopes = (ALL_KEYS,) if key_scope is None else (ALL_KEYS, key_scope)
         held = Reservation(self._today(), scopes, amount)
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._reserve, held)
+        writing = asyncio.get_running_loop().run_in_executor(self._writer, self._reserve, held)
+        try:
+            return await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            # The caller left while the hold was being written: give it back once it is, or it
+            # would be held until a restart counts it as spent.
+            writing.add_done_callback(lambda done: self._release_unclaimed(done, held))
+            raise
+
+    def _release_unclaimed(self, writing: asyncio.Future[Reservation], held: Reservation) -> None:
+        if not writing.cancelled() and writing.exception() is None:
+            with contextlib.suppress(RuntimeError):  # the store closed first: a restart counts it spent
+                self.settle_soon(held, 0)
 
     def settle_soon(self, reservation: Reservation, cost: int) -> None:
         """The answer ended: the reservation becomes ``cost`` (0 = released). Queued, not awaited."""

@@ -86,12 +86,10 @@ async def _sealed(deps: ApiDeps, out: Outbound) -> tuple[Outbound, SealedCall | 
     return (out, None) if call is None else (replace(out, body=call.body, meta=call.meta), call)
 
 
-async def _start(
-    deps: ApiDeps, out: Outbound, reservation: Reservation | None
-) -> tuple[net.OutgoingStream, AsyncIterator[wire.Message], wire.Message]:
-    """Send the request and wait for its first message (a head, or the proxy's refusal)."""
+async def _open(deps: ApiDeps, out: Outbound) -> net.OutgoingStream:
+    """Send the request (when this raises, it never left: nothing can be billed for it)."""
     try:
-        stream = await deps.proxy.open_stream(
+        return await deps.proxy.open_stream(
             endpoint=out.endpoint,
             model=out.model,
             body=out.body,
@@ -101,17 +99,21 @@ async def _start(
             meta=out.meta,
         )
     except net.NetError as exc:
-        deps.spending.failed(reservation, billed=False)
         raise _proxy_down(exc) from exc
+
+
+async def _first(
+    stream: net.OutgoingStream, out: Outbound
+) -> tuple[AsyncIterator[wire.Message], wire.Message]:
+    """Wait for the request's first message (a head, or the proxy's refusal); stop it if we give up."""
     events = aiter(stream)
     try:
         first = await _next_event(events, out.timeout)
     except BaseException:
-        deps.spending.failed(reservation, billed=False)
         with contextlib.suppress(Exception):
-            await stream.cancel("client gave up")
+            await asyncio.shield(stream.cancel("client gave up"))
         raise
-    return stream, events, first
+    return events, first
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +128,28 @@ async def forward(deps: ApiDeps, caller: Caller, plain: Outbound, shaper: Shaper
     out, call = await _sealed(deps, plain)
     reservation = await _reserve(deps, caller, out)
     deps.spending.counters["requests"] += 1
-    stream, events, first = await _start(deps, out, reservation)
-    if call is not None and deps.sealing is not None and is_stale_keys_refusal(first):
-        # The keys we sealed for are no longer served (rotated, the workers left): once more, fresh.
-        deps.sealing.forget(plain.model)
-        out, call = await _sealed(deps, plain)
-        stream, events, first = await _start(deps, out, reservation)
-    if isinstance(first, wire.StreamError):
-        deps.spending.failed(reservation, billed=False)  # refused at admission: nothing was billed
-        raise from_wire(first.code, first.message)
+    # Until the answer takes the reservation over, every way out settles it here (an app hanging up
+    # while the request is sent must not hold it until a restart counts it as spent): released when
+    # the proxy cannot have billed (not sent, or refused at admission), kept whole once it may have.
+    sent = False
+    try:
+        stream = await _open(deps, out)
+        sent = True
+        events, first = await _first(stream, out)
+        if call is not None and deps.sealing is not None and is_stale_keys_refusal(first):
+            # The keys we sealed for are no longer served (rotated, the workers left): once more, fresh.
+            sent = False
+            deps.sealing.forget(plain.model)
+            out, call = await _sealed(deps, plain)
+            stream = await _open(deps, out)
+            sent = True
+            events, first = await _first(stream, out)
+        if isinstance(first, wire.StreamError):
+            sent = False  # refused at admission: nothing was billed
+            raise from_wire(first.code, first.message)
+    except BaseException:
+        deps.spending.failed(reservation, billed=sent)
+        raise
     assert isinstance(first, wire.ResponseHead)
     answer = _Answer(deps, stream, events, reservation, out.timeout, call)
     headers = {k: v for k, v in first.headers if k.lower() not in _HOP_HEADERS}
