@@ -149,12 +149,17 @@ class _ProxyCollector(Collector):
         yield GaugeMetricFamily(f"{p}_clients", "Clients in the billing store", value=s.clients)
         yield GaugeMetricFamily(f"{p}_billed_workers", "Workers in the billing store", value=s.workers)
         states = GaugeMetricFamily(
-            f"{p}_ledger_requests", "Requests in the billing store by state", labels=["state"]
+            f"{p}_ledger_requests", "Requests billed by state (pruned history included)", labels=["state"]
         )
         states.add_metric(["reserved"], s.requests_reserved)
         states.add_metric(["settled"], s.requests_settled)
         states.add_metric(["failed"], s.requests_failed)
         yield states
+        yield GaugeMetricFamily(
+            f"{p}_ledger_requests_pruned",
+            "Finished requests pruned from the history",
+            value=s.requests_pruned,
+        )
         yield GaugeMetricFamily(f"{p}_state_seqno", "State seqno of the billing store", value=s.seqno)
         yield GaugeMetricFamily(
             f"{p}_committed_seqno", "Last state seqno seen committed on chain", value=s.last_committed_seqno

@@ -48,6 +48,7 @@ from cocoon.proxy.metrics import stats_json
 from cocoon.proxy.pricing import PriceParams, TokenCounts, price
 from cocoon.proxy.relay import CappedBill, Relay, RelaySettings
 from cocoon.proxy.reputation import ReputationBook, TrackedRegistry
+from cocoon.proxy.retention import prune_loop
 from cocoon.proxy.selection import RegistryStatistics, WorkerRecord, market_view
 from cocoon.proxy.slash_chain import ChainSlashing
 from cocoon.proxy.stats_http import start_stats_server
@@ -190,6 +191,7 @@ class Proxy(Service):
         self.stats_port = stats.port
         self.spawn(self._notify_payments(), name="payment-notices")
         self.spawn(self.integrity.run(), name="integrity")
+        self.spawn(prune_loop(books, self.config.request_history_days), name="history-pruning")
         if self.chain_sync is not None:
             self.spawn(self.chain_sync.run(), name="chain-sync")
 

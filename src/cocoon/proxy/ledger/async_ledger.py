@@ -163,6 +163,7 @@ class AsyncLedger:
     assign_and_record_progress = _write(BillingLedger.assign_and_record_progress)
     release = _write(BillingLedger.release)
     release_stale = _write(BillingLedger.release_stale)
+    prune_history = _write(BillingLedger.prune_history, durable=False)
     settle = _write(BillingLedger.settle)
     settle_many = _write(BillingLedger.settle_many)
     fail = _write(BillingLedger.fail)

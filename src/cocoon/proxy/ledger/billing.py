@@ -11,7 +11,8 @@ Requests move ``reserved → settled`` or ``reserved → failed``; both ends are
 :mod:`.settlement`). :meth:`settle_many` settles a batch in one disk sync (group commit); a single durable
 commit costs one fsync (~5 ms on a virtual disk), so a busy proxy should batch. Reservations, worker
 assignment and account registration commit without a disk sync (losing them in a power cut only releases
-funds, as a restart does anyway); everything that moves money, progress or state seqnos syncs.
+funds, as a restart does anyway); everything that moves money, progress or state seqnos syncs. Finished
+requests older than the proxy's retention are pruned (:mod:`.history`); money never depends on them.
 
 Funds (the reference's rule, ``ProxyClientInfo.h``, converted from tokens to nanoTON)::
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 from cocoon.proxy.ledger.accounts import Accounts
 from cocoon.proxy.ledger.anchoring import Anchoring
 from cocoon.proxy.ledger.evidence import Evidence
+from cocoon.proxy.ledger.history import History
 from cocoon.proxy.ledger.requests import Requests
 from cocoon.proxy.ledger.settlement import Settling
 from cocoon.proxy.ledger.statistics import Statistics
@@ -36,7 +38,7 @@ from cocoon.proxy.ledger.trust import TrustRecords
 __all__ = ["BillingLedger"]
 
 
-class BillingLedger(Accounts, Requests, Settling, Anchoring, Evidence, Statistics, TrustRecords):
+class BillingLedger(Accounts, Requests, Settling, Anchoring, Evidence, History, Statistics, TrustRecords):
     """SQLite billing store (WAL, synchronous=FULL, one writer). Use as a context manager or call :meth:`close`."""
 
     def __enter__(self) -> BillingLedger:

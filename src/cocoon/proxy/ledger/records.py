@@ -85,6 +85,7 @@ class LedgerStatistics:
     requests_reserved: int
     requests_settled: int
     requests_failed: int
+    requests_pruned: int  # finished requests removed from the history (counted above still)
     revenue_nano: int  # Σ client cost
     worker_earnings_nano: int  # Σ worker earnings
     proxy_fees_nano: int  # revenue − worker earnings

@@ -195,6 +195,8 @@ def finish_request(
             request_id,
         ),
     )
+    counter = "settled_requests" if final is RequestState.SETTLED else "failed_requests"
+    db.execute(f"UPDATE state SET {counter}={counter}+1 WHERE id=1")  # the operator view's counts
     # The row as just written (read back, it would be the same record: one query less per bill).
     return replace(
         record, worker=worker, state=final, usage=usage, charge=charge, finished_at=now, progress=None

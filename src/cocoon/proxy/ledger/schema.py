@@ -4,7 +4,8 @@ Version 2 adds what a running answer has relayed (``requests.progress_*``, with 
 the prices it is paid at), the evidence of capped answers, and merges accounts whose keys are spellings of
 one TON address (version 1 keyed accounts by whatever string a peer announced). Version 3 adds the workers'
 lasting reputation, the signed evidence of misbehaviour with its slash, and the anchored statistics
-(:mod:`.trust`).
+(:mod:`.trust`). Version 4 counts finished requests in ``state`` (the operator view reads counters, not
+the whole history) and what pruning removed (:mod:`.history`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cocoon.proxy.errors import LedgerError
 
 __all__ = ["SCHEMA_VERSION", "init_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS clients (
@@ -148,10 +149,25 @@ CREATE TABLE IF NOT EXISTS reputation_anchors (
 """
 
 
+_V4_COUNTERS = ("settled_requests", "failed_requests", "pruned_requests")
+
+
+def _add_counters(conn: sqlite3.Connection) -> None:
+    """The request counters in ``state``, counted once from the history they replace."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(state)")}
+    for column in _V4_COUNTERS:
+        if column not in present:
+            conn.execute(f"ALTER TABLE state ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        "UPDATE state SET settled_requests=(SELECT COUNT(*) FROM requests WHERE state='settled'),"
+        " failed_requests=(SELECT COUNT(*) FROM requests WHERE state='failed') WHERE id=1"
+    )
+
+
 def init_schema(conn: sqlite3.Connection, normalize: Callable[[str], str]) -> None:
     """Create or upgrade the tables in one transaction; ``normalize`` maps an account key to its one spelling."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, 1, 2, SCHEMA_VERSION):
+    if version not in (0, 1, 2, 3, SCHEMA_VERSION):
         raise LedgerError(f"billing store schema version {version} is not supported")
     if version == SCHEMA_VERSION:
         return
@@ -163,7 +179,9 @@ def init_schema(conn: sqlite3.Connection, normalize: Callable[[str], str]) -> No
                 conn.execute(statement)
             _run_script(conn, _V2_EVIDENCE)
             _merge_spellings(conn, normalize)
-        _run_script(conn, _V3_TRUST)
+        if version < 3:
+            _run_script(conn, _V3_TRUST)
+        _add_counters(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

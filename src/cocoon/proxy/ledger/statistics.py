@@ -17,7 +17,8 @@ class Statistics(LedgerStore):
     def statistics(self) -> LedgerStatistics:
         """An immutable snapshot of the totals for the operator view."""
         with self._read() as db:
-            counts = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state").fetchall())
+            # Counters, not a scan of the history (which grows with every request until pruned).
+            reserved = db.execute("SELECT COUNT(*) FROM requests WHERE state='reserved'").fetchone()[0]
             crow = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(cost),0), COALESCE(SUM(reserved),0), COALESCE(SUM(balance),0),"
                 " COALESCE(SUM(stake),0), COALESCE(SUM(tokens),0) FROM clients"
@@ -30,15 +31,18 @@ class Statistics(LedgerStore):
                     "SELECT balance, stake, charged_tokens, price_per_token, cost, reserved FROM clients"
                 )
             )
-            seqno, session, last = db.execute(
-                "SELECT seqno, session_hash, last_committed_seqno FROM state WHERE id=1"
+            seqno, session, last, settled, failed, pruned = db.execute(
+                "SELECT seqno, session_hash, last_committed_seqno, settled_requests, failed_requests,"
+                " pruned_requests"
+                " FROM state WHERE id=1"
             ).fetchone()
         return LedgerStatistics(
             clients=int(crow[0]),
             workers=int(wrow[0]),
-            requests_reserved=int(counts.get("reserved", 0)),
-            requests_settled=int(counts.get("settled", 0)),
-            requests_failed=int(counts.get("failed", 0)),
+            requests_reserved=int(reserved),
+            requests_settled=int(settled),
+            requests_failed=int(failed),
+            requests_pruned=int(pruned),
             revenue_nano=int(crow[1]),
             worker_earnings_nano=int(wrow[1]),
             proxy_fees_nano=int(crow[1]) - int(wrow[1]),
