@@ -114,7 +114,7 @@ class ProxyConfig(BaseModel):
     # a crash of the proxy charges what was recorded (loses at most one interval).
     progress_every_tokens: int = Field(32, ge=1, le=1_000_000)
     progress_every_s: float = Field(1.0, gt=0, le=3600)
-    # Finished requests are kept this many days, then pruned (0: forever). Money never reads them:
+    # Finished requests are kept this many days after they were made, then pruned (0: forever). Money never reads them:
     # accounts keep running totals, and the operator view counters.
     request_history_days: float = Field(30.0, ge=0, le=36500)
     tee: TeeSettings = TeeSettings()  # own attestation, and the policy for workers

@@ -47,5 +47,5 @@ async def prune_loop(
             log.warning("could not prune the request history: %s", exc)
         else:
             if deleted:
-                log.info("pruned %d requests finished over %g days ago", deleted, days)
+                log.info("pruned %d finished requests made over %g days ago", deleted, days)
         await asyncio.sleep(every_s)

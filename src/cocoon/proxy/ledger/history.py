@@ -3,7 +3,9 @@
 A proxy writes one ``requests`` row per request, about 200 bytes with its key and index: 200 MB per
 million requests. Nothing that moves money reads an old row — every account keeps its own running
 totals, and the operator view reads counters (``state.settled_requests`` / ``failed_requests``) — so
-rows finished before the retention window are deleted, in batches that hold the writer only briefly.
+finished rows made before the retention window are deleted, in batches that hold the writer only
+briefly (by creation time: rows are stored in creation order, so a pass stops at the first row inside
+the window).
 Never pruned: a request still reserved (its funds are held; a restart settles it), and one that
 evidence points at (``capped_answers``, ``misbehaviour``), which stays as long as the evidence does.
 A pruned id that comes back is a new request, billed as one.

@@ -30,6 +30,11 @@ _REQUEST_COLUMNS = (
     " progress_pricing, progress_prompt, progress_completion"
 )
 
+_COUNT_FINISHED = {
+    RequestState.SETTLED: "UPDATE state SET settled_requests=settled_requests+1 WHERE id=1",
+    RequestState.FAILED: "UPDATE state SET failed_requests=failed_requests+1 WHERE id=1",
+}
+
 
 def available(balance: int, stake: int, charged: int, price_per_token: int, cost: int, reserved: int) -> int:
     """The reference's rule: ``min(balance, stake) + charged × price − cost − reserved``, never below 0."""
@@ -195,8 +200,7 @@ def finish_request(
             request_id,
         ),
     )
-    counter = "settled_requests" if final is RequestState.SETTLED else "failed_requests"
-    db.execute(f"UPDATE state SET {counter}={counter}+1 WHERE id=1")  # the operator view's counts
+    db.execute(_COUNT_FINISHED[final])  # the operator view's counts
     # The row as just written (read back, it would be the same record: one query less per bill).
     return replace(
         record, worker=worker, state=final, usage=usage, charge=charge, finished_at=now, progress=None

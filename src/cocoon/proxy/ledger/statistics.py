@@ -17,7 +17,8 @@ class Statistics(LedgerStore):
     def statistics(self) -> LedgerStatistics:
         """An immutable snapshot of the totals for the operator view."""
         with self._read() as db:
-            # Counters, not a scan of the history (which grows with every request until pruned).
+            # Only the running requests are counted (an index lookup); finished ones are counters in
+            # ``state``, not a scan of the history (which grows with every request until pruned).
             reserved = db.execute("SELECT COUNT(*) FROM requests WHERE state='reserved'").fetchone()[0]
             crow = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(cost),0), COALESCE(SUM(reserved),0), COALESCE(SUM(balance),0),"
